@@ -1,0 +1,164 @@
+//! Import callbacks: a Wasm import implemented by an Elixir function. The host function
+//! sends a `callback` event to the BEAM and waits on its store's channel. While it waits
+//! it serves requests addressed to its caller (memory, globals, fuel, nested calls),
+//! defers requests for the store itself, and returns when the callback's answer arrives.
+
+use crate::protocol::{Context, Request};
+use crate::store::{answer, StoreData, StoreMsg};
+use crate::term::{self, Fallible};
+use crate::values;
+use eetf::Term;
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::{AsContextMut, Caller, Val, ValType};
+
+/// One imported function as declared in the imports map.
+pub struct Import {
+    pub namespace: String,
+    pub name: String,
+    pub params: Vec<ValType>,
+    pub results: Vec<ValType>,
+    /// Opaque to this program: names the BEAM process that runs the callback.
+    pub handler: Arc<Vec<u8>>,
+}
+
+impl Import {
+    /// `{Namespace, Name, Params, Results}`.
+    pub fn parse(t: &Term, handler: Arc<Vec<u8>>) -> Fallible<Import> {
+        let p = term::as_tuple(t, 4, "import")?;
+        let types = |t: &Term, what: &str| -> Fallible<Vec<ValType>> {
+            term::as_list(t, what)?
+                .iter()
+                .map(values::parse_type)
+                .collect()
+        };
+        Ok(Import {
+            namespace: term::as_str(&p[0], "import namespace")?.to_string(),
+            name: term::as_str(&p[1], "import name")?.to_string(),
+            params: types(&p[2], "import params")?,
+            results: types(&p[3], "import results")?,
+            handler,
+        })
+    }
+}
+
+/// The body of every imported function.
+pub fn invoke(
+    caller: &mut Caller<'_, StoreData>,
+    import: &Import,
+    params: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
+    let args = values::from_vals(params).map_err(wasmtime::Error::msg)?;
+    let data = caller.data_mut();
+    let callback_id = data.next_callback_id;
+    data.next_callback_id += 1;
+    data.callers.push(callback_id);
+    data.shared.outbox.send(&term::tuple(vec![
+        term::atom("callback"),
+        term::uint(data.id),
+        term::uint(callback_id),
+        term::binary(import.handler.to_vec()),
+        term::string(&import.namespace),
+        term::string(&import.name),
+        args,
+    ]));
+    let outcome = wait(caller, callback_id);
+    caller.data_mut().callers.pop();
+    let values = outcome.map_err(wasmtime::Error::msg)?;
+    write_results(import, &values, results).map_err(wasmtime::Error::msg)
+}
+
+fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64) -> Fallible<Term> {
+    loop {
+        let deadline = caller.data().run.deadline;
+        let msg = match deadline {
+            Some(d) => match caller
+                .data()
+                .inbox
+                .recv_timeout(d.saturating_duration_since(Instant::now()))
+            {
+                Ok(msg) => msg,
+                Err(RecvTimeoutError::Timeout) => return Err(timed_out(caller.data())),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err("the host is shutting down".into())
+                }
+            },
+            None => caller
+                .data()
+                .inbox
+                .recv()
+                .map_err(|_| "the host is shutting down".to_string())?,
+        };
+        match msg {
+            StoreMsg::CallbackReturn {
+                callback_id: id,
+                result,
+            } if id == callback_id => return callback_result(result),
+            StoreMsg::CallbackReturn { .. } => {}
+            StoreMsg::Request(req) => serve_while_waiting(caller, req),
+            StoreMsg::Drop => {
+                caller.data_mut().dropped = true;
+                return Err("the store was dropped while a callback was running".into());
+            }
+        }
+    }
+}
+
+fn serve_while_waiting(caller: &mut Caller<'_, StoreData>, req: Request) {
+    match req.args.first().map(Context::parse) {
+        Some(Ok(Context::Store(_))) => caller.data_mut().deferred.push_back(req),
+        _ => answer(caller.as_context_mut(), &req),
+    }
+}
+
+pub fn timed_out(data: &StoreData) -> String {
+    match data.run.timeout {
+        Some(t) => format!(
+            "timed out: the call did not finish within {} ms and was stopped",
+            t.as_millis()
+        ),
+        None => "timed out".into(),
+    }
+}
+
+/// `{ok, [Values]}` or `{error, Message}` from the BEAM.
+fn callback_result(t: Term) -> Fallible<Term> {
+    let parts = term::as_tuple(&t, 2, "callback result")?;
+    match term::as_atom(&parts[0]) {
+        Some("ok") => Ok(parts[1].clone()),
+        Some("error") => Err(term::as_str(&parts[1], "callback error")
+            .map(str::to_string)
+            .unwrap_or_else(|_| term::show(&parts[1]))),
+        _ => Err(format!(
+            "callback result must be {{ok, Values}} or {{error, Reason}}, got: {}",
+            term::show(&t)
+        )),
+    }
+}
+
+fn write_results(import: &Import, values: &Term, results: &mut [Val]) -> Fallible<()> {
+    let got = term::as_list(values, "callback results")?;
+    if got.len() != import.results.len() {
+        return Err(format!(
+            "import {}.{} must return {} value(s), got {}",
+            import.namespace,
+            import.name,
+            import.results.len(),
+            got.len()
+        ));
+    }
+    for (i, (v, ty)) in got.iter().zip(&import.results).enumerate() {
+        results[i] = values::to_val(v, ty).ok_or_else(|| {
+            format!(
+                "import {}.{} returned {} where a {} was expected",
+                import.namespace,
+                import.name,
+                term::show(v),
+                values::type_name(ty)
+            )
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,161 @@
+//! The wasmtime engine of this host and the epoch ticker that lets calls be interrupted.
+
+use crate::term::{self, Fallible};
+use eetf::Term;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, Thread};
+use std::time::Duration;
+use wasmtime::{Cache, CacheConfig, Config, Engine, OptLevel, WasmBacktraceDetails};
+
+/// What `Wasmex.EngineConfig` controls, plus where compiled code is cached.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EngineOptions {
+    pub consume_fuel: bool,
+    pub opt_level: Option<OptLevel>,
+    pub backtrace_details: bool,
+    pub cache_dir: Option<String>,
+}
+
+impl EngineOptions {
+    /// Reads `%{consume_fuel: bool, cranelift_opt_level: atom, wasm_backtrace_details: bool,
+    /// cache_dir: binary | nil}`.
+    pub fn from_term(t: &Term) -> Fallible<EngineOptions> {
+        let m = term::as_map(t, "engine config")?;
+        let consume_fuel = match term::map_get(m, "consume_fuel") {
+            Some(v) => term::as_bool(v, "consume_fuel")?,
+            None => false,
+        };
+        let backtrace_details = match term::map_get(m, "wasm_backtrace_details") {
+            Some(v) => term::as_bool(v, "wasm_backtrace_details")?,
+            None => false,
+        };
+        let opt_level = match term::map_get(m, "cranelift_opt_level").map(|v| (v, term::as_atom(v)))
+        {
+            None => None,
+            Some((_, Some("none"))) => Some(OptLevel::None),
+            Some((_, Some("speed"))) => Some(OptLevel::Speed),
+            Some((_, Some("speed_and_size"))) => Some(OptLevel::SpeedAndSize),
+            Some((v, _)) => {
+                return Err(format!(
+                    "cranelift_opt_level must be :none, :speed or :speed_and_size, got: {}",
+                    term::show(v)
+                ))
+            }
+        };
+        let cache_dir = match term::map_get(m, "cache_dir") {
+            Some(v) => Some(term::as_str(v, "cache_dir")?.to_string()),
+            None => None,
+        };
+        Ok(EngineOptions {
+            consume_fuel,
+            opt_level,
+            backtrace_details,
+            cache_dir,
+        })
+    }
+
+    pub fn build(&self) -> Fallible<Engine> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.consume_fuel(self.consume_fuel);
+        if let Some(level) = self.opt_level {
+            config.cranelift_opt_level(level);
+        }
+        config.wasm_backtrace_details(if self.backtrace_details {
+            WasmBacktraceDetails::Enable
+        } else {
+            WasmBacktraceDetails::Disable
+        });
+        if let Some(dir) = &self.cache_dir {
+            let mut cache_config = CacheConfig::new();
+            cache_config.with_directory(dir);
+            let cache = Cache::new(cache_config)
+                .map_err(|e| format!("cannot use cache directory {dir}: {e}"))?;
+            config.cache(Some(cache));
+        }
+        Engine::new(&config).map_err(|e| format!("cannot create engine: {e}"))
+    }
+}
+
+/// Advances the engine's epoch every millisecond while at least one call is running,
+/// and sleeps otherwise, so an idle host uses no CPU.
+pub struct Ticker {
+    running: AtomicUsize,
+    thread: Thread,
+}
+
+impl Ticker {
+    pub fn start(engine: Engine) -> Arc<Ticker> {
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Ticker>>();
+        let handle = thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                let Ok(ticker) = rx.recv() else { return };
+                loop {
+                    if ticker.running.load(Ordering::Acquire) == 0 {
+                        thread::park();
+                        continue;
+                    }
+                    thread::sleep(Duration::from_millis(1));
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch ticker thread");
+        let ticker = Arc::new(Ticker {
+            running: AtomicUsize::new(0),
+            thread: handle.thread().clone(),
+        });
+        let _ = tx.send(ticker.clone());
+        ticker
+    }
+
+    /// Marks a call as running for as long as the guard lives.
+    pub fn running(self: &Arc<Self>) -> TickGuard {
+        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.thread.unpark();
+        }
+        TickGuard(self.clone())
+    }
+}
+
+pub struct TickGuard(Arc<Ticker>);
+
+impl Drop for TickGuard {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_engine_options() {
+        let t = term::map(vec![
+            (term::atom("consume_fuel"), term::boolean(true)),
+            (
+                term::atom("cranelift_opt_level"),
+                term::atom("speed_and_size"),
+            ),
+            (term::atom("wasm_backtrace_details"), term::boolean(false)),
+            (term::atom("cache_dir"), term::nil()),
+        ]);
+        let o = EngineOptions::from_term(&t).unwrap();
+        assert!(o.consume_fuel);
+        assert_eq!(o.opt_level, Some(OptLevel::SpeedAndSize));
+        assert_eq!(o.cache_dir, None);
+    }
+
+    #[test]
+    fn rejects_unknown_opt_level() {
+        let t = term::map(vec![(
+            term::atom("cranelift_opt_level"),
+            term::atom("fast"),
+        )]);
+        assert!(EngineOptions::from_term(&t)
+            .unwrap_err()
+            .contains(":speed_and_size"));
+    }
+}

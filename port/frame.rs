@@ -1,0 +1,121 @@
+//! Length-prefixed framing: every message is a 4-byte big-endian length followed by
+//! that many bytes of Erlang External Term Format.
+
+use byteorder::{BigEndian, ByteOrder, ReadBytesExt};
+use std::io::{self, Read};
+
+/// Frames longer than this are refused (their bytes are skipped, the stream stays in sync).
+pub const MAX_FRAME: usize = 1 << 30;
+
+/// What one read from the stream produced.
+#[derive(Debug, PartialEq)]
+pub enum Frame {
+    /// A complete frame's payload.
+    Data(Vec<u8>),
+    /// A frame whose announced length exceeds [`MAX_FRAME`]; its payload was discarded.
+    TooLarge(usize),
+}
+
+/// Reads the next frame. `Ok(None)` means the stream ended, cleanly or inside a frame
+/// (a peer that went away mid-frame has nothing more to say).
+pub fn read_frame<R: Read>(reader: &mut R) -> io::Result<Option<Frame>> {
+    let len = match reader.read_u32::<BigEndian>() {
+        Ok(len) => len as usize,
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if len > MAX_FRAME {
+        let skipped = io::copy(&mut reader.take(len as u64), &mut io::sink())?;
+        if (skipped as usize) < len {
+            return Ok(None);
+        }
+        return Ok(Some(Frame::TooLarge(len)));
+    }
+    let mut payload = vec![0u8; len];
+    match reader.read_exact(&mut payload) {
+        Ok(()) => Ok(Some(Frame::Data(payload))),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Encodes a term into a complete frame (length prefix included).
+pub fn encode_frame(term: &eetf::Term) -> Vec<u8> {
+    let mut buf = vec![0u8; 4];
+    // Encoding into a Vec cannot fail for I/O reasons; non-finite floats are never built
+    // by this program (see `term::float`).
+    if term.encode(&mut buf).is_err() {
+        buf.truncate(4);
+        let fallback = crate::term::tuple(vec![
+            crate::term::atom("log"),
+            crate::term::binary(b"failed to encode an outgoing term".to_vec()),
+        ]);
+        let _ = fallback.encode(&mut buf);
+    }
+    let len = (buf.len() - 4) as u32;
+    BigEndian::write_u32(&mut buf[..4], len);
+    buf
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::term;
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut v = (payload.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn reads_consecutive_frames() {
+        let mut bytes = framed(b"abc");
+        bytes.extend(framed(b""));
+        let mut r = &bytes[..];
+        assert_eq!(
+            read_frame(&mut r).unwrap(),
+            Some(Frame::Data(b"abc".to_vec()))
+        );
+        assert_eq!(read_frame(&mut r).unwrap(), Some(Frame::Data(vec![])));
+        assert_eq!(read_frame(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn truncated_payload_is_end_of_stream() {
+        let bytes = framed(b"abcdef");
+        let mut r = &bytes[..7];
+        assert_eq!(read_frame(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn truncated_length_prefix_is_end_of_stream() {
+        let mut r: &[u8] = &[0, 0];
+        assert_eq!(read_frame(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn oversized_frame_is_skipped_and_stream_stays_in_sync() {
+        let len = MAX_FRAME + 1;
+        let mut bytes = (len as u32).to_be_bytes().to_vec();
+        bytes.extend(std::iter::repeat_n(7u8, len));
+        bytes.extend(framed(b"next"));
+        let mut r = &bytes[..];
+        assert_eq!(read_frame(&mut r).unwrap(), Some(Frame::TooLarge(len)));
+        assert_eq!(
+            read_frame(&mut r).unwrap(),
+            Some(Frame::Data(b"next".to_vec()))
+        );
+    }
+
+    #[test]
+    fn encode_frame_round_trips_through_read_frame() {
+        let t = term::tuple(vec![term::atom("hello"), term::int(-5)]);
+        let bytes = encode_frame(&t);
+        let mut r = &bytes[..];
+        let Some(Frame::Data(payload)) = read_frame(&mut r).unwrap() else {
+            panic!("expected a frame")
+        };
+        assert_eq!(eetf::Term::decode(&payload[..]).unwrap(), t);
+    }
+}

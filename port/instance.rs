@@ -1,0 +1,130 @@
+//! Instantiating modules (with import callbacks, links and WASI) and calling their
+//! exported functions.
+
+use crate::callback::{self, Import};
+use crate::protocol::Request;
+use crate::store::{parse_timeout, with_deadline, Cx, StoreData};
+use crate::term::{self, Fallible};
+use crate::values;
+use eetf::Term;
+use std::sync::Arc;
+use wasmtime::{FuncType, Instance, Linker, Trap, Val, ValType};
+
+/// `{Ctx, ModuleKey, ModuleSource, Handler, Imports, Links, Timeout}` -> `InstanceId`.
+///
+/// `Links` is a list of `{Name, ModuleKey, ModuleSource}` in dependency order: each linked
+/// module is instantiated with everything before it available, and its exports become
+/// importable under `Name`.
+pub fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(7)?;
+    let shared = cx.data().shared.clone();
+    let module = shared.modules.resolve(
+        &shared.engine,
+        term::as_bytes(req.arg(1)?, "module key")?,
+        req.arg(2)?,
+    )?;
+    let handler = Arc::new(term::as_bytes(req.arg(3)?, "handler")?.to_vec());
+    let imports = term::as_list(req.arg(4)?, "imports")?
+        .iter()
+        .map(|t| Import::parse(t, handler.clone()).map(Arc::new))
+        .collect::<Fallible<Vec<_>>>()?;
+    let links = term::as_list(req.arg(5)?, "links")?
+        .iter()
+        .map(|l| {
+            let p = term::as_tuple(l, 3, "link")?;
+            let name = term::as_str(&p[0], "link name")?.to_string();
+            let key = term::as_bytes(&p[1], "link module key")?;
+            Ok((name, shared.modules.resolve(&shared.engine, key, &p[2])?))
+        })
+        .collect::<Fallible<Vec<_>>>()?;
+    let timeout = parse_timeout(req.arg(6)?)?;
+    let mut linker =
+        linker(cx, &imports).map_err(|e| format!("Could not build the linker: {e}"))?;
+    let instance = with_deadline(cx, timeout, |cx| {
+        for (name, module) in &links {
+            let linked = linker
+                .instantiate(&mut *cx, module)
+                .map_err(|e| e.context(format!("Could not instantiate linked module `{name}`")))?;
+            linker.instance(&mut *cx, name, linked)?;
+        }
+        linker.instantiate(&mut *cx, &module)
+    })
+    .map_err(|e| describe_error(cx.data(), &e))?;
+    let instances = &mut cx.data_mut().instances;
+    instances.push(instance);
+    Ok(term::uint(instances.len() as u64 - 1))
+}
+
+/// A linker with WASI (for WASI stores) and the import callbacks, which may override WASI
+/// functions.
+fn linker(cx: &Cx<'_>, imports: &[Arc<Import>]) -> wasmtime::Result<Linker<StoreData>> {
+    let engine = cx.engine();
+    let mut linker = Linker::new(engine);
+    linker.allow_shadowing(true);
+    if cx.data().wasi_enabled {
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
+    }
+    for import in imports {
+        let import = import.clone();
+        let ty = FuncType::new(engine, import.params.clone(), import.results.clone());
+        linker.func_new(
+            &import.namespace.clone(),
+            &import.name.clone(),
+            ty,
+            move |mut caller, params, results| {
+                callback::invoke(&mut caller, &import, params, results)
+            },
+        )?;
+    }
+    Ok(linker)
+}
+
+pub fn lookup(cx: &Cx<'_>, t: &Term) -> Fallible<Instance> {
+    let id = term::as_u64(t, "instance id")?;
+    cx.data()
+        .instances
+        .get(id as usize)
+        .copied()
+        .ok_or_else(|| format!("unknown instance {id}"))
+}
+
+/// `{Ctx, InstanceId, Name, Params, Timeout}` -> `[Results]`.
+pub fn call(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(5)?;
+    let instance = lookup(cx, req.arg(1)?)?;
+    let name = term::as_str(req.arg(2)?, "function name")?;
+    let func = instance
+        .get_func(&mut *cx, name)
+        .ok_or_else(|| format!("exported function `{name}` not found"))?;
+    let ty = func.ty(&*cx);
+    let param_types: Vec<ValType> = ty.params().collect();
+    let args = values::to_vals(&term::as_list(req.arg(3)?, "params")?, &param_types)?;
+    let mut results: Vec<Val> = ty
+        .results()
+        .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
+        .collect();
+    let timeout = parse_timeout(req.arg(4)?)?;
+    with_deadline(cx, timeout, |cx| func.call(cx, &args, &mut results))
+        .map_err(|e| describe_error(cx.data(), &e))?;
+    values::from_vals(&results)
+}
+
+/// The message a failed call or instantiation reports.
+pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
+    if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return callback::timed_out(data);
+    }
+    if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return format!("exited with code {}", exit.0);
+    }
+    // Wasmex's wording (typo included) for failures while Wasm ran, naming the trap or
+    // the callback error instead of only the backtrace; other failures (linking) as they are.
+    let cause = e.root_cause().to_string();
+    match e.downcast_ref::<wasmtime::WasmBacktrace>() {
+        Some(bt) if data.shared.backtrace_details => {
+            format!("Error during function excecution: `{cause}`.\n{bt}")
+        }
+        Some(_) => format!("Error during function excecution: `{cause}`."),
+        None => format!("{e:#}"),
+    }
+}

@@ -1,0 +1,75 @@
+//! `wasmex_port`: runs WebAssembly for the BEAM, speaking framed Erlang terms over
+//! stdin/stdout. See `protocol.rs` for the wire and `docs/protocol.md` for the whole story.
+
+mod callback;
+mod engine;
+mod frame;
+mod host;
+mod instance;
+mod module;
+mod outbox;
+mod protocol;
+mod store;
+mod term;
+mod values;
+mod wasi;
+
+use frame::{read_frame, Frame};
+use std::fs::File;
+use std::io::BufReader;
+use std::os::fd::FromRawFd;
+
+fn main() {
+    exit_with_parent();
+    enlarge_pipes();
+    // SAFETY: fds 0 and 1 are this process's stdin and stdout, owned from here on by the
+    // reader (this thread) and the writer thread respectively.
+    let stdin = unsafe { File::from_raw_fd(0) };
+    let stdout = unsafe { File::from_raw_fd(1) };
+    let outbox = outbox::Outbox::start_writer(std::io::BufWriter::with_capacity(1 << 20, stdout));
+    outbox.send(&protocol::hello());
+    let mut host = host::Host::new(outbox);
+    let mut reader = BufReader::with_capacity(1 << 20, stdin);
+    loop {
+        match read_frame(&mut reader) {
+            Ok(Some(Frame::Data(payload))) => host.handle_payload(&payload),
+            Ok(Some(Frame::TooLarge(len))) => host.reject(format!(
+                "frame of {len} bytes is larger than the limit of {} bytes",
+                frame::MAX_FRAME
+            )),
+            // stdin closed: the BEAM is gone or closed the port. Exit at once, even while
+            // Wasm is running on other threads.
+            Ok(None) | Err(_) => std::process::exit(0),
+        }
+    }
+}
+
+/// Ask the kernel to send SIGTERM when the parent (erl_child_setup) dies, so a port
+/// busy in Wasm does not outlive a killed BEAM. Exit at once if the parent already died.
+fn exit_with_parent() {
+    // SAFETY: plain libc calls without pointers.
+    unsafe {
+        let parent = libc::getppid();
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGTERM as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if libc::getppid() != parent || parent == 1 {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// 1 MiB pipes in both directions triple the bandwidth of bulk transfers. Best effort:
+/// when stdio is not a pipe, or the limit is lower, the default stays.
+fn enlarge_pipes() {
+    for fd in [0, 1] {
+        // SAFETY: fcntl on our own stdio fds.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETPIPE_SZ, 1 << 20);
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Compiling, loading and describing modules. Modules live in a per-host registry keyed
+//! by an id the BEAM chooses, so any store of the host can instantiate them.
+
+use crate::term::{self, Fallible};
+use crate::values::type_name;
+use eetf::Term;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wasmtime::{Engine, ExternType, Module, Mutability};
+
+/// Modules known to this host, by key.
+#[derive(Clone, Default)]
+pub struct Registry(Arc<Mutex<HashMap<Vec<u8>, Module>>>);
+
+impl Registry {
+    pub fn get(&self, key: &[u8]) -> Option<Module> {
+        self.0.lock().ok()?.get(key).cloned()
+    }
+
+    pub fn insert(&self, key: Vec<u8>, module: Module) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(key, module);
+        }
+    }
+
+    pub fn remove(&self, key: &[u8]) {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(key);
+        }
+    }
+
+    /// The module under `key`; when this host has not seen it, load it from `source`
+    /// (`{wasm, Bytes}` or `{precompiled, Bytes}`).
+    pub fn resolve(&self, engine: &Engine, key: &[u8], source: &Term) -> Fallible<Module> {
+        if let Some(m) = self.get(key) {
+            return Ok(m);
+        }
+        let module = load(engine, source)?;
+        self.insert(key.to_vec(), module.clone());
+        Ok(module)
+    }
+}
+
+/// Loads `{wasm, Bytes}` (binary or text format) or `{precompiled, Bytes}`.
+pub fn load(engine: &Engine, source: &Term) -> Fallible<Module> {
+    let parts = term::as_tuple(source, 2, "module source")?;
+    let bytes = term::as_bytes(&parts[1], "module bytes")?;
+    match term::as_atom(&parts[0]) {
+        Some("wasm") => compile(engine, bytes),
+        Some("precompiled") => deserialize(engine, bytes),
+        _ => Err(format!(
+            "module source must be {{wasm, Bytes}} or {{precompiled, Bytes}}, got: {}",
+            term::show(&parts[0])
+        )),
+    }
+}
+
+pub fn compile(engine: &Engine, bytes: &[u8]) -> Fallible<Module> {
+    let wasm = wat::parse_bytes(bytes).map_err(|e| format!("Error while parsing bytes: {e}."))?;
+    Module::from_binary(engine, &wasm).map_err(|e| format!("Could not compile module: {e:#}"))
+}
+
+pub fn deserialize(engine: &Engine, bytes: &[u8]) -> Fallible<Module> {
+    if Engine::detect_precompiled(bytes).is_none() {
+        return Err(
+            "Could not deserialize module: the bytes are not a serialized module".to_string(),
+        );
+    }
+    // SAFETY: the artifact is checked by wasmtime for its format and engine settings;
+    // like Wasmex's `unsafe_deserialize`, callers promise it came from `serialize`.
+    unsafe { Module::deserialize(engine, bytes) }
+        .map_err(|e| format!("Could not deserialize module: {e:#}"))
+}
+
+pub fn serialize(module: &Module) -> Fallible<Vec<u8>> {
+    module
+        .serialize()
+        .map_err(|e| format!("Could not serialize module: {e:#}"))
+}
+
+/// `{Name | nil, Exports, Imports}`: what `Wasmex.Module.name/exports/imports` return.
+pub fn describe(module: &Module) -> Term {
+    let name = module.name().map(term::string).unwrap_or_else(term::nil);
+    let exports = term::map(
+        module
+            .exports()
+            .map(|e| (term::string(e.name()), extern_info(&e.ty())))
+            .collect(),
+    );
+    let mut namespaces: HashMap<String, Vec<(Term, Term)>> = HashMap::new();
+    for i in module.imports() {
+        namespaces
+            .entry(i.module().to_string())
+            .or_default()
+            .push((term::string(i.name()), extern_info(&i.ty())));
+    }
+    let imports = term::map(
+        namespaces
+            .into_iter()
+            .map(|(ns, entries)| (term::string(&ns), term::map(entries)))
+            .collect(),
+    );
+    term::tuple(vec![name, exports, imports])
+}
+
+fn types(it: impl Iterator<Item = wasmtime::ValType>) -> Term {
+    term::list(it.map(|t| term::atom(type_name(&t))).collect())
+}
+
+/// Adds `maximum` only when the type has one, as Wasmex does.
+fn with_maximum(mut pairs: Vec<(Term, Term)>, max: Option<u64>) -> Term {
+    if let Some(max) = max {
+        pairs.push((term::atom("maximum"), term::uint(max)));
+    }
+    term::map(pairs)
+}
+
+/// Info tuples: `{fn, Params, Results}`, `{global, #{type, mutability}}`,
+/// `{memory, #{minimum, shared, memory64}}`, `{table, #{type, minimum}}` (plus `maximum` when set).
+pub fn extern_info(ty: &ExternType) -> Term {
+    let a = term::atom;
+    match ty {
+        ExternType::Func(f) => term::tuple(vec![a("fn"), types(f.params()), types(f.results())]),
+        ExternType::Global(g) => term::tuple(vec![
+            a("global"),
+            term::map(vec![
+                (a("type"), a(type_name(g.content()))),
+                (
+                    a("mutability"),
+                    a(match g.mutability() {
+                        Mutability::Const => "const",
+                        Mutability::Var => "var",
+                    }),
+                ),
+            ]),
+        ]),
+        ExternType::Memory(m) => term::tuple(vec![
+            a("memory"),
+            with_maximum(
+                vec![
+                    (a("minimum"), term::uint(m.minimum())),
+                    (a("shared"), term::boolean(m.is_shared())),
+                    (a("memory64"), term::boolean(m.is_64())),
+                ],
+                m.maximum(),
+            ),
+        ]),
+        ExternType::Table(t) => term::tuple(vec![
+            a("table"),
+            with_maximum(
+                vec![
+                    (
+                        a("type"),
+                        a(if t.element().heap_type().is_func() {
+                            "func_ref"
+                        } else {
+                            "extern_ref"
+                        }),
+                    ),
+                    (a("minimum"), term::uint(t.minimum())),
+                ],
+                t.maximum(),
+            ),
+        ]),
+        ExternType::Tag(_) => term::tuple(vec![a("tag")]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        Engine::default()
+    }
+
+    #[test]
+    fn compiles_wat_and_describes_it() {
+        let m = compile(
+            &engine(),
+            br#"(module $demo (import "env" "f" (func (param i32))) (memory (export "memory") 17)
+                 (global (export "g") (mut i64) (i64.const 0))
+                 (func (export "sum") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#,
+        )
+        .unwrap();
+        let d = describe(&m);
+        let parts = term::as_tuple(&d, 3, "d").unwrap();
+        assert_eq!(parts[0], term::string("demo"));
+        let exports = term::as_map(&parts[1], "exports").unwrap();
+        assert_eq!(
+            exports[&term::string("sum")],
+            term::tuple(vec![
+                term::atom("fn"),
+                term::list(vec![term::atom("i32"), term::atom("i32")]),
+                term::list(vec![term::atom("i32")])
+            ])
+        );
+        let imports = term::as_map(&parts[2], "imports").unwrap();
+        assert!(term::as_map(&imports[&term::string("env")], "env")
+            .unwrap()
+            .contains_key(&term::string("f")));
+    }
+
+    #[test]
+    fn invalid_bytes_give_a_clear_error() {
+        let err = compile(&engine(), b"(module (func (export \"f\") (result i32)))").unwrap_err();
+        assert!(err.starts_with("Could not compile module"), "{err}");
+        let err = compile(&engine(), b"(modul").unwrap_err();
+        assert!(err.starts_with("Error while parsing bytes"), "{err}");
+    }
+
+    #[test]
+    fn serialized_modules_load_back_and_garbage_does_not() {
+        let e = engine();
+        let m = compile(&e, b"(module (func (export \"f\")))").unwrap();
+        let bytes = serialize(&m).unwrap();
+        assert!(deserialize(&e, &bytes).is_ok());
+        assert!(deserialize(&e, b"garbage").is_err());
+    }
+}

@@ -1,0 +1,217 @@
+//! The wire protocol between the BEAM and this program. `lib/wasmex/wire.ex` is the
+//! Elixir twin of this file and `docs/protocol.md` describes both.
+//!
+//! BEAM -> port, one term a frame:
+//!   `{Id, Op, Args}`: a request. `Id` is a positive integer chosen by the BEAM, `Op` an
+//!   atom, `Args` a tuple. Every request gets exactly one reply carrying its `Id`, except
+//!   notifications (ops listed in [`NOTIFICATIONS`]), which get none unless malformed.
+//! port -> BEAM:
+//!   `{hello, Version, WasmtimeVersion}`: sent once at start, before anything else.
+//!   `{reply, Id, {ok, Value} | {error, Reason}}`: the answer to request `Id`
+//!   (`Id` 0 when the request was too broken to carry one).
+//!   `{callback, StoreId, CallbackId, Handler, Namespace, Name, Params}`: an import
+//!   callback; answered with the `callback_return` notification.
+//!   `{log, Message}`: something went wrong that no request is waiting for.
+
+use crate::term::{self, Fallible};
+use eetf::Term;
+
+/// Bumped on every incompatible change of the wire; checked by the BEAM at start.
+pub const PROTOCOL_VERSION: i64 = 1;
+
+/// Ops that get no reply.
+pub const NOTIFICATIONS: &[&str] = &["callback_return", "store_drop", "module_drop"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub id: u64,
+    pub op: String,
+    pub args: Vec<Term>,
+}
+
+/// A frame that could not be read as a request; answered with an error reply.
+#[derive(Debug, PartialEq)]
+pub struct Rejected {
+    pub id: u64,
+    pub reason: String,
+}
+
+pub fn decode_request(payload: &[u8]) -> Result<Request, Rejected> {
+    let reject = |id: u64, reason: String| Rejected { id, reason };
+    let t = Term::decode(payload).map_err(|e| reject(0, format!("malformed frame: {e}")))?;
+    let parts = term::as_tuple(&t, 3, "request").map_err(|e| reject(0, e))?;
+    let id = term::as_u64(&parts[0], "request id").map_err(|e| reject(0, e))?;
+    let op = term::as_atom(&parts[1])
+        .ok_or_else(|| {
+            reject(
+                id,
+                format!("request op must be an atom, got: {}", term::show(&parts[1])),
+            )
+        })?
+        .to_string();
+    let args = match &parts[2] {
+        Term::Tuple(t) => t.elements.clone(),
+        other => {
+            return Err(reject(
+                id,
+                format!("request args must be a tuple, got: {}", term::show(other)),
+            ))
+        }
+    };
+    Ok(Request { id, op, args })
+}
+
+impl Request {
+    /// The argument at `i`, or an error naming the op's expected arity.
+    pub fn arg(&self, i: usize) -> Fallible<&Term> {
+        self.args.get(i).ok_or_else(|| {
+            format!(
+                "{} expects at least {} arguments, got {}",
+                self.op,
+                i + 1,
+                self.args.len()
+            )
+        })
+    }
+
+    pub fn expect_arity(&self, n: usize) -> Fallible<()> {
+        if self.args.len() == n {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} expects {} arguments, got {}",
+                self.op,
+                n,
+                self.args.len()
+            ))
+        }
+    }
+
+    pub fn is_notification(&self) -> bool {
+        NOTIFICATIONS.contains(&self.op.as_str())
+    }
+}
+
+pub fn reply(id: u64, result: Fallible<Term>) -> Term {
+    term::tuple(vec![
+        term::atom("reply"),
+        term::uint(id),
+        term::result(result),
+    ])
+}
+
+pub fn hello() -> Term {
+    term::tuple(vec![
+        term::atom("hello"),
+        term::int(PROTOCOL_VERSION),
+        term::string(wasmtime_version()),
+    ])
+}
+
+pub fn log(message: &str) -> Term {
+    term::tuple(vec![term::atom("log"), term::string(message)])
+}
+
+fn wasmtime_version() -> &'static str {
+    "48"
+}
+
+/// Who a store request is addressed to: the store itself, or the caller of an import
+/// callback that is waiting on that store's thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Context {
+    Store(u64),
+    Caller { store: u64, caller: u64 },
+}
+
+impl Context {
+    pub fn parse(t: &Term) -> Fallible<Context> {
+        if let Ok(id) = term::as_u64(t, "store") {
+            return Ok(Context::Store(id));
+        }
+        match t {
+            Term::Tuple(tp)
+                if tp.elements.len() == 3 && term::as_atom(&tp.elements[0]) == Some("caller") =>
+            {
+                Ok(Context::Caller {
+                    store: term::as_u64(&tp.elements[1], "store id")?,
+                    caller: term::as_u64(&tp.elements[2], "caller id")?,
+                })
+            }
+            _ => Err(format!(
+                "expected a store id or {{caller, StoreId, CallerId}}, got: {}",
+                term::show(t)
+            )),
+        }
+    }
+
+    pub fn store_id(&self) -> u64 {
+        match *self {
+            Context::Store(id) | Context::Caller { store: id, .. } => id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(t: &Term) -> Vec<u8> {
+        let mut v = Vec::new();
+        t.encode(&mut v).unwrap();
+        v
+    }
+
+    #[test]
+    fn decodes_a_request() {
+        let t = term::tuple(vec![
+            term::int(7),
+            term::atom("call"),
+            term::tuple(vec![term::int(1)]),
+        ]);
+        let r = decode_request(&encode(&t)).unwrap();
+        assert_eq!((r.id, r.op.as_str(), r.args.len()), (7, "call", 1));
+    }
+
+    #[test]
+    fn truncated_term_is_rejected() {
+        let t = term::tuple(vec![term::int(7), term::atom("call"), term::tuple(vec![])]);
+        let bytes = encode(&t);
+        let err = decode_request(&bytes[..bytes.len() - 2]).unwrap_err();
+        assert!(err.reason.starts_with("malformed frame"), "{}", err.reason);
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        assert!(decode_request(b"\x83\xff\xff").is_err());
+        assert!(decode_request(b"").is_err());
+    }
+
+    #[test]
+    fn wrong_shapes_are_rejected_with_the_id_when_known() {
+        let no_tuple = term::tuple(vec![term::int(3), term::atom("call"), term::int(1)]);
+        assert_eq!(decode_request(&encode(&no_tuple)).unwrap_err().id, 3);
+        let bad_op = term::tuple(vec![term::int(4), term::int(9), term::tuple(vec![])]);
+        assert_eq!(decode_request(&encode(&bad_op)).unwrap_err().id, 4);
+        let bad_id = term::tuple(vec![
+            term::atom("x"),
+            term::atom("call"),
+            term::tuple(vec![]),
+        ]);
+        assert_eq!(decode_request(&encode(&bad_id)).unwrap_err().id, 0);
+    }
+
+    #[test]
+    fn parses_contexts() {
+        assert_eq!(Context::parse(&term::int(5)).unwrap(), Context::Store(5));
+        let caller = term::tuple(vec![term::atom("caller"), term::int(5), term::int(2)]);
+        assert_eq!(
+            Context::parse(&caller).unwrap(),
+            Context::Caller {
+                store: 5,
+                caller: 2
+            }
+        );
+        assert!(Context::parse(&term::atom("x")).is_err());
+    }
+}

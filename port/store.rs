@@ -1,0 +1,232 @@
+//! A store and the worker thread that owns it. Requests for a store queue on its
+//! channel and run one at a time; while Wasm waits in an import callback, the callback
+//! keeps serving requests addressed to its caller (see `callback.rs`).
+
+use crate::host::Shared;
+use crate::protocol::{reply, Context, Request};
+use crate::term::{self, Fallible};
+use crate::{instance, wasi};
+use eetf::Term;
+use std::collections::VecDeque;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+use wasmtime::{
+    AsContextMut, Instance, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
+};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+pub enum StoreMsg {
+    Request(Request),
+    CallbackReturn { callback_id: u64, result: Term },
+    Drop,
+}
+
+/// What a Wasm call is allowed: when it must stop.
+#[derive(Default)]
+pub struct Run {
+    pub deadline: Option<Instant>,
+    pub timeout: Option<Duration>,
+    /// Nesting of calls (a callback that calls back into Wasm adds one).
+    pub depth: u32,
+}
+
+pub struct StoreData {
+    pub id: u64,
+    pub shared: Arc<Shared>,
+    pub inbox: Receiver<StoreMsg>,
+    pub limits: StoreLimits,
+    pub wasi: WasiP1Ctx,
+    /// Whether instances of this store get the WASI imports.
+    pub wasi_enabled: bool,
+    pub instances: Vec<Instance>,
+    pub run: Run,
+    /// Callers of the import callbacks now waiting, innermost last.
+    pub callers: Vec<u64>,
+    pub next_callback_id: u64,
+    /// Requests for the store itself that arrived while a callback was waiting.
+    pub deferred: VecDeque<Request>,
+    pub dropped: bool,
+}
+
+pub type Cx<'a> = StoreContextMut<'a, StoreData>;
+
+/// Creates store `id` on a new thread; the reply to `reply_id` says whether it worked.
+pub fn spawn(
+    shared: Arc<Shared>,
+    id: u64,
+    reply_id: u64,
+    limits: Term,
+    wasi: Term,
+) -> Sender<StoreMsg> {
+    let (tx, rx) = channel();
+    let outbox = shared.outbox.clone();
+    let spawned = thread::Builder::new()
+        .name(format!("store-{id}"))
+        .spawn(move || {
+            let outbox = shared.outbox.clone();
+            match create(shared, id, rx, &limits, &wasi) {
+                Ok(store) => {
+                    outbox.send(&reply(reply_id, Ok(term::uint(id))));
+                    serve(store);
+                }
+                Err(e) => outbox.send(&reply(reply_id, Err(e))),
+            }
+        });
+    if let Err(e) = spawned {
+        outbox.send(&reply(
+            reply_id,
+            Err(format!("cannot start a store thread: {e}")),
+        ));
+    }
+    tx
+}
+
+fn create(
+    shared: Arc<Shared>,
+    id: u64,
+    inbox: Receiver<StoreMsg>,
+    limits: &Term,
+    wasi: &Term,
+) -> Fallible<Store<StoreData>> {
+    let limits = parse_limits(limits)?;
+    let wasi_enabled = !term::is_nil(wasi);
+    let wasi = wasi::build(if wasi_enabled { Some(wasi) } else { None })?;
+    let engine = shared.engine.clone();
+    let data = StoreData {
+        id,
+        shared,
+        inbox,
+        limits,
+        wasi,
+        wasi_enabled,
+        instances: Vec::new(),
+        run: Run::default(),
+        callers: Vec::new(),
+        next_callback_id: 1,
+        deferred: VecDeque::new(),
+        dropped: false,
+    };
+    let mut store = Store::new(&engine, data);
+    store.limiter(|d| &mut d.limits);
+    store.epoch_deadline_callback(|cx| {
+        let past = cx.data().run.deadline.is_some_and(|d| Instant::now() >= d);
+        Ok(if past {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Continue(1)
+        })
+    });
+    Ok(store)
+}
+
+/// `nil` or `%{memory_size, table_elements, instances, tables, memories}` (each optional).
+fn parse_limits(t: &Term) -> Fallible<StoreLimits> {
+    let mut b = StoreLimitsBuilder::new();
+    if term::is_nil(t) {
+        return Ok(b.build());
+    }
+    let m = term::as_map(t, "store limits")?;
+    let get = |k: &str| -> Fallible<Option<usize>> {
+        term::map_get(m, k)
+            .map(|v| term::as_u64(v, k).map(|n| n as usize))
+            .transpose()
+    };
+    if let Some(n) = get("memory_size")? {
+        b = b.memory_size(n);
+    }
+    if let Some(n) = get("table_elements")? {
+        b = b.table_elements(n);
+    }
+    if let Some(n) = get("instances")? {
+        b = b.instances(n);
+    }
+    if let Some(n) = get("tables")? {
+        b = b.tables(n);
+    }
+    if let Some(n) = get("memories")? {
+        b = b.memories(n);
+    }
+    Ok(b.build())
+}
+
+fn serve(mut store: Store<StoreData>) {
+    loop {
+        let next = match store.data_mut().deferred.pop_front() {
+            Some(req) => StoreMsg::Request(req),
+            None => match store.data().inbox.recv() {
+                Ok(msg) => msg,
+                Err(_) => return,
+            },
+        };
+        match next {
+            StoreMsg::Request(req) => answer(store.as_context_mut(), &req),
+            // A late answer to a callback whose call already ended (timed out): nobody waits.
+            StoreMsg::CallbackReturn { .. } => {}
+            StoreMsg::Drop => return,
+        }
+        if store.data().dropped {
+            return;
+        }
+    }
+}
+
+/// Runs a request against the store (or a waiting caller) and sends its reply.
+pub fn answer(mut cx: Cx<'_>, req: &Request) {
+    let result = handle(&mut cx, req);
+    if !req.is_notification() {
+        cx.data().shared.outbox.send(&reply(req.id, result));
+    }
+}
+
+fn handle(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    if let Context::Caller { caller, .. } = Context::parse(req.arg(0)?)? {
+        if !cx.data().callers.contains(&caller) {
+            return Err(
+                "the caller is no longer valid: it may only be used inside its import callback"
+                    .into(),
+            );
+        }
+    }
+    match req.op.as_str() {
+        "instantiate" => instance::instantiate(cx, req),
+        "call" => instance::call(cx, req),
+        other => Err(format!("unknown op: {other}")),
+    }
+}
+
+/// Runs `f` under the call's deadline. Only the outermost call sets the deadline; calls
+/// nested inside callbacks share it.
+pub fn with_deadline<R>(
+    cx: &mut Cx<'_>,
+    timeout: Option<Duration>,
+    f: impl FnOnce(&mut Cx<'_>) -> wasmtime::Result<R>,
+) -> wasmtime::Result<R> {
+    let outermost = cx.data().run.depth == 0;
+    let _ticking = if outermost {
+        let run = &mut cx.data_mut().run;
+        run.timeout = timeout;
+        run.deadline = timeout.map(|t| Instant::now() + t);
+        cx.set_epoch_deadline(1);
+        Some(cx.data().shared.ticker.running())
+    } else {
+        None
+    };
+    cx.data_mut().run.depth += 1;
+    let result = f(cx);
+    let run = &mut cx.data_mut().run;
+    run.depth -= 1;
+    if outermost {
+        run.deadline = None;
+    }
+    result
+}
+
+/// `infinity` or milliseconds.
+pub fn parse_timeout(t: &Term) -> Fallible<Option<Duration>> {
+    if term::as_atom(t) == Some("infinity") {
+        return Ok(None);
+    }
+    Ok(Some(Duration::from_millis(term::as_u64(t, "timeout")?)))
+}
