@@ -4,8 +4,10 @@
 mod callback;
 mod engine;
 mod frame;
+mod global;
 mod host;
 mod instance;
+mod memory;
 mod module;
 mod outbox;
 mod protocol;

@@ -5,7 +5,7 @@
 use crate::host::Shared;
 use crate::protocol::{reply, Context, Request};
 use crate::term::{self, Fallible};
-use crate::{instance, wasi};
+use crate::{global, instance, memory, wasi};
 use eetf::Term;
 use std::collections::VecDeque;
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -192,6 +192,25 @@ fn handle(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     match req.op.as_str() {
         "instantiate" => instance::instantiate(cx, req),
         "call" => instance::call(cx, req),
+        "memory_size" => memory::size(cx, req),
+        "memory_grow" => memory::grow(cx, req),
+        "memory_read" => memory::read(cx, req),
+        "memory_write" => memory::write(cx, req),
+        "global_get" => global::get(cx, req),
+        "global_set" => global::set(cx, req),
+        "fuel_get" => {
+            req.expect_arity(1)?;
+            cx.get_fuel()
+                .map(term::uint)
+                .map_err(|e| format!("Could not get fuel: {e}"))
+        }
+        "fuel_set" => {
+            req.expect_arity(2)?;
+            let fuel = term::as_u64(req.arg(1)?, "fuel")?;
+            cx.set_fuel(fuel)
+                .map_err(|e| format!("Could not set fuel: {e}"))?;
+            Ok(term::atom("ok"))
+        }
         other => Err(format!("unknown op: {other}")),
     }
 }

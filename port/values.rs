@@ -160,7 +160,10 @@ mod tests {
 
     #[test]
     fn parses_type_atoms() {
-        assert!(matches!(parse_type(&term::atom("v128")).unwrap(), ValType::V128));
+        assert!(matches!(
+            parse_type(&term::atom("v128")).unwrap(),
+            ValType::V128
+        ));
         assert!(parse_type(&term::atom("i16")).is_err());
     }
 }

@@ -1,0 +1,332 @@
+defmodule Wasmex do
+  @moduledoc """
+  Runs WebAssembly and WASI programs with the API of Wasmex 0.9.1, executing every Wasm
+  instruction in a separate OS process (`wasmex_port`, built on wasmtime), so nothing a
+  Wasm program or the native runtime does can crash the BEAM.
+
+  A `Wasmex` process is a GenServer holding one instance of a module. Start it with
+  `start_link/1` from `.wasm` or `.wat` bytes:
+
+      iex> bytes = File.read!(TestHelper.wasm_test_file_path())
+      iex> {:ok, instance_pid} = Wasmex.start_link(%{bytes: bytes})
+      iex> Wasmex.call_function(instance_pid, "sum", [50, -8])
+      {:ok, [42]}
+
+  Memory of a Wasm instance can be read and written using `Wasmex.Memory`:
+
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+      iex> {:ok, store} = Wasmex.store(pid)
+      iex> {:ok, memory} = Wasmex.memory(pid)
+      iex> index = 4
+      iex> Wasmex.Memory.set_byte(store, memory, index, 42)
+      :ok
+      iex> Wasmex.Memory.get_byte(store, memory, index)
+      42
+
+  See `start_link/1` for starting and configuring an instance and `call_function/4` for
+  calling Wasm functions.
+  """
+  use GenServer
+
+  alias Wasmex.{Host, Instance, Memory, Module, Store, StoreOrCaller}
+  alias Wasmex.Wasi.WasiOptions
+
+  # How long past its own timeout a call may take to come back before the caller stops
+  # waiting (the port stops the Wasm at the timeout and answers within milliseconds).
+  @reply_grace 2_000
+
+  @doc ~S'''
+  Starts a GenServer which compiles and instantiates a Wasm module from the given
+  `.wasm` or `.wat` bytes, or instantiates an already compiled `Wasmex.Module`.
+
+      iex> bytes = File.read!(TestHelper.wasm_test_file_path())
+      iex> {:ok, _pid} = Wasmex.start_link(%{bytes: bytes})
+
+  Alternatively, a precompiled `Wasmex.Module` can be passed with its `Wasmex.Store`:
+
+      iex> {:ok, store} = Wasmex.Store.new()
+      iex> {:ok, module} = Wasmex.Module.compile(store, "(module)")
+      iex> {:ok, _pid} = Wasmex.start_link(%{store: store, module: module})
+
+  A module without the store it was compiled with is refused:
+
+      iex> {:ok, store} = Wasmex.Store.new()
+      iex> {:ok, module} = Wasmex.Module.compile(store, "(module)")
+      iex> Wasmex.start_link(%{module: module})
+      {:error, :must_specify_store_used_to_compile_module}
+
+  ## Options
+
+    * `:bytes` - `.wasm` or `.wat` bytes to compile;
+    * `:module` and `:store` - a compiled module and the store to instantiate it in;
+    * `:imports` - `%{namespace => %{name => {:fn, params, results, fun}}}`;
+    * `:links` - `%{name => %{bytes: ...} | %{module: ...}}`, each may have its own `:links`;
+    * `:wasi` - `true` or a `Wasmex.Wasi.WasiOptions` to give the instance WASI.
+
+  ## Imports
+
+      iex> wat = "(module
+      ...>          (import \"IO\" \"inspect\" (func $log (param i32)))
+      ...>        )"
+      iex> io_inspect = fn (%{memory: %Wasmex.Memory{}, caller: %Wasmex.StoreOrCaller{}} = _context, i) ->
+      ...>                IO.inspect(i)
+      ...>              end
+      iex> imports = %{
+      ...>   IO: %{
+      ...>     inspect: {:fn, [:i32], [], io_inspect},
+      ...>   }
+      ...> }
+      iex> {:ok, _pid} = Wasmex.start_link(%{bytes: wat, imports: imports})
+
+  Each import is `{:fn, param_types, result_types, fun}`; `fun` receives the call
+  context `%{memory: %Wasmex.Memory{}, caller: %Wasmex.StoreOrCaller{}}` and then the
+  params. Types are `:i32`, `:i64`, `:f32`, `:f64` and `:v128` (an unsigned 128-bit
+  integer). Inside `fun`, use the `caller` wherever a store is expected; it is only
+  valid until `fun` returns.
+  '''
+  @spec start_link(map()) :: GenServer.on_start() | {:error, term()}
+  def start_link(%{} = opts) do
+    opts = opts |> Map.put_new(:imports, %{}) |> Map.put_new(:links, %{})
+
+    case opts do
+      %{module: _, store: _} -> start_with_store(opts)
+      %{module: _} -> {:error, :must_specify_store_used_to_compile_module}
+      %{bytes: _, store: _} -> start_with_store(opts)
+      %{bytes: _} -> start_with_own_store(opts)
+      _ -> {:error, "start_link needs :bytes, or :module with its :store"}
+    end
+  end
+
+  defp start_with_own_store(opts) do
+    with {:ok, store} <- build_store(opts) do
+      result = start_with_store(Map.put(opts, :store, store))
+      # The server now holds the store; this process no longer needs to.
+      Store.release(store, self())
+      result
+    end
+  end
+
+  defp build_store(%{wasi: true}), do: Store.new_wasi(%WasiOptions{})
+  defp build_store(%{wasi: %WasiOptions{} = wasi}), do: Store.new_wasi(wasi)
+  defp build_store(%{wasi: %{} = wasi}), do: Store.new_wasi(struct(WasiOptions, wasi))
+  defp build_store(_), do: Store.new()
+
+  defp start_with_store(%{store: store} = opts) do
+    with {:ok, module} <- module_of(opts),
+         {:ok, links} <- compile_links(store, opts.links) do
+      GenServer.start_link(__MODULE__, %{store: store, module: module, links: links, imports: opts.imports})
+    end
+  end
+
+  defp module_of(%{module: %Module{} = module}), do: {:ok, module}
+  defp module_of(%{bytes: bytes, store: store}), do: Module.compile(store, bytes)
+
+  # Nested links are flattened depth-first; dependencies come first and each name once.
+  defp compile_links(store, links) do
+    links
+    |> flatten_links()
+    |> Enum.reverse()
+    |> Enum.uniq_by(fn {name, _} -> name end)
+    |> Enum.reduce_while({:ok, []}, fn {name, spec}, {:ok, acc} ->
+      case module_of(Map.put(spec, :store, store)) do
+        {:ok, module} -> {:cont, {:ok, acc ++ [%{name: to_string(name), module: module}]}}
+        {:error, reason} -> {:halt, {:error, "link #{name}: #{reason}"}}
+      end
+    end)
+  end
+
+  defp flatten_links(links) do
+    Enum.flat_map(links, fn {name, spec} ->
+      [{name, Map.delete(spec, :links)} | flatten_links(Map.get(spec, :links, %{}))]
+    end)
+    |> Enum.reverse()
+  end
+
+  @doc ~S'''
+  Calls a function with the given name and params on the Wasm instance and returns its
+  results.
+
+      iex> wat = "(module
+      ...>          (func $helloWorld (result i32) (i32.const 42))
+      ...>          (export \"hello_world\" (func $helloWorld))
+      ...>        )"
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: wat})
+      iex> Wasmex.call_function(pid, "hello_world", [])
+      {:ok, [42]}
+
+  ## Strings as function parameters
+
+  Strings travel through memory: write the bytes and pass a pointer.
+
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+      iex> {:ok, store} = Wasmex.store(pid)
+      iex> {:ok, memory} = Wasmex.memory(pid)
+      iex> index = 42
+      iex> string = "hello, world"
+      iex> Wasmex.Memory.write_binary(store, memory, index, string)
+      :ok
+      iex> Wasmex.call_function(pid, "string_first_byte", [index, String.length(string)])
+      {:ok, [104]}
+
+  ## Strings as function return values
+
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+      iex> {:ok, store} = Wasmex.store(pid)
+      iex> {:ok, memory} = Wasmex.memory(pid)
+      iex> {:ok, [pointer]} = Wasmex.call_function(pid, "string", [])
+      iex> Wasmex.Memory.read_string(store, memory, pointer, 13)
+      "Hello, World!"
+
+  ## Timeouts
+
+  The default timeout is 5000 ms. When it passes, the Wasm is stopped (not left running)
+  and `{:error, reason}` says it timed out; the instance stays usable.
+
+      iex> wat = "(module
+      ...>          (func $helloWorld (result i32) (i32.const 42))
+      ...>          (export \"hello_world\" (func $helloWorld))
+      ...>        )"
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: wat})
+      iex> Wasmex.call_function(pid, "hello_world", [], 10_000)
+      {:ok, [42]}
+  '''
+  @spec call_function(GenServer.server(), String.t() | atom(), [number()], timeout()) ::
+          {:ok, [number()]} | {:error, any()}
+  def call_function(pid, name, params, timeout \\ 5_000) do
+    wait = if timeout == :infinity, do: :infinity, else: timeout + @reply_grace
+    GenServer.call(pid, {:call_function, stringify(name), params, timeout}, wait)
+  catch
+    :exit, {:timeout, _} -> {:error, "timed out: no answer within #{timeout} ms"}
+    :exit, {reason, {GenServer, :call, _}} -> {:error, "the instance is not running: #{inspect(reason)}"}
+  end
+
+  @doc ~S'''
+  Returns whether a function export with the given name exists in the Wasm instance.
+
+      iex> wat = "(module
+      ...>          (func $helloWorld (result i32) (i32.const 42))
+      ...>          (export \"hello_world\" (func $helloWorld))
+      ...>        )"
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: wat})
+      iex> Wasmex.function_exists(pid, "hello_world")
+      true
+      iex> Wasmex.function_exists(pid, "something_else")
+      false
+  '''
+  @spec function_exists(GenServer.server(), String.t() | atom()) :: boolean()
+  def function_exists(pid, name), do: GenServer.call(pid, {:exported_function_exists, stringify(name)})
+
+  @doc """
+  Returns the exported `Wasmex.Memory` of the given Wasm instance.
+
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+      iex> {:ok, %Wasmex.Memory{}} = Wasmex.memory(pid)
+  """
+  @spec memory(GenServer.server()) :: {:ok, Memory.t()} | {:error, any()}
+  def memory(pid), do: GenServer.call(pid, :memory)
+
+  @doc """
+  Returns the `Wasmex.Store` of the Wasm instance.
+
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+      iex> {:ok, %Wasmex.StoreOrCaller{}} = Wasmex.store(pid)
+  """
+  @spec store(GenServer.server()) :: {:ok, StoreOrCaller.t()} | {:error, any()}
+  def store(pid), do: GenServer.call(pid, :store)
+
+  @doc """
+  Returns the `Wasmex.Module` of the Wasm instance.
+
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+      iex> {:ok, %Wasmex.Module{}} = Wasmex.module(pid)
+  """
+  @spec module(GenServer.server()) :: {:ok, Module.t()} | {:error, any()}
+  def module(pid), do: GenServer.call(pid, :module)
+
+  defp stringify(name) when is_atom(name), do: Atom.to_string(name)
+  defp stringify(name) when is_binary(name), do: name
+
+  # Server
+
+  @impl true
+  def init(%{store: store, module: module, links: links, imports: imports}) do
+    with :ok <- Store.retain(store, self()),
+         {:ok, instance} <- Instance.new(store, module, imports, links) do
+      Process.monitor(store.host)
+      {:ok, %{store: store, module: module, instance: instance, imports: stringify_imports(imports)}}
+    else
+      {:error, reason} -> fail_start(reason)
+    end
+  end
+
+  # Answers start_link with {:error, reason} and exits normally, so that a caller linked
+  # to this process is not taken down by a failed start.
+  defp fail_start(reason) do
+    :proc_lib.init_ack({:error, reason})
+    exit(:normal)
+  end
+
+  defp stringify_imports(imports) do
+    Map.new(imports, fn {ns, fns} -> {to_string(ns), Map.new(fns, fn {name, spec} -> {to_string(name), spec} end)} end)
+  end
+
+  @impl true
+  def handle_call({:call_function, name, params, timeout}, from, state) do
+    args = Instance.call_args(state.store, state.instance, name, params, timeout)
+    Host.cast_request(state.store.host, :call, args, {:reply, from})
+    {:noreply, state}
+  end
+
+  def handle_call({:exported_function_exists, name}, _from, state) do
+    {:reply, Instance.function_export_exists(state.store, state.instance, name), state}
+  end
+
+  def handle_call(:memory, _from, state), do: {:reply, Memory.from_instance(state.store, state.instance), state}
+  def handle_call(:store, _from, state), do: {:reply, {:ok, state.store}, state}
+  def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
+
+  @impl true
+  def handle_info({:wasmex_callback, host, store_id, callback_id, ns, name, params}, state) do
+    result = run_callback(state, store_id, callback_id, ns, name, params)
+    Host.notify(host, :callback_return, {store_id, callback_id, result})
+    {:noreply, state}
+  end
+
+  def handle_info({:returned_function_call, result, from}, state) do
+    GenServer.reply(from, result)
+    {:noreply, state}
+  end
+
+  def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state) do
+    {:stop, {:shutdown, {:wasmex_host_down, reason}}, state}
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  defp run_callback(state, store_id, callback_id, ns, name, params) do
+    case state.imports do
+      %{^ns => %{^name => {:fn, _params, results, fun}}} ->
+        caller = %StoreOrCaller{host: state.store.host, store_id: store_id, caller_id: callback_id}
+        memory = Memory.of_instance(state.instance)
+        context = %{memory: memory, caller: caller}
+
+        try do
+          callback_results(apply(fun, [context | params]), results)
+        rescue
+          e -> {:error, "the callback #{ns}.#{name} raised: #{Exception.message(e)}"}
+        catch
+          kind, reason -> {:error, "the callback #{ns}.#{name} failed: #{inspect({kind, reason})}"}
+        end
+
+      _ ->
+        {:error, "no import #{ns}.#{name} is defined"}
+    end
+  end
+
+  defp callback_results(_value, []), do: {:ok, []}
+  defp callback_results(value, [_]), do: {:ok, [value]}
+  defp callback_results(values, types) when is_list(values) and length(values) == length(types), do: {:ok, values}
+
+  defp callback_results(value, types),
+    do: {:error, "the callback must return a list of #{length(types)} values, got: #{inspect(value)}"}
+end

@@ -1,0 +1,408 @@
+defmodule Wasmex.Host do
+  @moduledoc """
+  A host is one running `wasmex_port` OS process plus this process, which owns its port.
+
+  The host server frames requests, numbers them, and routes what comes back: replies go
+  straight to whoever is waiting (the original caller of `Wasmex.call_function/4`, not the
+  instance server), import callbacks go to the process that handles them. It never waits
+  on the port, so replies, callbacks and new requests always flow.
+
+  Lifetimes:
+
+    * every store has holders (the process that created it, and each `Wasmex` instance
+      server using it); when the last holder exits, the store is dropped in the port;
+    * a host started for one store (`Wasmex.Store.new/0` without an engine) or by
+      `Wasmex.Engine.new/1` stops once its owner has exited and it has no store left;
+    * the default engine's host (`Wasmex.Engine.default/0`) stays up.
+
+  When the port process dies, every waiting caller gets `{:error, reason}` at once and
+  the host server exits with `{:shutdown, {:port_exited, description}}`; instance
+  servers monitoring it exit with that reason.
+  """
+  use GenServer, restart: :temporary
+  require Logger
+
+  alias Wasmex.Wire
+
+  defstruct [
+    :port,
+    :os_pid,
+    :owner,
+    next_id: 1,
+    pending: %{},
+    holders: %{},
+    monitors: %{},
+    modules: MapSet.new()
+  ]
+
+  @typedoc "A reply target: where the result of a request goes."
+  @type target ::
+          {:reply, GenServer.from()}
+          | {:send, pid(), term()}
+          | {:new_store, GenServer.from(), pid()}
+
+  @doc """
+  Starts a host under `Wasmex.HostSupervisor` with the given `Wasmex.EngineConfig`.
+  The host lives while `owner` (a pid) does or while it has stores; with `:forever` it
+  lives until stopped;
+  `name` registers it.
+  """
+  @spec start(Wasmex.EngineConfig.t(), pid() | :forever, GenServer.name() | nil) ::
+          {:ok, pid()} | {:error, term()}
+  def start(config, owner, name \\ nil) do
+    DynamicSupervisor.start_child(Wasmex.HostSupervisor, {__MODULE__, {config, owner, name}})
+  end
+
+  @doc false
+  def start_link({config, owner, name}) do
+    opts = if name, do: [name: name], else: []
+    GenServer.start_link(__MODULE__, {config, owner}, opts)
+  end
+
+  @doc """
+  Sends a request and waits for its result. Exits of the host become `{:error, reason}`.
+  """
+  @spec request(pid(), atom(), tuple()) :: {:ok, term()} | {:error, term()}
+  def request(host, op, args) do
+    GenServer.call(host, {:request, op, args}, :infinity)
+  catch
+    :exit, reason -> {:error, down_message(reason)}
+  end
+
+  @doc "Sends a request whose result goes to `target` (see `t:target/0`)."
+  @spec cast_request(pid(), atom(), tuple(), target()) :: :ok
+  def cast_request(host, op, args, target) do
+    GenServer.cast(host, {:request, op, args, target})
+  end
+
+  @doc "Sends a notification: a request that gets no reply."
+  @spec notify(pid(), atom(), tuple()) :: :ok
+  def notify(host, op, args), do: GenServer.cast(host, {:notify, op, args})
+
+  @doc "Creates a store in the host, held by `holder`."
+  @spec new_store(pid(), term(), term(), pid()) :: {:ok, non_neg_integer()} | {:error, term()}
+  def new_store(host, limits, wasi, holder) do
+    GenServer.call(host, {:new_store, limits, wasi, holder}, :infinity)
+  catch
+    :exit, reason -> {:error, down_message(reason)}
+  end
+
+  @doc "Adds `pid` to the holders of a store: the store lives while any holder does."
+  @spec retain(pid(), non_neg_integer(), pid()) :: :ok | {:error, term()}
+  def retain(host, store_id, pid) do
+    GenServer.call(host, {:retain, store_id, pid})
+  catch
+    :exit, reason -> {:error, down_message(reason)}
+  end
+
+  @doc "Removes `pid` from the holders of a store."
+  @spec release(pid(), non_neg_integer(), pid()) :: :ok
+  def release(host, store_id, pid), do: GenServer.cast(host, {:release, store_id, pid})
+
+  @doc "The OS process id of the host's port program."
+  @spec os_pid(pid()) :: non_neg_integer() | nil
+  def os_pid(host), do: GenServer.call(host, :os_pid)
+
+  @doc false
+  def down_message({reason, {GenServer, :call, _}}), do: down_message(reason)
+  def down_message(:noproc), do: "the Wasm host is not running"
+  def down_message({:shutdown, {:port_exited, why}}), do: "the Wasm host exited: #{why}"
+  def down_message(reason), do: "the Wasm host is not running: #{inspect(reason)}"
+
+  # Server
+
+  @impl true
+  def init({config, owner}) do
+    Process.flag(:trap_exit, true)
+
+    with {:ok, port} <- open_port(),
+         :ok <- await_hello(port),
+         {:ok, :ok} <- init_engine(port, config) do
+      if is_pid(owner), do: Process.monitor(owner)
+      {:os_pid, os_pid} = Port.info(port, :os_pid)
+      {:ok, %__MODULE__{port: port, os_pid: os_pid, owner: owner, next_id: 2}}
+    else
+      {:error, reason} -> {:stop, reason}
+    end
+  end
+
+  defp open_port do
+    path = executable()
+
+    if File.exists?(path) do
+      port =
+        Port.open({:spawn_executable, path}, [
+          :binary,
+          {:packet, 4},
+          :exit_status,
+          :use_stdio,
+          {:env, [{~c"RUST_LIB_BACKTRACE", ~c"0"}, {~c"RUST_BACKTRACE", ~c"0"}]}
+        ])
+
+      {:ok, port}
+    else
+      {:error, "wasmex_port not found at #{path}: build it with `mix compile`"}
+    end
+  end
+
+  @doc false
+  def executable, do: Application.app_dir(:wasmex, "priv/wasmex_port")
+
+  defp await_hello(port) do
+    expected = Wire.version()
+
+    receive do
+      {^port, {:data, data}} ->
+        case Wire.decode(data) do
+          {:ok, {:hello, ^expected, _wasmtime}} ->
+            :ok
+
+          {:ok, {:hello, version, _}} ->
+            Port.close(port)
+
+            {:error,
+             "wasmex_port speaks protocol version #{inspect(version)} but this library needs " <>
+               "#{expected}: rebuild it with `mix compile`"}
+
+          _ ->
+            Port.close(port)
+            {:error, "wasmex_port did not greet with a protocol version: rebuild it with `mix compile`"}
+        end
+
+      {^port, {:exit_status, status}} ->
+        {:error, "wasmex_port exited at start: #{describe_status(status)}"}
+    after
+      10_000 -> {:error, "wasmex_port did not start within 10 s"}
+    end
+  end
+
+  defp init_engine(port, config) do
+    Port.command(port, Wire.encode_request(1, :init, {engine_options(config)}))
+
+    receive do
+      {^port, {:data, data}} ->
+        case Wire.decode(data) do
+          {:ok, {:reply, 1, result}} -> result
+          other -> {:error, "unexpected answer to init: #{inspect(other)}"}
+        end
+
+      {^port, {:exit_status, status}} ->
+        {:error, "wasmex_port exited at start: #{describe_status(status)}"}
+    after
+      10_000 -> {:error, "wasmex_port did not initialise within 10 s"}
+    end
+  end
+
+  defp engine_options(%Wasmex.EngineConfig{} = c) do
+    %{
+      consume_fuel: c.consume_fuel,
+      cranelift_opt_level: c.cranelift_opt_level,
+      wasm_backtrace_details: c.wasm_backtrace_details,
+      cache_dir: cache_dir()
+    }
+  end
+
+  defp cache_dir do
+    case Application.get_env(:wasmex, :cache_dir, :default) do
+      :default -> Path.join(System.tmp_dir!(), "wasmex_port_cache")
+      nil -> nil
+      dir -> Path.expand(dir)
+    end
+  end
+
+  @impl true
+  def handle_call({:request, op, args}, from, state) do
+    {:noreply, send_request(state, op, args, {:reply, from})}
+  end
+
+  def handle_call({:new_store, limits, wasi, holder}, from, state) do
+    {:noreply, send_request(state, :store_new, {limits, wasi}, {:new_store, from, holder})}
+  end
+
+  def handle_call({:retain, store_id, pid}, _from, state) do
+    if Map.has_key?(state.holders, store_id) do
+      {:reply, :ok, hold(state, store_id, pid)}
+    else
+      {:reply, {:error, "unknown store #{store_id}"}, state}
+    end
+  end
+
+  def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
+
+  @impl true
+  def handle_cast({:request, op, args, target}, state) do
+    {:noreply, send_request(state, op, args, target)}
+  end
+
+  def handle_cast({:notify, op, args}, state) do
+    Port.command(state.port, Wire.encode_request(0, op, args))
+    {:noreply, state}
+  end
+
+  def handle_cast({:release, store_id, pid}, state) do
+    case state.holders do
+      %{^store_id => %{^pid => ref}} ->
+        Process.demonitor(ref, [:flush])
+        state |> Map.update!(:monitors, &Map.delete(&1, ref)) |> unhold(store_id, pid) |> maybe_stop()
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
+  @impl true
+  def handle_info({port, {:data, data}}, %{port: port} = state) do
+    case Wire.decode(data) do
+      {:ok, {:reply, id, result}} -> {:noreply, deliver(state, id, result)}
+      {:ok, {:callback, store_id, callback_id, handler, ns, name, params}} -> {:noreply, callback(state, store_id, callback_id, handler, ns, name, params)}
+      {:ok, {:log, message}} -> log(message, state)
+      {:ok, other} -> log("unexpected frame: #{inspect(other, limit: 20)}", state)
+      {:error, reason} -> log(reason, state)
+    end
+  end
+
+  def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
+    why = describe_status(status)
+    fail_pending(state, "the Wasm host exited: #{why}")
+    {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil, pending: %{}}}
+  end
+
+  def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
+    case Map.pop(state.monitors, ref) do
+      {{store_id, ^pid}, monitors} -> maybe_stop(unhold(%{state | monitors: monitors}, store_id, pid))
+      {nil, _} when pid == state.owner -> maybe_stop(%{state | owner: nil})
+      {nil, _} -> {:noreply, state}
+    end
+  end
+
+  def handle_info({:EXIT, port, _reason}, %{port: port} = state), do: {:noreply, state}
+  def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
+  def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, %{port: port} = state) do
+    fail_pending(state, "the Wasm host stopped")
+    if port, do: safe_close(port)
+    :ok
+  end
+
+  defp safe_close(port) do
+    Port.close(port)
+  rescue
+    ArgumentError -> :ok
+  end
+
+  defp send_request(state, op, args, target) do
+    id = state.next_id
+    {args, learn} = strip_known_modules(op, args, state.modules)
+    Port.command(state.port, Wire.encode_request(id, op, args))
+    %{state | next_id: id + 1, pending: Map.put(state.pending, id, {target, learn})}
+  end
+
+  # Module sources travel only to a host that has not loaded them yet; once a request
+  # that carried a source succeeds, the host knows the module by its key.
+  defp strip_known_modules(:instantiate, {ctx, key, source, handler, imports, links, timeout}, known) do
+    {source, learn} = strip(key, source, known, [])
+
+    {links, learn} =
+      Enum.map_reduce(links, learn, fn {name, k, s}, acc ->
+        {s, acc} = strip(k, s, known, acc)
+        {{name, k, s}, acc}
+      end)
+
+    {{ctx, key, source, handler, imports, links, timeout}, learn}
+  end
+
+  defp strip_known_modules(op, {key, _source} = args, _known) when op in [:module_compile, :module_serialize],
+    do: {args, [key]}
+
+  defp strip_known_modules(_op, args, _known), do: {args, []}
+
+  defp strip(key, source, known, acc) do
+    if MapSet.member?(known, key), do: {nil, acc}, else: {source, [key | acc]}
+  end
+
+  defp deliver(state, id, result) do
+    case Map.pop(state.pending, id) do
+      {nil, _} ->
+        if id != 0 or match?({:error, _}, result), do: Logger.warning("wasmex_port: #{inspect(result)} for request #{id}")
+        state
+
+      {{target, learn}, pending} ->
+        state = %{state | pending: pending}
+        state = if match?({:ok, _}, result), do: %{state | modules: Enum.into(learn, state.modules)}, else: state
+        reply(target, result, state)
+    end
+  end
+
+  defp reply({:reply, from}, result, state), do: tap(state, fn _ -> GenServer.reply(from, result) end)
+  defp reply({:send, pid, tag}, result, state), do: tap(state, fn _ -> send(pid, {:returned_function_call, result, tag}) end)
+
+  defp reply({:new_store, from, holder}, result, state) do
+    GenServer.reply(from, result)
+
+    case result do
+      {:ok, store_id} -> hold(state, store_id, holder)
+      _ -> state
+    end
+  end
+
+  defp callback(state, store_id, callback_id, handler, ns, name, params) do
+    pid = :erlang.binary_to_term(handler, [:safe])
+
+    if is_pid(pid) and (node(pid) != node() or Process.alive?(pid)) do
+      send(pid, {:wasmex_callback, self(), store_id, callback_id, ns, name, params})
+    else
+      error = {:error, "the process handling import #{ns}.#{name} is not running"}
+      Port.command(state.port, Wire.encode_request(0, :callback_return, {store_id, callback_id, error}))
+    end
+
+    state
+  end
+
+  defp hold(state, store_id, pid) do
+    holders = Map.get(state.holders, store_id, %{})
+
+    if Map.has_key?(holders, pid) do
+      state
+    else
+      ref = Process.monitor(pid)
+
+      %{
+        state
+        | holders: Map.put(state.holders, store_id, Map.put(holders, pid, ref)),
+          monitors: Map.put(state.monitors, ref, {store_id, pid})
+      }
+    end
+  end
+
+  defp unhold(state, store_id, pid) do
+    holders = state.holders |> Map.get(store_id, %{}) |> Map.delete(pid)
+
+    if map_size(holders) == 0 do
+      Port.command(state.port, Wire.encode_request(0, :store_drop, {store_id}))
+      %{state | holders: Map.delete(state.holders, store_id)}
+    else
+      %{state | holders: Map.put(state.holders, store_id, holders)}
+    end
+  end
+
+  # A host with no owner left and no store stops; the default engine's host (owner
+  # `:forever`) never does.
+  defp maybe_stop(%{owner: nil, holders: holders} = state) when map_size(holders) == 0,
+    do: {:stop, :normal, state}
+
+  defp maybe_stop(state), do: {:noreply, state}
+
+  defp fail_pending(state, message) do
+    Enum.each(state.pending, fn {_id, {target, _}} -> reply(target, {:error, message}, state) end)
+  end
+
+  defp log(message, state) do
+    Logger.warning("wasmex_port: #{message}")
+    {:noreply, state}
+  end
+
+  defp describe_status(status) when status > 128, do: "killed by signal #{status - 128} (exit status #{status})"
+  defp describe_status(status), do: "exit status #{status}"
+end

@@ -1,0 +1,111 @@
+defmodule Wasmex.Instance do
+  @moduledoc """
+  An instantiated module inside a store. Usually used through the `Wasmex` server, which
+  also runs the instance's import callbacks.
+
+  The process that calls `new/4` handles the instance's import callbacks: it receives
+  `{:wasmex_callback, ...}` messages, which `Wasmex` servers handle for you.
+  """
+
+  alias Wasmex.{Host, Module, StoreOrCaller}
+
+  @enforce_keys [:host, :store_id, :id, :module]
+  defstruct [:host, :store_id, :id, :module]
+
+  @type t :: %__MODULE__{host: pid(), store_id: non_neg_integer(), id: non_neg_integer(), module: Module.t()}
+
+  @typedoc "A linked module, importable by the instance under `name`."
+  @type link :: %{name: String.t(), module: Module.t()}
+
+  @instantiate_timeout 5_000
+
+  @doc """
+  Instantiates `module` in a store.
+
+  `imports` maps namespaces to maps of import names to `{:fn, params, results, fun}`
+  (string or atom keys). `links` lists modules to instantiate first, in dependency order,
+  whose exports the module can import under their `name`.
+  """
+  @spec new(StoreOrCaller.t(), Module.t(), map(), [link()]) :: {:ok, t()} | {:error, String.t()}
+  def new(%StoreOrCaller{} = store, %Module{} = module, imports, links \\ []) when is_map(imports) do
+    with {:ok, import_specs} <- import_specs(imports) do
+      handler = :erlang.term_to_binary(self())
+      links = Enum.map(links, fn %{name: name, module: m} -> {to_string(name), m.key, m.source} end)
+
+      args =
+        {StoreOrCaller.context(store), module.key, module.source, handler, import_specs, links, @instantiate_timeout}
+
+      with {:ok, id} <- Host.request(store.host, :instantiate, args) do
+        {:ok, %__MODULE__{host: store.host, store_id: store.store_id, id: id, module: module}}
+      end
+    end
+  end
+
+  defp import_specs(imports) do
+    Enum.reduce_while(imports, {:ok, []}, fn {ns, fns}, {:ok, acc} ->
+      case namespace_specs(to_string(ns), fns) do
+        {:ok, specs} -> {:cont, {:ok, specs ++ acc}}
+        error -> {:halt, error}
+      end
+    end)
+  end
+
+  defp namespace_specs(ns, fns) when is_map(fns) do
+    Enum.reduce_while(fns, {:ok, []}, fn
+      {name, {:fn, params, results, fun}}, {:ok, acc} when is_list(params) and is_list(results) and is_function(fun) ->
+        {:cont, {:ok, [{ns, to_string(name), params, results} | acc]}}
+
+      {name, other}, _ ->
+        {:halt, {:error, "import #{ns}.#{name} must be {:fn, params, results, fun}, got: #{inspect(other)}"}}
+    end)
+  end
+
+  defp namespace_specs(ns, other), do: {:error, "import namespace #{ns} must be a map, got: #{inspect(other)}"}
+
+  @doc "Whether the instance exports a function of that name."
+  @spec function_export_exists(StoreOrCaller.t(), t(), String.t()) :: boolean()
+  def function_export_exists(_store, %__MODULE__{module: module}, name) when is_binary(name) do
+    match?({:fn, _, _}, Map.get(module.exports, name))
+  end
+
+  @doc """
+  Calls an exported function without waiting: the calling process later receives
+  `{:returned_function_call, result, from}`, where `result` is `{:ok, results}` or
+  `{:error, reason}`.
+  """
+  @spec call_exported_function(StoreOrCaller.t(), t(), String.t(), [number()], term()) :: :ok
+  def call_exported_function(store, instance, name, params, from, timeout \\ 5_000) do
+    Host.cast_request(instance.host, :call, call_args(store, instance, name, params, timeout), {:send, self(), from})
+  end
+
+  @doc """
+  Reads an exported global.
+
+      iex> wat = "(module (global (export \\"meaning_of_life\\") i32 (i32.const 42)))"
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: wat})
+      iex> {:ok, store} = Wasmex.store(pid)
+      iex> instance = :sys.get_state(pid).instance
+      iex> Wasmex.Instance.get_global_value(store, instance, "meaning_of_life")
+      {:ok, 42}
+  """
+  @spec get_global_value(StoreOrCaller.t(), t(), String.t()) :: {:ok, number()} | {:error, String.t()}
+  def get_global_value(%StoreOrCaller{} = store, %__MODULE__{id: id}, name) do
+    Host.request(store.host, :global_get, {StoreOrCaller.context(store), id, to_string(name)})
+  end
+
+  @doc "Writes a mutable exported global."
+  @spec set_global_value(StoreOrCaller.t(), t(), String.t(), number()) :: :ok | {:error, String.t()}
+  def set_global_value(%StoreOrCaller{} = store, %__MODULE__{id: id}, name, value) do
+    with {:ok, :ok} <- Host.request(store.host, :global_set, {StoreOrCaller.context(store), id, to_string(name), value}),
+         do: :ok
+  end
+
+  @doc "The first memory the instance exports; see `Wasmex.Memory.from_instance/2`."
+  @spec memory(StoreOrCaller.t(), t()) :: {:ok, Wasmex.Memory.t()} | {:error, String.t()}
+  def memory(store, instance), do: Wasmex.Memory.from_instance(store, instance)
+
+  @doc false
+  def call_args(store, %__MODULE__{id: id}, name, params, timeout) do
+    {StoreOrCaller.context(store), id, to_string(name), params, timeout}
+  end
+end

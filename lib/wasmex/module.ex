@@ -1,0 +1,99 @@
+defmodule Wasmex.Module do
+  @moduledoc """
+  A compiled Wasm module: stateless code that can be instantiated many times.
+
+  The struct keeps the module's description (`name/1`, `exports/1`, `imports/1` need no
+  round trip) and its original bytes, shared rather than copied, so that any host,
+  even one on another node, can load it on first use.
+
+      iex> {:ok, store} = Wasmex.Store.new()
+      iex> {:ok, module} = Wasmex.Module.compile(store, "(module $hello (func (export \\"f\\") (result i32) i32.const 7))")
+      iex> Wasmex.Module.name(module)
+      "hello"
+      iex> Wasmex.Module.exports(module)
+      %{"f" => {:fn, [], [:i32]}}
+  """
+
+  alias Wasmex.{Engine, Host, StoreOrCaller}
+
+  @enforce_keys [:host, :key, :source]
+  defstruct [:host, :key, :source, name: nil, exports: %{}, imports: %{}]
+
+  @typedoc "Where a host that has not seen the module loads it from."
+  @type source :: {:wasm, binary()} | {:precompiled, binary()}
+
+  @type t :: %__MODULE__{
+          host: pid(),
+          key: binary(),
+          source: source(),
+          name: String.t() | nil,
+          exports: map(),
+          imports: map()
+        }
+
+  @doc """
+  Compiles a module from `.wasm` bytes or `.wat` text in the store's host.
+
+      iex> {:ok, store} = Wasmex.Store.new()
+      iex> {:error, "Error while parsing bytes: " <> _} = Wasmex.Module.compile(store, "(modul")
+      iex> :ok
+      :ok
+  """
+  @spec compile(StoreOrCaller.t(), binary()) :: {:ok, t()} | {:error, String.t()}
+  def compile(%StoreOrCaller{host: host}, bytes) when is_binary(bytes) do
+    load(host, {:wasm, bytes})
+  end
+
+  @doc """
+  Serializes the compiled module. Load it back with `unsafe_deserialize/2` in an engine
+  with the same configuration.
+  """
+  @spec serialize(t()) :: {:ok, binary()} | {:error, String.t()}
+  def serialize(%__MODULE__{host: host, key: key, source: source}) do
+    Host.request(host, :module_serialize, {key, source})
+  end
+
+  @doc """
+  Loads a module serialized by `serialize/1` or `Wasmex.Engine.precompile_module/2` into
+  `engine` (the default engine when `nil`).
+
+  Only pass bytes that came from `serialize/1` on this machine: a crafted artifact is
+  executable code. Bytes that are not an artifact, or one compiled with another engine
+  configuration, are refused with an error.
+  """
+  @spec unsafe_deserialize(binary(), Engine.t() | nil) :: {:ok, t()} | {:error, String.t()}
+  def unsafe_deserialize(bytes, engine \\ nil) when is_binary(bytes) do
+    %Engine{host: host} = engine || Engine.default()
+    load(host, {:precompiled, bytes})
+  end
+
+  defp load(host, {kind, bytes} = source) do
+    key = :erlang.md5([Atom.to_string(kind), bytes])
+
+    with {:ok, {name, exports, imports}} <- Host.request(host, :module_compile, {key, source}) do
+      {:ok, %__MODULE__{host: host, key: key, source: source, name: name, exports: exports, imports: imports}}
+    end
+  end
+
+  @doc "The module's name from its name section, or `nil`."
+  @spec name(t()) :: String.t() | nil
+  def name(%__MODULE__{name: name}), do: name
+
+  @doc """
+  The module's exports: a map of name to `{:fn, params, results}`, `{:global, %{type:,
+  mutability:}}`, `{:memory, %{minimum:, shared:, memory64:}}` or `{:table, %{type:,
+  minimum:}}` (memories and tables add `maximum:` when they have one).
+  """
+  @spec exports(t()) :: map()
+  def exports(%__MODULE__{exports: exports}), do: exports
+
+  @doc "The module's imports, grouped by namespace, with the same info tuples as `exports/1`."
+  @spec imports(t()) :: map()
+  def imports(%__MODULE__{imports: imports}), do: imports
+
+  defimpl Inspect do
+    def inspect(m, _opts) do
+      "#Wasmex.Module<#{m.name || "unnamed"}, #{map_size(m.exports)} exports>"
+    end
+  end
+end

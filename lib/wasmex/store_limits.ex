@@ -1,0 +1,27 @@
+defmodule Wasmex.StoreLimits do
+  @moduledoc """
+  Limits on what the Wasm in one store may allocate. `nil` means no limit of that kind.
+
+    * `memory_size` - bytes each linear memory may grow to;
+    * `table_elements` - elements each table may grow to;
+    * `instances`, `tables`, `memories` - how many of each the store may create.
+
+  Growth past a limit fails the way Wasm specifies (`memory.grow` returns -1);
+  instantiation past a limit fails with an error.
+  """
+
+  defstruct [:memory_size, :table_elements, :instances, :tables, :memories]
+
+  @type t :: %__MODULE__{
+          memory_size: non_neg_integer() | nil,
+          table_elements: non_neg_integer() | nil,
+          instances: non_neg_integer() | nil,
+          tables: non_neg_integer() | nil,
+          memories: non_neg_integer() | nil
+        }
+
+  @doc false
+  @spec to_wire(t() | nil) :: map() | nil
+  def to_wire(nil), do: nil
+  def to_wire(%__MODULE__{} = limits), do: Map.from_struct(limits)
+end

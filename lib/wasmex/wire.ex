@@ -1,0 +1,53 @@
+defmodule Wasmex.Wire do
+  @moduledoc """
+  The wire protocol between the BEAM and the `wasmex_port` program, the Elixir twin of
+  `port/protocol.rs`. `docs/protocol.md` describes it in full.
+
+  Frames are 4-byte big-endian length-prefixed (`{:packet, 4}`); each holds one term in
+  External Term Format.
+
+    * BEAM -> port: `{id, op, args}` where `id` is a positive integer, `op` an atom and
+      `args` a tuple. Each request gets exactly one `{:reply, id, result}`, except the
+      notifications (`:callback_return`, `:store_drop`, `:module_drop`).
+    * port -> BEAM: `{:hello, version, wasmtime}` once at start, `{:reply, id, {:ok, value} |
+      {:error, reason}}`, `{:callback, store_id, callback_id, handler, namespace, name,
+      params}` and `{:log, message}`.
+  """
+
+  @version 1
+
+  # Every atom the port may send. `decode/1` uses `binary_to_term/2` with `:safe`, which
+  # refuses atoms that do not exist yet; naming them here makes them exist.
+  @port_atoms ~w(hello reply ok error callback log nil true false
+                 fn global memory table tag type mutability const var minimum maximum
+                 shared memory64 i32 i64 f32 f64 v128 func_ref extern_ref
+                 nan infinity neg_infinity)a
+
+  @doc false
+  @spec port_atoms() :: [atom()]
+  def port_atoms, do: @port_atoms
+
+  @typedoc "What a request addresses: a store, or the caller of a running import callback."
+  @type context :: non_neg_integer() | {:caller, non_neg_integer(), non_neg_integer()}
+
+  @doc "The protocol version this library speaks; the port must announce the same."
+  @spec version() :: pos_integer()
+  def version, do: @version
+
+  @doc "Encodes a request frame's payload."
+  @spec encode_request(non_neg_integer(), atom(), tuple()) :: binary()
+  def encode_request(id, op, args) when is_atom(op) and is_tuple(args) do
+    :erlang.term_to_binary({id, op, args})
+  end
+
+  @doc """
+  Decodes a frame from the port. The `:safe` option keeps a misbehaving port from
+  creating atoms.
+  """
+  @spec decode(binary()) :: {:ok, term()} | {:error, String.t()}
+  def decode(payload) do
+    {:ok, :erlang.binary_to_term(payload, [:safe])}
+  rescue
+    ArgumentError -> {:error, "undecodable frame from the port (#{byte_size(payload)} bytes)"}
+  end
+end

@@ -1,0 +1,70 @@
+//! Linear memory: size, grow, read and write, on a store or through a waiting caller.
+//! A memory is named by `{InstanceId, ExportName}`.
+
+use crate::instance::lookup;
+use crate::protocol::Request;
+use crate::store::Cx;
+use crate::term::{self, Fallible};
+use eetf::Term;
+use wasmtime::Memory;
+
+const OUT_OF_BOUNDS: &str = "out of bounds memory access";
+
+fn memory(cx: &mut Cx<'_>, req: &Request) -> Fallible<Memory> {
+    let instance = lookup(cx, req.arg(1)?)?;
+    let name = term::as_str(req.arg(2)?, "memory name")?;
+    instance
+        .get_memory(&mut *cx, name)
+        .ok_or_else(|| format!("exported memory `{name}` not found"))
+}
+
+/// The byte range `[offset, offset + len)` if it lies inside the memory.
+fn range(
+    cx: &Cx<'_>,
+    memory: &Memory,
+    offset: &Term,
+    len: u64,
+) -> Fallible<std::ops::Range<usize>> {
+    let offset = term::as_u64(offset, "offset")?;
+    let end = offset.checked_add(len).ok_or(OUT_OF_BOUNDS)?;
+    if end > memory.data_size(cx) as u64 {
+        return Err(OUT_OF_BOUNDS.into());
+    }
+    Ok(offset as usize..end as usize)
+}
+
+/// `{Ctx, Instance, Name}` -> size in bytes.
+pub fn size(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(3)?;
+    let m = memory(cx, req)?;
+    Ok(term::uint(m.data_size(&*cx) as u64))
+}
+
+/// `{Ctx, Instance, Name, Pages}` -> the size in pages before growing.
+pub fn grow(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(4)?;
+    let m = memory(cx, req)?;
+    let pages = term::as_u64(req.arg(3)?, "pages")?;
+    m.grow(&mut *cx, pages)
+        .map(term::uint)
+        .map_err(|e| format!("Failed to grow the memory: {e}."))
+}
+
+/// `{Ctx, Instance, Name, Offset, Length}` -> binary.
+pub fn read(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(5)?;
+    let m = memory(cx, req)?;
+    let len = term::as_u64(req.arg(4)?, "length")?;
+    let r = range(cx, &m, req.arg(3)?, len)?;
+    Ok(term::binary(m.data(&*cx)[r].to_vec()))
+}
+
+/// `{Ctx, Instance, Name, Offset, Binary}` -> ok.
+pub fn write(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(5)?;
+    let m = memory(cx, req)?;
+    let bytes = term::as_bytes(req.arg(4)?, "data")?;
+    let r = range(cx, &m, req.arg(3)?, bytes.len() as u64)?;
+    m.data_mut(&mut *cx)[r].copy_from_slice(bytes);
+    Ok(term::atom("ok"))
+}

@@ -1,0 +1,12 @@
+defmodule Wasmex.DocTest do
+  use ExUnit.Case, async: true
+
+  doctest Wasmex
+  doctest Wasmex.Engine
+  doctest Wasmex.EngineConfig
+  doctest Wasmex.Instance
+  doctest Wasmex.Memory
+  doctest Wasmex.Module
+  doctest Wasmex.Store
+  doctest Wasmex.StoreOrCaller
+end

@@ -1,0 +1,30 @@
+defmodule TestHelper do
+  @moduledoc "Paths of the Wasm fixtures in `test/fixtures` (sources and README there)."
+
+  @fixtures Path.expand("fixtures", __DIR__)
+
+  def fixture_path(name), do: Path.join(@fixtures, name)
+
+  def wasm_test_file_path, do: fixture_path("wasmex_test.wasm")
+  def wasm_import_test_file_path, do: fixture_path("wasmex_import_test.wasm")
+  def wasm_link_test_file_path, do: fixture_path("wasmex_link_test.wasm")
+  def wasm_link_dep_test_file_path, do: fixture_path("wasmex_link_dep_test.wasm")
+  def wasi_test_file_path, do: fixture_path("wasi_test.wasm")
+
+  @doc "A fresh store with the main fixture compiled in it."
+  def wasm_module do
+    {:ok, store} = Wasmex.Store.new()
+    {:ok, module} = Wasmex.Module.compile(store, File.read!(wasm_test_file_path()))
+    %{store: store, module: module}
+  end
+
+  def default_imported_functions_env do
+    %{
+      imported_sum3: {:fn, [:i32, :i32, :i32], [:i32], fn _context, a, b, c -> a + b + c end},
+      imported_sumf: {:fn, [:f32, :f32], [:f32], fn _context, a, b -> a + b end},
+      imported_void: {:fn, [], [], fn _context -> nil end}
+    }
+  end
+end
+
+ExUnit.start()
