@@ -10,7 +10,10 @@ defmodule Mix.Tasks.Compile.WasmexPort do
   def run(_args) do
     root = Path.dirname(__ENV__.file)
     target = Path.join(root, "priv/wasmex_port")
-    sources = Path.wildcard(Path.join(root, "port/**/*.rs")) ++ Enum.map(~w(Cargo.toml Cargo.lock), &Path.join(root, &1))
+
+    sources =
+      Path.wildcard(Path.join(root, "port/**/*.rs")) ++
+        Enum.map(~w(Cargo.toml Cargo.lock), &Path.join(root, &1))
 
     if Mix.Utils.stale?(sources, [target]) do
       build(root, target)
@@ -23,7 +26,11 @@ defmodule Mix.Tasks.Compile.WasmexPort do
     Mix.shell().info("Building wasmex_port with cargo (release)")
     args = ["build", "--release", "--quiet"]
 
-    case System.cmd("cargo", args, cd: root, stderr_to_stdout: true, into: IO.stream(:stdio, :line)) do
+    case System.cmd("cargo", args,
+           cd: root,
+           stderr_to_stdout: true,
+           into: IO.stream(:stdio, :line)
+         ) do
       {_, 0} ->
         File.mkdir_p!(Path.dirname(target))
         File.cp!(Path.join(root, "target/release/wasmex_port"), target)

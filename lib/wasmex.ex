@@ -114,7 +114,12 @@ defmodule Wasmex do
   defp start_with_store(%{store: store} = opts) do
     with {:ok, module} <- module_of(opts),
          {:ok, links} <- compile_links(store, opts.links) do
-      GenServer.start_link(__MODULE__, %{store: store, module: module, links: links, imports: opts.imports})
+      GenServer.start_link(__MODULE__, %{
+        store: store,
+        module: module,
+        links: links,
+        imports: opts.imports
+      })
     end
   end
 
@@ -196,8 +201,11 @@ defmodule Wasmex do
     wait = if timeout == :infinity, do: :infinity, else: timeout + @reply_grace
     GenServer.call(pid, {:call_function, stringify(name), params, timeout}, wait)
   catch
-    :exit, {:timeout, _} -> {:error, "timed out: no answer within #{timeout} ms"}
-    :exit, {reason, {GenServer, :call, _}} -> {:error, "the instance is not running: #{inspect(reason)}"}
+    :exit, {:timeout, _} ->
+      {:error, "timed out: no answer within #{timeout} ms"}
+
+    :exit, {reason, {GenServer, :call, _}} ->
+      {:error, "the instance is not running: #{inspect(reason)}"}
   end
 
   @doc ~S'''
@@ -214,7 +222,8 @@ defmodule Wasmex do
       false
   '''
   @spec function_exists(GenServer.server(), String.t() | atom()) :: boolean()
-  def function_exists(pid, name), do: GenServer.call(pid, {:exported_function_exists, stringify(name)})
+  def function_exists(pid, name),
+    do: GenServer.call(pid, {:exported_function_exists, stringify(name)})
 
   @doc """
   Returns the exported `Wasmex.Memory` of the given Wasm instance.
@@ -253,7 +262,9 @@ defmodule Wasmex do
     with :ok <- Store.retain(store, self()),
          {:ok, instance} <- Instance.new(store, module, imports, links) do
       Process.monitor(store.host)
-      {:ok, %{store: store, module: module, instance: instance, imports: stringify_imports(imports)}}
+
+      {:ok,
+       %{store: store, module: module, instance: instance, imports: stringify_imports(imports)}}
     else
       {:error, reason} -> fail_start(reason)
     end
@@ -267,7 +278,9 @@ defmodule Wasmex do
   end
 
   defp stringify_imports(imports) do
-    Map.new(imports, fn {ns, fns} -> {to_string(ns), Map.new(fns, fn {name, spec} -> {to_string(name), spec} end)} end)
+    Map.new(imports, fn {ns, fns} ->
+      {to_string(ns), Map.new(fns, fn {name, spec} -> {to_string(name), spec} end)}
+    end)
   end
 
   @impl true
@@ -281,7 +294,9 @@ defmodule Wasmex do
     {:reply, Instance.function_export_exists(state.store, state.instance, name), state}
   end
 
-  def handle_call(:memory, _from, state), do: {:reply, Memory.from_instance(state.store, state.instance), state}
+  def handle_call(:memory, _from, state),
+    do: {:reply, Memory.from_instance(state.store, state.instance), state}
+
   def handle_call(:store, _from, state), do: {:reply, {:ok, state.store}, state}
   def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
 
@@ -306,7 +321,12 @@ defmodule Wasmex do
   defp run_callback(state, store_id, callback_id, ns, name, params) do
     case state.imports do
       %{^ns => %{^name => {:fn, _params, results, fun}}} ->
-        caller = %StoreOrCaller{host: state.store.host, store_id: store_id, caller_id: callback_id}
+        caller = %StoreOrCaller{
+          host: state.store.host,
+          store_id: store_id,
+          caller_id: callback_id
+        }
+
         memory = Memory.of_instance(state.instance)
         context = %{memory: memory, caller: caller}
 
@@ -315,7 +335,8 @@ defmodule Wasmex do
         rescue
           e -> {:error, "the callback #{ns}.#{name} raised: #{Exception.message(e)}"}
         catch
-          kind, reason -> {:error, "the callback #{ns}.#{name} failed: #{inspect({kind, reason})}"}
+          kind, reason ->
+            {:error, "the callback #{ns}.#{name} failed: #{inspect({kind, reason})}"}
         end
 
       _ ->
@@ -325,8 +346,12 @@ defmodule Wasmex do
 
   defp callback_results(_value, []), do: {:ok, []}
   defp callback_results(value, [_]), do: {:ok, [value]}
-  defp callback_results(values, types) when is_list(values) and length(values) == length(types), do: {:ok, values}
+
+  defp callback_results(values, types) when is_list(values) and length(values) == length(types),
+    do: {:ok, values}
 
   defp callback_results(value, types),
-    do: {:error, "the callback must return a list of #{length(types)} values, got: #{inspect(value)}"}
+    do:
+      {:error,
+       "the callback must return a list of #{length(types)} values, got: #{inspect(value)}"}
 end

@@ -35,10 +35,13 @@ pub fn string(s: &str) -> Term {
     binary(s.as_bytes().to_vec())
 }
 
+/// An integer. Negative values are encoded as big integers (which the BEAM reads back
+/// as ordinary integers) because eetf 0.10 writes a list of small integers below 256 as
+/// a byte string, turning -5 into 251.
 pub fn int(i: i64) -> Term {
     match i32::try_from(i) {
-        Ok(small) => Term::FixInteger(FixInteger::from(small)),
-        Err(_) => Term::BigInteger(BigInteger::from(i)),
+        Ok(small) if small >= 0 => Term::FixInteger(FixInteger::from(small)),
+        _ => Term::BigInteger(BigInteger::from(i)),
     }
 }
 
@@ -224,6 +227,7 @@ mod tests {
     #[test]
     fn ints_pick_the_smallest_encoding() {
         assert!(matches!(int(5), Term::FixInteger(_)));
+        assert_eq!(as_i64(&int(-5)), Some(-5));
         assert!(matches!(int(i64::MAX), Term::BigInteger(_)));
         assert_eq!(as_i64(&int(i64::MIN)), Some(i64::MIN));
         assert_eq!(
@@ -262,5 +266,37 @@ mod tests {
     fn show_is_bounded() {
         let long = string(&"x".repeat(500));
         assert!(show(&long).len() <= 80);
+    }
+}
+
+#[cfg(test)]
+mod boundary_tests {
+    use super::*;
+
+    #[test]
+    fn i32_min_survives_decode_and_encode() {
+        // As :erlang.term_to_binary(-2147483648) produces it.
+        let decoded = Term::decode(&[131u8, 98, 128, 0, 0, 0][..]).unwrap();
+        assert_eq!(as_i64(&decoded), Some(i64::from(i32::MIN)));
+        let round_trip = |t: Term| {
+            let mut buf = Vec::new();
+            t.encode(&mut buf).unwrap();
+            Term::decode(&buf[..]).unwrap()
+        };
+        assert_eq!(
+            as_i64(&round_trip(int(i64::from(i32::MIN)))),
+            Some(i64::from(i32::MIN))
+        );
+    }
+
+    #[test]
+    fn lists_of_negative_integers_stay_negative() {
+        let mut buf = Vec::new();
+        list(vec![int(-5), int(7)]).encode(&mut buf).unwrap();
+        let back = as_list(&Term::decode(&buf[..]).unwrap(), "list").unwrap();
+        assert_eq!(
+            back.iter().map(as_i64).collect::<Vec<_>>(),
+            vec![Some(-5), Some(7)]
+        );
     }
 }

@@ -31,12 +31,14 @@ defmodule Wasmex.EngineConfig do
 
   @doc "Turns fuel consumption on or off."
   @spec consume_fuel(t(), boolean()) :: t()
-  def consume_fuel(%__MODULE__{} = config, on) when is_boolean(on), do: %{config | consume_fuel: on}
+  def consume_fuel(%__MODULE__{} = config, on) when is_boolean(on),
+    do: %{config | consume_fuel: on}
 
   @doc "Sets the Cranelift optimisation level: `:none`, `:speed` or `:speed_and_size`."
   @spec cranelift_opt_level(t(), opt_level()) :: t()
-  def cranelift_opt_level(%__MODULE__{} = config, level) when level in [:none, :speed, :speed_and_size],
-    do: %{config | cranelift_opt_level: level}
+  def cranelift_opt_level(%__MODULE__{} = config, level)
+      when level in [:none, :speed, :speed_and_size],
+      do: %{config | cranelift_opt_level: level}
 
   @doc "Turns detailed Wasm backtraces in trap errors on or off."
   @spec wasm_backtrace_details(t(), boolean()) :: t()

@@ -166,7 +166,9 @@ defmodule Wasmex.Host do
 
           _ ->
             Port.close(port)
-            {:error, "wasmex_port did not greet with a protocol version: rebuild it with `mix compile`"}
+
+            {:error,
+             "wasmex_port did not greet with a protocol version: rebuild it with `mix compile`"}
         end
 
       {^port, {:exit_status, status}} ->
@@ -243,7 +245,11 @@ defmodule Wasmex.Host do
     case state.holders do
       %{^store_id => %{^pid => ref}} ->
         Process.demonitor(ref, [:flush])
-        state |> Map.update!(:monitors, &Map.delete(&1, ref)) |> unhold(store_id, pid) |> maybe_stop()
+
+        state
+        |> Map.update!(:monitors, &Map.delete(&1, ref))
+        |> unhold(store_id, pid)
+        |> maybe_stop()
 
       _ ->
         {:noreply, state}
@@ -253,11 +259,20 @@ defmodule Wasmex.Host do
   @impl true
   def handle_info({port, {:data, data}}, %{port: port} = state) do
     case Wire.decode(data) do
-      {:ok, {:reply, id, result}} -> {:noreply, deliver(state, id, result)}
-      {:ok, {:callback, store_id, callback_id, handler, ns, name, params}} -> {:noreply, callback(state, store_id, callback_id, handler, ns, name, params)}
-      {:ok, {:log, message}} -> log(message, state)
-      {:ok, other} -> log("unexpected frame: #{inspect(other, limit: 20)}", state)
-      {:error, reason} -> log(reason, state)
+      {:ok, {:reply, id, result}} ->
+        {:noreply, deliver(state, id, result)}
+
+      {:ok, {:callback, store_id, callback_id, handler, ns, name, params}} ->
+        {:noreply, callback(state, store_id, callback_id, handler, ns, name, params)}
+
+      {:ok, {:log, message}} ->
+        log(message, state)
+
+      {:ok, other} ->
+        log("unexpected frame: #{inspect(other, limit: 20)}", state)
+
+      {:error, reason} ->
+        log(reason, state)
     end
   end
 
@@ -269,9 +284,14 @@ defmodule Wasmex.Host do
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
     case Map.pop(state.monitors, ref) do
-      {{store_id, ^pid}, monitors} -> maybe_stop(unhold(%{state | monitors: monitors}, store_id, pid))
-      {nil, _} when pid == state.owner -> maybe_stop(%{state | owner: nil})
-      {nil, _} -> {:noreply, state}
+      {{store_id, ^pid}, monitors} ->
+        maybe_stop(unhold(%{state | monitors: monitors}, store_id, pid))
+
+      {nil, _} when pid == state.owner ->
+        maybe_stop(%{state | owner: nil})
+
+      {nil, _} ->
+        {:noreply, state}
     end
   end
 
@@ -301,7 +321,11 @@ defmodule Wasmex.Host do
 
   # Module sources travel only to a host that has not loaded them yet; once a request
   # that carried a source succeeds, the host knows the module by its key.
-  defp strip_known_modules(:instantiate, {ctx, key, source, handler, imports, links, timeout}, known) do
+  defp strip_known_modules(
+         :instantiate,
+         {ctx, key, source, handler, imports, links, timeout},
+         known
+       ) do
     {source, learn} = strip(key, source, known, [])
 
     {links, learn} =
@@ -313,8 +337,9 @@ defmodule Wasmex.Host do
     {{ctx, key, source, handler, imports, links, timeout}, learn}
   end
 
-  defp strip_known_modules(op, {key, _source} = args, _known) when op in [:module_compile, :module_serialize],
-    do: {args, [key]}
+  defp strip_known_modules(op, {key, _source} = args, _known)
+       when op in [:module_compile, :module_serialize],
+       do: {args, [key]}
 
   defp strip_known_modules(_op, args, _known), do: {args, []}
 
@@ -325,18 +350,28 @@ defmodule Wasmex.Host do
   defp deliver(state, id, result) do
     case Map.pop(state.pending, id) do
       {nil, _} ->
-        if id != 0 or match?({:error, _}, result), do: Logger.warning("wasmex_port: #{inspect(result)} for request #{id}")
+        if id != 0 or match?({:error, _}, result),
+          do: Logger.warning("wasmex_port: #{inspect(result)} for request #{id}")
+
         state
 
       {{target, learn}, pending} ->
         state = %{state | pending: pending}
-        state = if match?({:ok, _}, result), do: %{state | modules: Enum.into(learn, state.modules)}, else: state
+
+        state =
+          if match?({:ok, _}, result),
+            do: %{state | modules: Enum.into(learn, state.modules)},
+            else: state
+
         reply(target, result, state)
     end
   end
 
-  defp reply({:reply, from}, result, state), do: tap(state, fn _ -> GenServer.reply(from, result) end)
-  defp reply({:send, pid, tag}, result, state), do: tap(state, fn _ -> send(pid, {:returned_function_call, result, tag}) end)
+  defp reply({:reply, from}, result, state),
+    do: tap(state, fn _ -> GenServer.reply(from, result) end)
+
+  defp reply({:send, pid, tag}, result, state),
+    do: tap(state, fn _ -> send(pid, {:returned_function_call, result, tag}) end)
 
   defp reply({:new_store, from, holder}, result, state) do
     GenServer.reply(from, result)
@@ -354,7 +389,11 @@ defmodule Wasmex.Host do
       send(pid, {:wasmex_callback, self(), store_id, callback_id, ns, name, params})
     else
       error = {:error, "the process handling import #{ns}.#{name} is not running"}
-      Port.command(state.port, Wire.encode_request(0, :callback_return, {store_id, callback_id, error}))
+
+      Port.command(
+        state.port,
+        Wire.encode_request(0, :callback_return, {store_id, callback_id, error})
+      )
     end
 
     state
@@ -403,6 +442,8 @@ defmodule Wasmex.Host do
     {:noreply, state}
   end
 
-  defp describe_status(status) when status > 128, do: "killed by signal #{status - 128} (exit status #{status})"
+  defp describe_status(status) when status > 128,
+    do: "killed by signal #{status - 128} (exit status #{status})"
+
   defp describe_status(status), do: "exit status #{status}"
 end

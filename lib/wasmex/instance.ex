@@ -12,7 +12,12 @@ defmodule Wasmex.Instance do
   @enforce_keys [:host, :store_id, :id, :module]
   defstruct [:host, :store_id, :id, :module]
 
-  @type t :: %__MODULE__{host: pid(), store_id: non_neg_integer(), id: non_neg_integer(), module: Module.t()}
+  @type t :: %__MODULE__{
+          host: pid(),
+          store_id: non_neg_integer(),
+          id: non_neg_integer(),
+          module: Module.t()
+        }
 
   @typedoc "A linked module, importable by the instance under `name`."
   @type link :: %{name: String.t(), module: Module.t()}
@@ -27,13 +32,17 @@ defmodule Wasmex.Instance do
   whose exports the module can import under their `name`.
   """
   @spec new(StoreOrCaller.t(), Module.t(), map(), [link()]) :: {:ok, t()} | {:error, String.t()}
-  def new(%StoreOrCaller{} = store, %Module{} = module, imports, links \\ []) when is_map(imports) do
+  def new(%StoreOrCaller{} = store, %Module{} = module, imports, links \\ [])
+      when is_map(imports) do
     with {:ok, import_specs} <- import_specs(imports) do
       handler = :erlang.term_to_binary(self())
-      links = Enum.map(links, fn %{name: name, module: m} -> {to_string(name), m.key, m.source} end)
+
+      links =
+        Enum.map(links, fn %{name: name, module: m} -> {to_string(name), m.key, m.source} end)
 
       args =
-        {StoreOrCaller.context(store), module.key, module.source, handler, import_specs, links, @instantiate_timeout}
+        {StoreOrCaller.context(store), module.key, module.source, handler, import_specs, links,
+         @instantiate_timeout}
 
       with {:ok, id} <- Host.request(store.host, :instantiate, args) do
         {:ok, %__MODULE__{host: store.host, store_id: store.store_id, id: id, module: module}}
@@ -52,15 +61,19 @@ defmodule Wasmex.Instance do
 
   defp namespace_specs(ns, fns) when is_map(fns) do
     Enum.reduce_while(fns, {:ok, []}, fn
-      {name, {:fn, params, results, fun}}, {:ok, acc} when is_list(params) and is_list(results) and is_function(fun) ->
+      {name, {:fn, params, results, fun}}, {:ok, acc}
+      when is_list(params) and is_list(results) and is_function(fun) ->
         {:cont, {:ok, [{ns, to_string(name), params, results} | acc]}}
 
       {name, other}, _ ->
-        {:halt, {:error, "import #{ns}.#{name} must be {:fn, params, results, fun}, got: #{inspect(other)}"}}
+        {:halt,
+         {:error,
+          "import #{ns}.#{name} must be {:fn, params, results, fun}, got: #{inspect(other)}"}}
     end)
   end
 
-  defp namespace_specs(ns, other), do: {:error, "import namespace #{ns} must be a map, got: #{inspect(other)}"}
+  defp namespace_specs(ns, other),
+    do: {:error, "import namespace #{ns} must be a map, got: #{inspect(other)}"}
 
   @doc "Whether the instance exports a function of that name."
   @spec function_export_exists(StoreOrCaller.t(), t(), String.t()) :: boolean()
@@ -75,7 +88,12 @@ defmodule Wasmex.Instance do
   """
   @spec call_exported_function(StoreOrCaller.t(), t(), String.t(), [number()], term()) :: :ok
   def call_exported_function(store, instance, name, params, from, timeout \\ 5_000) do
-    Host.cast_request(instance.host, :call, call_args(store, instance, name, params, timeout), {:send, self(), from})
+    Host.cast_request(
+      instance.host,
+      :call,
+      call_args(store, instance, name, params, timeout),
+      {:send, self(), from}
+    )
   end
 
   @doc """
@@ -88,15 +106,22 @@ defmodule Wasmex.Instance do
       iex> Wasmex.Instance.get_global_value(store, instance, "meaning_of_life")
       {:ok, 42}
   """
-  @spec get_global_value(StoreOrCaller.t(), t(), String.t()) :: {:ok, number()} | {:error, String.t()}
+  @spec get_global_value(StoreOrCaller.t(), t(), String.t()) ::
+          {:ok, number()} | {:error, String.t()}
   def get_global_value(%StoreOrCaller{} = store, %__MODULE__{id: id}, name) do
     Host.request(store.host, :global_get, {StoreOrCaller.context(store), id, to_string(name)})
   end
 
   @doc "Writes a mutable exported global."
-  @spec set_global_value(StoreOrCaller.t(), t(), String.t(), number()) :: :ok | {:error, String.t()}
+  @spec set_global_value(StoreOrCaller.t(), t(), String.t(), number()) ::
+          :ok | {:error, String.t()}
   def set_global_value(%StoreOrCaller{} = store, %__MODULE__{id: id}, name, value) do
-    with {:ok, :ok} <- Host.request(store.host, :global_set, {StoreOrCaller.context(store), id, to_string(name), value}),
+    with {:ok, :ok} <-
+           Host.request(
+             store.host,
+             :global_set,
+             {StoreOrCaller.context(store), id, to_string(name), value}
+           ),
          do: :ok
   end
 

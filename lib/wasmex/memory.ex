@@ -57,7 +57,8 @@ defmodule Wasmex.Memory do
   @doc """
   Grows the memory by `pages` pages of 65,536 bytes; returns the size in pages before.
   """
-  @spec grow(StoreOrCaller.t(), t(), non_neg_integer()) :: non_neg_integer() | {:error, String.t()}
+  @spec grow(StoreOrCaller.t(), t(), non_neg_integer()) ::
+          non_neg_integer() | {:error, String.t()}
   def grow(store, %__MODULE__{} = memory, pages) do
     check_index!(pages)
     store |> request(:memory_grow, memory, {pages}) |> unwrap()
@@ -75,12 +76,15 @@ defmodule Wasmex.Memory do
   @doc "Writes the byte `value` (0..255) at `index`."
   @spec set_byte(StoreOrCaller.t(), t(), non_neg_integer(), byte()) :: :ok | {:error, String.t()}
   def set_byte(store, memory, index, value) do
-    unless is_integer(value) and value in 0..255, do: raise(ArgumentError, "byte value must be 0..255, got: #{inspect(value)}")
+    unless is_integer(value) and value in 0..255,
+      do: raise(ArgumentError, "byte value must be 0..255, got: #{inspect(value)}")
+
     write_binary(store, memory, index, <<value>>)
   end
 
   @doc "Reads `length` bytes starting at `index`."
-  @spec read_binary(StoreOrCaller.t(), t(), non_neg_integer(), non_neg_integer()) :: binary() | {:error, String.t()}
+  @spec read_binary(StoreOrCaller.t(), t(), non_neg_integer(), non_neg_integer()) ::
+          binary() | {:error, String.t()}
   def read_binary(store, %__MODULE__{} = memory, index, length) do
     check_index!(index)
     check_index!(length)
@@ -88,14 +92,16 @@ defmodule Wasmex.Memory do
   end
 
   @doc "Writes `binary` starting at `index` (no terminating NUL byte is added)."
-  @spec write_binary(StoreOrCaller.t(), t(), non_neg_integer(), binary()) :: :ok | {:error, String.t()}
+  @spec write_binary(StoreOrCaller.t(), t(), non_neg_integer(), binary()) ::
+          :ok | {:error, String.t()}
   def write_binary(store, %__MODULE__{} = memory, index, binary) when is_binary(binary) do
     check_index!(index)
     store |> request(:memory_write, memory, {index, binary}) |> unwrap()
   end
 
   @doc "Reads `length` bytes starting at `index` as a string."
-  @spec read_string(StoreOrCaller.t(), t(), non_neg_integer(), non_neg_integer()) :: String.t() | {:error, String.t()}
+  @spec read_string(StoreOrCaller.t(), t(), non_neg_integer(), non_neg_integer()) ::
+          String.t() | {:error, String.t()}
   def read_string(store, memory, index, length), do: read_binary(store, memory, index, length)
 
   defp request(%StoreOrCaller{} = store, op, %__MODULE__{instance_id: id, name: name}, args) do
@@ -108,5 +114,7 @@ defmodule Wasmex.Memory do
   defp unwrap({:error, _} = error), do: error
 
   defp check_index!(i) when is_integer(i) and i >= 0, do: :ok
-  defp check_index!(i), do: raise(ArgumentError, "expected a non-negative integer, got: #{inspect(i)}")
+
+  defp check_index!(i),
+    do: raise(ArgumentError, "expected a non-negative integer, got: #{inspect(i)}")
 end

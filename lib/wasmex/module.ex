@@ -71,7 +71,15 @@ defmodule Wasmex.Module do
     key = :erlang.md5([Atom.to_string(kind), bytes])
 
     with {:ok, {name, exports, imports}} <- Host.request(host, :module_compile, {key, source}) do
-      {:ok, %__MODULE__{host: host, key: key, source: source, name: name, exports: exports, imports: imports}}
+      {:ok,
+       %__MODULE__{
+         host: host,
+         key: key,
+         source: source,
+         name: name,
+         exports: exports,
+         imports: imports
+       }}
     end
   end
 

@@ -15,7 +15,8 @@ defmodule Wasmex.Store do
   alias Wasmex.Wasi.WasiOptions
 
   @doc "Creates a store, optionally with limits and in a given engine."
-  @spec new(StoreLimits.t() | nil, Engine.t() | nil) :: {:ok, StoreOrCaller.t()} | {:error, term()}
+  @spec new(StoreLimits.t() | nil, Engine.t() | nil) ::
+          {:ok, StoreOrCaller.t()} | {:error, term()}
   def new(limits \\ nil, engine \\ nil) do
     create(limits, nil, engine)
   end

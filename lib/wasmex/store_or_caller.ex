@@ -14,7 +14,11 @@ defmodule Wasmex.StoreOrCaller do
   @enforce_keys [:host, :store_id]
   defstruct [:host, :store_id, caller_id: nil]
 
-  @type t :: %__MODULE__{host: pid(), store_id: non_neg_integer(), caller_id: non_neg_integer() | nil}
+  @type t :: %__MODULE__{
+          host: pid(),
+          store_id: non_neg_integer(),
+          caller_id: non_neg_integer() | nil
+        }
 
   @doc false
   @spec context(t()) :: Wasmex.Wire.context()
@@ -43,7 +47,11 @@ defmodule Wasmex.StoreOrCaller do
   end
 
   defimpl Inspect do
-    def inspect(%{caller_id: nil} = s, _opts), do: "#Wasmex.StoreOrCaller<store #{s.store_id} on #{inspect(s.host)}>"
-    def inspect(s, _opts), do: "#Wasmex.StoreOrCaller<caller #{s.caller_id} of store #{s.store_id} on #{inspect(s.host)}>"
+    def inspect(%{caller_id: nil} = s, _opts),
+      do: "#Wasmex.StoreOrCaller<store #{s.store_id} on #{inspect(s.host)}>"
+
+    def inspect(s, _opts),
+      do:
+        "#Wasmex.StoreOrCaller<caller #{s.caller_id} of store #{s.store_id} on #{inspect(s.host)}>"
   end
 end

@@ -1,0 +1,116 @@
+defmodule Wasmex.ModuleTest do
+  use ExUnit.Case, async: true
+
+  alias Wasmex.Module
+
+  @wat_with_everything """
+  (module $everything
+    (import "env" "log" (func (param i32 f64)))
+    (import "env" "g" (global i64))
+    (memory (export "mem") 1 4)
+    (table (export "tab") 2 funcref)
+    (global (export "counter") (mut i32) (i32.const 0))
+    (func (export "pair") (result i32 i64) i32.const 1 i64.const 2))
+  """
+
+  setup do
+    {:ok, store} = Wasmex.Store.new()
+    %{store: store}
+  end
+
+  describe "compile/2" do
+    test "compiles .wasm bytes", %{store: store} do
+      assert {:ok, %Module{}} =
+               Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
+    end
+
+    test "reports invalid WAT with Wasmex's message", %{store: store} do
+      assert {:error, "Error while parsing bytes: " <> _} = Module.compile(store, "wat is this?")
+    end
+
+    test "reports an invalid Wasm binary", %{store: store} do
+      assert {:error, "Could not compile module" <> _} =
+               Module.compile(store, <<0, "asm", 1, 0, 0, 0, 99>>)
+    end
+  end
+
+  describe "exports/1" do
+    test "describes functions, globals, memories and tables", %{store: store} do
+      {:ok, module} = Module.compile(store, @wat_with_everything)
+
+      assert Module.exports(module) == %{
+               "pair" => {:fn, [], [:i32, :i64]},
+               "counter" => {:global, %{type: :i32, mutability: :var}},
+               "mem" => {:memory, %{minimum: 1, maximum: 4, shared: false, memory64: false}},
+               "tab" => {:table, %{type: :func_ref, minimum: 2}}
+             }
+    end
+
+    test "omits maximum when a memory has none", %{store: store} do
+      {:ok, module} = Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
+
+      assert Module.exports(module)["memory"] ==
+               {:memory, %{minimum: 17, shared: false, memory64: false}}
+    end
+  end
+
+  describe "imports/1" do
+    test "groups imports by namespace", %{store: store} do
+      {:ok, module} = Module.compile(store, @wat_with_everything)
+
+      assert Module.imports(module) == %{
+               "env" => %{
+                 "log" => {:fn, [:i32, :f64], []},
+                 "g" => {:global, %{type: :i64, mutability: :const}}
+               }
+             }
+    end
+  end
+
+  describe "name/1" do
+    test "is the name section's module name, or nil", %{store: store} do
+      {:ok, named} = Module.compile(store, "(module $helloTest)")
+      {:ok, unnamed} = Module.compile(store, "(module)")
+      assert Module.name(named) == "helloTest"
+      assert Module.name(unnamed) == nil
+    end
+  end
+
+  describe "serialize/1 and unsafe_deserialize/2" do
+    test "round-trip a module into a working instance", %{store: store} do
+      {:ok, module} = Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
+      {:ok, serialized} = Module.serialize(module)
+      {:ok, loaded} = Module.unsafe_deserialize(serialized)
+      assert Module.exports(loaded) == Module.exports(module)
+
+      engine = Wasmex.Engine.default()
+      {:ok, default_store} = Wasmex.Store.new(nil, engine)
+      {:ok, pid} = Wasmex.start_link(%{store: default_store, module: loaded})
+      assert Wasmex.call_function(pid, "sum", [2, 3]) == {:ok, [5]}
+    end
+
+    test "refuses bytes that are not a serialized module" do
+      assert {:error, "Could not deserialize module" <> _} =
+               Module.unsafe_deserialize("not an artifact")
+    end
+
+    test "refuses an artifact of an engine with another configuration", %{store: store} do
+      {:ok, module} = Module.compile(store, "(module)")
+      {:ok, serialized} = Module.serialize(module)
+      {:ok, fuel_engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{consume_fuel: true})
+
+      assert {:error, "Could not deserialize module" <> _} =
+               Module.unsafe_deserialize(serialized, fuel_engine)
+    end
+  end
+
+  describe "instantiating in another host" do
+    test "a module compiled in one store's host runs in another's", %{store: store} do
+      {:ok, module} = Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
+      {:ok, other_store} = Wasmex.Store.new()
+      refute other_store.host == store.host
+      {:ok, pid} = Wasmex.start_link(%{store: other_store, module: module})
+      assert Wasmex.call_function(pid, "sum", [20, 22]) == {:ok, [42]}
+    end
+  end
+end

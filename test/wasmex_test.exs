@@ -1,0 +1,179 @@
+defmodule WasmexTest do
+  use ExUnit.Case, async: true
+
+  defp start(opts \\ %{}) do
+    bytes = File.read!(TestHelper.wasm_test_file_path())
+    start_supervised!({Wasmex, Map.merge(%{bytes: bytes}, opts)})
+  end
+
+  describe "start_link/1" do
+    test "starts from .wasm bytes" do
+      assert {:ok, pid} =
+               Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+
+      assert Process.alive?(pid)
+    end
+
+    test "starts from .wat text" do
+      {:ok, pid} =
+        Wasmex.start_link(%{bytes: "(module (func (export \"f\") (result i32) i32.const 7))"})
+
+      assert Wasmex.call_function(pid, :f, []) == {:ok, [7]}
+    end
+
+    test "starts from a compiled module and its store" do
+      %{store: store, module: module} = TestHelper.wasm_module()
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+    end
+
+    test "refuses a module without its store" do
+      %{module: module} = TestHelper.wasm_module()
+
+      assert Wasmex.start_link(%{module: module}) ==
+               {:error, :must_specify_store_used_to_compile_module}
+    end
+
+    test "returns the compile error for invalid bytes and leaves the caller alive" do
+      assert {:error, "Error while parsing bytes: " <> _} = Wasmex.start_link(%{bytes: "(modul"})
+
+      assert {:error, "Could not compile module" <> _} =
+               Wasmex.start_link(%{bytes: <<0, 97, 115, 109, 9>>})
+    end
+
+    test "names a missing import" do
+      wat = ~s{(module (import "env" "missing" (func)))}
+      assert {:error, message} = Wasmex.start_link(%{bytes: wat})
+      assert message =~ "env::missing"
+    end
+
+    test "starts under a supervisor via child_spec/1" do
+      spec = Wasmex.child_spec(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+
+      assert spec.start ==
+               {Wasmex, :start_link, [%{bytes: File.read!(TestHelper.wasm_test_file_path())}]}
+
+      pid = start_supervised!(spec)
+      assert Wasmex.call_function(pid, "arity_0", []) == {:ok, [42]}
+    end
+  end
+
+  describe "call_function/3,4" do
+    setup do
+      %{pid: start()}
+    end
+
+    test "calls by string or atom name", %{pid: pid} do
+      assert Wasmex.call_function(pid, "sum", [50, -8]) == {:ok, [42]}
+      assert Wasmex.call_function(pid, :sum, [50, -8], 10_000) == {:ok, [42]}
+    end
+
+    test "passes and returns every number type", %{pid: pid} do
+      assert Wasmex.call_function(pid, "i32_i32", [-2_147_483_648]) == {:ok, [-2_147_483_648]}
+
+      assert Wasmex.call_function(pid, "i64_i64", [-9_223_372_036_854_775_808]) ==
+               {:ok, [-9_223_372_036_854_775_808]}
+
+      assert Wasmex.call_function(pid, "f32_f32", [3.5]) == {:ok, [3.5]}
+      assert Wasmex.call_function(pid, "f64_f64", [2.0e300]) == {:ok, [2.0e300]}
+      max_u128 = 340_282_366_920_938_463_463_374_607_431_768_211_455
+      assert Wasmex.call_function(pid, "v128_v128", [max_u128]) == {:ok, [max_u128]}
+      assert {:ok, [sum]} = Wasmex.call_function(pid, "i32_i64_f32_f64_f64", [3, 4, 5.6, 7.8])
+      assert_in_delta sum, 20.4, 0.0001
+    end
+
+    test "returns several results", %{pid: pid} do
+      assert {:ok, [pointer, 5]} = Wasmex.call_function(pid, "to_string", [-1234])
+      {:ok, store} = Wasmex.store(pid)
+      {:ok, memory} = Wasmex.memory(pid)
+      assert Wasmex.Memory.read_string(store, memory, pointer, 5) == "-1234"
+    end
+
+    test "returns no result for a void function", %{pid: pid} do
+      assert Wasmex.call_function(pid, "void", []) == {:ok, []}
+    end
+
+    test "reports an unknown export", %{pid: pid} do
+      assert Wasmex.call_function(pid, "nope", []) ==
+               {:error, "exported function `nope` not found"}
+    end
+
+    test "reports a wrong number of params", %{pid: pid} do
+      assert Wasmex.call_function(pid, "sum", [1]) ==
+               {:error, "number of params does not match. expected 2, got 1"}
+    end
+
+    test "reports a param of the wrong type", %{pid: pid} do
+      assert Wasmex.call_function(pid, "sum", [1, "two"]) ==
+               {:error, "Cannot convert argument #2 to a WebAssembly i32 value."}
+
+      assert Wasmex.call_function(pid, "i32_i32", [1.5]) ==
+               {:error, "Cannot convert argument #1 to a WebAssembly i32 value."}
+    end
+
+    test "refuses integers out of range instead of wrapping", %{pid: pid} do
+      assert {:error, "Cannot convert argument #1 to a WebAssembly i32 value."} =
+               Wasmex.call_function(pid, "i32_i32", [2_147_483_648])
+
+      assert {:error, "Cannot convert argument #1 to a WebAssembly i64 value."} =
+               Wasmex.call_function(pid, "i64_i64", [9_223_372_036_854_775_808])
+
+      assert {:error, "Cannot convert argument #1 to a WebAssembly v128 value."} =
+               Wasmex.call_function(pid, "v128_v128", [-1])
+
+      assert {:error, "Cannot convert argument #1 to a WebAssembly f32 value."} =
+               Wasmex.call_function(pid, "f32_f32", [1.0e300])
+    end
+
+    test "reports a division by zero trap and keeps the instance usable", %{pid: pid} do
+      assert {:error, message} = Wasmex.call_function(pid, "divide", [1, 0])
+      assert message == "Error during function excecution: `wasm trap: integer divide by zero`."
+      assert Wasmex.call_function(pid, "divide", [10, 2]) == {:ok, [5]}
+    end
+
+    test "reports an unreachable trap" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: ~s{(module (func (export "boom") unreachable))}})
+      assert {:error, message} = Wasmex.call_function(pid, "boom", [])
+      assert message =~ "wasm trap: wasm `unreachable` instruction executed"
+    end
+
+    test "reports an out-of-bounds memory access trap" do
+      wat = ~s{(module (memory 1) (func (export "peek") (result i32) i32.const 70000 i32.load))}
+      {:ok, pid} = Wasmex.start_link(%{bytes: wat})
+      assert {:error, message} = Wasmex.call_function(pid, "peek", [])
+      assert message =~ "out of bounds memory access"
+      assert {:error, _} = Wasmex.call_function(pid, "peek", [])
+    end
+
+    test "stops the Wasm at the timeout and answers the next call", %{pid: pid} do
+      assert {:error, "timed out" <> _} = Wasmex.call_function(pid, "endless_loop", [], 100)
+      assert Wasmex.call_function(pid, "sum", [1, 1]) == {:ok, [2]}
+    end
+  end
+
+  describe "function_exists/2" do
+    test "answers for strings and atoms" do
+      pid = start()
+      assert Wasmex.function_exists(pid, "sum")
+      assert Wasmex.function_exists(pid, :sum)
+      refute Wasmex.function_exists(pid, "memory")
+      refute Wasmex.function_exists(pid, "nope")
+    end
+  end
+
+  describe "module/1 and store/1" do
+    test "return the instance's module and store" do
+      pid = start()
+      assert {:ok, %Wasmex.Module{} = module} = Wasmex.module(pid)
+      assert {:fn, [:i32, :i32], [:i32]} = Wasmex.Module.exports(module)["sum"]
+      assert {:ok, %Wasmex.StoreOrCaller{caller_id: nil}} = Wasmex.store(pid)
+    end
+  end
+
+  describe "memory/1" do
+    test "errors for a module without memory" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: "(module)"})
+      assert Wasmex.memory(pid) == {:error, "The WebAssembly module has no exported memory."}
+    end
+  end
+end
