@@ -189,3 +189,194 @@ fn off_thread(
         outbox.send(&reply(id, Err(format!("cannot start a thread: {e}"))));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::Receiver;
+    use std::time::Duration;
+
+    fn host() -> (Host, Receiver<Vec<u8>>) {
+        let (outbox, rx) = Outbox::channel();
+        (Host::new(outbox), rx)
+    }
+
+    fn encode(t: &Term) -> Vec<u8> {
+        let mut v = Vec::new();
+        t.encode(&mut v).unwrap();
+        v
+    }
+
+    fn request(id: i64, op: &str, args: Vec<Term>) -> Vec<u8> {
+        encode(&term::tuple(vec![
+            term::int(id),
+            term::atom(op),
+            term::tuple(args),
+        ]))
+    }
+
+    /// The next frame as `(Id, Result)`.
+    fn next_reply(rx: &Receiver<Vec<u8>>) -> (u64, Result<Term, String>) {
+        let frame = rx.recv_timeout(Duration::from_secs(10)).expect("a reply");
+        let t = Term::decode(&frame[4..]).unwrap();
+        let parts = term::as_tuple(&t, 3, "reply").unwrap();
+        assert_eq!(term::as_atom(&parts[0]), Some("reply"));
+        let id = term::as_u64(&parts[1], "id").unwrap();
+        let result = term::as_tuple(&parts[2], 2, "result").unwrap();
+        match term::as_atom(&result[0]) {
+            Some("ok") => (id, Ok(result[1].clone())),
+            _ => (
+                id,
+                Err(term::as_str(&result[1], "reason").unwrap().to_string()),
+            ),
+        }
+    }
+
+    fn init(host: &mut Host, rx: &Receiver<Vec<u8>>) {
+        host.handle_payload(&request(1, "init", vec![term::map(vec![])]));
+        assert_eq!(next_reply(rx), (1, Ok(term::atom("ok"))));
+    }
+
+    #[test]
+    fn garbage_gets_an_error_reply_with_id_zero() {
+        let (mut host, rx) = host();
+        host.handle_payload(b"\x00\x01garbage");
+        let (id, result) = next_reply(&rx);
+        assert_eq!(id, 0);
+        assert!(result.unwrap_err().starts_with("malformed frame"));
+    }
+
+    #[test]
+    fn a_truncated_term_gets_an_error_reply() {
+        let (mut host, rx) = host();
+        let full = request(5, "init", vec![term::map(vec![])]);
+        host.handle_payload(&full[..full.len() - 3]);
+        assert!(next_reply(&rx)
+            .1
+            .unwrap_err()
+            .starts_with("malformed frame"));
+    }
+
+    #[test]
+    fn requests_before_init_are_refused() {
+        let (mut host, rx) = host();
+        host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
+        assert_eq!(
+            next_reply(&rx),
+            (
+                2,
+                Err("the host is not initialised: send init first".into())
+            )
+        );
+    }
+
+    #[test]
+    fn an_unknown_op_names_what_was_expected() {
+        let (mut host, rx) = host();
+        init(&mut host, &rx);
+        host.handle_payload(&request(3, "frobnicate", vec![term::atom("x")]));
+        let (id, result) = next_reply(&rx);
+        assert_eq!(id, 3);
+        assert!(result.unwrap_err().starts_with("expected a store id"));
+    }
+
+    #[test]
+    fn wrong_shapes_and_unknown_stores_get_errors_and_the_host_keeps_serving() {
+        let (mut host, rx) = host();
+        init(&mut host, &rx);
+        host.handle_payload(&request(4, "module_compile", vec![term::int(1)]));
+        assert_eq!(
+            next_reply(&rx),
+            (4, Err("module_compile expects 2 arguments, got 1".into()))
+        );
+        host.handle_payload(&request(5, "call", vec![term::int(99), term::int(0)]));
+        assert_eq!(next_reply(&rx), (5, Err("unknown store 99".into())));
+        host.handle_payload(&request(
+            6,
+            "module_compile",
+            vec![term::binary(vec![1]), term::atom("wasm")],
+        ));
+        assert!(next_reply(&rx)
+            .1
+            .unwrap_err()
+            .starts_with("module source must be"));
+
+        host.handle_payload(&request(7, "store_new", vec![term::nil(), term::nil()]));
+        assert_eq!(next_reply(&rx), (7, Ok(term::uint(1))));
+        host.handle_payload(&request(
+            8,
+            "call",
+            vec![
+                term::int(1),
+                term::int(0),
+                term::string("f"),
+                term::list(vec![]),
+                term::int(100),
+            ],
+        ));
+        assert_eq!(next_reply(&rx), (8, Err("unknown instance 0".into())));
+    }
+
+    #[test]
+    fn a_store_op_with_wrong_arity_is_an_error_from_the_store_thread() {
+        let (mut host, rx) = host();
+        init(&mut host, &rx);
+        host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
+        let (_, store) = next_reply(&rx);
+        host.handle_payload(&request(3, "memory_read", vec![store.unwrap()]));
+        assert_eq!(
+            next_reply(&rx),
+            (3, Err("memory_read expects 5 arguments, got 1".into()))
+        );
+    }
+
+    #[test]
+    fn compiles_instantiates_and_calls() {
+        let (mut host, rx) = host();
+        init(&mut host, &rx);
+        let key = term::binary(b"k".to_vec());
+        let wat = b"(module (func (export \"add\") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))";
+        let source = term::tuple(vec![term::atom("wasm"), term::binary(wat.to_vec())]);
+        host.handle_payload(&request(2, "module_compile", vec![key.clone(), source]));
+        assert!(next_reply(&rx).1.is_ok());
+        host.handle_payload(&request(3, "store_new", vec![term::nil(), term::nil()]));
+        let store = next_reply(&rx).1.unwrap();
+        let handler = term::binary(vec![]);
+        let empty = term::list(vec![]);
+        host.handle_payload(&request(
+            4,
+            "instantiate",
+            vec![
+                store.clone(),
+                key,
+                term::nil(),
+                handler,
+                empty.clone(),
+                empty,
+                term::int(1000),
+            ],
+        ));
+        let instance = next_reply(&rx).1.unwrap();
+        let params = term::list(vec![term::int(-5), term::int(7)]);
+        host.handle_payload(&request(
+            5,
+            "call",
+            vec![
+                store,
+                instance,
+                term::string("add"),
+                params,
+                term::int(1000),
+            ],
+        ));
+        let result = next_reply(&rx).1.unwrap();
+        assert_eq!(
+            term::as_list(&result, "r")
+                .unwrap()
+                .iter()
+                .map(term::as_i64)
+                .collect::<Vec<_>>(),
+            vec![Some(2)]
+        );
+    }
+}

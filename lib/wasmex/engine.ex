@@ -34,7 +34,7 @@ defmodule Wasmex.Engine do
 
     case Process.whereis(Wasmex.Engine.Default) do
       nil ->
-        case Host.start(config, :forever, Wasmex.Engine.Default) do
+        case Host.start(config, :forever, name: Wasmex.Engine.Default) do
           {:ok, host} -> %__MODULE__{host: host, config: config}
           {:error, {:already_started, host}} -> %__MODULE__{host: host, config: config}
           {:error, reason} -> raise "cannot start the default Wasmex engine: #{inspect(reason)}"

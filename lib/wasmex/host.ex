@@ -44,19 +44,21 @@ defmodule Wasmex.Host do
   @doc """
   Starts a host under `Wasmex.HostSupervisor` with the given `Wasmex.EngineConfig`.
   The host lives while `owner` (a pid) does or while it has stores; with `:forever` it
-  lives until stopped;
-  `name` registers it.
+  lives until stopped.
+
+  Options: `:name` registers the host; `:executable` runs another port program than
+  the built `priv/wasmex_port`.
   """
-  @spec start(Wasmex.EngineConfig.t(), pid() | :forever, GenServer.name() | nil) ::
+  @spec start(Wasmex.EngineConfig.t(), pid() | :forever, keyword()) ::
           {:ok, pid()} | {:error, term()}
-  def start(config, owner, name \\ nil) do
-    DynamicSupervisor.start_child(Wasmex.HostSupervisor, {__MODULE__, {config, owner, name}})
+  def start(config, owner, opts \\ []) do
+    DynamicSupervisor.start_child(Wasmex.HostSupervisor, {__MODULE__, {config, owner, opts}})
   end
 
   @doc false
-  def start_link({config, owner, name}) do
-    opts = if name, do: [name: name], else: []
-    GenServer.start_link(__MODULE__, {config, owner}, opts)
+  def start_link({config, owner, opts}) do
+    executable = Keyword.get(opts, :executable, executable())
+    GenServer.start_link(__MODULE__, {config, owner, executable}, Keyword.take(opts, [:name]))
   end
 
   @doc """
@@ -112,10 +114,10 @@ defmodule Wasmex.Host do
   # Server
 
   @impl true
-  def init({config, owner}) do
+  def init({config, owner, executable}) do
     Process.flag(:trap_exit, true)
 
-    with {:ok, port} <- open_port(),
+    with {:ok, port} <- open_port(executable),
          :ok <- await_hello(port),
          {:ok, :ok} <- init_engine(port, config) do
       if is_pid(owner), do: Process.monitor(owner)
@@ -126,9 +128,7 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp open_port do
-    path = executable()
-
+  defp open_port(path) do
     if File.exists?(path) do
       port =
         Port.open({:spawn_executable, path}, [
