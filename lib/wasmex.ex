@@ -79,10 +79,55 @@ defmodule Wasmex do
       iex> {:ok, _pid} = Wasmex.start_link(%{bytes: wat, imports: imports})
 
   Each import is `{:fn, param_types, result_types, fun}`; `fun` receives the call
-  context `%{memory: %Wasmex.Memory{}, caller: %Wasmex.StoreOrCaller{}}` and then the
-  params. Types are `:i32`, `:i64`, `:f32`, `:f64` and `:v128` (an unsigned 128-bit
-  integer). Inside `fun`, use the `caller` wherever a store is expected; it is only
-  valid until `fun` returns.
+  context `%{memory: %Wasmex.Memory{}, caller: %Wasmex.StoreOrCaller{}, instance:
+  %Wasmex.Instance{}, pid: pid}` and then the params. Types are `:i32`, `:i64`, `:f32`,
+  `:f64` and `:v128` (an unsigned 128-bit integer). `fun` returns the result (one result),
+  a list (several) or anything (none). If it raises, the Wasm call fails with an error
+  that carries the exception's message.
+
+  Inside `fun`, use the `caller` wherever a store is expected: those requests are served
+  by the Wasm frame waiting for the callback. Requests through the store itself wait until
+  the running call ends. The caller is only valid until `fun` returns. Each callback runs
+  in a process of its own, so `fun` may call back into Wasm through the caller
+  (`Wasmex.Instance.call_exported_function/6` with the caller), however deeply.
+
+  ## Linking multiple Wasm modules
+
+  `links` maps names to modules whose exports the module imports under that name:
+
+      iex> calculator_wasm = File.read!(TestHelper.wasm_link_test_file_path())
+      iex> utils_wasm = File.read!(TestHelper.wasm_test_file_path())
+      iex> links = %{utils: %{bytes: utils_wasm}}
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: calculator_wasm, links: links})
+      iex> Wasmex.call_function(pid, "sum_range", [1, 5])
+      {:ok, [15]}
+
+  An already compiled module can be linked too, which saves compiling it again. Use the
+  same store for the linked modules and the main module:
+
+      iex> calculator_wasm = File.read!(TestHelper.wasm_link_test_file_path())
+      iex> utils_wasm = File.read!(TestHelper.wasm_test_file_path())
+      iex> {:ok, store} = Wasmex.Store.new()
+      iex> {:ok, utils_module} = Wasmex.Module.compile(store, utils_wasm)
+      iex> links = %{utils: %{module: utils_module}}
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: calculator_wasm, links: links, store: store})
+      iex> Wasmex.call_function(pid, "sum_range", [1, 5])
+      {:ok, [15]}
+
+  Dependencies of dependencies nest:
+
+      iex> main_wasm = File.read!(TestHelper.wasm_link_dep_test_file_path())
+      iex> calculator_wasm = File.read!(TestHelper.wasm_link_test_file_path())
+      iex> utils_wasm = File.read!(TestHelper.wasm_test_file_path())
+      iex> links = %{
+      ...>   calculator: %{
+      ...>     bytes: calculator_wasm,
+      ...>     links: %{
+      ...>       utils: %{bytes: utils_wasm}
+      ...>     }
+      ...>   }
+      ...> }
+      iex> {:ok, _pid} = Wasmex.start_link(%{bytes: main_wasm, links: links})
   '''
   @spec start_link(map()) :: GenServer.on_start() | {:error, term()}
   def start_link(%{} = opts) do
@@ -126,25 +171,51 @@ defmodule Wasmex do
   defp module_of(%{module: %Module{} = module}), do: {:ok, module}
   defp module_of(%{bytes: bytes, store: store}), do: Module.compile(store, bytes)
 
-  # Nested links are flattened depth-first; dependencies come first and each name once.
+  # Nested links are flattened (each name once), compiled in the store, and ordered so
+  # that every link comes after the links whose exports it imports.
   defp compile_links(store, links) do
     links
     |> flatten_links()
-    |> Enum.reverse()
     |> Enum.uniq_by(fn {name, _} -> name end)
-    |> Enum.reduce_while({:ok, []}, fn {name, spec}, {:ok, acc} ->
+    |> Enum.reduce_while({:ok, %{}}, fn {name, spec}, {:ok, acc} ->
       case module_of(Map.put(spec, :store, store)) do
-        {:ok, module} -> {:cont, {:ok, acc ++ [%{name: to_string(name), module: module}]}}
+        {:ok, module} -> {:cont, {:ok, Map.put(acc, to_string(name), module)}}
         {:error, reason} -> {:halt, {:error, "link #{name}: #{reason}"}}
       end
     end)
+    |> case do
+      {:ok, modules} -> {:ok, dependency_order(modules)}
+      error -> error
+    end
   end
 
   defp flatten_links(links) do
     Enum.flat_map(links, fn {name, spec} ->
       [{name, Map.delete(spec, :links)} | flatten_links(Map.get(spec, :links, %{}))]
     end)
-    |> Enum.reverse()
+  end
+
+  defp dependency_order(modules) do
+    {order, _seen} =
+      modules
+      |> Map.keys()
+      |> Enum.sort()
+      |> Enum.reduce({[], MapSet.new()}, &visit_link(&1, modules, &2))
+
+    order |> Enum.reverse() |> Enum.map(&%{name: &1, module: modules[&1]})
+  end
+
+  defp visit_link(name, modules, {order, seen}) do
+    if MapSet.member?(seen, name) or not Map.has_key?(modules, name) do
+      {order, seen}
+    else
+      deps = modules[name] |> Module.imports() |> Map.keys() |> Enum.sort()
+
+      {order, seen} =
+        Enum.reduce(deps, {order, MapSet.put(seen, name)}, &visit_link(&1, modules, &2))
+
+      {[name | order], seen}
+    end
   end
 
   @doc ~S'''
@@ -301,9 +372,17 @@ defmodule Wasmex do
   def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
 
   @impl true
+  # Each callback runs in a process of its own, so this server stays free while Wasm
+  # waits (a callback may even use it), and a callback that calls back into Wasm can be
+  # answered by a nested callback.
   def handle_info({:wasmex_callback, host, store_id, callback_id, ns, name, params}, state) do
-    result = run_callback(state, store_id, callback_id, ns, name, params)
-    Host.notify(host, :callback_return, {store_id, callback_id, result})
+    server = self()
+
+    spawn(fn ->
+      result = run_callback(state, server, store_id, callback_id, ns, name, params)
+      Host.notify(host, :callback_return, {store_id, callback_id, result})
+    end)
+
     {:noreply, state}
   end
 
@@ -318,7 +397,7 @@ defmodule Wasmex do
 
   def handle_info(_other, state), do: {:noreply, state}
 
-  defp run_callback(state, store_id, callback_id, ns, name, params) do
+  defp run_callback(state, server, store_id, callback_id, ns, name, params) do
     case state.imports do
       %{^ns => %{^name => {:fn, _params, results, fun}}} ->
         caller = %StoreOrCaller{
@@ -328,7 +407,7 @@ defmodule Wasmex do
         }
 
         memory = Memory.of_instance(state.instance)
-        context = %{memory: memory, caller: caller}
+        context = %{memory: memory, caller: caller, instance: state.instance, pid: server}
 
         try do
           callback_results(apply(fun, [context | params]), results)

@@ -1,0 +1,114 @@
+defmodule Wasmex.MemoryTest do
+  use ExUnit.Case, async: true
+
+  alias Wasmex.Memory
+
+  setup do
+    {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+    {:ok, store} = Wasmex.store(pid)
+    {:ok, memory} = Wasmex.memory(pid)
+    %{pid: pid, store: store, memory: memory}
+  end
+
+  describe "from_instance/2" do
+    test "finds the exported memory", %{store: store, pid: pid} do
+      instance = :sys.get_state(pid).instance
+      assert {:ok, %Memory{name: "memory"}} = Memory.from_instance(store, instance)
+    end
+
+    test "errors when the module exports no memory" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: "(module)"})
+      {:ok, store} = Wasmex.store(pid)
+
+      assert Memory.from_instance(store, :sys.get_state(pid).instance) ==
+               {:error, "The WebAssembly module has no exported memory."}
+    end
+  end
+
+  describe "size/2" do
+    test "is in bytes", %{store: store, memory: memory} do
+      assert Memory.size(store, memory) == 17 * 65_536
+    end
+  end
+
+  describe "grow/3" do
+    test "returns the previous size in pages", %{store: store, memory: memory} do
+      assert Memory.grow(store, memory, 3) == 17
+      assert Memory.grow(store, memory, 1) == 20
+      assert Memory.size(store, memory) == 21 * 65_536
+    end
+
+    test "fails past the maximum" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: ~s{(module (memory (export "memory") 1 2))}})
+      {:ok, store} = Wasmex.store(pid)
+      {:ok, memory} = Wasmex.memory(pid)
+      assert {:error, "Failed to grow the memory: " <> _} = Memory.grow(store, memory, 2)
+      assert Memory.grow(store, memory, 1) == 1
+    end
+  end
+
+  describe "get_byte/3 and set_byte/4" do
+    test "read and write single bytes", %{store: store, memory: memory} do
+      assert Memory.get_byte(store, memory, 0) == 0
+      assert Memory.set_byte(store, memory, 7, 255) == :ok
+      assert Memory.get_byte(store, memory, 7) == 255
+    end
+
+    test "report out-of-bounds indexes", %{store: store, memory: memory} do
+      assert Memory.get_byte(store, memory, 999_999_999_999) ==
+               {:error, "out of bounds memory access"}
+
+      assert Memory.set_byte(store, memory, 17 * 65_536, 1) ==
+               {:error, "out of bounds memory access"}
+    end
+
+    test "raise on a negative index or a value that is not a byte", %{
+      store: store,
+      memory: memory
+    } do
+      assert_raise ArgumentError, fn -> Memory.get_byte(store, memory, -42) end
+      assert_raise ArgumentError, fn -> Memory.set_byte(store, memory, 0, 256) end
+    end
+  end
+
+  describe "read_binary/4 and write_binary/4" do
+    test "round-trip bytes without adding a NUL", %{store: store, memory: memory} do
+      :ok = Memory.write_binary(store, memory, 0, "hello")
+      :ok = Memory.write_binary(store, memory, 1, "abc")
+      assert Memory.read_binary(store, memory, 0, 5) == "habco"
+      assert Memory.read_binary(store, memory, 8, 0) == ""
+    end
+
+    test "report ranges past the end", %{store: store, memory: memory} do
+      size = Memory.size(store, memory)
+
+      assert Memory.read_binary(store, memory, size - 2, 3) ==
+               {:error, "out of bounds memory access"}
+
+      assert Memory.write_binary(store, memory, size - 1, "ab") ==
+               {:error, "out of bounds memory access"}
+
+      assert Memory.read_binary(store, memory, size - 2, 2) == <<0, 0>>
+    end
+
+    test "move tens of MiB in one call" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: ~s{(module (memory (export "memory") 1024))}})
+      {:ok, store} = Wasmex.store(pid)
+      {:ok, memory} = Wasmex.memory(pid)
+      data = :crypto.strong_rand_bytes(48 * 1024 * 1024)
+      assert Memory.write_binary(store, memory, 1_000, data) == :ok
+      assert Memory.read_binary(store, memory, 1_000, byte_size(data)) == data
+    end
+  end
+
+  describe "read_string/4" do
+    test "reads the string a function returns a pointer to", %{
+      pid: pid,
+      store: store,
+      memory: memory
+    } do
+      {:ok, [pointer]} = Wasmex.call_function(pid, "string", [])
+      assert Memory.read_string(store, memory, pointer, 13) == "Hello, World!"
+    end
+  end
+end
