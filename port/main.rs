@@ -1,25 +1,11 @@
 //! `wasmex_port`: runs WebAssembly for the BEAM, speaking framed Erlang terms over
 //! stdin/stdout. See `protocol.rs` for the wire and `docs/protocol.md` for the whole story.
 
-mod callback;
-mod engine;
-mod frame;
-mod global;
-mod host;
-mod instance;
-mod memory;
-mod module;
-mod outbox;
-mod protocol;
-mod store;
-mod term;
-mod values;
-mod wasi;
-
-use frame::{read_frame, Frame};
 use std::fs::File;
 use std::io::BufReader;
 use std::os::fd::FromRawFd;
+use wasmex_port::frame::{self, read_frame, Frame};
+use wasmex_port::{host, outbox, protocol};
 
 fn main() {
     exit_with_parent();

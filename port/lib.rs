@@ -1,0 +1,17 @@
+//! The `wasmex_port` program as a library: everything but `main`, so that tests and the
+//! fuzz targets in `fuzz/` can drive the decoder and the dispatcher directly.
+
+pub mod callback;
+pub mod engine;
+pub mod frame;
+pub mod global;
+pub mod host;
+pub mod instance;
+pub mod memory;
+pub mod module;
+pub mod outbox;
+pub mod protocol;
+pub mod store;
+pub mod term;
+pub mod values;
+pub mod wasi;
