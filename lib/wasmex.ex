@@ -128,6 +128,59 @@ defmodule Wasmex do
       ...>   }
       ...> }
       iex> {:ok, _pid} = Wasmex.start_link(%{bytes: main_wasm, links: links})
+
+  ## WASI
+
+  Modules can run with WebAssembly System Interface (WASI) support:
+
+      iex> {:ok, _pid} = Wasmex.start_link(%{bytes: "(module)", wasi: true})
+
+  WASI functions can be overridden with Elixir functions through the imports map:
+
+      iex> imports = %{
+      ...>   wasi_snapshot_preview1: %{
+      ...>     random_get: {:fn, [:i32, :i32], [:i32],
+      ...>                  fn %{memory: memory, caller: caller}, address, size ->
+      ...>                    Enum.each(0..size, fn index ->
+      ...>                      Wasmex.Memory.set_byte(caller, memory, address + index, 0)
+      ...>                    end)
+      ...>                    # We chose `4` as the random number with a fair dice roll
+      ...>                    Wasmex.Memory.set_byte(caller, memory, address, 4)
+      ...>                    0
+      ...>                  end
+      ...>                 }
+      ...>   }
+      ...> }
+      iex> {:ok, _pid} = Wasmex.start_link(%{bytes: "(module)", imports: imports})
+
+  Arguments, environment and directories come from `Wasmex.Wasi.WasiOptions`:
+
+      iex> wasi_options = %Wasmex.Wasi.WasiOptions{
+      ...>   args: ["hello", "from elixir"],
+      ...>   env: %{
+      ...>     "A_NAME_MAPS" => "to a value",
+      ...>     "THE_TEST_WASI_FILE" => "prints all environment variables"
+      ...>   },
+      ...>   preopen: [%Wasmex.Wasi.PreopenOptions{path: "lib", alias: "src"}]
+      ...> }
+      iex> {:ok, _pid} = Wasmex.start_link(%{bytes: "(module)", wasi: wasi_options})
+
+  Standard streams can be captured with pipes:
+
+      iex> {:ok, stdin} = Wasmex.Pipe.new()
+      iex> {:ok, stdout} = Wasmex.Pipe.new()
+      iex> wasi_options = %Wasmex.Wasi.WasiOptions{
+      ...>   args: ["wasmex", "echo"],
+      ...>   stdin: stdin,
+      ...>   stdout: stdout
+      ...> }
+      iex> {:ok, pid } = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasi_test_file_path()), wasi: wasi_options})
+      iex> Wasmex.Pipe.write(stdin, "Hey! It compiles! Ship it!")
+      iex> Wasmex.Pipe.seek(stdin, 0)
+      iex> {:ok, _} = Wasmex.call_function(pid, :_start, [])
+      iex> Wasmex.Pipe.seek(stdout, 0)
+      iex> Wasmex.Pipe.read(stdout)
+      "Hey! It compiles! Ship it!\n"
   '''
   @spec start_link(map()) :: GenServer.on_start() | {:error, term()}
   def start_link(%{} = opts) do

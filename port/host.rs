@@ -6,6 +6,7 @@ use crate::engine::{EngineOptions, Ticker};
 use crate::module::{self, Registry};
 use crate::outbox::Outbox;
 use crate::protocol::{self, decode_request, reply, Context, Request};
+use crate::stdio::{StdinMsg, StdinSender};
 use crate::store::{self, StoreMsg};
 use crate::term::{self, Fallible};
 use eetf::Term;
@@ -28,6 +29,7 @@ pub struct Host {
     outbox: Outbox,
     shared: Option<Arc<Shared>>,
     stores: HashMap<u64, Sender<StoreMsg>>,
+    stdins: HashMap<u64, StdinSender>,
     next_store_id: u64,
 }
 
@@ -37,6 +39,7 @@ impl Host {
             outbox,
             shared: None,
             stores: HashMap::new(),
+            stdins: HashMap::new(),
             next_store_id: 1,
         }
     }
@@ -116,7 +119,16 @@ impl Host {
                 req.expect_arity(2)?;
                 let id = self.next_store_id;
                 self.next_store_id += 1;
-                let tx = store::spawn(shared, id, req.id, req.args[0].clone(), req.args[1].clone());
+                let (stdin_tx, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
+                let tx = store::spawn(
+                    shared,
+                    id,
+                    req.id,
+                    req.args[0].clone(),
+                    req.args[1].clone(),
+                    stdin_rx,
+                );
+                self.stdins.insert(id, stdin_tx);
                 self.stores.insert(id, tx);
             }
             "store_drop" => {
@@ -125,6 +137,21 @@ impl Host {
                 if let Some(tx) = self.stores.remove(&id) {
                     let _ = tx.send(StoreMsg::Drop);
                 }
+                self.stdins.remove(&id);
+            }
+            "stdin_data" | "stdin_eof" => {
+                let id = term::as_u64(req.arg(0)?, "store id")?;
+                let msg = if req.op == "stdin_eof" {
+                    StdinMsg::Eof
+                } else {
+                    req.expect_arity(2)?;
+                    StdinMsg::Data(term::as_bytes(req.arg(1)?, "stdin data")?.to_vec())
+                };
+                let tx = self
+                    .stdins
+                    .get(&id)
+                    .ok_or_else(|| format!("unknown store {id}"))?;
+                let _ = tx.send(msg);
             }
             "callback_return" => {
                 req.expect_arity(3)?;

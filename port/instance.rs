@@ -88,8 +88,31 @@ pub fn lookup(cx: &Cx<'_>, t: &Term) -> Fallible<Instance> {
         .ok_or_else(|| format!("unknown instance {id}"))
 }
 
-/// `{Ctx, InstanceId, Name, Params, Timeout}` -> `[Results]`.
-pub fn call(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+/// `{Ctx, InstanceId, Name, Params, Timeout}` -> `[Results]`. A WASI program that calls
+/// `proc_exit(0)` succeeds with no results; another exit code fails with `{exit, Code}`.
+pub fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
+    let (func, args, mut results, timeout) = prepare_call(cx, req).map_err(|e| term::string(&e))?;
+    match with_deadline(cx, timeout, |cx| func.call(cx, &args, &mut results)) {
+        Ok(()) => values::from_vals(&results).map_err(|e| term::string(&e)),
+        Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            Some(exit) if exit.0 == 0 => Ok(term::list(vec![])),
+            Some(exit) => Err(term::tuple(vec![
+                term::atom("exit"),
+                term::int(i64::from(exit.0)),
+            ])),
+            None => Err(term::string(&describe_error(cx.data(), &e))),
+        },
+    }
+}
+
+type PreparedCall = (
+    wasmtime::Func,
+    Vec<Val>,
+    Vec<Val>,
+    Option<std::time::Duration>,
+);
+
+fn prepare_call(cx: &mut Cx<'_>, req: &Request) -> Fallible<PreparedCall> {
     req.expect_arity(5)?;
     let instance = lookup(cx, req.arg(1)?)?;
     let name = term::as_str(req.arg(2)?, "function name")?;
@@ -99,23 +122,17 @@ pub fn call(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     let ty = func.ty(&*cx);
     let param_types: Vec<ValType> = ty.params().collect();
     let args = values::to_vals(&term::as_list(req.arg(3)?, "params")?, &param_types)?;
-    let mut results: Vec<Val> = ty
+    let results: Vec<Val> = ty
         .results()
         .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
         .collect();
-    let timeout = parse_timeout(req.arg(4)?)?;
-    with_deadline(cx, timeout, |cx| func.call(cx, &args, &mut results))
-        .map_err(|e| describe_error(cx.data(), &e))?;
-    values::from_vals(&results)
+    Ok((func, args, results, parse_timeout(req.arg(4)?)?))
 }
 
 /// The message a failed call or instantiation reports.
 pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return callback::timed_out(data);
-    }
-    if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-        return format!("exited with code {}", exit.0);
     }
     // Wasmex's wording (typo included) for failures while Wasm ran, naming the trap or
     // the callback error instead of only the backtrace; other failures (linking) as they are.

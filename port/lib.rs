@@ -11,6 +11,7 @@ pub mod memory;
 pub mod module;
 pub mod outbox;
 pub mod protocol;
+pub mod stdio;
 pub mod store;
 pub mod term;
 pub mod values;

@@ -20,7 +20,13 @@ use eetf::Term;
 pub const PROTOCOL_VERSION: i64 = 1;
 
 /// Ops that get no reply.
-pub const NOTIFICATIONS: &[&str] = &["callback_return", "store_drop", "module_drop"];
+pub const NOTIFICATIONS: &[&str] = &[
+    "callback_return",
+    "store_drop",
+    "module_drop",
+    "stdin_data",
+    "stdin_eof",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
@@ -98,6 +104,15 @@ pub fn reply(id: u64, result: Fallible<Term>) -> Term {
         term::uint(id),
         term::result(result),
     ])
+}
+
+/// A reply whose error reason is a term (a message binary or `{exit, Code}`).
+pub fn reply_term(id: u64, result: Result<Term, Term>) -> Term {
+    let result = match result {
+        Ok(v) => term::ok(v),
+        Err(reason) => term::tuple(vec![term::atom("error"), reason]),
+    };
+    term::tuple(vec![term::atom("reply"), term::uint(id), result])
 }
 
 pub fn hello() -> Term {

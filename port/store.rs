@@ -3,7 +3,8 @@
 //! keeps serving requests addressed to its caller (see `callback.rs`).
 
 use crate::host::Shared;
-use crate::protocol::{reply, Context, Request};
+use crate::protocol::{reply, reply_term, Context, Request};
+use crate::stdio::StdinReceiver;
 use crate::term::{self, Fallible};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
@@ -59,6 +60,7 @@ pub fn spawn(
     reply_id: u64,
     limits: Term,
     wasi: Term,
+    stdin: StdinReceiver,
 ) -> Sender<StoreMsg> {
     let (tx, rx) = channel();
     let outbox = shared.outbox.clone();
@@ -66,7 +68,7 @@ pub fn spawn(
         .name(format!("store-{id}"))
         .spawn(move || {
             let outbox = shared.outbox.clone();
-            match create(shared, id, rx, &limits, &wasi) {
+            match create(shared, id, rx, &limits, &wasi, stdin) {
                 Ok(store) => {
                     outbox.send(&reply(reply_id, Ok(term::uint(id))));
                     serve(store);
@@ -89,10 +91,16 @@ fn create(
     inbox: Receiver<StoreMsg>,
     limits: &Term,
     wasi: &Term,
+    stdin: StdinReceiver,
 ) -> Fallible<Store<StoreData>> {
     let limits = parse_limits(limits)?;
     let wasi_enabled = !term::is_nil(wasi);
-    let wasi = wasi::build(if wasi_enabled { Some(wasi) } else { None })?;
+    let stdio = wasi::Stdio {
+        outbox: shared.outbox.clone(),
+        store_id: id,
+        stdin,
+    };
+    let wasi = wasi::build(if wasi_enabled { Some(wasi) } else { None }, stdio)?;
     let engine = shared.engine.clone();
     let data = StoreData {
         id,
@@ -176,11 +184,21 @@ fn serve(mut store: Store<StoreData>) {
 pub fn answer(mut cx: Cx<'_>, req: &Request) {
     let result = handle(&mut cx, req);
     if !req.is_notification() {
-        cx.data().shared.outbox.send(&reply(req.id, result));
+        cx.data().shared.outbox.send(&reply_term(req.id, result));
     }
 }
 
-fn handle(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+/// The result of a request: `Ok(Value)` or `Err(Reason)`, where the reason is a message
+/// binary, or `{exit, Code}` for a WASI program that exited with a non-zero code.
+fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
+    check_caller(cx, req).map_err(|e| term::string(&e))?;
+    match req.op.as_str() {
+        "call" => instance::call(cx, req),
+        _ => handle_op(cx, req).map_err(|e| term::string(&e)),
+    }
+}
+
+fn check_caller(cx: &Cx<'_>, req: &Request) -> Fallible<()> {
     if let Context::Caller { caller, .. } = Context::parse(req.arg(0)?)? {
         if !cx.data().callers.contains(&caller) {
             return Err(
@@ -189,9 +207,12 @@ fn handle(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
             );
         }
     }
+    Ok(())
+}
+
+fn handle_op(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     match req.op.as_str() {
         "instantiate" => instance::instantiate(cx, req),
-        "call" => instance::call(cx, req),
         "memory_size" => memory::size(cx, req),
         "memory_grow" => memory::grow(cx, req),
         "memory_read" => memory::read(cx, req),

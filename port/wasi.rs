@@ -1,30 +1,107 @@
-//! Building the WASI preview 1 context of a store from `Wasmex.Wasi.WasiOptions`.
-//! Without options a store gets an empty context: no args, no env, no files, and stdio
-//! that reads nothing and discards output (never the port's own stdio, which is the wire).
+//! Building the WASI preview 1 context of a store from the options the BEAM sends:
+//!
+//! `#{args => [Binary], env => #{Binary => Binary},
+//!    preopen => [{HostPath, GuestPath, ReadOnly}],
+//!    stdin => nil | push | {pull, Handler},
+//!    stdout => nil | {events, Handler}, stderr => nil | {events, Handler}}`
+//!
+//! Without options, or with a stream set to `nil`, stdin is empty and output is
+//! discarded: never the port's own stdio, which is the wire.
 
+use crate::outbox::Outbox;
+use crate::stdio::{EventInput, EventOutput, StdinReceiver};
 use crate::term::{self, Fallible};
 use eetf::Term;
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-pub fn build(options: Option<&Term>) -> Fallible<WasiP1Ctx> {
+/// Where a store's stdio goes, and the channel its stdin reads from.
+pub struct Stdio {
+    pub outbox: Outbox,
+    pub store_id: u64,
+    pub stdin: StdinReceiver,
+}
+
+pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
     let mut builder = WasiCtxBuilder::new();
     builder.allow_blocking_current_thread(true);
-    if let Some(options) = options {
-        let m = term::as_map(options, "wasi options")?;
-        if let Some(args) = term::map_get(m, "args") {
-            for a in term::as_list(args, "wasi args")? {
-                builder.arg(term::as_str(&a, "wasi arg")?);
-            }
-        }
-        if let Some(env) = term::map_get(m, "env") {
-            for (k, v) in term::as_map(env, "wasi env")? {
-                builder.env(
-                    term::as_str(k, "wasi env name")?,
-                    term::as_str(v, "wasi env value")?,
-                );
-            }
+    let Some(options) = options else {
+        return Ok(builder.build_p1());
+    };
+    let m = term::as_map(options, "wasi options")?;
+    if let Some(args) = term::map_get(m, "args") {
+        for a in term::as_list(args, "wasi args")? {
+            builder.arg(term::as_str(&a, "wasi arg")?);
         }
     }
+    if let Some(env) = term::map_get(m, "env") {
+        for (k, v) in term::as_map(env, "wasi env")? {
+            builder.env(
+                term::as_str(k, "wasi env name")?,
+                term::as_str(v, "wasi env value")?,
+            );
+        }
+    }
+    if let Some(preopens) = term::map_get(m, "preopen") {
+        for p in term::as_list(preopens, "preopen")? {
+            let p = term::as_tuple(&p, 3, "preopen")?;
+            let host = term::as_str(&p[0], "preopen path")?;
+            let guest = term::as_str(&p[1], "preopen alias")?;
+            let perms = if term::as_bool(&p[2], "preopen read_only")? {
+                FsPerms::ReadOnly
+            } else {
+                FsPerms::ReadWrite
+            };
+            builder
+                .preopened_dir(host, guest, perms)
+                .map_err(|e| format!("cannot preopen directory {host}: {e}"))?;
+        }
+    }
+    let Stdio {
+        outbox,
+        store_id,
+        stdin,
+    } = stdio;
+    match term::map_get(m, "stdin") {
+        None => {}
+        Some(t) if term::as_atom(t) == Some("push") => {
+            builder.stdin(EventInput::new(stdin, outbox.clone(), store_id, None));
+        }
+        Some(t) => {
+            let handler = tagged(t, "pull", "stdin")?;
+            builder.stdin(EventInput::new(
+                stdin,
+                outbox.clone(),
+                store_id,
+                Some(handler),
+            ));
+        }
+    }
+    if let Some(t) = term::map_get(m, "stdout") {
+        builder.stdout(EventOutput::new(
+            outbox.clone(),
+            store_id,
+            tagged(t, "events", "stdout")?,
+        ));
+    }
+    if let Some(t) = term::map_get(m, "stderr") {
+        builder.stderr(EventOutput::new(
+            outbox,
+            store_id,
+            tagged(t, "events", "stderr")?,
+        ));
+    }
     Ok(builder.build_p1())
+}
+
+/// `{Tag, Handler}` -> Handler.
+fn tagged(t: &Term, tag: &str, what: &str) -> Fallible<Vec<u8>> {
+    let p = term::as_tuple(t, 2, what)?;
+    if term::as_atom(&p[0]) != Some(tag) {
+        return Err(format!(
+            "{what} must be nil or {{{tag}, Handler}}, got: {}",
+            term::show(t)
+        ));
+    }
+    Ok(term::as_bytes(&p[1], what)?.to_vec())
 }

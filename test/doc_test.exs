@@ -9,4 +9,6 @@ defmodule Wasmex.DocTest do
   doctest Wasmex.Module
   doctest Wasmex.Store
   doctest Wasmex.StoreOrCaller
+  doctest Wasmex.Pipe
+  doctest Wasmex.Wasi
 end

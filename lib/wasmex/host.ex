@@ -265,6 +265,12 @@ defmodule Wasmex.Host do
       {:ok, {:callback, store_id, callback_id, handler, ns, name, params}} ->
         {:noreply, callback(state, store_id, callback_id, handler, ns, name, params)}
 
+      {:ok, {:stdio, store_id, handler, bytes}} ->
+        {:noreply, stdio(state, store_id, handler, bytes)}
+
+      {:ok, {:stdin_read, store_id, handler}} ->
+        {:noreply, stdin_read(state, store_id, handler)}
+
       {:ok, {:log, message}} ->
         log(message, state)
 
@@ -394,6 +400,30 @@ defmodule Wasmex.Host do
         state.port,
         Wire.encode_request(0, :callback_return, {store_id, callback_id, error})
       )
+    end
+
+    state
+  end
+
+  defp stdio(state, store_id, handler, bytes) do
+    case :erlang.binary_to_term(handler, [:safe]) do
+      {:pipe, pid} ->
+        send(pid, {:wasmex_pipe_write, bytes})
+
+      {:messages, pid, tag} ->
+        send(pid, {tag, %Wasmex.StoreOrCaller{host: self(), store_id: store_id}, bytes})
+    end
+
+    state
+  end
+
+  defp stdin_read(state, store_id, handler) do
+    {:pipe, pid} = :erlang.binary_to_term(handler, [:safe])
+
+    if node(pid) != node() or Process.alive?(pid) do
+      send(pid, {:wasmex_pipe_read, self(), store_id})
+    else
+      Port.command(state.port, Wire.encode_request(0, :stdin_eof, {store_id}))
     end
 
     state

@@ -1,0 +1,971 @@
+# Benchmarks of wasmex over a port.
+#
+#     mix run bench/run.exs                      # every figure (a few minutes)
+#     mix run bench/run.exs --quick              # few iterations: a smoke test (about a minute)
+#     mix run bench/run.exs --only call_latency,memory
+#     mix run bench/run.exs --help               # lists the groups --only accepts
+#
+# Every figure is printed as one line `name value unit`: the median of several rounds run
+# after a warm-up. Machine facts come first as `# key value` lines. The whole output is
+# also appended to bench/results/<timestamp>.txt. docs/performance.md describes the method
+# and the results.
+
+defmodule Bench.Out do
+  @moduledoc false
+  # Prints lines and appends them to the results file as they come, so a run that
+  # crashes half way still leaves what it measured.
+
+  def start(path) do
+    File.mkdir_p!(Path.dirname(path))
+    :persistent_term.put({__MODULE__, :path}, path)
+  end
+
+  def line(text) do
+    IO.puts(text)
+    File.write!(:persistent_term.get({__MODULE__, :path}), [text, "\n"], [:append])
+  end
+
+  def fact(key, value), do: line("# #{key} #{value}")
+
+  def figure(name, value, unit), do: line("#{name} #{fmt(value)} #{unit}")
+
+  def fmt(v) when is_integer(v), do: Integer.to_string(v)
+  def fmt(v) when is_float(v) and abs(v) >= 1000, do: v |> round() |> Integer.to_string()
+  def fmt(v) when is_float(v) and abs(v) >= 100, do: :erlang.float_to_binary(v, decimals: 1)
+  def fmt(v) when is_float(v) and abs(v) >= 10, do: :erlang.float_to_binary(v, decimals: 2)
+  def fmt(v) when is_float(v) and abs(v) >= 1, do: :erlang.float_to_binary(v, decimals: 3)
+  def fmt(v) when is_float(v), do: :erlang.float_to_binary(v, decimals: 4)
+  def fmt(v), do: to_string(v)
+end
+
+defmodule Bench.Stats do
+  @moduledoc false
+
+  def median([]), do: nil
+
+  def median(list) do
+    sorted = Enum.sort(list)
+    n = length(sorted)
+    mid = div(n, 2)
+
+    if rem(n, 2) == 1,
+      do: Enum.at(sorted, mid),
+      else: (Enum.at(sorted, mid - 1) + Enum.at(sorted, mid)) / 2
+  end
+
+  def percentile(list, p) do
+    sorted = Enum.sort(list)
+    Enum.at(sorted, min(length(sorted) - 1, round(p / 100 * (length(sorted) - 1))))
+  end
+
+  def now, do: :erlang.monotonic_time()
+  def ns(native), do: System.convert_time_unit(native, :native, :nanosecond)
+  def us(native), do: ns(native) / 1_000
+  def ms(native), do: ns(native) / 1_000_000
+  def s(native), do: ns(native) / 1_000_000_000
+
+  @doc "Runs `fun` and returns its duration in native units (and drops its result)."
+  def time(fun) do
+    t0 = now()
+    fun.()
+    now() - t0
+  end
+
+  @doc """
+  Per-operation latencies in µs: `warmup` untimed calls, then `rounds` rounds of `n` timed
+  calls. Returns the median of the rounds' medians and every sample (for percentiles).
+  """
+  def latency(fun, rounds, n, warmup) do
+    for _ <- 1..warmup, do: fun.()
+
+    per_round =
+      for _ <- 1..rounds do
+        for _ <- 1..n, do: us(time(fun))
+      end
+
+    {median(Enum.map(per_round, &median/1)), List.flatten(per_round)}
+  end
+
+  def rss_mb(os_pid) do
+    case File.read("/proc/#{os_pid}/status") do
+      {:ok, status} ->
+        [_, kb] = Regex.run(~r/VmRSS:\s+(\d+)\s+kB/, status)
+        String.to_integer(kb) / 1024
+
+      _ ->
+        nil
+    end
+  end
+end
+
+defmodule Bench.Wasm do
+  @moduledoc false
+  # Test modules: WAT inline, and a generator of a large .wasm binary.
+  import Bitwise
+
+  def sum_module do
+    path = Path.join(File.cwd!(), "test/fixtures/wasmex_test.wasm")
+
+    if File.exists?(path) do
+      File.read!(path)
+    else
+      ~s{(module (memory (export "memory") 17)
+           (func (export "sum") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
+    end
+  end
+
+  def small_wat, do: ~s{(module (func (export "f") (result i32) i32.const 7))}
+
+  def callback_wat do
+    ~s{(module
+         (import "env" "cb" (func $cb (param i32) (result i32)))
+         (func (export "once") (param i32) (result i32) (call $cb (local.get 0)))
+         (func (export "many") (param $n i32) (result i32) (local $i i32) (local $acc i32)
+           (block $done
+             (loop $l
+               (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+               (local.set $acc (i32.add (local.get $acc) (call $cb (local.get $i))))
+               (local.set $i (i32.add (local.get $i) (i32.const 1)))
+               (br $l)))
+           (local.get $acc)))}
+  end
+
+  def loop_wat do
+    ~s{(module
+         (func (export "count") (param $n i32) (result i32) (local $i i32)
+           (loop $l
+             (local.set $i (i32.add (local.get $i) (i32.const 1)))
+             (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+           (local.get $i)))}
+  end
+
+  @doc """
+  A .wasm binary of `funcs` functions `(i32, i32) -> i32` with `stmts` statements of
+  integer arithmetic each (some in `if` blocks, some calling an earlier function), plus
+  `salt` in a constant so that distinct salts give distinct bytes. 3000 x 68 gives about
+  2.5 MB.
+  """
+  def big_module(funcs \\ 3000, stmts \\ 68, salt \\ 0) do
+    :rand.seed(:exsss, {17, 4711, 42})
+    types = vec([<<0x60>> <> vec([<<0x7F>>, <<0x7F>>]) <> vec([<<0x7F>>])])
+    functions = vec(List.duplicate(uleb(0), funcs))
+
+    exports =
+      vec([name("f0") <> <<0x00>> <> uleb(0), name("last") <> <<0x00>> <> uleb(funcs - 1)])
+
+    bodies =
+      for f <- 0..(funcs - 1) do
+        code =
+          [<<0x41>>, sleb(salt), <<0x21, 2>>] ++
+            for(_ <- 1..stmts, do: statement(f)) ++
+            [<<0x20, 2, 0x20, 3, 0x6A, 0x0B>>]
+
+        body = IO.iodata_to_binary([vec([uleb(2) <> <<0x7F>>]) | code])
+        uleb(byte_size(body)) <> body
+      end
+
+    IO.iodata_to_binary([
+      <<0, ?a, ?s, ?m, 1, 0, 0, 0>>,
+      section(1, types),
+      section(3, functions),
+      section(7, exports),
+      section(10, vec(bodies))
+    ])
+  end
+
+  defp statement(f) do
+    a = :rand.uniform(4) - 1
+    b = :rand.uniform(4) - 1
+    d = 1 + :rand.uniform(2)
+    c = sleb(:rand.uniform(100_000) - 50_000)
+
+    case :rand.uniform(6) do
+      1 -> [<<0x20, a, 0x20, b, 0x41>>, c, <<0x6A, 0x6C, 0x21, d>>]
+      2 -> [<<0x20, a, 0x41>>, c, <<0x73, 0x20, b, 0x77, 0x21, d>>]
+      3 -> [<<0x20, a, 0x41>>, c, <<0x76, 0x20, b, 0x6B, 0x21, d>>]
+      4 -> [<<0x20, a, 0x41>>, c, <<0x49, 0x04, 0x40, 0x20, b, 0x41, 1, 0x6A, 0x21, d, 0x0B>>]
+      5 -> [<<0x20, a, 0x20, b, 0x72, 0x41>>, c, <<0x71, 0x21, d>>]
+      6 when f > 0 -> [<<0x20, a, 0x20, b, 0x10>>, uleb(:rand.uniform(f) - 1), <<0x21, d>>]
+      6 -> [<<0x20, a, 0x20, b, 0x6C, 0x21, d>>]
+    end
+  end
+
+  defp section(id, content), do: <<id>> <> uleb(byte_size(content)) <> content
+  defp vec(items), do: IO.iodata_to_binary([uleb(length(items)) | items])
+  defp name(s), do: uleb(byte_size(s)) <> s
+
+  defp uleb(n) when n < 128, do: <<n>>
+  defp uleb(n), do: <<(n &&& 0x7F) ||| 0x80>> <> uleb(n >>> 7)
+
+  defp sleb(n) do
+    byte = n &&& 0x7F
+    rest = n >>> 7
+
+    if (rest == 0 and (byte &&& 0x40) == 0) or (rest == -1 and (byte &&& 0x40) != 0),
+      do: <<byte>>,
+      else: <<byte ||| 0x80>> <> sleb(rest)
+  end
+end
+
+defmodule Bench.Echo do
+  @moduledoc false
+  # A do-nothing GenServer: the floor of one BEAM process round trip.
+  use GenServer
+  def init(state), do: {:ok, state}
+  def handle_call(:ping, _from, state), do: {:reply, :pong, state}
+end
+
+defmodule Bench do
+  @moduledoc false
+  import Bench.Stats
+  alias Bench.{Out, Wasm}
+
+  # NIF (Wasmex 0.9.1) reference figures, measured on this machine type.
+  @nif %{
+    call_latency: 38.6,
+    throughput_2: 22_045,
+    throughput_8: 18_133,
+    throughput_32: 15_944,
+    callback_roundtrip: 68.9,
+    callback_in_loop: 18.6,
+    memory_read_1mib: 2.0,
+    memory_write_1mib: 47.0,
+    start_link_shared_engine: 18.5,
+    compile_2_5mb: 1.07,
+    cpu_loop_none: 218.0,
+    cpu_loop_speed: 191.0
+  }
+
+  @groups ~w(hops call_latency throughput_instances throughput_1_instance_64_callers
+             callback memory start_link compile cpu_loop idle_host_rss pool_10000_callers
+             bare_port_roundtrip)
+
+  def main(argv) do
+    {opts, _, _} =
+      OptionParser.parse(argv, strict: [quick: :boolean, only: :string, help: :boolean])
+
+    if opts[:help] do
+      IO.puts("usage: mix run bench/run.exs [--quick] [--only group,group]")
+      IO.puts("groups: " <> Enum.join(@groups, " "))
+      System.halt(0)
+    end
+
+    only = opts[:only] && String.split(opts[:only], ",", trim: true)
+    cfg = config(opts[:quick] || false)
+
+    stamp = DateTime.utc_now() |> DateTime.truncate(:second) |> DateTime.to_iso8601(:basic)
+    Out.start(Path.join(File.cwd!(), "bench/results/#{stamp}.txt"))
+
+    # A private compiled-code cache (same mechanism as the default
+    # System.tmp_dir/wasmex_port_cache): the compile figures clear it, which must not
+    # disturb other users of the default one.
+    cache = Path.join(System.tmp_dir!(), "wasmex_port_bench_cache")
+    File.rm_rf!(cache)
+    Application.put_env(:wasmex, :cache_dir, cache)
+    Process.put(:cache_dir, cache)
+
+    machine(cfg)
+
+    for group <- @groups, selected?(group, only) do
+      t0 = now()
+      apply(__MODULE__, String.to_atom(group), [cfg])
+      Out.line("# #{group} took #{Float.round(s(now() - t0), 1)} s, loadavg #{loadavg()}")
+    end
+
+    Out.fact("loadavg_end", loadavg())
+    Out.fact("busy_processes_end", busy_processes())
+    Out.fact("results", Path.relative_to_cwd(:persistent_term.get({Out, :path})))
+  end
+
+  defp selected?(_group, nil), do: true
+
+  defp selected?(group, only),
+    do: Enum.any?(only, &(String.starts_with?(group, &1) or String.starts_with?(&1, group)))
+
+  defp config(true = _quick),
+    do: %{
+      quick: true,
+      rounds: 3,
+      lat_n: 200,
+      warmup: 100,
+      duration_ms: 300,
+      mem_n: 10,
+      start_n: 10,
+      fresh_n: 5,
+      compile_rounds: 1,
+      loop_rounds: 2,
+      rss_rounds: 2,
+      pool_rounds: 1,
+      pool_calls: 1,
+      loop_callbacks: 200,
+      bare_n: 2000
+    }
+
+  defp config(false),
+    do: %{
+      quick: false,
+      rounds: 7,
+      lat_n: 1000,
+      warmup: 1000,
+      duration_ms: 1500,
+      mem_n: 50,
+      start_n: 50,
+      fresh_n: 20,
+      compile_rounds: 3,
+      loop_rounds: 5,
+      rss_rounds: 5,
+      pool_rounds: 3,
+      pool_calls: 5,
+      loop_callbacks: 2000,
+      bare_n: 20_000
+    }
+
+  defp loadavg,
+    do: File.read!("/proc/loadavg") |> String.split() |> Enum.take(3) |> Enum.join(" ")
+
+  defp machine(cfg) do
+    cpu =
+      case Regex.run(~r/model name\s*:\s*(.*)/, File.read!("/proc/cpuinfo")) do
+        [_, m] -> String.trim(m)
+        _ -> "unknown"
+      end
+
+    [_, mem_kb] = Regex.run(~r/MemTotal:\s+(\d+)/, File.read!("/proc/meminfo"))
+    {nproc, 0} = System.cmd("nproc", [])
+
+    commit =
+      case System.cmd("git", ["rev-parse", "--short", "HEAD"], stderr_to_stdout: true) do
+        {c, 0} -> String.trim(c)
+        _ -> "unknown"
+      end
+
+    {port, wasmtime} = open_bare_port()
+    Port.close(port)
+    exe = Application.app_dir(:wasmex, "priv/wasmex_port")
+
+    sha =
+      :crypto.hash(:sha256, File.read!(exe)) |> Base.encode16(case: :lower) |> binary_part(0, 12)
+
+    %File.Stat{mtime: mtime, size: exe_size} = File.stat!(exe)
+
+    Out.line("# wasmex over a port: benchmark#{if cfg.quick, do: " (--quick)", else: ""}")
+    Out.fact("date", DateTime.utc_now() |> DateTime.truncate(:second) |> DateTime.to_iso8601())
+    Out.fact("nproc", String.trim(nproc))
+    Out.fact("cpu", cpu)
+    Out.fact("memory", "#{Float.round(String.to_integer(mem_kb) / 1024 / 1024, 1)} GiB")
+
+    Out.fact(
+      "otp",
+      "#{:erlang.system_info(:otp_release)} (erts #{:erlang.system_info(:version)})"
+    )
+
+    Out.fact("elixir", System.version())
+    Out.fact("wasmtime", wasmtime)
+    Out.fact("schedulers", :erlang.system_info(:schedulers_online))
+    Out.fact("commit", "#{commit} (work tree may differ: others edit it concurrently)")
+
+    Out.fact(
+      "port_binary",
+      "sha256 #{sha}, #{exe_size} bytes, built #{NaiveDateTime.from_erl!(mtime)}"
+    )
+
+    Out.fact("loadavg_start", loadavg())
+    Out.fact("busy_processes_start", busy_processes())
+  end
+
+  # The processes other than this BEAM using more than 5% of a CPU over one second (other
+  # engineers' builds and tests show up here: the figures are only as good as the machine
+  # is quiet).
+  defp busy_processes do
+    case System.cmd("top", ["-b", "-n", "2", "-d", "1", "-w", "200"], stderr_to_stdout: true) do
+      {out, 0} ->
+        out
+        |> String.split("\ntop - ")
+        |> List.last()
+        |> String.split("\n")
+        |> Enum.drop_while(&(not String.contains?(&1, "%CPU")))
+        |> Enum.drop(1)
+        |> Enum.map(&String.split/1)
+        |> Enum.filter(&(length(&1) >= 12))
+        |> Enum.reject(fn f -> hd(f) == System.pid() end)
+        |> Enum.map(fn f -> {Enum.at(f, 11), parse_float(Enum.at(f, 8))} end)
+        |> Enum.filter(fn {_, cpu} -> cpu > 5 end)
+        |> Enum.map_join(", ", fn {cmd, cpu} -> "#{cmd} #{round(cpu)}%" end)
+        |> case do
+          "" -> "none"
+          list -> list
+        end
+
+      _ ->
+        "unknown (no top)"
+    end
+  end
+
+  defp parse_float(s) do
+    case Float.parse(String.replace(s, ",", ".")) do
+      {f, _} -> f
+      :error -> 0.0
+    end
+  end
+
+  defp ratio(name, value, nif_key) do
+    Out.figure("#{name}_ratio_to_nif", value / @nif[nif_key], "x")
+  end
+
+  # -- helpers ---------------------------------------------------------------------------
+
+  defp shared_engine(config \\ %Wasmex.EngineConfig{}) do
+    {:ok, engine} = Wasmex.Engine.new(config)
+    engine
+  end
+
+  defp instances_on_engine(engine, bytes, n) do
+    {:ok, store0} = Wasmex.Store.new(nil, engine)
+    {:ok, module} = Wasmex.Module.compile(store0, bytes)
+
+    for _ <- 1..n do
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      pid
+    end
+  end
+
+  defp instances_own_hosts(bytes, n) do
+    for _ <- 1..n do
+      {:ok, pid} = Wasmex.start_link(%{bytes: bytes})
+      pid
+    end
+  end
+
+  defp stop_all(pids), do: Enum.each(pids, &GenServer.stop(&1, :normal, 10_000))
+
+  defp stop_engine(%Wasmex.Engine{host: host}) do
+    if Process.alive?(host), do: GenServer.stop(host, :normal, 10_000)
+  catch
+    :exit, _ -> :ok
+  end
+
+  defp sum!(pid) do
+    {:ok, [3]} = Wasmex.call_function(pid, "sum", [1, 2])
+  end
+
+  # `callers` processes, the i-th calling `targets[rem(i, length(targets))]` in a loop for
+  # `duration_ms`; returns total calls per second and the error count.
+  defp throughput(targets, callers, duration_ms) do
+    parent = self()
+    targets = List.to_tuple(targets)
+
+    pids =
+      for i <- 0..(callers - 1) do
+        target = elem(targets, rem(i, tuple_size(targets)))
+
+        spawn_link(fn ->
+          receive do
+            {:go, deadline} -> send(parent, {:done, call_until(target, deadline, 0, 0)})
+          end
+        end)
+      end
+
+    t0 = now()
+    deadline = t0 + System.convert_time_unit(duration_ms, :millisecond, :native)
+    Enum.each(pids, &send(&1, {:go, deadline}))
+
+    {calls, errors} =
+      Enum.reduce(pids, {0, 0}, fn _, {c, e} ->
+        receive do
+          {:done, {c1, e1}} -> {c + c1, e + e1}
+        end
+      end)
+
+    {calls / s(now() - t0), errors}
+  end
+
+  defp call_until(target, deadline, calls, errors) do
+    if now() >= deadline do
+      {calls, errors}
+    else
+      case Wasmex.call_function(target, "sum", [1, 2]) do
+        {:ok, [3]} -> call_until(target, deadline, calls + 1, errors)
+        _ -> call_until(target, deadline, calls + 1, errors + 1)
+      end
+    end
+  end
+
+  defp throughput_rounds(targets, callers, cfg) do
+    throughput(targets, callers, min(cfg.duration_ms, 300))
+
+    results = for _ <- 1..cfg.rounds, do: throughput(targets, callers, cfg.duration_ms)
+    errors = results |> Enum.map(&elem(&1, 1)) |> Enum.sum()
+    {median(Enum.map(results, &elem(&1, 0))), errors}
+  end
+
+  # -- groups ----------------------------------------------------------------------------
+
+  @doc false
+  # Where the time of one call goes: each step adds one hop to the previous one.
+  def hops(cfg) do
+    {:ok, echo} = GenServer.start_link(Bench.Echo, nil)
+
+    {m, _} =
+      latency(fn -> :pong = GenServer.call(echo, :ping) end, cfg.rounds, cfg.lat_n, cfg.warmup)
+
+    Out.figure("hop_beam_genserver_call_median", m, "us")
+    GenServer.stop(echo)
+
+    {port, _} = open_bare_port()
+    {m, _} = latency(fn -> bare_request(port) end, cfg.rounds, cfg.lat_n, cfg.warmup)
+    Out.figure("hop_bare_port_median", m, "us")
+    Port.close(port)
+
+    engine = shared_engine()
+    [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
+    {:ok, store} = Wasmex.store(pid)
+    host = store.host
+
+    {m, _} =
+      latency(
+        fn -> {:error, _} = Wasmex.Host.request(host, :fuel_get, {999_999}) end,
+        cfg.rounds,
+        cfg.lat_n,
+        cfg.warmup
+      )
+
+    Out.figure("hop_host_server_reader_thread_median", m, "us")
+
+    {m, _} =
+      latency(
+        fn -> Wasmex.Host.request(host, :fuel_get, {store.store_id}) end,
+        cfg.rounds,
+        cfg.lat_n,
+        cfg.warmup
+      )
+
+    Out.figure("hop_host_server_store_thread_median", m, "us")
+
+    instance = :sys.get_state(pid).instance
+
+    direct = fn ->
+      ref = make_ref()
+      Wasmex.Instance.call_exported_function(store, instance, "sum", [1, 2], ref)
+
+      receive do
+        {:returned_function_call, {:ok, [3]}, ^ref} -> :ok
+      end
+    end
+
+    {m, _} = latency(direct, cfg.rounds, cfg.lat_n, cfg.warmup)
+    Out.figure("hop_instance_call_without_server_median", m, "us")
+
+    {m, _} = latency(fn -> sum!(pid) end, cfg.rounds, cfg.lat_n, cfg.warmup)
+    Out.figure("hop_call_function_median", m, "us")
+
+    stop_all([pid])
+    stop_engine(engine)
+  end
+
+  @doc false
+  def call_latency(cfg) do
+    engine = shared_engine()
+    [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
+    {m, samples} = latency(fn -> sum!(pid) end, cfg.rounds, cfg.lat_n, cfg.warmup)
+    Out.figure("call_latency_sum_median", m, "us")
+    Out.figure("call_latency_sum_p99", percentile(samples, 99), "us")
+    ratio("call_latency", m, :call_latency)
+    stop_all([pid])
+    stop_engine(engine)
+
+    # The same through an instance with a host of its own.
+    {:ok, pid} = Wasmex.start_link(%{bytes: Wasm.sum_module()})
+    {m, _} = latency(fn -> sum!(pid) end, cfg.rounds, cfg.lat_n, cfg.warmup)
+    Out.figure("call_latency_sum_own_host_median", m, "us")
+    stop_all([pid])
+  end
+
+  @doc false
+  def throughput_instances(cfg) do
+    bytes = Wasm.sum_module()
+
+    for n <- [2, 8, 32] do
+      engine = shared_engine()
+      pids = instances_on_engine(engine, bytes, n)
+      {tput, errors} = throughput_rounds(pids, n, cfg)
+      Out.figure("throughput_#{n}_instances_shared_engine", tput, "calls/s")
+      ratio("throughput_#{n}_instances_shared_engine", tput, :"throughput_#{n}")
+      if errors > 0, do: Out.figure("throughput_#{n}_instances_shared_engine_errors", errors, "")
+      stop_all(pids)
+      stop_engine(engine)
+
+      pids = instances_own_hosts(bytes, n)
+      {tput, errors} = throughput_rounds(pids, n, cfg)
+      Out.figure("throughput_#{n}_instances_own_hosts", tput, "calls/s")
+      ratio("throughput_#{n}_instances_own_hosts", tput, :"throughput_#{n}")
+      if errors > 0, do: Out.figure("throughput_#{n}_instances_own_hosts_errors", errors, "")
+      stop_all(pids)
+    end
+  end
+
+  @doc false
+  def throughput_1_instance_64_callers(cfg) do
+    engine = shared_engine()
+    [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
+    {tput, errors} = throughput_rounds([pid], 64, cfg)
+    Out.figure("throughput_1_instance_64_callers", tput, "calls/s")
+    if errors > 0, do: Out.figure("throughput_1_instance_64_callers_errors", errors, "")
+    stop_all([pid])
+    stop_engine(engine)
+  end
+
+  @doc false
+  def callback(cfg) do
+    imports = %{env: %{cb: {:fn, [:i32], [:i32], fn _context, x -> x + 1 end}}}
+    engine = shared_engine()
+    {:ok, store} = Wasmex.Store.new(nil, engine)
+    {:ok, pid} = Wasmex.start_link(%{bytes: Wasm.callback_wat(), store: store, imports: imports})
+
+    {m, _} =
+      latency(
+        fn -> {:ok, [8]} = Wasmex.call_function(pid, "once", [7]) end,
+        cfg.rounds,
+        div(cfg.lat_n, 2),
+        div(cfg.warmup, 2)
+      )
+
+    Out.figure("callback_roundtrip", m, "us")
+    ratio("callback_roundtrip", m, :callback_roundtrip)
+
+    n = cfg.loop_callbacks
+    expected = div(n * (n + 1), 2)
+    {:ok, [^expected]} = Wasmex.call_function(pid, "many", [n], 60_000)
+
+    per =
+      for _ <- 1..cfg.rounds do
+        us(time(fn -> {:ok, [^expected]} = Wasmex.call_function(pid, "many", [n], 60_000) end)) /
+          n
+      end
+
+    Out.figure("callback_in_loop", median(per), "us/callback")
+    ratio("callback_in_loop", median(per), :callback_in_loop)
+    stop_all([pid])
+    stop_engine(engine)
+  end
+
+  @doc false
+  def memory(cfg) do
+    engine = shared_engine()
+    [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
+    {:ok, store} = Wasmex.store(pid)
+    {:ok, memory} = Wasmex.memory(pid)
+    size = 1_048_576
+    data = :crypto.strong_rand_bytes(size)
+
+    write = fn -> :ok = Wasmex.Memory.write_binary(store, memory, 0, data) end
+    read = fn -> ^size = byte_size(Wasmex.Memory.read_binary(store, memory, 0, size)) end
+
+    {w, _} = latency(write, cfg.rounds, cfg.mem_n, 5)
+    {r, _} = latency(read, cfg.rounds, cfg.mem_n, 5)
+    ^data = Wasmex.Memory.read_binary(store, memory, 0, size)
+
+    read_gbs = size / (r * 1_000)
+    write_gbs = size / (w * 1_000)
+    Out.figure("memory_read_1mib", read_gbs, "GB/s")
+    Out.figure("memory_read_1mib_time", r, "us")
+    ratio("memory_read_1mib", read_gbs, :memory_read_1mib)
+    Out.figure("memory_write_1mib", write_gbs, "GB/s")
+    Out.figure("memory_write_1mib_time", w, "us")
+    ratio("memory_write_1mib", write_gbs, :memory_write_1mib)
+    stop_all([pid])
+    stop_engine(engine)
+  end
+
+  @doc false
+  def start_link(cfg) do
+    engine = shared_engine()
+    {:ok, store0} = Wasmex.Store.new(nil, engine)
+    {:ok, module} = Wasmex.Module.compile(store0, Wasm.sum_module())
+
+    one_round = fn n ->
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+
+      {times, pids} =
+        for _ <- 1..n do
+          t0 = now()
+          {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+          {us(now() - t0), pid}
+        end
+        |> Enum.unzip()
+
+      stop_all(pids)
+      Wasmex.Store.release(store, self())
+      median(times)
+    end
+
+    one_round.(cfg.start_n)
+    m = median(for _ <- 1..cfg.rounds, do: one_round.(cfg.start_n))
+    Out.figure("start_link_shared_engine", m, "us")
+    ratio("start_link_shared_engine", m, :start_link_shared_engine)
+    stop_engine(engine)
+
+    fresh = fn ->
+      t0 = now()
+      {:ok, pid} = Wasmex.start_link(%{bytes: Wasm.small_wat()})
+      t = ms(now() - t0)
+      stop_all([pid])
+      t
+    end
+
+    for _ <- 1..3, do: fresh.()
+
+    per_round =
+      for _ <- 1..cfg.rounds do
+        median(for _ <- 1..cfg.fresh_n, do: fresh.())
+      end
+
+    Out.figure("start_link_fresh_host", median(per_round), "ms")
+
+    # Its parts: starting the port process (hello and init) alone.
+    host_start = fn ->
+      t0 = now()
+      {:ok, e} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+      t = ms(now() - t0)
+      stop_engine(e)
+      t
+    end
+
+    m = median(for _ <- 1..(cfg.rounds * cfg.fresh_n), do: host_start.())
+    Out.figure("start_link_fresh_host_part_port_start", m, "ms")
+  end
+
+  @doc false
+  def compile(cfg) do
+    bytes = Wasm.big_module()
+    Out.figure("compile_module_size", byte_size(bytes) / 1_000_000, "MB")
+    cache = Process.get(:cache_dir)
+
+    compile_in_new_host = fn ->
+      {:ok, store} = Wasmex.Store.new()
+      t0 = now()
+      {:ok, _module} = Wasmex.Module.compile(store, bytes)
+      t = s(now() - t0)
+      GenServer.stop(store.host, :normal, 30_000)
+      t
+    end
+
+    {cold, warm} =
+      for _ <- 1..cfg.compile_rounds do
+        File.rm_rf!(cache)
+        cold = compile_in_new_host.()
+        warm = compile_in_new_host.()
+        {cold, warm}
+      end
+      |> Enum.unzip()
+
+    cold = median(cold)
+    warm = median(warm)
+    Out.figure("compile_2_5mb", cold, "s")
+    ratio("compile_2_5mb", cold, :compile_2_5mb)
+    Out.figure("compile_2_5mb_again_new_host", warm, "s")
+    Out.figure("compile_2_5mb_again_new_host_share_of_first", 100 * warm / cold, "%")
+  end
+
+  @doc false
+  def cpu_loop(cfg) do
+    for level <- [:none, :speed] do
+      engine = shared_engine(%Wasmex.EngineConfig{cranelift_opt_level: level})
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      {:ok, pid} = Wasmex.start_link(%{bytes: Wasm.loop_wat(), store: store})
+      n = 100_000_000
+      run = fn -> {:ok, [^n]} = Wasmex.call_function(pid, "count", [n], 120_000) end
+      run.()
+      m = median(for _ <- 1..cfg.loop_rounds, do: ms(time(run)))
+      Out.figure("cpu_loop_100m_#{level}", m, "ms")
+      ratio("cpu_loop_100m_#{level}", m, :"cpu_loop_#{level}")
+      stop_all([pid])
+      stop_engine(engine)
+    end
+  end
+
+  @doc false
+  def idle_host_rss(cfg) do
+    bare =
+      for _ <- 1..cfg.rss_rounds do
+        engine = shared_engine()
+        Process.sleep(300)
+        rss = rss_mb(Wasmex.Host.os_pid(engine.host))
+        stop_engine(engine)
+        rss
+      end
+
+    Out.figure("idle_host_rss", median(bare), "MB")
+
+    with_instance =
+      for _ <- 1..cfg.rss_rounds do
+        {:ok, pid} = Wasmex.start_link(%{bytes: Wasm.sum_module()})
+        sum!(pid)
+        {:ok, store} = Wasmex.store(pid)
+        Process.sleep(300)
+        rss = rss_mb(Wasmex.Host.os_pid(store.host))
+        stop_all([pid])
+        rss
+      end
+
+    Out.figure("idle_host_rss_with_instance", median(with_instance), "MB")
+  end
+
+  @doc false
+  def pool_10000_callers(cfg) do
+    n_callers = 10_000
+    pool = 16
+    engine = shared_engine()
+    pids = instances_on_engine(engine, Wasm.sum_module(), pool) |> List.to_tuple()
+    port_pid = Wasmex.Host.os_pid(engine.host)
+    Enum.each(Tuple.to_list(pids), &sum!/1)
+    :erlang.garbage_collect()
+    beam_before = rss_mb(System.pid())
+    port_before = rss_mb(port_pid)
+
+    rounds =
+      for _ <- 1..cfg.pool_rounds do
+        parent = self()
+
+        callers =
+          for i <- 0..(n_callers - 1) do
+            pid = elem(pids, rem(i, pool))
+
+            spawn(fn ->
+              receive do
+                :go -> :ok
+              end
+
+              r =
+                for _ <- 1..cfg.pool_calls do
+                  t0 = now()
+
+                  case Wasmex.call_function(pid, "sum", [i, 1]) do
+                    {:ok, [_]} -> {:ok, us(now() - t0)}
+                    {:error, "timed out" <> _} -> {:timeout, 0}
+                    _ -> {:error, 0}
+                  end
+                end
+
+              send(parent, {:pool_done, r})
+            end)
+          end
+
+        t0 = now()
+        Enum.each(callers, &send(&1, :go))
+
+        results =
+          Enum.flat_map(callers, fn _ ->
+            receive do
+              {:pool_done, r} -> r
+            after
+              120_000 -> [{:lost, 0}]
+            end
+          end)
+
+        wall = ms(now() - t0)
+        freq = Enum.frequencies_by(results, &elem(&1, 0))
+        lat = for {:ok, t} <- results, do: t
+        {wall, freq, lat}
+      end
+
+    beam_after = rss_mb(System.pid())
+    port_after = rss_mb(port_pid)
+    total = fn key -> rounds |> Enum.map(&Map.get(elem(&1, 1), key, 0)) |> Enum.sum() end
+    lat = rounds |> Enum.flat_map(&elem(&1, 2))
+
+    Out.figure("pool_10000_callers_instances", pool, "instances")
+    Out.figure("pool_10000_callers_calls_per_caller", cfg.pool_calls, "calls")
+    Out.figure("pool_10000_callers_completed", total.(:ok), "calls")
+    Out.figure("pool_10000_callers_timeouts", total.(:timeout), "calls")
+    Out.figure("pool_10000_callers_errors", total.(:error) + total.(:lost), "calls")
+    Out.figure("pool_10000_callers_wall", median(Enum.map(rounds, &elem(&1, 0))), "ms")
+
+    Out.figure(
+      "pool_10000_callers_throughput",
+      median(Enum.map(rounds, fn {w, f, _} -> Map.get(f, :ok, 0) / (w / 1000) end)),
+      "calls/s"
+    )
+
+    Out.figure("pool_10000_callers_latency_p50", percentile(lat, 50), "us")
+    Out.figure("pool_10000_callers_latency_p99", percentile(lat, 99), "us")
+    Out.figure("pool_10000_callers_beam_rss_before", beam_before, "MB")
+    Out.figure("pool_10000_callers_beam_rss_after", beam_after, "MB")
+    Out.figure("pool_10000_callers_port_rss_before", port_before, "MB")
+    Out.figure("pool_10000_callers_port_rss_after", port_after, "MB")
+    stop_all(Tuple.to_list(pids))
+    stop_engine(engine)
+  end
+
+  @doc false
+  def bare_port_roundtrip(cfg) do
+    {port, _} = open_bare_port()
+    {m, _} = latency(fn -> bare_request(port) end, cfg.rounds, cfg.lat_n, cfg.warmup)
+    Out.figure("bare_port_roundtrip_median", m, "us")
+
+    pipelined(port, 64, div(cfg.bare_n, 4))
+
+    tput = median(for _ <- 1..cfg.rounds, do: pipelined(port, 64, cfg.bare_n))
+
+    Out.figure("bare_port_roundtrip_pipelined_64", tput, "roundtrips/s")
+    Port.close(port)
+  end
+
+  defp open_bare_port do
+    path = Application.app_dir(:wasmex, "priv/wasmex_port")
+    port = Port.open({:spawn_executable, path}, [:binary, {:packet, 4}])
+
+    wasmtime =
+      receive do
+        {^port, {:data, data}} ->
+          {:hello, _version, wasmtime} = :erlang.binary_to_term(data)
+          wasmtime
+      after
+        10_000 -> raise "no hello from #{path}"
+      end
+
+    Port.command(port, :erlang.term_to_binary({1, :init, {%{}}}))
+
+    receive do
+      {^port, {:data, data}} -> {:reply, 1, {:ok, :ok}} = :erlang.binary_to_term(data)
+    after
+      10_000 -> raise "no answer to init"
+    end
+
+    {port, wasmtime}
+  end
+
+  @fuel_request :erlang.term_to_binary({2, :fuel_get, {999}})
+
+  defp bare_request(port) do
+    Port.command(port, @fuel_request)
+
+    receive do
+      {^port, {:data, data}} -> {:reply, 2, {:error, _}} = :erlang.binary_to_term(data)
+    end
+  end
+
+  # `total` requests with `window` in flight; returns round trips per second.
+  defp pipelined(port, window, total) do
+    t0 = now()
+    for id <- 1..window, do: Port.command(port, :erlang.term_to_binary({id, :fuel_get, {999}}))
+    pipeline_loop(port, window + 1, total, 0)
+    total / s(now() - t0)
+  end
+
+  defp pipeline_loop(_port, _next, total, total), do: :ok
+
+  defp pipeline_loop(port, next, total, done) do
+    receive do
+      {^port, {:data, data}} ->
+        {:reply, _, {:error, _}} = :erlang.binary_to_term(data)
+
+        if next <= total,
+          do: Port.command(port, :erlang.term_to_binary({next, :fuel_get, {999}}))
+
+        pipeline_loop(port, next + 1, total, done + 1)
+    end
+  end
+end
+
+Bench.main(System.argv())

@@ -1,0 +1,48 @@
+//! Arbitrary bytes as they could arrive on the port's stdin: split into frames by
+//! `frame::read_frame` (as `main.rs` does) until the stream ends, each payload read as a
+//! request by `protocol::decode_request`. Nothing may panic, and what the decoder reads
+//! must be describable (`term::show`) and, for store requests, parse as a context or fail.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wasmex_port::frame::{read_frame, Frame};
+use wasmex_port::protocol::{decode_request, Context};
+use wasmex_port::term;
+
+fuzz_target!(|data: &[u8]| {
+    if wasmex_port_fuzz::skip_known(data) {
+        return;
+    }
+    let mut stream = data;
+    let mut frames = 0usize;
+    loop {
+        match read_frame(&mut stream) {
+            Ok(Some(Frame::Data(payload))) => {
+                frames += 1;
+                match decode_request(&payload) {
+                    Ok(req) => {
+                        for a in &req.args {
+                            assert!(term::show(a).len() <= 80, "show must be bounded");
+                        }
+                        if let Some(first) = req.args.first() {
+                            if let Ok(ctx) = Context::parse(first) {
+                                let _ = ctx.store_id();
+                            }
+                        }
+                        let _ = req.is_notification();
+                    }
+                    Err(rejected) => {
+                        assert!(!rejected.reason.is_empty(), "a rejection names its reason");
+                    }
+                }
+            }
+            Ok(Some(Frame::TooLarge(len))) => {
+                assert!(len > wasmex_port::frame::MAX_FRAME);
+            }
+            Ok(None) => break,
+            Err(e) => panic!("reading from a slice cannot fail with I/O errors: {e}"),
+        }
+        // Every frame consumes at least its 4-byte prefix: the loop ends.
+        assert!(frames <= data.len() / 4 + 1);
+    }
+});

@@ -1,0 +1,256 @@
+//! Recognises inputs that would hit the crashes already reported (they are all in the
+//! ETF decoder `eetf` 0.10 that `protocol::decode_request` uses), so that fuzzing with
+//! `WASMEX_FUZZ_SKIP_KNOWN=1` gets past them. It walks the External Term Format the way
+//! `eetf::Term::decode` does, without allocating, and names the first hazard met:
+//!
+//! * tags the decoder does not implement (`unimplemented!()`): a distribution header
+//!   (68) as the outer tag, an atom cache reference (82) anywhere;
+//! * counts that the decoder allocates before reading the elements (`Vec::with_capacity`
+//!   for lists, tuples and fun environments, `vec![0; n]` for binaries and bit binaries,
+//!   `resize` for big integers) larger than the bytes left, which could not be honest;
+//! * bit binaries whose tail bit count is not 1..=8 (an overflowing shift);
+//! * nesting deeper than [`MAX_DEPTH`] (the decoder recurses once per level);
+//! * compressed terms (80), whose inside this walk cannot see.
+//!
+//! Which of these crash, and how, is in docs/fuzzing.md. A walk that meets the end of the
+//! payload or an unknown tag stops without a hazard: the decoder returns an error there.
+
+use std::fmt;
+
+/// Deeper terms are flagged. Requests of the wire are at most about 6 levels deep.
+pub const MAX_DEPTH: usize = 512;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Hazard {
+    /// A tag `eetf` answers with `unimplemented!()`.
+    Unimplemented(u8),
+    /// A length field the decoder allocates for before reading (tag, announced count).
+    Count(u8, u64),
+    /// A bit binary whose tail bit count is outside 1..=8.
+    TailBits(u8),
+    TooDeep,
+    Compressed,
+}
+
+impl fmt::Display for Hazard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hazard::Unimplemented(t) => write!(f, "tag {t} is unimplemented!() in eetf"),
+            Hazard::Count(t, n) => write!(f, "tag {t} announces {n} elements/bytes"),
+            Hazard::TailBits(b) => write!(f, "bit binary with {b} tail bits"),
+            Hazard::TooDeep => write!(f, "nested deeper than {MAX_DEPTH}"),
+            Hazard::Compressed => write!(f, "compressed term"),
+        }
+    }
+}
+
+/// The first hazard in any complete frame of a byte stream.
+pub fn stream_hazard(mut stream: &[u8]) -> Option<Hazard> {
+    while stream.len() >= 4 {
+        let len = u32::from_be_bytes([stream[0], stream[1], stream[2], stream[3]]) as usize;
+        stream = &stream[4..];
+        if len > stream.len() {
+            return None;
+        }
+        let (payload, rest) = stream.split_at(len);
+        if let Some(h) = payload_hazard(payload) {
+            return Some(h);
+        }
+        stream = rest;
+    }
+    None
+}
+
+/// The first hazard in one payload (a version byte and a term).
+pub fn payload_hazard(payload: &[u8]) -> Option<Hazard> {
+    let mut w = Walk { b: payload, pos: 0 };
+    if w.u8()? != 131 {
+        return None;
+    }
+    match *w.b.get(w.pos)? {
+        68 => Some(Hazard::Unimplemented(68)),
+        80 => Some(Hazard::Compressed),
+        _ => w.term(0).err(),
+    }
+}
+
+struct Walk<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+/// `Err(Some(h))`: a hazard; `Err(None)`: the decoder would fail here (end, bad tag).
+type Step = Result<(), Option<Hazard>>;
+
+impl Walk<'_> {
+    fn left(&self) -> u64 {
+        (self.b.len() - self.pos) as u64
+    }
+    fn take(&mut self, n: u64) -> Result<&[u8], Option<Hazard>> {
+        if n > self.left() {
+            return Err(None);
+        }
+        let s = &self.b[self.pos..self.pos + n as usize];
+        self.pos += n as usize;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        let v = *self.b.get(self.pos)?;
+        self.pos += 1;
+        Some(v)
+    }
+    fn num(&mut self, bytes: u64) -> Result<u64, Option<Hazard>> {
+        Ok(self
+            .take(bytes)?
+            .iter()
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+    }
+    /// A count of things each at least `min` bytes long, checked against what is left.
+    fn count(&mut self, tag: u8, bytes: u64, min: u64) -> Result<u64, Option<Hazard>> {
+        let n = self.num(bytes)?;
+        if n.saturating_mul(min) > self.left() {
+            return Err(Some(Hazard::Count(tag, n)));
+        }
+        Ok(n)
+    }
+    fn terms(&mut self, n: u64, depth: usize) -> Step {
+        for _ in 0..n {
+            self.term(depth)?;
+        }
+        Ok(())
+    }
+    fn term(&mut self, depth: usize) -> Step {
+        if depth > MAX_DEPTH {
+            return Err(Some(Hazard::TooDeep));
+        }
+        let d = depth + 1;
+        let tag = self.u8().ok_or(None)?;
+        match tag {
+            70 => self.take(8).map(drop),  // NEW_FLOAT
+            97 => self.take(1).map(drop),  // SMALL_INTEGER
+            98 => self.take(4).map(drop),  // INTEGER
+            99 => self.take(31).map(drop), // FLOAT
+            106 => Ok(()),                 // NIL
+            82 => Err(Some(Hazard::Unimplemented(82))),
+            77 => {
+                // BIT_BINARY: vec![0; size] before reading, then a shift by 8 - bits.
+                let n = self.count(tag, 4, 1)?;
+                let bits = self.num(1)? as u8;
+                if n > 0 && !(1..=8).contains(&bits) {
+                    return Err(Some(Hazard::TailBits(bits)));
+                }
+                self.take(n).map(drop)
+            }
+            109 => {
+                let n = self.count(tag, 4, 1)?;
+                self.take(n).map(drop)
+            }
+            107 => {
+                let n = self.num(2)?;
+                self.take(n).map(drop)
+            }
+            100 | 118 => {
+                let n = self.num(2)?;
+                self.take(n).map(drop)
+            }
+            115 | 119 => {
+                let n = self.num(1)?;
+                self.take(n).map(drop)
+            }
+            110 => {
+                let n = self.num(1)?;
+                self.take(1 + n).map(drop)
+            }
+            111 => {
+                let n = self.count(tag, 4, 1)?;
+                self.take(1 + n).map(drop)
+            }
+            104 => {
+                let n = self.num(1)?;
+                self.terms(n, d)
+            }
+            105 => {
+                let n = self.count(tag, 4, 1)?;
+                self.terms(n, d)
+            }
+            108 => {
+                let n = self.count(tag, 4, 1)?;
+                self.terms(n + 1, d)
+            }
+            116 => {
+                let n = self.num(4)?; // a HashMap grown as it goes: no allocation up front
+                self.terms(n.saturating_mul(2), d)
+            }
+            103 => {
+                self.term(d)?;
+                self.take(9).map(drop)
+            }
+            88 => {
+                self.term(d)?;
+                self.take(12).map(drop)
+            }
+            102 => {
+                self.term(d)?;
+                self.take(5).map(drop)
+            }
+            89 => {
+                self.term(d)?;
+                self.take(8).map(drop)
+            }
+            120 => {
+                self.term(d)?;
+                self.take(12).map(drop)
+            }
+            101 => {
+                self.term(d)?;
+                self.take(5).map(drop)
+            }
+            114 | 90 => {
+                let n = self.num(2)?;
+                self.term(d)?;
+                self.take(if tag == 114 { 1 } else { 4 })?;
+                self.take(4 * n).map(drop)
+            }
+            113 => self.terms(3, d),
+            117 => {
+                let n = self.count(tag, 4, 1)?;
+                self.terms(4 + n, d)
+            }
+            112 => {
+                self.take(4 + 1 + 16 + 4)?;
+                let n = self.count(tag, 4, 1)?;
+                self.terms(4 + n, d)
+            }
+            // The decoder rejects any other tag, compressed terms included (80 is only
+            // read at the top).
+            _ => Err(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_what_it_should() {
+        assert_eq!(payload_hazard(&[131, 68]), Some(Hazard::Unimplemented(68)));
+        assert_eq!(
+            payload_hazard(&[131, 104, 1, 82, 0]),
+            Some(Hazard::Unimplemented(82))
+        );
+        assert_eq!(
+            payload_hazard(&[131, 108, 255, 255, 255, 255, 106]),
+            Some(Hazard::Count(108, u32::MAX as u64))
+        );
+        let mut deep = vec![131];
+        deep.extend(std::iter::repeat_n([104u8, 1], MAX_DEPTH + 2).flatten());
+        deep.push(106);
+        assert_eq!(payload_hazard(&deep), Some(Hazard::TooDeep));
+        // {1, init, {#{}}}
+        let ok = [
+            131, 104, 3, 97, 1, 119, 4, b'i', b'n', b'i', b't', 104, 1, 116, 0, 0, 0, 0,
+        ];
+        assert_eq!(payload_hazard(&ok), None);
+    }
+}

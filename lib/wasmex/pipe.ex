@@ -1,0 +1,143 @@
+defmodule Wasmex.Pipe do
+  @moduledoc """
+  A byte buffer with a cursor, to connect a WASI program's standard streams.
+
+  A pipe is a process of its own, independent of any store: create it first and pass it
+  in `Wasmex.Wasi.WasiOptions`. A program's output is written to the pipe while the
+  program runs (at the cursor, which advances); a program's input is read from the cursor
+  to the end whenever the program asks for more, and an empty read is the end of input.
+  One pipe can serve several programs. A pipe lives as long as the process that created it.
+
+      iex> {:ok, pipe} = Wasmex.Pipe.new()
+      iex> Wasmex.Pipe.write(pipe, "hello")
+      {:ok, 5}
+      iex> Wasmex.Pipe.size(pipe)
+      5
+      iex> Wasmex.Pipe.read(pipe)
+      ""
+      iex> Wasmex.Pipe.seek(pipe, 1)
+      :ok
+      iex> Wasmex.Pipe.read(pipe)
+      "ello"
+  """
+  use GenServer, restart: :temporary
+
+  @enforce_keys [:pid]
+  defstruct [:pid]
+
+  @type t :: %__MODULE__{pid: pid()}
+
+  @doc "Creates an empty pipe owned by the calling process."
+  @spec new() :: {:ok, t()} | {:error, term()}
+  def new do
+    with {:ok, pid} <- DynamicSupervisor.start_child(Wasmex.HostSupervisor, {__MODULE__, self()}) do
+      {:ok, %__MODULE__{pid: pid}}
+    end
+  end
+
+  @doc "Same as `new/0` (the name used by earlier Wasmex releases)."
+  @spec create() :: {:ok, t()} | {:error, term()}
+  def create, do: new()
+
+  @doc false
+  def start_link(owner), do: GenServer.start_link(__MODULE__, owner)
+
+  @doc "The number of bytes in the pipe (the cursor does not change it)."
+  @spec size(t()) :: non_neg_integer()
+  def size(%__MODULE__{pid: pid}), do: GenServer.call(pid, :size)
+
+  @doc "Moves the cursor to byte `position` (clamped to the size)."
+  @spec seek(t(), non_neg_integer()) :: :ok
+  def seek(%__MODULE__{pid: pid}, position) when is_integer(position) and position >= 0,
+    do: GenServer.call(pid, {:seek, position})
+
+  @doc "Reads from the cursor to the end and moves the cursor to the end."
+  @spec read(t()) :: binary()
+  def read(%__MODULE__{pid: pid}), do: GenServer.call(pid, :read)
+
+  @doc "Writes at the cursor, overwriting and extending, and moves the cursor past it."
+  @spec write(t(), binary()) :: {:ok, non_neg_integer()} | :error
+  def write(%__MODULE__{pid: pid}, binary) when is_binary(binary),
+    do: GenServer.call(pid, {:write, binary})
+
+  @doc """
+  Truncates or extends (with zero bytes) the pipe to `length` bytes.
+
+      iex> {:ok, pipe} = Wasmex.Pipe.create()
+      iex> {:ok, 5} = Wasmex.Pipe.write(pipe, "hello")
+      iex> Wasmex.Pipe.set_len(pipe, 2)
+      :ok
+      iex> Wasmex.Pipe.seek(pipe, 0)
+      :ok
+      iex> Wasmex.Pipe.read(pipe)
+      "he"
+  """
+  @spec set_len(t(), non_neg_integer()) :: :ok | :error
+  def set_len(%__MODULE__{pid: pid}, length) when is_integer(length) and length >= 0,
+    do: GenServer.call(pid, {:set_len, length})
+
+  def set_len(%__MODULE__{}, _length), do: :error
+
+  # Server
+
+  @impl true
+  def init(owner) do
+    Process.monitor(owner)
+    {:ok, %{buffer: <<>>, cursor: 0}}
+  end
+
+  @impl true
+  def handle_call(:size, _from, s), do: {:reply, byte_size(s.buffer), s}
+
+  def handle_call({:seek, position}, _from, s),
+    do: {:reply, :ok, %{s | cursor: min(position, byte_size(s.buffer))}}
+
+  def handle_call(:read, _from, s), do: {:reply, take(s), %{s | cursor: byte_size(s.buffer)}}
+  def handle_call({:write, data}, _from, s), do: {:reply, {:ok, byte_size(data)}, put(s, data)}
+
+  def handle_call({:set_len, length}, _from, s) do
+    size = byte_size(s.buffer)
+
+    buffer =
+      if length <= size,
+        do: binary_part(s.buffer, 0, length),
+        else: s.buffer <> :binary.copy(<<0>>, length - size)
+
+    {:reply, :ok, %{s | buffer: buffer, cursor: min(s.cursor, length)}}
+  end
+
+  @impl true
+  # Output of a WASI program.
+  def handle_info({:wasmex_pipe_write, data}, s), do: {:noreply, put(s, data)}
+
+  # A WASI program wants input: everything from the cursor (empty means end of input).
+  def handle_info({:wasmex_pipe_read, host, store_id}, s) do
+    Wasmex.Host.notify(host, :stdin_data, {store_id, take(s)})
+    {:noreply, %{s | cursor: byte_size(s.buffer)}}
+  end
+
+  def handle_info({:DOWN, _ref, :process, _owner, _reason}, s), do: {:stop, :normal, s}
+  def handle_info(_other, s), do: {:noreply, s}
+
+  defp take(%{buffer: buffer, cursor: cursor}),
+    do: binary_part(buffer, cursor, byte_size(buffer) - cursor)
+
+  # Appending at the end is the common case (streamed output) and stays linear.
+  defp put(%{buffer: buffer, cursor: cursor} = s, data) when cursor == byte_size(buffer),
+    do: %{s | buffer: buffer <> data, cursor: cursor + byte_size(data)}
+
+  defp put(%{buffer: buffer, cursor: cursor} = s, data) do
+    tail_start = min(cursor + byte_size(data), byte_size(buffer))
+    tail = binary_part(buffer, tail_start, byte_size(buffer) - tail_start)
+
+    %{
+      s
+      | buffer: binary_part(buffer, 0, cursor) <> data <> tail,
+        cursor: cursor + byte_size(data)
+    }
+  end
+
+  defimpl Inspect do
+    def inspect(p, _opts), do: "#Wasmex.Pipe<#{inspect(p.pid)}>"
+  end
+end

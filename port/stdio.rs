@@ -1,0 +1,244 @@
+//! WASI standard streams connected to the BEAM.
+//!
+//! * Output (stdout, stderr): every write of the program becomes a
+//!   `{stdio, StoreId, Handler, Bytes}` event, sent while the program runs, in order.
+//! * Input (stdin): reads wait on a channel fed by the `stdin_data` / `stdin_eof`
+//!   notifications. In pull mode (a `Wasmex.Pipe`) the stream asks for data with a
+//!   `{stdin_read, StoreId, Handler}` event whenever it runs dry; an empty answer is EOF.
+//!   In push mode the BEAM sends data whenever it likes.
+
+use crate::outbox::Outbox;
+use crate::term;
+use bytes::{Bytes, BytesMut};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::Mutex;
+use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
+use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
+
+/// Largest write accepted at once; p1 `fd_write` already cuts writes into 4 KiB pieces.
+const WRITE_BUDGET: usize = 1 << 20;
+
+/// What the BEAM sends to a store's stdin.
+#[derive(Debug)]
+pub enum StdinMsg {
+    Data(Vec<u8>),
+    Eof,
+}
+
+pub type StdinSender = UnboundedSender<StdinMsg>;
+pub type StdinReceiver = UnboundedReceiver<StdinMsg>;
+
+/// An output stream whose writes become events for `handler`.
+#[derive(Clone)]
+pub struct EventOutput {
+    outbox: Outbox,
+    store_id: u64,
+    handler: Arc<Vec<u8>>,
+}
+
+impl EventOutput {
+    pub fn new(outbox: Outbox, store_id: u64, handler: Vec<u8>) -> EventOutput {
+        EventOutput {
+            outbox,
+            store_id,
+            handler: Arc::new(handler),
+        }
+    }
+
+    fn emit(&self, bytes: &[u8]) {
+        self.outbox.send(&term::tuple(vec![
+            term::atom("stdio"),
+            term::uint(self.store_id),
+            term::binary(self.handler.to_vec()),
+            term::binary(bytes.to_vec()),
+        ]));
+    }
+}
+
+impl IsTerminal for EventOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for EventOutput {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for EventOutput {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for EventOutput {
+    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        self.emit(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> StreamResult<()> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> StreamResult<usize> {
+        Ok(WRITE_BUDGET)
+    }
+}
+
+/// Only used by WASI preview 3, which this program does not run; kept correct anyway.
+impl AsyncWrite for EventOutput {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.emit(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+struct InputState {
+    rx: StdinReceiver,
+    buffer: BytesMut,
+    eof: bool,
+    asked: bool,
+}
+
+/// Stdin fed from the BEAM. Every stream `p2_stream` makes shares one state.
+#[derive(Clone)]
+pub struct EventInput {
+    state: Arc<Mutex<InputState>>,
+    outbox: Outbox,
+    store_id: u64,
+    /// `Some` in pull mode: who to ask for more input.
+    puller: Option<Arc<Vec<u8>>>,
+}
+
+impl EventInput {
+    pub fn new(
+        rx: StdinReceiver,
+        outbox: Outbox,
+        store_id: u64,
+        puller: Option<Vec<u8>>,
+    ) -> EventInput {
+        let state = InputState {
+            rx,
+            buffer: BytesMut::new(),
+            eof: false,
+            asked: false,
+        };
+        EventInput {
+            state: Arc::new(Mutex::new(state)),
+            outbox,
+            store_id,
+            puller: puller.map(Arc::new),
+        }
+    }
+
+    fn ask(&self) {
+        if let Some(handler) = &self.puller {
+            self.outbox.send(&term::tuple(vec![
+                term::atom("stdin_read"),
+                term::uint(self.store_id),
+                term::binary(handler.to_vec()),
+            ]));
+        }
+    }
+}
+
+impl InputState {
+    fn accept(&mut self, msg: Option<StdinMsg>) {
+        self.asked = false;
+        match msg {
+            Some(StdinMsg::Data(d)) if !d.is_empty() => self.buffer.extend_from_slice(&d),
+            _ => self.eof = true,
+        }
+    }
+
+    fn take(&mut self, size: usize) -> StreamResult<Bytes> {
+        while let Ok(msg) = self.rx.try_recv() {
+            self.accept(Some(msg));
+        }
+        if self.buffer.is_empty() {
+            return if self.eof {
+                Err(StreamError::Closed)
+            } else {
+                Ok(Bytes::new())
+            };
+        }
+        let n = size.min(self.buffer.len());
+        Ok(self.buffer.split_to(n).freeze())
+    }
+}
+
+impl IsTerminal for EventInput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdinStream for EventInput {
+    fn p2_stream(&self) -> Box<dyn InputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn AsyncRead + Send + Sync> {
+        Box::new(NoInput)
+    }
+}
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for EventInput {
+    async fn ready(&mut self) {
+        let mut state = self.state.lock().await;
+        while state.buffer.is_empty() && !state.eof {
+            if !state.asked && self.puller.is_some() {
+                state.asked = true;
+                self.ask();
+            }
+            let msg = state.rx.recv().await;
+            state.accept(msg);
+        }
+    }
+}
+
+impl InputStream for EventInput {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        match self.state.try_lock() {
+            Ok(mut state) => state.take(size),
+            Err(_) => Ok(Bytes::new()),
+        }
+    }
+}
+
+/// Preview 3 input: always at end of stream (this program runs preview 1 only).
+struct NoInput;
+
+impl AsyncRead for NoInput {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        _buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}

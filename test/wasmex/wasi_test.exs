@@ -1,0 +1,250 @@
+defmodule Wasmex.WasiTest do
+  @moduledoc "WASI preview 1 programs: options, pipes, message streams, exit codes, the sandbox."
+  use ExUnit.Case, async: true
+
+  alias Wasmex.Pipe
+  alias Wasmex.Wasi.{PreopenOptions, WasiOptions}
+
+  @wasi_test File.read!(TestHelper.wasi_test_file_path())
+
+  # Runs the test program with `args` (after argv[0]) and returns {result, stdout}.
+  defp run(args, opts \\ []) do
+    {:ok, stdout} = Pipe.new()
+
+    options =
+      struct(WasiOptions, Keyword.merge([args: ["wasi_test" | args], stdout: stdout], opts))
+
+    {:ok, pid} = Wasmex.start_link(%{bytes: @wasi_test, wasi: options})
+    result = Wasmex.call_function(pid, :_start, [], 20_000)
+    Pipe.seek(stdout, 0)
+    {result, Pipe.read(stdout)}
+  end
+
+  defp tmp_dir(context) do
+    dir =
+      Path.join(
+        System.tmp_dir!(),
+        "wasmex_wasi_#{context.test |> :erlang.phash2()}_#{System.unique_integer([:positive])}"
+      )
+
+    File.rm_rf!(dir)
+    File.mkdir_p!(dir)
+    on_exit(fn -> File.rm_rf!(dir) end)
+    dir
+  end
+
+  describe "start_link/1 with :wasi" do
+    test "wasi: true gives a module its WASI imports" do
+      assert {:ok, {:ok, []}} == {:ok, Wasmex.call_function(start_wasi(true), :_start, [])}
+    end
+
+    test "without WASI, a WASI program fails to start naming the missing import" do
+      assert {:error, message} = Wasmex.start_link(%{bytes: @wasi_test})
+      assert message =~ "wasi_snapshot_preview1::"
+    end
+  end
+
+  # Everything a program wrote as stdout messages so far (writes may arrive in pieces).
+  defp stdout_messages(store, acc \\ "") do
+    receive do
+      {:wasmex_stdout, ^store, data} -> stdout_messages(store, acc <> data)
+    after
+      0 -> acc
+    end
+  end
+
+  defp start_wasi(wasi) do
+    {:ok, pid} = Wasmex.start_link(%{bytes: @wasi_test, wasi: wasi})
+    pid
+  end
+
+  describe "WasiOptions args and env" do
+    test "args reach the program" do
+      assert run(["args", "hello", "from elixir"]) ==
+               {{:ok, []}, "wasi_test\nargs\nhello\nfrom elixir\n"}
+    end
+
+    test "env reaches the program and nothing else" do
+      env = %{"B_NAME" => "two", "A_NAME_MAPS" => "to a value"}
+      assert run(["env"], env: env) == {{:ok, []}, "A_NAME_MAPS=to a value\nB_NAME=two\n"}
+    end
+
+    test "without a stdout pipe, output is discarded" do
+      pid = start_wasi(%WasiOptions{args: ["wasi_test"]})
+      assert Wasmex.call_function(pid, :_start, []) == {:ok, []}
+    end
+  end
+
+  describe "WasiOptions stdin, stdout and stderr pipes" do
+    test "echoes a line from a stdin pipe (the Wasmex docs example)" do
+      {:ok, stdin} = Pipe.new()
+      {:ok, stdout} = Pipe.new()
+      options = %WasiOptions{args: ["wasmex", "echo"], stdin: stdin, stdout: stdout}
+      {:ok, pid} = Wasmex.start_link(%{bytes: @wasi_test, wasi: options})
+      Pipe.write(stdin, "Hey! It compiles! Ship it!")
+      Pipe.seek(stdin, 0)
+      {:ok, _} = Wasmex.call_function(pid, :_start, [])
+      Pipe.seek(stdout, 0)
+      assert Pipe.read(stdout) == "Hey! It compiles! Ship it!\n"
+    end
+
+    test "without a stdin pipe, input is empty" do
+      assert run(["echo"]) == {{:ok, []}, "\n"}
+    end
+
+    test "stderr goes to its own pipe" do
+      {:ok, stderr} = Pipe.new()
+      assert {{:ok, []}, ""} = run(["stderr", "oops"], stderr: stderr)
+      Pipe.seek(stderr, 0)
+      assert Pipe.read(stderr) == "oops\n"
+    end
+
+    test "one pipe serves several programs" do
+      {:ok, stdout} = Pipe.new()
+
+      for word <- ["first", "second"] do
+        options = %WasiOptions{args: ["wasi_test", "args", word], stdout: stdout}
+        {:ok, pid} = Wasmex.start_link(%{bytes: @wasi_test, wasi: options})
+        {:ok, []} = Wasmex.call_function(pid, :_start, [])
+      end
+
+      Pipe.seek(stdout, 0)
+      assert Pipe.read(stdout) == "wasi_test\nargs\nfirst\nwasi_test\nargs\nsecond\n"
+    end
+
+    test "10 MiB of output arrive complete and in order" do
+      size = 10 * 1024 * 1024
+      {{:ok, []}, out} = run(["big", "#{size}"])
+      assert byte_size(out) == size
+      expected = for i <- 0..(size - 1), into: <<>>, do: <<rem(i, 251)>>
+      assert out == expected
+    end
+  end
+
+  describe "stdout and stdin as messages" do
+    test "output arrives as messages while the program runs" do
+      {:ok, store} =
+        Wasmex.Store.new_wasi(%WasiOptions{args: ["w", "args", "x"], stdout: {:messages, self()}})
+
+      {:ok, module} = Wasmex.Module.compile(store, @wasi_test)
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      {:ok, []} = Wasmex.call_function(pid, :_start, [])
+      assert stdout_messages(store) == "w\nargs\nx\n"
+    end
+
+    test "a program reads stdin fed by messages, and ends at close_stdin" do
+      {:ok, store} =
+        Wasmex.Store.new_wasi(%WasiOptions{
+          args: ["w", "echo"],
+          stdin: :messages,
+          stdout: {:messages, self()}
+        })
+
+      {:ok, module} = Wasmex.Module.compile(store, @wasi_test)
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      task = Task.async(fn -> Wasmex.call_function(pid, :_start, []) end)
+      # The program is now waiting for input: nothing is written yet.
+      refute_receive {:wasmex_stdout, _, _}, 50
+      Wasmex.Wasi.write_stdin(store, "part one, ")
+      Wasmex.Wasi.close_stdin(store)
+      assert Task.await(task) == {:ok, []}
+      assert stdout_messages(store) == "part one, \n"
+    end
+  end
+
+  describe "proc_exit" do
+    test "a non-zero exit code is the call's error, and the host keeps serving" do
+      pid = start_wasi(%WasiOptions{args: ["wasi_test", "exit", "3"]})
+      assert Wasmex.call_function(pid, :_start, []) == {:error, {:exit, 3}}
+      assert Wasmex.call_function(pid, :_start, []) == {:error, {:exit, 3}}
+    end
+
+    test "exit code 0 is success" do
+      pid = start_wasi(%WasiOptions{args: ["wasi_test", "exit", "0"]})
+      assert Wasmex.call_function(pid, :_start, []) == {:ok, []}
+    end
+  end
+
+  describe "preopened directories" do
+    test "a program lists, reads, writes and creates files in its preopen", context do
+      dir = tmp_dir(context)
+      File.write!(Path.join(dir, "hello.txt"), "hello file")
+      preopen = [%PreopenOptions{path: dir, alias: "src"}]
+      assert run(["read", "src/hello.txt"], preopen: preopen) == {{:ok, []}, "hello file"}
+      assert run(["write", "src/new.txt", "created"], preopen: preopen) == {{:ok, []}, "ok\n"}
+      assert File.read!(Path.join(dir, "new.txt")) == "created"
+      assert run(["ls", "src"], preopen: preopen) == {{:ok, []}, "hello.txt\nnew.txt\n"}
+    end
+
+    test "without a preopen, the program sees no files" do
+      assert {{:ok, []}, "error: " <> _} = run(["ls", "."])
+    end
+
+    test "a read-only preopen can be read but not written", context do
+      dir = tmp_dir(context)
+      File.write!(Path.join(dir, "hello.txt"), "hello file")
+      preopen = [%PreopenOptions{path: dir, alias: "ro", read_only: true}]
+      assert run(["read", "ro/hello.txt"], preopen: preopen) == {{:ok, []}, "hello file"}
+      assert {{:ok, []}, "error: " <> _} = run(["write", "ro/new.txt", "x"], preopen: preopen)
+      refute File.exists?(Path.join(dir, "new.txt"))
+    end
+
+    test "every escape attempt is denied and nothing outside is touched", context do
+      root = tmp_dir(context)
+      jail = Path.join(root, "jail")
+      File.mkdir_p!(jail)
+      File.write!(Path.join(root, "outside.txt"), "secret")
+      File.ln_s!("../outside.txt", Path.join(jail, "escape_link_rel"))
+      File.ln_s!("/etc/passwd", Path.join(jail, "escape_link_abs"))
+      before = File.ls!(root) |> Enum.sort()
+
+      {{:ok, []}, out} = run(["escape", "."], preopen: [%PreopenOptions{path: jail, alias: "."}])
+
+      assert out ==
+               """
+               parent_read: denied
+               absolute_read: denied
+               symlink_relative: denied
+               symlink_absolute: denied
+               parent_create: denied
+               parent_list: denied
+               """
+
+      assert File.ls!(root) |> Enum.sort() == before
+      assert File.read!(Path.join(root, "outside.txt")) == "secret"
+    end
+
+    test "a missing preopen directory is a clear error" do
+      options = %WasiOptions{preopen: [%PreopenOptions{path: "/nonexistent/dir"}]}
+
+      assert {:error, "cannot preopen directory /nonexistent/dir" <> _} =
+               Wasmex.Store.new_wasi(options)
+    end
+  end
+
+  describe "overriding WASI functions with imports" do
+    test "random_get from Elixir replaces the native one (the Wasmex docs example)" do
+      imports = %{
+        wasi_snapshot_preview1: %{
+          random_get:
+            {:fn, [:i32, :i32], [:i32],
+             fn %{memory: memory, caller: caller}, address, size ->
+               Enum.each(0..(size - 1), fn index ->
+                 Wasmex.Memory.set_byte(caller, memory, address + index, 0)
+               end)
+
+               Wasmex.Memory.set_byte(caller, memory, address, 4)
+               0
+             end}
+        }
+      }
+
+      {:ok, stdout} = Pipe.new()
+      options = %WasiOptions{args: ["wasi_test", "info"], stdout: stdout}
+      {:ok, pid} = Wasmex.start_link(%{bytes: @wasi_test, wasi: options, imports: imports})
+      {:ok, []} = Wasmex.call_function(pid, :_start, [])
+      Pipe.seek(stdout, 0)
+      assert Pipe.read(stdout) =~ "Random Number: 4"
+    end
+  end
+end
