@@ -505,43 +505,17 @@ defmodule Bench do
   # Where the time of one call goes: each step adds one hop to the previous one.
   def hops(cfg) do
     {:ok, echo} = GenServer.start_link(Bench.Echo, nil)
-
-    {m, _} =
-      latency(fn -> :pong = GenServer.call(echo, :ping) end, cfg.rounds, cfg.lat_n, cfg.warmup)
-
-    Out.figure("hop_beam_genserver_call_median", m, "us")
-    GenServer.stop(echo)
-
     {port, _} = open_bare_port()
-    {m, _} = latency(fn -> bare_request(port) end, cfg.rounds, cfg.lat_n, cfg.warmup)
-    Out.figure("hop_bare_port_median", m, "us")
-    Port.close(port)
+    # The port driven by this process alone: a request served by a store's thread, and a
+    # real call of `sum`.
+    {store_id, instance_id} = bare_instance(port, Wasm.sum_module())
+    fuel = :erlang.term_to_binary({9, :fuel_get, {store_id}})
+    call = :erlang.term_to_binary({9, :call, {store_id, instance_id, "sum", [1, 2], 5000}})
 
     engine = shared_engine()
     [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
     {:ok, store} = Wasmex.store(pid)
     host = store.host
-
-    {m, _} =
-      latency(
-        fn -> {:error, _} = Wasmex.Host.request(host, :fuel_get, {999_999}) end,
-        cfg.rounds,
-        cfg.lat_n,
-        cfg.warmup
-      )
-
-    Out.figure("hop_host_server_reader_thread_median", m, "us")
-
-    {m, _} =
-      latency(
-        fn -> Wasmex.Host.request(host, :fuel_get, {store.store_id}) end,
-        cfg.rounds,
-        cfg.lat_n,
-        cfg.warmup
-      )
-
-    Out.figure("hop_host_server_store_thread_median", m, "us")
-
     instance = :sys.get_state(pid).instance
 
     direct = fn ->
@@ -553,12 +527,40 @@ defmodule Bench do
       end
     end
 
-    {m, _} = latency(direct, cfg.rounds, cfg.lat_n, cfg.warmup)
-    Out.figure("hop_instance_call_without_server_median", m, "us")
+    # Each step adds a hop to an earlier one. They run interleaved, round by round, so
+    # that load from other processes on the machine falls on all of them alike.
+    steps = [
+      {"hop_beam_genserver_call", fn -> :pong = GenServer.call(echo, :ping) end},
+      {"hop_bare_port", fn -> bare_request(port) end},
+      {"hop_bare_port_store_thread", fn -> bare_request(port, fuel, 9) end},
+      {"hop_bare_port_call", fn -> {:ok, [3]} = bare_request(port, call, 9) end},
+      {"hop_host_server_reader_thread",
+       fn -> {:error, _} = Wasmex.Host.request(host, :fuel_get, {999_999}) end},
+      {"hop_host_server_store_thread",
+       fn -> Wasmex.Host.request(host, :fuel_get, {store.store_id}) end},
+      {"hop_instance_call_without_server", direct},
+      {"hop_call_function", fn -> sum!(pid) end}
+    ]
 
-    {m, _} = latency(fn -> sum!(pid) end, cfg.rounds, cfg.lat_n, cfg.warmup)
-    Out.figure("hop_call_function_median", m, "us")
+    for {_, fun} <- steps, _ <- 1..cfg.warmup, do: fun.()
 
+    medians =
+      for _ <- 1..cfg.rounds do
+        for {name, fun} <- steps do
+          {name, median(for _ <- 1..cfg.lat_n, do: us(time(fun)))}
+        end
+      end
+      |> List.flatten()
+      |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
+
+    for {name, _} <- steps, do: Out.figure("#{name}_median", median(medians[name]), "us")
+
+    pipelined(port, call, 64, div(cfg.bare_n, 4))
+    tput = median(for _ <- 1..cfg.rounds, do: pipelined(port, call, 64, cfg.bare_n))
+    Out.figure("hop_bare_port_call_pipelined_64", tput, "calls/s")
+
+    Port.close(port)
+    GenServer.stop(echo)
     stop_all([pid])
     stop_engine(engine)
   end
@@ -731,6 +733,7 @@ defmodule Bench do
       t
     end
 
+    host_start.()
     m = median(for _ <- 1..(cfg.rounds * cfg.fresh_n), do: host_start.())
     Out.figure("start_link_fresh_host_part_port_start", m, "ms")
   end
@@ -750,13 +753,15 @@ defmodule Bench do
       t
     end
 
+    # The first round (cold, then warm) is a warm-up and is dropped.
     {cold, warm} =
-      for _ <- 1..cfg.compile_rounds do
+      for _ <- 0..cfg.compile_rounds do
         File.rm_rf!(cache)
         cold = compile_in_new_host.()
         warm = compile_in_new_host.()
         {cold, warm}
       end
+      |> Enum.drop(1)
       |> Enum.unzip()
 
     cold = median(cold)
@@ -903,9 +908,9 @@ defmodule Bench do
     {m, _} = latency(fn -> bare_request(port) end, cfg.rounds, cfg.lat_n, cfg.warmup)
     Out.figure("bare_port_roundtrip_median", m, "us")
 
-    pipelined(port, 64, div(cfg.bare_n, 4))
-
-    tput = median(for _ <- 1..cfg.rounds, do: pipelined(port, 64, cfg.bare_n))
+    fuel = :erlang.term_to_binary({0, :fuel_get, {999}})
+    pipelined(port, fuel, 64, div(cfg.bare_n, 4))
+    tput = median(for _ <- 1..cfg.rounds, do: pipelined(port, fuel, 64, cfg.bare_n))
 
     Out.figure("bare_port_roundtrip_pipelined_64", tput, "roundtrips/s")
     Port.close(port)
@@ -937,33 +942,45 @@ defmodule Bench do
 
   @fuel_request :erlang.term_to_binary({2, :fuel_get, {999}})
 
-  defp bare_request(port) do
-    Port.command(port, @fuel_request)
+  # One request on a port this process owns; returns the reply's result.
+  defp bare_request(port, request \\ @fuel_request, id \\ 2) do
+    Port.command(port, request)
 
     receive do
-      {^port, {:data, data}} -> {:reply, 2, {:error, _}} = :erlang.binary_to_term(data)
+      {^port, {:data, data}} ->
+        {:reply, ^id, result} = :erlang.binary_to_term(data)
+        result
     end
   end
 
-  # `total` requests with `window` in flight; returns round trips per second.
-  defp pipelined(port, window, total) do
+  # A store and an instance of `bytes` in a bare port, set up with raw requests.
+  defp bare_instance(port, bytes) do
+    key = :erlang.md5(bytes)
+    req = fn id, op, args -> bare_request(port, :erlang.term_to_binary({id, op, args}), id) end
+    {:ok, _} = req.(3, :module_compile, {key, {:wasm, bytes}})
+    {:ok, store_id} = req.(4, :store_new, {nil, nil})
+    handler = :erlang.term_to_binary(self())
+    {:ok, instance_id} = req.(5, :instantiate, {store_id, key, nil, handler, [], [], 5000})
+    {store_id, instance_id}
+  end
+
+  # `total` requests (all the same frame `request`, whose id is ignored) with `window` in
+  # flight; returns round trips per second. Every reply must be of the same kind.
+  defp pipelined(port, request, window, total) do
     t0 = now()
-    for id <- 1..window, do: Port.command(port, :erlang.term_to_binary({id, :fuel_get, {999}}))
-    pipeline_loop(port, window + 1, total, 0)
+    for _ <- 1..window, do: Port.command(port, request)
+    pipeline_loop(port, request, window + 1, total, 0)
     total / s(now() - t0)
   end
 
-  defp pipeline_loop(_port, _next, total, total), do: :ok
+  defp pipeline_loop(_port, _request, _next, total, total), do: :ok
 
-  defp pipeline_loop(port, next, total, done) do
+  defp pipeline_loop(port, request, next, total, done) do
     receive do
       {^port, {:data, data}} ->
-        {:reply, _, {:error, _}} = :erlang.binary_to_term(data)
-
-        if next <= total,
-          do: Port.command(port, :erlang.term_to_binary({next, :fuel_get, {999}}))
-
-        pipeline_loop(port, next + 1, total, done + 1)
+        {:reply, _, _} = :erlang.binary_to_term(data)
+        if next <= total, do: Port.command(port, request)
+        pipeline_loop(port, request, next + 1, total, done + 1)
     end
   end
 end

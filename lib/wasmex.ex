@@ -388,7 +388,13 @@ defmodule Wasmex do
       Process.monitor(store.host)
 
       {:ok,
-       %{store: store, module: module, instance: instance, imports: stringify_imports(imports)}}
+       %{
+         store: store,
+         module: module,
+         instance: instance,
+         imports: stringify_imports(imports),
+         callbacks: %{}
+       }}
     else
       {:error, reason} -> fail_start(reason)
     end
@@ -431,12 +437,28 @@ defmodule Wasmex do
   def handle_info({:wasmex_callback, host, store_id, callback_id, ns, name, params}, state) do
     server = self()
 
-    spawn(fn ->
-      result = run_callback(state, server, store_id, callback_id, ns, name, params)
-      Host.notify(host, :callback_return, {store_id, callback_id, result})
+    {pid, ref} =
+      spawn_monitor(fn ->
+        result = run_callback(state, server, store_id, callback_id, ns, name, params)
+        Host.notify(host, :callback_return, {store_id, callback_id, result})
+      end)
+
+    {:noreply, put_in(state.callbacks[ref], {store_id, callback_id, pid})}
+  end
+
+  # The Wasm call stopped (timeout, cancel) while this callback ran: stop the callback too.
+  def handle_info({:wasmex_callback_abandoned, store_id, callback_id}, state) do
+    Enum.each(state.callbacks, fn
+      {_ref, {^store_id, ^callback_id, pid}} -> Process.exit(pid, :kill)
+      _ -> :ok
     end)
 
     {:noreply, state}
+  end
+
+  def handle_info({:DOWN, ref, :process, _pid, _reason}, %{callbacks: callbacks} = state)
+      when is_map_key(callbacks, ref) do
+    {:noreply, %{state | callbacks: Map.delete(callbacks, ref)}}
   end
 
   def handle_info({:returned_function_call, result, from}, state) do

@@ -64,23 +64,26 @@ pub fn invoke(
         term::string(&import.name),
         args,
     ]));
-    let outcome = wait(caller, callback_id);
+    let outcome = wait(caller, callback_id, import);
     caller.data_mut().callers.pop();
     let values = outcome.map_err(wasmtime::Error::msg)?;
     write_results(import, &values, results).map_err(wasmtime::Error::msg)
 }
 
-fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64) -> Fallible<Term> {
+fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -> Fallible<Term> {
     loop {
-        let deadline = caller.data().run.deadline;
-        let msg = match deadline {
+        if let Some(reason) = caller.data().stop_reason() {
+            abandon(caller.data(), callback_id, import);
+            return Err(reason);
+        }
+        let msg = match caller.data().run.deadline {
             Some(d) => match caller
                 .data()
                 .inbox
                 .recv_timeout(d.saturating_duration_since(Instant::now()))
             {
                 Ok(msg) => msg,
-                Err(RecvTimeoutError::Timeout) => return Err(timed_out(caller.data())),
+                Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err("the host is shutting down".into())
                 }
@@ -96,30 +99,31 @@ fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64) -> Fallible<Term> 
                 callback_id: id,
                 result,
             } if id == callback_id => return callback_result(result),
-            StoreMsg::CallbackReturn { .. } => {}
+            StoreMsg::CallbackReturn { .. } | StoreMsg::Cancel => {}
             StoreMsg::Request(req) => serve_while_waiting(caller, req),
             StoreMsg::Drop => {
                 caller.data_mut().dropped = true;
+                abandon(caller.data(), callback_id, import);
                 return Err("the store was dropped while a callback was running".into());
             }
         }
     }
 }
 
+/// Tells the BEAM that nobody waits for this callback any more, so it can stop it.
+fn abandon(data: &StoreData, callback_id: u64, import: &Import) {
+    data.shared.outbox.send(&term::tuple(vec![
+        term::atom("callback_abandoned"),
+        term::uint(data.id),
+        term::uint(callback_id),
+        term::binary(import.handler.to_vec()),
+    ]));
+}
+
 fn serve_while_waiting(caller: &mut Caller<'_, StoreData>, req: Request) {
     match req.args.first().map(Context::parse) {
         Some(Ok(Context::Store(_))) => caller.data_mut().deferred.push_back(req),
         _ => answer(caller.as_context_mut(), &req),
-    }
-}
-
-pub fn timed_out(data: &StoreData) -> String {
-    match data.run.timeout {
-        Some(t) => format!(
-            "timed out: the call did not finish within {} ms and was stopped",
-            t.as_millis()
-        ),
-        None => "timed out".into(),
     }
 }
 

@@ -7,7 +7,7 @@ use crate::module::{self, Registry};
 use crate::outbox::Outbox;
 use crate::protocol::{self, decode_request, reply, Context, Request};
 use crate::stdio::{StdinMsg, StdinSender};
-use crate::store::{self, StoreMsg};
+use crate::store::{self, Cancellations, StoreMsg};
 use crate::term::{self, Fallible};
 use eetf::Term;
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ pub struct Shared {
 pub struct Host {
     outbox: Outbox,
     shared: Option<Arc<Shared>>,
-    stores: HashMap<u64, Sender<StoreMsg>>,
+    stores: HashMap<u64, (Sender<StoreMsg>, Cancellations)>,
     stdins: HashMap<u64, StdinSender>,
     next_store_id: u64,
 }
@@ -120,21 +120,24 @@ impl Host {
                 let id = self.next_store_id;
                 self.next_store_id += 1;
                 let (stdin_tx, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
+                let cancellations = Cancellations::default();
+                let (limits, wasi) = (req.args[0].clone(), req.args[1].clone());
                 let tx = store::spawn(
                     shared,
                     id,
                     req.id,
-                    req.args[0].clone(),
-                    req.args[1].clone(),
+                    limits,
+                    wasi,
                     stdin_rx,
+                    cancellations.clone(),
                 );
                 self.stdins.insert(id, stdin_tx);
-                self.stores.insert(id, tx);
+                self.stores.insert(id, (tx, cancellations));
             }
             "store_drop" => {
                 req.expect_arity(1)?;
                 let id = term::as_u64(req.arg(0)?, "store id")?;
-                if let Some(tx) = self.stores.remove(&id) {
+                if let Some((tx, _)) = self.stores.remove(&id) {
                     let _ = tx.send(StoreMsg::Drop);
                 }
                 self.stdins.remove(&id);
@@ -152,6 +155,17 @@ impl Host {
                     .get(&id)
                     .ok_or_else(|| format!("unknown store {id}"))?;
                 let _ = tx.send(msg);
+            }
+            "cancel" => {
+                req.expect_arity(2)?;
+                let store_id = term::as_u64(req.arg(0)?, "store id")?;
+                let request = term::as_u64(req.arg(1)?, "request id")?;
+                let (tx, cancellations) = self
+                    .stores
+                    .get(&store_id)
+                    .ok_or_else(|| format!("unknown store {store_id}"))?;
+                cancellations.cancel(request);
+                let _ = tx.send(StoreMsg::Cancel);
             }
             "callback_return" => {
                 req.expect_arity(3)?;
@@ -176,6 +190,7 @@ impl Host {
     fn store(&self, id: u64) -> Fallible<&Sender<StoreMsg>> {
         self.stores
             .get(&id)
+            .map(|(tx, _)| tx)
             .ok_or_else(|| format!("unknown store {id}"))
     }
 

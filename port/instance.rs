@@ -132,7 +132,7 @@ fn prepare_call(cx: &mut Cx<'_>, req: &Request) -> Fallible<PreparedCall> {
 /// The message a failed call or instantiation reports.
 pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return callback::timed_out(data);
+        return data.stop_reason().unwrap_or_else(|| "interrupted".into());
     }
     // Wasmex's wording (typo included) for failures while Wasm ran, naming the trap or
     // the callback error instead of only the backtrace; other failures (linking) as they are.

@@ -8,9 +8,9 @@ use crate::stdio::StdinReceiver;
 use crate::term::{self, Fallible};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 use wasmtime::{
@@ -20,7 +20,12 @@ use wasmtime_wasi::p1::WasiP1Ctx;
 
 pub enum StoreMsg {
     Request(Request),
-    CallbackReturn { callback_id: u64, result: Term },
+    CallbackReturn {
+        callback_id: u64,
+        result: Term,
+    },
+    /// Wakes a waiting callback so it notices a cancellation.
+    Cancel,
     Drop,
 }
 
@@ -31,6 +36,53 @@ pub struct Run {
     pub timeout: Option<Duration>,
     /// Nesting of calls (a callback that calls back into Wasm adds one).
     pub depth: u32,
+    /// The id of the request being served at the top level.
+    pub request: u64,
+}
+
+/// Ids of requests the BEAM stopped waiting for (their caller went away). Shared with the
+/// reader thread, which adds to it; the store skips such requests, or interrupts the one
+/// it is running.
+#[derive(Clone, Default)]
+pub struct Cancellations(Arc<Mutex<HashSet<u64>>>);
+
+impl Cancellations {
+    pub fn cancel(&self, request: u64) {
+        if let Ok(mut set) = self.0.lock() {
+            set.insert(request);
+        }
+    }
+
+    pub fn contains(&self, request: u64) -> bool {
+        self.0.lock().is_ok_and(|set| set.contains(&request))
+    }
+
+    /// Forgets `request` and every earlier one: requests are served in the order their
+    /// ids were given, so cancellations of those can no longer matter.
+    fn settle(&self, request: u64) {
+        if let Ok(mut set) = self.0.lock() {
+            set.retain(|&id| id > request);
+        }
+    }
+}
+
+impl StoreData {
+    /// Whether the call now running must stop, and why.
+    pub fn stop_reason(&self) -> Option<String> {
+        if self.cancellations.contains(self.run.request) {
+            Some("cancelled: the caller stopped waiting".into())
+        } else if self.run.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some(match self.run.timeout {
+                Some(t) => format!(
+                    "timed out: the call did not finish within {} ms and was stopped",
+                    t.as_millis()
+                ),
+                None => "timed out".into(),
+            })
+        } else {
+            None
+        }
+    }
 }
 
 pub struct StoreData {
@@ -49,6 +101,7 @@ pub struct StoreData {
     /// Requests for the store itself that arrived while a callback was waiting.
     pub deferred: VecDeque<Request>,
     pub dropped: bool,
+    pub cancellations: Cancellations,
 }
 
 pub type Cx<'a> = StoreContextMut<'a, StoreData>;
@@ -61,6 +114,7 @@ pub fn spawn(
     limits: Term,
     wasi: Term,
     stdin: StdinReceiver,
+    cancellations: Cancellations,
 ) -> Sender<StoreMsg> {
     let (tx, rx) = channel();
     let outbox = shared.outbox.clone();
@@ -68,7 +122,7 @@ pub fn spawn(
         .name(format!("store-{id}"))
         .spawn(move || {
             let outbox = shared.outbox.clone();
-            match create(shared, id, rx, &limits, &wasi, stdin) {
+            match create(shared, id, rx, &limits, &wasi, stdin, cancellations) {
                 Ok(store) => {
                     outbox.send(&reply(reply_id, Ok(term::uint(id))));
                     serve(store);
@@ -92,6 +146,7 @@ fn create(
     limits: &Term,
     wasi: &Term,
     stdin: StdinReceiver,
+    cancellations: Cancellations,
 ) -> Fallible<Store<StoreData>> {
     let limits = parse_limits(limits)?;
     let wasi_enabled = !term::is_nil(wasi);
@@ -115,12 +170,12 @@ fn create(
         next_callback_id: 1,
         deferred: VecDeque::new(),
         dropped: false,
+        cancellations,
     };
     let mut store = Store::new(&engine, data);
     store.limiter(|d| &mut d.limits);
     store.epoch_deadline_callback(|cx| {
-        let past = cx.data().run.deadline.is_some_and(|d| Instant::now() >= d);
-        Ok(if past {
+        Ok(if cx.data().stop_reason().is_some() {
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Continue(1)
@@ -170,8 +225,9 @@ fn serve(mut store: Store<StoreData>) {
         };
         match next {
             StoreMsg::Request(req) => answer(store.as_context_mut(), &req),
-            // A late answer to a callback whose call already ended (timed out): nobody waits.
-            StoreMsg::CallbackReturn { .. } => {}
+            // A late answer to a callback whose call already ended, or a wake-up for a
+            // cancellation that came after the call: nobody waits.
+            StoreMsg::CallbackReturn { .. } | StoreMsg::Cancel => {}
             StoreMsg::Drop => return,
         }
         if store.data().dropped {
@@ -182,7 +238,18 @@ fn serve(mut store: Store<StoreData>) {
 
 /// Runs a request against the store (or a waiting caller) and sends its reply.
 pub fn answer(mut cx: Cx<'_>, req: &Request) {
-    let result = handle(&mut cx, req);
+    let top_level = cx.data().run.depth == 0;
+    if top_level {
+        cx.data_mut().run.request = req.id;
+    }
+    let result = if top_level && cx.data().cancellations.contains(req.id) {
+        Err(term::string("cancelled: the caller stopped waiting"))
+    } else {
+        handle(&mut cx, req)
+    };
+    if top_level {
+        cx.data().cancellations.settle(req.id);
+    }
     if !req.is_notification() {
         cx.data().shared.outbox.send(&reply_term(req.id, result));
     }
@@ -255,11 +322,7 @@ pub fn with_deadline<R>(
     };
     cx.data_mut().run.depth += 1;
     let result = f(cx);
-    let run = &mut cx.data_mut().run;
-    run.depth -= 1;
-    if outermost {
-        run.deadline = None;
-    }
+    cx.data_mut().run.depth -= 1;
     result
 }
 

@@ -268,6 +268,14 @@ defmodule Wasmex.Host do
       {:ok, {:stdio, store_id, handler, bytes}} ->
         {:noreply, stdio(state, store_id, handler, bytes)}
 
+      {:ok, {:callback_abandoned, store_id, callback_id, handler}} ->
+        send(
+          :erlang.binary_to_term(handler, [:safe]),
+          {:wasmex_callback_abandoned, store_id, callback_id}
+        )
+
+        {:noreply, state}
+
       {:ok, {:stdin_read, store_id, handler}} ->
         {:noreply, stdin_read(state, store_id, handler)}
 
@@ -290,6 +298,9 @@ defmodule Wasmex.Host do
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
     case Map.pop(state.monitors, ref) do
+      {{:call, id, store_id}, monitors} ->
+        {:noreply, cancel(%{state | monitors: monitors}, id, store_id)}
+
       {{store_id, ^pid}, monitors} ->
         maybe_stop(unhold(%{state | monitors: monitors}, store_id, pid))
 
@@ -322,7 +333,44 @@ defmodule Wasmex.Host do
     id = state.next_id
     {args, learn} = strip_known_modules(op, args, state.modules)
     Port.command(state.port, Wire.encode_request(id, op, args))
-    %{state | next_id: id + 1, pending: Map.put(state.pending, id, {target, learn})}
+    {watch, state} = watch_caller(state, op, args, target, id)
+    %{state | next_id: id + 1, pending: Map.put(state.pending, id, {target, learn, watch})}
+  end
+
+  # A call's caller is watched: if it dies before the answer, the call is cancelled and
+  # the port stops running it.
+  defp watch_caller(state, :call, args, target, id) do
+    store_id =
+      case elem(args, 0) do
+        {:caller, store_id, _} -> store_id
+        store_id -> store_id
+      end
+
+    ref = Process.monitor(caller_pid(target))
+    {ref, %{state | monitors: Map.put(state.monitors, ref, {:call, id, store_id})}}
+  end
+
+  defp watch_caller(state, _op, _args, _target, _id), do: {nil, state}
+
+  defp caller_pid({:reply, {pid, _tag}}), do: pid
+  defp caller_pid({:send, pid, _tag}), do: pid
+
+  defp cancel(state, id, store_id) do
+    case Map.pop(state.pending, id) do
+      {nil, _} ->
+        state
+
+      {_, pending} ->
+        Port.command(state.port, Wire.encode_request(0, :cancel, {store_id, id}))
+        %{state | pending: pending}
+    end
+  end
+
+  defp unwatch(state, nil), do: state
+
+  defp unwatch(state, ref) do
+    Process.demonitor(ref, [:flush])
+    %{state | monitors: Map.delete(state.monitors, ref)}
   end
 
   # Module sources travel only to a host that has not loaded them yet; once a request
@@ -355,14 +403,14 @@ defmodule Wasmex.Host do
 
   defp deliver(state, id, result) do
     case Map.pop(state.pending, id) do
+      # Id 0 answers a frame the port could not read; other unknown ids are answers to
+      # cancelled calls.
       {nil, _} ->
-        if id != 0 or match?({:error, _}, result),
-          do: Logger.warning("wasmex_port: #{inspect(result)} for request #{id}")
-
+        if id == 0, do: Logger.warning("wasmex_port: #{inspect(result)}")
         state
 
-      {{target, learn}, pending} ->
-        state = %{state | pending: pending}
+      {{target, learn, watch}, pending} ->
+        state = unwatch(%{state | pending: pending}, watch)
 
         state =
           if match?({:ok, _}, result),
@@ -464,7 +512,9 @@ defmodule Wasmex.Host do
   defp maybe_stop(state), do: {:noreply, state}
 
   defp fail_pending(state, message) do
-    Enum.each(state.pending, fn {_id, {target, _}} -> reply(target, {:error, message}, state) end)
+    Enum.each(state.pending, fn {_id, {target, _, _}} ->
+      reply(target, {:error, message}, state)
+    end)
   end
 
   defp log(message, state) do
