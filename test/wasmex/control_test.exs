@@ -1,0 +1,256 @@
+defmodule Wasmex.ControlTest do
+  @moduledoc "Fuel, store limits and timeouts: what lets a user run code they don't trust."
+  use ExUnit.Case, async: true
+
+  alias Wasmex.{Engine, EngineConfig, Host, Instance, Memory, StoreLimits, StoreOrCaller}
+
+  @wasm_test File.read!(TestHelper.wasm_test_file_path())
+
+  # CPU time (user + system, in clock ticks) the OS process has used so far.
+  defp cpu_ticks(os_pid) do
+    stat = File.read!("/proc/#{os_pid}/stat")
+    # Fields after the command name (which is in parentheses).
+    [_, rest] = String.split(stat, ") ", parts: 2)
+    fields = String.split(rest)
+    String.to_integer(Enum.at(fields, 11)) + String.to_integer(Enum.at(fields, 12))
+  end
+
+  # Asserts the port uses no CPU over a window (a measurement, so it needs the wait).
+  defp assert_idle(store) do
+    os_pid = Host.os_pid(store.host)
+    before = cpu_ticks(os_pid)
+    Process.sleep(300)
+    # One clock tick is 10 ms; allow one for the sampling boundary.
+    assert cpu_ticks(os_pid) - before <= 1
+  end
+
+  defp start_fuel_instance(wat \\ @wasm_test, imports \\ %{}) do
+    {:ok, engine} = Engine.new(%EngineConfig{consume_fuel: true})
+    {:ok, store} = Wasmex.Store.new(nil, engine)
+    {:ok, module} = Wasmex.Module.compile(store, wat)
+    {:ok, pid} = Wasmex.start_link(%{store: store, module: module, imports: imports})
+    {pid, store}
+  end
+
+  describe "fuel" do
+    test "running out traps with a message that says so; set_fuel lets the instance run again" do
+      {pid, store} = start_fuel_instance()
+      :ok = StoreOrCaller.set_fuel(store, 10_000)
+      assert {:error, message} = Wasmex.call_function(pid, "endless_loop", [])
+      assert message =~ "all fuel consumed by WebAssembly"
+      assert StoreOrCaller.get_fuel(store) == {:ok, 0}
+      :ok = StoreOrCaller.set_fuel(store, 10_000)
+      assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+    end
+
+    test "set_fuel and get_fuel work through the caller inside a callback" do
+      wat = """
+      (module (import "env" "refuel" (func $refuel (result i64)))
+        (func (export "run") (result i64) call $refuel))
+      """
+
+      refuel = fn %{caller: caller} ->
+        {:ok, left} = StoreOrCaller.get_fuel(caller)
+        :ok = StoreOrCaller.set_fuel(caller, 1_000_000)
+        left
+      end
+
+      {pid, store} = start_fuel_instance(wat, %{env: %{refuel: {:fn, [], [:i64], refuel}}})
+      :ok = StoreOrCaller.set_fuel(store, 500)
+      assert {:ok, [left]} = Wasmex.call_function(pid, "run", [])
+      assert left in 490..500
+      assert {:ok, fuel} = StoreOrCaller.get_fuel(store)
+      assert fuel > 999_000
+    end
+
+    test "a runaway loop is stopped by fuel and the port goes idle" do
+      {pid, store} = start_fuel_instance()
+      :ok = StoreOrCaller.set_fuel(store, 50_000_000)
+
+      assert {:error, "Error during function excecution: `wasm trap: all fuel consumed" <> _} =
+               Wasmex.call_function(pid, "endless_loop", [], 60_000)
+
+      assert_idle(store)
+    end
+  end
+
+  describe "store limits" do
+    @growable ~s{(module (memory (export "memory") 1)
+                   (table (export "table") 1 funcref)
+                   (func (export "grow") (param i32) (result i32) local.get 0 memory.grow)
+                   (func (export "grow_table") (param i32) (result i32) ref.null func local.get 0 table.grow 0))}
+
+    defp start_limited(limits, wat \\ @growable) do
+      {:ok, store} = Wasmex.Store.new(limits)
+      {:ok, module} = Wasmex.Module.compile(store, wat)
+      {store, module, Wasmex.start_link(%{store: store, module: module})}
+    end
+
+    test "memory.grow past memory_size returns -1" do
+      {_store, _module, {:ok, pid}} = start_limited(%StoreLimits{memory_size: 3 * 65_536})
+      assert Wasmex.call_function(pid, "grow", [2]) == {:ok, [1]}
+      assert Wasmex.call_function(pid, "grow", [1]) == {:ok, [-1]}
+    end
+
+    test "growing memory from Elixir past the limit is an error" do
+      {store, _module, {:ok, pid}} = start_limited(%StoreLimits{memory_size: 2 * 65_536})
+      {:ok, memory} = Wasmex.memory(pid)
+      assert {:error, "Failed to grow the memory: " <> _} = Memory.grow(store, memory, 5)
+      assert Memory.grow(store, memory, 1) == 1
+    end
+
+    test "table.grow past table_elements returns -1" do
+      {_store, _module, {:ok, pid}} = start_limited(%StoreLimits{table_elements: 4})
+      assert Wasmex.call_function(pid, "grow_table", [3]) == {:ok, [1]}
+      assert Wasmex.call_function(pid, "grow_table", [1]) == {:ok, [-1]}
+    end
+
+    test "a module whose memory exceeds the limit fails to instantiate" do
+      wat = ~s{(module (memory 10))}
+      {_store, _module, result} = start_limited(%StoreLimits{memory_size: 65_536}, wat)
+      assert {:error, message} = result
+      assert message =~ "memory minimum size of 10 pages exceeds memory limits"
+    end
+
+    test "instantiating past the instances limit fails" do
+      {store, module, {:ok, _pid}} = start_limited(%StoreLimits{instances: 1})
+      assert {:error, message} = Instance.new(store, module, %{})
+      assert message =~ "instance count too high"
+    end
+
+    test "WASI stores take limits too" do
+      {:ok, store} =
+        Wasmex.Store.new_wasi(%Wasmex.Wasi.WasiOptions{}, %StoreLimits{memory_size: 65_536})
+
+      {:ok, module} = Wasmex.Module.compile(store, @growable)
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      assert Wasmex.call_function(pid, "grow", [1]) == {:ok, [-1]}
+    end
+
+    test "the port's own memory stays bounded while Wasm grows as far as it may" do
+      wat = ~s{(module (memory 1) (func (export "fill") (result i32) (local $n i32)
+                 (loop $l (if (i32.ne (memory.grow (i32.const 16)) (i32.const -1))
+                   (then (local.set $n (i32.add (local.get $n) (i32.const 1))) (br $l))))
+                 local.get $n))}
+
+      {store, _module, {:ok, pid}} =
+        start_limited(%StoreLimits{memory_size: 64 * 1024 * 1024}, wat)
+
+      assert {:ok, [grows]} = Wasmex.call_function(pid, "fill", [])
+      # 1 MiB per grow: 63 more MiB fit in 64 MiB.
+      assert grows == 63
+      status = File.read!("/proc/#{Host.os_pid(store.host)}/status")
+      [_, rss_kb] = Regex.run(~r/VmRSS:\s+(\d+) kB/, status)
+      assert String.to_integer(rss_kb) < 200 * 1024
+    end
+  end
+
+  describe "timeouts" do
+    setup do
+      {:ok, pid} = Wasmex.start_link(%{bytes: @wasm_test})
+      {:ok, store} = Wasmex.store(pid)
+      %{pid: pid, store: store}
+    end
+
+    test "a runaway loop is stopped at the timeout; the port goes idle; the instance answers", %{
+      pid: pid,
+      store: store
+    } do
+      {micros, result} = :timer.tc(fn -> Wasmex.call_function(pid, "endless_loop", [], 200) end)
+      assert {:error, "timed out: the call did not finish within 200 ms and was stopped"} = result
+      assert micros < 400_000
+      assert_idle(store)
+      assert Wasmex.call_function(pid, "sum", [20, 22]) == {:ok, [42]}
+    end
+
+    test "calls queued behind a stuck call run after it is stopped", %{pid: pid} do
+      stuck = Task.async(fn -> Wasmex.call_function(pid, "endless_loop", [], 300) end)
+      queued = Task.async(fn -> Wasmex.call_function(pid, "sum", [1, 2], 5_000) end)
+      assert {:error, "timed out" <> _} = Task.await(stuck)
+      assert Task.await(queued) == {:ok, [3]}
+    end
+
+    test "a caller that dies cancels its Wasm", %{pid: pid, store: store} do
+      caller = spawn(fn -> Wasmex.call_function(pid, "endless_loop", [], 60_000) end)
+      ref = Process.monitor(caller)
+      # Wait until the call is running (the host has it in flight), then kill the caller.
+      wait_until_pending(store.host)
+      Process.exit(caller, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^caller, :killed}
+      # The store is free again long before the 60 s timeout.
+      assert Wasmex.call_function(pid, "sum", [1, 1], 2_000) == {:ok, [2]}
+      assert_idle(store)
+    end
+
+    test "a loop inside an import callback chain is stopped too" do
+      # Wasm -> Elixir callback -> Wasm (nested, through the caller) that loops forever.
+      wat = """
+      (module
+        (import "env" "reenter" (func $reenter))
+        (func (export "spin") (loop br 0))
+        (func (export "run") call $reenter))
+      """
+
+      test_pid = self()
+
+      reenter = fn %{caller: caller, instance: instance} ->
+        send(test_pid, {:callback, self()})
+        Instance.call_exported_function(caller, instance, "spin", [], :nested, :infinity)
+        receive do: ({:returned_function_call, _, :nested} -> nil)
+      end
+
+      {:ok, pid} =
+        Wasmex.start_link(%{bytes: wat, imports: %{env: %{reenter: {:fn, [], [], reenter}}}})
+
+      {:ok, store} = Wasmex.store(pid)
+
+      assert {:error, "Error during function excecution: `timed out" <> _} =
+               Wasmex.call_function(pid, "run", [], 200)
+
+      assert_receive {:callback, callback_pid}
+      ref = Process.monitor(callback_pid)
+      assert_receive {:DOWN, ^ref, :process, ^callback_pid, _}, 1_000
+      assert_idle(store)
+      assert Wasmex.call_function(pid, "spin", [], 50) |> elem(0) == :error
+    end
+
+    test "an Elixir callback that never returns is abandoned and stopped at the timeout" do
+      wat = ~s{(module (import "env" "hang" (func $hang)) (func (export "run") call $hang))}
+      test_pid = self()
+
+      hang = fn _ctx ->
+        send(test_pid, {:callback, self()})
+        receive do: (:never -> nil)
+      end
+
+      {:ok, pid} = Wasmex.start_link(%{bytes: wat, imports: %{env: %{hang: {:fn, [], [], hang}}}})
+      call = Task.async(fn -> Wasmex.call_function(pid, "run", [], 200) end)
+      assert_receive {:callback, callback_pid}
+      ref = Process.monitor(callback_pid)
+      assert {:error, message} = Task.await(call)
+      assert message =~ "timed out"
+      assert_receive {:DOWN, ^ref, :process, ^callback_pid, :killed}, 1_000
+    end
+  end
+
+  defp wait_until_pending(host) do
+    if map_size(:sys.get_state(host).pending) == 0 do
+      wait_until_pending(host)
+    else
+      :ok
+    end
+  end
+
+  describe "engine options" do
+    test "cranelift_opt_level changes the generated code" do
+      artifacts =
+        for level <- [:none, :speed, :speed_and_size] do
+          {:ok, engine} = Engine.new(%EngineConfig{cranelift_opt_level: level})
+          {:ok, artifact} = Engine.precompile_module(engine, @wasm_test)
+          artifact
+        end
+
+      assert artifacts |> Enum.uniq() |> length() == 3
+    end
+  end
+end
