@@ -359,6 +359,22 @@ defmodule Wasmex do
   def memory(pid), do: GenServer.call(pid, :memory)
 
   @doc """
+  Returns a typed view of the instance's memory (earlier Wasmex API): elements of `type`
+  (`:uint8`, `:int8`, `:uint16`, `:int16`, `:uint32`, `:int32`) starting `offset`
+  elements in. See the typed-view functions of `Wasmex.Memory`.
+
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+      iex> {:ok, memory} = Wasmex.memory(pid, :uint8, 7)
+      iex> Wasmex.Memory.set(memory, 4, 42)
+      42
+      iex> Wasmex.Memory.get(memory, 4)
+      42
+  """
+  @spec memory(GenServer.server(), Memory.view_type(), non_neg_integer()) ::
+          {:ok, Memory.t()} | {:error, any()}
+  def memory(pid, type, offset), do: GenServer.call(pid, {:memory, type, offset})
+
+  @doc """
   Returns the `Wasmex.Store` of the Wasm instance.
 
       iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
@@ -426,6 +442,9 @@ defmodule Wasmex do
 
   def handle_call(:memory, _from, state),
     do: {:reply, Memory.from_instance(state.store, state.instance), state}
+
+  def handle_call({:memory, size, offset}, _from, state),
+    do: {:reply, Memory.from_instance(state.instance, size, offset), state}
 
   def handle_call(:store, _from, state), do: {:reply, {:ok, state.store}, state}
   def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}

@@ -44,6 +44,8 @@ defmodule Wasmex.Instance do
         {StoreOrCaller.context(store), module.key, module.source, handler, import_specs, links,
          @instantiate_timeout}
 
+      Module.mark_instantiated(module)
+
       with {:ok, id} <- Host.request(store.host, :instantiate, args) do
         {:ok, %__MODULE__{host: store.host, store_id: store.store_id, id: id, module: module}}
       end
@@ -133,4 +135,63 @@ defmodule Wasmex.Instance do
   def call_args(store, %__MODULE__{id: id}, name, params, timeout) do
     {StoreOrCaller.context(store), id, to_string(name), params, timeout}
   end
+
+  # The earlier Wasmex API: instances that carry their store.
+
+  @doc false
+  @spec store_of(t()) :: StoreOrCaller.t()
+  def store_of(%__MODULE__{host: host, store_id: id}),
+    do: %StoreOrCaller{host: host, store_id: id}
+
+  @doc """
+  Instantiates `module` in a new store of the host that compiled it (earlier Wasmex API).
+  Import callbacks are delivered to the calling process.
+
+      iex> {:ok, module} = Wasmex.Module.compile(File.read!(TestHelper.wasm_test_file_path()))
+      iex> {:ok, instance} = Wasmex.Instance.new(module, %{})
+      iex> {:ok, memory} = Wasmex.Instance.memory(instance, :uint8, 0)
+      iex> Wasmex.Memory.length(memory)
+      1114112
+  """
+  @spec new(Module.t(), map()) :: {:ok, t()} | {:error, String.t()}
+  def new(%Module{} = module, imports), do: new_in_own_store(module, imports, nil)
+
+  @doc "Like `new/2`, with WASI configured by an options map (earlier Wasmex API)."
+  @spec new_wasi(Module.t(), map(), map()) :: {:ok, t()} | {:error, String.t()}
+  def new_wasi(%Module{} = module, imports, wasi) when is_map(wasi),
+    do: new_in_own_store(module, imports, wasi)
+
+  @deprecated "Compile the module with Wasmex.Module.compile/1 and then use new/2 instead"
+  @doc false
+  def from_bytes(bytes, imports) do
+    with {:ok, module} <- Module.compile(bytes), do: new(module, imports)
+  end
+
+  @deprecated "Compile the module with Wasmex.Module.compile/1 and then use new_wasi/3 instead"
+  @doc false
+  def wasi_from_bytes(bytes, imports, wasi) do
+    with {:ok, module} <- Module.compile(bytes), do: new_wasi(module, imports, wasi)
+  end
+
+  defp new_in_own_store(module, imports, wasi) do
+    options = if wasi, do: struct(Wasmex.Wasi.WasiOptions, wasi)
+
+    with {:ok, store} <- Wasmex.Store.new_in(module.host, nil, options) do
+      new(store, module, imports)
+    end
+  end
+
+  @doc "A typed view of the instance's first exported memory (earlier Wasmex API)."
+  @spec memory(t(), Wasmex.Memory.view_type(), non_neg_integer()) ::
+          {:ok, Wasmex.Memory.t()} | {:error, String.t()}
+  def memory(%__MODULE__{} = instance, size, offset),
+    do: Wasmex.Memory.from_instance(instance, size, offset)
+
+  @doc """
+  Calls an exported function of an instance made with the earlier API; the calling process
+  receives `{:returned_function_call, result, from}`.
+  """
+  @spec call_exported_function(t(), String.t(), [number()], term()) :: :ok
+  def call_exported_function(%__MODULE__{} = instance, name, params, from),
+    do: call_exported_function(store_of(instance), instance, name, params, from)
 end

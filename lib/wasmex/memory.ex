@@ -16,12 +16,27 @@ defmodule Wasmex.Memory do
       "hello"
   """
 
+  import Bitwise
+
   alias Wasmex.{Host, Instance, StoreOrCaller}
 
   @enforce_keys [:instance_id, :name]
-  defstruct [:instance_id, :name]
+  defstruct [:instance_id, :name, store: nil, size: :uint8, offset: 0]
 
-  @type t :: %__MODULE__{instance_id: non_neg_integer(), name: String.t()}
+  @typedoc "The element type of a typed view (earlier Wasmex API)."
+  @type view_type :: :uint8 | :int8 | :uint16 | :int16 | :uint32 | :int32
+
+  @typedoc """
+  A memory. `store`, `size` and `offset` are set for typed views made with the earlier
+  Wasmex API (`from_instance/1,3`, `Wasmex.memory/3`); the 0.9.1 functions ignore them.
+  """
+  @type t :: %__MODULE__{
+          instance_id: non_neg_integer(),
+          name: String.t(),
+          store: StoreOrCaller.t() | nil,
+          size: view_type(),
+          offset: non_neg_integer()
+        }
 
   @doc """
   The first memory exported by the instance.
@@ -117,4 +132,181 @@ defmodule Wasmex.Memory do
 
   defp check_index!(i),
     do: raise(ArgumentError, "expected a non-negative integer, got: #{inspect(i)}")
+
+  # Typed views: the earlier Wasmex API. A view has an element type and an offset; both
+  # the offset and the index count elements, little-endian: a :uint16 view at offset 50
+  # starts at byte 100, and its index 3 is bytes 106-107.
+
+  @view_types %{
+    uint8: {1, :unsigned},
+    int8: {1, :signed},
+    uint16: {2, :unsigned},
+    int16: {2, :signed},
+    uint32: {4, :unsigned},
+    int32: {4, :signed}
+  }
+
+  @doc """
+  The number of bytes one element of a view takes.
+
+      iex> Wasmex.Memory.bytes_per_element(:uint32)
+      4
+  """
+  @spec bytes_per_element(t() | view_type()) :: pos_integer()
+  def bytes_per_element(%__MODULE__{size: size}), do: bytes_per_element(size)
+  def bytes_per_element(size) when is_map_key(@view_types, size), do: elem(@view_types[size], 0)
+
+  @doc "A `:uint8` view of the instance's memory at offset 0 (earlier Wasmex API)."
+  @spec from_instance(Instance.t()) :: {:ok, t()} | {:error, String.t()}
+  def from_instance(%Instance{} = instance), do: from_instance(instance, :uint8, 0)
+
+  @doc "A typed view of the instance's memory (earlier Wasmex API)."
+  @spec from_instance(Instance.t(), view_type(), non_neg_integer()) ::
+          {:ok, t()} | {:error, String.t()}
+  def from_instance(%Instance{} = instance, size, offset)
+      when is_map_key(@view_types, size) and is_integer(offset) and offset >= 0 do
+    store = Instance.store_of(instance)
+
+    with {:ok, memory} <- from_instance(store, instance) do
+      {:ok, %{memory | store: store, size: size, offset: offset}}
+    end
+  end
+
+  @doc "The number of elements of the view that fit in the memory after its offset."
+  @spec length(t()) :: non_neg_integer() | {:error, String.t()}
+  def length(%__MODULE__{size: size, offset: offset} = memory), do: length(memory, size, offset)
+
+  @doc "Same as `length/1` with another element type and offset."
+  @spec length(t(), view_type(), non_neg_integer()) :: non_neg_integer() | {:error, String.t()}
+  def length(%__MODULE__{store: store} = memory, size, offset) do
+    case size(store, memory) do
+      bytes when is_integer(bytes) -> max(div(bytes, bytes_per_element(size)) - offset, 0)
+      error -> error
+    end
+  end
+
+  @doc "Grows the memory by `pages` (of 65,536 bytes); returns the previous size in pages."
+  @spec grow(t(), non_neg_integer()) :: non_neg_integer() | {:error, String.t()}
+  def grow(%__MODULE__{store: store} = memory, pages), do: grow(store, memory, pages)
+
+  @doc "The element at `index` of the view."
+  @spec get(t(), non_neg_integer()) :: integer() | {:error, String.t()}
+  def get(%__MODULE__{size: size, offset: offset} = memory, index),
+    do: get(memory, size, offset, index)
+
+  @doc "The element at `index` of a view with the given type and offset."
+  @spec get(t(), view_type(), non_neg_integer(), non_neg_integer()) ::
+          integer() | {:error, String.t()}
+  def get(%__MODULE__{store: store} = memory, size, offset, index) do
+    {bytes, signedness} = Map.fetch!(@view_types, size)
+    bits = bytes * 8
+
+    with {:ok, position} <- view_position(memory, size, offset, index, 1),
+         <<value::little-size(bits)-unit(1)>> <- read_binary(store, memory, position, bytes) do
+      if signedness == :signed, do: signed(value, bits), else: value
+    end
+  end
+
+  @doc "Writes `value` at `index` of the view; returns the value."
+  @spec set(t(), non_neg_integer(), integer()) :: integer() | {:error, String.t()}
+  def set(%__MODULE__{size: size, offset: offset} = memory, index, value),
+    do: set(memory, size, offset, index, value)
+
+  @doc "Same as `set/3` with another element type and offset."
+  @spec set(t(), view_type(), non_neg_integer(), non_neg_integer(), integer()) ::
+          integer() | {:error, String.t()}
+  def set(%__MODULE__{store: store} = memory, size, offset, index, value) do
+    {bytes, signedness} = Map.fetch!(@view_types, size)
+    bits = bytes * 8
+
+    with :ok <- check_fits(value, bits, signedness, size),
+         {:ok, position} <- view_position(memory, size, offset, index, 1),
+         :ok <- write_binary(store, memory, position, <<value::little-size(bits)-unit(1)>>) do
+      value
+    end
+  end
+
+  @doc "Reads `length` elements of the view from `index`, as bytes."
+  @spec read_binary(t(), non_neg_integer(), non_neg_integer()) :: binary() | {:error, String.t()}
+  def read_binary(%__MODULE__{size: size, offset: offset} = memory, index, length),
+    do: read_binary(memory, size, offset, index, length)
+
+  @doc "Same as `read_binary/3` with another element type and offset."
+  @spec read_binary(t(), view_type(), non_neg_integer(), non_neg_integer(), non_neg_integer()) ::
+          binary() | {:error, String.t()}
+  def read_binary(%__MODULE__{store: store} = memory, size, offset, index, length) do
+    with {:ok, position} <- view_position(memory, size, offset, index, length) do
+      read_binary(store, memory, position, length * bytes_per_element(size))
+    end
+  end
+
+  @doc "Writes `binary` into the view from element `index`."
+  @spec write_binary(t(), non_neg_integer(), binary()) :: :ok | {:error, String.t()}
+  def write_binary(%__MODULE__{size: size, offset: offset} = memory, index, binary),
+    do: write_binary(memory, size, offset, index, binary)
+
+  @doc "Same as `write_binary/3` with another element type and offset."
+  @spec write_binary(t(), view_type(), non_neg_integer(), non_neg_integer(), binary()) ::
+          :ok | {:error, String.t()}
+  def write_binary(%__MODULE__{store: store} = memory, size, offset, index, binary)
+      when is_binary(binary) do
+    with {:ok, position} <- view_position(memory, size, offset, index, 0) do
+      write_binary(store, memory, position, binary)
+    end
+  end
+
+  @doc "Reads `length` elements of the view from `index` as a string."
+  @spec read_string(t(), non_neg_integer(), non_neg_integer()) ::
+          String.t() | {:error, String.t()}
+  def read_string(%__MODULE__{} = memory, index, length), do: read_binary(memory, index, length)
+
+  @doc "Same as `read_string/3` with another element type and offset."
+  @spec read_string(t(), view_type(), non_neg_integer(), non_neg_integer(), non_neg_integer()) ::
+          String.t() | {:error, String.t()}
+  def read_string(%__MODULE__{} = memory, size, offset, index, length),
+    do: read_binary(memory, size, offset, index, length)
+
+  # The byte position of element `index`, checked against the view's length.
+  defp view_position(%__MODULE__{store: nil}, _size, _offset, _index, _count),
+    do: {:error, "this memory has no store: make views with from_instance/1,3 or Wasmex.memory/3"}
+
+  defp view_position(memory, size, offset, index, count) do
+    unless is_map_key(@view_types, size),
+      do: raise(ArgumentError, "unknown view type #{inspect(size)}")
+
+    check_index!(offset)
+    check_index!(index)
+
+    case length(memory, size, offset) do
+      {:error, _} = error ->
+        error
+
+      length when index + count > length and count > 0 ->
+        {:error, "index #{index} is out of range for a view of #{length} elements"}
+
+      _length ->
+        {:ok, (offset + index) * bytes_per_element(size)}
+    end
+  end
+
+  defp check_fits(value, bits, :unsigned, size) when is_integer(value) do
+    if value >= 0 and value < 1 <<< bits,
+      do: :ok,
+      else: {:error, "#{value} does not fit in #{size}"}
+  end
+
+  defp check_fits(value, bits, :signed, size) when is_integer(value) do
+    limit = 1 <<< (bits - 1)
+
+    if value >= -limit and value < limit,
+      do: :ok,
+      else: {:error, "#{value} does not fit in #{size}"}
+  end
+
+  defp check_fits(value, _bits, _signedness, size),
+    do: {:error, "#{inspect(value)} is not an integer for #{size}"}
+
+  defp signed(value, bits) do
+    if value >= 1 <<< (bits - 1), do: value - (1 <<< bits), else: value
+  end
 end

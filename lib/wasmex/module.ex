@@ -45,6 +45,43 @@ defmodule Wasmex.Module do
   end
 
   @doc """
+  Compiles a module that any store or host can instantiate (earlier Wasmex API); it is
+  compiled in the default engine.
+
+      iex> {:ok, module} = Wasmex.Module.compile("(module $m)")
+      iex> Wasmex.Module.name(module)
+      "m"
+  """
+  @spec compile(binary()) :: {:ok, t()} | {:error, String.t()}
+  def compile(bytes) when is_binary(bytes), do: load(Engine.default().host, {:wasm, bytes})
+
+  @doc """
+  Sets the name `name/1` returns. Allowed until the module is first instantiated
+  (earlier Wasmex API); afterwards `{:error, reason}`.
+
+      iex> {:ok, module} = Wasmex.Module.compile("(module)")
+      iex> Wasmex.Module.set_name(module, "renamed")
+      :ok
+      iex> Wasmex.Module.name(module)
+      "renamed"
+  """
+  @spec set_name(t(), String.t()) :: :ok | {:error, String.t()}
+  def set_name(%__MODULE__{key: key}, name) when is_binary(name) do
+    if :ets.member(__MODULE__, {:instantiated, key}) do
+      {:error, "the module was already instantiated; its name can no longer change"}
+    else
+      :ets.insert(__MODULE__, {{:name, key}, name})
+      :ok
+    end
+  end
+
+  @doc false
+  # Called on instantiation: from now on the name is fixed.
+  def mark_instantiated(%__MODULE__{key: key}) do
+    :ets.insert(__MODULE__, {{:instantiated, key}, true})
+  end
+
+  @doc """
   Serializes the compiled module. Load it back with `unsafe_deserialize/2` in an engine
   with the same configuration.
   """
@@ -85,7 +122,12 @@ defmodule Wasmex.Module do
 
   @doc "The module's name from its name section, or `nil`."
   @spec name(t()) :: String.t() | nil
-  def name(%__MODULE__{name: name}), do: name
+  def name(%__MODULE__{key: key, name: name}) do
+    case :ets.lookup(__MODULE__, {:name, key}) do
+      [{_, renamed}] -> renamed
+      [] -> name
+    end
+  end
 
   @doc """
   The module's exports: a map of name to `{:fn, params, results}`, `{:global, %{type:,

@@ -28,6 +28,18 @@ defmodule Wasmex.Store do
     create(limits, WasiOptions.to_wire(options), engine)
   end
 
+  @doc false
+  # A store in an existing host (earlier Wasmex API: instances of a module).
+  @spec new_in(pid(), StoreLimits.t() | nil, WasiOptions.t() | nil) ::
+          {:ok, StoreOrCaller.t()} | {:error, term()}
+  def new_in(host, limits, wasi) do
+    wire = if wasi, do: WasiOptions.to_wire(wasi)
+
+    with {:ok, id} <- Host.new_store(host, StoreLimits.to_wire(limits), wire, self()) do
+      {:ok, %StoreOrCaller{host: host, store_id: id}}
+    end
+  end
+
   defp create(limits, wasi, engine) do
     with {:ok, host, own?} <- host_for(engine) do
       case Host.new_store(host, StoreLimits.to_wire(limits), wasi, self()) do
