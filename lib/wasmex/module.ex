@@ -17,7 +17,7 @@ defmodule Wasmex.Module do
   alias Wasmex.{Engine, Host, StoreOrCaller}
 
   @enforce_keys [:host, :key, :source]
-  defstruct [:host, :key, :source, name: nil, exports: %{}, imports: %{}]
+  defstruct [:host, :key, :source, :id, name: nil, exports: %{}, imports: %{}]
 
   @typedoc "Where a host that has not seen the module loads it from."
   @type source :: {:wasm, binary()} | {:precompiled, binary()}
@@ -25,6 +25,8 @@ defmodule Wasmex.Module do
   @type t :: %__MODULE__{
           host: pid(),
           key: binary(),
+          id: reference(),
+          id: reference(),
           source: source(),
           name: String.t() | nil,
           exports: map(),
@@ -66,19 +68,19 @@ defmodule Wasmex.Module do
       "renamed"
   """
   @spec set_name(t(), String.t()) :: :ok | {:error, String.t()}
-  def set_name(%__MODULE__{key: key}, name) when is_binary(name) do
-    if :ets.member(__MODULE__, {:instantiated, key}) do
+  def set_name(%__MODULE__{id: id}, name) when is_binary(name) do
+    if :ets.member(__MODULE__, {:instantiated, id}) do
       {:error, "the module was already instantiated; its name can no longer change"}
     else
-      :ets.insert(__MODULE__, {{:name, key}, name})
+      :ets.insert(__MODULE__, {{:name, id}, name})
       :ok
     end
   end
 
   @doc false
   # Called on instantiation: from now on the name is fixed.
-  def mark_instantiated(%__MODULE__{key: key}) do
-    :ets.insert(__MODULE__, {{:instantiated, key}, true})
+  def mark_instantiated(%__MODULE__{id: id}) do
+    :ets.insert(__MODULE__, {{:instantiated, id}, true})
   end
 
   @doc """
@@ -115,15 +117,17 @@ defmodule Wasmex.Module do
          source: source,
          name: name,
          exports: exports,
-         imports: imports
+         imports: imports,
+         # `key` names the code (equal bytes share it); `id` names this compiled module.
+         id: make_ref()
        }}
     end
   end
 
   @doc "The module's name from its name section, or `nil`."
   @spec name(t()) :: String.t() | nil
-  def name(%__MODULE__{key: key, name: name}) do
-    case :ets.lookup(__MODULE__, {:name, key}) do
+  def name(%__MODULE__{id: id, name: name}) do
+    case :ets.lookup(__MODULE__, {:name, id}) do
       [{_, renamed}] -> renamed
       [] -> name
     end
