@@ -11,12 +11,12 @@ defmodule Wasmex.System.PortProcessTest do
     {pid, store}
   end
 
-  # Resolves when the OS process is gone (`tail --pid` waits for it).
+  # Resolves when the OS process is gone (`tail --pid` waits for it, checking every 50 ms).
   defp await_os_exit(os_pid, timeout) do
     watcher =
       Port.open({:spawn_executable, System.find_executable("tail")}, [
         :exit_status,
-        args: ["--pid=#{os_pid}", "-f", "/dev/null"]
+        args: ["--pid=#{os_pid}", "-s", "0.05", "-f", "/dev/null"]
       ])
 
     assert_receive {^watcher, {:exit_status, 0}}, timeout
