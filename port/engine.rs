@@ -15,6 +15,8 @@ pub struct EngineOptions {
     pub opt_level: Option<OptLevel>,
     pub backtrace_details: bool,
     pub cache_dir: Option<String>,
+    /// Reserve only what each linear memory needs (set when the address space is capped).
+    pub compact_memories: bool,
 }
 
 impl EngineOptions {
@@ -52,6 +54,7 @@ impl EngineOptions {
             opt_level,
             backtrace_details,
             cache_dir,
+            compact_memories: false,
         })
     }
 
@@ -67,6 +70,14 @@ impl EngineOptions {
         } else {
             WasmBacktraceDetails::Disable
         });
+        if self.compact_memories {
+            // No multi-gigabyte reservations: memories start small and may move when they
+            // grow, and Wasm code checks bounds explicitly.
+            config.memory_reservation(0);
+            config.memory_guard_size(0);
+            config.memory_reservation_for_growth(1 << 20);
+            config.memory_may_move(true);
+        }
         if let Some(dir) = &self.cache_dir {
             let mut cache_config = CacheConfig::new();
             cache_config.with_directory(dir);

@@ -4,6 +4,7 @@
 
 use crate::engine::{EngineOptions, Ticker};
 use crate::module::{self, Registry};
+use crate::os_limits::OsLimits;
 use crate::outbox::Outbox;
 use crate::protocol::{self, decode_request, reply, Context, Request};
 use crate::stdio::{StdinMsg, StdinSender};
@@ -200,7 +201,11 @@ impl Host {
         if self.shared.is_some() {
             return Err("the host is already initialised".into());
         }
-        let options = EngineOptions::from_term(req.arg(0)?)?;
+        let mut options = EngineOptions::from_term(req.arg(0)?)?;
+        let config = term::as_map(req.arg(0)?, "engine config")?;
+        let limits = OsLimits::from_term(term::map_get(config, "os_limits"))?;
+        options.compact_memories = limits.address_space.is_some();
+        limits.apply(&self.outbox)?;
         let engine = options.build()?;
         let ticker = Ticker::start(engine.clone());
         self.shared = Some(Arc::new(Shared {

@@ -9,6 +9,7 @@ pub mod host;
 pub mod instance;
 pub mod memory;
 pub mod module;
+pub mod os_limits;
 pub mod outbox;
 pub mod protocol;
 pub mod stdio;

@@ -19,10 +19,33 @@ defmodule Wasmex.Engine do
 
   @type t :: %__MODULE__{host: pid(), config: EngineConfig.t()}
 
-  @doc "Starts a new engine (a new port process) with the given configuration."
-  @spec new(EngineConfig.t()) :: {:ok, t()} | {:error, term()}
-  def new(%EngineConfig{} = config) do
-    with {:ok, host} <- Host.start(config, self()) do
+  @doc """
+  Starts a new engine (a new port process) with the given configuration.
+
+  `options` may cap the OS process with `os_limits:` (a keyword list or map; each cap
+  optional). Hitting a cap ends this engine's process only; its callers get
+  `{:error, reason}` naming the cap and its instance servers exit.
+
+    * `resident_memory: bytes` - resident memory of the process, checked every 10 ms by a
+      watchdog thread (costs one wake-up per 10 ms);
+    * `address_space: bytes` - `RLIMIT_AS`; linear memories then reserve only what they
+      use instead of gigabytes each, so Wasm code checks bounds explicitly (slower memory
+      access);
+    * `cpu_seconds: n` - CPU time of the process over its whole life (`RLIMIT_CPU`,
+      ended with SIGXCPU).
+
+  Hosts started for stores without an engine take their caps from
+  `config :wasmex, :os_limits, [...]`.
+
+      iex> {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, os_limits: [cpu_seconds: 600])
+      iex> {:ok, store} = Wasmex.Store.new(nil, engine)
+      iex> {:ok, pid} = Wasmex.start_link(%{store: store, module: elem(Wasmex.Module.compile(store, "(module)"), 1)})
+      iex> is_pid(pid)
+      true
+  """
+  @spec new(EngineConfig.t(), keyword()) :: {:ok, t()} | {:error, term()}
+  def new(%EngineConfig{} = config, options \\ []) do
+    with {:ok, host} <- Host.start(config, self(), Keyword.take(options, [:os_limits])) do
       {:ok, %__MODULE__{host: host, config: config}}
     end
   end

@@ -28,6 +28,7 @@ defmodule Wasmex.Host do
     :port,
     :os_pid,
     :owner,
+    fatal: nil,
     next_id: 1,
     pending: %{},
     holders: %{},
@@ -47,7 +48,8 @@ defmodule Wasmex.Host do
   lives until stopped.
 
   Options: `:name` registers the host; `:executable` runs another port program than
-  the built `priv/wasmex_port`.
+  the built `priv/wasmex_port`; `:os_limits` caps the OS process (see
+  `Wasmex.Engine.new/2`; default: the `:os_limits` application environment).
   """
   @spec start(Wasmex.EngineConfig.t(), pid() | :forever, keyword()) ::
           {:ok, pid()} | {:error, term()}
@@ -58,7 +60,15 @@ defmodule Wasmex.Host do
   @doc false
   def start_link({config, owner, opts}) do
     executable = Keyword.get(opts, :executable, executable())
-    GenServer.start_link(__MODULE__, {config, owner, executable}, Keyword.take(opts, [:name]))
+
+    os_limits =
+      Keyword.get_lazy(opts, :os_limits, fn -> Application.get_env(:wasmex, :os_limits) end)
+
+    GenServer.start_link(
+      __MODULE__,
+      {config, owner, executable, os_limits},
+      Keyword.take(opts, [:name])
+    )
   end
 
   @doc """
@@ -114,12 +124,12 @@ defmodule Wasmex.Host do
   # Server
 
   @impl true
-  def init({config, owner, executable}) do
+  def init({config, owner, executable, os_limits}) do
     Process.flag(:trap_exit, true)
 
     with {:ok, port} <- open_port(executable),
          :ok <- await_hello(port),
-         {:ok, :ok} <- init_engine(port, config) do
+         {:ok, :ok} <- init_engine(port, config, os_limits) do
       if is_pid(owner), do: Process.monitor(owner)
       {:os_pid, os_pid} = Port.info(port, :os_pid)
       {:ok, %__MODULE__{port: port, os_pid: os_pid, owner: owner, next_id: 2}}
@@ -178,8 +188,9 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp init_engine(port, config) do
-    Port.command(port, Wire.encode_request(1, :init, {engine_options(config)}))
+  defp init_engine(port, config, os_limits) do
+    options = Map.put(engine_options(config), :os_limits, os_limits && Map.new(os_limits))
+    Port.command(port, Wire.encode_request(1, :init, {options}))
 
     receive do
       {^port, {:data, data}} ->
@@ -279,6 +290,10 @@ defmodule Wasmex.Host do
       {:ok, {:stdin_read, store_id, handler}} ->
         {:noreply, stdin_read(state, store_id, handler)}
 
+      # The port is about to end itself (a cap was exceeded): that is the exit's reason.
+      {:ok, {:fatal, message}} ->
+        {:noreply, %{state | fatal: message}}
+
       {:ok, {:log, message}} ->
         log(message, state)
 
@@ -291,7 +306,7 @@ defmodule Wasmex.Host do
   end
 
   def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
-    why = describe_status(status)
+    why = state.fatal || describe_status(status)
     fail_pending(state, "the Wasm host exited: #{why}")
     {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil, pending: %{}}}
   end

@@ -18,7 +18,7 @@ defmodule Wasmex.Wire do
 
   # Every atom the port may send. `decode/1` uses `binary_to_term/2` with `:safe`, which
   # refuses atoms that do not exist yet; naming them here makes them exist.
-  @port_atoms ~w(hello reply ok error callback log nil true false stdio stdin_read exit callback_abandoned
+  @port_atoms ~w(hello reply ok error callback log nil true false stdio stdin_read exit callback_abandoned fatal
                  pipe messages wasmex_stdout wasmex_stderr
                  fn global memory table tag type mutability const var minimum maximum
                  shared memory64 i32 i64 f32 f64 v128 func_ref extern_ref

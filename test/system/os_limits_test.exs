@@ -1,0 +1,70 @@
+defmodule Wasmex.System.OsLimitsTest do
+  @moduledoc "OS-level caps on a host's process: hitting one ends that host only."
+  use ExUnit.Case, async: true
+
+  alias Wasmex.{Engine, EngineConfig}
+
+  # Grows memory by `pages` (64 KiB each) and writes one byte in every 4 KiB of the new
+  # memory, so all of it becomes resident.
+  @toucher """
+  (module (memory (export "memory") 1)
+    (func (export "touch") (param $pages i32) (result i32) (local $at i32) (local $end i32) (local $old i32)
+      (local.set $old (memory.grow (local.get $pages)))
+      (if (i32.eq (local.get $old) (i32.const -1)) (then (return (i32.const -1))))
+      (local.set $at (i32.mul (local.get $old) (i32.const 65536)))
+      (local.set $end (i32.mul (i32.add (local.get $old) (local.get $pages)) (i32.const 65536)))
+      (loop $l
+        (i32.store8 (local.get $at) (i32.const 1))
+        (local.set $at (i32.add (local.get $at) (i32.const 4096)))
+        (br_if $l (i32.lt_u (local.get $at) (local.get $end))))
+      (local.get $old)))
+  """
+
+  defp start_capped(os_limits, wat \\ @toucher) do
+    {:ok, engine} = Engine.new(%EngineConfig{}, os_limits: os_limits)
+    {:ok, store} = Wasmex.Store.new(nil, engine)
+    {:ok, module} = Wasmex.Module.compile(store, wat)
+    {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+    {pid, store}
+  end
+
+  setup do
+    Process.flag(:trap_exit, true)
+    :ok
+  end
+
+  describe "resident_memory" do
+    test "a host over its cap ends, and says why; other hosts serve on" do
+      {pid, store} = start_capped(resident_memory: 150 * 1024 * 1024)
+      ref = Process.monitor(store.host)
+      # Within the cap: 32 MiB.
+      assert {:ok, [1]} = Wasmex.call_function(pid, "touch", [512])
+      # Over it: another 2 GiB.
+      assert {:error, message} = Wasmex.call_function(pid, "touch", [32_768], 30_000)
+      assert message =~ "resident memory cap of 157286400 bytes exceeded"
+      assert_receive {:DOWN, ^ref, :process, _, {:shutdown, {:port_exited, _}}}
+      {:ok, other} = Wasmex.start_link(%{bytes: @toucher})
+      assert {:ok, [1]} = Wasmex.call_function(other, "touch", [16])
+    end
+  end
+
+  describe "cpu_seconds" do
+    test "a host that used up its CPU time is ended with SIGXCPU" do
+      wat = ~s{(module (func (export "spin") (loop br 0)))}
+      {pid, store} = start_capped([cpu_seconds: 1], wat)
+      ref = Process.monitor(store.host)
+      assert {:error, message} = Wasmex.call_function(pid, "spin", [], :infinity)
+      assert message =~ "killed by signal 24"
+      assert_receive {:DOWN, ^ref, :process, _, _}
+    end
+  end
+
+  describe "address_space" do
+    test "memory within the cap works, growth past it fails inside Wasm" do
+      {pid, _store} = start_capped(address_space: 1024 * 1024 * 1024)
+      assert {:ok, [1]} = Wasmex.call_function(pid, "touch", [160])
+      assert {:ok, [-1]} = Wasmex.call_function(pid, "touch", [32_768])
+      assert {:ok, [161]} = Wasmex.call_function(pid, "touch", [16])
+    end
+  end
+end
