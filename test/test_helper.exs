@@ -27,4 +27,5 @@ defmodule TestHelper do
   end
 end
 
-ExUnit.start()
+# Starting a port process can take longer than the 100 ms default on a busy machine.
+ExUnit.start(assert_receive_timeout: 2_000)
