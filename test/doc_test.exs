@@ -11,4 +11,5 @@ defmodule Wasmex.DocTest do
   doctest Wasmex.StoreOrCaller
   doctest Wasmex.Pipe
   doctest Wasmex.Wasi
+  doctest Wasmex.Pool
 end

@@ -8,7 +8,9 @@ defmodule Wasmex.Application do
     :ets.new(Wasmex.Module, [:named_table, :public, :set, read_concurrency: true])
 
     children = [
-      {DynamicSupervisor, name: Wasmex.HostSupervisor, strategy: :one_for_one}
+      {DynamicSupervisor, name: Wasmex.HostSupervisor, strategy: :one_for_one},
+      # Membership of Wasmex.Pool instances, across nodes.
+      %{id: :pg, start: {:pg, :start_link, [Wasmex.Pool]}}
     ]
 
     Supervisor.start_link(children, strategy: :one_for_one, name: Wasmex.Supervisor)

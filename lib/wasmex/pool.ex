@@ -1,0 +1,205 @@
+defmodule Wasmex.Pool do
+  @moduledoc """
+  N instances of one module, supervised, with calls spread over them.
+
+  The module is compiled once, in one engine (one OS process) that every instance of the
+  pool shares; each instance has a store of its own. Calls need no checkout: a call picks
+  an instance (round-robin) and goes straight to it. At most `max_queue` calls per pool and
+  node are in flight; beyond that a call returns `{:error, :queue_full}` at once. Instances
+  that exit are restarted; if the engine's process dies, the pool restarts it and all its
+  instances, so the pool keeps its size.
+
+  Pools started under the same name on several nodes form one `:pg` group: with
+  `scope: :global` a call may go to any node's instances, and when a node goes away its
+  instances leave the group.
+
+      iex> {:ok, _} = Wasmex.Pool.start_link(name: :doc_pool, size: 2, bytes: File.read!(TestHelper.wasm_test_file_path()))
+      iex> Wasmex.Pool.call_function(:doc_pool, "sum", [40, 2])
+      {:ok, [42]}
+      iex> length(Wasmex.Pool.members(:doc_pool))
+      2
+  """
+  use Supervisor
+
+  alias Wasmex.Pool.{Engine, Worker}
+
+  @pg_scope Wasmex.Pool
+
+  @typedoc "A pool's name (an atom, registered locally on each node)."
+  @type name :: atom()
+
+  @doc false
+  def pg_scope, do: @pg_scope
+
+  @doc """
+  Starts a pool. Options:
+
+    * `:name` (required) - the pool's name;
+    * `:bytes` - `.wasm`/`.wat` bytes, or `:module` - a `Wasmex.Module` (from any host);
+    * `:size` - number of instances (default: the number of schedulers);
+    * `:imports`, `:links`, `:wasi` - as for `Wasmex.start_link/1` (each instance gets a
+      WASI store of its own);
+    * `:engine_config` - a `Wasmex.EngineConfig`; `:os_limits` - caps of the pool's OS
+      process (see `Wasmex.Engine.new/2`);
+    * `:max_queue` - calls in flight per node before `{:error, :queue_full}` (default 10,000).
+  """
+  @spec start_link(keyword()) :: Supervisor.on_start()
+  def start_link(opts) do
+    name = Keyword.fetch!(opts, :name)
+    Supervisor.start_link(__MODULE__, opts, name: name)
+  end
+
+  @impl true
+  def init(opts) do
+    name = Keyword.fetch!(opts, :name)
+    size = Keyword.get(opts, :size, System.schedulers_online())
+    max_queue = Keyword.get(opts, :max_queue, 10_000)
+    :persistent_term.put({__MODULE__, name}, {:atomics.new(2, []), max_queue})
+
+    workers =
+      for index <- 1..size,
+          do: Supervisor.child_spec({Worker, {name, index}}, id: {Worker, index})
+
+    children = [
+      {Engine, {name, opts}},
+      %{
+        id: :workers,
+        type: :supervisor,
+        start:
+          {Supervisor, :start_link,
+           [workers, [strategy: :one_for_one, max_restarts: size * 3, max_seconds: 5]]}
+      }
+    ]
+
+    Supervisor.init(children, strategy: :rest_for_one)
+  end
+
+  @doc """
+  Calls `name` on one of the pool's instances. `opts`: `scope: :local` (default, this
+  node's instances) or `:global` (any node's).
+  """
+  @spec call_function(name(), String.t() | atom(), [number()], timeout(), keyword()) ::
+          {:ok, [number()]} | {:error, term()}
+  def call_function(pool, name, params, timeout \\ 5_000, opts \\ []) do
+    case :persistent_term.get({__MODULE__, pool}, nil) do
+      nil ->
+        call_any(pool, name, params, timeout, opts, nil)
+
+      {counters, max_queue} ->
+        call_bounded(pool, name, params, timeout, opts, counters, max_queue)
+    end
+  end
+
+  defp call_bounded(pool, name, params, timeout, opts, counters, max_queue) do
+    if :atomics.add_get(counters, 1, 1) > max_queue do
+      :atomics.sub(counters, 1, 1)
+      {:error, :queue_full}
+    else
+      try do
+        call_any(pool, name, params, timeout, opts, counters)
+      after
+        :atomics.sub(counters, 1, 1)
+      end
+    end
+  end
+
+  defp call_any(pool, name, params, timeout, opts, counters) do
+    case members(pool, Keyword.get(opts, :scope, :local)) do
+      [] -> {:error, "the pool #{inspect(pool)} has no running instance"}
+      members -> Wasmex.call_function(pick(members, counters), name, params, timeout)
+    end
+  end
+
+  defp pick(members, nil), do: Enum.random(members)
+
+  defp pick(members, counters),
+    do: Enum.at(members, rem(:atomics.add_get(counters, 2, 1), length(members)))
+
+  @doc "The instance servers of the pool: this node's (`:local`) or every node's (`:global`)."
+  @spec members(name(), :local | :global) :: [pid()]
+  def members(pool, scope \\ :local)
+  def members(pool, :local), do: :pg.get_local_members(@pg_scope, pool)
+  def members(pool, :global), do: :pg.get_members(@pg_scope, pool)
+end
+
+defmodule Wasmex.Pool.Engine do
+  @moduledoc false
+  # Owns the pool's engine (its OS process) and the module compiled in it. If the engine's
+  # process dies this server exits, and the pool restarts it and every instance.
+  use GenServer
+
+  alias Wasmex.{EngineConfig, Module, Store}
+
+  def start_link({name, opts}),
+    do: GenServer.start_link(__MODULE__, opts, name: engine_name(name))
+
+  def engine_name(pool), do: :"#{pool}.Engine"
+
+  @doc "What a worker needs: the engine, the module and the instance options."
+  def get(pool), do: GenServer.call(engine_name(pool), :get)
+
+  @impl true
+  def init(opts) do
+    config = Keyword.get(opts, :engine_config, %EngineConfig{})
+
+    with {:ok, engine} <- Wasmex.Engine.new(config, Keyword.take(opts, [:os_limits])),
+         {:ok, store} <- Store.new(nil, engine),
+         {:ok, module} <- compile(store, opts) do
+      Process.monitor(engine.host)
+      Store.release(store, self())
+      instance_opts = Map.new(Keyword.take(opts, [:imports, :links, :wasi]))
+      {:ok, %{engine: engine, module: module, instance_opts: instance_opts}}
+    else
+      {:error, reason} -> {:stop, reason}
+    end
+  end
+
+  defp compile(store, opts) do
+    case {opts[:module], opts[:bytes]} do
+      {%Module{} = module, _} -> {:ok, module}
+      {nil, bytes} when is_binary(bytes) -> Module.compile(store, bytes)
+      _ -> {:error, "a pool needs :bytes or :module"}
+    end
+  end
+
+  @impl true
+  def handle_call(:get, _from, state), do: {:reply, state, state}
+
+  @impl true
+  def handle_info({:DOWN, _ref, :process, _host, reason}, state),
+    do: {:stop, {:shutdown, {:engine_down, reason}}, state}
+end
+
+defmodule Wasmex.Pool.Worker do
+  @moduledoc false
+  # Starts one instance server of a pool (in a store of its own on the pool's engine)
+  # and adds it to the pool's :pg group.
+  alias Wasmex.{Pool, Store}
+
+  def child_spec({pool, index}) do
+    %{id: {__MODULE__, index}, start: {__MODULE__, :start_link, [pool]}}
+  end
+
+  def start_link(pool) do
+    %{engine: engine, module: module, instance_opts: opts} = Pool.Engine.get(pool)
+
+    with {:ok, store} <- new_store(engine, opts) do
+      result = Wasmex.start_link(Map.merge(opts, %{store: store, module: module}))
+      # The instance server holds the store now.
+      Store.release(store, self())
+
+      with {:ok, pid} <- result do
+        :ok = :pg.join(Pool.pg_scope(), pool, pid)
+        {:ok, pid}
+      end
+    end
+  end
+
+  defp new_store(engine, %{wasi: %Wasmex.Wasi.WasiOptions{} = wasi}),
+    do: Store.new_wasi(wasi, nil, engine)
+
+  defp new_store(engine, %{wasi: true}),
+    do: Store.new_wasi(%Wasmex.Wasi.WasiOptions{}, nil, engine)
+
+  defp new_store(engine, _opts), do: Store.new(nil, engine)
+end

@@ -1,0 +1,113 @@
+defmodule Wasmex.PoolTest do
+  use ExUnit.Case, async: true
+
+  alias Wasmex.Pool
+
+  # `bump` counts the calls an instance served; `spin` runs until stopped.
+  @counter """
+  (module (global $n (mut i32) (i32.const 0))
+    (func (export "bump") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1))) (global.get $n))
+    (func (export "count") (result i32) (global.get $n))
+    (func (export "spin") (loop br 0)))
+  """
+
+  defp start_pool(opts) do
+    name = :"pool_#{System.unique_integer([:positive])}"
+    start_supervised!({Pool, Keyword.merge([name: name, bytes: @counter], opts)})
+    name
+  end
+
+  # Waits (on :pg's own notifications) until the pool has `size` members again.
+  defp await_members(pool, size) do
+    {ref, members} = :pg.monitor(Pool.pg_scope(), pool)
+    await_members(pool, size, ref, length(members))
+  end
+
+  defp await_members(pool, size, ref, count) when count >= size do
+    :pg.demonitor(Pool.pg_scope(), ref)
+    Pool.members(pool)
+  end
+
+  defp await_members(pool, size, ref, _count) do
+    receive do
+      {^ref, _join_or_leave, ^pool, _pids} ->
+        await_members(pool, size, ref, length(Pool.members(pool)))
+    after
+      5_000 -> flunk("the pool did not get back to #{size} members")
+    end
+  end
+
+  describe "start_link/1 and call_function/5" do
+    test "spreads calls over the instances" do
+      pool = start_pool(size: 2)
+      for _ <- 1..10, do: {:ok, [_]} = Pool.call_function(pool, "bump", [])
+      counts = for pid <- Pool.members(pool), do: Wasmex.call_function(pid, "count", [])
+      assert counts == [{:ok, [5]}, {:ok, [5]}]
+    end
+
+    test "compiles the module once for the whole pool, in one OS process" do
+      pool = start_pool(size: 3)
+      modules = for pid <- Pool.members(pool), do: elem(Wasmex.module(pid), 1).id
+      hosts = for pid <- Pool.members(pool), do: elem(Wasmex.store(pid), 1).host
+      assert modules |> Enum.uniq() |> length() == 1
+      assert hosts |> Enum.uniq() |> length() == 1
+    end
+
+    test "refuses calls beyond max_queue at once" do
+      pool = start_pool(size: 1, max_queue: 2)
+      busy = for _ <- 1..2, do: Task.async(fn -> Pool.call_function(pool, "spin", [], 500) end)
+      wait_until_in_flight(pool, 2)
+      assert Pool.call_function(pool, "count", []) == {:error, :queue_full}
+      assert Enum.map(busy, &Task.await/1) |> Enum.all?(&match?({:error, "timed out" <> _}, &1))
+      assert Pool.call_function(pool, "count", []) == {:ok, [0]}
+    end
+
+    test "an unknown pool is an error" do
+      assert {:error, "the pool :no_such_pool has no running instance"} =
+               Pool.call_function(:no_such_pool, "f", [])
+    end
+
+    test "serves 10,000 concurrent callers, none timing out" do
+      pool = start_pool(size: 4)
+
+      results =
+        1..10_000
+        |> Enum.map(fn _ -> Task.async(fn -> Pool.call_function(pool, "bump", [], 30_000) end) end)
+        |> Task.await_many(60_000)
+
+      assert Enum.count(results, &match?({:ok, [_]}, &1)) == 10_000
+    end
+  end
+
+  describe "restarts" do
+    test "a killed instance is replaced, keeping the pool's size" do
+      pool = start_pool(size: 3)
+      [victim | _] = Pool.members(pool)
+      Process.exit(victim, :kill)
+      members = await_members(pool, 3)
+      refute victim in members
+      assert Pool.call_function(pool, "count", []) == {:ok, [0]}
+    end
+
+    test "a killed engine process restarts the whole pool; calls in flight get answers or errors" do
+      pool = start_pool(size: 2)
+      [member | _] = Pool.members(pool)
+      {:ok, store} = Wasmex.store(member)
+
+      calls =
+        for _ <- 1..50, do: Task.async(fn -> Pool.call_function(pool, "bump", [], 5_000) end)
+
+      System.cmd("kill", ["-9", "#{Wasmex.Host.os_pid(store.host)}"])
+      results = Task.await_many(calls, 10_000)
+      assert Enum.all?(results, &(match?({:ok, _}, &1) or match?({:error, _}, &1)))
+      members = await_members(pool, 2)
+      refute member in members
+      assert {:ok, [_]} = Pool.call_function(pool, "bump", [])
+    end
+  end
+
+  defp wait_until_in_flight(pool, n) do
+    {counters, _} = :persistent_term.get({Pool, pool})
+    if :atomics.get(counters, 1) < n, do: wait_until_in_flight(pool, n), else: :ok
+  end
+end
