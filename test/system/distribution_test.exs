@@ -42,7 +42,7 @@ defmodule Wasmex.System.DistributionTest do
         ])
     end
 
-    :ok
+    %{remote: Code.compile_string(@remote)}
   end
 
   defp start_peer(remote) do
