@@ -12,4 +12,5 @@ defmodule Wasmex.DocTest do
   doctest Wasmex.Pipe
   doctest Wasmex.Wasi
   doctest Wasmex.Pool
+  doctest Wasmex.Stats
 end

@@ -303,7 +303,7 @@ fn cap_timeout(t: &mut Term) -> bool {
 fn limit_store(limits: &mut Term) -> bool {
     let mut pairs: Vec<(Term, Term)> = match limits {
         Term::Map(m) => m.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        t if term::is_nil(t) => Vec::new(),
+        ref t if term::is_nil(t) => Vec::new(),
         _ => return false, // an error reply; nothing is created
     };
     let mut changed = false;

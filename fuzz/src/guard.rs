@@ -70,7 +70,7 @@ pub fn payload_hazard(payload: &[u8]) -> Option<Hazard> {
     match *w.b.get(w.pos)? {
         68 => Some(Hazard::Unimplemented(68)),
         80 => Some(Hazard::Compressed),
-        _ => w.term(0).err(),
+        _ => w.term(0).err().flatten(),
     }
 }
 

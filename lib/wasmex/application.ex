@@ -6,6 +6,7 @@ defmodule Wasmex.Application do
   def start(_type, _args) do
     # Names given with Wasmex.Module.set_name/2 and which modules were instantiated.
     :ets.new(Wasmex.Module, [:named_table, :public, :set, read_concurrency: true])
+    Wasmex.Stats.setup()
 
     children = [
       {DynamicSupervisor, name: Wasmex.HostSupervisor, strategy: :one_for_one},

@@ -22,7 +22,7 @@ defmodule Wasmex.Host do
   use GenServer, restart: :temporary
   require Logger
 
-  alias Wasmex.Wire
+  alias Wasmex.{Stats, Wire}
 
   defstruct [
     :port,
@@ -132,6 +132,8 @@ defmodule Wasmex.Host do
          {:ok, :ok} <- init_engine(port, config, os_limits) do
       if is_pid(owner), do: Process.monitor(owner)
       {:os_pid, os_pid} = Port.info(port, :os_pid)
+      Logger.metadata(wasmex_host: os_pid)
+      Stats.add(:hosts_started)
       {:ok, %__MODULE__{port: port, os_pid: os_pid, owner: owner, next_id: 2}}
     else
       {:error, reason} -> {:stop, reason}
@@ -248,7 +250,7 @@ defmodule Wasmex.Host do
   end
 
   def handle_cast({:notify, op, args}, state) do
-    Port.command(state.port, Wire.encode_request(0, op, args))
+    command(state, Wire.encode_request(0, op, args))
     {:noreply, state}
   end
 
@@ -269,6 +271,8 @@ defmodule Wasmex.Host do
 
   @impl true
   def handle_info({port, {:data, data}}, %{port: port} = state) do
+    Stats.add(:bytes_received, byte_size(data))
+
     case Wire.decode(data) do
       {:ok, {:reply, id, result}} ->
         {:noreply, deliver(state, id, result)}
@@ -307,6 +311,8 @@ defmodule Wasmex.Host do
 
   def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
     why = state.fatal || describe_status(status)
+    Stats.add(:host_exits)
+    Logger.warning("wasmex_port exited: #{why}")
     fail_pending(state, "the Wasm host exited: #{why}")
     {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil, pending: %{}}}
   end
@@ -347,7 +353,8 @@ defmodule Wasmex.Host do
   defp send_request(state, op, args, target) do
     id = state.next_id
     {args, learn} = strip_known_modules(op, args, state.modules)
-    Port.command(state.port, Wire.encode_request(id, op, args))
+    command(state, Wire.encode_request(id, op, args))
+    if op == :call, do: Stats.add(:calls)
     {watch, state} = watch_caller(state, op, args, target, id)
     %{state | next_id: id + 1, pending: Map.put(state.pending, id, {target, learn, watch})}
   end
@@ -376,9 +383,23 @@ defmodule Wasmex.Host do
         state
 
       {_, pending} ->
-        Port.command(state.port, Wire.encode_request(0, :cancel, {store_id, id}))
+        Stats.add(:cancels)
+        command(state, Wire.encode_request(0, :cancel, {store_id, id}))
         %{state | pending: pending}
     end
+  end
+
+  defp count_failure({:error, "timed out" <> _}), do: Stats.add(:timeouts)
+
+  defp count_failure({:error, "Error during function excecution: `timed out" <> _}),
+    do: Stats.add(:timeouts)
+
+  defp count_failure({:error, "Error during function excecution" <> _}), do: Stats.add(:traps)
+  defp count_failure(_result), do: :ok
+
+  defp command(state, frame) do
+    Stats.add(:bytes_sent, byte_size(frame))
+    Port.command(state.port, frame)
   end
 
   defp unwatch(state, nil), do: state
@@ -425,6 +446,7 @@ defmodule Wasmex.Host do
         state
 
       {{target, learn, watch}, pending} ->
+        count_failure(result)
         state = unwatch(%{state | pending: pending}, watch)
 
         state =
@@ -452,6 +474,7 @@ defmodule Wasmex.Host do
   end
 
   defp callback(state, store_id, callback_id, handler, ns, name, params) do
+    Stats.add(:callbacks)
     pid = :erlang.binary_to_term(handler, [:safe])
 
     if is_pid(pid) and (node(pid) != node() or Process.alive?(pid)) do
@@ -486,7 +509,7 @@ defmodule Wasmex.Host do
     if node(pid) != node() or Process.alive?(pid) do
       send(pid, {:wasmex_pipe_read, self(), store_id})
     else
-      Port.command(state.port, Wire.encode_request(0, :stdin_eof, {store_id}))
+      command(state, Wire.encode_request(0, :stdin_eof, {store_id}))
     end
 
     state
@@ -512,7 +535,7 @@ defmodule Wasmex.Host do
     holders = state.holders |> Map.get(store_id, %{}) |> Map.delete(pid)
 
     if map_size(holders) == 0 do
-      Port.command(state.port, Wire.encode_request(0, :store_drop, {store_id}))
+      command(state, Wire.encode_request(0, :store_drop, {store_id}))
       %{state | holders: Map.delete(state.holders, store_id)}
     else
       %{state | holders: Map.put(state.holders, store_id, holders)}
