@@ -11,7 +11,7 @@ use wasmex_port::callback::Import;
 use wasmex_port::engine::EngineOptions;
 use wasmex_port::frame::{encode_frame, read_frame, Frame};
 use wasmex_port::protocol::Context;
-use wasmex_port::{term, values, wasi};
+use wasmex_port::{term, values};
 use wasmtime::{Val, ValType};
 
 const TYPES: [ValType; 5] = [
@@ -120,9 +120,6 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(m) = term::as_map(&t, "m") {
         for key in ["consume_fuel", "args", "env", "memory_size"] {
             let _ = term::map_get(m, key);
-        }
-        if selector & 1 == 1 {
-            let _ = wasi::build(Some(&t));
         }
     }
 });

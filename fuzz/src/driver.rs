@@ -20,7 +20,11 @@
 //!   answered ends at that deadline;
 //! * stores get at most [`MAX_MEMORY`] bytes of linear memory and [`MAX_TABLE`] table
 //!   elements (limits the input did not set, or set higher, are replaced);
-//! * at most [`MAX_STORES`] `store_new` per input are sent; later ones are skipped.
+//! * at most [`MAX_STORES`] `store_new` per input are sent; later ones are skipped;
+//! * WASI `preopen` entries are removed (fuzzed Wasm must not reach the host's files);
+//! * at the end of an input, before waiting for the last replies, every store of the
+//!   input gets `stdin_eof`: a WASI read of stdin waits for the BEAM and not for the
+//!   call's deadline, so without it a program reading stdin would hold its reply forever.
 //!
 //! Requests that were changed are re-encoded; the original bytes went through
 //! `decode_request` first, so the decoder still sees exactly the fuzzer's bytes.
@@ -61,6 +65,9 @@ pub struct Driver {
 struct Input {
     /// Replies still owed, by request id.
     owed: HashMap<u64, usize>,
+    /// Replies that may come or not, by request id: `cancel` is sent by the BEAM as a
+    /// notification (id 0) but is not one for the port, which answers it only on error.
+    maybe: HashMap<u64, usize>,
     stores: Vec<u64>,
     keys: HashSet<Vec<u8>>,
     /// A `callback` event arrived since the last time nothing was owed.
@@ -129,6 +136,10 @@ impl Driver {
             }
             self.pump(&mut input, false);
         }
+        for &id in &input.stores {
+            self.host
+                .handle_payload(&request(0, "stdin_eof", vec![term::uint(id)]));
+        }
         self.pump(&mut input, true);
         for id in std::mem::take(&mut input.stores) {
             self.host
@@ -168,6 +179,7 @@ impl Driver {
                     }
                     new_store = true;
                     changed |= limit_store(&mut req.args[0]);
+                    changed |= strip_preopens(&mut req.args[1]);
                 }
             }
             _ => {
@@ -191,7 +203,9 @@ impl Driver {
             input.stores.push(self.next_store);
             self.next_store += 1;
         }
-        if !req.is_notification() {
+        if req.op == "cancel" {
+            *input.maybe.entry(req.id).or_default() += 1;
+        } else if !req.is_notification() {
             input.owe(req.id);
         }
         let rewritten = if changed {
@@ -235,8 +249,9 @@ impl Driver {
     }
 }
 
-/// Every frame is `{reply, Id, {ok, _} | {error, Binary}}`, `{callback, ...}` (7
-/// elements) or `{log, Binary}`; a reply must be owed.
+/// Every frame is a tuple tagged by an atom; `{reply, Id, {ok, _} | {error, Reason}}`
+/// with a reply owed for `Id`, `{callback, ...}` (7 elements), `{log, Binary}` checked
+/// closely, other events (`stdio`, `stdin_read`, `callback_abandoned`) only for the tag.
 fn check_frame(frame: &[u8], input: &mut Input) {
     assert!(frame.len() >= 4, "frame without a length prefix");
     let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
@@ -252,13 +267,22 @@ fn check_frame(frame: &[u8], input: &mut Input) {
             let result = term::as_tuple(&e[2], 2, "result").expect("reply result");
             match term::as_atom(&result[0]) {
                 Some("ok") => {}
-                Some("error") => {
-                    term::as_bytes(&result[1], "error message").expect("error is a binary");
-                }
+                // A message, or `{exit, Code}` for a WASI program that exited non-zero.
+                Some("error") => match &result[1] {
+                    Term::Binary(_) => {}
+                    Term::Tuple(x)
+                        if x.elements.len() == 2
+                            && term::as_atom(&x.elements[0]) == Some("exit")
+                            && term::as_i64(&x.elements[1]).is_some() => {}
+                    other => panic!("error reason is not a message: {}", term::show(other)),
+                },
                 _ => panic!("reply result is not ok/error: {}", term::show(&e[2])),
             }
             match input.owed.get_mut(&id) {
                 Some(n) if *n > 0 => *n -= 1,
+                _ if input.maybe.get(&id).is_some_and(|n| *n > 0) => {
+                    *input.maybe.get_mut(&id).unwrap() -= 1;
+                }
                 _ => panic!(
                     "reply for request {id}, which is not owed one: {}",
                     term::show(&t)
@@ -266,11 +290,15 @@ fn check_frame(frame: &[u8], input: &mut Input) {
             }
             input.owed.retain(|_, n| *n > 0);
         }
-        (Some("callback"), 7) => input.callback = true,
+        // Events that wait for the BEAM: a later frame of the input may answer them.
+        (Some("callback"), 7) | (Some("stdin_read"), 3) => input.callback = true,
         (Some("log"), 2) => {
             term::as_bytes(&e[1], "log message").expect("log message is a binary");
         }
-        _ => panic!("unexpected outgoing frame: {}", term::show(&t)),
+        (Some("reply"), _) => panic!("malformed reply: {}", term::show(&t)),
+        // Other events (stdio, callback_abandoned, ...) only need to be tagged tuples.
+        (Some(_), _) => {}
+        _ => panic!("outgoing frame is not a tagged tuple: {}", term::show(&t)),
     }
 }
 
@@ -324,6 +352,12 @@ fn limit_store(limits: &mut Term) -> bool {
     }
     *limits = term::map(pairs);
     changed
+}
+
+/// WASI options without `preopen`.
+fn strip_preopens(wasi: &mut Term) -> bool {
+    let Term::Map(m) = wasi else { return false };
+    m.map.remove(&term::atom("preopen")).is_some()
 }
 
 /// Every binary in a term (module keys are among them), without recursion.
