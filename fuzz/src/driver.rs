@@ -217,8 +217,14 @@ impl Driver {
         } else {
             None
         };
-        self.host
-            .handle_payload(rewritten.as_deref().unwrap_or(payload));
+        let bytes = rewritten.as_deref().unwrap_or(payload);
+        if trace() {
+            match Term::decode(bytes) {
+                Ok(t) => eprintln!("-> {t}"),
+                Err(_) => eprintln!("-> {} bytes that do not decode", bytes.len()),
+            }
+        }
+        self.host.handle_payload(bytes);
     }
 
     /// Takes frames from the outbox until nothing is owed. With `all` false it also stops
@@ -257,6 +263,9 @@ fn check_frame(frame: &[u8], input: &mut Input) {
     let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
     assert_eq!(len, frame.len() - 4, "length prefix does not match the payload");
     let t = Term::decode(&frame[4..]).expect("every outgoing frame decodes");
+    if trace() {
+        eprintln!("<- {t}");
+    }
     let Term::Tuple(tuple) = &t else {
         panic!("outgoing frame is not a tuple: {}", term::show(&t))
     };
@@ -300,6 +309,12 @@ fn check_frame(frame: &[u8], input: &mut Input) {
         (Some(_), _) => {}
         _ => panic!("outgoing frame is not a tagged tuple: {}", term::show(&t)),
     }
+}
+
+/// `WASMEX_FUZZ_TRACE=1` prints every frame in and out (to replay one input by hand).
+fn trace() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("WASMEX_FUZZ_TRACE").is_ok_and(|v| v == "1"))
 }
 
 /// A small non-negative integer store id `n` becomes `base + n`; `{caller, S, C}` too.
