@@ -73,6 +73,18 @@ wasi_wat() ->
       " (func (export \"_start\") (drop (call $w (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 0))))"
       " (func (export \"quit\") (call $exit (i32.const 3))))">>.
 
+stdin_wat() ->
+    <<"(module (import \"wasi_snapshot_preview1\" \"fd_read\""
+      " (func $r (param i32 i32 i32 i32) (result i32)))"
+      " (import \"wasi_snapshot_preview1\" \"fd_write\""
+      " (func $w (param i32 i32 i32 i32) (result i32)))"
+      " (memory (export \"memory\") 1)"
+      " (func (export \"_start\")"
+      " (i32.store (i32.const 8) (i32.const 64)) (i32.store (i32.const 12) (i32.const 32))"
+      " (drop (call $r (i32.const 0) (i32.const 8) (i32.const 1) (i32.const 4)))"
+      " (i32.store (i32.const 12) (i32.load (i32.const 4)))"
+      " (drop (call $w (i32.const 1) (i32.const 8) (i32.const 1) (i32.const 4)))))">>.
+
 lib_wat() -> <<"(module (func (export \"two\") (result i32) i32.const 2))">>.
 user_wat() ->
     <<"(module (import \"lib\" \"two\" (func $two (result i32)))"
@@ -139,6 +151,25 @@ streams() ->
         req(3, instantiate, {1, <<"wasi">>, wasm(wasi_wat()), H, [], [], 1000}),
         req(4, call, {1, 0, <<"_start">>, [], 1000}),
         req(5, call, {1, 0, <<"quit">>, [], 1000})])},
+     {"stdin_stdout", stream([
+        req(2, store_new, {nil, #{stdin => push, stdout => {events, H}, stderr => nil,
+                                  preopen => [{<<"/tmp">>, <<"/tmp">>, true}]}}),
+        req(3, instantiate, {1, <<"stdin">>, wasm(stdin_wat()), H, [], [], 1000}),
+        req(0, stdin_data, {1, <<"hello">>}),
+        req(0, stdin_eof, {1}),
+        req(4, call, {1, 0, <<"_start">>, [], 1000}),
+        req(0, stdin_data, {7, <<"x">>}),
+        req(0, stdin_eof, {nope})])},
+     {"cancel", stream([
+        req(2, store_new, {nil, nil}),
+        req(3, instantiate, {1, <<"cb">>, wasm(callback_wat()), H,
+                             [{<<"env">>, <<"f">>, [i32], [i32]}], [], 1000}),
+        req(4, call, {1, 0, <<"run">>, [5], 1000}),
+        req(0, cancel, {1, 4}),
+        req(0, callback_return, {1, 1, {ok, [1]}}),
+        req(0, cancel, {1, 99}),
+        req(0, cancel, {8, 1}),
+        req(5, cancel, {1})])},
      {"links", stream([
         req(2, module_compile, {<<"lib">>, wasm(lib_wat())}),
         req(3, store_new, {nil, nil}),

@@ -4,13 +4,12 @@
 //! defers requests for the store itself, and returns when the callback's answer arrives.
 
 use crate::protocol::{Context, Request};
-use crate::store::{answer, StoreData, StoreMsg};
+use crate::store::{answer, receive, StoreData, StoreMsg};
 use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
-use std::time::Instant;
 use wasmtime::{AsContextMut, Caller, Val, ValType};
 
 /// One imported function as declared in the imports map.
@@ -76,23 +75,10 @@ fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -
             abandon(caller.data(), callback_id, import);
             return Err(reason);
         }
-        let msg = match caller.data().run.deadline {
-            Some(d) => match caller
-                .data()
-                .inbox
-                .recv_timeout(d.saturating_duration_since(Instant::now()))
-            {
-                Ok(msg) => msg,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err("the host is shutting down".into())
-                }
-            },
-            None => caller
-                .data()
-                .inbox
-                .recv()
-                .map_err(|_| "the host is shutting down".to_string())?,
+        let msg = match receive(caller.data(), caller.data().run.deadline) {
+            Ok(msg) => msg,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return Err("the host is shutting down".into()),
         };
         match msg {
             StoreMsg::CallbackReturn {

@@ -17,6 +17,8 @@ pub struct EngineOptions {
     pub cache_dir: Option<String>,
     /// Reserve only what each linear memory needs (set when the address space is capped).
     pub compact_memories: bool,
+    /// Microseconds a store thread spins waiting for its next request before blocking.
+    pub spin_us: u64,
 }
 
 impl EngineOptions {
@@ -55,6 +57,10 @@ impl EngineOptions {
             backtrace_details,
             cache_dir,
             compact_memories: false,
+            spin_us: match term::map_get(m, "spin_us") {
+                Some(v) => term::as_u64(v, "spin_us")?,
+                None => 0,
+            },
         })
     }
 

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 use wasmtime::Engine;
 
 /// What every thread of the host shares.
@@ -24,6 +25,8 @@ pub struct Shared {
     pub modules: Registry,
     pub outbox: Outbox,
     pub backtrace_details: bool,
+    /// How long a store thread spins on its channel before blocking.
+    pub spin: Duration,
 }
 
 pub struct Host {
@@ -214,6 +217,7 @@ impl Host {
             modules: Registry::default(),
             outbox: self.outbox.clone(),
             backtrace_details: options.backtrace_details,
+            spin: Duration::from_micros(options.spin_us),
         }));
         self.outbox.send(&reply(req.id, Ok(term::atom("ok"))));
         Ok(())

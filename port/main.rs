@@ -14,7 +14,7 @@ fn main() {
     // reader (this thread) and the writer thread respectively.
     let stdin = unsafe { File::from_raw_fd(0) };
     let stdout = unsafe { File::from_raw_fd(1) };
-    let outbox = outbox::Outbox::start_writer(std::io::BufWriter::with_capacity(1 << 20, stdout));
+    let outbox = outbox::Outbox::to_stream(stdout);
     outbox.send(&protocol::hello());
     let mut host = host::Host::new(outbox);
     let mut reader = BufReader::with_capacity(1 << 20, stdin);

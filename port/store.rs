@@ -9,7 +9,7 @@ use crate::term::{self, Fallible};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
 use std::collections::{HashSet, VecDeque};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -218,7 +218,7 @@ fn serve(mut store: Store<StoreData>) {
     loop {
         let next = match store.data_mut().deferred.pop_front() {
             Some(req) => StoreMsg::Request(req),
-            None => match store.data().inbox.recv() {
+            None => match receive(store.data(), None) {
                 Ok(msg) => msg,
                 Err(_) => return,
             },
@@ -233,6 +233,36 @@ fn serve(mut store: Store<StoreData>) {
         if store.data().dropped {
             return;
         }
+    }
+}
+
+/// The next message for the store, waiting at most until `deadline`. Spins on the channel
+/// for the host's spin time before blocking: a request that follows a reply within that
+/// time (sequential calls, callback answers) then costs no thread wake-up.
+pub fn receive(data: &StoreData, deadline: Option<Instant>) -> Result<StoreMsg, RecvTimeoutError> {
+    let spin = data.shared.spin;
+    if !spin.is_zero() {
+        let start = Instant::now();
+        loop {
+            match data.inbox.try_recv() {
+                Ok(msg) => return Ok(msg),
+                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+                Err(TryRecvError::Empty) => {}
+            }
+            if start.elapsed() >= spin {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    match deadline {
+        Some(d) => data
+            .inbox
+            .recv_timeout(d.saturating_duration_since(Instant::now())),
+        None => data
+            .inbox
+            .recv()
+            .map_err(|_| RecvTimeoutError::Disconnected),
     }
 }
 

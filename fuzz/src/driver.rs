@@ -47,6 +47,9 @@ pub const MAX_TABLE: u64 = 10_000;
 /// How long a request may stay unanswered, with nothing else arriving, before the driver
 /// calls it lost (and panics, so libFuzzer keeps the input).
 pub const HANG: Duration = Duration::from_secs(20);
+/// The longest wait for the replies to one frame before the next frame is sent (a reply
+/// may be waiting for a later frame: stdin data, a callback's answer).
+const PAYLOAD_WAIT: Duration = Duration::from_secs(2);
 /// With an import callback waiting for an answer that only a later frame of the input
 /// can give, the driver moves on once the outbox has been quiet this long.
 const SETTLE: Duration = Duration::from_millis(5);
@@ -229,14 +232,17 @@ impl Driver {
 
     /// Takes frames from the outbox until nothing is owed. With `all` false it also stops
     /// when a callback is waiting and the outbox is quiet (a later frame may answer it) or
-    /// after [`HANG`]; with `all` true a request unanswered for [`HANG`] is a failure.
+    /// after [`PAYLOAD_WAIT`]; with `all` true a request unanswered for [`HANG`] is a
+    /// failure.
     fn pump(&mut self, input: &mut Input, all: bool) {
         let mut last = Instant::now();
         while input.owing() > 0 {
-            let wait = if input.callback && !all {
+            let wait = if all {
+                HANG.saturating_sub(last.elapsed())
+            } else if input.callback {
                 SETTLE
             } else {
-                HANG.saturating_sub(last.elapsed())
+                PAYLOAD_WAIT.saturating_sub(last.elapsed())
             };
             match self.rx.recv_timeout(wait) {
                 Ok(frame) => {

@@ -213,7 +213,8 @@ defmodule Wasmex.Host do
       consume_fuel: c.consume_fuel,
       cranelift_opt_level: c.cranelift_opt_level,
       wasm_backtrace_details: c.wasm_backtrace_details,
-      cache_dir: cache_dir()
+      cache_dir: cache_dir(),
+      spin_us: Application.get_env(:wasmex, :spin_us, 100)
     }
   end
 
