@@ -92,6 +92,7 @@ defmodule Wasmex.PoolTest do
     test "a killed engine process restarts the whole pool; calls in flight get answers or errors" do
       pool = start_pool(size: 2)
       [member | _] = Pool.members(pool)
+      ref = Process.monitor(member)
       {:ok, store} = Wasmex.store(member)
 
       calls =
@@ -100,6 +101,7 @@ defmodule Wasmex.PoolTest do
       System.cmd("kill", ["-9", "#{Wasmex.Host.os_pid(store.host)}"])
       results = Task.await_many(calls, 10_000)
       assert Enum.all?(results, &(match?({:ok, _}, &1) or match?({:error, _}, &1)))
+      assert_receive {:DOWN, ^ref, :process, ^member, _}
       members = await_members(pool, 2)
       refute member in members
       assert {:ok, [_]} = Pool.call_function(pool, "bump", [])
