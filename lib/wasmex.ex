@@ -323,7 +323,17 @@ defmodule Wasmex do
           {:ok, [number()]} | {:error, any()}
   def call_function(pid, name, params, timeout \\ 5_000) do
     wait = if timeout == :infinity, do: :infinity, else: timeout + @reply_grace
-    GenServer.call(pid, {:call_function, stringify(name), params, timeout}, wait)
+    name = stringify(name)
+
+    # A local instance's calls go straight to its host (one process hop less); the
+    # result is the same as through the instance server.
+    case route(pid) do
+      {host, context, id} ->
+        GenServer.call(host, {:request, :call, {context, id, name, params, timeout}}, wait)
+
+      nil ->
+        GenServer.call(pid, {:call_function, name, params, timeout}, wait)
+    end
   catch
     :exit, {:timeout, _} ->
       {:error, "timed out: no answer within #{timeout} ms"}
@@ -392,6 +402,16 @@ defmodule Wasmex do
   @spec module(GenServer.server()) :: {:ok, Module.t()} | {:error, any()}
   def module(pid), do: GenServer.call(pid, :module)
 
+  # Where a live local instance server's calls can go directly: {host, context, instance id}.
+  defp route(pid) when is_pid(pid) and node(pid) == node() do
+    case :ets.lookup(Wasmex.Routes, pid) do
+      [{^pid, host, context, id}] -> if Process.alive?(pid), do: {host, context, id}
+      [] -> nil
+    end
+  end
+
+  defp route(_pid), do: nil
+
   defp stringify(name) when is_atom(name), do: Atom.to_string(name)
   defp stringify(name) when is_binary(name), do: name
 
@@ -402,6 +422,7 @@ defmodule Wasmex do
     with :ok <- Store.retain(store, self()),
          {:ok, instance} <- Instance.new(store, module, imports, links) do
       Process.monitor(store.host)
+      :ets.insert(Wasmex.Routes, {self(), store.host, StoreOrCaller.context(store), instance.id})
 
       {:ok,
        %{
@@ -490,6 +511,12 @@ defmodule Wasmex do
   end
 
   def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, _state) do
+    :ets.delete(Wasmex.Routes, self())
+    :ok
+  end
 
   defp run_callback(state, server, store_id, callback_id, ns, name, params) do
     case state.imports do

@@ -324,6 +324,8 @@ defmodule Wasmex.Host do
         {:noreply, cancel(%{state | monitors: monitors}, id, store_id)}
 
       {{store_id, ^pid}, monitors} ->
+        # A holder that was an instance server leaves its call route behind.
+        :ets.delete(Wasmex.Routes, pid)
         maybe_stop(unhold(%{state | monitors: monitors}, store_id, pid))
 
       {nil, _} when pid == state.owner ->

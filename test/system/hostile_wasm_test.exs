@@ -1,0 +1,436 @@
+defmodule Wasmex.System.HostileWasmTest do
+  @moduledoc """
+  Hostile Wasm: malformed, enormous, deeply nested, endlessly recursing or allocating
+  modules get an error or hit a limit. None of them takes its host down, let alone the
+  BEAM; after each one the same host still compiles, instantiates and runs a module.
+  """
+  use ExUnit.Case, async: true
+
+  import Bitwise
+
+  alias Wasmex.{Host, Instance, Memory, StoreLimits}
+
+  @wasm_test File.read!(TestHelper.wasm_test_file_path())
+  @page 65_536
+
+  setup do
+    %{host: new_host()}
+  end
+
+  # A store in a host of its own, with the host monitored.
+  defp new_host(limits \\ nil) do
+    {:ok, store} = Wasmex.Store.new(limits)
+    %{store: store, ref: Process.monitor(store.host)}
+  end
+
+  # The host did not go down and serves a fresh instance of a valid module. (Getting
+  # here at all means the BEAM, and this test process with it, survived.)
+  defp assert_serving(%{store: store, ref: ref}) do
+    assert Process.alive?(self())
+    refute_received {:DOWN, ^ref, :process, _, _}
+    assert Process.alive?(store.host)
+    assert {:ok, module} = Wasmex.Module.compile(store, @wasm_test)
+    assert {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+    assert Wasmex.call_function(pid, "sum", [40, 2]) == {:ok, [42]}
+    GenServer.stop(pid)
+  end
+
+  defp compile!(%{store: store}, wat) do
+    assert {:ok, module} = Wasmex.Module.compile(store, wat)
+    module
+  end
+
+  defp start!(%{store: store} = host, wat) do
+    assert {:ok, pid} = Wasmex.start_link(%{store: store, module: compile!(host, wat)})
+    pid
+  end
+
+  defp port_rss_kb(%{store: store}) do
+    status = File.read!("/proc/#{Host.os_pid(store.host)}/status")
+    [_, kb] = Regex.run(~r/VmRSS:\s+(\d+) kB/, status)
+    String.to_integer(kb)
+  end
+
+  defp nested(open, close, n), do: String.duplicate(open, n) <> String.duplicate(close, n)
+
+  describe "invalid modules" do
+    test "random bytes, truncated headers and garbage sections are compile errors", %{
+      host: host
+    } do
+      :rand.seed(:exsss, {7, 7, 7})
+      header = <<0, "asm", 1, 0, 0, 0>>
+
+      cases = [
+        # Random bytes (read as text, since they do not start with the magic number).
+        :rand.bytes(4096),
+        <<0>> <> :rand.bytes(4095),
+        # Truncated headers.
+        <<0>>,
+        <<0, "as">>,
+        <<0, "asm">>,
+        <<0, "asm", 1, 0>>,
+        # A version no engine speaks.
+        <<0, "asm", 99, 0, 0, 0>>,
+        # Valid header, then garbage: an unknown section id, a section longer than the
+        # input, a section length that overflows its LEB128, a type section of nonsense.
+        header <> <<0xEE>> <> :rand.bytes(2048),
+        header <> <<1, 0xFF, 0xFF, 0x03, 1, 2, 3>>,
+        header <> <<1, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F>>,
+        header <> <<1, 5, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F>>,
+        header <> <<10, 4, 1, 2, 0, 0x0B>>
+      ]
+
+      for bytes <- cases do
+        assert {:error, message} = Wasmex.Module.compile(host.store, bytes)
+        assert is_binary(message) and message != ""
+      end
+
+      assert_serving(host)
+    end
+
+    test "start_link with invalid bytes returns an error, in a fresh store and in a shared one",
+         %{host: host} do
+      garbage = <<0, "asm", 1, 0, 0, 0, 0xEE, 1, 2, 3>>
+      assert {:error, "Could not compile module: " <> _} = Wasmex.start_link(%{bytes: garbage})
+
+      assert {:error, "Could not compile module: " <> _} =
+               Wasmex.start_link(%{bytes: garbage, store: host.store})
+
+      assert {:error, "Error while parsing bytes: " <> _} =
+               Wasmex.start_link(%{bytes: "(module (func (export \"f\") i32.const))"})
+
+      assert_serving(host)
+    end
+
+    test "every truncation of a valid module compiles or errors; cuts inside the header error",
+         %{host: host} do
+      results =
+        for cut <- 0..(byte_size(@wasm_test) - 1) do
+          {cut, Wasmex.Module.compile(host.store, binary_part(@wasm_test, 0, cut))}
+        end
+
+      for {cut, result} <- results do
+        assert match?({:ok, %Wasmex.Module{}}, result) or
+                 match?({:error, m} when is_binary(m), result),
+               "cut at #{cut}: #{inspect(result)}"
+
+        if cut < 8, do: assert({:error, _} = result)
+      end
+
+      # Only a cut that happens to fall on a section boundary leaves a valid module.
+      assert Enum.count(results, &match?({_, {:error, _}}, &1)) > 0.9 * length(results)
+      assert_serving(host)
+    end
+
+    test "modules with random bytes flipped compile or error; those that start answer or fail",
+         %{host: host} do
+      :rand.seed(:exsss, {1, 2, 3})
+
+      outcomes =
+        for _ <- 1..300 do
+          mutated =
+            Enum.reduce(1..:rand.uniform(3), @wasm_test, fn _, bytes ->
+              # Keep the header so the bytes reach the binary decoder.
+              at = 8 + :rand.uniform(byte_size(bytes) - 8) - 1
+              <<before::binary-size(at), _, rest::binary>> = bytes
+              <<before::binary, :rand.uniform(256) - 1, rest::binary>>
+            end)
+
+          with {:ok, module} <- Wasmex.Module.compile(host.store, mutated),
+               {:ok, pid} <- Wasmex.start_link(%{store: host.store, module: module}) do
+            result = Wasmex.call_function(pid, "sum", [1, 2], 1_000)
+            assert match?({:ok, _}, result) or match?({:error, m} when is_binary(m), result)
+            GenServer.stop(pid)
+            :ran
+          else
+            {:error, message} ->
+              assert is_binary(message)
+              :error
+          end
+        end
+
+      assert :error in outcomes
+      assert_serving(host)
+    end
+  end
+
+  describe "an enormous module" do
+    @tag timeout: 120_000
+    test "an 8 MiB data segment compiles, instantiates and is all there", %{host: host} do
+      data = String.duplicate("abcdefgh", 1024 * 1024)
+
+      wat = """
+      (module (memory (export "memory") 200)
+        (data (i32.const 0) "#{data}")
+        (func (export "byte") (param i32) (result i32) local.get 0 i32.load8_u))
+      """
+
+      pid = start!(host, wat)
+      {:ok, memory} = Wasmex.memory(pid)
+      last = 8 * 1024 * 1024 - 8
+      assert Memory.read_binary(host.store, memory, last, 8) == "abcdefgh"
+      assert Memory.read_binary(host.store, memory, last + 8, 8) == <<0::64>>
+      assert Wasmex.call_function(pid, "byte", [last + 7]) == {:ok, [?h]}
+      assert_serving(host)
+    end
+
+    @tag timeout: 120_000
+    test "20,000 exported functions compile and each is callable", %{host: host} do
+      n = 20_000
+
+      wat =
+        "(module " <>
+          Enum.map_join(1..n, fn i -> ~s{(func (export "f#{i}") (result i32) i32.const #{i})} end) <>
+          ")"
+
+      pid = start!(host, wat)
+      assert {:ok, module} = Wasmex.module(pid)
+      assert map_size(Wasmex.Module.exports(module)) == n
+
+      for i <- [1, 12_345, n] do
+        assert Wasmex.call_function(pid, "f#{i}", []) == {:ok, [i]}
+      end
+
+      assert_serving(host)
+    end
+
+    @tag timeout: 120_000
+    test "a module that takes seconds to compile does not hold up calls on the same host", %{
+      host: host
+    } do
+      # Cranelift's compile time grows with the square of the loop nesting depth: 8,000
+      # nested loops take seconds (see docs/soak.md for the figures).
+      pid = start!(host, @wasm_test)
+      slow = "(module (func (export \"f\") " <> nested("loop ", "end ", 8_000) <> "))"
+      compile = Task.async(fn -> Wasmex.Module.compile(host.store, slow) end)
+      wait_until_pending(host.store.host)
+
+      {micros, result} = :timer.tc(fn -> Wasmex.call_function(pid, "sum", [1, 2]) end)
+      assert result == {:ok, [3]}
+      assert Task.yield(compile, 0) == nil, "the compile finished before the call: too fast"
+      assert micros < 1_000_000
+
+      assert {:ok, module} = Task.await(compile, 110_000)
+      assert {:ok, slow_pid} = Wasmex.start_link(%{store: host.store, module: module})
+      assert Wasmex.call_function(slow_pid, "f", []) == {:ok, []}
+      assert_serving(host)
+    end
+  end
+
+  describe "deep nesting" do
+    test "10,000 nested blocks, folded and flat, compile and run", %{host: host} do
+      folded = "(module (func (export \"f\") " <> nested("(block ", ")", 10_000) <> "))"
+      flat = "(module (func (export \"f\") " <> nested("block ", "end ", 10_000) <> "))"
+
+      for wat <- [folded, flat] do
+        pid = start!(host, wat)
+        assert Wasmex.call_function(pid, "f", []) == {:ok, []}
+      end
+
+      assert_serving(host)
+    end
+
+    @tag timeout: 120_000
+    test "a million nested blocks compile or error cleanly", %{host: host} do
+      wat = "(module (func (export \"f\") " <> nested("block ", "end ", 1_000_000) <> "))"
+
+      case Wasmex.Module.compile(host.store, wat) do
+        {:ok, module} ->
+          assert {:ok, pid} = Wasmex.start_link(%{store: host.store, module: module})
+          assert Wasmex.call_function(pid, "f", []) == {:ok, []}
+
+        {:error, message} ->
+          assert is_binary(message)
+      end
+
+      assert_serving(host)
+    end
+
+    test "unbounded recursion traps with call stack exhausted; the instance answers afterwards",
+         %{host: host} do
+      wat = """
+      (module
+        (type $t (func (param i32) (result i32)))
+        (table 1 funcref)
+        (elem (i32.const 0) $indirect)
+        (func $direct (export "direct") (param i32) (result i32)
+          local.get 0 i32.const 1 i32.add call $direct)
+        (func $indirect (export "indirect") (param i32) (result i32)
+          local.get 0 i32.const 1 i32.add i32.const 0 call_indirect (type $t))
+        (func (export "sum") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))
+      """
+
+      pid = start!(host, wat)
+
+      for name <- ["direct", "indirect", "direct"] do
+        assert Wasmex.call_function(pid, name, [0]) ==
+                 {:error, "Error during function excecution: `wasm trap: call stack exhausted`."}
+
+        assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+      end
+
+      assert_serving(host)
+    end
+
+    test "recursion through an import callback is bounded by the Wasm stack too", %{host: host} do
+      # Wasm -> Elixir -> Wasm (through the caller) -> Elixir -> ... with no base case.
+      wat = """
+      (module
+        (import "env" "reenter" (func $reenter (param i32) (result i32)))
+        (func (export "down") (param i32) (result i32) local.get 0 i32.const 1 i32.add call $reenter)
+        (func (export "sum") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))
+      """
+
+      test_pid = self()
+
+      reenter = fn %{caller: caller, instance: instance}, depth ->
+        send(test_pid, {:depth, depth})
+        Instance.call_exported_function(caller, instance, "down", [depth], :nested, :infinity)
+
+        receive do
+          {:returned_function_call, {:ok, [result]}, :nested} -> result
+          {:returned_function_call, {:error, message}, :nested} -> raise message
+        end
+      end
+
+      module = compile!(host, wat)
+      imports = %{env: %{reenter: {:fn, [:i32], [:i32], reenter}}}
+
+      assert {:ok, pid} =
+               Wasmex.start_link(%{store: host.store, module: module, imports: imports})
+
+      assert {:error, message} = Wasmex.call_function(pid, "down", [0], 30_000)
+      # Each level wraps the error of the level below; the innermost is the trap.
+      assert message =~ "the callback env.reenter raised"
+      assert message =~ "wasm trap: call stack exhausted"
+      depths = collect_depths([])
+      assert length(depths) > 10
+      assert Enum.sort(depths) == Enum.to_list(1..length(depths))
+      assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+      assert_serving(host)
+    end
+  end
+
+  defp collect_depths(acc) do
+    receive do
+      {:depth, depth} -> collect_depths([depth | acc])
+    after
+      0 -> acc
+    end
+  end
+
+  describe "start functions" do
+    test "a start function that traps fails the instantiation", %{host: host} do
+      module = compile!(host, "(module (func $s unreachable) (start $s))")
+
+      assert {:error, message} = Wasmex.start_link(%{store: host.store, module: module})
+      assert message =~ "wasm trap: wasm `unreachable` instruction executed"
+      assert_serving(host)
+    end
+
+    @tag timeout: 60_000
+    test "a start function that never returns is stopped at the instantiation timeout", %{
+      host: host
+    } do
+      module = compile!(host, "(module (func $s (loop br 0)) (start $s))")
+
+      {micros, result} =
+        :timer.tc(fn -> Wasmex.start_link(%{store: host.store, module: module}) end)
+
+      assert result ==
+               {:error, "timed out: the call did not finish within 5000 ms and was stopped"}
+
+      assert micros < 15_000_000
+      assert_serving(host)
+    end
+  end
+
+  describe "allocation without bound" do
+    @grow_loop ~s{(module (memory (export "memory") 1)
+      (func (export "fill") (param $step i32) (result i32 i32) (local $n i32)
+        (loop $l (if (i32.ne (memory.grow (local.get $step)) (i32.const -1))
+          (then (local.set $n (i32.add (local.get $n) (i32.const 1))) (br $l))))
+        local.get $n memory.size)
+      (func (export "sum") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
+
+    test "a memory.grow loop stops at memory_size: -1 from Wasm, an error from Elixir" do
+      host = new_host(%StoreLimits{memory_size: 16 * @page})
+      pid = start!(host, @grow_loop)
+      # 15 single-page grows fit; the 16th gets -1 and ends the loop.
+      assert Wasmex.call_function(pid, "fill", [1]) == {:ok, [15, 16]}
+      assert Wasmex.call_function(pid, "fill", [1]) == {:ok, [0, 16]}
+      {:ok, memory} = Wasmex.memory(pid)
+      assert Memory.size(host.store, memory) == 16 * @page
+      assert {:error, "Failed to grow the memory: " <> _} = Memory.grow(host.store, memory, 1)
+      assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+      assert_serving(host)
+    end
+
+    test "a memory or table whose minimum exceeds the limits fails to instantiate" do
+      host = new_host(%StoreLimits{memory_size: 4 * @page, table_elements: 1_000})
+
+      for {wat, expected} <- [
+            {"(module (memory 5))", "memory minimum size of 5 pages exceeds memory limits"},
+            {"(module (memory 65536))",
+             "memory minimum size of 65536 pages exceeds memory limits"},
+            {"(module (memory i64 100000))",
+             "memory minimum size of 100000 pages exceeds memory limits"},
+            {"(module (table 10000000 funcref))",
+             "table minimum size of 10000000 elements exceeds table limits"},
+            {"(module (table 4294967295 funcref))",
+             "table minimum size of 4294967295 elements exceeds table limits"}
+          ] do
+        module = compile!(host, wat)
+        assert {:error, message} = Wasmex.start_link(%{store: host.store, module: module})
+        assert message =~ expected
+      end
+
+      assert_serving(host)
+    end
+
+    test "a table.grow loop stops at table_elements" do
+      host = new_host(%StoreLimits{table_elements: 50_000})
+
+      wat = ~s{(module (table 0 funcref)
+        (func (export "fill") (result i32 i32) (local $n i32)
+          (loop $l (if (i32.ne (table.grow 0 (ref.null func) (i32.const 1000)) (i32.const -1))
+            (then (local.set $n (i32.add (local.get $n) (i32.const 1))) (br $l))))
+          local.get $n table.size 0))}
+
+      pid = start!(host, wat)
+      assert Wasmex.call_function(pid, "fill", []) == {:ok, [50, 50_000]}
+      assert_serving(host)
+    end
+
+    test "a 64-bit memory stops at memory_size too" do
+      host = new_host(%StoreLimits{memory_size: 8 * @page})
+
+      wat = ~s{(module (memory i64 1)
+        (func (export "grow") (param i64) (result i64) local.get 0 memory.grow))}
+
+      pid = start!(host, wat)
+      assert Wasmex.call_function(pid, "grow", [7]) == {:ok, [1]}
+      assert Wasmex.call_function(pid, "grow", [1]) == {:ok, [-1]}
+      assert Wasmex.call_function(pid, "grow", [1 <<< 40]) == {:ok, [-1]}
+      assert_serving(host)
+    end
+
+    test "with no limit a 32-bit memory grows to 65,536 pages, then gets -1; the port's RSS stays small",
+         %{host: host} do
+      pid = start!(host, @grow_loop)
+      # One page at a time from 1 page: 65,535 grows succeed. The pages are never touched.
+      assert Wasmex.call_function(pid, "fill", [1], 30_000) == {:ok, [65_535, 65_536]}
+      assert Wasmex.call_function(pid, "fill", [1]) == {:ok, [0, 65_536]}
+      {:ok, memory} = Wasmex.memory(pid)
+      assert Memory.size(host.store, memory) == 4 * 1024 * 1024 * 1024
+      assert {:error, "Failed to grow the memory: " <> _} = Memory.grow(host.store, memory, 1)
+      assert port_rss_kb(host) < 200 * 1024
+      assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+      assert_serving(host)
+    end
+  end
+
+  defp wait_until_pending(host) do
+    if map_size(:sys.get_state(host).pending) == 0, do: wait_until_pending(host), else: :ok
+  end
+end
