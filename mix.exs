@@ -32,9 +32,13 @@ defmodule Mix.Tasks.Compile.WasmexPort do
            into: IO.stream(:stdio, :line)
          ) do
       {_, 0} ->
+        # Copy, then rename over the old binary: replacing it in place fails while a port
+        # process still runs it.
         File.mkdir_p!(Path.dirname(target))
-        File.cp!(Path.join(root, "target/release/wasmex_port"), target)
-        File.chmod!(target, 0o755)
+        staging = target <> ".new"
+        File.cp!(Path.join(root, "target/release/wasmex_port"), staging)
+        File.chmod!(staging, 0o755)
+        File.rename!(staging, target)
         {:ok, []}
 
       {_, status} ->

@@ -131,8 +131,13 @@ fn prepare_call(cx: &mut Cx<'_>, req: &Request) -> Fallible<PreparedCall> {
 
 /// The message a failed call or instantiation reports.
 pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
+    // Stopped at the deadline or on a cancel, in Wasm (an epoch interrupt) or in a host call
+    // (a read of stdin): say why.
+    if let Some(reason) = data.stop_reason() {
+        return reason;
+    }
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return data.stop_reason().unwrap_or_else(|| "interrupted".into());
+        return "interrupted".into();
     }
     // Wasmex's wording (typo included) for failures while Wasm ran, naming the trap or
     // the callback error instead of only the backtrace; other failures (linking) as they are.

@@ -30,6 +30,34 @@ pub enum StdinMsg {
     Eof,
 }
 
+/// What a read waiting for input needs to know about the call now running: its deadline
+/// and its request id (to see a cancellation). Set by the store (`store::with_deadline`).
+#[derive(Default)]
+pub struct RunWatch {
+    pub deadline: std::sync::Mutex<Option<std::time::Instant>>,
+    pub request: std::sync::atomic::AtomicU64,
+    pub cancellations: crate::store::Cancellations,
+}
+
+impl RunWatch {
+    pub fn deadline(&self) -> Option<std::time::Instant> {
+        self.deadline.lock().ok().and_then(|d| *d)
+    }
+
+    /// Whether the running call passed its deadline or was cancelled.
+    pub fn stopped(&self) -> bool {
+        let request = self.request.load(std::sync::atomic::Ordering::Acquire);
+        self.deadline()
+            .is_some_and(|d| std::time::Instant::now() >= d)
+            || self.cancellations.contains(request)
+    }
+}
+
+pub type SharedRunWatch = Arc<RunWatch>;
+
+/// How often a read waiting for input checks whether its call was cancelled.
+const CANCEL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub type StdinSender = UnboundedSender<StdinMsg>;
 pub type StdinReceiver = UnboundedReceiver<StdinMsg>;
 
@@ -121,6 +149,8 @@ struct InputState {
     buffer: BytesMut,
     eof: bool,
     asked: bool,
+    /// The last wait ended at the deadline or on a cancel: the next read traps.
+    interrupted: bool,
 }
 
 /// Stdin fed from the BEAM. Every stream `p2_stream` makes shares one state.
@@ -131,6 +161,7 @@ pub struct EventInput {
     store_id: u64,
     /// `Some` in pull mode: who to ask for more input.
     puller: Option<Arc<Vec<u8>>>,
+    watch: SharedRunWatch,
 }
 
 impl EventInput {
@@ -139,18 +170,22 @@ impl EventInput {
         outbox: Outbox,
         store_id: u64,
         puller: Option<Vec<u8>>,
+        watch: SharedRunWatch,
     ) -> EventInput {
         let state = InputState {
             rx,
             buffer: BytesMut::new(),
             eof: false,
             asked: false,
+            interrupted: false,
         };
+        let state = Arc::new(Mutex::new(state));
         EventInput {
-            state: Arc::new(Mutex::new(state)),
+            state,
             outbox,
             store_id,
             puller: puller.map(Arc::new),
+            watch,
         }
     }
 
@@ -175,6 +210,11 @@ impl InputState {
     }
 
     fn take(&mut self, size: usize) -> StreamResult<Bytes> {
+        if std::mem::take(&mut self.interrupted) {
+            return Err(StreamError::Trap(wasmtime::format_err!(
+                "reading stdin was interrupted"
+            )));
+        }
         while let Ok(msg) = self.rx.try_recv() {
             self.accept(Some(msg));
         }
@@ -210,13 +250,21 @@ impl StdinStream for EventInput {
 impl Pollable for EventInput {
     async fn ready(&mut self) {
         let mut state = self.state.lock().await;
-        while state.buffer.is_empty() && !state.eof {
+        while state.buffer.is_empty() && !state.eof && !state.interrupted {
             if !state.asked && self.puller.is_some() {
                 state.asked = true;
                 self.ask();
             }
-            let msg = state.rx.recv().await;
-            state.accept(msg);
+            // Wake at the deadline, and every CANCEL_CHECK to notice a cancellation.
+            let check = std::time::Instant::now() + CANCEL_CHECK;
+            let wake = self.watch.deadline().map_or(check, |d| d.min(check));
+            match tokio::time::timeout_at(tokio::time::Instant::from_std(wake), state.rx.recv())
+                .await
+            {
+                Ok(msg) => state.accept(msg),
+                Err(_elapsed) if self.watch.stopped() => state.interrupted = true,
+                Err(_elapsed) => {}
+            }
         }
     }
 }

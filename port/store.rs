@@ -4,7 +4,7 @@
 
 use crate::host::Shared;
 use crate::protocol::{reply, reply_term, Context, Request};
-use crate::stdio::StdinReceiver;
+use crate::stdio::{RunWatch, SharedRunWatch, StdinReceiver};
 use crate::term::{self, Fallible};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
@@ -102,6 +102,8 @@ pub struct StoreData {
     pub deferred: VecDeque<Request>,
     pub dropped: bool,
     pub cancellations: Cancellations,
+    /// The running call's deadline, as seen by a stdin read waiting for input.
+    pub run_watch: SharedRunWatch,
 }
 
 pub type Cx<'a> = StoreContextMut<'a, StoreData>;
@@ -150,10 +152,15 @@ fn create(
 ) -> Fallible<Store<StoreData>> {
     let limits = parse_limits(limits)?;
     let wasi_enabled = !term::is_nil(wasi);
+    let run_watch = SharedRunWatch::new(RunWatch {
+        cancellations: cancellations.clone(),
+        ..RunWatch::default()
+    });
     let stdio = wasi::Stdio {
         outbox: shared.outbox.clone(),
         store_id: id,
         stdin,
+        watch: run_watch.clone(),
     };
     let wasi = wasi::build(if wasi_enabled { Some(wasi) } else { None }, stdio)?;
     let engine = shared.engine.clone();
@@ -171,6 +178,7 @@ fn create(
         deferred: VecDeque::new(),
         dropped: false,
         cancellations,
+        run_watch,
     };
     let mut store = Store::new(&engine, data);
     store.limiter(|d| &mut d.limits);
@@ -271,6 +279,10 @@ pub fn answer(mut cx: Cx<'_>, req: &Request) {
     let top_level = cx.data().run.depth == 0;
     if top_level {
         cx.data_mut().run.request = req.id;
+        cx.data()
+            .run_watch
+            .request
+            .store(req.id, std::sync::atomic::Ordering::Release);
     }
     let result = if top_level && cx.data().cancellations.contains(req.id) {
         Err(term::string("cancelled: the caller stopped waiting"))
@@ -345,6 +357,10 @@ pub fn with_deadline<R>(
         let run = &mut cx.data_mut().run;
         run.timeout = timeout;
         run.deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = run.deadline;
+        if let Ok(mut shared) = cx.data().run_watch.deadline.lock() {
+            *shared = deadline;
+        }
         cx.set_epoch_deadline(1);
         Some(cx.data().shared.ticker.running())
     } else {

@@ -9,7 +9,7 @@
 //! discarded: never the port's own stdio, which is the wire.
 
 use crate::outbox::Outbox;
-use crate::stdio::{EventInput, EventOutput, StdinReceiver};
+use crate::stdio::{EventInput, EventOutput, SharedRunWatch, StdinReceiver};
 use crate::term::{self, Fallible};
 use eetf::Term;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -20,6 +20,7 @@ pub struct Stdio {
     pub outbox: Outbox,
     pub store_id: u64,
     pub stdin: StdinReceiver,
+    pub watch: SharedRunWatch,
 }
 
 pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
@@ -61,11 +62,18 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
         outbox,
         store_id,
         stdin,
+        watch,
     } = stdio;
     match term::map_get(m, "stdin") {
         None => {}
         Some(t) if term::as_atom(t) == Some("push") => {
-            builder.stdin(EventInput::new(stdin, outbox.clone(), store_id, None));
+            builder.stdin(EventInput::new(
+                stdin,
+                outbox.clone(),
+                store_id,
+                None,
+                watch.clone(),
+            ));
         }
         Some(t) => {
             let handler = tagged(t, "pull", "stdin")?;
@@ -74,6 +82,7 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
                 outbox.clone(),
                 store_id,
                 Some(handler),
+                watch,
             ));
         }
     }

@@ -152,6 +152,35 @@ defmodule Wasmex.WasiTest do
     end
   end
 
+  describe "a program blocked reading stdin" do
+    setup do
+      {:ok, store} = Wasmex.Store.new_wasi(%WasiOptions{args: ["w", "echo"], stdin: :messages})
+      {:ok, module} = Wasmex.Module.compile(store, @wasi_test)
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      %{pid: pid, store: store}
+    end
+
+    test "is stopped at the call's timeout, and the instance goes on", %{pid: pid} do
+      assert {:error, "timed out: " <> _} = Wasmex.call_function(pid, :_start, [], 200)
+
+      assert Wasmex.call_function(pid, :_start, [], 200) |> elem(0) == :error
+    end
+
+    test "is stopped when its caller dies", %{pid: pid, store: store} do
+      caller = spawn(fn -> Wasmex.call_function(pid, :_start, [], 60_000) end)
+      wait_until_pending(store.host)
+      Process.exit(caller, :kill)
+      # The store is free again: input for the next run is read by it.
+      task = Task.async(fn -> Wasmex.call_function(pid, :_start, [], 5_000) end)
+      Wasmex.Wasi.write_stdin(store, "next\n")
+      assert Task.await(task) == {:ok, []}
+    end
+  end
+
+  defp wait_until_pending(host) do
+    if map_size(:sys.get_state(host).pending) == 0, do: wait_until_pending(host), else: :ok
+  end
+
   describe "proc_exit" do
     test "a non-zero exit code is the call's error, and the host keeps serving" do
       pid = start_wasi(%WasiOptions{args: ["wasi_test", "exit", "3"]})
