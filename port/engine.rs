@@ -67,6 +67,9 @@ impl EngineOptions {
     pub fn build(&self) -> Fallible<Engine> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // 64-bit memories are off (as in Wasmex 0.9.1): without limits, growing one past
+        // 4 GiB makes wasmtime copy it whole into resident memory.
+        config.wasm_memory64(false);
         config.consume_fuel(self.consume_fuel);
         if let Some(level) = self.opt_level {
             config.cranelift_opt_level(level);

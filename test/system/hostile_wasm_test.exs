@@ -391,8 +391,6 @@ defmodule Wasmex.System.HostileWasmTest do
             {"(module (memory 5))", "memory minimum size of 5 pages exceeds memory limits"},
             {"(module (memory 65536))",
              "memory minimum size of 65536 pages exceeds memory limits"},
-            {"(module (memory i64 100000))",
-             "memory minimum size of 100000 pages exceeds memory limits"},
             {"(module (table 10000000 funcref))",
              "table minimum size of 10000000 elements exceeds table limits"},
             {"(module (table 4294967295 funcref))",
@@ -420,19 +418,6 @@ defmodule Wasmex.System.HostileWasmTest do
       assert_serving(host)
     end
 
-    test "a 64-bit memory stops at memory_size too" do
-      host = new_host(%StoreLimits{memory_size: 8 * @page})
-
-      wat = ~s{(module (memory i64 1)
-        (func (export "grow") (param i64) (result i64) local.get 0 memory.grow))}
-
-      pid = start!(host, wat)
-      assert Wasmex.call_function(pid, "grow", [7]) == {:ok, [1]}
-      assert Wasmex.call_function(pid, "grow", [1]) == {:ok, [-1]}
-      assert Wasmex.call_function(pid, "grow", [1 <<< 40]) == {:ok, [-1]}
-      assert_serving(host)
-    end
-
     test "with no limit a 32-bit memory grows to 65,536 pages, then gets -1; the port's RSS stays small",
          %{host: host} do
       pid = start!(host, @grow_loop)
@@ -450,5 +435,17 @@ defmodule Wasmex.System.HostileWasmTest do
 
   defp wait_until_pending(host) do
     if map_size(:sys.get_state(host).pending) == 0, do: wait_until_pending(host), else: :ok
+  end
+
+  describe "64-bit memories" do
+    test "are refused at compile time, so no memory can grow past 4 GiB" do
+      {:ok, store} = Wasmex.Store.new()
+
+      wat =
+        ~s{(module (memory i64 1) (func (export "grow") (param i64) (result i64) local.get 0 memory.grow))}
+
+      assert {:error, message} = Wasmex.Module.compile(store, wat)
+      assert message =~ "memory64"
+    end
   end
 end

@@ -204,8 +204,7 @@ defmodule Wasmex.ControlTest do
 
       {:ok, store} = Wasmex.store(pid)
 
-      assert {:error, "timed out: " <> _} =
-               Wasmex.call_function(pid, "run", [], 200)
+      assert {:error, "timed out: " <> _} = Wasmex.call_function(pid, "run", [], 200)
 
       assert_receive {:callback, callback_pid}
       ref = Process.monitor(callback_pid)
