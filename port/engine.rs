@@ -56,7 +56,10 @@ impl EngineOptions {
             opt_level,
             backtrace_details,
             cache_dir,
-            compact_memories: false,
+            compact_memories: match term::map_get(m, "compact_memories") {
+                Some(v) => term::as_bool(v, "compact_memories")?,
+                None => false,
+            },
             spin_us: match term::map_get(m, "spin_us") {
                 Some(v) => term::as_u64(v, "spin_us")?,
                 None => 0,

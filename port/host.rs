@@ -2,6 +2,7 @@
 //! are answered here or on short-lived threads; store requests are routed to the store's
 //! worker. Nothing here runs Wasm or blocks on it.
 
+use crate::compiler::Compiler;
 use crate::engine::{EngineOptions, Ticker};
 use crate::module::{self, Registry};
 use crate::os_limits::OsLimits;
@@ -24,6 +25,9 @@ pub struct Shared {
     pub ticker: Arc<Ticker>,
     pub modules: Registry,
     pub outbox: Outbox,
+    pub compiler: Compiler,
+    /// Host-wide requests (compiles) whose caller went away.
+    pub cancellations: Cancellations,
     pub backtrace_details: bool,
     /// How long a store thread spins on its channel before blocking.
     pub spin: Duration,
@@ -87,7 +91,8 @@ impl Host {
                 req.expect_arity(2)?;
                 off_thread(shared, req, |shared, req| {
                     let key = term::as_bytes(req.arg(0)?, "module key")?;
-                    let module = module::load(&shared.engine, req.arg(1)?)?;
+                    let cancelled = || shared.cancellations.contains(req.id);
+                    let module = module::load(&shared.compiler, req.arg(1)?, &cancelled)?;
                     shared.modules.insert(key.to_vec(), module.clone());
                     Ok(module::describe(&module))
                 });
@@ -96,7 +101,7 @@ impl Host {
                 req.expect_arity(2)?;
                 off_thread(shared, req, |shared, req| {
                     let key = term::as_bytes(req.arg(0)?, "module key")?;
-                    let module = shared.modules.resolve(&shared.engine, key, req.arg(1)?)?;
+                    let module = shared.modules.resolve(&shared.compiler, key, req.arg(1)?)?;
                     Ok(term::binary(module::serialize(&module)?))
                 });
             }
@@ -104,13 +109,8 @@ impl Host {
                 req.expect_arity(1)?;
                 off_thread(shared, req, |shared, req| {
                     let bytes = term::as_bytes(req.arg(0)?, "module bytes")?;
-                    let wasm = wat::parse_bytes(bytes)
-                        .map_err(|e| format!("Error while parsing bytes: {e}."))?;
-                    let artifact = shared
-                        .engine
-                        .precompile_module(&wasm)
-                        .map_err(|e| format!("Could not compile module: {e:#}"))?;
-                    Ok(term::binary(artifact))
+                    let cancelled = || shared.cancellations.contains(req.id);
+                    Ok(term::binary(shared.compiler.precompile(bytes, &cancelled)?))
                 });
             }
             "module_drop" => {
@@ -162,8 +162,12 @@ impl Host {
             }
             "cancel" => {
                 req.expect_arity(2)?;
-                let store_id = term::as_u64(req.arg(0)?, "store id")?;
                 let request = term::as_u64(req.arg(1)?, "request id")?;
+                if term::is_nil(req.arg(0)?) {
+                    shared.cancellations.cancel(request);
+                    return Ok(());
+                }
+                let store_id = term::as_u64(req.arg(0)?, "store id")?;
                 let (tx, cancellations) = self
                     .stores
                     .get(&store_id)
@@ -211,11 +215,29 @@ impl Host {
         limits.apply(&self.outbox)?;
         let engine = options.build()?;
         let ticker = Ticker::start(engine.clone());
+        let compile_timeout = term::map_get(config, "compile_timeout_ms")
+            .map(|v| term::as_u64(v, "compile_timeout_ms").map(Duration::from_millis))
+            .transpose()?;
+        let isolate = match term::map_get(config, "isolate_compilation") {
+            Some(v) => term::as_bool(v, "isolate_compilation")?,
+            None => false,
+        };
+        let child = if isolate {
+            Some(
+                std::env::current_exe()
+                    .map_err(|e| format!("cannot find this program to compile with: {e}"))?,
+            )
+        } else {
+            None
+        };
+        let compiler = Compiler::new(engine.clone(), options.clone(), child, compile_timeout);
         self.shared = Some(Arc::new(Shared {
             engine,
             ticker,
             modules: Registry::default(),
             outbox: self.outbox.clone(),
+            compiler,
+            cancellations: Cancellations::default(),
             backtrace_details: options.backtrace_details,
             spin: Duration::from_micros(options.spin_us),
         }));

@@ -19,7 +19,7 @@ pub fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     req.expect_arity(7)?;
     let shared = cx.data().shared.clone();
     let module = shared.modules.resolve(
-        &shared.engine,
+        &shared.compiler,
         term::as_bytes(req.arg(1)?, "module key")?,
         req.arg(2)?,
     )?;
@@ -34,7 +34,7 @@ pub fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
             let p = term::as_tuple(l, 3, "link")?;
             let name = term::as_str(&p[0], "link name")?.to_string();
             let key = term::as_bytes(&p[1], "link module key")?;
-            Ok((name, shared.modules.resolve(&shared.engine, key, &p[2])?))
+            Ok((name, shared.modules.resolve(&shared.compiler, key, &p[2])?))
         })
         .collect::<Fallible<Vec<_>>>()?;
     let timeout = parse_timeout(req.arg(6)?)?;

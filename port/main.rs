@@ -9,6 +9,10 @@ use wasmex_port::{host, outbox, protocol};
 
 fn main() {
     exit_with_parent();
+    // A compile child (see compiler.rs): compile what stdin holds, then exit.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--compile") {
+        std::process::exit(wasmex_port::compiler::child_main());
+    }
     enlarge_pipes();
     // SAFETY: fds 0 and 1 are this process's stdin and stdout, owned from here on by the
     // reader (this thread) and the writer thread respectively.

@@ -1,6 +1,7 @@
 //! Compiling, loading and describing modules. Modules live in a per-host registry keyed
 //! by an id the BEAM chooses, so any store of the host can instantiate them.
 
+use crate::compiler::Compiler;
 use crate::term::{self, Fallible};
 use crate::values::type_name;
 use eetf::Term;
@@ -31,23 +32,26 @@ impl Registry {
 
     /// The module under `key`; when this host has not seen it, load it from `source`
     /// (`{wasm, Bytes}` or `{precompiled, Bytes}`).
-    pub fn resolve(&self, engine: &Engine, key: &[u8], source: &Term) -> Fallible<Module> {
+    pub fn resolve(&self, compiler: &Compiler, key: &[u8], source: &Term) -> Fallible<Module> {
         if let Some(m) = self.get(key) {
             return Ok(m);
         }
-        let module = load(engine, source)?;
+        if term::is_nil(source) {
+            return Err("the module is not loaded in this host and no source was sent".into());
+        }
+        let module = load(compiler, source, &|| false)?;
         self.insert(key.to_vec(), module.clone());
         Ok(module)
     }
 }
 
 /// Loads `{wasm, Bytes}` (binary or text format) or `{precompiled, Bytes}`.
-pub fn load(engine: &Engine, source: &Term) -> Fallible<Module> {
+pub fn load(compiler: &Compiler, source: &Term, cancelled: &dyn Fn() -> bool) -> Fallible<Module> {
     let parts = term::as_tuple(source, 2, "module source")?;
     let bytes = term::as_bytes(&parts[1], "module bytes")?;
     match term::as_atom(&parts[0]) {
-        Some("wasm") => compile(engine, bytes),
-        Some("precompiled") => deserialize(engine, bytes),
+        Some("wasm") => compiler.compile(bytes, cancelled),
+        Some("precompiled") => deserialize(compiler.engine(), bytes),
         _ => Err(format!(
             "module source must be {{wasm, Bytes}} or {{precompiled, Bytes}}, got: {}",
             term::show(&parts[0])

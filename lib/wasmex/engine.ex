@@ -34,8 +34,12 @@ defmodule Wasmex.Engine do
     * `cpu_seconds: n` - CPU time of the process over its whole life (`RLIMIT_CPU`,
       ended with SIGXCPU).
 
-  Hosts started for stores without an engine take their caps from
-  `config :wasmex, :os_limits, [...]`.
+  `compile_timeout: ms | :infinity` (default 60,000) limits each compilation. Compiling runs
+  in a child process of the port, killed at the timeout or when the caller goes away:
+  hostile code (deeply nested blocks) can otherwise keep a compiler busy for minutes.
+
+  Hosts started for stores without an engine take both from the application environment
+  (`config :wasmex, os_limits: [...], compile_timeout: ...`).
 
       iex> {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, os_limits: [cpu_seconds: 600])
       iex> {:ok, store} = Wasmex.Store.new(nil, engine)
@@ -45,7 +49,8 @@ defmodule Wasmex.Engine do
   """
   @spec new(EngineConfig.t(), keyword()) :: {:ok, t()} | {:error, term()}
   def new(%EngineConfig{} = config, options \\ []) do
-    with {:ok, host} <- Host.start(config, self(), Keyword.take(options, [:os_limits])) do
+    with {:ok, host} <-
+           Host.start(config, self(), Keyword.take(options, [:os_limits, :compile_timeout])) do
       {:ok, %__MODULE__{host: host, config: config}}
     end
   end

@@ -61,12 +61,18 @@ defmodule Wasmex.Host do
   def start_link({config, owner, opts}) do
     executable = Keyword.get(opts, :executable, executable())
 
-    os_limits =
-      Keyword.get_lazy(opts, :os_limits, fn -> Application.get_env(:wasmex, :os_limits) end)
+    host_options = %{
+      os_limits:
+        Keyword.get_lazy(opts, :os_limits, fn -> Application.get_env(:wasmex, :os_limits) end),
+      compile_timeout:
+        Keyword.get_lazy(opts, :compile_timeout, fn ->
+          Application.get_env(:wasmex, :compile_timeout, 60_000)
+        end)
+    }
 
     GenServer.start_link(
       __MODULE__,
-      {config, owner, executable, os_limits},
+      {config, owner, executable, host_options},
       Keyword.take(opts, [:name])
     )
   end
@@ -124,12 +130,12 @@ defmodule Wasmex.Host do
   # Server
 
   @impl true
-  def init({config, owner, executable, os_limits}) do
+  def init({config, owner, executable, host_options}) do
     Process.flag(:trap_exit, true)
 
     with {:ok, port} <- open_port(executable),
          :ok <- await_hello(port),
-         {:ok, :ok} <- init_engine(port, config, os_limits) do
+         {:ok, :ok} <- init_engine(port, config, host_options) do
       if is_pid(owner), do: Process.monitor(owner)
       {:os_pid, os_pid} = Port.info(port, :os_pid)
       Logger.metadata(wasmex_host: os_pid)
@@ -190,8 +196,15 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp init_engine(port, config, os_limits) do
-    options = Map.put(engine_options(config), :os_limits, os_limits && Map.new(os_limits))
+  defp init_engine(port, config, %{os_limits: os_limits, compile_timeout: compile_timeout}) do
+    options =
+      engine_options(config)
+      |> Map.put(:os_limits, os_limits && Map.new(os_limits))
+      |> Map.put(
+        :compile_timeout_ms,
+        if(compile_timeout == :infinity, do: nil, else: compile_timeout)
+      )
+
     Port.command(port, Wire.encode_request(1, :init, {options}))
 
     receive do
@@ -214,7 +227,10 @@ defmodule Wasmex.Host do
       cranelift_opt_level: c.cranelift_opt_level,
       wasm_backtrace_details: c.wasm_backtrace_details,
       cache_dir: cache_dir(),
-      spin_us: Application.get_env(:wasmex, :spin_us, 100)
+      spin_us: Application.get_env(:wasmex, :spin_us, 100),
+      # Compiling runs in a child process that is killed at this timeout or when the
+      # caller goes away (hostile code can make compilation take minutes).
+      isolate_compilation: Application.get_env(:wasmex, :isolate_compilation, true)
     }
   end
 
@@ -373,6 +389,12 @@ defmodule Wasmex.Host do
 
     ref = Process.monitor(caller_pid(target))
     {ref, %{state | monitors: Map.put(state.monitors, ref, {:call, id, store_id})}}
+  end
+
+  defp watch_caller(state, op, _args, {:reply, {pid, _}}, id)
+       when op in [:module_compile, :precompile] do
+    ref = Process.monitor(pid)
+    {ref, %{state | monitors: Map.put(state.monitors, ref, {:call, id, nil})}}
   end
 
   defp watch_caller(state, _op, _args, _target, _id), do: {nil, state}

@@ -448,4 +448,56 @@ defmodule Wasmex.System.HostileWasmTest do
       assert message =~ "memory64"
     end
   end
+
+  describe "compiling hostile code" do
+    # Compile time grows with the square of the nesting depth: 40,000 nested loops take
+    # far longer than the timeouts below.
+    @slow_to_compile "(module (func " <>
+                       String.duplicate("loop ", 40_000) <>
+                       String.duplicate("end ", 40_000) <> "))"
+
+    # The compile child processes of a port process.
+    defp compile_children(os_pid) do
+      Path.wildcard("/proc/#{os_pid}/task/*/children")
+      |> Enum.flat_map(&(File.read!(&1) |> String.split()))
+    end
+
+    # Another process's children cannot be monitored from the BEAM: poll, for at most `ms`.
+    defp children_gone_within?(os_pid, ms) do
+      cond do
+        compile_children(os_pid) == [] -> true
+        ms <= 0 -> false
+        true -> Process.sleep(10) && children_gone_within?(os_pid, ms - 10)
+      end
+    end
+
+    test "is stopped at the compile timeout, and the engine compiles the next module" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, compile_timeout: 300)
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      {micros, result} = :timer.tc(fn -> Wasmex.Module.compile(store, @slow_to_compile) end)
+
+      assert result ==
+               {:error,
+                "Could not compile module: compilation did not finish within 300 ms and was stopped"}
+
+      assert micros < 2_000_000
+      assert children_gone_within?(Wasmex.Host.os_pid(engine.host), 1_000)
+      assert {:ok, _} = Wasmex.Module.compile(store, "(module)")
+    end
+
+    test "is stopped when the caller goes away" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, compile_timeout: :infinity)
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      os_pid = Wasmex.Host.os_pid(engine.host)
+      caller = spawn(fn -> Wasmex.Module.compile(store, @slow_to_compile) end)
+      wait_until_compiling(os_pid)
+      Process.exit(caller, :kill)
+      assert children_gone_within?(os_pid, 1_000)
+      assert {:ok, _} = Wasmex.Module.compile(store, "(module)")
+    end
+
+    defp wait_until_compiling(os_pid) do
+      if compile_children(os_pid) == [], do: wait_until_compiling(os_pid), else: :ok
+    end
+  end
 end

@@ -1,0 +1,254 @@
+//! Compiling Wasm in a child process.
+//!
+//! A wasmtime compilation cannot be interrupted, and hostile code can make it take minutes
+//! (deeply nested blocks compile in time growing with the square of the depth). So the
+//! port compiles in a short-lived child, `wasmex_port --compile`: it gets the engine options
+//! and the bytes on stdin and writes the serialized module to stdout; the parent loads the
+//! artifact, which its own engine accepts because both engines have the same settings. The
+//! child is killed when the compile timeout passes or the request is cancelled, and it dies
+//! with its parent (PR_SET_PDEATHSIG). Deserializing is cheap; the child's own wasmtime cache
+//! makes repeated compiles fast.
+//!
+//! Without isolation (tests, fuzzing) compilation runs in-process.
+
+use crate::engine::EngineOptions;
+use crate::module;
+use crate::term::{self, Fallible};
+use eetf::Term;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, Module};
+
+/// How often a parent waiting for its compile child checks for a cancellation.
+const POLL: Duration = Duration::from_millis(5);
+
+pub struct Compiler {
+    engine: Engine,
+    options: EngineOptions,
+    /// The program to run as a compile child; `None` compiles in-process.
+    child: Option<PathBuf>,
+    timeout: Option<Duration>,
+}
+
+impl Compiler {
+    pub fn new(
+        engine: Engine,
+        options: EngineOptions,
+        child: Option<PathBuf>,
+        timeout: Option<Duration>,
+    ) -> Compiler {
+        Compiler {
+            engine,
+            options,
+            child,
+            timeout,
+        }
+    }
+
+    /// A compiler that compiles in this process without a time limit.
+    pub fn in_process(engine: Engine) -> Compiler {
+        Compiler::new(engine, EngineOptions::default(), None, None)
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles `.wasm` or `.wat` bytes. `cancelled` is polled while a child compiles.
+    pub fn compile(&self, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> Fallible<Module> {
+        match &self.child {
+            None => module::compile(&self.engine, bytes),
+            Some(exe) => {
+                let artifact = self.run_child(exe, bytes, cancelled)?;
+                module::deserialize(&self.engine, &artifact)
+            }
+        }
+    }
+
+    /// Compiles to a serialized module (what `Wasmex.Engine.precompile_module/2` returns).
+    pub fn precompile(&self, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> Fallible<Vec<u8>> {
+        match &self.child {
+            None => module::serialize(&module::compile(&self.engine, bytes)?),
+            Some(exe) => self.run_child(exe, bytes, cancelled),
+        }
+    }
+
+    fn run_child(
+        &self,
+        exe: &PathBuf,
+        bytes: &[u8],
+        cancelled: &dyn Fn() -> bool,
+    ) -> Fallible<Vec<u8>> {
+        let mut child = Command::new(exe)
+            .arg("--compile")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start a compiler process: {e}"))?;
+        let mut input = frame_of(&self.options.to_term());
+        input.extend_from_slice(bytes);
+        let mut stdin = child.stdin.take().ok_or("compiler process has no stdin")?;
+        let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            return Err("compiler process has no output".into());
+        };
+        // The child reads all its input before it writes, so feeding it first is safe; the
+        // output is collected on another thread so that this one can watch the clock.
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let written = stdin.write_all(&input);
+            drop(stdin);
+            let mut out = Vec::new();
+            let mut err = String::new();
+            let read = stdout
+                .read_to_end(&mut out)
+                .and_then(|_| stderr.read_to_string(&mut err))
+                .map(|_| ());
+            let _ = tx.send((written.and(read), out, err));
+        });
+        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let (io, out, err) = loop {
+            match rx.recv_timeout(POLL) {
+                Ok(result) => break result,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break (Ok(()), Vec::new(), String::new())
+                }
+            }
+            let stop = if cancelled() {
+                Some("compilation cancelled: the caller stopped waiting".to_string())
+            } else if deadline.is_some_and(|d| Instant::now() >= d) {
+                let ms = self.timeout.map_or(0, |t| t.as_millis());
+                Some(format!("Could not compile module: compilation did not finish within {ms} ms and was stopped"))
+            } else {
+                None
+            };
+            if let Some(reason) = stop {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(reason);
+            }
+        };
+        let status = child.wait().map_err(|e| format!("compiler process: {e}"))?;
+        match (status.success(), io) {
+            (true, Ok(())) => Ok(out),
+            (false, _) if !err.is_empty() => Err(err.trim_end().to_string()),
+            (_, Err(e)) => Err(format!("compiler process: {e}")),
+            (false, Ok(())) => Err(format!("the compiler process failed ({status})")),
+        }
+    }
+}
+
+fn frame_of(t: &Term) -> Vec<u8> {
+    crate::frame::encode_frame(t)
+}
+
+/// The `--compile` mode of the program: reads a frame with the engine options, then the
+/// module bytes until EOF; writes the serialized module to stdout. Returns the exit code.
+pub fn child_main() -> i32 {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut input) {
+        eprintln!("cannot read input: {e}");
+        return 2;
+    }
+    match child_compile(&input) {
+        Ok(artifact) => match std::io::stdout().write_all(&artifact) {
+            Ok(()) => 0,
+            Err(_) => 2,
+        },
+        Err(message) => {
+            eprint!("{message}");
+            1
+        }
+    }
+}
+
+fn child_compile(input: &[u8]) -> Fallible<Vec<u8>> {
+    let mut reader = input;
+    let options = match crate::frame::read_frame(&mut reader) {
+        Ok(Some(crate::frame::Frame::Data(payload))) => {
+            let t = Term::decode(&payload[..]).map_err(|e| format!("bad options: {e}"))?;
+            EngineOptions::from_term(&t)?
+        }
+        _ => return Err("no options frame".into()),
+    };
+    let engine = options.build()?;
+    // Module::from_binary consults wasmtime's cache (when configured); serialize hands
+    // the result to the parent.
+    module::serialize(&module::compile(&engine, reader)?)
+}
+
+impl EngineOptions {
+    /// The options as the term `from_term` reads (what a compile child needs).
+    pub fn to_term(&self) -> Term {
+        let a = term::atom;
+        let level = match self.opt_level {
+            Some(wasmtime::OptLevel::None) => a("none"),
+            Some(wasmtime::OptLevel::Speed) => a("speed"),
+            Some(wasmtime::OptLevel::SpeedAndSize) => a("speed_and_size"),
+            Some(_) | None => term::nil(),
+        };
+        term::map(vec![
+            (a("consume_fuel"), term::boolean(self.consume_fuel)),
+            (a("cranelift_opt_level"), level),
+            (
+                a("wasm_backtrace_details"),
+                term::boolean(self.backtrace_details),
+            ),
+            (
+                a("cache_dir"),
+                self.cache_dir
+                    .as_deref()
+                    .map(term::string)
+                    .unwrap_or_else(term::nil),
+            ),
+            (a("compact_memories"), term::boolean(self.compact_memories)),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_options_round_trip_through_terms() {
+        let options = EngineOptions {
+            consume_fuel: true,
+            opt_level: Some(wasmtime::OptLevel::SpeedAndSize),
+            backtrace_details: true,
+            cache_dir: Some("/tmp/x".into()),
+            compact_memories: true,
+            spin_us: 0,
+        };
+        assert_eq!(
+            EngineOptions::from_term(&options.to_term()).unwrap(),
+            options
+        );
+    }
+
+    #[test]
+    fn a_child_compile_of_bad_input_is_an_error() {
+        assert!(child_compile(b"").is_err());
+        let mut input = frame_of(&EngineOptions::default().to_term());
+        input.extend_from_slice(b"(modul");
+        assert!(child_compile(&input)
+            .unwrap_err()
+            .starts_with("Error while parsing bytes"));
+    }
+
+    #[test]
+    fn a_child_compile_produces_an_artifact_the_same_engine_loads() {
+        let options = EngineOptions::default();
+        let mut input = frame_of(&options.to_term());
+        input.extend_from_slice(b"(module (func (export \"f\")))");
+        let artifact = child_compile(&input).unwrap();
+        assert!(module::deserialize(&options.build().unwrap(), &artifact).is_ok());
+    }
+}
