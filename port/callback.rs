@@ -75,7 +75,8 @@ fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -
             abandon(caller.data(), callback_id, import);
             return Err(reason);
         }
-        let msg = match receive(caller.data(), caller.data().run.deadline) {
+        let deadline = caller.data().run.deadline;
+        let msg = match receive(caller.data_mut(), deadline) {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return Err("the host is shutting down".into()),

@@ -9,6 +9,7 @@ use crate::term::{self, Fallible};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -104,6 +105,8 @@ pub struct StoreData {
     pub cancellations: Cancellations,
     /// The running call's deadline, as seen by a stdin read waiting for input.
     pub run_watch: SharedRunWatch,
+    /// How long the last wait for a message took (see `receive`).
+    pub last_wait: Duration,
 }
 
 pub type Cx<'a> = StoreContextMut<'a, StoreData>;
@@ -179,6 +182,7 @@ fn create(
         dropped: false,
         cancellations,
         run_watch,
+        last_wait: Duration::ZERO,
     };
     let mut store = Store::new(&engine, data);
     store.limiter(|d| &mut d.limits);
@@ -226,7 +230,7 @@ fn serve(mut store: Store<StoreData>) {
     loop {
         let next = match store.data_mut().deferred.pop_front() {
             Some(req) => StoreMsg::Request(req),
-            None => match receive(store.data(), None) {
+            None => match receive(store.data_mut(), None) {
                 Ok(msg) => msg,
                 Err(_) => return,
             },
@@ -244,12 +248,50 @@ fn serve(mut store: Store<StoreData>) {
     }
 }
 
+static SPINNING: AtomicBool = AtomicBool::new(false);
+
+/// The right to spin, held by at most one thread of the process.
+struct SpinSlot;
+
+impl SpinSlot {
+    fn take() -> Option<SpinSlot> {
+        SPINNING
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()
+            .map(|_| SpinSlot)
+    }
+}
+
+impl Drop for SpinSlot {
+    fn drop(&mut self) {
+        SPINNING.store(false, Ordering::Release);
+    }
+}
+
 /// The next message for the store, waiting at most until `deadline`. Spins on the channel
 /// for the host's spin time before blocking: a request that follows a reply within that
 /// time (sequential calls, callback answers) then costs no thread wake-up.
-pub fn receive(data: &StoreData, deadline: Option<Instant>) -> Result<StoreMsg, RecvTimeoutError> {
+pub fn receive(
+    data: &mut StoreData,
+    deadline: Option<Instant>,
+) -> Result<StoreMsg, RecvTimeoutError> {
     let spin = data.shared.spin;
-    if !spin.is_zero() {
+    let start = Instant::now();
+    let msg = wait_for_message(data, spin, deadline);
+    data.last_wait = start.elapsed();
+    msg
+}
+
+fn wait_for_message(
+    data: &StoreData,
+    spin: Duration,
+    deadline: Option<Instant>,
+) -> Result<StoreMsg, RecvTimeoutError> {
+    // Spin only while requests come back-to-back (the last one arrived within the spin
+    // time): when the CPUs are contended, waits grow and spinning stops by itself. And one
+    // spinner per process at most; the slot is given back before blocking.
+    let worth_it = !spin.is_zero() && data.last_wait <= spin;
+    if let Some(_slot) = worth_it.then(SpinSlot::take).flatten() {
         let start = Instant::now();
         loop {
             match data.inbox.try_recv() {
