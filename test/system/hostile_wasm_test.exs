@@ -459,7 +459,13 @@ defmodule Wasmex.System.HostileWasmTest do
     # The compile child processes of a port process.
     defp compile_children(os_pid) do
       Path.wildcard("/proc/#{os_pid}/task/*/children")
-      |> Enum.flat_map(&(File.read!(&1) |> String.split()))
+      |> Enum.flat_map(fn file ->
+        # A thread may end between listing and reading.
+        case File.read(file) do
+          {:ok, children} -> String.split(children)
+          {:error, _} -> []
+        end
+      end)
     end
 
     # Another process's children cannot be monitored from the BEAM: poll, for at most `ms`.
