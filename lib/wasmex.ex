@@ -28,7 +28,7 @@ defmodule Wasmex do
   """
   use GenServer
 
-  alias Wasmex.{Host, Instance, Memory, Module, Store, StoreOrCaller}
+  alias Wasmex.{Callback, Host, Instance, Memory, Module, Store, StoreOrCaller}
   alias Wasmex.Wasi.WasiOptions
 
   # How long past its own timeout a call may take to come back before the caller stops
@@ -419,8 +419,12 @@ defmodule Wasmex do
 
   @impl true
   def init(%{store: store, module: module, links: links, imports: imports}) do
+    # Imports are registered first: a start function may call them while instantiating.
+    Callback.register(imports, nil)
+
     with :ok <- Store.retain(store, self()),
          {:ok, instance} <- Instance.new(store, module, imports, links) do
+      Callback.register(imports, instance)
       Process.monitor(store.host)
       :ets.insert(Wasmex.Routes, {self(), store.host, StoreOrCaller.context(store), instance.id})
 
@@ -429,11 +433,12 @@ defmodule Wasmex do
          store: store,
          module: module,
          instance: instance,
-         imports: stringify_imports(imports),
-         callbacks: %{}
+         imports: stringify_imports(imports)
        }}
     else
-      {:error, reason} -> fail_start(reason)
+      {:error, reason} ->
+        Callback.unregister(self())
+        fail_start(reason)
     end
   end
 
@@ -471,34 +476,21 @@ defmodule Wasmex do
   def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
 
   @impl true
-  # Each callback runs in a process of its own, so this server stays free while Wasm
-  # waits (a callback may even use it), and a callback that calls back into Wasm can be
-  # answered by a nested callback.
+  # Callbacks normally start from the host (see Wasmex.Callback); this is the path for
+  # a callback that reaches the server itself, e.g. before its imports were registered.
   def handle_info({:wasmex_callback, host, store_id, callback_id, ns, name, params}, state) do
     server = self()
+    imports = state.imports
+    instance = state.instance
 
-    {pid, ref} =
-      spawn_monitor(fn ->
-        result = run_callback(state, server, store_id, callback_id, ns, name, params)
-        Host.notify(host, :callback_return, {store_id, callback_id, result})
-      end)
+    spawn(fn ->
+      result =
+        Callback.run(imports, instance, server, host, store_id, callback_id, ns, name, params)
 
-    {:noreply, put_in(state.callbacks[ref], {store_id, callback_id, pid})}
-  end
-
-  # The Wasm call stopped (timeout, cancel) while this callback ran: stop the callback too.
-  def handle_info({:wasmex_callback_abandoned, store_id, callback_id}, state) do
-    Enum.each(state.callbacks, fn
-      {_ref, {^store_id, ^callback_id, pid}} -> Process.exit(pid, :kill)
-      _ -> :ok
+      Host.notify(host, :callback_return, {store_id, callback_id, result})
     end)
 
     {:noreply, state}
-  end
-
-  def handle_info({:DOWN, ref, :process, _pid, _reason}, %{callbacks: callbacks} = state)
-      when is_map_key(callbacks, ref) do
-    {:noreply, %{state | callbacks: Map.delete(callbacks, ref)}}
   end
 
   def handle_info({:returned_function_call, result, from}, state) do
@@ -515,43 +507,7 @@ defmodule Wasmex do
   @impl true
   def terminate(_reason, _state) do
     :ets.delete(Wasmex.Routes, self())
+    Callback.unregister(self())
     :ok
   end
-
-  defp run_callback(state, server, store_id, callback_id, ns, name, params) do
-    case state.imports do
-      %{^ns => %{^name => {:fn, _params, results, fun}}} ->
-        caller = %StoreOrCaller{
-          host: state.store.host,
-          store_id: store_id,
-          caller_id: callback_id
-        }
-
-        memory = Memory.of_instance(state.instance)
-        context = %{memory: memory, caller: caller, instance: state.instance, pid: server}
-
-        try do
-          callback_results(apply(fun, [context | params]), results)
-        rescue
-          e -> {:error, "the callback #{ns}.#{name} raised: #{Exception.message(e)}"}
-        catch
-          kind, reason ->
-            {:error, "the callback #{ns}.#{name} failed: #{inspect({kind, reason})}"}
-        end
-
-      _ ->
-        {:error, "no import #{ns}.#{name} is defined"}
-    end
-  end
-
-  defp callback_results(_value, []), do: {:ok, []}
-  defp callback_results(value, [_]), do: {:ok, [value]}
-
-  defp callback_results(values, types) when is_list(values) and length(values) == length(types),
-    do: {:ok, values}
-
-  defp callback_results(value, types),
-    do:
-      {:error,
-       "the callback must return a list of #{length(types)} values, got: #{inspect(value)}"}
 end

@@ -7,6 +7,7 @@ defmodule Wasmex.Application do
     # Names given with Wasmex.Module.set_name/2 and which modules were instantiated.
     :ets.new(Wasmex.Module, [:named_table, :public, :set, read_concurrency: true])
     Wasmex.Stats.setup()
+    Wasmex.Callback.setup()
     # Where each local instance server's calls can go directly (see Wasmex.call_function/4).
     :ets.new(Wasmex.Routes, [
       :named_table,

@@ -301,10 +301,12 @@ defmodule Wasmex.Host do
         {:noreply, stdio(state, store_id, handler, bytes)}
 
       {:ok, {:callback_abandoned, store_id, callback_id, handler}} ->
-        send(
-          :erlang.binary_to_term(handler, [:safe]),
-          {:wasmex_callback_abandoned, store_id, callback_id}
-        )
+        unless Wasmex.Callback.abandon(self(), store_id, callback_id) do
+          send(
+            :erlang.binary_to_term(handler, [:safe]),
+            {:wasmex_callback_abandoned, store_id, callback_id}
+          )
+        end
 
         {:noreply, state}
 
@@ -502,15 +504,15 @@ defmodule Wasmex.Host do
     Stats.add(:callbacks)
     pid = :erlang.binary_to_term(handler, [:safe])
 
-    if is_pid(pid) and (node(pid) != node() or Process.alive?(pid)) do
-      send(pid, {:wasmex_callback, self(), store_id, callback_id, ns, name, params})
-    else
-      error = {:error, "the process handling import #{ns}.#{name} is not running"}
-
-      Port.command(
-        state.port,
-        Wire.encode_request(0, :callback_return, {store_id, callback_id, error})
-      )
+    with :unregistered <-
+           Wasmex.Callback.start(self(), state.port, pid, store_id, callback_id, ns, name, params) do
+      # A process handling callbacks itself (an instance made with Wasmex.Instance.new/4).
+      if is_pid(pid) and (node(pid) != node() or Process.alive?(pid)) do
+        send(pid, {:wasmex_callback, self(), store_id, callback_id, ns, name, params})
+      else
+        error = {:error, "the process handling import #{ns}.#{name} is not running"}
+        command(state, Wire.encode_request(0, :callback_return, {store_id, callback_id, error}))
+      end
     end
 
     state

@@ -1,0 +1,106 @@
+defmodule Wasmex.Callback do
+  @moduledoc false
+  # Runs import callbacks. An instance server registers its imports here; when its Wasm
+  # calls an import, the host server starts a process that runs the Elixir function and
+  # writes the answer straight to the port: no hop through the instance server or back
+  # through the host server. Each callback has a process of its own, so callbacks nest
+  # (a callback may call back into Wasm whose import calls Elixir again), and one whose
+  # Wasm call was stopped can be killed.
+
+  alias Wasmex.{Memory, StoreOrCaller, Wire}
+
+  @registry Wasmex.Callbacks
+  @running Wasmex.Callbacks.Running
+
+  @doc false
+  def setup do
+    :ets.new(@registry, [:named_table, :public, :set, read_concurrency: true])
+    :ets.new(@running, [:named_table, :public, :set, write_concurrency: true])
+  end
+
+  @doc "Registers the imports of the instance served by `server` (the calling process)."
+  @spec register(map(), Wasmex.Instance.t() | nil) :: true
+  def register(imports, instance),
+    do: :ets.insert(@registry, {self(), stringify(imports), instance})
+
+  @spec unregister(pid()) :: true
+  def unregister(server), do: :ets.delete(@registry, server)
+
+  defp stringify(imports) do
+    Map.new(imports, fn {ns, fns} ->
+      {to_string(ns), Map.new(fns, fn {name, spec} -> {to_string(name), spec} end)}
+    end)
+  end
+
+  @doc """
+  Starts a process running the callback for `server`'s instance, answering on `port`.
+  `:unregistered` when `server` registered no imports.
+  """
+  def start(host, port, server, store_id, callback_id, ns, name, params) do
+    case :ets.lookup(@registry, server) do
+      [{^server, imports, instance}] ->
+        spawn(fn ->
+          key = {host, store_id, callback_id}
+          :ets.insert(@running, {key, self()})
+          result = run(imports, instance, server, host, store_id, callback_id, ns, name, params)
+          :ets.delete(@running, key)
+          answer(port, store_id, callback_id, result)
+        end)
+
+        :ok
+
+      [] ->
+        :unregistered
+    end
+  end
+
+  @doc "Kills the process running a callback whose Wasm call stopped. Whether there was one."
+  def abandon(host, store_id, callback_id) do
+    case :ets.take(@running, {host, store_id, callback_id}) do
+      [{_, pid}] -> Process.exit(pid, :kill)
+      [] -> false
+    end
+  end
+
+  # Any process may write to a port; a closed port (the host is gone) needs no answer.
+  defp answer(port, store_id, callback_id, result) do
+    frame = Wire.encode_request(0, :callback_return, {store_id, callback_id, result})
+    Wasmex.Stats.add(:bytes_sent, byte_size(frame))
+    Port.command(port, frame)
+  rescue
+    ArgumentError -> :ok
+  end
+
+  @doc "Runs the Elixir function of import `ns`.`name`: `{:ok, results}` or `{:error, message}`."
+  def run(imports, instance, server, host, store_id, callback_id, ns, name, params) do
+    case imports do
+      %{^ns => %{^name => {:fn, _params, results, fun}}} ->
+        caller = %StoreOrCaller{host: host, store_id: store_id, caller_id: callback_id}
+        memory = instance && Memory.of_instance(instance)
+        context = %{memory: memory, caller: caller, instance: instance, pid: server}
+
+        try do
+          results(apply(fun, [context | params]), results)
+        rescue
+          e -> {:error, "the callback #{ns}.#{name} raised: #{Exception.message(e)}"}
+        catch
+          kind, reason ->
+            {:error, "the callback #{ns}.#{name} failed: #{inspect({kind, reason})}"}
+        end
+
+      _ ->
+        {:error, "no import #{ns}.#{name} is defined"}
+    end
+  end
+
+  defp results(_value, []), do: {:ok, []}
+  defp results(value, [_]), do: {:ok, [value]}
+
+  defp results(values, types) when is_list(values) and length(values) == length(types),
+    do: {:ok, values}
+
+  defp results(value, types),
+    do:
+      {:error,
+       "the callback must return a list of #{length(types)} values, got: #{inspect(value)}"}
+end
