@@ -231,6 +231,7 @@ mod tests {
             cache_dir: Some("/tmp/x".into()),
             compact_memories: true,
             spin_us: 0,
+            serial_compilation: false,
         };
         assert_eq!(
             EngineOptions::from_term(&options.to_term()).unwrap(),

@@ -19,6 +19,9 @@ pub struct EngineOptions {
     pub compact_memories: bool,
     /// Microseconds a store thread spins waiting for its next request before blocking.
     pub spin_us: u64,
+    /// Compile on the calling thread only (no thread pool): for engines that compile
+    /// small modules only.
+    pub serial_compilation: bool,
 }
 
 impl EngineOptions {
@@ -60,6 +63,7 @@ impl EngineOptions {
                 Some(v) => term::as_bool(v, "compact_memories")?,
                 None => false,
             },
+            serial_compilation: false,
             spin_us: match term::map_get(m, "spin_us") {
                 Some(v) => term::as_u64(v, "spin_us")?,
                 None => 0,
@@ -82,6 +86,9 @@ impl EngineOptions {
         } else {
             WasmBacktraceDetails::Disable
         });
+        if self.serial_compilation {
+            config.parallel_compilation(false);
+        }
         if self.compact_memories {
             // No multi-gigabyte reservations: memories start small and may move when they
             // grow, and Wasm code checks bounds explicitly.

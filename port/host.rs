@@ -213,15 +213,27 @@ impl Host {
         let limits = OsLimits::from_term(term::map_get(config, "os_limits"))?;
         options.compact_memories = limits.address_space.is_some();
         limits.apply(&self.outbox)?;
-        let engine = options.build()?;
-        let ticker = Ticker::start(engine.clone());
-        let compile_timeout = term::map_get(config, "compile_timeout_ms")
-            .map(|v| term::as_u64(v, "compile_timeout_ms").map(Duration::from_millis))
-            .transpose()?;
+        // wasmtime's compiled-code cache serves the compile children (large modules); here,
+        // where only small modules compile, its lookups and writes would cost more than
+        // compiling.
         let isolate = match term::map_get(config, "isolate_compilation") {
             Some(v) => term::as_bool(v, "isolate_compilation")?,
             None => false,
         };
+        let engine = if isolate {
+            EngineOptions {
+                cache_dir: None,
+                serial_compilation: true,
+                ..options.clone()
+            }
+            .build()?
+        } else {
+            options.build()?
+        };
+        let ticker = Ticker::start(engine.clone());
+        let compile_timeout = term::map_get(config, "compile_timeout_ms")
+            .map(|v| term::as_u64(v, "compile_timeout_ms").map(Duration::from_millis))
+            .transpose()?;
         let child = if isolate {
             Some(
                 std::env::current_exe()

@@ -19,6 +19,8 @@ defmodule Wasmex.Application do
 
     children = [
       {DynamicSupervisor, name: Wasmex.HostSupervisor, strategy: :one_for_one},
+      # Default hosts started ahead of need (Wasmex.Host.Spare).
+      {Wasmex.Host.Spare, Application.get_env(:wasmex, :spare_hosts, 1)},
       # Membership of Wasmex.Pool instances, across nodes.
       %{id: :pg, start: {:pg, :start_link, [Wasmex.Pool]}}
     ]

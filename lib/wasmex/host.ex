@@ -28,6 +28,7 @@ defmodule Wasmex.Host do
     :port,
     :os_pid,
     :owner,
+    :owner_ref,
     fatal: nil,
     next_id: 1,
     pending: %{},
@@ -117,6 +118,15 @@ defmodule Wasmex.Host do
   @spec release(pid(), non_neg_integer(), pid()) :: :ok
   def release(host, store_id, pid), do: GenServer.cast(host, {:release, store_id, pid})
 
+  @doc false
+  # Hands the host to a new owner (see Wasmex.Host.Spare).
+  @spec adopt(pid(), pid()) :: :ok | {:error, term()}
+  def adopt(host, owner) do
+    GenServer.call(host, {:adopt, owner})
+  catch
+    :exit, reason -> {:error, down_message(reason)}
+  end
+
   @doc "The OS process id of the host's port program."
   @spec os_pid(pid()) :: non_neg_integer() | nil
   def os_pid(host), do: GenServer.call(host, :os_pid)
@@ -136,11 +146,13 @@ defmodule Wasmex.Host do
     with {:ok, port} <- open_port(executable),
          :ok <- await_hello(port),
          {:ok, :ok} <- init_engine(port, config, host_options) do
-      if is_pid(owner), do: Process.monitor(owner)
+      owner_ref = if is_pid(owner), do: Process.monitor(owner)
       {:os_pid, os_pid} = Port.info(port, :os_pid)
       Logger.metadata(wasmex_host: os_pid)
       Stats.add(:hosts_started)
-      {:ok, %__MODULE__{port: port, os_pid: os_pid, owner: owner, next_id: 2}}
+
+      {:ok,
+       %__MODULE__{port: port, os_pid: os_pid, owner: owner, owner_ref: owner_ref, next_id: 2}}
     else
       {:error, reason} -> {:stop, reason}
     end
@@ -260,6 +272,11 @@ defmodule Wasmex.Host do
   end
 
   def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
+
+  def handle_call({:adopt, owner}, _from, state) do
+    if state.owner_ref, do: Process.demonitor(state.owner_ref, [:flush])
+    {:reply, :ok, %{state | owner: owner, owner_ref: Process.monitor(owner)}}
+  end
 
   @impl true
   def handle_cast({:request, op, args, target}, state) do

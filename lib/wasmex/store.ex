@@ -54,7 +54,10 @@ defmodule Wasmex.Store do
   end
 
   defp host_for(nil) do
-    with {:ok, host} <- Host.start(%EngineConfig{}, self()), do: {:ok, host, true}
+    case Host.Spare.take(self()) do
+      {:ok, host} -> {:ok, host, true}
+      :none -> with {:ok, host} <- Host.start(%EngineConfig{}, self()), do: {:ok, host, true}
+    end
   end
 
   defp host_for(%Engine{host: host}), do: {:ok, host, false}

@@ -1,0 +1,68 @@
+defmodule Wasmex.Host.Spare do
+  @moduledoc """
+  Keeps default hosts started ahead of need, so that a store created without an engine
+  (`Wasmex.Store.new/0`, `Wasmex.start_link(%{bytes: ...})`) gets its own OS process at
+  once instead of waiting for one to start (a few milliseconds). Each taken host is
+  replaced in the background.
+
+  How many to keep: `config :wasmex, spare_hosts: n` (default 1; 0 turns this off). A spare
+  costs one idle port process (about 7 MB resident).
+  """
+  use GenServer
+
+  alias Wasmex.{EngineConfig, Host}
+
+  @doc false
+  def start_link(count), do: GenServer.start_link(__MODULE__, count, name: __MODULE__)
+
+  @doc "A ready default host, now owned by `owner`, or `:none`."
+  @spec take(pid()) :: {:ok, pid()} | :none
+  def take(owner) do
+    GenServer.call(__MODULE__, {:take, owner})
+  catch
+    :exit, _ -> :none
+  end
+
+  @impl true
+  def init(count), do: {:ok, %{count: count, ready: %{}}, {:continue, :fill}}
+
+  @impl true
+  def handle_continue(:fill, state), do: {:noreply, fill(state)}
+
+  @impl true
+  def handle_call({:take, owner}, _from, state) do
+    case Enum.at(Map.keys(state.ready), 0) do
+      nil ->
+        {:reply, :none, state, {:continue, :fill}}
+
+      host ->
+        {ref, ready} = Map.pop(state.ready, host)
+        Process.demonitor(ref, [:flush])
+        reply = if Host.adopt(host, owner) == :ok, do: {:ok, host}, else: :none
+        {:reply, reply, %{state | ready: ready}, {:continue, :fill}}
+    end
+  end
+
+  @impl true
+  def handle_info({:DOWN, _ref, :process, host, _reason}, state),
+    do: {:noreply, %{state | ready: Map.delete(state.ready, host)}, {:continue, :fill}}
+
+  defp fill(%{count: count, ready: ready} = state) when map_size(ready) >= count, do: state
+
+  defp fill(state) do
+    case Host.start(%EngineConfig{}, self()) do
+      {:ok, host} ->
+        warm_up(host)
+        fill(%{state | ready: Map.put(state.ready, host, Process.monitor(host))})
+
+      {:error, _} ->
+        state
+    end
+  end
+
+  # A port's first compile pays one-time set-up costs; pay them before anyone waits.
+  defp warm_up(host) do
+    source = {:wasm, "(module (func (export \"f\") (result i32) i32.const 0))"}
+    Host.request(host, :module_compile, {:erlang.md5("wasmex spare warm-up"), source})
+  end
+end
