@@ -3,6 +3,7 @@
 #     mix run bench/run.exs                      # every figure (a few minutes)
 #     mix run bench/run.exs --quick              # few iterations: a smoke test (about a minute)
 #     mix run bench/run.exs --only call_latency,memory
+#     mix run bench/run.exs --env spin_us=0      # sets an :wasmex application variable
 #     mix run bench/run.exs --help               # lists the groups --only accepts
 #
 # Every figure is printed as one line `name value unit`: the median of several rounds run
@@ -84,6 +85,30 @@ defmodule Bench.Stats do
       end
 
     {median(Enum.map(per_round, &median/1)), List.flatten(per_round)}
+  end
+
+  @doc """
+  CPU time (user + system, all threads) used so far by the given OS processes, in
+  seconds. Processes that are gone count 0.
+  """
+  def cpu_s(os_pids) do
+    ticks =
+      Enum.sum(
+        for pid <- os_pids do
+          case File.read("/proc/#{pid}/stat") do
+            {:ok, stat} ->
+              # Fields after the command name, which is in parentheses and may hold spaces.
+              [_, rest] = String.split(stat, ") ", parts: 2)
+              fields = String.split(rest)
+              String.to_integer(Enum.at(fields, 11)) + String.to_integer(Enum.at(fields, 12))
+
+            _ ->
+              0
+          end
+        end
+      )
+
+    ticks / 100
   end
 
   def rss_mb(os_pid) do
@@ -242,11 +267,14 @@ defmodule Bench do
 
   def main(argv) do
     {opts, _, _} =
-      OptionParser.parse(argv, strict: [quick: :boolean, only: :string, help: :boolean])
+      OptionParser.parse(argv,
+        strict: [quick: :boolean, only: :string, help: :boolean, env: :keep]
+      )
 
     if opts[:help] do
-      IO.puts("usage: mix run bench/run.exs [--quick] [--only group,group]")
+      IO.puts("usage: mix run bench/run.exs [--quick] [--only group,group] [--env key=value]")
       IO.puts("groups: " <> Enum.join(@groups, " "))
+      IO.puts("--env sets an :wasmex application variable for the run (e.g. spin_us=0)")
       System.halt(0)
     end
 
@@ -264,6 +292,11 @@ defmodule Bench do
     Application.put_env(:wasmex, :cache_dir, cache)
     Process.put(:cache_dir, cache)
 
+    for kv <- Keyword.get_values(opts, :env) do
+      [key, value] = String.split(kv, "=", parts: 2)
+      Application.put_env(:wasmex, String.to_atom(key), env_value(value))
+    end
+
     machine(cfg)
 
     for group <- @groups, selected?(group, only) do
@@ -275,6 +308,15 @@ defmodule Bench do
     Out.fact("loadavg_end", loadavg())
     Out.fact("busy_processes_end", busy_processes())
     Out.fact("results", Path.relative_to_cwd(:persistent_term.get({Out, :path})))
+  end
+
+  defp env_value(v) when v in ["true", "false", "nil"], do: String.to_atom(v)
+
+  defp env_value(v) do
+    case Integer.parse(v) do
+      {i, ""} -> i
+      _ -> v
+    end
   end
 
   defp selected?(_group, nil), do: true
@@ -369,6 +411,7 @@ defmodule Bench do
       "sha256 #{sha}, #{exe_size} bytes, built #{NaiveDateTime.from_erl!(mtime)}"
     )
 
+    Out.fact("wasmex_env", inspect(Application.get_all_env(:wasmex) |> Enum.sort()))
     Out.fact("loadavg_start", loadavg())
     Out.fact("busy_processes_start", busy_processes())
   end
@@ -451,7 +494,8 @@ defmodule Bench do
 
   # `callers` processes, the i-th calling `targets[rem(i, length(targets))]` in a loop for
   # `duration_ms`; returns total calls per second and the error count.
-  defp throughput(targets, callers, duration_ms) do
+  # Also returns the CPU seconds the BEAM and `os_pids` (the ports) used meanwhile.
+  defp throughput(targets, callers, duration_ms, os_pids) do
     parent = self()
     targets = List.to_tuple(targets)
 
@@ -466,6 +510,7 @@ defmodule Bench do
         end)
       end
 
+    cpu0 = cpu_s([System.pid() | os_pids])
     t0 = now()
     deadline = t0 + System.convert_time_unit(duration_ms, :millisecond, :native)
     Enum.each(pids, &send(&1, {:go, deadline}))
@@ -477,7 +522,8 @@ defmodule Bench do
         end
       end)
 
-    {calls / s(now() - t0), errors}
+    wall = s(now() - t0)
+    {calls / wall, errors, (cpu_s([System.pid() | os_pids]) - cpu0) * 1_000_000 / calls}
   end
 
   defp call_until(target, deadline, calls, errors) do
@@ -491,12 +537,19 @@ defmodule Bench do
     end
   end
 
+  # Returns the median calls/s, the errors, and the median CPU µs per call.
   defp throughput_rounds(targets, callers, cfg) do
-    throughput(targets, callers, min(cfg.duration_ms, 300))
+    os_pids = targets |> Enum.map(&host_os_pid/1) |> Enum.uniq()
+    throughput(targets, callers, min(cfg.duration_ms, 300), os_pids)
 
-    results = for _ <- 1..cfg.rounds, do: throughput(targets, callers, cfg.duration_ms)
+    results = for _ <- 1..cfg.rounds, do: throughput(targets, callers, cfg.duration_ms, os_pids)
     errors = results |> Enum.map(&elem(&1, 1)) |> Enum.sum()
-    {median(Enum.map(results, &elem(&1, 0))), errors}
+    {median(Enum.map(results, &elem(&1, 0))), errors, median(Enum.map(results, &elem(&1, 2)))}
+  end
+
+  defp host_os_pid(pid) do
+    {:ok, store} = Wasmex.store(pid)
+    Wasmex.Host.os_pid(store.host)
   end
 
   # -- groups ----------------------------------------------------------------------------
@@ -590,16 +643,18 @@ defmodule Bench do
     for n <- [2, 8, 32] do
       engine = shared_engine()
       pids = instances_on_engine(engine, bytes, n)
-      {tput, errors} = throughput_rounds(pids, n, cfg)
+      {tput, errors, cpu} = throughput_rounds(pids, n, cfg)
       Out.figure("throughput_#{n}_instances_shared_engine", tput, "calls/s")
+      Out.figure("throughput_#{n}_instances_shared_engine_cpu_per_call", cpu, "us")
       ratio("throughput_#{n}_instances_shared_engine", tput, :"throughput_#{n}")
       if errors > 0, do: Out.figure("throughput_#{n}_instances_shared_engine_errors", errors, "")
       stop_all(pids)
       stop_engine(engine)
 
       pids = instances_own_hosts(bytes, n)
-      {tput, errors} = throughput_rounds(pids, n, cfg)
+      {tput, errors, cpu} = throughput_rounds(pids, n, cfg)
       Out.figure("throughput_#{n}_instances_own_hosts", tput, "calls/s")
+      Out.figure("throughput_#{n}_instances_own_hosts_cpu_per_call", cpu, "us")
       ratio("throughput_#{n}_instances_own_hosts", tput, :"throughput_#{n}")
       if errors > 0, do: Out.figure("throughput_#{n}_instances_own_hosts_errors", errors, "")
       stop_all(pids)
@@ -610,8 +665,9 @@ defmodule Bench do
   def throughput_1_instance_64_callers(cfg) do
     engine = shared_engine()
     [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
-    {tput, errors} = throughput_rounds([pid], 64, cfg)
+    {tput, errors, cpu} = throughput_rounds([pid], 64, cfg)
     Out.figure("throughput_1_instance_64_callers", tput, "calls/s")
+    Out.figure("throughput_1_instance_64_callers_cpu_per_call", cpu, "us")
     if errors > 0, do: Out.figure("throughput_1_instance_64_callers_errors", errors, "")
     stop_all([pid])
     stop_engine(engine)

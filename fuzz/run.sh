@@ -69,9 +69,12 @@ for t in "${targets[@]}"; do
     if compgen -G "$here/regressions/$t/*" >/dev/null; then
         replay="ok"
         for r in "$here"/regressions/"$t"/*; do
-            if ! "$bin" -runs=1 "$r" >"$here/work/$t.replay.log" 2>&1; then
-                echo "!! $t: regression $(basename "$r") still crashes:"
-                grep -m3 -E "panicked|ERROR|overflow|out-of-memory" "$here/work/$t.replay.log" | sed 's/^/   /'
+            "$bin" -runs=1 "$r" >"$here/work/$t.replay.log" 2>&1
+            rc=$?
+            if [ $rc -ne 0 ]; then
+                echo "!! $t: regression $(basename "$r") still crashes (exit $rc):"
+                grep -A1 -E "panicked at|memory allocation|overflowed|out-of-memory" \
+                    "$here/work/$t.replay.log" | grep -v -E "^(--|stack backtrace)" | head -2 | sed 's/^/   /'
                 replay="FAILED"
                 status=1
             fi
@@ -91,7 +94,8 @@ for t in "${targets[@]}"; do
     corpus=$(find "$work" -type f | wc -l)
     if [ "$code" -ne 0 ] || [ "$after" -gt "$before" ]; then
         result="CRASH (exit $code, $((after - before)) new artifact(s) in fuzz/artifacts/$t/)"
-        grep -m5 -E "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written" "$log" | sed 's/^/   /'
+        grep -A1 -E "panicked at|memory allocation|overflowed|out-of-memory|Test unit written" "$log" |
+            grep -v -E "^(--|stack backtrace|Base64)" | head -4 | sed 's/^/   /'
         status=1
     else
         result="no crash"

@@ -9,11 +9,11 @@ use crate::os_limits::OsLimits;
 use crate::outbox::Outbox;
 use crate::protocol::{self, decode_request, reply, Context, Request};
 use crate::stdio::{StdinMsg, StdinSender};
-use crate::store::{self, Cancellations, StoreMsg};
+use crate::store::{self, Cancellations, StoreInit, StoreMsg};
 use crate::term::{self, Fallible};
 use eetf::Term;
 use std::collections::HashMap;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -39,6 +39,8 @@ pub struct Host {
     stores: HashMap<u64, (Sender<StoreMsg>, Cancellations)>,
     stdins: HashMap<u64, StdinSender>,
     next_store_id: u64,
+    /// Stores whose thread ended (dropped, or failed to start), to forget.
+    ended: (Sender<u64>, Receiver<u64>),
 }
 
 impl Host {
@@ -49,6 +51,7 @@ impl Host {
             stores: HashMap::new(),
             stdins: HashMap::new(),
             next_store_id: 1,
+            ended: std::sync::mpsc::channel(),
         }
     }
 
@@ -65,6 +68,10 @@ impl Host {
     }
 
     fn handle(&mut self, req: Request) {
+        while let Ok(id) = self.ended.1.try_recv() {
+            self.stores.remove(&id);
+            self.stdins.remove(&id);
+        }
         let id = req.id;
         let notification = req.is_notification();
         if let Err(e) = self.dispatch(req) {
@@ -126,15 +133,14 @@ impl Host {
                 let (stdin_tx, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
                 let cancellations = Cancellations::default();
                 let (limits, wasi) = (req.args[0].clone(), req.args[1].clone());
-                let tx = store::spawn(
-                    shared,
-                    id,
-                    req.id,
+                let init = StoreInit {
                     limits,
                     wasi,
-                    stdin_rx,
-                    cancellations.clone(),
-                );
+                    stdin: stdin_rx,
+                    cancellations: cancellations.clone(),
+                    ended: self.ended.0.clone(),
+                };
+                let tx = store::spawn(shared, id, req.id, init);
                 self.stdins.insert(id, stdin_tx);
                 self.stores.insert(id, (tx, cancellations));
             }
@@ -300,10 +306,15 @@ mod tests {
         ]))
     }
 
-    /// The next frame as `(Id, Result)`.
+    /// The next reply as `(Id, Result)` (events in between are skipped).
     fn next_reply(rx: &Receiver<Vec<u8>>) -> (u64, Result<Term, String>) {
-        let frame = rx.recv_timeout(Duration::from_secs(10)).expect("a reply");
-        let t = Term::decode(&frame[4..]).unwrap();
+        let t = loop {
+            let frame = rx.recv_timeout(Duration::from_secs(10)).expect("a reply");
+            let t = Term::decode(&frame[4..]).unwrap();
+            if matches!(&t, Term::Tuple(tp) if term::as_atom(&tp.elements[0]) == Some("reply")) {
+                break t;
+            }
+        };
         let parts = term::as_tuple(&t, 3, "reply").unwrap();
         assert_eq!(term::as_atom(&parts[0]), Some("reply"));
         let id = term::as_u64(&parts[1], "id").unwrap();
@@ -463,5 +474,80 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![Some(2)]
         );
+    }
+
+    #[test]
+    fn a_store_dropped_while_a_callback_waits_answers_every_queued_request() {
+        let (mut host, rx) = host();
+        init(&mut host, &rx);
+        let wat = b"(module (import \"env\" \"f\" (func $f)) (memory (export \"memory\") 1) (func (export \"run\") call $f))";
+        let source = term::tuple(vec![term::atom("wasm"), term::binary(wat.to_vec())]);
+        host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
+        let store = next_reply(&rx).1.unwrap();
+        let import = term::tuple(vec![
+            term::string("env"),
+            term::string("f"),
+            term::list(vec![]),
+            term::list(vec![]),
+        ]);
+        let args = vec![
+            store.clone(),
+            term::binary(b"k".to_vec()),
+            source,
+            term::binary(vec![]),
+            term::list(vec![import]),
+            term::list(vec![]),
+            term::int(1000),
+        ];
+        host.handle_payload(&request(3, "instantiate", args));
+        let instance = next_reply(&rx).1.unwrap();
+        let call = vec![
+            store.clone(),
+            instance.clone(),
+            term::string("run"),
+            term::list(vec![]),
+            term::int(10_000),
+        ];
+        host.handle_payload(&request(4, "call", call));
+        // The callback event: the call now waits in the import.
+        let frame = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let event = Term::decode(&frame[4..]).unwrap();
+        assert_eq!(
+            term::as_atom(&term::as_tuple(&event, 7, "event").unwrap()[0]),
+            Some("callback")
+        );
+        // Requests for the store itself queue behind the call; then the store is dropped.
+        host.handle_payload(&request(
+            5,
+            "memory_size",
+            vec![store.clone(), instance.clone(), term::string("memory")],
+        ));
+        host.handle_payload(&request(6, "fuel_get", vec![store.clone()]));
+        host.handle_payload(&request(0, "store_drop", vec![store]));
+        let mut replies: Vec<(u64, Result<Term, String>)> =
+            (0..3).map(|_| next_reply(&rx)).collect();
+        replies.sort_by_key(|r| r.0);
+        assert_eq!(
+            replies.iter().map(|r| r.0).collect::<Vec<_>>(),
+            vec![4, 5, 6]
+        );
+        assert!(replies.iter().all(|r| r.1.is_err()));
+        assert_eq!(
+            replies[1].1,
+            Err("the store was dropped before serving this request".into())
+        );
+    }
+
+    #[test]
+    fn a_store_that_failed_to_start_is_forgotten() {
+        let (mut host, rx) = host();
+        init(&mut host, &rx);
+        let bad_limits = term::map(vec![(term::atom("memory_size"), term::int(-1))]);
+        host.handle_payload(&request(2, "store_new", vec![bad_limits, term::nil()]));
+        assert!(next_reply(&rx).1.is_err());
+        // The next frame lets the host see the ended store.
+        host.handle_payload(&request(3, "fuel_get", vec![term::int(1)]));
+        assert_eq!(next_reply(&rx), (3, Err("unknown store 1".into())));
+        assert!(host.stores.is_empty() && host.stdins.is_empty());
     }
 }

@@ -4,6 +4,7 @@
 pub mod callback;
 pub mod compiler;
 pub mod engine;
+pub mod etf_guard;
 pub mod frame;
 pub mod global;
 pub mod host;

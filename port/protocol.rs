@@ -11,7 +11,11 @@
 //!   (`Id` 0 when the request was too broken to carry one).
 //!   `{callback, StoreId, CallbackId, Handler, Namespace, Name, Params}`: an import
 //!   callback; answered with the `callback_return` notification.
+//!   `{callback_abandoned, StoreId, CallbackId, Handler}`: nobody waits for that callback.
+//!   `{stdio, StoreId, Handler, Bytes}`: WASI output; `{stdin_read, StoreId, Handler}`:
+//!   WASI input wanted (answered with `stdin_data` / `stdin_eof`).
 //!   `{log, Message}`: something went wrong that no request is waiting for.
+//!   `{fatal, Message}`: the port is about to end itself (a cap was exceeded).
 
 use crate::term::{self, Fallible};
 use eetf::Term;
@@ -26,6 +30,7 @@ pub const NOTIFICATIONS: &[&str] = &[
     "module_drop",
     "stdin_data",
     "stdin_eof",
+    "cancel",
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +49,9 @@ pub struct Rejected {
 
 pub fn decode_request(payload: &[u8]) -> Result<Request, Rejected> {
     let reject = |id: u64, reason: String| Rejected { id, reason };
+    if let Some(hazard) = crate::etf_guard::payload_hazard(payload) {
+        return Err(reject(0, format!("malformed frame: {hazard}")));
+    }
     let t = Term::decode(payload).map_err(|e| reject(0, format!("malformed frame: {e}")))?;
     let parts = term::as_tuple(&t, 3, "request").map_err(|e| reject(0, e))?;
     let id = term::as_u64(&parts[0], "request id").map_err(|e| reject(0, e))?;
@@ -194,6 +202,23 @@ mod tests {
         let bytes = encode(&t);
         let err = decode_request(&bytes[..bytes.len() - 2]).unwrap_err();
         assert!(err.reason.starts_with("malformed frame"), "{}", err.reason);
+    }
+
+    #[test]
+    fn frames_that_would_crash_or_bloat_the_decoder_are_rejected() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![131, 68],                                            // distribution header
+            vec![131, 82, 0],                                         // atom cache reference
+            vec![131, 108, 255, 255, 255, 255],                       // list of 2^32-1 elements
+            vec![131, 105, 255, 255, 255, 255],                       // tuple of 2^32-1 elements
+            vec![131, 111, 255, 255, 255, 255, 0],                    // 4 GiB big integer
+            vec![131, 77, 0, 0, 0, 1, 0, 255],                        // bit binary with 0 tail bits
+            [vec![131], [104u8, 1].repeat(8000), vec![106]].concat(), // 8000 levels deep
+        ];
+        for payload in cases {
+            let err = decode_request(&payload).unwrap_err();
+            assert!(err.reason.starts_with("malformed frame"), "{}", err.reason);
+        }
     }
 
     #[test]

@@ -112,28 +112,51 @@ pub struct StoreData {
 pub type Cx<'a> = StoreContextMut<'a, StoreData>;
 
 /// Creates store `id` on a new thread; the reply to `reply_id` says whether it worked.
-pub fn spawn(
-    shared: Arc<Shared>,
-    id: u64,
-    reply_id: u64,
-    limits: Term,
-    wasi: Term,
-    stdin: StdinReceiver,
-    cancellations: Cancellations,
-) -> Sender<StoreMsg> {
+/// What a new store starts from.
+pub struct StoreInit {
+    pub limits: Term,
+    pub wasi: Term,
+    pub stdin: StdinReceiver,
+    pub cancellations: Cancellations,
+    /// Told the store's id when its thread ends.
+    pub ended: Sender<u64>,
+}
+
+pub fn spawn(shared: Arc<Shared>, id: u64, reply_id: u64, init: StoreInit) -> Sender<StoreMsg> {
     let (tx, rx) = channel();
     let outbox = shared.outbox.clone();
     let spawned = thread::Builder::new()
         .name(format!("store-{id}"))
         .spawn(move || {
             let outbox = shared.outbox.clone();
-            match create(shared, id, rx, &limits, &wasi, stdin, cancellations) {
-                Ok(store) => {
+            let StoreInit {
+                limits,
+                wasi,
+                stdin,
+                cancellations,
+                ended,
+            } = init;
+            let mut inbox = Some(rx);
+            match create(shared, id, &mut inbox, &limits, &wasi, stdin, cancellations) {
+                Ok(mut store) => {
                     outbox.send(&reply(reply_id, Ok(term::uint(id))));
-                    serve(store);
+                    serve(&mut store);
+                    let data = store.data_mut();
+                    let deferred: Vec<Request> = data.deferred.drain(..).collect();
+                    refuse(
+                        &outbox,
+                        deferred.into_iter().chain(requests_in(&data.inbox)),
+                    );
                 }
-                Err(e) => outbox.send(&reply(reply_id, Err(e))),
+                Err(e) => {
+                    outbox.send(&reply(reply_id, Err(e)));
+                    if let Some(inbox) = &inbox {
+                        refuse(&outbox, requests_in(inbox));
+                    }
+                }
             }
+            // The host forgets the store; later requests for it get "unknown store".
+            let _ = ended.send(id);
         });
     if let Err(e) = spawned {
         outbox.send(&reply(
@@ -144,10 +167,28 @@ pub fn spawn(
     tx
 }
 
+/// Requests still queued for a store that ended.
+fn requests_in(inbox: &Receiver<StoreMsg>) -> impl Iterator<Item = Request> + '_ {
+    inbox.try_iter().filter_map(|msg| match msg {
+        StoreMsg::Request(req) => Some(req),
+        _ => None,
+    })
+}
+
+/// Answers requests a store will never serve, so that no caller waits forever.
+fn refuse(outbox: &crate::outbox::Outbox, requests: impl Iterator<Item = Request>) {
+    for req in requests.filter(|r| !r.is_notification()) {
+        outbox.send(&reply(
+            req.id,
+            Err("the store was dropped before serving this request".into()),
+        ));
+    }
+}
+
 fn create(
     shared: Arc<Shared>,
     id: u64,
-    inbox: Receiver<StoreMsg>,
+    inbox: &mut Option<Receiver<StoreMsg>>,
     limits: &Term,
     wasi: &Term,
     stdin: StdinReceiver,
@@ -170,7 +211,7 @@ fn create(
     let data = StoreData {
         id,
         shared,
-        inbox,
+        inbox: inbox.take().ok_or("the store's inbox is gone")?,
         limits,
         wasi,
         wasi_enabled,
@@ -226,7 +267,7 @@ fn parse_limits(t: &Term) -> Fallible<StoreLimits> {
     Ok(b.build())
 }
 
-fn serve(mut store: Store<StoreData>) {
+fn serve(store: &mut Store<StoreData>) {
     loop {
         let next = match store.data_mut().deferred.pop_front() {
             Some(req) => StoreMsg::Request(req),

@@ -15,7 +15,7 @@ const MAX_INPUT: usize = 64 << 10;
 static DRIVER: Mutex<Option<Driver>> = Mutex::new(None);
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() > MAX_INPUT || wasmex_port_fuzz::skip_known(data) {
+    if data.len() > MAX_INPUT {
         return;
     }
     let mut driver = DRIVER.lock().unwrap_or_else(|e| e.into_inner());

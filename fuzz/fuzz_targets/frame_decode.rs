@@ -10,9 +10,6 @@ use wasmex_port::protocol::{decode_request, Context};
 use wasmex_port::term;
 
 fuzz_target!(|data: &[u8]| {
-    if wasmex_port_fuzz::skip_known(data) {
-        return;
-    }
     let mut stream = data;
     let mut frames = 0usize;
     loop {

@@ -1,23 +1,23 @@
-//! Recognises inputs that would hit the crashes already reported (they are all in the
-//! ETF decoder `eetf` 0.10 that `protocol::decode_request` uses), so that fuzzing with
-//! `WASMEX_FUZZ_SKIP_KNOWN=1` gets past them. It walks the External Term Format the way
-//! `eetf::Term::decode` does, without allocating, and names the first hazard met:
+//! Checks an External Term Format payload before `eetf` 0.10 decodes it. That decoder
+//! trusts what a frame announces, so a few hostile bytes could crash or bloat the port
+//! (found by the fuzz targets in `fuzz/`, see docs/fuzzing.md):
 //!
-//! * tags the decoder does not implement (`unimplemented!()`): a distribution header
-//!   (68) as the outer tag, an atom cache reference (82) anywhere;
-//! * counts that the decoder allocates before reading the elements (`Vec::with_capacity`
-//!   for lists, tuples and fun environments, `vec![0; n]` for binaries and bit binaries,
-//!   `resize` for big integers) larger than the bytes left, which could not be honest;
+//! * tags it answers with `unimplemented!()`: a distribution header (68) as the outer
+//!   tag, an atom cache reference (82) anywhere;
+//! * counts it allocates for before reading the elements (`Vec::with_capacity` for lists,
+//!   tuples and fun environments, `vec![0; n]` for binaries and bit binaries, `resize` for
+//!   big integers) larger than the bytes left, which could not be honest;
 //! * bit binaries whose tail bit count is not 1..=8 (an overflowing shift);
-//! * nesting deeper than [`MAX_DEPTH`] (the decoder recurses once per level);
-//! * compressed terms (80), whose inside this walk cannot see.
+//! * nesting deeper than [`MAX_DEPTH`] (it recurses once per level);
+//! * compressed terms (80), whose inside this walk cannot see (the BEAM side never
+//!   compresses).
 //!
-//! Which of these crash, and how, is in docs/fuzzing.md. A walk that meets the end of the
-//! payload or an unknown tag stops without a hazard: the decoder returns an error there.
+//! The walk allocates nothing. A walk that meets the end of the payload or an unknown tag
+//! stops without a hazard: the decoder returns an error there.
 
 use std::fmt;
 
-/// Deeper terms are flagged. Requests of the wire are at most about 6 levels deep.
+/// Deeper terms are refused. Requests of the wire are at most about 6 levels deep.
 pub const MAX_DEPTH: usize = 512;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
