@@ -181,30 +181,25 @@ defmodule Wasmex.Host do
   defp await_hello(port) do
     expected = Wire.version()
 
-    receive do
-      {^port, {:data, data}} ->
-        case Wire.decode(data) do
-          {:ok, {:hello, ^expected, _wasmtime}} ->
-            :ok
+    case receive_frame(port, "start") do
+      {:ok, {:hello, ^expected, _wasmtime}} ->
+        :ok
 
-          {:ok, {:hello, version, _}} ->
-            Port.close(port)
+      {:ok, {:hello, version, _}} ->
+        Port.close(port)
 
-            {:error,
-             "wasmex_port speaks protocol version #{inspect(version)} but this library needs " <>
-               "#{expected}: rebuild it with `mix compile`"}
+        {:error,
+         "wasmex_port speaks protocol version #{inspect(version)} but this library needs " <>
+           "#{expected}: rebuild it with `mix compile`"}
 
-          _ ->
-            Port.close(port)
+      {:ok, _other} ->
+        Port.close(port)
 
-            {:error,
-             "wasmex_port did not greet with a protocol version: rebuild it with `mix compile`"}
-        end
+        {:error,
+         "wasmex_port did not greet with a protocol version: rebuild it with `mix compile`"}
 
-      {^port, {:exit_status, status}} ->
-        {:error, "wasmex_port exited at start: #{describe_status(status)}"}
-    after
-      10_000 -> {:error, "wasmex_port did not start within 10 s"}
+      {:error, _} = error ->
+        error
     end
   end
 
@@ -219,17 +214,23 @@ defmodule Wasmex.Host do
 
     Port.command(port, Wire.encode_request(1, :init, {options}))
 
+    case receive_frame(port, "initialise") do
+      {:ok, {:reply, 1, result}} -> result
+      {:ok, other} -> {:error, "unexpected answer to init: #{inspect(other)}"}
+      {:error, _} = error -> error
+    end
+  end
+
+  # The next frame of a port that is starting (before this server serves anyone).
+  defp receive_frame(port, step) do
     receive do
       {^port, {:data, data}} ->
-        case Wire.decode(data) do
-          {:ok, {:reply, 1, result}} -> result
-          other -> {:error, "unexpected answer to init: #{inspect(other)}"}
-        end
+        Wire.decode(data)
 
       {^port, {:exit_status, status}} ->
         {:error, "wasmex_port exited at start: #{describe_status(status)}"}
     after
-      10_000 -> {:error, "wasmex_port did not initialise within 10 s"}
+      10_000 -> {:error, "wasmex_port did not #{step} within 10 s"}
     end
   end
 
