@@ -57,6 +57,26 @@ pub fn encode_frame(term: &eetf::Term) -> Vec<u8> {
     buf
 }
 
+/// The frame of `{reply, Id, {ok, Bytes}}`, with `bytes` copied once, straight into it
+/// (for memory reads, which can be megabytes).
+pub fn binary_reply_frame(id: u64, bytes: &[u8]) -> Vec<u8> {
+    use crate::term;
+    let head = term::tuple(vec![
+        term::atom("reply"),
+        term::uint(id),
+        term::tuple(vec![term::atom("ok"), term::binary(Vec::new())]),
+    ]);
+    let mut frame = encode_frame(&head);
+    // The encoding ends with the empty binary's 4-byte length: put the real one there.
+    frame.truncate(frame.len() - 4);
+    frame.reserve(4 + bytes.len());
+    frame.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    frame.extend_from_slice(bytes);
+    let len = (frame.len() - 4) as u32;
+    BigEndian::write_u32(&mut frame[..4], len);
+    frame
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +126,13 @@ mod tests {
             read_frame(&mut r).unwrap(),
             Some(Frame::Data(b"next".to_vec()))
         );
+    }
+
+    #[test]
+    fn a_binary_reply_frame_is_the_frame_of_the_reply_term() {
+        let bytes: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
+        let term = crate::protocol::reply(12, Ok(term::binary(bytes.clone())));
+        assert_eq!(binary_reply_frame(12, &bytes), encode_frame(&term));
     }
 
     #[test]

@@ -50,13 +50,14 @@ pub fn grow(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
         .map_err(|e| format!("Failed to grow the memory: {e}."))
 }
 
-/// `{Ctx, Instance, Name, Offset, Length}` -> binary.
-pub fn read(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+/// `{Ctx, Instance, Name, Offset, Length}` -> binary. Answers request `req` with a frame
+/// built around the bytes (one copy), not through a term.
+pub fn read_reply(cx: &mut Cx<'_>, req: &Request) -> Fallible<Vec<u8>> {
     req.expect_arity(5)?;
     let m = memory(cx, req)?;
     let len = term::as_u64(req.arg(4)?, "length")?;
     let r = range(cx, &m, req.arg(3)?, len)?;
-    Ok(term::binary(m.data(&*cx)[r].to_vec()))
+    Ok(crate::frame::binary_reply_frame(req.id, &m.data(&*cx)[r]))
 }
 
 /// `{Ctx, Instance, Name, Offset, Binary}` -> ok.

@@ -32,7 +32,11 @@ impl Outbox {
     }
 
     pub fn send(&self, term: &Term) {
-        let frame = encode_frame(term);
+        self.send_frame(encode_frame(term));
+    }
+
+    /// Sends an already encoded frame (length prefix included).
+    pub fn send_frame(&self, frame: Vec<u8>) {
         match &self.0 {
             Sink::Stream(out) => {
                 let written = match out.lock() {

@@ -367,6 +367,18 @@ pub fn answer(mut cx: Cx<'_>, req: &Request) {
             .request
             .store(req.id, std::sync::atomic::Ordering::Release);
     }
+    if req.op == "memory_read" && !(top_level && cx.data().cancellations.contains(req.id)) {
+        // Big reads skip building a term: the reply frame is made around the bytes.
+        let outbox = cx.data().shared.outbox.clone();
+        match check_caller(&cx, req).and_then(|()| memory::read_reply(&mut cx, req)) {
+            Ok(frame) => outbox.send_frame(frame),
+            Err(e) => outbox.send(&reply(req.id, Err(e))),
+        }
+        if top_level {
+            cx.data().cancellations.settle(req.id);
+        }
+        return;
+    }
     let result = if top_level && cx.data().cancellations.contains(req.id) {
         Err(term::string("cancelled: the caller stopped waiting"))
     } else {
@@ -407,7 +419,6 @@ fn handle_op(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
         "instantiate" => instance::instantiate(cx, req),
         "memory_size" => memory::size(cx, req),
         "memory_grow" => memory::grow(cx, req),
-        "memory_read" => memory::read(cx, req),
         "memory_write" => memory::write(cx, req),
         "global_get" => global::get(cx, req),
         "global_set" => global::set(cx, req),

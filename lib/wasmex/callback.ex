@@ -65,7 +65,7 @@ defmodule Wasmex.Callback do
   # Any process may write to a port; a closed port (the host is gone) needs no answer.
   defp answer(port, store_id, callback_id, result) do
     frame = Wire.encode_request(0, :callback_return, {store_id, callback_id, result})
-    Wasmex.Stats.add(:bytes_sent, byte_size(frame))
+    Wasmex.Stats.add(:bytes_sent, IO.iodata_length(frame))
     Port.command(port, frame)
   rescue
     ArgumentError -> :ok

@@ -443,7 +443,7 @@ defmodule Wasmex.Host do
   defp count_failure(_result), do: :ok
 
   defp command(state, frame) do
-    Stats.add(:bytes_sent, byte_size(frame))
+    Stats.add(:bytes_sent, IO.iodata_length(frame))
     Port.command(state.port, frame)
   end
 

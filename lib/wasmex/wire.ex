@@ -35,10 +35,30 @@ defmodule Wasmex.Wire do
   @spec version() :: pos_integer()
   def version, do: @version
 
-  @doc "Encodes a request frame's payload."
-  @spec encode_request(non_neg_integer(), atom(), tuple()) :: binary()
+  # Binaries at least this large are not copied into the frame (see encode_request/3).
+  @large_binary 65_536
+
+  @doc """
+  Encodes a request frame's payload, as iodata. When the last argument is a large binary
+  (memory writes, module bytes), the frame is built around it instead of copying it: the
+  rest is encoded with an empty binary in its place, whose 4-byte length ends the encoding.
+  """
+  @spec encode_request(non_neg_integer(), atom(), tuple()) :: iodata()
   def encode_request(id, op, args) when is_atom(op) and is_tuple(args) do
-    :erlang.term_to_binary({id, op, args})
+    last = tuple_size(args) - 1
+
+    case args do
+      {} ->
+        :erlang.term_to_binary({id, op, args})
+
+      _ when is_binary(elem(args, last)) and byte_size(elem(args, last)) >= @large_binary ->
+        data = elem(args, last)
+        head = :erlang.term_to_binary({id, op, put_elem(args, last, <<>>)})
+        [binary_part(head, 0, byte_size(head) - 4), <<byte_size(data)::32>>, data]
+
+      _ ->
+        :erlang.term_to_binary({id, op, args})
+    end
   end
 
   @doc """
