@@ -26,6 +26,7 @@ pub struct Shared {
     pub modules: Registry,
     pub outbox: Outbox,
     pub compiler: Compiler,
+    pub base_linkers: crate::instance::BaseLinkers,
     /// Host-wide requests (compiles) whose caller went away.
     pub cancellations: Cancellations,
     pub backtrace_details: bool,
@@ -255,6 +256,7 @@ impl Host {
             modules: Registry::default(),
             outbox: self.outbox.clone(),
             compiler,
+            base_linkers: Default::default(),
             cancellations: Cancellations::default(),
             backtrace_details: options.backtrace_details,
             spin: Duration::from_micros(options.spin_us),

@@ -7,7 +7,7 @@ use crate::store::{parse_timeout, with_deadline, Cx, StoreData};
 use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use wasmtime::{FuncType, Instance, Linker, Trap, Val, ValType};
 
 /// `{Ctx, ModuleKey, ModuleSource, Handler, Imports, Links, Timeout}` -> `InstanceId`.
@@ -59,11 +59,11 @@ pub fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
 /// functions.
 fn linker(cx: &Cx<'_>, imports: &[Arc<Import>]) -> wasmtime::Result<Linker<StoreData>> {
     let engine = cx.engine();
-    let mut linker = Linker::new(engine);
-    linker.allow_shadowing(true);
-    if cx.data().wasi_enabled {
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
-    }
+    let mut linker = cx
+        .data()
+        .shared
+        .base_linkers
+        .get(engine, cx.data().wasi_enabled)?;
     for import in imports {
         let import = import.clone();
         let ty = FuncType::new(engine, import.params.clone(), import.results.clone());
@@ -77,6 +77,34 @@ fn linker(cx: &Cx<'_>, imports: &[Arc<Import>]) -> wasmtime::Result<Linker<Store
         )?;
     }
     Ok(linker)
+}
+
+/// The linkers every instantiation starts from (with or without WASI), built once per
+/// engine and cloned: registering the WASI functions anew each time costs more than the
+/// instantiation itself.
+#[derive(Default)]
+pub struct BaseLinkers {
+    plain: Mutex<Option<Linker<StoreData>>>,
+    wasi: Mutex<Option<Linker<StoreData>>>,
+}
+
+impl BaseLinkers {
+    fn get(&self, engine: &wasmtime::Engine, wasi: bool) -> wasmtime::Result<Linker<StoreData>> {
+        let slot = if wasi { &self.wasi } else { &self.plain };
+        let mut slot = slot
+            .lock()
+            .map_err(|_| wasmtime::Error::msg("linker cache poisoned"))?;
+        if let Some(linker) = slot.as_ref() {
+            return Ok(linker.clone());
+        }
+        let mut linker = Linker::new(engine);
+        linker.allow_shadowing(true);
+        if wasi {
+            wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
+        }
+        *slot = Some(linker.clone());
+        Ok(linker)
+    }
 }
 
 pub fn lookup(cx: &Cx<'_>, t: &Term) -> Fallible<Instance> {

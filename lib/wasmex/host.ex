@@ -108,6 +108,12 @@ defmodule Wasmex.Host do
 
   @doc "Adds `pid` to the holders of a store: the store lives while any holder does."
   @spec retain(pid(), non_neg_integer(), pid()) :: :ok | {:error, term()}
+  def retain(host, store_id, pid) when node(host) == node() do
+    # A cast is enough locally: requests this process sends next reach the host after it,
+    # and fail by themselves if the store is unknown.
+    GenServer.cast(host, {:retain, store_id, pid})
+  end
+
   def retain(host, store_id, pid) do
     GenServer.call(host, {:retain, store_id, pid})
   catch
@@ -282,6 +288,12 @@ defmodule Wasmex.Host do
   @impl true
   def handle_cast({:request, op, args, target}, state) do
     {:noreply, send_request(state, op, args, target)}
+  end
+
+  def handle_cast({:retain, store_id, pid}, state) do
+    if Map.has_key?(state.holders, store_id),
+      do: {:noreply, hold(state, store_id, pid)},
+      else: {:noreply, state}
   end
 
   def handle_cast({:notify, op, args}, state) do
