@@ -253,9 +253,12 @@ defmodule Wasmex.Host do
     }
   end
 
+  # wasmtime's compiled-code cache: compiled code is loaded from it without validation, so
+  # it must not be writable by others. Default: the user's cache directory (XDG), not /tmp.
+  # `config :wasmex, cache_dir: nil` turns it off.
   defp cache_dir do
     case Application.get_env(:wasmex, :cache_dir, :default) do
-      :default -> Path.join(System.tmp_dir!(), "wasmex_port_cache")
+      :default -> :filename.basedir(:user_cache, ~c"wasmex_port") |> to_string()
       nil -> nil
       dir -> Path.expand(dir)
     end
