@@ -64,14 +64,57 @@ impl Compiler {
     }
 
     /// Compiles `.wasm` or `.wat` bytes. `cancelled` is polled while a child compiles.
-    pub fn compile(&self, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> Fallible<Module> {
-        match &self.child {
-            Some(exe) if bytes.len() > INLINE_LIMIT => {
-                let artifact = self.run_child(exe, bytes, cancelled)?;
-                module::deserialize(&self.engine, &artifact)
+    /// With a `key` (the BEAM's name for these bytes), a large module's artifact is kept in
+    /// the cache directory, and a host that needs the same module again maps it instead of
+    /// compiling.
+    pub fn compile(
+        &self,
+        bytes: &[u8],
+        key: Option<&[u8]>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Fallible<Module> {
+        let Some(exe) = self.child.as_ref().filter(|_| bytes.len() > INLINE_LIMIT) else {
+            return module::compile(&self.engine, bytes);
+        };
+        let cached = key.and_then(|k| self.artifact_path(k));
+        if let Some(path) = &cached {
+            // SAFETY: files in the artifact directory are written by this program only
+            // (below), in the user's own cache directory; wasmtime checks that the artifact
+            // matches this engine, and anything it refuses is compiled again.
+            if let Ok(module) = unsafe { Module::deserialize_file(&self.engine, path) } {
+                return Ok(module);
             }
-            _ => module::compile(&self.engine, bytes),
         }
+        let artifact = self.run_child(exe, bytes, cancelled)?;
+        let module = module::deserialize(&self.engine, &artifact)?;
+        if let Some(path) = cached {
+            keep_artifact(&path, &artifact);
+        }
+        Ok(module)
+    }
+
+    /// `<cache_dir>/artifacts/<key>-<settings>.cwasm`: named by the module and by the engine
+    /// settings that shape the code.
+    fn artifact_path(&self, key: &[u8]) -> Option<PathBuf> {
+        use std::hash::{Hash, Hasher};
+        let dir = self.options.cache_dir.as_ref()?;
+        let mut settings = std::collections::hash_map::DefaultHasher::new();
+        let mut encoded = Vec::new();
+        EngineOptions {
+            cache_dir: None,
+            spin_us: 0,
+            ..self.options.clone()
+        }
+        .to_term()
+        .encode(&mut encoded)
+        .ok()?;
+        encoded.hash(&mut settings);
+        let name: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        Some(
+            PathBuf::from(dir)
+                .join("artifacts")
+                .join(format!("{name}-{:016x}.cwasm", settings.finish())),
+        )
     }
 
     /// Compiles to a serialized module (what `Wasmex.Engine.precompile_module/2` returns).
@@ -147,6 +190,19 @@ impl Compiler {
             (_, Err(e)) => Err(format!("compiler process: {e}")),
             (false, Ok(())) => Err(format!("the compiler process failed ({status})")),
         }
+    }
+}
+
+/// Writes an artifact next to its final name and renames it there, so that a reader never
+/// sees half a file. Best effort: without it the module is only compiled again next time.
+fn keep_artifact(path: &std::path::Path, artifact: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    let staging = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&staging, artifact).is_ok() && std::fs::rename(&staging, path).is_err() {
+        let _ = std::fs::remove_file(&staging);
     }
 }
 

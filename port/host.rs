@@ -100,7 +100,7 @@ impl Host {
                 off_thread(shared, req, |shared, req| {
                     let key = term::as_bytes(req.arg(0)?, "module key")?;
                     let cancelled = || shared.cancellations.contains(req.id);
-                    let module = module::load(&shared.compiler, req.arg(1)?, &cancelled)?;
+                    let module = module::load(&shared.compiler, key, req.arg(1)?, &cancelled)?;
                     shared.modules.insert(key.to_vec(), module.clone());
                     Ok(module::describe(&module))
                 });

@@ -39,18 +39,23 @@ impl Registry {
         if term::is_nil(source) {
             return Err("the module is not loaded in this host and no source was sent".into());
         }
-        let module = load(compiler, source, &|| false)?;
+        let module = load(compiler, key, source, &|| false)?;
         self.insert(key.to_vec(), module.clone());
         Ok(module)
     }
 }
 
 /// Loads `{wasm, Bytes}` (binary or text format) or `{precompiled, Bytes}`.
-pub fn load(compiler: &Compiler, source: &Term, cancelled: &dyn Fn() -> bool) -> Fallible<Module> {
+pub fn load(
+    compiler: &Compiler,
+    key: &[u8],
+    source: &Term,
+    cancelled: &dyn Fn() -> bool,
+) -> Fallible<Module> {
     let parts = term::as_tuple(source, 2, "module source")?;
     let bytes = term::as_bytes(&parts[1], "module bytes")?;
     match term::as_atom(&parts[0]) {
-        Some("wasm") => compiler.compile(bytes, cancelled),
+        Some("wasm") => compiler.compile(bytes, Some(key), cancelled),
         Some("precompiled") => deserialize(compiler.engine(), bytes),
         _ => Err(format!(
             "module source must be {{wasm, Bytes}} or {{precompiled, Bytes}}, got: {}",

@@ -104,6 +104,24 @@ defmodule Wasmex.ModuleTest do
     end
   end
 
+  describe "the compiled-artifact cache" do
+    test "a large module compiled in one host is kept, and another host loads it" do
+      # Over 4 KiB, so compiled in a child process, with a name no other test uses.
+      funcs = for i <- 1..300, do: ~s{(func (export "f#{i}") (result i32) i32.const #{i})}
+      wat = "(module $artifact_#{System.unique_integer([:positive])} #{Enum.join(funcs, " ")})"
+      {:ok, store} = Wasmex.Store.new()
+      {:ok, module} = Module.compile(store, wat)
+      dir = Path.join(to_string(:filename.basedir(:user_cache, ~c"wasmex_port")), "artifacts")
+      hex = Base.encode16(module.key, case: :lower)
+      assert [_artifact] = Path.wildcard(Path.join(dir, hex <> "-*.cwasm"))
+
+      {:ok, other} = Wasmex.Store.new()
+      {:ok, again} = Module.compile(other, wat)
+      {:ok, pid} = Wasmex.start_link(%{store: other, module: again})
+      assert Wasmex.call_function(pid, "f300", []) == {:ok, [300]}
+    end
+  end
+
   describe "instantiating in another host" do
     test "a module compiled in one store's host runs in another's", %{store: store} do
       {:ok, module} = Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
