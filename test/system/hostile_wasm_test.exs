@@ -6,8 +6,6 @@ defmodule Wasmex.System.HostileWasmTest do
   """
   use ExUnit.Case, async: true
 
-  import Bitwise
-
   alias Wasmex.{Host, Instance, Memory, StoreLimits}
 
   @wasm_test File.read!(TestHelper.wasm_test_file_path())
