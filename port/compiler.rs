@@ -314,3 +314,28 @@ mod tests {
         assert!(module::deserialize(&options.build().unwrap(), &artifact).is_ok());
     }
 }
+
+#[cfg(test)]
+mod artifact_tests {
+    use super::*;
+
+    #[test]
+    fn the_parent_engine_maps_an_artifact_of_the_child_engine() {
+        let child = EngineOptions::default();
+        let parent = EngineOptions {
+            serial_compilation: true,
+            cache_dir: None,
+            ..child.clone()
+        };
+        let artifact = module::serialize(
+            &module::compile(&child.build().unwrap(), b"(module (func (export \"f\")))").unwrap(),
+        )
+        .unwrap();
+        let path =
+            std::env::temp_dir().join(format!("wasmex-artifact-test-{}.cwasm", std::process::id()));
+        keep_artifact(&path, &artifact);
+        let loaded = unsafe { Module::deserialize_file(&parent.build().unwrap(), &path) };
+        let _ = std::fs::remove_file(&path);
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+    }
+}
