@@ -35,9 +35,10 @@ defmodule Wasmex.StatsTest do
 
       d =
         delta(fn ->
-          {:ok, store} = Wasmex.Store.new()
-          ref = Process.monitor(store.host)
-          System.cmd("kill", ["-9", "#{Wasmex.Host.os_pid(store.host)}"])
+          # An engine always starts a new host (a store may take the spare one).
+          {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+          ref = Process.monitor(engine.host)
+          System.cmd("kill", ["-9", "#{Wasmex.Host.os_pid(engine.host)}"])
           assert_receive {:DOWN, ^ref, :process, _, _}
         end)
 
