@@ -99,16 +99,15 @@ impl Compiler {
         use std::hash::{Hash, Hasher};
         let dir = self.options.cache_dir.as_ref()?;
         let mut settings = std::collections::hash_map::DefaultHasher::new();
-        let mut encoded = Vec::new();
-        EngineOptions {
+        // The Debug form, not the term: a term holds a map, whose encoding order changes
+        // from one map to the next.
+        let shaping = EngineOptions {
             cache_dir: None,
             spin_us: 0,
+            serial_compilation: false,
             ..self.options.clone()
-        }
-        .to_term()
-        .encode(&mut encoded)
-        .ok()?;
-        encoded.hash(&mut settings);
+        };
+        format!("{shaping:?}").hash(&mut settings);
         let name: String = key.iter().map(|b| format!("{b:02x}")).collect();
         Some(
             PathBuf::from(dir)
@@ -318,6 +317,18 @@ mod tests {
 #[cfg(test)]
 mod artifact_tests {
     use super::*;
+
+    #[test]
+    fn an_artifact_has_one_name_for_given_settings() {
+        let options = EngineOptions {
+            cache_dir: Some("/tmp/c".into()),
+            ..EngineOptions::default()
+        };
+        let compiler = Compiler::new(options.build().unwrap(), options, None, None);
+        let names: std::collections::HashSet<_> =
+            (0..20).map(|_| compiler.artifact_path(b"k")).collect();
+        assert_eq!(names.len(), 1);
+    }
 
     #[test]
     fn the_parent_engine_maps_an_artifact_of_the_child_engine() {

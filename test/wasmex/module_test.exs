@@ -108,7 +108,7 @@ defmodule Wasmex.ModuleTest do
     test "a large module compiled in one host is kept, and another host loads it" do
       # Over 4 KiB, so compiled in a child process, with a name no other test uses.
       funcs = for i <- 1..300, do: ~s{(func (export "f#{i}") (result i32) i32.const #{i})}
-      wat = "(module $artifact_#{System.unique_integer([:positive])} #{Enum.join(funcs, " ")})"
+      wat = "(module $artifact_#{System.system_time(:nanosecond)} #{Enum.join(funcs, " ")})"
       {:ok, store} = Wasmex.Store.new()
       {:ok, module} = Module.compile(store, wat)
       dir = Path.join(to_string(:filename.basedir(:user_cache, ~c"wasmex_port")), "artifacts")
