@@ -424,7 +424,7 @@ defmodule Wasmex do
 
     with :ok <- Store.retain(store, self()),
          {:ok, instance} <- Instance.new(store, module, imports, links) do
-      Callback.register(imports, instance)
+      Callback.set_instance(instance)
       Process.monitor(store.host)
       :ets.insert(Wasmex.Routes, {self(), store.host, StoreOrCaller.context(store), instance.id})
 
@@ -432,8 +432,7 @@ defmodule Wasmex do
        %{
          store: store,
          module: module,
-         instance: instance,
-         imports: stringify_imports(imports)
+         instance: instance
        }}
     else
       {:error, reason} ->
@@ -447,12 +446,6 @@ defmodule Wasmex do
   defp fail_start(reason) do
     :proc_lib.init_ack({:error, reason})
     exit(:normal)
-  end
-
-  defp stringify_imports(imports) do
-    Map.new(imports, fn {ns, fns} ->
-      {to_string(ns), Map.new(fns, fn {name, spec} -> {to_string(name), spec} end)}
-    end)
   end
 
   @impl true
@@ -480,8 +473,7 @@ defmodule Wasmex do
   # a callback that reaches the server itself, e.g. before its imports were registered.
   def handle_info({:wasmex_callback, host, store_id, callback_id, ns, name, params}, state) do
     server = self()
-    imports = state.imports
-    instance = state.instance
+    {imports, instance} = Callback.registered(server)
 
     spawn(fn ->
       result =
