@@ -2,7 +2,7 @@
 
 use crate::term::{self, Fallible};
 use eetf::Term;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -112,8 +112,14 @@ impl EngineOptions {
 /// and sleeps otherwise, so an idle host uses no CPU.
 pub struct Ticker {
     running: AtomicUsize,
+    /// Whether the ticker thread is parked (or about to park): only then do callers wake it.
+    parked: AtomicBool,
     thread: Thread,
 }
+
+/// Ticks the ticker goes on for after the last call ended, before parking: calls that
+/// follow each other closely then cost no wake-up of the ticker.
+const LINGER_TICKS: u32 = 10;
 
 impl Ticker {
     pub fn start(engine: Engine) -> Arc<Ticker> {
@@ -122,10 +128,23 @@ impl Ticker {
             .name("epoch-ticker".into())
             .spawn(move || {
                 let Ok(ticker) = rx.recv() else { return };
+                let mut idle = 0;
                 loop {
-                    if ticker.running.load(Ordering::Acquire) == 0 {
-                        thread::park();
-                        continue;
+                    if ticker.running.load(Ordering::SeqCst) == 0 {
+                        idle += 1;
+                        if idle > LINGER_TICKS {
+                            // Announce the park before the last look at `running`: a call
+                            // starting now either is seen here or sees `parked` and wakes us.
+                            ticker.parked.store(true, Ordering::SeqCst);
+                            if ticker.running.load(Ordering::SeqCst) == 0 {
+                                thread::park();
+                            }
+                            ticker.parked.store(false, Ordering::SeqCst);
+                            idle = 0;
+                            continue;
+                        }
+                    } else {
+                        idle = 0;
                     }
                     thread::sleep(Duration::from_millis(1));
                     engine.increment_epoch();
@@ -134,6 +153,7 @@ impl Ticker {
             .expect("spawn the epoch ticker thread");
         let ticker = Arc::new(Ticker {
             running: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
             thread: handle.thread().clone(),
         });
         let _ = tx.send(ticker.clone());
@@ -142,7 +162,8 @@ impl Ticker {
 
     /// Marks a call as running for as long as the guard lives.
     pub fn running(self: &Arc<Self>) -> TickGuard {
-        if self.running.fetch_add(1, Ordering::AcqRel) == 0 {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) {
             self.thread.unpark();
         }
         TickGuard(self.clone())
