@@ -203,6 +203,28 @@ fn keep_artifact(path: &std::path::Path, artifact: &[u8]) {
     if std::fs::write(&staging, artifact).is_ok() && std::fs::rename(&staging, path).is_err() {
         let _ = std::fs::remove_file(&staging);
     }
+    trim_artifacts(dir, MAX_ARTIFACTS);
+}
+
+/// How many artifact files the cache keeps; the oldest go first.
+const MAX_ARTIFACTS: usize = 256;
+
+fn trim_artifacts(dir: &std::path::Path, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if files.len() <= keep {
+        return;
+    }
+    files.sort();
+    for (_, path) in &files[..files.len() - keep] {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 fn frame_of(t: &Term) -> Vec<u8> {
@@ -317,6 +339,28 @@ mod tests {
 #[cfg(test)]
 mod artifact_tests {
     use super::*;
+
+    #[test]
+    fn the_artifact_directory_keeps_the_newest_files() {
+        let dir = std::env::temp_dir().join(format!("wasmex-trim-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for i in 0..5u64 {
+            let path = dir.join(format!("{i}.cwasm"));
+            std::fs::write(&path, b"x").unwrap();
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(base + std::time::Duration::from_secs(i))
+                .unwrap();
+        }
+        trim_artifacts(&dir, 2);
+        let mut left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        left.sort();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(left, vec!["3.cwasm", "4.cwasm"]);
+    }
 
     #[test]
     fn an_artifact_has_one_name_for_given_settings() {
