@@ -9,24 +9,69 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use wasmtime::{Engine, ExternType, Module, Mutability};
 
-/// Modules known to this host, by key.
-#[derive(Clone, Default)]
-pub struct Registry(Arc<Mutex<HashMap<Vec<u8>, Module>>>);
+/// How many modules a host keeps loaded; the least recently used beyond that are
+/// dropped (instances keep theirs alive; the BEAM sends the source again when needed).
+pub const REGISTRY_CAPACITY: usize = 256;
+
+/// The error a request gets for a module this host dropped (or never had) and no source.
+pub const NOT_LOADED: &str = "the module is not loaded in this host and no source was sent";
+
+/// Modules known to this host, by key, each with when it was last used.
+#[derive(Clone)]
+pub struct Registry(Arc<Mutex<Entries>>);
+
+struct Entries {
+    modules: HashMap<Vec<u8>, (Module, u64)>,
+    clock: u64,
+    capacity: usize,
+}
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry::with_capacity(REGISTRY_CAPACITY)
+    }
+}
 
 impl Registry {
+    pub fn with_capacity(capacity: usize) -> Registry {
+        Registry(Arc::new(Mutex::new(Entries {
+            modules: HashMap::new(),
+            clock: 0,
+            capacity,
+        })))
+    }
+
     pub fn get(&self, key: &[u8]) -> Option<Module> {
-        self.0.lock().ok()?.get(key).cloned()
+        let mut e = self.0.lock().ok()?;
+        e.clock += 1;
+        let now = e.clock;
+        e.modules.get_mut(key).map(|(m, used)| {
+            *used = now;
+            m.clone()
+        })
     }
 
     pub fn insert(&self, key: Vec<u8>, module: Module) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(key, module);
+        if let Ok(mut e) = self.0.lock() {
+            e.clock += 1;
+            let now = e.clock;
+            e.modules.insert(key, (module, now));
+            if e.modules.len() > e.capacity {
+                let oldest = e
+                    .modules
+                    .iter()
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    e.modules.remove(&k);
+                }
+            }
         }
     }
 
     pub fn remove(&self, key: &[u8]) {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(key);
+        if let Ok(mut e) = self.0.lock() {
+            e.modules.remove(key);
         }
     }
 
@@ -37,7 +82,7 @@ impl Registry {
             return Ok(m);
         }
         if term::is_nil(source) {
-            return Err("the module is not loaded in this host and no source was sent".into());
+            return Err(NOT_LOADED.into());
         }
         let module = load(compiler, key, source, &|| false)?;
         self.insert(key.to_vec(), module.clone());
@@ -208,6 +253,19 @@ mod tests {
         assert!(term::as_map(&imports[&term::string("env")], "env")
             .unwrap()
             .contains_key(&term::string("f")));
+    }
+
+    #[test]
+    fn the_registry_drops_the_least_recently_used_module() {
+        let e = engine();
+        let m = compile(&e, b"(module)").unwrap();
+        let r = Registry::with_capacity(2);
+        r.insert(b"a".to_vec(), m.clone());
+        r.insert(b"b".to_vec(), m.clone());
+        assert!(r.get(b"a").is_some());
+        r.insert(b"c".to_vec(), m);
+        assert!(r.get(b"b").is_none());
+        assert!(r.get(b"a").is_some() && r.get(b"c").is_some());
     }
 
     #[test]

@@ -37,6 +37,9 @@ defmodule Wasmex.Host do
     modules: MapSet.new()
   ]
 
+  # What the port answers when it no longer has a module (see port/module.rs).
+  @not_loaded "the module is not loaded in this host and no source was sent"
+
   @typedoc "A reply target: where the result of a request goes."
   @type target ::
           {:reply, GenServer.from()}
@@ -406,11 +409,19 @@ defmodule Wasmex.Host do
 
   defp send_request(state, op, args, target) do
     id = state.next_id
-    {args, learn} = strip_known_modules(op, args, state.modules)
-    command(state, Wire.encode_request(id, op, args))
+    {sent, learn} = strip_known_modules(op, args, state.modules)
+    command(state, Wire.encode_request(id, op, sent))
     if op == :call, do: Stats.add(:calls)
-    {watch, state} = watch_caller(state, op, args, target, id)
-    %{state | next_id: id + 1, pending: Map.put(state.pending, id, {target, learn, watch})}
+    {watch, state} = watch_caller(state, op, sent, target, id)
+    # A request sent without a module's source may need it after all (the port drops
+    # modules it has not used for long): keep what to send again.
+    resend = if sent != args, do: {op, args}
+
+    %{
+      state
+      | next_id: id + 1,
+        pending: Map.put(state.pending, id, {target, learn, watch, resend})
+    }
   end
 
   # A call's caller is watched: if it dies before the answer, the call is cancelled and
@@ -493,6 +504,11 @@ defmodule Wasmex.Host do
 
   defp strip_known_modules(_op, args, _known), do: {args, []}
 
+  defp module_keys(:instantiate, {_ctx, key, _source, _handler, _imports, links, _timeout}),
+    do: [key | Enum.map(links, fn {_name, k, _s} -> k end)]
+
+  defp module_keys(_op, _args), do: []
+
   defp strip(key, source, known, acc) do
     if MapSet.member?(known, key), do: {nil, acc}, else: {source, [key | acc]}
   end
@@ -505,7 +521,18 @@ defmodule Wasmex.Host do
         if id == 0, do: Logger.warning("wasmex_port: #{inspect(result)}")
         state
 
-      {{target, learn, watch}, pending} ->
+      {{target, _learn, watch, {op, args}}, pending} when elem(result, 1) == @not_loaded ->
+        # The port dropped a module this server thought it had: forget it, send it again.
+        state = unwatch(%{state | pending: pending}, watch)
+
+        state = %{
+          state
+          | modules: MapSet.difference(state.modules, MapSet.new(module_keys(op, args)))
+        }
+
+        send_request(state, op, args, target)
+
+      {{target, learn, watch, _resend}, pending} ->
         count_failure(result)
         state = unwatch(%{state | pending: pending}, watch)
 
@@ -610,7 +637,7 @@ defmodule Wasmex.Host do
   defp maybe_stop(state), do: {:noreply, state}
 
   defp fail_pending(state, message) do
-    Enum.each(state.pending, fn {_id, {target, _, _}} ->
+    Enum.each(state.pending, fn {_id, {target, _, _, _}} ->
       reply(target, {:error, message}, state)
     end)
   end

@@ -122,6 +122,25 @@ defmodule Wasmex.ModuleTest do
     end
   end
 
+  describe "many modules in one host" do
+    test "a module the host dropped to make room is sent again when it is needed" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+
+      # More modules than a host keeps loaded (256): the first ones are dropped in the port.
+      [first | _] =
+        for i <- 1..260 do
+          {:ok, module} =
+            Module.compile(store, ~s{(module (func (export "f") (result i32) i32.const #{i}))})
+
+          module
+        end
+
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: first})
+      assert Wasmex.call_function(pid, "f", []) == {:ok, [1]}
+    end
+  end
+
   describe "instantiating in another host" do
     test "a module compiled in one store's host runs in another's", %{store: store} do
       {:ok, module} = Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
