@@ -19,7 +19,7 @@ defmodule Wasmex.PoolTest do
 
   # Waits (on :pg's own notifications) until the pool has `size` members again, none of
   # them in `gone`.
-  defp await_members(pool, size, gone \\ []) do
+  defp await_members(pool, size, gone) do
     {ref, _members} = :pg.monitor(Pool.pg_scope(), pool)
     wait_members(pool, size, gone, ref)
   end
