@@ -469,22 +469,6 @@ defmodule Wasmex do
   def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
 
   @impl true
-  # Callbacks normally start from the host (see Wasmex.Callback); this is the path for
-  # a callback that reaches the server itself, e.g. before its imports were registered.
-  def handle_info({:wasmex_callback, host, store_id, callback_id, ns, name, params}, state) do
-    server = self()
-    {imports, instance} = Callback.registered(server)
-
-    spawn(fn ->
-      result =
-        Callback.run(imports, instance, server, host, store_id, callback_id, ns, name, params)
-
-      Host.notify(host, :callback_return, {store_id, callback_id, result})
-    end)
-
-    {:noreply, state}
-  end
-
   def handle_info({:returned_function_call, result, from}, state) do
     GenServer.reply(from, result)
     {:noreply, state}

@@ -71,11 +71,11 @@ pub fn invoke(
 
 fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -> Fallible<Term> {
     loop {
-        if let Some(reason) = caller.data().stop_reason() {
+        if let Some(reason) = caller.data().call.stop_reason() {
             abandon(caller.data(), callback_id, import);
             return Err(reason);
         }
-        let deadline = caller.data().run.deadline;
+        let deadline = caller.data().call.deadline();
         let msg = match receive(caller.data_mut(), deadline) {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => continue,

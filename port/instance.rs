@@ -161,7 +161,7 @@ fn prepare_call(cx: &mut Cx<'_>, req: &Request) -> Fallible<PreparedCall> {
 pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
     // Stopped at the deadline or on a cancel, in Wasm (an epoch interrupt) or in a host call
     // (a read of stdin): say why.
-    if let Some(reason) = data.stop_reason() {
+    if let Some(reason) = data.call.stop_reason() {
         return reason;
     }
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {

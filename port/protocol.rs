@@ -107,11 +107,7 @@ impl Request {
 }
 
 pub fn reply(id: u64, result: Fallible<Term>) -> Term {
-    term::tuple(vec![
-        term::atom("reply"),
-        term::uint(id),
-        term::result(result),
-    ])
+    reply_term(id, result.map_err(|e| term::string(&e)))
 }
 
 /// A reply whose error reason is a term (a message binary or `{exit, Code}`).

@@ -8,6 +8,7 @@
 //!   In push mode the BEAM sends data whenever it likes.
 
 use crate::outbox::Outbox;
+use crate::store::CallState;
 use crate::term;
 use bytes::{Bytes, BytesMut};
 use std::io;
@@ -29,31 +30,6 @@ pub enum StdinMsg {
     Data(Vec<u8>),
     Eof,
 }
-
-/// What a read waiting for input needs to know about the call now running: its deadline
-/// and its request id (to see a cancellation). Set by the store (`store::with_deadline`).
-#[derive(Default)]
-pub struct RunWatch {
-    pub deadline: std::sync::Mutex<Option<std::time::Instant>>,
-    pub request: std::sync::atomic::AtomicU64,
-    pub cancellations: crate::store::Cancellations,
-}
-
-impl RunWatch {
-    pub fn deadline(&self) -> Option<std::time::Instant> {
-        self.deadline.lock().ok().and_then(|d| *d)
-    }
-
-    /// Whether the running call passed its deadline or was cancelled.
-    pub fn stopped(&self) -> bool {
-        let request = self.request.load(std::sync::atomic::Ordering::Acquire);
-        self.deadline()
-            .is_some_and(|d| std::time::Instant::now() >= d)
-            || self.cancellations.contains(request)
-    }
-}
-
-pub type SharedRunWatch = Arc<RunWatch>;
 
 /// How often a read waiting for input checks whether its call was cancelled.
 const CANCEL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
@@ -161,7 +137,7 @@ pub struct EventInput {
     store_id: u64,
     /// `Some` in pull mode: who to ask for more input.
     puller: Option<Arc<Vec<u8>>>,
-    watch: SharedRunWatch,
+    call: Arc<CallState>,
 }
 
 impl EventInput {
@@ -170,7 +146,7 @@ impl EventInput {
         outbox: Outbox,
         store_id: u64,
         puller: Option<Vec<u8>>,
-        watch: SharedRunWatch,
+        call: Arc<CallState>,
     ) -> EventInput {
         let state = InputState {
             rx,
@@ -185,7 +161,7 @@ impl EventInput {
             outbox,
             store_id,
             puller: puller.map(Arc::new),
-            watch,
+            call,
         }
     }
 
@@ -257,12 +233,12 @@ impl Pollable for EventInput {
             }
             // Wake at the deadline, and every CANCEL_CHECK to notice a cancellation.
             let check = std::time::Instant::now() + CANCEL_CHECK;
-            let wake = self.watch.deadline().map_or(check, |d| d.min(check));
+            let wake = self.call.deadline().map_or(check, |d| d.min(check));
             match tokio::time::timeout_at(tokio::time::Instant::from_std(wake), state.rx.recv())
                 .await
             {
                 Ok(msg) => state.accept(msg),
-                Err(_elapsed) if self.watch.stopped() => state.interrupted = true,
+                Err(_elapsed) if self.call.stop_reason().is_some() => state.interrupted = true,
                 Err(_elapsed) => {}
             }
         }

@@ -4,12 +4,12 @@
 
 use crate::host::Shared;
 use crate::protocol::{reply, reply_term, Context, Request};
-use crate::stdio::{RunWatch, SharedRunWatch, StdinReceiver};
+use crate::stdio::StdinReceiver;
 use crate::term::{self, Fallible};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -30,15 +30,48 @@ pub enum StoreMsg {
     Drop,
 }
 
-/// What a Wasm call is allowed: when it must stop.
+/// The request the store is serving at the top level, its deadline, and the requests that
+/// were cancelled: what decides whether the running call must stop. Shared with the
+/// store's stdin stream, whose reads waiting for input must stop too.
 #[derive(Default)]
-pub struct Run {
-    pub deadline: Option<Instant>,
-    pub timeout: Option<Duration>,
-    /// Nesting of calls (a callback that calls back into Wasm adds one).
-    pub depth: u32,
-    /// The id of the request being served at the top level.
-    pub request: u64,
+pub struct CallState {
+    request: AtomicU64,
+    /// The deadline and the timeout it came from.
+    deadline: Mutex<Option<(Instant, Duration)>>,
+    pub cancellations: Cancellations,
+}
+
+impl CallState {
+    fn begin(&self, request: u64) {
+        self.request.store(request, Ordering::Release);
+    }
+
+    fn set_timeout(&self, timeout: Option<Duration>) {
+        if let Ok(mut d) = self.deadline.lock() {
+            *d = timeout.map(|t| (Instant::now() + t, t));
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline.lock().ok().and_then(|d| d.map(|(at, _)| at))
+    }
+
+    /// Whether the running call must stop, and why.
+    pub fn stop_reason(&self) -> Option<String> {
+        if self
+            .cancellations
+            .contains(self.request.load(Ordering::Acquire))
+        {
+            return Some("cancelled: the caller stopped waiting".into());
+        }
+        match self.deadline.lock().ok().and_then(|d| *d) {
+            Some((at, timeout)) if Instant::now() >= at => Some(format!(
+                "timed out: the call did not finish within {} ms and was stopped",
+                timeout.as_millis()
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Ids of requests the BEAM stopped waiting for (their caller went away). Shared with the
@@ -67,25 +100,6 @@ impl Cancellations {
     }
 }
 
-impl StoreData {
-    /// Whether the call now running must stop, and why.
-    pub fn stop_reason(&self) -> Option<String> {
-        if self.cancellations.contains(self.run.request) {
-            Some("cancelled: the caller stopped waiting".into())
-        } else if self.run.deadline.is_some_and(|d| Instant::now() >= d) {
-            Some(match self.run.timeout {
-                Some(t) => format!(
-                    "timed out: the call did not finish within {} ms and was stopped",
-                    t.as_millis()
-                ),
-                None => "timed out".into(),
-            })
-        } else {
-            None
-        }
-    }
-}
-
 pub struct StoreData {
     pub id: u64,
     pub shared: Arc<Shared>,
@@ -95,16 +109,15 @@ pub struct StoreData {
     /// Whether instances of this store get the WASI imports.
     pub wasi_enabled: bool,
     pub instances: Vec<Instance>,
-    pub run: Run,
+    /// Nesting of calls (a callback that calls back into Wasm adds one).
+    pub depth: u32,
     /// Callers of the import callbacks now waiting, innermost last.
     pub callers: Vec<u64>,
     pub next_callback_id: u64,
     /// Requests for the store itself that arrived while a callback was waiting.
     pub deferred: VecDeque<Request>,
     pub dropped: bool,
-    pub cancellations: Cancellations,
-    /// The running call's deadline, as seen by a stdin read waiting for input.
-    pub run_watch: SharedRunWatch,
+    pub call: Arc<CallState>,
     /// How long the last wait for a message took (see `receive`).
     pub last_wait: Duration,
 }
@@ -196,15 +209,15 @@ fn create(
 ) -> Fallible<Store<StoreData>> {
     let limits = parse_limits(limits)?;
     let wasi_enabled = !term::is_nil(wasi);
-    let run_watch = SharedRunWatch::new(RunWatch {
-        cancellations: cancellations.clone(),
-        ..RunWatch::default()
+    let call = Arc::new(CallState {
+        cancellations,
+        ..CallState::default()
     });
     let stdio = wasi::Stdio {
         outbox: shared.outbox.clone(),
         store_id: id,
         stdin,
-        watch: run_watch.clone(),
+        call: call.clone(),
     };
     let wasi = wasi::build(if wasi_enabled { Some(wasi) } else { None }, stdio)?;
     let engine = shared.engine.clone();
@@ -216,19 +229,18 @@ fn create(
         wasi,
         wasi_enabled,
         instances: Vec::new(),
-        run: Run::default(),
+        depth: 0,
         callers: Vec::new(),
         next_callback_id: 1,
         deferred: VecDeque::new(),
         dropped: false,
-        cancellations,
-        run_watch,
+        call,
         last_wait: Duration::ZERO,
     };
     let mut store = Store::new(&engine, data);
     store.limiter(|d| &mut d.limits);
     store.epoch_deadline_callback(|cx| {
-        Ok(if cx.data().stop_reason().is_some() {
+        Ok(if cx.data().call.stop_reason().is_some() {
             UpdateDeadline::Interrupt
         } else {
             UpdateDeadline::Continue(1)
@@ -359,36 +371,30 @@ fn wait_for_message(
 
 /// Runs a request against the store (or a waiting caller) and sends its reply.
 pub fn answer(mut cx: Cx<'_>, req: &Request) {
-    let top_level = cx.data().run.depth == 0;
+    let top_level = cx.data().depth == 0;
     if top_level {
-        cx.data_mut().run.request = req.id;
-        cx.data()
-            .run_watch
-            .request
-            .store(req.id, std::sync::atomic::Ordering::Release);
+        cx.data().call.begin(req.id);
     }
-    if req.op == "memory_read" && !(top_level && cx.data().cancellations.contains(req.id)) {
-        // Big reads skip building a term: the reply frame is made around the bytes.
-        let outbox = cx.data().shared.outbox.clone();
+    let outbox = cx.data().shared.outbox.clone();
+    if top_level && cx.data().call.cancellations.contains(req.id) {
+        outbox.send(&reply(
+            req.id,
+            Err("cancelled: the caller stopped waiting".into()),
+        ));
+    } else if req.op == "memory_read" {
+        // Reads can be megabytes: the reply frame is made around the bytes, not a term.
         match check_caller(&cx, req).and_then(|()| memory::read_reply(&mut cx, req)) {
             Ok(frame) => outbox.send_frame(frame),
             Err(e) => outbox.send(&reply(req.id, Err(e))),
         }
-        if top_level {
-            cx.data().cancellations.settle(req.id);
-        }
-        return;
-    }
-    let result = if top_level && cx.data().cancellations.contains(req.id) {
-        Err(term::string("cancelled: the caller stopped waiting"))
     } else {
-        handle(&mut cx, req)
-    };
-    if top_level {
-        cx.data().cancellations.settle(req.id);
+        let result = handle(&mut cx, req);
+        if !req.is_notification() {
+            outbox.send(&reply_term(req.id, result));
+        }
     }
-    if !req.is_notification() {
-        cx.data().shared.outbox.send(&reply_term(req.id, result));
+    if top_level {
+        cx.data().call.cancellations.settle(req.id);
     }
 }
 
@@ -446,23 +452,17 @@ pub fn with_deadline<R>(
     timeout: Option<Duration>,
     f: impl FnOnce(&mut Cx<'_>) -> wasmtime::Result<R>,
 ) -> wasmtime::Result<R> {
-    let outermost = cx.data().run.depth == 0;
+    let outermost = cx.data().depth == 0;
     let _ticking = if outermost {
-        let run = &mut cx.data_mut().run;
-        run.timeout = timeout;
-        run.deadline = timeout.map(|t| Instant::now() + t);
-        let deadline = run.deadline;
-        if let Ok(mut shared) = cx.data().run_watch.deadline.lock() {
-            *shared = deadline;
-        }
+        cx.data().call.set_timeout(timeout);
         cx.set_epoch_deadline(1);
         Some(cx.data().shared.ticker.running())
     } else {
         None
     };
-    cx.data_mut().run.depth += 1;
+    cx.data_mut().depth += 1;
     let result = f(cx);
-    cx.data_mut().run.depth -= 1;
+    cx.data_mut().depth -= 1;
     result
 }
 

@@ -83,18 +83,6 @@ pub fn ok(value: Term) -> Term {
     tuple(vec![atom("ok"), value])
 }
 
-pub fn error(reason: &str) -> Term {
-    tuple(vec![atom("error"), string(reason)])
-}
-
-/// `{ok, Value}` or `{error, Message}`.
-pub fn result(r: Fallible<Term>) -> Term {
-    match r {
-        Ok(v) => ok(v),
-        Err(msg) => error(&msg),
-    }
-}
-
 /// A short, bounded rendering of a term for error messages.
 pub fn show(t: &Term) -> String {
     let s = t.to_string();

@@ -9,9 +9,11 @@
 //! discarded: never the port's own stdio, which is the wire.
 
 use crate::outbox::Outbox;
-use crate::stdio::{EventInput, EventOutput, SharedRunWatch, StdinReceiver};
+use crate::stdio::{EventInput, EventOutput, StdinReceiver};
+use crate::store::CallState;
 use crate::term::{self, Fallible};
 use eetf::Term;
+use std::sync::Arc;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -20,7 +22,7 @@ pub struct Stdio {
     pub outbox: Outbox,
     pub store_id: u64,
     pub stdin: StdinReceiver,
-    pub watch: SharedRunWatch,
+    pub call: Arc<CallState>,
 }
 
 pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
@@ -62,7 +64,7 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
         outbox,
         store_id,
         stdin,
-        watch,
+        call,
     } = stdio;
     match term::map_get(m, "stdin") {
         None => {}
@@ -72,7 +74,7 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
                 outbox.clone(),
                 store_id,
                 None,
-                watch.clone(),
+                call.clone(),
             ));
         }
         Some(t) => {
@@ -82,7 +84,7 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
                 outbox.clone(),
                 store_id,
                 Some(handler),
-                watch,
+                call,
             ));
         }
     }

@@ -27,15 +27,6 @@ defmodule Wasmex.Callback do
   @spec set_instance(Wasmex.Instance.t()) :: true
   def set_instance(instance), do: :ets.update_element(@registry, self(), {3, instance})
 
-  @doc "The imports and instance `server` registered."
-  @spec registered(pid()) :: {map(), Wasmex.Instance.t() | nil}
-  def registered(server) do
-    case :ets.lookup(@registry, server) do
-      [{^server, imports, instance}] -> {imports, instance}
-      [] -> {%{}, nil}
-    end
-  end
-
   @spec unregister(pid()) :: true
   def unregister(server), do: :ets.delete(@registry, server)
 

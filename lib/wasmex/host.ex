@@ -462,9 +462,6 @@ defmodule Wasmex.Host do
 
   defp count_failure({:error, "timed out" <> _}), do: Stats.add(:timeouts)
 
-  defp count_failure({:error, "Error during function excecution: `timed out" <> _}),
-    do: Stats.add(:timeouts)
-
   defp count_failure({:error, "Error during function excecution" <> _}), do: Stats.add(:traps)
   defp count_failure(_result), do: :ok
 
