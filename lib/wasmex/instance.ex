@@ -3,8 +3,11 @@ defmodule Wasmex.Instance do
   An instantiated module inside a store. Usually used through the `Wasmex` server, which
   also runs the instance's import callbacks.
 
-  The process that calls `new/4` handles the instance's import callbacks: it receives
-  `{:wasmex_callback, ...}` messages, which `Wasmex` servers handle for you.
+  Import callbacks of an instance made by a `Wasmex` server run by themselves (the server
+  registers its imports, see `Wasmex.start_link/1`). A process that calls `new/4` itself
+  receives `{:wasmex_callback, host, store_id, callback_id, namespace, name, params}` and
+  answers with `Wasmex.Host.notify(host, :callback_return, {store_id, callback_id, result})`,
+  `result` being `{:ok, [values]}` or `{:error, message}`.
   """
 
   alias Wasmex.{Host, Module, StoreOrCaller}
