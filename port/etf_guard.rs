@@ -63,20 +63,41 @@ pub fn stream_hazard(mut stream: &[u8]) -> Option<Hazard> {
 
 /// The first hazard in one payload (a version byte and a term).
 pub fn payload_hazard(payload: &[u8]) -> Option<Hazard> {
-    let mut w = Walk { b: payload, pos: 0 };
-    if w.u8()? != 131 {
-        return None;
+    inspect(payload).err()
+}
+
+/// Checks a payload like [`payload_hazard`]. When it has no hazard, also tells where the
+/// bytes of its tail binary start: a binary that is an element of an element of the outer
+/// tuple and ends the payload, as in a request `{Id, Op, {..., Binary}}`.
+pub fn inspect(payload: &[u8]) -> Result<Option<usize>, Hazard> {
+    let mut w = Walk {
+        b: payload,
+        pos: 0,
+        binary: None,
+    };
+    if w.u8() != Some(131) {
+        return Ok(None);
     }
-    match *w.b.get(w.pos)? {
-        68 => Some(Hazard::Unimplemented(68)),
-        80 => Some(Hazard::Compressed),
-        _ => w.term(0).err().flatten(),
+    match w.b.get(w.pos) {
+        None => Ok(None),
+        Some(68) => Err(Hazard::Unimplemented(68)),
+        Some(80) => Err(Hazard::Compressed),
+        Some(_) => match w.term(0) {
+            Err(Some(hazard)) => Err(hazard),
+            Err(None) => Ok(None),
+            Ok(()) => Ok(w
+                .binary
+                .filter(|r| w.pos == payload.len() && r.end == payload.len())
+                .map(|r| r.start)),
+        },
     }
 }
 
 struct Walk<'a> {
     b: &'a [u8],
     pos: usize,
+    /// The bytes of the last binary met at depth 2.
+    binary: Option<std::ops::Range<usize>>,
 }
 
 /// `Err(Some(h))`: a hazard; `Err(None)`: the decoder would fail here (end, bad tag).
@@ -143,7 +164,12 @@ impl Walk<'_> {
             }
             109 => {
                 let n = self.count(tag, 4, 1)?;
-                self.take(n).map(drop)
+                let start = self.pos;
+                self.take(n)?;
+                if depth == 2 {
+                    self.binary = Some(start..self.pos);
+                }
+                Ok(())
             }
             107 => {
                 let n = self.num(2)?;
@@ -252,5 +278,32 @@ mod tests {
             131, 104, 3, 97, 1, 119, 4, b'i', b'n', b'i', b't', 104, 1, 116, 0, 0, 0, 0,
         ];
         assert_eq!(payload_hazard(&ok), None);
+    }
+
+    #[test]
+    fn finds_the_binary_that_ends_a_request() {
+        // {1, w, {7, <<"abc">>}}
+        let tail = [
+            131, 104, 3, 97, 1, 119, 1, b'w', 104, 2, 97, 7, 109, 0, 0, 0, 3, b'a', b'b', b'c',
+        ];
+        assert_eq!(inspect(&tail), Ok(Some(17)));
+    }
+
+    #[test]
+    fn a_binary_followed_by_more_terms_is_no_tail() {
+        // {1, w, {<<"abc">>, 7}}
+        let inner = [
+            131, 104, 3, 97, 1, 119, 1, b'w', 104, 2, 109, 0, 0, 0, 3, b'a', b'b', b'c', 97, 7,
+        ];
+        assert_eq!(inspect(&inner), Ok(None));
+    }
+
+    #[test]
+    fn a_binary_deeper_than_the_arguments_is_no_tail() {
+        // {1, w, {{<<"abc">>}}}
+        let deep = [
+            131, 104, 3, 97, 1, 119, 1, b'w', 104, 1, 104, 1, 109, 0, 0, 0, 3, b'a', b'b', b'c',
+        ];
+        assert_eq!(inspect(&deep), Ok(None));
     }
 }

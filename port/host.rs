@@ -58,7 +58,16 @@ impl Host {
 
     /// Handles one frame's payload. Every failure becomes an error reply.
     pub fn handle_payload(&mut self, payload: &[u8]) {
-        match decode_request(payload) {
+        self.handle_decoded(decode_request(payload));
+    }
+
+    /// Handles one frame's payload, taking it (see [`protocol::decode_frame`]).
+    pub fn handle_frame(&mut self, payload: Vec<u8>) {
+        self.handle_decoded(protocol::decode_frame(payload));
+    }
+
+    fn handle_decoded(&mut self, decoded: Result<Request, protocol::Rejected>) {
+        match decoded {
             Ok(req) => self.handle(req),
             Err(rejected) => self.outbox.send(&reply(rejected.id, Err(rejected.reason))),
         }

@@ -64,7 +64,7 @@ pub fn read_reply(cx: &mut Cx<'_>, req: &Request) -> Fallible<Vec<u8>> {
 pub fn write(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     req.expect_arity(5)?;
     let m = memory(cx, req)?;
-    let bytes = term::as_bytes(req.arg(4)?, "data")?;
+    let bytes = req.bytes(4, "data")?;
     let r = range(cx, &m, req.arg(3)?, bytes.len() as u64)?;
     m.data_mut(&mut *cx)[r].copy_from_slice(bytes);
     Ok(term::atom("ok"))

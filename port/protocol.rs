@@ -38,6 +38,8 @@ pub struct Request {
     pub id: u64,
     pub op: String,
     pub args: Vec<Term>,
+    /// The last argument's bytes when they stayed in the frame (see [`decode_frame`]).
+    pub tail: Option<Tail>,
 }
 
 /// A frame that could not be read as a request; answered with an error reply.
@@ -47,12 +49,65 @@ pub struct Rejected {
     pub reason: String,
 }
 
+/// Ops whose last argument may stay in the frame it came in (see [`Tail`]).
+const TAIL_OPS: &[&str] = &["memory_write"];
+
+/// Tail binaries shorter than this are decoded like any other term.
+const TAIL_MIN: usize = 1 << 16;
+
+/// A request's last argument, a large binary, left where it was read: in the frame.
+/// The argument itself is then an empty binary; [`Request::bytes`] reads either.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tail {
+    frame: Vec<u8>,
+    start: usize,
+}
+
+/// Decodes a request's payload.
 pub fn decode_request(payload: &[u8]) -> Result<Request, Rejected> {
-    let reject = |id: u64, reason: String| Rejected { id, reason };
     if let Some(hazard) = crate::etf_guard::payload_hazard(payload) {
-        return Err(reject(0, format!("malformed frame: {hazard}")));
+        return Err(malformed(hazard));
     }
-    let t = Term::decode(payload).map_err(|e| reject(0, format!("malformed frame: {e}")))?;
+    decode_checked(payload)
+}
+
+/// Decodes a request's payload, taking it. A megabyte memory write is not copied out of
+/// it: the BEAM sends such binaries last (`Wasmex.Wire.encode_request/3`), so the term
+/// is decoded with an empty binary in their place and the bytes stay in the frame.
+pub fn decode_frame(payload: Vec<u8>) -> Result<Request, Rejected> {
+    let start = match crate::etf_guard::inspect(&payload) {
+        Err(hazard) => return Err(malformed(hazard)),
+        Ok(Some(start)) if payload.len() - start >= TAIL_MIN => start,
+        Ok(_) => return decode_checked(&payload),
+    };
+    let mut head = payload[..start - 4].to_vec();
+    head.extend_from_slice(&[0; 4]);
+    let mut req = decode_checked(&head)?;
+    let Some(last) = req.args.last_mut() else {
+        return Ok(req);
+    };
+    if TAIL_OPS.contains(&req.op.as_str()) {
+        req.tail = Some(Tail {
+            frame: payload,
+            start,
+        });
+    } else {
+        *last = term::binary(payload[start..].to_vec());
+    }
+    Ok(req)
+}
+
+fn malformed(reason: impl std::fmt::Display) -> Rejected {
+    Rejected {
+        id: 0,
+        reason: format!("malformed frame: {reason}"),
+    }
+}
+
+/// Decodes a payload the guard has passed.
+fn decode_checked(payload: &[u8]) -> Result<Request, Rejected> {
+    let reject = |id: u64, reason: String| Rejected { id, reason };
+    let t = Term::decode(payload).map_err(malformed)?;
     let parts = term::as_tuple(&t, 3, "request").map_err(|e| reject(0, e))?;
     let id = term::as_u64(&parts[0], "request id").map_err(|e| reject(0, e))?;
     let op = term::as_atom(&parts[1])
@@ -63,19 +118,42 @@ pub fn decode_request(payload: &[u8]) -> Result<Request, Rejected> {
             )
         })?
         .to_string();
-    let args = match &parts[2] {
-        Term::Tuple(t) => t.elements.clone(),
-        other => {
-            return Err(reject(
-                id,
-                format!("request args must be a tuple, got: {}", term::show(other)),
-            ))
-        }
+    if !matches!(parts[2], Term::Tuple(_)) {
+        return Err(reject(
+            id,
+            format!(
+                "request args must be a tuple, got: {}",
+                term::show(&parts[2])
+            ),
+        ));
+    }
+    // Move the arguments out rather than clone them: a memory write's argument is
+    // megabytes.
+    let args = match t {
+        Term::Tuple(request) => match request.elements.into_iter().nth(2) {
+            Some(Term::Tuple(args)) => args.elements,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
     };
-    Ok(Request { id, op, args })
+    Ok(Request {
+        id,
+        op,
+        args,
+        tail: None,
+    })
 }
 
 impl Request {
+    /// The binary argument at `i`, wherever it is kept.
+    pub fn bytes(&self, i: usize, what: &str) -> Fallible<&[u8]> {
+        let arg = self.arg(i)?;
+        match &self.tail {
+            Some(tail) if i + 1 == self.args.len() => Ok(&tail.frame[tail.start..]),
+            _ => term::as_bytes(arg, what),
+        }
+    }
+
     /// The argument at `i`, or an error naming the op's expected arity.
     pub fn arg(&self, i: usize) -> Fallible<&Term> {
         self.args.get(i).ok_or_else(|| {
@@ -190,6 +268,37 @@ mod tests {
         ]);
         let r = decode_request(&encode(&t)).unwrap();
         assert_eq!((r.id, r.op.as_str(), r.args.len()), (7, "call", 1));
+    }
+
+    fn write_request(op: &str, data: Vec<u8>) -> Vec<u8> {
+        encode(&term::tuple(vec![
+            term::int(9),
+            term::atom(op),
+            term::tuple(vec![term::uint(1), term::binary(data)]),
+        ]))
+    }
+
+    #[test]
+    fn a_large_memory_write_keeps_its_bytes_in_the_frame() {
+        let data: Vec<u8> = (0..TAIL_MIN as u32 + 3).map(|i| i as u8).collect();
+        let r = decode_frame(write_request("memory_write", data.clone())).unwrap();
+        assert_eq!(
+            (r.tail.is_some(), r.bytes(1, "data").unwrap()),
+            (true, &data[..])
+        );
+    }
+
+    #[test]
+    fn a_large_binary_of_another_op_is_decoded_in_place() {
+        let data = vec![5u8; TAIL_MIN];
+        let r = decode_frame(write_request("module_load", data.clone())).unwrap();
+        assert_eq!((r.tail, &r.args[1]), (None, &term::binary(data)));
+    }
+
+    #[test]
+    fn decode_frame_and_decode_request_agree_on_small_frames() {
+        let payload = write_request("memory_write", b"abc".to_vec());
+        assert_eq!(decode_frame(payload.clone()), decode_request(&payload));
     }
 
     #[test]

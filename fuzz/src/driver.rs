@@ -167,7 +167,7 @@ impl Driver {
             Ok(req) => req,
             Err(rejected) => {
                 input.owe(rejected.id);
-                self.host.handle_payload(payload);
+                self.host.handle_frame(payload.to_vec());
                 return;
             }
         };
@@ -227,7 +227,7 @@ impl Driver {
                 Err(_) => eprintln!("-> {} bytes that do not decode", bytes.len()),
             }
         }
-        self.host.handle_payload(bytes);
+        self.host.handle_frame(bytes.to_vec());
     }
 
     /// Takes frames from the outbox until nothing is owed. With `all` false it also stops
