@@ -8,6 +8,7 @@ pub mod etf_guard;
 pub mod frame;
 pub mod global;
 pub mod host;
+pub mod input;
 pub mod instance;
 pub mod memory;
 pub mod module;

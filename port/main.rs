@@ -4,8 +4,7 @@
 use std::fs::File;
 use std::io::BufReader;
 use std::os::fd::FromRawFd;
-use wasmex_port::frame::{self, read_frame, Frame};
-use wasmex_port::{host, outbox, protocol};
+use wasmex_port::{host, input, outbox, protocol};
 
 fn main() {
     exit_with_parent();
@@ -21,20 +20,8 @@ fn main() {
     let stdout = unsafe { File::from_raw_fd(1) };
     let outbox = outbox::Outbox::to_stream(stdout);
     outbox.send(&protocol::hello());
-    let mut host = host::Host::new(outbox);
-    let mut reader = BufReader::with_capacity(1 << 20, stdin);
-    loop {
-        match read_frame(&mut reader) {
-            Ok(Some(Frame::Data(payload))) => host.handle_frame(payload),
-            Ok(Some(Frame::TooLarge(len))) => host.reject(format!(
-                "frame of {len} bytes is larger than the limit of {} bytes",
-                frame::MAX_FRAME
-            )),
-            // stdin closed: the BEAM is gone or closed the port. Exit at once, even while
-            // Wasm is running on other threads.
-            Ok(None) | Err(_) => std::process::exit(0),
-        }
-    }
+    let host = host::Host::new(outbox);
+    input::serve(BufReader::with_capacity(1 << 20, stdin), host)
 }
 
 /// Ask the kernel to send SIGTERM when the parent (erl_child_setup) dies, so a port

@@ -352,6 +352,9 @@ fn wait_for_message(
                 Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
                 Err(TryRecvError::Empty) => {}
             }
+            // Read stdin from here while the main thread does not: a request for this
+            // store then arrives without a thread wake-up.
+            crate::input::drain_if_free();
             if start.elapsed() >= spin {
                 break;
             }
