@@ -10,6 +10,8 @@ defmodule Wasmex.Host.Spare do
   """
   use GenServer
 
+  @refill_delay_ms 10
+
   alias Wasmex.{EngineConfig, Host}
 
   @doc false
@@ -33,15 +35,21 @@ defmodule Wasmex.Host.Spare do
   def handle_call({:take, owner}, _from, state) do
     case Enum.at(Map.keys(state.ready), 0) do
       nil ->
+        # Starts come faster than the refills: start one now.
         {:reply, :none, state, {:continue, :fill}}
 
       host ->
         {ref, ready} = Map.pop(state.ready, host)
         Process.demonitor(ref, [:flush])
         reply = if Host.adopt(host, owner) == :ok, do: {:ok, host}, else: :none
-        {:reply, reply, %{state | ready: ready}, {:continue, :fill}}
+        # Refill a little later: a new port's start-up competing for the CPUs with the
+        # one just taken would slow down the very start it is meant to speed up.
+        Process.send_after(self(), :fill, @refill_delay_ms)
+        {:reply, reply, %{state | ready: ready}}
     end
   end
+
+  def handle_info(:fill, state), do: {:noreply, fill(state)}
 
   @impl true
   def handle_info({:DOWN, _ref, :process, host, _reason}, state),
@@ -60,9 +68,21 @@ defmodule Wasmex.Host.Spare do
     end
   end
 
-  # A port's first compile pays one-time set-up costs; pay them before anyone waits.
+  # A port's first compile, instantiation and call pay one-time costs (code paged in,
+  # signal handlers installed, caches opened): pay them before anyone waits. Measured:
+  # start_link on a taken spare 2.3 -> see docs/performance.md.
+  @warm_up_source {:wasm,
+                   "(module (memory 1) (func (export \"f\") (param i32) (result i32) local.get 0))"}
+
   defp warm_up(host) do
-    source = {:wasm, "(module (func (export \"f\") (result i32) i32.const 0))"}
-    Host.request(host, :module_compile, {:erlang.md5("wasmex spare warm-up"), source})
+    key = :erlang.md5("wasmex spare warm-up")
+
+    with {:ok, _} <- Host.request(host, :module_compile, {key, @warm_up_source}),
+         {:ok, store} <- Host.new_store(host, nil, nil, self()),
+         {:ok, instance} <-
+           Host.request(host, :instantiate, {store, key, nil, <<>>, [], [], 1_000}) do
+      Host.request(host, :call, {store, instance, "f", [1], 1_000})
+      Host.release(host, store, self())
+    end
   end
 end
