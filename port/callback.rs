@@ -71,15 +71,25 @@ pub fn invoke(
 
 fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -> Fallible<Term> {
     loop {
-        if let Some(reason) = caller.data().call.stop_reason() {
-            abandon(caller.data(), callback_id, import);
+        // Stopped, or dropped (here or while a nested call waited for its own callback):
+        // nobody will use this callback's answer.
+        let data = caller.data();
+        let stop = data.call.stop_reason().or_else(|| {
+            data.dropped
+                .then(|| "the store was dropped while a callback was running".to_string())
+        });
+        if let Some(reason) = stop {
+            abandon(data, callback_id, import);
             return Err(reason);
         }
-        let deadline = caller.data().call.deadline();
+        let deadline = data.call.deadline();
         let msg = match receive(caller.data_mut(), deadline) {
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return Err("the host is shutting down".into()),
+            Err(RecvTimeoutError::Disconnected) => {
+                abandon(caller.data(), callback_id, import);
+                return Err("the host is shutting down".into());
+            }
         };
         match msg {
             StoreMsg::CallbackReturn {
@@ -88,11 +98,7 @@ fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -
             } if id == callback_id => return callback_result(result),
             StoreMsg::CallbackReturn { .. } | StoreMsg::Cancel => {}
             StoreMsg::Request(req) => serve_while_waiting(caller, req),
-            StoreMsg::Drop => {
-                caller.data_mut().dropped = true;
-                abandon(caller.data(), callback_id, import);
-                return Err("the store was dropped while a callback was running".into());
-            }
+            StoreMsg::Drop => caller.data_mut().dropped = true,
         }
     }
 }

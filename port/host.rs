@@ -550,6 +550,20 @@ mod tests {
     }
 
     #[test]
+    fn requests_that_reach_a_dropped_store_are_answered() {
+        let (mut host, rx) = host();
+        init(&mut host, &rx);
+        host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
+        let store = next_reply(&rx).1.unwrap();
+        host.handle_payload(&request(0, "store_drop", vec![store.clone()]));
+        // Sent while the store's thread may be ending: each gets its one answer.
+        for id in 3..50 {
+            host.handle_payload(&request(id, "fuel_get", vec![store.clone()]));
+            assert_eq!(next_reply(&rx).0, id as u64);
+        }
+    }
+
+    #[test]
     fn a_store_that_failed_to_start_is_forgotten() {
         let (mut host, rx) = host();
         init(&mut host, &rx);

@@ -11,7 +11,7 @@ use crate::host::Host;
 use std::fs::File;
 use std::io::BufReader;
 use std::os::fd::AsRawFd;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError, TryLockError};
 
 struct Input {
     reader: BufReader<File>,
@@ -34,11 +34,14 @@ pub fn serve(reader: BufReader<File>, host: Host) -> ! {
 /// Reads and dispatches the frames waiting on stdin, unless another thread is reading.
 /// Does nothing in a process that does not serve stdin (tests, fuzz targets).
 pub fn drain_if_free() {
-    if let Some(input) = INPUT.get() {
-        if let Ok(mut input) = input.try_lock() {
-            input.drain();
-        }
-    }
+    let Some(input) = INPUT.get() else { return };
+    // A thread that panicked while reading (a bug) leaves the frames where they were.
+    let mut input = match input.try_lock() {
+        Ok(input) => input,
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+        Err(TryLockError::WouldBlock) => return,
+    };
+    input.drain();
 }
 
 impl Input {

@@ -15,7 +15,7 @@ fn main() {
     enlarge_pipes();
     keep_freed_memory();
     // SAFETY: fds 0 and 1 are this process's stdin and stdout, owned from here on by the
-    // reader (this thread) and the writer thread respectively.
+    // input (input.rs) and the outbox respectively.
     let stdin = unsafe { File::from_raw_fd(0) };
     let stdout = unsafe { File::from_raw_fd(1) };
     let outbox = outbox::Outbox::to_stream(stdout);

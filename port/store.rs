@@ -124,7 +124,6 @@ pub struct StoreData {
 
 pub type Cx<'a> = StoreContextMut<'a, StoreData>;
 
-/// Creates store `id` on a new thread; the reply to `reply_id` says whether it worked.
 /// What a new store starts from.
 pub struct StoreInit {
     pub limits: Term,
@@ -135,6 +134,7 @@ pub struct StoreInit {
     pub ended: Sender<u64>,
 }
 
+/// Creates store `id` on a new thread; the reply to `reply_id` says whether it worked.
 pub fn spawn(shared: Arc<Shared>, id: u64, reply_id: u64, init: StoreInit) -> Sender<StoreMsg> {
     let (tx, rx) = channel();
     let outbox = shared.outbox.clone();
@@ -142,34 +142,29 @@ pub fn spawn(shared: Arc<Shared>, id: u64, reply_id: u64, init: StoreInit) -> Se
         .name(format!("store-{id}"))
         .spawn(move || {
             let outbox = shared.outbox.clone();
-            let StoreInit {
-                limits,
-                wasi,
-                stdin,
-                cancellations,
-                ended,
-            } = init;
-            let mut inbox = Some(rx);
-            match create(shared, id, &mut inbox, &limits, &wasi, stdin, cancellations) {
-                Ok(mut store) => {
+            let ended = init.ended.clone();
+            let (deferred, inbox) = match prepare(&shared, id, init) {
+                Ok(parts) => {
+                    let mut store = create(shared, id, parts, rx);
                     outbox.send(&reply(reply_id, Ok(term::uint(id))));
                     serve(&mut store);
-                    let data = store.data_mut();
-                    let deferred: Vec<Request> = data.deferred.drain(..).collect();
-                    refuse(
-                        &outbox,
-                        deferred.into_iter().chain(requests_in(&data.inbox)),
-                    );
+                    let data = store.into_data();
+                    (data.deferred, data.inbox)
                 }
                 Err(e) => {
                     outbox.send(&reply(reply_id, Err(e)));
-                    if let Some(inbox) = &inbox {
-                        refuse(&outbox, requests_in(inbox));
-                    }
+                    (VecDeque::new(), rx)
                 }
-            }
-            // The host forgets the store; later requests for it get "unknown store".
+            };
+            // The host forgets the store (later requests get "unknown store") and then
+            // drops its sender; until then every request that still comes is refused, so
+            // none is left unanswered.
             let _ = ended.send(id);
+            let queued = inbox.into_iter().filter_map(|msg| match msg {
+                StoreMsg::Request(req) => Some(req),
+                _ => None,
+            });
+            refuse(&outbox, deferred.into_iter().chain(queued));
         });
     if let Err(e) = spawned {
         outbox.send(&reply(
@@ -178,14 +173,6 @@ pub fn spawn(shared: Arc<Shared>, id: u64, reply_id: u64, init: StoreInit) -> Se
         ));
     }
     tx
-}
-
-/// Requests still queued for a store that ended.
-fn requests_in(inbox: &Receiver<StoreMsg>) -> impl Iterator<Item = Request> + '_ {
-    inbox.try_iter().filter_map(|msg| match msg {
-        StoreMsg::Request(req) => Some(req),
-        _ => None,
-    })
 }
 
 /// Answers requests a store will never serve, so that no caller waits forever.
@@ -198,43 +185,57 @@ fn refuse(outbox: &crate::outbox::Outbox, requests: impl Iterator<Item = Request
     }
 }
 
-fn create(
-    shared: Arc<Shared>,
-    id: u64,
-    inbox: &mut Option<Receiver<StoreMsg>>,
-    limits: &Term,
-    wasi: &Term,
-    stdin: StdinReceiver,
-    cancellations: Cancellations,
-) -> Fallible<Store<StoreData>> {
-    let limits = parse_limits(limits)?;
-    let wasi_enabled = !term::is_nil(wasi);
+/// What a store is made of, checked before it is made.
+struct StoreParts {
+    limits: StoreLimits,
+    wasi: WasiP1Ctx,
+    wasi_enabled: bool,
+    call: Arc<CallState>,
+}
+
+fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts> {
+    let limits = parse_limits(&init.limits)?;
+    let wasi_enabled = !term::is_nil(&init.wasi);
     let call = Arc::new(CallState {
-        cancellations,
+        cancellations: init.cancellations,
         ..CallState::default()
     });
     let stdio = wasi::Stdio {
         outbox: shared.outbox.clone(),
         store_id: id,
-        stdin,
+        stdin: init.stdin,
         call: call.clone(),
     };
-    let wasi = wasi::build(if wasi_enabled { Some(wasi) } else { None }, stdio)?;
+    let wasi = wasi::build(wasi_enabled.then_some(&init.wasi), stdio)?;
+    Ok(StoreParts {
+        limits,
+        wasi,
+        wasi_enabled,
+        call,
+    })
+}
+
+fn create(
+    shared: Arc<Shared>,
+    id: u64,
+    parts: StoreParts,
+    inbox: Receiver<StoreMsg>,
+) -> Store<StoreData> {
     let engine = shared.engine.clone();
     let data = StoreData {
         id,
         shared,
-        inbox: inbox.take().ok_or("the store's inbox is gone")?,
-        limits,
-        wasi,
-        wasi_enabled,
+        inbox,
+        limits: parts.limits,
+        wasi: parts.wasi,
+        wasi_enabled: parts.wasi_enabled,
         instances: Vec::new(),
         depth: 0,
         callers: Vec::new(),
         next_callback_id: 1,
         deferred: VecDeque::new(),
         dropped: false,
-        call,
+        call: parts.call,
         last_wait: Duration::ZERO,
     };
     let mut store = Store::new(&engine, data);
@@ -246,7 +247,7 @@ fn create(
             UpdateDeadline::Continue(1)
         })
     });
-    Ok(store)
+    store
 }
 
 /// `nil` or `%{memory_size, table_elements, instances, tables, memories}` (each optional).

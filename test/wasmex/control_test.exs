@@ -213,6 +213,48 @@ defmodule Wasmex.ControlTest do
       assert Wasmex.call_function(pid, "spin", [], 50) |> elem(0) == :error
     end
 
+    test "dropping a store stops every callback waiting in it, nested ones and outer ones" do
+      wat = """
+      (module
+        (import "env" "outer" (func $outer))
+        (import "env" "inner" (func $inner))
+        (func (export "inner_run") call $inner)
+        (func (export "run") call $outer))
+      """
+
+      test_pid = self()
+
+      outer = fn %{caller: caller, instance: instance} ->
+        send(test_pid, {:outer, self()})
+        Instance.call_exported_function(caller, instance, "inner_run", [], :nested, :infinity)
+        receive do: ({:returned_function_call, _, :nested} -> nil)
+        receive do: (:never -> nil)
+      end
+
+      inner = fn _ctx ->
+        send(test_pid, {:inner, self()})
+        receive do: (:never -> nil)
+      end
+
+      imports = %{env: %{outer: {:fn, [], [], outer}, inner: {:fn, [], [], inner}}}
+      {:ok, store} = Wasmex.Store.new()
+      {:ok, module} = Wasmex.Module.compile(store, wat)
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module, imports: imports})
+      call = Task.async(fn -> Wasmex.call_function(pid, "run", [], :infinity) end)
+      assert_receive {:outer, outer_pid}
+      assert_receive {:inner, inner_pid}
+      refs = Enum.map([outer_pid, inner_pid], &Process.monitor/1)
+
+      GenServer.stop(pid)
+      Wasmex.Store.release(store, self())
+
+      for {ref, callback_pid} <- Enum.zip(refs, [outer_pid, inner_pid]) do
+        assert_receive {:DOWN, ^ref, :process, ^callback_pid, :killed}, 1_000
+      end
+
+      assert {:error, _} = Task.await(call)
+    end
+
     test "an Elixir callback that never returns is abandoned and stopped at the timeout" do
       wat = ~s{(module (import "env" "hang" (func $hang)) (func (export "run") call $hang))}
       test_pid = self()
