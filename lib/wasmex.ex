@@ -481,9 +481,15 @@ defmodule Wasmex do
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
-  def terminate(_reason, _state) do
-    :ets.delete(Wasmex.Routes, self())
-    Callback.unregister(self())
+  def terminate(_reason, _state), do: forget_server(self())
+
+  @doc false
+  # Removes what an instance server registered (its call route and its imports); also
+  # called by the host when a server ends without running terminate/2.
+  @spec forget_server(pid()) :: :ok
+  def forget_server(server) do
+    :ets.delete(Wasmex.Routes, server)
+    Callback.unregister(server)
     :ok
   end
 end

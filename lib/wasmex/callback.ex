@@ -45,10 +45,15 @@ defmodule Wasmex.Callback do
       [{^server, imports, instance}] ->
         spawn(fn ->
           key = {host, store_id, callback_id}
-          :ets.insert(@running, {key, self()})
-          result = run(imports, instance, server, host, store_id, callback_id, ns, name, params)
-          :ets.delete(@running, key)
-          answer(port, store_id, callback_id, result)
+
+          # A callback abandoned before it got here finds the mark abandon/3 left.
+          if :ets.insert_new(@running, {key, self()}) do
+            result = run(imports, instance, server, host, store_id, callback_id, ns, name, params)
+            :ets.delete(@running, key)
+            answer(port, store_id, callback_id, result)
+          else
+            :ets.delete(@running, key)
+          end
         end)
 
         :ok
@@ -59,11 +64,29 @@ defmodule Wasmex.Callback do
   end
 
   @doc "Kills the process running a callback whose Wasm call stopped. Whether there was one."
-  def abandon(host, store_id, callback_id) do
-    case :ets.take(@running, {host, store_id, callback_id}) do
-      [{_, pid}] -> Process.exit(pid, :kill)
-      [] -> false
+  def abandon(host, store_id, callback_id, server) do
+    key = {host, store_id, callback_id}
+
+    case :ets.take(@running, key) do
+      [{_, pid}] when is_pid(pid) ->
+        Process.exit(pid, :kill)
+
+      _ ->
+        # A callback of a registered server that has not started yet (or has already
+        # answered): mark it, so that it does not start.
+        if :ets.member(@registry, server), do: :ets.insert(@running, {key, :abandoned})
+        false
     end
+  end
+
+  @doc "Kills the processes running callbacks for `host`, which is stopping."
+  @spec abandon_all(pid()) :: :ok
+  def abandon_all(host) do
+    for pid <- :ets.select(@running, [{{{host, :_, :_}, :"$1"}, [{:is_pid, :"$1"}], [:"$1"]}]),
+        do: Process.exit(pid, :kill)
+
+    :ets.match_delete(@running, {{host, :_, :_}, :_})
+    :ok
   end
 
   # Any process may write to a port; a closed port (the host is gone) needs no answer.

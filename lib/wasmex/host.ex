@@ -127,7 +127,13 @@ defmodule Wasmex.Host do
   @spec release(pid(), non_neg_integer(), pid()) :: :ok
   def release(host, store_id, pid), do: GenServer.cast(host, {:release, store_id, pid})
 
-  @doc false
+  @doc """
+  Leaves the host without an owner: it stops once it has no store left. For a host started
+  for one store, whose holders decide from then on.
+  """
+  @spec disown(pid()) :: :ok
+  def disown(host), do: GenServer.cast(host, :disown)
+
   # Hands the host to a new owner (see Wasmex.Host.Spare).
   @spec adopt(pid(), pid()) :: :ok | {:error, term()}
   def adopt(host, owner) do
@@ -302,6 +308,11 @@ defmodule Wasmex.Host do
       else: {:noreply, state}
   end
 
+  def handle_cast(:disown, state) do
+    if state.owner_ref, do: Process.demonitor(state.owner_ref, [:flush])
+    maybe_stop(%{state | owner: nil, owner_ref: nil})
+  end
+
   def handle_cast({:notify, op, args}, state) do
     command(state, Wire.encode_request(0, op, args))
     {:noreply, state}
@@ -337,11 +348,10 @@ defmodule Wasmex.Host do
         {:noreply, stdio(state, store_id, handler, bytes)}
 
       {:ok, {:callback_abandoned, store_id, callback_id, handler}} ->
-        unless Wasmex.Callback.abandon(self(), store_id, callback_id) do
-          send(
-            :erlang.binary_to_term(handler, [:safe]),
-            {:wasmex_callback_abandoned, store_id, callback_id}
-          )
+        server = :erlang.binary_to_term(handler, [:safe])
+
+        unless Wasmex.Callback.abandon(self(), store_id, callback_id, server) do
+          send(server, {:wasmex_callback_abandoned, store_id, callback_id})
         end
 
         {:noreply, state}
@@ -378,8 +388,8 @@ defmodule Wasmex.Host do
         {:noreply, cancel(%{state | monitors: monitors}, id, store_id)}
 
       {{store_id, ^pid}, monitors} ->
-        # A holder that was an instance server leaves its call route behind.
-        :ets.delete(Wasmex.Routes, pid)
+        # A holder that was an instance server and did not run its terminate/2.
+        Wasmex.forget_server(pid)
         maybe_stop(unhold(%{state | monitors: monitors}, store_id, pid))
 
       {nil, _} when pid == state.owner ->
@@ -397,6 +407,7 @@ defmodule Wasmex.Host do
   @impl true
   def terminate(_reason, %{port: port} = state) do
     fail_pending(state, "the Wasm host stopped")
+    Wasmex.Callback.abandon_all(self())
     if port, do: safe_close(port)
     :ok
   end

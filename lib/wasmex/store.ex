@@ -44,6 +44,8 @@ defmodule Wasmex.Store do
     with {:ok, host, own?} <- host_for(engine) do
       case Host.new_store(host, StoreLimits.to_wire(limits), wasi, self()) do
         {:ok, id} ->
+          # A host of its own lives as long as its store does, not as long as its creator.
+          if own?, do: Host.disown(host)
           {:ok, %StoreOrCaller{host: host, store_id: id}}
 
         {:error, _} = error ->

@@ -239,4 +239,18 @@ defmodule Wasmex.CallbackTest do
       assert Enum.map(tasks, &Task.await/1) == [{:ok, [0]}, {:ok, [1]}]
     end
   end
+
+  describe "abandonment" do
+    test "a callback abandoned before its process started never runs" do
+      test_pid = self()
+      ran = fn _ctx -> send(test_pid, :ran) end
+      Wasmex.Callback.register(%{env: %{f: {:fn, [], [], ran}}}, nil)
+      on_exit(fn -> Wasmex.Callback.unregister(test_pid) end)
+      host = spawn(fn -> :ok end)
+
+      refute Wasmex.Callback.abandon(host, 1, 7, self())
+      :ok = Wasmex.Callback.start(host, nil, self(), 1, 7, "env", "f", [])
+      refute_receive :ran, 200
+    end
+  end
 end

@@ -237,7 +237,9 @@ defmodule Wasmex.ControlTest do
       end
 
       imports = %{env: %{outer: {:fn, [], [], outer}, inner: {:fn, [], [], inner}}}
-      {:ok, store} = Wasmex.Store.new()
+      # On a shared engine the host outlives the store: the port itself must give up.
+      {:ok, engine} = Engine.new(%EngineConfig{})
+      {:ok, store} = Wasmex.Store.new(nil, engine)
       {:ok, module} = Wasmex.Module.compile(store, wat)
       {:ok, pid} = Wasmex.start_link(%{store: store, module: module, imports: imports})
       call = Task.async(fn -> Wasmex.call_function(pid, "run", [], :infinity) end)
@@ -253,6 +255,25 @@ defmodule Wasmex.ControlTest do
       end
 
       assert {:error, _} = Task.await(call)
+    end
+
+    test "a host that stops kills the callbacks it started" do
+      wat = ~s{(module (import "env" "hang" (func $hang)) (func (export "run") call $hang))}
+      test_pid = self()
+
+      hang = fn _ctx ->
+        send(test_pid, {:callback, self()})
+        receive do: (:never -> nil)
+      end
+
+      {:ok, pid} = Wasmex.start_link(%{bytes: wat, imports: %{env: %{hang: {:fn, [], [], hang}}}})
+      Process.unlink(pid)
+      {:ok, store} = Wasmex.store(pid)
+      Task.start(fn -> Wasmex.call_function(pid, "run", [], :infinity) end)
+      assert_receive {:callback, callback_pid}
+      ref = Process.monitor(callback_pid)
+      GenServer.stop(store.host)
+      assert_receive {:DOWN, ^ref, :process, ^callback_pid, :killed}
     end
 
     test "an Elixir callback that never returns is abandoned and stopped at the timeout" do

@@ -25,6 +25,13 @@ defmodule Wasmex.StoreTest do
                Store.new(%Wasmex.StoreLimits{memory_size: -1})
     end
 
+    test "a store's own host stops when the store is released, while its creator lives on" do
+      {:ok, store} = Store.new()
+      ref = Process.monitor(store.host)
+      Store.release(store, self())
+      assert_receive {:DOWN, ^ref, :process, _, :normal}
+    end
+
     test "a store's own host stops when its last holder exits" do
       test_pid = self()
 
