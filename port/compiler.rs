@@ -54,11 +54,6 @@ impl Compiler {
         }
     }
 
-    /// A compiler that compiles in this process without a time limit.
-    pub fn in_process(engine: Engine) -> Compiler {
-        Compiler::new(engine, EngineOptions::default(), None, None)
-    }
-
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
@@ -137,7 +132,7 @@ impl Compiler {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start a compiler process: {e}"))?;
-        let mut input = frame_of(&self.options.to_term());
+        let mut input = crate::frame::encode_frame(&self.options.to_term());
         input.extend_from_slice(bytes);
         let mut stdin = child.stdin.take().ok_or("compiler process has no stdin")?;
         let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take())
@@ -225,10 +220,6 @@ fn trim_artifacts(dir: &std::path::Path, keep: usize) {
     for (_, path) in &files[..files.len() - keep] {
         let _ = std::fs::remove_file(path);
     }
-}
-
-fn frame_of(t: &Term) -> Vec<u8> {
-    crate::frame::encode_frame(t)
 }
 
 /// The `--compile` mode of the program: reads a frame with the engine options, then the
@@ -319,7 +310,7 @@ mod tests {
     #[test]
     fn a_child_compile_of_bad_input_is_an_error() {
         assert!(child_compile(b"").is_err());
-        let mut input = frame_of(&EngineOptions::default().to_term());
+        let mut input = crate::frame::encode_frame(&EngineOptions::default().to_term());
         input.extend_from_slice(b"(modul");
         assert!(child_compile(&input)
             .unwrap_err()
@@ -329,7 +320,7 @@ mod tests {
     #[test]
     fn a_child_compile_produces_an_artifact_the_same_engine_loads() {
         let options = EngineOptions::default();
-        let mut input = frame_of(&options.to_term());
+        let mut input = crate::frame::encode_frame(&options.to_term());
         input.extend_from_slice(b"(module (func (export \"f\")))");
         let artifact = child_compile(&input).unwrap();
         assert!(module::deserialize(&options.build().unwrap(), &artifact).is_ok());

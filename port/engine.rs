@@ -29,45 +29,32 @@ impl EngineOptions {
     /// cache_dir: binary | nil}`.
     pub fn from_term(t: &Term) -> Fallible<EngineOptions> {
         let m = term::as_map(t, "engine config")?;
-        let consume_fuel = match term::map_get(m, "consume_fuel") {
-            Some(v) => term::as_bool(v, "consume_fuel")?,
-            None => false,
-        };
-        let backtrace_details = match term::map_get(m, "wasm_backtrace_details") {
-            Some(v) => term::as_bool(v, "wasm_backtrace_details")?,
-            None => false,
-        };
-        let opt_level = match term::map_get(m, "cranelift_opt_level").map(|v| (v, term::as_atom(v)))
-        {
+        let opt_level = match term::map_get(m, "cranelift_opt_level") {
             None => None,
-            Some((_, Some("none"))) => Some(OptLevel::None),
-            Some((_, Some("speed"))) => Some(OptLevel::Speed),
-            Some((_, Some("speed_and_size"))) => Some(OptLevel::SpeedAndSize),
-            Some((v, _)) => {
-                return Err(format!(
-                    "cranelift_opt_level must be :none, :speed or :speed_and_size, got: {}",
-                    term::show(v)
-                ))
-            }
+            Some(v) => Some(match term::as_atom(v) {
+                Some("none") => OptLevel::None,
+                Some("speed") => OptLevel::Speed,
+                Some("speed_and_size") => OptLevel::SpeedAndSize,
+                _ => {
+                    return Err(format!(
+                        "cranelift_opt_level must be :none, :speed or :speed_and_size, got: {}",
+                        term::show(v)
+                    ))
+                }
+            }),
         };
         let cache_dir = match term::map_get(m, "cache_dir") {
             Some(v) => Some(term::as_str(v, "cache_dir")?.to_string()),
             None => None,
         };
         Ok(EngineOptions {
-            consume_fuel,
+            consume_fuel: term::map_bool(m, "consume_fuel")?,
             opt_level,
-            backtrace_details,
+            backtrace_details: term::map_bool(m, "wasm_backtrace_details")?,
             cache_dir,
-            compact_memories: match term::map_get(m, "compact_memories") {
-                Some(v) => term::as_bool(v, "compact_memories")?,
-                None => false,
-            },
+            compact_memories: term::map_bool(m, "compact_memories")?,
             serial_compilation: false,
-            spin_us: match term::map_get(m, "spin_us") {
-                Some(v) => term::as_u64(v, "spin_us")?,
-                None => 0,
-            },
+            spin_us: term::map_u64(m, "spin_us")?.unwrap_or(0),
         })
     }
 

@@ -44,23 +44,6 @@ impl fmt::Display for Hazard {
     }
 }
 
-/// The first hazard in any complete frame of a byte stream.
-pub fn stream_hazard(mut stream: &[u8]) -> Option<Hazard> {
-    while stream.len() >= 4 {
-        let len = u32::from_be_bytes([stream[0], stream[1], stream[2], stream[3]]) as usize;
-        stream = &stream[4..];
-        if len > stream.len() {
-            return None;
-        }
-        let (payload, rest) = stream.split_at(len);
-        if let Some(h) = payload_hazard(payload) {
-            return Some(h);
-        }
-        stream = rest;
-    }
-    None
-}
-
 /// The first hazard in one payload (a version byte and a term).
 pub fn payload_hazard(payload: &[u8]) -> Option<Hazard> {
     inspect(payload).err()

@@ -1,19 +1,15 @@
 //! Exported globals: read and write, on a store or through a waiting caller.
 
-use crate::instance::lookup;
+use crate::instance::export;
 use crate::protocol::Request;
 use crate::store::Cx;
 use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
-use wasmtime::{Global, Mutability};
+use wasmtime::{Extern, Global, Mutability};
 
 fn global(cx: &mut Cx<'_>, req: &Request) -> Fallible<Global> {
-    let instance = lookup(cx, req.arg(1)?)?;
-    let name = term::as_str(req.arg(2)?, "global name")?;
-    instance
-        .get_global(&mut *cx, name)
-        .ok_or_else(|| format!("exported global `{name}` not found"))
+    export(cx, req, "global", Extern::into_global)
 }
 
 /// `{Ctx, Instance, Name}` -> value.

@@ -37,11 +37,17 @@ pub struct Shared {
 pub struct Host {
     outbox: Outbox,
     shared: Option<Arc<Shared>>,
-    stores: HashMap<u64, (Sender<StoreMsg>, Cancellations)>,
-    stdins: HashMap<u64, StdinSender>,
+    stores: HashMap<u64, StoreHandle>,
     next_store_id: u64,
     /// Stores whose thread ended (dropped, or failed to start), to forget.
     ended: (Sender<u64>, Receiver<u64>),
+}
+
+/// How the dispatcher reaches a store's thread.
+struct StoreHandle {
+    inbox: Sender<StoreMsg>,
+    cancellations: Cancellations,
+    stdin: StdinSender,
 }
 
 impl Host {
@@ -50,7 +56,6 @@ impl Host {
             outbox,
             shared: None,
             stores: HashMap::new(),
-            stdins: HashMap::new(),
             next_store_id: 1,
             ended: std::sync::mpsc::channel(),
         }
@@ -80,7 +85,6 @@ impl Host {
     fn handle(&mut self, req: Request) {
         while let Ok(id) = self.ended.1.try_recv() {
             self.stores.remove(&id);
-            self.stdins.remove(&id);
         }
         let id = req.id;
         let notification = req.is_notification();
@@ -140,9 +144,13 @@ impl Host {
                 req.expect_arity(2)?;
                 let id = self.next_store_id;
                 self.next_store_id += 1;
-                let (stdin_tx, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
+                let (stdin, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
                 let cancellations = Cancellations::default();
-                let (limits, wasi) = (req.args[0].clone(), req.args[1].clone());
+                let reply_id = req.id;
+                let [limits, wasi]: [Term; 2] = req
+                    .args
+                    .try_into()
+                    .map_err(|_| "store_new expects 2 arguments")?;
                 let init = StoreInit {
                     limits,
                     wasi,
@@ -150,17 +158,20 @@ impl Host {
                     cancellations: cancellations.clone(),
                     ended: self.ended.0.clone(),
                 };
-                let tx = store::spawn(shared, id, req.id, init);
-                self.stdins.insert(id, stdin_tx);
-                self.stores.insert(id, (tx, cancellations));
+                let inbox = store::spawn(shared, id, reply_id, init);
+                let handle = StoreHandle {
+                    inbox,
+                    cancellations,
+                    stdin,
+                };
+                self.stores.insert(id, handle);
             }
             "store_drop" => {
                 req.expect_arity(1)?;
                 let id = term::as_u64(req.arg(0)?, "store id")?;
-                if let Some((tx, _)) = self.stores.remove(&id) {
-                    let _ = tx.send(StoreMsg::Drop);
+                if let Some(store) = self.stores.remove(&id) {
+                    let _ = store.inbox.send(StoreMsg::Drop);
                 }
-                self.stdins.remove(&id);
             }
             "stdin_data" | "stdin_eof" => {
                 let id = term::as_u64(req.arg(0)?, "store id")?;
@@ -168,13 +179,13 @@ impl Host {
                     StdinMsg::Eof
                 } else {
                     req.expect_arity(2)?;
-                    StdinMsg::Data(term::as_bytes(req.arg(1)?, "stdin data")?.to_vec())
+                    term::as_bytes(req.arg(1)?, "stdin data")?;
+                    match req.args.into_iter().nth(1) {
+                        Some(Term::Binary(data)) => StdinMsg::Data(data.bytes),
+                        _ => return Ok(()),
+                    }
                 };
-                let tx = self
-                    .stdins
-                    .get(&id)
-                    .ok_or_else(|| format!("unknown store {id}"))?;
-                let _ = tx.send(msg);
+                let _ = self.store(id)?.stdin.send(msg);
             }
             "cancel" => {
                 req.expect_arity(2)?;
@@ -183,38 +194,36 @@ impl Host {
                     shared.cancellations.cancel(request);
                     return Ok(());
                 }
-                let store_id = term::as_u64(req.arg(0)?, "store id")?;
-                let (tx, cancellations) = self
-                    .stores
-                    .get(&store_id)
-                    .ok_or_else(|| format!("unknown store {store_id}"))?;
-                cancellations.cancel(request);
-                let _ = tx.send(StoreMsg::Cancel);
+                let store = self.store(term::as_u64(req.arg(0)?, "store id")?)?;
+                store.cancellations.cancel(request);
+                let _ = store.inbox.send(StoreMsg::Cancel);
             }
             "callback_return" => {
                 req.expect_arity(3)?;
                 let store_id = term::as_u64(req.arg(0)?, "store id")?;
                 let callback_id = term::as_u64(req.arg(1)?, "callback id")?;
-                let tx = self.store(store_id)?;
-                let _ = tx.send(StoreMsg::CallbackReturn {
+                let store = self.store(store_id)?;
+                let result = req.args.into_iter().nth(2).unwrap_or_else(term::nil);
+                let _ = store.inbox.send(StoreMsg::CallbackReturn {
                     callback_id,
-                    result: req.args[2].clone(),
+                    result,
                 });
             }
             _ => {
                 let ctx = Context::parse(req.arg(0)?)?;
-                let tx = self.store(ctx.store_id())?;
-                tx.send(StoreMsg::Request(req))
+                let store = self.store(ctx.store_id())?;
+                store
+                    .inbox
+                    .send(StoreMsg::Request(req))
                     .map_err(|_| "the store has stopped".to_string())?;
             }
         }
         Ok(())
     }
 
-    fn store(&self, id: u64) -> Fallible<&Sender<StoreMsg>> {
+    fn store(&self, id: u64) -> Fallible<&StoreHandle> {
         self.stores
             .get(&id)
-            .map(|(tx, _)| tx)
             .ok_or_else(|| format!("unknown store {id}"))
     }
 
@@ -232,10 +241,7 @@ impl Host {
         // wasmtime's compiled-code cache serves the compile children (large modules); here,
         // where only small modules compile, its lookups and writes would cost more than
         // compiling.
-        let isolate = match term::map_get(config, "isolate_compilation") {
-            Some(v) => term::as_bool(v, "isolate_compilation")?,
-            None => false,
-        };
+        let isolate = term::map_bool(config, "isolate_compilation")?;
         let engine = if isolate {
             EngineOptions {
                 cache_dir: None,
@@ -247,9 +253,8 @@ impl Host {
             options.build()?
         };
         let ticker = Ticker::start(engine.clone());
-        let compile_timeout = term::map_get(config, "compile_timeout_ms")
-            .map(|v| term::as_u64(v, "compile_timeout_ms").map(Duration::from_millis))
-            .transpose()?;
+        let compile_timeout =
+            term::map_u64(config, "compile_timeout_ms")?.map(Duration::from_millis);
         let child = if isolate {
             Some(
                 std::env::current_exe()
@@ -285,6 +290,7 @@ fn off_thread(
     let id = req.id;
     let spawned = thread::Builder::new().name(req.op.clone()).spawn(move || {
         let result = work(&shared, &req);
+        shared.cancellations.forget(req.id);
         shared.outbox.send(&reply(req.id, result));
     });
     if let Err(e) = spawned {
@@ -580,6 +586,6 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        assert!(host.stores.is_empty() && host.stdins.is_empty());
+        assert!(host.stores.is_empty());
     }
 }

@@ -8,7 +8,7 @@ use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
 use std::sync::{Arc, Mutex};
-use wasmtime::{FuncType, Instance, Linker, Trap, Val, ValType};
+use wasmtime::{Extern, FuncType, Linker, Trap, Val, ValType};
 
 /// `{Ctx, ModuleKey, ModuleSource, Handler, Imports, Links, Timeout}` -> `InstanceId`.
 ///
@@ -107,13 +107,26 @@ impl BaseLinkers {
     }
 }
 
-pub fn lookup(cx: &Cx<'_>, t: &Term) -> Fallible<Instance> {
-    let id = term::as_u64(t, "instance id")?;
-    cx.data()
+/// The export of request `{Ctx, InstanceId, Name, ...}`, picked as one `kind` of extern:
+/// `"function"`, `"memory"` or `"global"`.
+pub fn export<T>(
+    cx: &mut Cx<'_>,
+    req: &Request,
+    kind: &str,
+    pick: fn(Extern) -> Option<T>,
+) -> Fallible<T> {
+    let id = term::as_u64(req.arg(1)?, "instance id")?;
+    let instance = cx
+        .data()
         .instances
         .get(id as usize)
         .copied()
-        .ok_or_else(|| format!("unknown instance {id}"))
+        .ok_or_else(|| format!("unknown instance {id}"))?;
+    let name = term::as_str(req.arg(2)?, "name").map_err(|e| format!("{kind} {e}"))?;
+    instance
+        .get_export(&mut *cx, name)
+        .and_then(pick)
+        .ok_or_else(|| format!("exported {kind} `{name}` not found"))
 }
 
 /// `{Ctx, InstanceId, Name, Params, Timeout}` -> `[Results]`. A WASI program that calls
@@ -142,11 +155,7 @@ type PreparedCall = (
 
 fn prepare_call(cx: &mut Cx<'_>, req: &Request) -> Fallible<PreparedCall> {
     req.expect_arity(5)?;
-    let instance = lookup(cx, req.arg(1)?)?;
-    let name = term::as_str(req.arg(2)?, "function name")?;
-    let func = instance
-        .get_func(&mut *cx, name)
-        .ok_or_else(|| format!("exported function `{name}` not found"))?;
+    let func = export(cx, req, "function", Extern::into_func)?;
     let ty = func.ty(&*cx);
     let param_types: Vec<ValType> = ty.params().collect();
     let args = values::to_vals(&term::as_list(req.arg(3)?, "params")?, &param_types)?;

@@ -1,21 +1,17 @@
 //! Linear memory: size, grow, read and write, on a store or through a waiting caller.
 //! A memory is named by `{InstanceId, ExportName}`.
 
-use crate::instance::lookup;
+use crate::instance::export;
 use crate::protocol::Request;
 use crate::store::Cx;
 use crate::term::{self, Fallible};
 use eetf::Term;
-use wasmtime::Memory;
+use wasmtime::{Extern, Memory};
 
 const OUT_OF_BOUNDS: &str = "out of bounds memory access";
 
 fn memory(cx: &mut Cx<'_>, req: &Request) -> Fallible<Memory> {
-    let instance = lookup(cx, req.arg(1)?)?;
-    let name = term::as_str(req.arg(2)?, "memory name")?;
-    instance
-        .get_memory(&mut *cx, name)
-        .ok_or_else(|| format!("exported memory `{name}` not found"))
+    export(cx, req, "memory", Extern::into_memory)
 }
 
 /// The byte range `[offset, offset + len)` if it lies inside the memory.

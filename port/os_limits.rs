@@ -33,11 +33,10 @@ impl OsLimits {
             return Ok(OsLimits::default());
         };
         let m = term::as_map(t, "os_limits")?;
-        let get = |k: &str| term::map_get(m, k).map(|v| term::as_u64(v, k)).transpose();
         Ok(OsLimits {
-            address_space: get("address_space")?,
-            cpu_seconds: get("cpu_seconds")?,
-            resident_memory: get("resident_memory")?,
+            address_space: term::map_u64(m, "address_space")?,
+            cpu_seconds: term::map_u64(m, "cpu_seconds")?,
+            resident_memory: term::map_u64(m, "resident_memory")?,
         })
     }
 

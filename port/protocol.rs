@@ -63,12 +63,9 @@ pub struct Tail {
     start: usize,
 }
 
-/// Decodes a request's payload.
+/// Decodes a request's payload (a copy of it: see [`decode_frame`]).
 pub fn decode_request(payload: &[u8]) -> Result<Request, Rejected> {
-    if let Some(hazard) = crate::etf_guard::payload_hazard(payload) {
-        return Err(malformed(hazard));
-    }
-    decode_checked(payload)
+    decode_frame(payload.to_vec())
 }
 
 /// Decodes a request's payload, taking it. A megabyte memory write is not copied out of
@@ -108,33 +105,36 @@ fn malformed(reason: impl std::fmt::Display) -> Rejected {
 fn decode_checked(payload: &[u8]) -> Result<Request, Rejected> {
     let reject = |id: u64, reason: String| Rejected { id, reason };
     let t = Term::decode(payload).map_err(malformed)?;
-    let parts = term::as_tuple(&t, 3, "request").map_err(|e| reject(0, e))?;
-    let id = term::as_u64(&parts[0], "request id").map_err(|e| reject(0, e))?;
-    let op = term::as_atom(&parts[1])
-        .ok_or_else(|| {
-            reject(
+    let not_a_request =
+        |t: &Term| reject(0, term::as_tuple(t, 3, "request").err().unwrap_or_default());
+    // Taken apart by value: a memory write's argument is megabytes.
+    let [id, op, args]: [Term; 3] = match t {
+        Term::Tuple(request) => request
+            .elements
+            .try_into()
+            .map_err(|elements| not_a_request(&term::tuple(elements)))?,
+        other => return Err(not_a_request(&other)),
+    };
+    let id = term::as_u64(&id, "request id").map_err(|e| reject(0, e))?;
+    let op = match op {
+        Term::Atom(atom) => atom.name,
+        other => {
+            let shown = term::show(&other);
+            return Err(reject(
                 id,
-                format!("request op must be an atom, got: {}", term::show(&parts[1])),
-            )
-        })?
-        .to_string();
-    if !matches!(parts[2], Term::Tuple(_)) {
-        return Err(reject(
-            id,
-            format!(
-                "request args must be a tuple, got: {}",
-                term::show(&parts[2])
-            ),
-        ));
-    }
-    // Move the arguments out rather than clone them: a memory write's argument is
-    // megabytes.
-    let args = match t {
-        Term::Tuple(request) => match request.elements.into_iter().nth(2) {
-            Some(Term::Tuple(args)) => args.elements,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
+                format!("request op must be an atom, got: {shown}"),
+            ));
+        }
+    };
+    let args = match args {
+        Term::Tuple(args) => args.elements,
+        other => {
+            let shown = term::show(&other);
+            return Err(reject(
+                id,
+                format!("request args must be a tuple, got: {shown}"),
+            ));
+        }
     };
     Ok(Request {
         id,
@@ -223,23 +223,26 @@ pub enum Context {
 
 impl Context {
     pub fn parse(t: &Term) -> Fallible<Context> {
-        if let Ok(id) = term::as_u64(t, "store") {
-            return Ok(Context::Store(id));
-        }
-        match t {
+        let parsed = match t {
+            Term::FixInteger(_) | Term::BigInteger(_) => {
+                term::as_u64(t, "store").ok().map(Context::Store)
+            }
             Term::Tuple(tp)
                 if tp.elements.len() == 3 && term::as_atom(&tp.elements[0]) == Some("caller") =>
             {
-                Ok(Context::Caller {
+                return Ok(Context::Caller {
                     store: term::as_u64(&tp.elements[1], "store id")?,
                     caller: term::as_u64(&tp.elements[2], "caller id")?,
-                })
+                });
             }
-            _ => Err(format!(
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            format!(
                 "expected a store id or {{caller, StoreId, CallerId}}, got: {}",
                 term::show(t)
-            )),
-        }
+            )
+        })
     }
 
     pub fn store_id(&self) -> u64 {

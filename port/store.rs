@@ -91,6 +91,13 @@ impl Cancellations {
         self.0.lock().is_ok_and(|set| set.contains(&request))
     }
 
+    /// Forgets `request` (a host-wide request that has been answered).
+    pub fn forget(&self, request: u64) {
+        if let Ok(mut set) = self.0.lock() {
+            set.remove(&request);
+        }
+    }
+
     /// Forgets `request` and every earlier one: requests are served in the order their
     /// ids were given, so cancellations of those can no longer matter.
     fn settle(&self, request: u64) {
@@ -177,7 +184,7 @@ pub fn spawn(shared: Arc<Shared>, id: u64, reply_id: u64, init: StoreInit) -> Se
 
 /// Answers requests a store will never serve, so that no caller waits forever.
 fn refuse(outbox: &crate::outbox::Outbox, requests: impl Iterator<Item = Request>) {
-    for req in requests.filter(|r| !r.is_notification()) {
+    for req in requests {
         outbox.send(&reply(
             req.id,
             Err("the store was dropped before serving this request".into()),
@@ -257,11 +264,7 @@ fn parse_limits(t: &Term) -> Fallible<StoreLimits> {
         return Ok(b.build());
     }
     let m = term::as_map(t, "store limits")?;
-    let get = |k: &str| -> Fallible<Option<usize>> {
-        term::map_get(m, k)
-            .map(|v| term::as_u64(v, k).map(|n| n as usize))
-            .transpose()
-    };
+    let get = |k: &str| Ok::<_, String>(term::map_u64(m, k)?.map(|n| n as usize));
     if let Some(n) = get("memory_size")? {
         b = b.memory_size(n);
     }
@@ -392,10 +395,8 @@ pub fn answer(mut cx: Cx<'_>, req: &Request) {
             Err(e) => outbox.send(&reply(req.id, Err(e))),
         }
     } else {
-        let result = handle(&mut cx, req);
-        if !req.is_notification() {
-            outbox.send(&reply_term(req.id, result));
-        }
+        // Notifications never reach a store: the host handles them.
+        outbox.send(&reply_term(req.id, handle(&mut cx, req)));
     }
     if top_level {
         cx.data().call.cancellations.settle(req.id);

@@ -2,6 +2,7 @@
 
 use eetf::{Atom, BigInteger, Binary, FixInteger, Float, List, Map, Term, Tuple};
 use num_bigint::BigInt;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// A failure described for the user: it travels back to the BEAM as a binary.
@@ -46,10 +47,7 @@ pub fn int(i: i64) -> Term {
 }
 
 pub fn uint(u: u64) -> Term {
-    match i32::try_from(u) {
-        Ok(small) => Term::FixInteger(FixInteger::from(small)),
-        Err(_) => Term::BigInteger(BigInteger::from(u)),
-    }
+    u128_term(u.into())
 }
 
 pub fn u128_term(u: u128) -> Term {
@@ -177,10 +175,14 @@ pub fn as_str<'a>(t: &'a Term, what: &str) -> Fallible<&'a str> {
 
 /// A proper list. Erlang sends lists of small integers as byte strings; those are
 /// expanded into integer terms.
-pub fn as_list(t: &Term, what: &str) -> Fallible<Vec<Term>> {
+/// The elements of a list, borrowed (a list of small integers arrives as a byte list and
+/// is expanded).
+pub fn as_list<'a>(t: &'a Term, what: &str) -> Fallible<Cow<'a, [Term]>> {
     match t {
-        Term::List(l) => Ok(l.elements.clone()),
-        Term::ByteList(b) => Ok(b.bytes.iter().map(|&x| int(i64::from(x))).collect()),
+        Term::List(l) => Ok(Cow::Borrowed(&l.elements)),
+        Term::ByteList(b) => Ok(Cow::Owned(
+            b.bytes.iter().map(|&x| int(i64::from(x))).collect(),
+        )),
         _ => Err(not_a(what, "list", t)),
     }
 }
@@ -202,6 +204,16 @@ pub fn as_map<'a>(t: &'a Term, what: &str) -> Fallible<&'a HashMap<Term, Term>> 
 /// Looks up an atom key in a map; a missing key reads as `nil`.
 pub fn map_get<'a>(m: &'a HashMap<Term, Term>, key: &str) -> Option<&'a Term> {
     m.get(&atom(key)).filter(|v| !is_nil(v))
+}
+
+/// The boolean at `key` (`false` when missing or nil).
+pub fn map_bool(m: &HashMap<Term, Term>, key: &str) -> Fallible<bool> {
+    map_get(m, key).map_or(Ok(false), |v| as_bool(v, key))
+}
+
+/// The non-negative integer at `key`, if there is one.
+pub fn map_u64(m: &HashMap<Term, Term>, key: &str) -> Fallible<Option<u64>> {
+    map_get(m, key).map(|v| as_u64(v, key)).transpose()
 }
 
 fn not_a(what: &str, kind: &str, t: &Term) -> String {
@@ -281,7 +293,8 @@ mod boundary_tests {
     fn lists_of_negative_integers_stay_negative() {
         let mut buf = Vec::new();
         list(vec![int(-5), int(7)]).encode(&mut buf).unwrap();
-        let back = as_list(&Term::decode(&buf[..]).unwrap(), "list").unwrap();
+        let decoded = Term::decode(&buf[..]).unwrap();
+        let back = as_list(&decoded, "list").unwrap();
         assert_eq!(
             back.iter().map(as_i64).collect::<Vec<_>>(),
             vec![Some(-5), Some(7)]

@@ -153,7 +153,7 @@ mod tests {
             Val::F64(2.25f64.to_bits()),
         ];
         let t = from_vals(&vals).unwrap();
-        let back: Vec<Term> = term::as_list(&t, "results").unwrap();
+        let back: Vec<Term> = term::as_list(&t, "results").unwrap().into_owned();
         assert_eq!(back[0], term::int(-4));
         assert_eq!(term::as_f64(&back[2]), Some(1.5));
     }

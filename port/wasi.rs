@@ -33,8 +33,8 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
     };
     let m = term::as_map(options, "wasi options")?;
     if let Some(args) = term::map_get(m, "args") {
-        for a in term::as_list(args, "wasi args")? {
-            builder.arg(term::as_str(&a, "wasi arg")?);
+        for a in term::as_list(args, "wasi args")?.iter() {
+            builder.arg(term::as_str(a, "wasi arg")?);
         }
     }
     if let Some(env) = term::map_get(m, "env") {
@@ -46,8 +46,8 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
         }
     }
     if let Some(preopens) = term::map_get(m, "preopen") {
-        for p in term::as_list(preopens, "preopen")? {
-            let p = term::as_tuple(&p, 3, "preopen")?;
+        for p in term::as_list(preopens, "preopen")?.iter() {
+            let p = term::as_tuple(p, 3, "preopen")?;
             let host = term::as_str(&p[0], "preopen path")?;
             let guest = term::as_str(&p[1], "preopen alias")?;
             let perms = if term::as_bool(&p[2], "preopen read_only")? {
@@ -66,27 +66,19 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
         stdin,
         call,
     } = stdio;
-    match term::map_get(m, "stdin") {
-        None => {}
-        Some(t) if term::as_atom(t) == Some("push") => {
-            builder.stdin(EventInput::new(
-                stdin,
-                outbox.clone(),
-                store_id,
-                None,
-                call.clone(),
-            ));
-        }
-        Some(t) => {
-            let handler = tagged(t, "pull", "stdin")?;
-            builder.stdin(EventInput::new(
-                stdin,
-                outbox.clone(),
-                store_id,
-                Some(handler),
-                call,
-            ));
-        }
+    if let Some(t) = term::map_get(m, "stdin") {
+        // `push`: the BEAM sends input unasked; `{pull, Handler}`: it is asked for it.
+        let handler = match term::as_atom(t) {
+            Some("push") => None,
+            _ => Some(tagged(t, "pull", "stdin")?),
+        };
+        builder.stdin(EventInput::new(
+            stdin,
+            outbox.clone(),
+            store_id,
+            handler,
+            call,
+        ));
     }
     if let Some(t) = term::map_get(m, "stdout") {
         builder.stdout(EventOutput::new(
