@@ -204,9 +204,9 @@ defmodule Wasmex do
     end
   end
 
-  defp build_store(%{wasi: true}), do: Store.new_wasi(%WasiOptions{})
-  defp build_store(%{wasi: %WasiOptions{} = wasi}), do: Store.new_wasi(wasi)
-  defp build_store(%{wasi: %{} = wasi}), do: Store.new_wasi(struct(WasiOptions, wasi))
+  defp build_store(%{wasi: wasi}) when wasi not in [nil, false],
+    do: Store.new_wasi(WasiOptions.new(wasi))
+
   defp build_store(_), do: Store.new()
 
   defp start_with_store(%{store: store} = opts) do
@@ -469,11 +469,6 @@ defmodule Wasmex do
   def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
 
   @impl true
-  def handle_info({:returned_function_call, result, from}, state) do
-    GenServer.reply(from, result)
-    {:noreply, state}
-  end
-
   def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state) do
     {:stop, {:shutdown, {:wasmex_host_down, reason}}, state}
   end

@@ -42,7 +42,7 @@ write_binary(StoreOrCaller, Memory, Index, Binary) ->
 
 %% @doc A 'Elixir.Wasmex.Wasi.WasiOptions' struct from a map with the keys args, env,
 %% preopen, stdin, stdout, stderr.
-wasi_options(Options) when is_map(Options) -> 'Elixir.Kernel':struct('Elixir.Wasmex.Wasi.WasiOptions', Options).
+wasi_options(Options) when is_map(Options) -> 'Elixir.Wasmex.Wasi.WasiOptions':new(Options).
 
 %% @doc A preopened directory for wasi_options/1: Path seen by the program as Alias.
 preopen(Path, Alias) -> 'Elixir.Kernel':struct('Elixir.Wasmex.Wasi.PreopenOptions', #{path => Path, alias => Alias}).

@@ -11,6 +11,7 @@ defmodule Wasmex.DocTest do
   doctest Wasmex.StoreOrCaller
   doctest Wasmex.Pipe
   doctest Wasmex.Wasi
+  doctest Wasmex.Wasi.WasiOptions
   doctest Wasmex.Pool
   doctest Wasmex.Stats
 end

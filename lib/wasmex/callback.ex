@@ -7,7 +7,7 @@ defmodule Wasmex.Callback do
   # (a callback may call back into Wasm whose import calls Elixir again), and one whose
   # Wasm call was stopped can be killed.
 
-  alias Wasmex.{Memory, StoreOrCaller, Wire}
+  alias Wasmex.{Memory, StoreOrCaller}
 
   @registry Wasmex.Callbacks
   @running Wasmex.Callbacks.Running
@@ -21,11 +21,17 @@ defmodule Wasmex.Callback do
   @doc "Registers the imports of the instance served by `server` (the calling process)."
   @spec register(map(), Wasmex.Instance.t() | nil) :: true
   def register(imports, instance),
-    do: :ets.insert(@registry, {self(), stringify(imports), instance})
+    do: :ets.insert(@registry, {self(), stringify(imports), context(instance)})
 
   @doc "Records the instance of the calling server's registered imports."
   @spec set_instance(Wasmex.Instance.t()) :: true
-  def set_instance(instance), do: :ets.update_element(@registry, self(), {3, instance})
+  def set_instance(instance), do: :ets.update_element(@registry, self(), {3, context(instance)})
+
+  # What every callback of the server's instance gets, but its caller: worked out once.
+  defp context(instance) do
+    memory = instance && Memory.of_instance(instance)
+    %{memory: memory, instance: instance, pid: self()}
+  end
 
   @spec unregister(pid()) :: true
   def unregister(server), do: :ets.delete(@registry, server)
@@ -42,15 +48,16 @@ defmodule Wasmex.Callback do
   """
   def start(host, port, server, store_id, callback_id, ns, name, params) do
     case :ets.lookup(@registry, server) do
-      [{^server, imports, instance}] ->
+      [{^server, imports, context}] ->
         spawn(fn ->
           key = {host, store_id, callback_id}
 
           # A callback abandoned before it got here finds the mark abandon/3 left.
           if :ets.insert_new(@running, {key, self()}) do
-            result = run(imports, instance, server, host, store_id, callback_id, ns, name, params)
+            caller = %StoreOrCaller{host: host, store_id: store_id, caller_id: callback_id}
+            result = run(imports, Map.put(context, :caller, caller), ns, name, params)
             :ets.delete(@running, key)
-            answer(port, store_id, callback_id, result)
+            Wasmex.Host.send_notification(port, :callback_return, {store_id, callback_id, result})
           else
             :ets.delete(@running, key)
           end
@@ -89,23 +96,10 @@ defmodule Wasmex.Callback do
     :ok
   end
 
-  # Any process may write to a port; a closed port (the host is gone) needs no answer.
-  defp answer(port, store_id, callback_id, result) do
-    frame = Wire.encode_request(0, :callback_return, {store_id, callback_id, result})
-    Wasmex.Stats.add(:bytes_sent, IO.iodata_length(frame))
-    Port.command(port, frame)
-  rescue
-    ArgumentError -> :ok
-  end
-
-  @doc "Runs the Elixir function of import `ns`.`name`: `{:ok, results}` or `{:error, message}`."
-  def run(imports, instance, server, host, store_id, callback_id, ns, name, params) do
+  # Runs the Elixir function of import `ns`.`name`: `{:ok, results}` or `{:error, message}`.
+  defp run(imports, context, ns, name, params) do
     case imports do
       %{^ns => %{^name => {:fn, _params, results, fun}}} ->
-        caller = %StoreOrCaller{host: host, store_id: store_id, caller_id: callback_id}
-        memory = instance && Memory.of_instance(instance)
-        context = %{memory: memory, caller: caller, instance: instance, pid: server}
-
         try do
           results(apply(fun, [context | params]), results)
         rescue

@@ -85,11 +85,7 @@ defmodule Wasmex.Host do
   Sends a request and waits for its result. Exits of the host become `{:error, reason}`.
   """
   @spec request(pid(), atom(), tuple()) :: {:ok, term()} | {:error, term()}
-  def request(host, op, args) do
-    GenServer.call(host, {:request, op, args}, :infinity)
-  catch
-    :exit, reason -> {:error, down_message(reason)}
-  end
+  def request(host, op, args), do: call(host, {:request, op, args})
 
   @doc "Sends a request whose result goes to `target` (see `t:target/0`)."
   @spec cast_request(pid(), atom(), tuple(), target()) :: :ok
@@ -103,11 +99,8 @@ defmodule Wasmex.Host do
 
   @doc "Creates a store in the host, held by `holder`."
   @spec new_store(pid(), term(), term(), pid()) :: {:ok, non_neg_integer()} | {:error, term()}
-  def new_store(host, limits, wasi, holder) do
-    GenServer.call(host, {:new_store, limits, wasi, holder}, :infinity)
-  catch
-    :exit, reason -> {:error, down_message(reason)}
-  end
+  def new_store(host, limits, wasi, holder),
+    do: call(host, {:new_store, limits, wasi, holder})
 
   @doc "Adds `pid` to the holders of a store: the store lives while any holder does."
   @spec retain(pid(), non_neg_integer(), pid()) :: :ok | {:error, term()}
@@ -117,11 +110,7 @@ defmodule Wasmex.Host do
     GenServer.cast(host, {:retain, store_id, pid})
   end
 
-  def retain(host, store_id, pid) do
-    GenServer.call(host, {:retain, store_id, pid})
-  catch
-    :exit, reason -> {:error, down_message(reason)}
-  end
+  def retain(host, store_id, pid), do: call(host, {:retain, store_id, pid})
 
   @doc "Removes `pid` from the holders of a store."
   @spec release(pid(), non_neg_integer(), pid()) :: :ok
@@ -136,8 +125,11 @@ defmodule Wasmex.Host do
 
   # Hands the host to a new owner (see Wasmex.Host.Spare).
   @spec adopt(pid(), pid()) :: :ok | {:error, term()}
-  def adopt(host, owner) do
-    GenServer.call(host, {:adopt, owner})
+  def adopt(host, owner), do: call(host, {:adopt, owner})
+
+  # A call to the host server whose exit (the host is gone) becomes an error.
+  defp call(host, message) do
+    GenServer.call(host, message, :infinity)
   catch
     :exit, reason -> {:error, down_message(reason)}
   end
@@ -314,7 +306,7 @@ defmodule Wasmex.Host do
   end
 
   def handle_cast({:notify, op, args}, state) do
-    command(state, Wire.encode_request(0, op, args))
+    notify_port(state, op, args)
     {:noreply, state}
   end
 
@@ -420,13 +412,13 @@ defmodule Wasmex.Host do
 
   defp send_request(state, op, args, target) do
     id = state.next_id
-    {sent, learn} = strip_known_modules(op, args, state.modules)
+    {sent, {learn, stripped}} = strip_known_modules(op, args, state.modules)
     command(state, Wire.encode_request(id, op, sent))
     if op == :call, do: Stats.add(:calls)
     {watch, state} = watch_caller(state, op, sent, target, id)
     # A request sent without a module's source may need it after all (the port drops
     # modules it has not used for long): keep what to send again.
-    resend = if sent != args, do: {op, args}
+    resend = if stripped != [], do: {op, args, stripped}
 
     %{
       state
@@ -466,7 +458,7 @@ defmodule Wasmex.Host do
 
       {_, pending} ->
         Stats.add(:cancels)
-        command(state, Wire.encode_request(0, :cancel, {store_id, id}))
+        notify_port(state, :cancel, {store_id, id})
         %{state | pending: pending}
     end
   end
@@ -475,6 +467,22 @@ defmodule Wasmex.Host do
 
   defp count_failure({:error, "Error during function excecution" <> _}), do: Stats.add(:traps)
   defp count_failure(_result), do: :ok
+
+  defp notify_port(state, op, args), do: send_notification(state.port, op, args)
+
+  @doc """
+  Writes a notification (a request without a reply) to `port`; any process may. Nothing
+  happens when the port is closed (its host is gone).
+  """
+  @spec send_notification(port(), atom(), tuple()) :: :ok
+  def send_notification(port, op, args) do
+    frame = Wire.encode_request(0, op, args)
+    Stats.add(:bytes_sent, IO.iodata_length(frame))
+    Port.command(port, frame)
+    :ok
+  rescue
+    ArgumentError -> :ok
+  end
 
   defp command(state, frame) do
     Stats.add(:bytes_sent, IO.iodata_length(frame))
@@ -490,35 +498,38 @@ defmodule Wasmex.Host do
 
   # Module sources travel only to a host that has not loaded them yet; once a request
   # that carried a source succeeds, the host knows the module by its key.
+  # Returns the arguments to send and `{learn, stripped}`: the keys whose source goes
+  # along (known once the request succeeds) and those whose source was left out.
   defp strip_known_modules(
          :instantiate,
          {ctx, key, source, handler, imports, links, timeout},
          known
        ) do
-    {source, learn} = strip(key, source, known, [])
+    {source, acc} = strip(key, source, known, {[], []})
 
-    {links, learn} =
-      Enum.map_reduce(links, learn, fn {name, k, s}, acc ->
+    {links, acc} =
+      Enum.map_reduce(links, acc, fn {name, k, s}, acc ->
         {s, acc} = strip(k, s, known, acc)
         {{name, k, s}, acc}
       end)
 
-    {{ctx, key, source, handler, imports, links, timeout}, learn}
+    {{ctx, key, source, handler, imports, links, timeout}, acc}
   end
 
-  defp strip_known_modules(op, {key, _source} = args, _known)
-       when op in [:module_compile, :module_serialize],
-       do: {args, [key]}
+  defp strip_known_modules(:module_serialize, {key, source}, known) do
+    {source, acc} = strip(key, source, known, {[], []})
+    {{key, source}, acc}
+  end
 
-  defp strip_known_modules(_op, args, _known), do: {args, []}
+  defp strip_known_modules(:module_compile, {key, _source} = args, _known),
+    do: {args, {[key], []}}
 
-  defp module_keys(:instantiate, {_ctx, key, _source, _handler, _imports, links, _timeout}),
-    do: [key | Enum.map(links, fn {_name, k, _s} -> k end)]
+  defp strip_known_modules(_op, args, _known), do: {args, {[], []}}
 
-  defp module_keys(_op, _args), do: []
-
-  defp strip(key, source, known, acc) do
-    if MapSet.member?(known, key), do: {nil, acc}, else: {source, [key | acc]}
+  defp strip(key, source, known, {learn, stripped}) do
+    if MapSet.member?(known, key),
+      do: {nil, {learn, [key | stripped]}},
+      else: {source, {[key | learn], stripped}}
   end
 
   defp deliver(state, id, result) do
@@ -529,13 +540,14 @@ defmodule Wasmex.Host do
         if id == 0, do: Logger.warning("wasmex_port: #{inspect(result)}")
         state
 
-      {{target, _learn, watch, {op, args}}, pending} when elem(result, 1) == @not_loaded ->
+      {{target, _learn, watch, {op, args, stripped}}, pending}
+      when elem(result, 1) == @not_loaded ->
         # The port dropped a module this server thought it had: forget it, send it again.
         state = unwatch(%{state | pending: pending}, watch)
 
         state = %{
           state
-          | modules: MapSet.difference(state.modules, MapSet.new(module_keys(op, args)))
+          | modules: MapSet.difference(state.modules, MapSet.new(stripped))
         }
 
         send_request(state, op, args, target)
@@ -545,7 +557,7 @@ defmodule Wasmex.Host do
         state = unwatch(%{state | pending: pending}, watch)
 
         state =
-          if match?({:ok, _}, result),
+          if learn != [] and match?({:ok, _}, result),
             do: %{state | modules: Enum.into(learn, state.modules)},
             else: state
 
@@ -579,7 +591,7 @@ defmodule Wasmex.Host do
         send(pid, {:wasmex_callback, self(), store_id, callback_id, ns, name, params})
       else
         error = {:error, "the process handling import #{ns}.#{name} is not running"}
-        command(state, Wire.encode_request(0, :callback_return, {store_id, callback_id, error}))
+        notify_port(state, :callback_return, {store_id, callback_id, error})
       end
     end
 
@@ -604,7 +616,7 @@ defmodule Wasmex.Host do
     if node(pid) != node() or Process.alive?(pid) do
       send(pid, {:wasmex_pipe_read, self(), store_id})
     else
-      command(state, Wire.encode_request(0, :stdin_eof, {store_id}))
+      notify_port(state, :stdin_eof, {store_id})
     end
 
     state
@@ -630,7 +642,7 @@ defmodule Wasmex.Host do
     holders = state.holders |> Map.get(store_id, %{}) |> Map.delete(pid)
 
     if map_size(holders) == 0 do
-      command(state, Wire.encode_request(0, :store_drop, {store_id}))
+      notify_port(state, :store_drop, {store_id})
       %{state | holders: Map.delete(state.holders, store_id)}
     else
       %{state | holders: Map.put(state.holders, store_id, holders)}

@@ -177,7 +177,7 @@ defmodule Wasmex.Instance do
   end
 
   defp new_in_own_store(module, imports, wasi) do
-    options = if wasi, do: struct(Wasmex.Wasi.WasiOptions, wasi)
+    options = if wasi, do: Wasmex.Wasi.WasiOptions.new(wasi)
 
     with {:ok, store} <- Wasmex.Store.new_in(module.host, nil, options) do
       new(store, module, imports)

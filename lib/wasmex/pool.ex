@@ -195,11 +195,8 @@ defmodule Wasmex.Pool.Worker do
     end
   end
 
-  defp new_store(engine, %{wasi: %Wasmex.Wasi.WasiOptions{} = wasi}),
-    do: Store.new_wasi(wasi, nil, engine)
-
-  defp new_store(engine, %{wasi: true}),
-    do: Store.new_wasi(%Wasmex.Wasi.WasiOptions{}, nil, engine)
+  defp new_store(engine, %{wasi: wasi}) when wasi not in [nil, false],
+    do: Store.new_wasi(Wasmex.Wasi.WasiOptions.new(wasi), nil, engine)
 
   defp new_store(engine, _opts), do: Store.new(nil, engine)
 end

@@ -139,6 +139,24 @@ defmodule Wasmex.ModuleTest do
       {:ok, pid} = Wasmex.start_link(%{store: store, module: first})
       assert Wasmex.call_function(pid, "f", []) == {:ok, [1]}
     end
+
+    test "serializing a module the host dropped sends it again" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+
+      [first | _] =
+        for i <- 1..260 do
+          {:ok, module} =
+            Module.compile(store, ~s{(module (func (export "f") (result i32) i32.const #{i}))})
+
+          module
+        end
+
+      assert {:ok, serialized} = Module.serialize(first)
+      assert {:ok, module} = Module.unsafe_deserialize(serialized, engine)
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      assert Wasmex.call_function(pid, "f", []) == {:ok, [1]}
+    end
   end
 
   describe "instantiating in another host" do

@@ -55,6 +55,18 @@ defmodule Wasmex.PoolTest do
       assert hosts |> Enum.uniq() |> length() == 1
     end
 
+    test "gives its instances WASI configured by a plain map, as start_link/1 does" do
+      wat = """
+      (module
+        (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+        (memory (export "memory") 1)
+        (func (export "quit") (call $exit (i32.const 3))))
+      """
+
+      pool = start_pool(size: 1, bytes: wat, wasi: %{args: ["x"]})
+      assert Pool.call_function(pool, "quit", []) == {:error, {:exit, 3}}
+    end
+
     test "refuses calls beyond max_queue at once" do
       pool = start_pool(size: 1, max_queue: 2)
       busy = for _ <- 1..2, do: Task.async(fn -> Pool.call_function(pool, "spin", [], 500) end)

@@ -35,6 +35,20 @@ defmodule Wasmex.Wasi.WasiOptions do
           stderr: output()
         }
 
+  @doc """
+  The options from any of the forms `Wasmex.start_link/1` accepts for `:wasi`: `true`
+  (defaults), a map of the fields, or the struct itself.
+
+      iex> Wasmex.Wasi.WasiOptions.new(%{args: ["a"]}).args
+      ["a"]
+      iex> Wasmex.Wasi.WasiOptions.new(true) == %Wasmex.Wasi.WasiOptions{}
+      true
+  """
+  @spec new(true | map() | t()) :: t()
+  def new(true), do: %__MODULE__{}
+  def new(%__MODULE__{} = options), do: options
+  def new(%{} = fields), do: struct(__MODULE__, fields)
+
   @doc false
   @spec to_wire(t()) :: map()
   def to_wire(%__MODULE__{} = o) do
