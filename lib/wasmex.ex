@@ -222,7 +222,10 @@ defmodule Wasmex do
   end
 
   defp module_of(%{module: %Module{} = module}), do: {:ok, module}
-  defp module_of(%{bytes: bytes, store: store}), do: Module.compile(store, bytes)
+
+  defp module_of(%{bytes: bytes, store: store}) do
+    with {:ok, module} <- Module.compile(store, bytes), do: {:ok, %{module | sealed: true}}
+  end
 
   # Nested links are flattened (each name once), compiled in the store, and ordered so
   # that every link comes after the links whose exports it imports.

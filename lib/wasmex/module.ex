@@ -17,7 +17,9 @@ defmodule Wasmex.Module do
   alias Wasmex.{Engine, Host, StoreOrCaller}
 
   @enforce_keys [:host, :key, :source]
-  defstruct [:host, :key, :source, :id, name: nil, exports: %{}, imports: %{}]
+  # `sealed`: compiled by `Wasmex.start_link/1` for its own instance, so instantiated from
+  # the start (no table row needed to remember that).
+  defstruct [:host, :key, :source, :id, name: nil, exports: %{}, imports: %{}, sealed: false]
 
   @typedoc "Where a host that has not seen the module loads it from."
   @type source :: {:wasm, binary()} | {:precompiled, binary()}
@@ -26,11 +28,11 @@ defmodule Wasmex.Module do
           host: pid(),
           key: binary(),
           id: reference(),
-          id: reference(),
           source: source(),
           name: String.t() | nil,
           exports: map(),
-          imports: map()
+          imports: map(),
+          sealed: boolean()
         }
 
   @doc """
@@ -68,8 +70,8 @@ defmodule Wasmex.Module do
       "renamed"
   """
   @spec set_name(t(), String.t()) :: :ok | {:error, String.t()}
-  def set_name(%__MODULE__{id: id}, name) when is_binary(name) do
-    if :ets.member(__MODULE__, {:instantiated, id}) do
+  def set_name(%__MODULE__{id: id, sealed: sealed}, name) when is_binary(name) do
+    if sealed or :ets.member(__MODULE__, {:instantiated, id}) do
       {:error, "the module was already instantiated; its name can no longer change"}
     else
       :ets.insert(__MODULE__, {{:name, id}, name})
@@ -79,9 +81,10 @@ defmodule Wasmex.Module do
 
   @doc false
   # Called on instantiation: from now on the name is fixed.
-  def mark_instantiated(%__MODULE__{id: id}) do
-    :ets.insert(__MODULE__, {{:instantiated, id}, true})
-  end
+  def mark_instantiated(%__MODULE__{sealed: true}), do: true
+
+  def mark_instantiated(%__MODULE__{id: id}),
+    do: :ets.insert(__MODULE__, {{:instantiated, id}, true})
 
   @doc """
   Serializes the compiled module. Load it back with `unsafe_deserialize/2` in an engine

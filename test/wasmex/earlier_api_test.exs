@@ -41,6 +41,16 @@ defmodule Wasmex.EarlierApiTest do
 
       assert Module.name(module) == "renamed"
     end
+
+    test "is refused for the module start_link/1 compiled for its instance, which leaves no row behind" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: "(module)"})
+      {:ok, module} = Wasmex.module(pid)
+
+      assert {:error, "the module was already instantiated" <> _} =
+               Module.set_name(module, "late")
+
+      refute :ets.member(Wasmex.Module, {:instantiated, module.id})
+    end
   end
 
   describe "Instance.new/2, from_bytes/2 and call_exported_function/4" do
