@@ -124,7 +124,11 @@ fn serve_while_waiting(caller: &mut Caller<'_, StoreData>, req: Request) {
 fn callback_result(t: Term) -> Fallible<Term> {
     let parts = term::as_tuple(&t, 2, "callback result")?;
     match term::as_atom(&parts[0]) {
-        Some("ok") => Ok(parts[1].clone()),
+        Some("ok") => match t {
+            // Moved out, not copied: the values may be many.
+            Term::Tuple(tuple) => Ok(tuple.elements.into_iter().nth(1).unwrap_or_else(term::nil)),
+            _ => Ok(term::nil()),
+        },
         Some("error") => Err(term::as_str(&parts[1], "callback error")
             .map(str::to_string)
             .unwrap_or_else(|_| term::show(&parts[1]))),

@@ -65,14 +65,18 @@ fn linker(cx: &Cx<'_>, imports: &[Arc<Import>]) -> wasmtime::Result<Linker<Store
         .base_linkers
         .get(engine, cx.data().wasi_enabled)?;
     for import in imports {
-        let import = import.clone();
-        let ty = FuncType::new(engine, import.params.clone(), import.results.clone());
+        let ty = FuncType::new(
+            engine,
+            import.params.iter().cloned(),
+            import.results.iter().cloned(),
+        );
+        let callee = import.clone();
         linker.func_new(
-            &import.namespace.clone(),
-            &import.name.clone(),
+            &import.namespace,
+            &import.name,
             ty,
             move |mut caller, params, results| {
-                callback::invoke(&mut caller, &import, params, results)
+                callback::invoke(&mut caller, &callee, params, results)
             },
         )?;
     }
