@@ -40,7 +40,7 @@ defmodule Wasmex.Pool do
     * `:imports`, `:links`, `:wasi` - as for `Wasmex.start_link/1` (each instance gets a
       WASI store of its own);
     * `:engine_config` - a `Wasmex.EngineConfig`; `:os_limits` - caps of the pool's OS
-      process (see `Wasmex.Engine.new/2`);
+      process and `:compile_timeout` (see `Wasmex.Engine.new/2`);
     * `:max_queue` - calls in flight per node before `{:error, :queue_full}` (default 10,000).
   """
   @spec start_link(keyword()) :: Supervisor.on_start()
@@ -142,7 +142,8 @@ defmodule Wasmex.Pool.Engine do
   def init(opts) do
     config = Keyword.get(opts, :engine_config, %EngineConfig{})
 
-    with {:ok, engine} <- Wasmex.Engine.new(config, Keyword.take(opts, [:os_limits])),
+    with {:ok, engine} <-
+           Wasmex.Engine.new(config, Keyword.take(opts, [:os_limits, :compile_timeout])),
          {:ok, store} <- Store.new(nil, engine),
          {:ok, module} <- compile(store, opts) do
       Process.monitor(engine.host)

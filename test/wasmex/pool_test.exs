@@ -67,6 +67,17 @@ defmodule Wasmex.PoolTest do
       assert Pool.call_function(pool, "quit", []) == {:error, {:exit, 3}}
     end
 
+    test "passes compile_timeout to its engine" do
+      # Over 4 KiB (compiled in a child process, which the timeout stops) and never
+      # compiled before (no cached artifact).
+      unique = System.unique_integer([:positive])
+      funcs = for i <- 1..300, do: ~s{(func (export "f#{i}") (result i32) i32.const #{unique})}
+      bytes = "(module #{Enum.join(funcs)})"
+      opts = [name: :"pool_#{System.unique_integer([:positive])}", bytes: bytes]
+      assert {:error, reason} = start_supervised({Pool, [compile_timeout: 1] ++ opts})
+      assert inspect(reason) =~ "did not finish within 1 ms"
+    end
+
     test "refuses calls beyond max_queue at once" do
       pool = start_pool(size: 1, max_queue: 2)
       busy = for _ <- 1..2, do: Task.async(fn -> Pool.call_function(pool, "spin", [], 500) end)
