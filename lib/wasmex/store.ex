@@ -32,26 +32,24 @@ defmodule Wasmex.Store do
   # A store in an existing host (earlier Wasmex API: instances of a module).
   @spec new_in(pid(), StoreLimits.t() | nil, WasiOptions.t() | nil) ::
           {:ok, StoreOrCaller.t()} | {:error, term()}
-  def new_in(host, limits, wasi) do
-    wire = if wasi, do: WasiOptions.to_wire(wasi)
-
-    with {:ok, id} <- Host.new_store(host, StoreLimits.to_wire(limits), wire, self()) do
-      {:ok, %StoreOrCaller{host: host, store_id: id}}
-    end
-  end
+  def new_in(host, limits, wasi),
+    do: store_in(host, false, limits, wasi && WasiOptions.to_wire(wasi))
 
   defp create(limits, wasi, engine) do
-    with {:ok, host, own?} <- host_for(engine) do
-      case Host.new_store(host, StoreLimits.to_wire(limits), wasi, self()) do
-        {:ok, id} ->
-          # A host of its own lives as long as its store does, not as long as its creator.
-          if own?, do: Host.disown(host)
-          {:ok, %StoreOrCaller{host: host, store_id: id}}
+    with {:ok, host, own?} <- host_for(engine), do: store_in(host, own?, limits, wasi)
+  end
 
-        {:error, _} = error ->
-          if own?, do: GenServer.stop(host)
-          error
-      end
+  # A store in `host`; `own?`: the host was started for this store alone.
+  defp store_in(host, own?, limits, wasi) do
+    case Host.new_store(host, StoreLimits.to_wire(limits), wasi, self()) do
+      {:ok, id} ->
+        # A host of its own lives as long as its store does, not as long as its creator.
+        if own?, do: Host.disown(host)
+        {:ok, %StoreOrCaller{host: host, store_id: id}}
+
+      {:error, _} = error ->
+        if own?, do: GenServer.stop(host)
+        error
     end
   end
 
