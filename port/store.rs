@@ -376,40 +376,48 @@ fn wait_for_message(
     }
 }
 
+/// What a request is answered with: a value, or a reply frame already made (memory reads
+/// can be megabytes: their frame is built around the bytes, not through a term).
+enum Answer {
+    Value(Term),
+    Frame(Vec<u8>),
+}
+
 /// Runs a request against the store (or a waiting caller) and sends its reply.
+/// Notifications never reach a store: the host handles them.
 pub fn answer(mut cx: Cx<'_>, req: &Request) {
     let top_level = cx.data().depth == 0;
     if top_level {
         cx.data().call.begin(req.id);
     }
-    let outbox = cx.data().shared.outbox.clone();
-    if top_level && cx.data().call.cancellations.contains(req.id) {
-        outbox.send(&reply(
-            req.id,
-            Err("cancelled: the caller stopped waiting".into()),
-        ));
-    } else if req.op == "memory_read" {
-        // Reads can be megabytes: the reply frame is made around the bytes, not a term.
-        match check_caller(&cx, req).and_then(|()| memory::read_reply(&mut cx, req)) {
-            Ok(frame) => outbox.send_frame(frame),
-            Err(e) => outbox.send(&reply(req.id, Err(e))),
-        }
+    let result = if top_level && cx.data().call.cancellations.contains(req.id) {
+        Err(term::string("cancelled: the caller stopped waiting"))
     } else {
-        // Notifications never reach a store: the host handles them.
-        outbox.send(&reply_term(req.id, handle(&mut cx, req)));
+        handle(&mut cx, req)
+    };
+    let outbox = &cx.data().shared.outbox;
+    match result {
+        Ok(Answer::Frame(frame)) => outbox.send_frame(frame),
+        Ok(Answer::Value(value)) => outbox.send(&reply_term(req.id, Ok(value))),
+        Err(reason) => outbox.send(&reply_term(req.id, Err(reason))),
     }
     if top_level {
         cx.data().call.cancellations.settle(req.id);
     }
 }
 
-/// The result of a request: `Ok(Value)` or `Err(Reason)`, where the reason is a message
-/// binary, or `{exit, Code}` for a WASI program that exited with a non-zero code.
-fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
+/// The answer to a request, or the reason it failed: a message binary, or `{exit, Code}`
+/// for a WASI program that exited with a non-zero code.
+fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Answer, Term> {
     check_caller(cx, req).map_err(|e| term::string(&e))?;
     match req.op.as_str() {
-        "call" => instance::call(cx, req),
-        _ => handle_op(cx, req).map_err(|e| term::string(&e)),
+        "call" => instance::call(cx, req).map(Answer::Value),
+        "memory_read" => memory::read_reply(cx, req)
+            .map(Answer::Frame)
+            .map_err(|e| term::string(&e)),
+        _ => handle_op(cx, req)
+            .map(Answer::Value)
+            .map_err(|e| term::string(&e)),
     }
 }
 
