@@ -197,6 +197,7 @@ impl Host {
                 let store = self.store(term::as_u64(req.arg(0)?, "store id")?)?;
                 store.cancellations.cancel(request);
                 let _ = store.inbox.send(StoreMsg::Cancel);
+                let _ = store.stdin.send(StdinMsg::Cancelled);
             }
             "callback_return" => {
                 req.expect_arity(3)?;

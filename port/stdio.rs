@@ -24,15 +24,14 @@ use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, Stream
 /// Largest write accepted at once; p1 `fd_write` already cuts writes into 4 KiB pieces.
 const WRITE_BUDGET: usize = 1 << 20;
 
-/// What the BEAM sends to a store's stdin.
+/// What the BEAM sends to a store's stdin, and the host's nudge when the store's call was
+/// cancelled (a read waiting for input then stops).
 #[derive(Debug)]
 pub enum StdinMsg {
     Data(Vec<u8>),
     Eof,
+    Cancelled,
 }
-
-/// How often a read waiting for input checks whether its call was cancelled.
-const CANCEL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
 pub type StdinSender = UnboundedSender<StdinMsg>;
 pub type StdinReceiver = UnboundedReceiver<StdinMsg>;
@@ -177,22 +176,28 @@ impl EventInput {
 }
 
 impl InputState {
-    fn accept(&mut self, msg: Option<StdinMsg>) {
-        self.asked = false;
+    fn accept(&mut self, msg: Option<StdinMsg>, call: &CallState) {
         match msg {
-            Some(StdinMsg::Data(d)) if !d.is_empty() => self.buffer.extend_from_slice(&d),
-            _ => self.eof = true,
+            Some(StdinMsg::Cancelled) => self.interrupted |= call.stop_reason().is_some(),
+            Some(StdinMsg::Data(d)) if !d.is_empty() => {
+                self.asked = false;
+                self.buffer.extend_from_slice(&d);
+            }
+            _ => {
+                self.asked = false;
+                self.eof = true;
+            }
         }
     }
 
-    fn take(&mut self, size: usize) -> StreamResult<Bytes> {
+    fn take(&mut self, size: usize, call: &CallState) -> StreamResult<Bytes> {
         if std::mem::take(&mut self.interrupted) {
             return Err(StreamError::Trap(wasmtime::format_err!(
                 "reading stdin was interrupted"
             )));
         }
         while let Ok(msg) = self.rx.try_recv() {
-            self.accept(Some(msg));
+            self.accept(Some(msg), call);
         }
         if self.buffer.is_empty() {
             return if self.eof {
@@ -231,15 +236,17 @@ impl Pollable for EventInput {
                 state.asked = true;
                 self.ask();
             }
-            // Wake at the deadline, and every CANCEL_CHECK to notice a cancellation.
-            let check = std::time::Instant::now() + CANCEL_CHECK;
-            let wake = self.call.deadline().map_or(check, |d| d.min(check));
-            match tokio::time::timeout_at(tokio::time::Instant::from_std(wake), state.rx.recv())
-                .await
-            {
-                Ok(msg) => state.accept(msg),
-                Err(_elapsed) if self.call.stop_reason().is_some() => state.interrupted = true,
-                Err(_elapsed) => {}
+            // Input, a cancellation (the host sends `Cancelled`) or the call's deadline.
+            let msg = match self.call.deadline() {
+                Some(deadline) => {
+                    let deadline = tokio::time::Instant::from_std(deadline);
+                    tokio::time::timeout_at(deadline, state.rx.recv()).await
+                }
+                None => Ok(state.rx.recv().await),
+            };
+            match msg {
+                Ok(msg) => state.accept(msg, &self.call),
+                Err(_elapsed) => state.interrupted |= self.call.stop_reason().is_some(),
             }
         }
     }
@@ -248,7 +255,7 @@ impl Pollable for EventInput {
 impl InputStream for EventInput {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
         match self.state.try_lock() {
-            Ok(mut state) => state.take(size),
+            Ok(mut state) => state.take(size, &self.call),
             Err(_) => Ok(Bytes::new()),
         }
     }
