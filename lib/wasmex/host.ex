@@ -413,18 +413,24 @@ defmodule Wasmex.Host do
   defp send_request(state, op, args, target) do
     id = state.next_id
     {sent, {learn, stripped}} = strip_known_modules(op, args, state.modules)
-    command(state, Wire.encode_request(id, op, sent))
-    if op == :call, do: Stats.add(:calls)
-    {watch, state} = watch_caller(state, op, sent, target, id)
-    # A request sent without a module's source may need it after all (the port drops
-    # modules it has not used for long): keep what to send again.
-    resend = if stripped != [], do: {op, args, stripped}
+    frame = Wire.encode_request(id, op, sent)
+    size = IO.iodata_length(frame)
 
-    %{
-      state
-      | next_id: id + 1,
-        pending: Map.put(state.pending, id, {target, learn, watch, resend})
-    }
+    if size > Wire.max_frame() do
+      # The port would skip the frame unread, unable to say which request it was.
+      error = "the request is #{size} bytes, over the frame limit of #{Wire.max_frame()}"
+      reply(target, {:error, error}, state)
+    else
+      Stats.add(:bytes_sent, size)
+      Port.command(state.port, frame)
+      if op == :call, do: Stats.add(:calls)
+      {watch, state} = watch_caller(state, op, sent, target, id)
+      # A request sent without a module's source may need it after all (the port drops
+      # modules it has not used for long): keep what to send again.
+      resend = if stripped != [], do: {op, args, stripped}
+      pending = Map.put(state.pending, id, {target, learn, watch, resend})
+      %{state | next_id: id + 1, pending: pending}
+    end
   end
 
   # A call's caller is watched: if it dies before the answer, the call is cancelled and
@@ -482,11 +488,6 @@ defmodule Wasmex.Host do
     :ok
   rescue
     ArgumentError -> :ok
-  end
-
-  defp command(state, frame) do
-    Stats.add(:bytes_sent, IO.iodata_length(frame))
-    Port.command(state.port, frame)
   end
 
   defp unwatch(state, nil), do: state

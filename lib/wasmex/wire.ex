@@ -14,6 +14,8 @@ defmodule Wasmex.Wire do
       params}` and `{:log, message}`.
   """
 
+  import Bitwise
+
   @version 1
 
   # Every atom the port may send. `decode/1` uses `binary_to_term/2` with `:safe`, which
@@ -30,6 +32,10 @@ defmodule Wasmex.Wire do
 
   @typedoc "What a request addresses: a store, or the caller of a running import callback."
   @type context :: non_neg_integer() | {:caller, non_neg_integer(), non_neg_integer()}
+
+  @doc "The largest frame payload the port reads (`frame::MAX_FRAME` in the port): 1 GiB."
+  @spec max_frame() :: pos_integer()
+  def max_frame, do: 1 <<< 30
 
   @doc "The protocol version this library speaks; the port must announce the same."
   @spec version() :: pos_integer()

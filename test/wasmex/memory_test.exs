@@ -99,6 +99,15 @@ defmodule Wasmex.MemoryTest do
       assert Memory.write_binary(store, memory, 1_000, data) == :ok
       assert Memory.read_binary(store, memory, 1_000, byte_size(data)) == data
     end
+
+    test "refuse a write larger than a frame, and the store goes on", context do
+      %{store: store, memory: memory} = context
+      too_large = :binary.copy(<<0>>, Wasmex.Wire.max_frame() + 1)
+
+      assert {:error, "the request is " <> _} = Memory.write_binary(store, memory, 0, too_large)
+
+      assert Memory.write_binary(store, memory, 0, "ok") == :ok
+    end
   end
 
   describe "read_string/4" do
