@@ -299,6 +299,18 @@ mod tests {
     }
 
     #[test]
+    fn a_large_tail_in_a_term_that_is_no_request_is_rejected() {
+        // {9, {1, <<...>>}}: the binary ends the payload at depth 2, but the term has two
+        // elements, not three.
+        let t = term::tuple(vec![
+            term::int(9),
+            term::tuple(vec![term::uint(1), term::binary(vec![1; TAIL_MIN])]),
+        ]);
+        let err = decode_frame(encode(&t)).unwrap_err();
+        assert!(err.reason.contains("request"), "{}", err.reason);
+    }
+
+    #[test]
     fn decode_frame_and_decode_request_agree_on_small_frames() {
         let payload = write_request("memory_write", b"abc".to_vec());
         assert_eq!(decode_frame(payload.clone()), decode_request(&payload));
