@@ -8,7 +8,6 @@ use crate::store::{answer, receive, StoreData, StoreMsg};
 use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use wasmtime::{AsContextMut, Caller, Val, ValType};
 
@@ -83,13 +82,9 @@ fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -
             return Err(reason);
         }
         let deadline = data.call.deadline();
-        let msg = match receive(caller.data_mut(), deadline) {
-            Ok(msg) => msg,
-            Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => {
-                abandon(caller.data(), callback_id, import);
-                return Err("the host is shutting down".into());
-            }
+        let Some(msg) = receive(caller.data_mut(), deadline) else {
+            // The deadline passed: the top of the loop says so.
+            continue;
         };
         match msg {
             StoreMsg::CallbackReturn {

@@ -9,7 +9,7 @@ use crate::os_limits::OsLimits;
 use crate::outbox::Outbox;
 use crate::protocol::{self, decode_request, reply, Context, Request};
 use crate::stdio::{StdinMsg, StdinSender};
-use crate::store::{self, Cancellations, StoreInit, StoreMsg};
+use crate::store::{Cancellations, StoreInit, StoreMsg, StoreTask};
 use crate::term::{self, Fallible};
 use eetf::Term;
 use std::collections::HashMap;
@@ -30,7 +30,7 @@ pub struct Shared {
     /// Host-wide requests (compiles) whose caller went away.
     pub cancellations: Cancellations,
     pub backtrace_details: bool,
-    /// How long a store thread spins on its channel before blocking.
+    /// How long a callback waiting for its answer spins before blocking.
     pub spin: Duration,
 }
 
@@ -43,11 +43,18 @@ pub struct Host {
     ended: (Sender<u64>, Receiver<u64>),
 }
 
-/// How the dispatcher reaches a store's thread.
+/// How the dispatcher reaches a store. Dropping it (the store was dropped, or the host
+/// is going away) drops the store.
 struct StoreHandle {
-    inbox: Sender<StoreMsg>,
+    task: Arc<StoreTask>,
     cancellations: Cancellations,
     stdin: StdinSender,
+}
+
+impl Drop for StoreHandle {
+    fn drop(&mut self) {
+        self.task.send(StoreMsg::Drop);
+    }
 }
 
 impl Host {
@@ -158,9 +165,8 @@ impl Host {
                     cancellations: cancellations.clone(),
                     ended: self.ended.0.clone(),
                 };
-                let inbox = store::spawn(shared, id, reply_id, init);
                 let handle = StoreHandle {
-                    inbox,
+                    task: StoreTask::start(shared, id, reply_id, init),
                     cancellations,
                     stdin,
                 };
@@ -169,9 +175,8 @@ impl Host {
             "store_drop" => {
                 req.expect_arity(1)?;
                 let id = term::as_u64(req.arg(0)?, "store id")?;
-                if let Some(store) = self.stores.remove(&id) {
-                    let _ = store.inbox.send(StoreMsg::Drop);
-                }
+                // Dropping the handle drops the store.
+                self.stores.remove(&id);
             }
             "stdin_data" | "stdin_eof" => {
                 let id = term::as_u64(req.arg(0)?, "store id")?;
@@ -196,7 +201,7 @@ impl Host {
                 }
                 let store = self.store(term::as_u64(req.arg(0)?, "store id")?)?;
                 store.cancellations.cancel(request);
-                let _ = store.inbox.send(StoreMsg::Cancel);
+                store.task.send(StoreMsg::Cancel);
                 let _ = store.stdin.send(StdinMsg::Cancelled);
             }
             "callback_return" => {
@@ -205,7 +210,7 @@ impl Host {
                 let callback_id = term::as_u64(req.arg(1)?, "callback id")?;
                 let store = self.store(store_id)?;
                 let result = req.args.into_iter().nth(2).unwrap_or_else(term::nil);
-                let _ = store.inbox.send(StoreMsg::CallbackReturn {
+                store.task.send(StoreMsg::CallbackReturn {
                     callback_id,
                     result,
                 });
@@ -213,10 +218,7 @@ impl Host {
             _ => {
                 let ctx = Context::parse(req.arg(0)?)?;
                 let store = self.store(ctx.store_id())?;
-                store
-                    .inbox
-                    .send(StoreMsg::Request(req))
-                    .map_err(|_| "the store has stopped".to_string())?;
+                store.task.send(StoreMsg::Request(req));
             }
         }
         Ok(())
@@ -265,6 +267,7 @@ impl Host {
             None
         };
         let compiler = Compiler::new(engine.clone(), options.clone(), child, compile_timeout);
+        crate::workers::set_spin(Duration::from_micros(options.spin_us));
         self.shared = Some(Arc::new(Shared {
             engine,
             ticker,

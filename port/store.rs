@@ -1,18 +1,21 @@
-//! A store and the worker thread that owns it. Requests for a store queue on its
-//! channel and run one at a time; while Wasm waits in an import callback, the callback
-//! keeps serving requests addressed to its caller (see `callback.rs`).
+//! A store and its inbox. Requests for a store queue in its inbox and run one at a time,
+//! on whichever worker thread runs the store (see `workers.rs`); while Wasm waits in an
+//! import callback, the callback keeps serving requests addressed to its caller (see
+//! `callback.rs`).
 
 use crate::host::Shared;
+use crate::inbox::{Inbox, Pushed};
+use crate::outbox::Outbox;
 use crate::protocol::{reply, reply_term, Context, Request};
 use crate::stdio::StdinReceiver;
 use crate::term::{self, Fallible};
+use crate::workers::{self, Task};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
-use std::thread;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use wasmtime::{
     AsContextMut, Instance, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
@@ -110,7 +113,7 @@ impl Cancellations {
 pub struct StoreData {
     pub id: u64,
     pub shared: Arc<Shared>,
-    pub inbox: Receiver<StoreMsg>,
+    pub inbox: Arc<Inbox<StoreMsg>>,
     pub limits: StoreLimits,
     pub wasi: WasiP1Ctx,
     /// Whether instances of this store get the WASI imports.
@@ -141,54 +144,112 @@ pub struct StoreInit {
     pub ended: Sender<u64>,
 }
 
-/// Creates store `id` on a new thread; the reply to `reply_id` says whether it worked.
-pub fn spawn(shared: Arc<Shared>, id: u64, reply_id: u64, init: StoreInit) -> Sender<StoreMsg> {
-    let (tx, rx) = channel();
-    let outbox = shared.outbox.clone();
-    let spawned = thread::Builder::new()
-        .name(format!("store-{id}"))
-        .spawn(move || {
-            let outbox = shared.outbox.clone();
-            let ended = init.ended.clone();
-            let (deferred, inbox) = match prepare(&shared, id, init) {
-                Ok(parts) => {
-                    let mut store = create(shared, id, parts, rx);
-                    outbox.send(&reply(reply_id, Ok(term::uint(id))));
-                    serve(&mut store);
-                    let data = store.into_data();
-                    (data.deferred, data.inbox)
-                }
-                Err(e) => {
-                    outbox.send(&reply(reply_id, Err(e)));
-                    (VecDeque::new(), rx)
-                }
-            };
-            // The host forgets the store (later requests get "unknown store") and then
-            // drops its sender; until then every request that still comes is refused, so
-            // none is left unanswered.
-            let _ = ended.send(id);
-            let queued = inbox.into_iter().filter_map(|msg| match msg {
-                StoreMsg::Request(req) => Some(req),
-                _ => None,
-            });
-            refuse(&outbox, deferred.into_iter().chain(queued));
-        });
-    if let Err(e) = spawned {
-        outbox.send(&reply(
-            reply_id,
-            Err(format!("cannot start a store thread: {e}")),
-        ));
-    }
-    tx
+/// A store and its inbox, run by the workers (see `workers.rs`) while messages wait.
+pub struct StoreTask {
+    id: u64,
+    inbox: Arc<Inbox<StoreMsg>>,
+    slot: Mutex<Slot>,
+    outbox: Outbox,
+    /// Told the store's id when it ends.
+    ended: Sender<u64>,
 }
 
-/// Answers requests a store will never serve, so that no caller waits forever.
-fn refuse(outbox: &crate::outbox::Outbox, requests: impl Iterator<Item = Request>) {
-    for req in requests {
-        outbox.send(&reply(
-            req.id,
-            Err("the store was dropped before serving this request".into()),
-        ));
+enum Slot {
+    /// Not made yet: the first run makes it and answers `reply_id`.
+    Starting {
+        shared: Arc<Shared>,
+        reply_id: u64,
+        init: StoreInit,
+    },
+    Live(Box<Store<StoreData>>),
+    Ended,
+}
+
+impl StoreTask {
+    /// Store `id`, made by a worker; the reply to `reply_id` says whether it worked.
+    pub fn start(shared: Arc<Shared>, id: u64, reply_id: u64, init: StoreInit) -> Arc<StoreTask> {
+        let task = Arc::new(StoreTask {
+            id,
+            inbox: Arc::new(Inbox::claimed()),
+            outbox: shared.outbox.clone(),
+            ended: init.ended.clone(),
+            slot: Mutex::new(Slot::Starting {
+                shared,
+                reply_id,
+                init,
+            }),
+        });
+        // The first run makes the store.
+        workers::schedule(task.clone());
+        task
+    }
+
+    /// Gives `msg` to the store. A request for a store that has ended is refused at once.
+    pub fn send(self: &Arc<Self>, msg: StoreMsg) {
+        match self.inbox.push(msg) {
+            Ok(Pushed::Schedule) => workers::schedule(self.clone()),
+            Ok(Pushed::Queued) => {}
+            Err(msg) => self.refuse(std::iter::once(msg)),
+        }
+    }
+
+    /// Answers requests the store will never serve, so that no caller waits forever.
+    fn refuse(&self, msgs: impl IntoIterator<Item = StoreMsg>) {
+        for msg in msgs {
+            if let StoreMsg::Request(req) = msg {
+                self.outbox.send(&reply(
+                    req.id,
+                    Err("the store was dropped before serving this request".into()),
+                ));
+            }
+        }
+    }
+
+    /// The store is gone: refuses what was still queued for it, and what comes later.
+    fn end(&self, deferred: VecDeque<Request>) {
+        let queued = self.inbox.close();
+        self.refuse(deferred.into_iter().map(StoreMsg::Request).chain(queued));
+        let _ = self.ended.send(self.id);
+    }
+}
+
+impl Task for StoreTask {
+    fn run(self: Arc<Self>) {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            // Left `Ended` while the store runs: a panic (a bug) leaves it ended.
+            match std::mem::replace(&mut *slot, Slot::Ended) {
+                Slot::Starting {
+                    shared,
+                    reply_id,
+                    init,
+                } => match prepare(&shared, self.id, init) {
+                    Ok(parts) => {
+                        let store = create(shared, self.id, parts, self.inbox.clone());
+                        self.outbox.send(&reply(reply_id, Ok(term::uint(self.id))));
+                        *slot = Slot::Live(Box::new(store));
+                    }
+                    Err(e) => {
+                        self.outbox.send(&reply(reply_id, Err(e)));
+                        return self.end(VecDeque::new());
+                    }
+                },
+                Slot::Live(mut store) => {
+                    if serve(&mut store) == Served::Ended {
+                        return self.end(store.into_data().deferred);
+                    }
+                    *slot = Slot::Live(store);
+                }
+                Slot::Ended => return self.end(VecDeque::new()),
+            }
+            if self.inbox.release_if_empty() {
+                return;
+            }
+        }
+    }
+
+    fn abort(self: Arc<Self>) {
+        self.end(VecDeque::new());
     }
 }
 
@@ -226,7 +287,7 @@ fn create(
     shared: Arc<Shared>,
     id: u64,
     parts: StoreParts,
-    inbox: Receiver<StoreMsg>,
+    inbox: Arc<Inbox<StoreMsg>>,
 ) -> Store<StoreData> {
     let engine = shared.engine.clone();
     let data = StoreData {
@@ -283,13 +344,22 @@ fn parse_limits(t: &Term) -> Fallible<StoreLimits> {
     Ok(b.build())
 }
 
-fn serve(store: &mut Store<StoreData>) {
+#[derive(PartialEq)]
+enum Served {
+    /// Nothing left to do for now.
+    Idle,
+    /// Dropped: the store is to be freed.
+    Ended,
+}
+
+/// Serves what is queued for the store: requests deferred by a callback first.
+fn serve(store: &mut Store<StoreData>) -> Served {
     loop {
         let next = match store.data_mut().deferred.pop_front() {
             Some(req) => StoreMsg::Request(req),
-            None => match receive(store.data_mut(), None) {
-                Ok(msg) => msg,
-                Err(_) => return,
+            None => match store.data().inbox.try_pop() {
+                Some(msg) => msg,
+                None => return Served::Idle,
             },
         };
         match next {
@@ -297,83 +367,34 @@ fn serve(store: &mut Store<StoreData>) {
             // A late answer to a callback whose call already ended, or a wake-up for a
             // cancellation that came after the call: nobody waits.
             StoreMsg::CallbackReturn { .. } | StoreMsg::Cancel => {}
-            StoreMsg::Drop => return,
+            StoreMsg::Drop => return Served::Ended,
         }
         if store.data().dropped {
-            return;
+            return Served::Ended;
         }
     }
 }
 
-static SPINNING: AtomicBool = AtomicBool::new(false);
-
-/// The right to spin, held by at most one thread of the process.
-struct SpinSlot;
-
-impl SpinSlot {
-    fn take() -> Option<SpinSlot> {
-        SPINNING
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
-            .ok()
-            .map(|_| SpinSlot)
-    }
-}
-
-impl Drop for SpinSlot {
-    fn drop(&mut self) {
-        SPINNING.store(false, Ordering::Release);
-    }
-}
-
-/// The next message for the store, waiting at most until `deadline`. Spins on the channel
-/// for the host's spin time before blocking: a request that follows a reply within that
-/// time (sequential calls, callback answers) then costs no thread wake-up.
-pub fn receive(
-    data: &mut StoreData,
-    deadline: Option<Instant>,
-) -> Result<StoreMsg, RecvTimeoutError> {
+/// The next message for the store, waiting at most until `deadline` (`None` once it has
+/// passed). Used inside a run (an import callback waiting for its answer): spins for the
+/// host's spin time first, reading stdin meanwhile, so that an answer that comes within
+/// that time costs no thread wake-up.
+pub fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<StoreMsg> {
+    // Spin only while messages come back-to-back (the last one arrived within the spin
+    // time): when the CPUs are contended, waits grow and spinning stops by itself.
     let spin = data.shared.spin;
+    let spin = if data.last_wait <= spin {
+        spin
+    } else {
+        Duration::ZERO
+    };
     let start = Instant::now();
-    let msg = wait_for_message(data, spin, deadline);
+    let _waiting = workers::waiting();
+    let msg = data
+        .inbox
+        .pop_wait(spin, deadline, crate::input::drain_if_free);
     data.last_wait = start.elapsed();
     msg
-}
-
-fn wait_for_message(
-    data: &StoreData,
-    spin: Duration,
-    deadline: Option<Instant>,
-) -> Result<StoreMsg, RecvTimeoutError> {
-    // Spin only while requests come back-to-back (the last one arrived within the spin
-    // time): when the CPUs are contended, waits grow and spinning stops by itself. And one
-    // spinner per process at most; the slot is given back before blocking.
-    let worth_it = !spin.is_zero() && data.last_wait <= spin;
-    if let Some(_slot) = worth_it.then(SpinSlot::take).flatten() {
-        let start = Instant::now();
-        loop {
-            match data.inbox.try_recv() {
-                Ok(msg) => return Ok(msg),
-                Err(TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
-                Err(TryRecvError::Empty) => {}
-            }
-            // Read stdin from here while the main thread does not: a request for this
-            // store then arrives without a thread wake-up.
-            crate::input::drain_if_free();
-            if start.elapsed() >= spin {
-                break;
-            }
-            std::hint::spin_loop();
-        }
-    }
-    match deadline {
-        Some(d) => data
-            .inbox
-            .recv_timeout(d.saturating_duration_since(Instant::now())),
-        None => data
-            .inbox
-            .recv()
-            .map_err(|_| RecvTimeoutError::Disconnected),
-    }
 }
 
 /// What a request is answered with: a value, or a reply frame already made (memory reads
