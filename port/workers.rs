@@ -8,12 +8,13 @@
 //!
 //! * a worker that has just finished spins on the queue for the spin time (one spinner per
 //!   process, see [`SpinSlot`]), reading stdin meanwhile, before it blocks;
-//! * while a worker runs a store, newly queued stores wait for it to finish; the monitor
-//!   thread wakes another worker (or starts one) when the queue stops moving for a tick,
-//!   so a long call or a callback that waits never holds up the other stores for more than
-//!   a tick;
+//! * while a worker runs a store, newly queued stores wait for it to finish. The monitor
+//!   thread looks at the queue every tick and adds a worker (wakes one, or starts one)
+//!   when the queue did not move for a tick (a long call, a WASI read) or when the tasks
+//!   run are long enough for a second CPU to pay off (calls of [`LONG_TASK`] or more);
 //! * otherwise a queued store wakes an idle worker, or starts one if none is idle.
 //!
+//! A worker waiting in an import callback does not count as running (see [`waiting`]).
 //! Workers that stay idle for [`IDLE_EXIT`] end, down to one.
 
 use std::collections::VecDeque;
@@ -38,8 +39,15 @@ pub const IDLE_EXIT: Duration = Duration::from_secs(10);
 /// How often the monitor looks at the queue while workers are busy.
 const MONITOR_TICK: Duration = Duration::from_micros(500);
 
-/// Ticks the monitor goes on for once nothing runs, before parking.
+/// Ticks the monitor goes on for once the queue is empty, before parking.
 const MONITOR_LINGER: u32 = 20;
+
+/// Tasks that run this long on average make the monitor add a worker while others wait:
+/// the wake-up then costs little next to the work it parallelises.
+pub const LONG_TASK: Duration = Duration::from_micros(50);
+
+/// Starts the monitor thread, once.
+static MONITOR_START: Mutex<()> = Mutex::new(());
 
 struct Pool {
     state: Mutex<PoolState>,
@@ -49,6 +57,11 @@ struct Pool {
     queued: AtomicUsize,
     /// Tasks taken from the queue so far: the monitor's measure of progress.
     taken: AtomicU64,
+    /// Tasks finished so far, and the time they ran in all (nanoseconds).
+    finished: AtomicU64,
+    busy_ns: AtomicU64,
+    /// How long recent tasks ran (a moving average, nanoseconds).
+    recent_task_ns: AtomicU64,
     /// Workers looking for a task (spinning, or about to block).
     searching: AtomicUsize,
     /// Workers running a task, not counting those waiting in a callback.
@@ -81,6 +94,9 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| Pool {
     wake: Condvar::new(),
     queued: AtomicUsize::new(0),
     taken: AtomicU64::new(0),
+    finished: AtomicU64::new(0),
+    busy_ns: AtomicU64::new(0),
+    recent_task_ns: AtomicU64::new(0),
     searching: AtomicUsize::new(0),
     running: AtomicUsize::new(0),
     spin_ns: AtomicU64::new(0),
@@ -102,17 +118,11 @@ pub fn schedule(task: Arc<dyn Task>) {
     let mut state = pool.lock();
     state.queue.push_back(task);
     pool.queued.store(state.queue.len(), Ordering::SeqCst);
-    if pool.searching.load(Ordering::SeqCst) > 0 {
+    // A searching worker takes a task each.
+    if pool.searching.load(Ordering::SeqCst) >= state.queue.len() {
         return;
     }
-    // A worker running, or woken or started and not yet up, gets to the queue soon; the
-    // monitor sees to it if that takes longer than a tick.
-    if pool.running.load(Ordering::SeqCst) > 0 || state.woken > 0 || state.starting > 0 {
-        drop(state);
-        pool.wake_monitor();
-        return;
-    }
-    pool.add_worker(state);
+    pool.need_worker(state);
 }
 
 /// Marks the calling worker as waiting (in an import callback, for the BEAM) rather than
@@ -123,10 +133,10 @@ pub fn waiting() -> WaitGuard {
     let was_running = ON_WORKER.with(|w| w.replace(false));
     if was_running {
         pool.running.fetch_sub(1, Ordering::SeqCst);
-        if pool.queued.load(Ordering::SeqCst) > 0 && pool.running.load(Ordering::SeqCst) == 0 {
+        if pool.queued.load(Ordering::SeqCst) > 0 {
             let state = pool.lock();
-            if !state.queue.is_empty() && pool.searching.load(Ordering::SeqCst) == 0 {
-                pool.add_worker(state);
+            if state.queue.len() > pool.searching.load(Ordering::SeqCst) {
+                pool.need_worker(state);
             }
         }
     }
@@ -177,6 +187,23 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Queued tasks need a worker beyond the searching ones. A worker woken or started
+    /// and not yet up gets to the queue soon, and so does a running one while tasks are
+    /// short (the monitor sees to it if that takes longer than a tick); otherwise one is
+    /// added now.
+    fn need_worker(&self, state: MutexGuard<'_, PoolState>) {
+        let short_tasks = self.recent_task_ns.load(Ordering::Relaxed) < LONG_TASK.as_nanos() as u64;
+        let busy =
+            self.running.load(Ordering::SeqCst) > 0 || self.searching.load(Ordering::SeqCst) > 0;
+        let coming = state.woken > 0 || state.starting > 0 || (short_tasks && busy);
+        if coming {
+            drop(state);
+            self.wake_monitor();
+        } else {
+            self.add_worker(state);
+        }
+    }
+
     /// Wakes an idle worker not yet woken, or starts a worker.
     fn add_worker(&self, mut state: MutexGuard<'_, PoolState>) {
         if state.idle > state.woken {
@@ -191,10 +218,13 @@ impl Pool {
             .name("store-worker".into())
             .spawn(work);
         if started.is_err() {
-            // Out of threads (an OS limit): the workers there are take the queue in turn.
+            // Out of threads (an OS limit): the workers there are take the queue in
+            // turn, and the monitor tries again every tick.
             let mut state = self.lock();
             state.workers -= 1;
             state.starting -= 1;
+            drop(state);
+            self.wake_monitor();
         }
     }
 
@@ -207,15 +237,24 @@ impl Pool {
     }
 
     fn wake_monitor(&self) {
-        let monitor = self.monitor.get_or_init(|| {
-            thread::Builder::new()
-                .name("store-monitor".into())
-                .spawn(monitor)
-                .map(|h| h.thread().clone())
-                .unwrap_or_else(|_| thread::current())
-        });
-        if self.monitor_parked.load(Ordering::SeqCst) && monitor.id() != thread::current().id() {
-            monitor.unpark();
+        match self.monitor.get() {
+            Some(monitor) => {
+                if self.monitor_parked.load(Ordering::SeqCst) {
+                    monitor.unpark();
+                }
+            }
+            None => {
+                // Started awake. If it cannot start now, the next call tries again.
+                let _once = MONITOR_START.lock().unwrap_or_else(PoisonError::into_inner);
+                if self.monitor.get().is_none() {
+                    let started = thread::Builder::new()
+                        .name("store-monitor".into())
+                        .spawn(monitor);
+                    if let Ok(handle) = started {
+                        let _ = self.monitor.set(handle.thread().clone());
+                    }
+                }
+            }
         }
     }
 
@@ -259,8 +298,8 @@ impl Pool {
             if state.woken > 0 {
                 state.woken -= 1;
             } else if waited.timed_out() && state.queue.is_empty() && state.workers > 1 {
+                // No longer searching (since blocking) nor running: gone without a trace.
                 state.workers -= 1;
-                self.searching.fetch_add(1, Ordering::SeqCst);
                 return None;
             }
         }
@@ -288,30 +327,44 @@ fn work() {
     pool.searching.fetch_add(1, Ordering::SeqCst);
     pool.lock().starting -= 1;
     while let Some(task) = pool.find(&mut last_idle) {
+        let start = Instant::now();
         ON_WORKER.with(|w| w.set(true));
         let outcome = catch_unwind(AssertUnwindSafe(|| task.clone().run()));
         ON_WORKER.with(|w| w.set(false));
         if outcome.is_err() {
             task.abort();
         }
+        let ran = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        pool.busy_ns.fetch_add(ran, Ordering::Relaxed);
+        // Races between workers lose an update at worst.
+        let recent = pool.recent_task_ns.load(Ordering::Relaxed);
+        pool.recent_task_ns
+            .store(recent - recent / 8 + ran / 8, Ordering::Relaxed);
+        pool.finished.fetch_add(1, Ordering::Relaxed);
         // Searching before no longer running (see `found`).
         pool.searching.fetch_add(1, Ordering::SeqCst);
         pool.running.fetch_sub(1, Ordering::SeqCst);
     }
-    pool.searching.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// Wakes or starts a worker when queued tasks wait while every worker is busy (a long
-/// call, a WASI read): at most a tick's delay for them.
+/// Adds a worker when queued tasks wait on busy workers for a whole tick, or wait behind
+/// long tasks (see the module's documentation). Parks while the queue stays empty.
 fn monitor() {
     let pool = &*POOL;
     let mut last_taken = pool.taken.load(Ordering::Relaxed);
+    let mut last_finished = pool.finished.load(Ordering::Relaxed);
+    let mut last_busy = pool.busy_ns.load(Ordering::Relaxed);
     let mut quiet = 0;
     loop {
         thread::sleep(MONITOR_TICK);
         let taken = pool.taken.load(Ordering::Relaxed);
+        let finished = pool.finished.load(Ordering::Relaxed);
+        let busy = pool.busy_ns.load(Ordering::Relaxed);
         let queued = pool.queued.load(Ordering::SeqCst) > 0;
-        if queued && taken == last_taken && pool.searching.load(Ordering::SeqCst) == 0 {
+        let stalled = taken == last_taken;
+        let long_tasks = finished > last_finished
+            && (busy - last_busy) / (finished - last_finished) >= LONG_TASK.as_nanos() as u64;
+        if queued && (stalled || long_tasks) {
             let state = pool.lock();
             // One helper at a time: a worker woken or started and not yet running may
             // only be waiting for a CPU.
@@ -319,8 +372,8 @@ fn monitor() {
                 pool.add_worker(state);
             }
         }
-        last_taken = taken;
-        if queued || pool.running.load(Ordering::SeqCst) > 0 {
+        (last_taken, last_finished, last_busy) = (taken, finished, busy);
+        if queued {
             quiet = 0;
             continue;
         }
@@ -329,7 +382,7 @@ fn monitor() {
             // Announce the park before the last look: a task queued now either is seen
             // here or sees `monitor_parked` and unparks this thread.
             pool.monitor_parked.store(true, Ordering::SeqCst);
-            if pool.queued.load(Ordering::SeqCst) == 0 && pool.running.load(Ordering::SeqCst) == 0 {
+            if pool.queued.load(Ordering::SeqCst) == 0 {
                 thread::park();
             }
             pool.monitor_parked.store(false, Ordering::SeqCst);
