@@ -1,6 +1,12 @@
 //! The port's stdin, read by whichever thread is free to. The main thread blocks on it;
-//! a store thread spinning for its next request (see `store::receive`) reads it too, so
-//! a request for that store is read, dispatched and run without waking another thread.
+//! a worker spinning for its next task (see `workers.rs`) or a callback spinning for its
+//! answer (see `store::receive`) reads it too, so a request is read, dispatched and run
+//! without waking another thread.
+//!
+//! While a spinning worker has taken over the reading (see [`take_reading`]), the main
+//! thread does not wait on stdin at all: every write of the BEAM would wake it for
+//! nothing, costing both sides. The worker gives the reading back before it blocks, and
+//! the worker monitor takes it back from a worker busy for longer than a tick.
 //!
 //! Frames are read and dispatched under one lock, a frame at a time, until neither the
 //! buffer nor the pipe holds more: whoever holds the lock leaves nothing behind, so a
@@ -11,7 +17,8 @@ use crate::host::Host;
 use std::fs::File;
 use std::io::BufReader;
 use std::os::fd::AsRawFd;
-use std::sync::{Mutex, OnceLock, PoisonError, TryLockError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError, TryLockError};
 
 struct Input {
     reader: BufReader<File>,
@@ -26,9 +33,80 @@ pub fn serve(reader: BufReader<File>, host: Host) -> ! {
     let fd = reader.get_ref().as_raw_fd();
     let input = INPUT.get_or_init(|| Mutex::new(Input { reader, host }));
     loop {
+        wait_while_a_worker_reads();
         wait_readable(fd, -1);
         input.lock().unwrap_or_else(PoisonError::into_inner).drain();
     }
+}
+
+/// The worker that reads stdin in place of the main thread (a token, see `reader_token`),
+/// or 0: the main thread does.
+static READER: AtomicU64 = AtomicU64::new(0);
+
+/// Where the main thread waits while a worker reads; true while it waits.
+static MAIN_WAITS: Mutex<bool> = Mutex::new(false);
+static READING_GIVEN_BACK: Condvar = Condvar::new();
+
+/// This thread's token for [`READER`]: unique, never 0.
+fn reader_token() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    TOKEN.with(|t| *t)
+}
+
+/// Takes over reading stdin from the main thread; true if this thread took it now (not
+/// if it already had it, or another thread has it). The caller must drain stdin often (it
+/// spins), and give the reading back before it blocks or runs anything long.
+pub fn take_reading() -> bool {
+    INPUT.get().is_some()
+        && READER
+            .compare_exchange(0, reader_token(), Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+}
+
+/// The token of the worker reading stdin, or 0.
+pub fn reader() -> u64 {
+    READER.load(Ordering::SeqCst)
+}
+
+/// Gives the reading back to the main thread if this thread has it.
+pub fn give_back_reading() {
+    revoke_reading(reader_token());
+}
+
+/// Takes the reading back from the thread with token `holder`, if it still has it.
+pub fn revoke_reading(holder: u64) {
+    if holder == 0
+        || READER
+            .compare_exchange(holder, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+    {
+        return;
+    }
+    if *MAIN_WAITS.lock().unwrap_or_else(PoisonError::into_inner) {
+        READING_GIVEN_BACK.notify_one();
+    }
+}
+
+/// This thread's token as a reader.
+pub fn my_reader_token() -> u64 {
+    reader_token()
+}
+
+fn wait_while_a_worker_reads() {
+    if READER.load(Ordering::SeqCst) == 0 {
+        return;
+    }
+    let mut waits = MAIN_WAITS.lock().unwrap_or_else(PoisonError::into_inner);
+    *waits = true;
+    while READER.load(Ordering::SeqCst) != 0 {
+        waits = READING_GIVEN_BACK
+            .wait(waits)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
+    *waits = false;
 }
 
 /// Reads and dispatches the frames waiting on stdin, unless another thread is reading.

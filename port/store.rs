@@ -390,9 +390,12 @@ pub fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<StoreM
     };
     let start = Instant::now();
     let _waiting = workers::waiting();
-    let msg = data
-        .inbox
-        .pop_wait(spin, deadline, crate::input::drain_if_free);
+    let msg = data.inbox.pop_wait(
+        spin,
+        deadline,
+        workers::read_stdin_while_spinning,
+        crate::input::give_back_reading,
+    );
     data.last_wait = start.elapsed();
     msg
 }

@@ -17,6 +17,7 @@
 //! A worker waiting in an import callback does not count as running (see [`waiting`]).
 //! Workers that stay idle for [`IDLE_EXIT`] end, down to one.
 
+use crate::input;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,6 +39,13 @@ pub const IDLE_EXIT: Duration = Duration::from_secs(10);
 
 /// How often the monitor looks at the queue while workers are busy.
 const MONITOR_TICK: Duration = Duration::from_micros(500);
+const TICK_NS: u64 = MONITOR_TICK.as_nanos() as u64;
+
+/// Nanoseconds from the first use of the pool to `at` (never 0).
+fn since_epoch(at: Instant) -> u64 {
+    static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
+    at.saturating_duration_since(*EPOCH).as_nanos() as u64 + 1
+}
 
 /// Ticks the monitor goes on for once the queue is empty, before parking.
 const MONITOR_LINGER: u32 = 20;
@@ -62,6 +70,9 @@ struct Pool {
     busy_ns: AtomicU64,
     /// How long recent tasks ran (a moving average, nanoseconds).
     recent_task_ns: AtomicU64,
+    /// When the worker reading stdin (see `input::take_reading`) started its task
+    /// (see [`since_epoch`]), or 0.
+    reader_busy_since: AtomicU64,
     /// Workers looking for a task (spinning, or about to block).
     searching: AtomicUsize,
     /// Workers running a task, not counting those waiting in a callback.
@@ -97,6 +108,7 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| Pool {
     finished: AtomicU64::new(0),
     busy_ns: AtomicU64::new(0),
     recent_task_ns: AtomicU64::new(0),
+    reader_busy_since: AtomicU64::new(0),
     searching: AtomicUsize::new(0),
     running: AtomicUsize::new(0),
     spin_ns: AtomicU64::new(0),
@@ -123,6 +135,15 @@ pub fn schedule(task: Arc<dyn Task>) {
         return;
     }
     pool.need_worker(state);
+}
+
+/// Reads stdin in place of the main thread, for a thread that spins (see `input.rs`).
+/// The monitor must watch a worker that reads: it is woken when one starts to.
+pub fn read_stdin_while_spinning() {
+    if input::take_reading() {
+        POOL.wake_monitor();
+    }
+    input::drain_if_free();
 }
 
 /// Marks the calling worker as waiting (in an import callback, for the BEAM) rather than
@@ -272,15 +293,17 @@ impl Pool {
                         return Some(self.found(task, start, last_idle));
                     }
                 }
-                // Read stdin while the main thread does not: a request then reaches its
+                // Read stdin in place of the main thread: a request then reaches its
                 // store without a thread wake-up.
-                crate::input::drain_if_free();
+                read_stdin_while_spinning();
                 if start.elapsed() >= spin {
                     break;
                 }
                 std::hint::spin_loop();
             }
         }
+        // Whoever blocks leaves the reading of stdin to the main thread.
+        input::give_back_reading();
         let mut state = self.lock();
         self.searching.fetch_sub(1, Ordering::SeqCst);
         loop {
@@ -328,11 +351,24 @@ fn work() {
     pool.lock().starting -= 1;
     while let Some(task) = pool.find(&mut last_idle) {
         let start = Instant::now();
+        let reading = input::reader() == input::my_reader_token();
+        if reading {
+            if pool.recent_task_ns.load(Ordering::Relaxed) >= LONG_TASK.as_nanos() as u64 {
+                // Stdin would wait for the task: the main thread reads meanwhile.
+                input::give_back_reading();
+            } else {
+                pool.reader_busy_since
+                    .store(since_epoch(start), Ordering::SeqCst);
+            }
+        }
         ON_WORKER.with(|w| w.set(true));
         let outcome = catch_unwind(AssertUnwindSafe(|| task.clone().run()));
         ON_WORKER.with(|w| w.set(false));
         if outcome.is_err() {
             task.abort();
+        }
+        if reading {
+            pool.reader_busy_since.store(0, Ordering::SeqCst);
         }
         let ran = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         pool.busy_ns.fetch_add(ran, Ordering::Relaxed);
@@ -373,16 +409,24 @@ fn monitor() {
             }
         }
         (last_taken, last_finished, last_busy) = (taken, finished, busy);
-        if queued {
+        // A worker reading stdin that has been running one task for a tick: stdin must
+        // not wait for it.
+        let reader = input::reader();
+        let busy_since = pool.reader_busy_since.load(Ordering::SeqCst);
+        if reader != 0 && busy_since != 0 && since_epoch(Instant::now()) - busy_since > TICK_NS {
+            input::revoke_reading(reader);
+        }
+        if queued || input::reader() != 0 {
             quiet = 0;
             continue;
         }
         quiet += 1;
         if quiet > MONITOR_LINGER {
-            // Announce the park before the last look: a task queued now either is seen
-            // here or sees `monitor_parked` and unparks this thread.
+            // Announce the park before the last look: a task queued (or a worker taking
+            // up stdin) now either is seen here or sees `monitor_parked` and unparks
+            // this thread.
             pool.monitor_parked.store(true, Ordering::SeqCst);
-            if pool.queued.load(Ordering::SeqCst) == 0 {
+            if pool.queued.load(Ordering::SeqCst) == 0 && input::reader() == 0 {
                 thread::park();
             }
             pool.monitor_parked.store(false, Ordering::SeqCst);
