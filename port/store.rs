@@ -393,7 +393,7 @@ pub fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<StoreM
     let msg = data.inbox.pop_wait(
         spin,
         deadline,
-        workers::read_stdin_while_spinning,
+        crate::input::drain_if_free,
         crate::input::give_back_reading,
     );
     data.last_wait = start.elapsed();

@@ -137,15 +137,6 @@ pub fn schedule(task: Arc<dyn Task>) {
     pool.need_worker(state);
 }
 
-/// Reads stdin in place of the main thread, for a thread that spins (see `input.rs`).
-/// The monitor must watch a worker that reads: it is woken when one starts to.
-pub fn read_stdin_while_spinning() {
-    if input::take_reading() {
-        POOL.wake_monitor();
-    }
-    input::drain_if_free();
-}
-
 /// Marks the calling worker as waiting (in an import callback, for the BEAM) rather than
 /// running while the guard lives: stores queued meanwhile do not wait for it.
 pub fn waiting() -> WaitGuard {
@@ -289,13 +280,20 @@ impl Pool {
         if let Some(_slot) = worth_it.then(SpinSlot::take).flatten() {
             loop {
                 if self.queued.load(Ordering::SeqCst) > 0 {
-                    if let Some(task) = self.take(&mut self.lock()) {
+                    let mut state = self.lock();
+                    if let Some(task) = self.take(&mut state) {
+                        let more = !state.queue.is_empty();
+                        drop(state);
+                        // More work waiting: requests come concurrently, and the main
+                        // thread, woken by each, would only compete for the CPUs.
+                        if more && input::take_reading() {
+                            self.wake_monitor();
+                        }
                         return Some(self.found(task, start, last_idle));
                     }
                 }
-                // Read stdin in place of the main thread: a request then reaches its
-                // store without a thread wake-up.
-                read_stdin_while_spinning();
+                // A request then reaches its store without a thread wake-up.
+                input::drain_if_free();
                 if start.elapsed() >= spin {
                     break;
                 }
