@@ -143,6 +143,10 @@ pub fn waiting() -> WaitGuard {
     let pool = &*POOL;
     // Nested waits (a callback inside a call made from a waiting callback) count once.
     let was_running = ON_WORKER.with(|w| w.replace(false));
+    // Reading stdin while it waits: busy no longer.
+    if input::reader() == input::my_reader_token() {
+        pool.reader_busy_since.store(0, Ordering::SeqCst);
+    }
     if was_running {
         pool.running.fetch_sub(1, Ordering::SeqCst);
         if pool.queued.load(Ordering::SeqCst) > 0 {
@@ -161,6 +165,10 @@ pub struct WaitGuard {
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
+        if input::reader() == input::my_reader_token() {
+            POOL.reader_busy_since
+                .store(since_epoch(Instant::now()), Ordering::SeqCst);
+        }
         if self.was_running {
             POOL.running.fetch_add(1, Ordering::SeqCst);
             ON_WORKER.with(|w| w.set(true));
@@ -280,19 +288,15 @@ impl Pool {
         if let Some(_slot) = worth_it.then(SpinSlot::take).flatten() {
             loop {
                 if self.queued.load(Ordering::SeqCst) > 0 {
-                    let mut state = self.lock();
-                    if let Some(task) = self.take(&mut state) {
-                        let more = !state.queue.is_empty();
-                        drop(state);
-                        // More work waiting: requests come concurrently, and the main
-                        // thread, woken by each, would only compete for the CPUs.
-                        if more && input::take_reading() {
+                    if let Some(task) = self.take(&mut self.lock()) {
+                        // Requests keep coming: from now on this worker reads stdin
+                        // while it spins, and the BEAM's writes wake no thread.
+                        if input::take_reading() {
                             self.wake_monitor();
                         }
                         return Some(self.found(task, start, last_idle));
                     }
                 }
-                // A request then reaches its store without a thread wake-up.
                 input::drain_if_free();
                 if start.elapsed() >= spin {
                     break;
@@ -349,8 +353,7 @@ fn work() {
     pool.lock().starting -= 1;
     while let Some(task) = pool.find(&mut last_idle) {
         let start = Instant::now();
-        let reading = input::reader() == input::my_reader_token();
-        if reading {
+        if input::reader() == input::my_reader_token() {
             if pool.recent_task_ns.load(Ordering::Relaxed) >= LONG_TASK.as_nanos() as u64 {
                 // Stdin would wait for the task: the main thread reads meanwhile.
                 input::give_back_reading();
@@ -365,7 +368,8 @@ fn work() {
         if outcome.is_err() {
             task.abort();
         }
-        if reading {
+        // Back to draining stdin, if it reads (it may have started to in a callback).
+        if input::reader() == input::my_reader_token() {
             pool.reader_busy_since.store(0, Ordering::SeqCst);
         }
         let ran = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
