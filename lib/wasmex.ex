@@ -423,11 +423,13 @@ defmodule Wasmex do
   @impl true
   def init(%{store: store, module: module, links: links, imports: imports}) do
     # Imports are registered first: a start function may call them while instantiating.
-    Callback.register(imports, nil)
+    # Without imports no callback can come: nothing to register.
+    callbacks? = Callback.any?(imports)
+    if callbacks?, do: Callback.register(imports, nil)
 
     with :ok <- Store.retain(store, self()),
          {:ok, instance} <- Instance.new(store, module, imports, links) do
-      Callback.set_instance(instance)
+      if callbacks?, do: Callback.register(imports, instance)
       Process.monitor(store.host)
       :ets.insert(Wasmex.Routes, {self(), store.host, StoreOrCaller.context(store), instance.id})
 

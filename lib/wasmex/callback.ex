@@ -18,14 +18,17 @@ defmodule Wasmex.Callback do
     :ets.new(@running, [:named_table, :public, :set, write_concurrency: true])
   end
 
-  @doc "Registers the imports of the instance served by `server` (the calling process)."
+  @doc """
+  Registers the imports of the instance served by the calling process (`nil` while it is
+  being instantiated). Registering again replaces the row.
+  """
   @spec register(map(), Wasmex.Instance.t() | nil) :: true
   def register(imports, instance),
     do: :ets.insert(@registry, {self(), stringify(imports), context(instance)})
 
-  @doc "Records the instance of the calling server's registered imports."
-  @spec set_instance(Wasmex.Instance.t()) :: true
-  def set_instance(instance), do: :ets.update_element(@registry, self(), {3, context(instance)})
+  @doc "Whether an imports map defines any function."
+  @spec any?(map()) :: boolean()
+  def any?(imports), do: Enum.any?(imports, fn {_ns, fns} -> fns != %{} end)
 
   # What every callback of the server's instance gets, but its caller: worked out once.
   defp context(instance) do

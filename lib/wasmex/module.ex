@@ -83,8 +83,11 @@ defmodule Wasmex.Module do
   # Called on instantiation: from now on the name is fixed.
   def mark_instantiated(%__MODULE__{sealed: true}), do: true
 
-  def mark_instantiated(%__MODULE__{id: id}),
-    do: :ets.insert(__MODULE__, {{:instantiated, id}, true})
+  # Checked first: a lookup is much cheaper than a write to this read-mostly table.
+  def mark_instantiated(%__MODULE__{id: id}) do
+    :ets.member(__MODULE__, {:instantiated, id}) or
+      :ets.insert(__MODULE__, {{:instantiated, id}, true})
+  end
 
   @doc """
   Serializes the compiled module. Load it back with `unsafe_deserialize/2` in an engine
