@@ -17,6 +17,7 @@ use crate::host::Host;
 use std::fs::File;
 use std::io::BufReader;
 use std::os::fd::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock, PoisonError, TryLockError};
 
@@ -127,7 +128,14 @@ impl Input {
         let fd = self.reader.get_ref().as_raw_fd();
         while !self.reader.buffer().is_empty() || wait_readable(fd, 0) {
             match read_frame(&mut self.reader) {
-                Ok(Some(Frame::Data(payload))) => self.host.handle_frame(payload),
+                Ok(Some(Frame::Data(payload))) => {
+                    // A panic here would be a bug; it must not take the reading thread
+                    // (maybe a worker holding the reading) down with it.
+                    let host = &mut self.host;
+                    if catch_unwind(AssertUnwindSafe(|| host.handle_frame(payload))).is_err() {
+                        host.reject("internal error while dispatching a frame".into());
+                    }
+                }
                 Ok(Some(Frame::TooLarge(len))) => self.host.reject(format!(
                     "frame of {len} bytes is larger than the limit of {} bytes",
                     frame::MAX_FRAME

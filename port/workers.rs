@@ -70,9 +70,9 @@ struct Pool {
     busy_ns: AtomicU64,
     /// How long recent tasks ran (a moving average, nanoseconds).
     recent_task_ns: AtomicU64,
-    /// When the worker reading stdin (see `input::take_reading`) started its task
-    /// (see [`since_epoch`]), or 0.
-    reader_busy_since: AtomicU64,
+    /// The worker reading stdin (see `input::take_reading`) while it runs something
+    /// other than its spin: its reader token and since when (see [`since_epoch`]).
+    reader_busy: Mutex<Option<(u64, u64)>>,
     /// Workers looking for a task (spinning, or about to block).
     searching: AtomicUsize,
     /// Workers running a task, not counting those waiting in a callback.
@@ -108,7 +108,7 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| Pool {
     finished: AtomicU64::new(0),
     busy_ns: AtomicU64::new(0),
     recent_task_ns: AtomicU64::new(0),
-    reader_busy_since: AtomicU64::new(0),
+    reader_busy: Mutex::new(None),
     searching: AtomicUsize::new(0),
     running: AtomicUsize::new(0),
     spin_ns: AtomicU64::new(0),
@@ -137,6 +137,13 @@ pub fn schedule(task: Arc<dyn Task>) {
     pool.need_worker(state);
 }
 
+/// Marks the calling worker as blocked on something other than stdin (a WASI read waiting
+/// for input): it gives up reading stdin, and stores queued meanwhile do not wait for it.
+pub fn blocking() -> WaitGuard {
+    input::give_back_reading();
+    waiting()
+}
+
 /// Marks the calling worker as waiting (in an import callback, for the BEAM) rather than
 /// running while the guard lives: stores queued meanwhile do not wait for it.
 pub fn waiting() -> WaitGuard {
@@ -144,9 +151,7 @@ pub fn waiting() -> WaitGuard {
     // Nested waits (a callback inside a call made from a waiting callback) count once.
     let was_running = ON_WORKER.with(|w| w.replace(false));
     // Reading stdin while it waits: busy no longer.
-    if input::reader() == input::my_reader_token() {
-        pool.reader_busy_since.store(0, Ordering::SeqCst);
-    }
+    pool.reader_draining();
     if was_running {
         pool.running.fetch_sub(1, Ordering::SeqCst);
         if pool.queued.load(Ordering::SeqCst) > 0 {
@@ -165,10 +170,7 @@ pub struct WaitGuard {
 
 impl Drop for WaitGuard {
     fn drop(&mut self) {
-        if input::reader() == input::my_reader_token() {
-            POOL.reader_busy_since
-                .store(since_epoch(Instant::now()), Ordering::SeqCst);
-        }
+        POOL.reader_busy(Instant::now());
         if self.was_running {
             POOL.running.fetch_add(1, Ordering::SeqCst);
             ON_WORKER.with(|w| w.set(true));
@@ -256,6 +258,29 @@ impl Pool {
         Some(task)
     }
 
+    /// Records that the calling thread, if it reads stdin, runs something else from `at`.
+    fn reader_busy(&self, at: Instant) {
+        let me = input::my_reader_token();
+        if input::reader() == me {
+            *self
+                .reader_busy
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some((me, since_epoch(at)));
+        }
+    }
+
+    /// Records that the calling thread drains stdin again (if it was the busy reader).
+    fn reader_draining(&self) {
+        let me = input::my_reader_token();
+        let mut busy = self
+            .reader_busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if matches!(*busy, Some((token, _)) if token == me) {
+            *busy = None;
+        }
+    }
+
     fn wake_monitor(&self) {
         match self.monitor.get() {
             Some(monitor) => {
@@ -290,9 +315,16 @@ impl Pool {
                 if self.queued.load(Ordering::SeqCst) > 0 {
                     if let Some(task) = self.take(&mut self.lock()) {
                         // Requests keep coming: from now on this worker reads stdin
-                        // while it spins, and the BEAM's writes wake no thread.
-                        if input::take_reading() {
+                        // while it spins, and the BEAM's writes wake no thread. Only
+                        // while tasks are short, and with a monitor running, which
+                        // takes the reading back from a worker that got busy.
+                        let short = self.recent_task_ns.load(Ordering::Relaxed)
+                            < LONG_TASK.as_nanos() as u64;
+                        if short {
                             self.wake_monitor();
+                            if self.monitor.get().is_some() {
+                                input::take_reading();
+                            }
                         }
                         return Some(self.found(task, start, last_idle));
                     }
@@ -353,14 +385,11 @@ fn work() {
     pool.lock().starting -= 1;
     while let Some(task) = pool.find(&mut last_idle) {
         let start = Instant::now();
-        if input::reader() == input::my_reader_token() {
-            if pool.recent_task_ns.load(Ordering::Relaxed) >= LONG_TASK.as_nanos() as u64 {
-                // Stdin would wait for the task: the main thread reads meanwhile.
-                input::give_back_reading();
-            } else {
-                pool.reader_busy_since
-                    .store(since_epoch(start), Ordering::SeqCst);
-            }
+        if pool.recent_task_ns.load(Ordering::Relaxed) >= LONG_TASK.as_nanos() as u64 {
+            // Stdin would wait for the task: the main thread reads meanwhile.
+            input::give_back_reading();
+        } else {
+            pool.reader_busy(start);
         }
         ON_WORKER.with(|w| w.set(true));
         let outcome = catch_unwind(AssertUnwindSafe(|| task.clone().run()));
@@ -369,9 +398,7 @@ fn work() {
             task.abort();
         }
         // Back to draining stdin, if it reads (it may have started to in a callback).
-        if input::reader() == input::my_reader_token() {
-            pool.reader_busy_since.store(0, Ordering::SeqCst);
-        }
+        pool.reader_draining();
         let ran = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         pool.busy_ns.fetch_add(ran, Ordering::Relaxed);
         // Races between workers lose an update at worst.
@@ -413,10 +440,14 @@ fn monitor() {
         (last_taken, last_finished, last_busy) = (taken, finished, busy);
         // A worker reading stdin that has been running one task for a tick: stdin must
         // not wait for it.
-        let reader = input::reader();
-        let busy_since = pool.reader_busy_since.load(Ordering::SeqCst);
-        if reader != 0 && busy_since != 0 && since_epoch(Instant::now()) - busy_since > TICK_NS {
-            input::revoke_reading(reader);
+        let busy = *pool
+            .reader_busy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((reader, since)) = busy {
+            if since_epoch(Instant::now()).saturating_sub(since) > TICK_NS {
+                input::revoke_reading(reader);
+            }
         }
         if queued || input::reader() != 0 {
             quiet = 0;
