@@ -354,7 +354,14 @@ enum Served {
 
 /// Serves what is queued for the store: requests deferred by a callback first.
 fn serve(store: &mut Store<StoreData>) -> Served {
+    let mut drained = Instant::now();
     loop {
+        // A store with a long queue keeps its worker; if that worker reads stdin, it
+        // reads it here now and then (the main thread does not meanwhile).
+        if drained.elapsed() >= workers::DRAIN_EVERY {
+            workers::drain_point();
+            drained = Instant::now();
+        }
         let next = match store.data_mut().deferred.pop_front() {
             Some(req) => StoreMsg::Request(req),
             None => match store.data().inbox.try_pop() {
@@ -363,7 +370,11 @@ fn serve(store: &mut Store<StoreData>) -> Served {
             },
         };
         match next {
-            StoreMsg::Request(req) => answer(store.as_context_mut(), &req),
+            StoreMsg::Request(req) => {
+                let start = Instant::now();
+                answer(store.as_context_mut(), &req);
+                workers::note_request(start.elapsed());
+            }
             // A late answer to a callback whose call already ended, or a wake-up for a
             // cancellation that came after the call: nobody waits.
             StoreMsg::CallbackReturn { .. } | StoreMsg::Cancel => {}

@@ -70,6 +70,8 @@ struct Pool {
     busy_ns: AtomicU64,
     /// How long recent tasks ran (a moving average, nanoseconds).
     recent_task_ns: AtomicU64,
+    /// How long recent requests ran (a task may serve many; a moving average).
+    recent_request_ns: AtomicU64,
     /// The worker reading stdin (see `input::take_reading`) while it runs something
     /// other than its spin: its reader token and since when (see [`since_epoch`]).
     reader_busy: Mutex<Option<(u64, u64)>>,
@@ -108,6 +110,7 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| Pool {
     finished: AtomicU64::new(0),
     busy_ns: AtomicU64::new(0),
     recent_task_ns: AtomicU64::new(0),
+    recent_request_ns: AtomicU64::new(0),
     reader_busy: Mutex::new(None),
     searching: AtomicUsize::new(0),
     running: AtomicUsize::new(0),
@@ -135,6 +138,38 @@ pub fn schedule(task: Arc<dyn Task>) {
         return;
     }
     pool.need_worker(state);
+}
+
+/// Adds `ns` to a moving average. Races between workers lose an update at worst.
+fn average_in(average: &AtomicU64, ns: u64) {
+    let recent = average.load(Ordering::Relaxed);
+    average.store(recent - recent / 8 + ns / 8, Ordering::Relaxed);
+}
+
+/// Records how long one request of a store ran.
+pub fn note_request(ran: Duration) {
+    average_in(
+        &POOL.recent_request_ns,
+        ran.as_nanos().min(u64::MAX as u128) as u64,
+    );
+}
+
+/// Whether requests have lately been short enough for a worker that runs them to read
+/// stdin in between (see `input.rs`).
+fn short_requests() -> bool {
+    POOL.recent_request_ns.load(Ordering::Relaxed) < LONG_TASK.as_nanos() as u64
+}
+
+/// How often a worker that reads stdin and serves a long queue stops to read it.
+pub const DRAIN_EVERY: Duration = Duration::from_micros(20);
+
+/// Reads stdin if the calling worker is the one that does (see `input.rs`), between two
+/// requests of a long run; its busy mark restarts.
+pub fn drain_point() {
+    if input::reader() == input::my_reader_token() {
+        input::drain_if_free();
+        POOL.reader_busy(Instant::now());
+    }
 }
 
 /// Marks the calling worker as blocked on something other than stdin (a WASI read waiting
@@ -318,8 +353,7 @@ impl Pool {
                         // while it spins, and the BEAM's writes wake no thread. Only
                         // while tasks are short, and with a monitor running, which
                         // takes the reading back from a worker that got busy.
-                        let short = self.recent_task_ns.load(Ordering::Relaxed)
-                            < LONG_TASK.as_nanos() as u64;
+                        let short = short_requests();
                         if short {
                             self.wake_monitor();
                             if self.monitor.get().is_some() {
@@ -385,7 +419,7 @@ fn work() {
     pool.lock().starting -= 1;
     while let Some(task) = pool.find(&mut last_idle) {
         let start = Instant::now();
-        if pool.recent_task_ns.load(Ordering::Relaxed) >= LONG_TASK.as_nanos() as u64 {
+        if !short_requests() {
             // Stdin would wait for the task: the main thread reads meanwhile.
             input::give_back_reading();
         } else {
@@ -401,10 +435,7 @@ fn work() {
         pool.reader_draining();
         let ran = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
         pool.busy_ns.fetch_add(ran, Ordering::Relaxed);
-        // Races between workers lose an update at worst.
-        let recent = pool.recent_task_ns.load(Ordering::Relaxed);
-        pool.recent_task_ns
-            .store(recent - recent / 8 + ran / 8, Ordering::Relaxed);
+        average_in(&pool.recent_task_ns, ran);
         pool.finished.fetch_add(1, Ordering::Relaxed);
         // Searching before no longer running (see `found`).
         pool.searching.fetch_add(1, Ordering::SeqCst);
