@@ -87,6 +87,41 @@ defmodule Wasmex.Host.WorkersTest do
     end
   end
 
+  describe "many stores in nested callbacks at once" do
+    # run(depth) calls Elixir, which calls run(depth - 1) through the caller, down to 0.
+    @nested """
+    (module (import "env" "cb" (func $cb (param i32) (result i32)))
+      (func (export "run") (param i32) (result i32) local.get 0 call $cb))
+    """
+
+    test "all finish with the right results", %{engine: engine} do
+      nest = fn %{caller: caller, instance: instance}, depth ->
+        if depth == 0 do
+          100
+        else
+          :ok =
+            Wasmex.Instance.call_exported_function(caller, instance, "run", [depth - 1], depth)
+
+          receive do
+            {:returned_function_call, {:ok, [inner]}, ^depth} -> inner + depth
+          end
+        end
+      end
+
+      imports = %{env: %{cb: {:fn, [:i32], [:i32], nest}}}
+      pids = instances(engine, @nested, imports, 16)
+
+      results =
+        pids
+        |> Enum.map(fn pid ->
+          Task.async(fn -> for _ <- 1..20, do: Wasmex.call_function(pid, "run", [3]) end)
+        end)
+        |> Enum.flat_map(&Task.await(&1, 30_000))
+
+      assert results == List.duplicate({:ok, [106]}, 16 * 20)
+    end
+  end
+
   describe "idle stores" do
     test "hold no thread each", %{engine: engine} do
       pids = instances(engine, @sum, %{}, 50)
