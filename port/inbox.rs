@@ -108,14 +108,12 @@ impl<T> Inbox<T> {
 
     /// The next message, waiting for it until `deadline` (`None`: when it passed).
     /// Spins for `spin` first, with `while_spinning` called in between (the spinner reads
-    /// stdin), if this thread gets the process's spin slot; calls `before_blocking` when
-    /// it has to block.
+    /// stdin), if this thread gets the process's spin slot.
     pub fn pop_wait(
         &self,
         spin: Duration,
         deadline: Option<Instant>,
         while_spinning: impl Fn(),
-        before_blocking: impl Fn(),
     ) -> Option<T> {
         if let Some(_slot) = (!spin.is_zero()).then(SpinSlot::take).flatten() {
             let start = Instant::now();
@@ -130,10 +128,6 @@ impl<T> Inbox<T> {
                 std::hint::spin_loop();
             }
         }
-        if let Some(msg) = self.try_pop() {
-            return Some(msg);
-        }
-        before_blocking();
         let mut state = self.lock();
         loop {
             if let Some(msg) = self.pop(&mut state) {
@@ -201,7 +195,7 @@ mod tests {
     fn a_waiting_thread_gets_a_message_sent_later() {
         let inbox = Arc::new(Inbox::default());
         let sender = inbox.clone();
-        let waiter = thread::spawn(move || inbox.pop_wait(Duration::ZERO, None, || {}, || {}));
+        let waiter = thread::spawn(move || inbox.pop_wait(Duration::ZERO, None, || {}));
         thread::sleep(Duration::from_millis(20));
         let _ = sender.push(7);
         assert_eq!(waiter.join().unwrap(), Some(7));
@@ -211,10 +205,7 @@ mod tests {
     fn a_wait_ends_at_its_deadline() {
         let inbox: Inbox<u8> = Inbox::default();
         let deadline = Instant::now() + Duration::from_millis(20);
-        assert_eq!(
-            inbox.pop_wait(Duration::ZERO, Some(deadline), || {}, || {}),
-            None
-        );
+        assert_eq!(inbox.pop_wait(Duration::ZERO, Some(deadline), || {}), None);
         assert!(Instant::now() >= deadline);
     }
 }

@@ -401,12 +401,9 @@ pub fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<StoreM
     };
     let start = Instant::now();
     let _waiting = workers::waiting();
-    let msg = data.inbox.pop_wait(
-        spin,
-        deadline,
-        crate::input::drain_if_free,
-        crate::input::give_back_reading,
-    );
+    let msg = data
+        .inbox
+        .pop_wait(spin, deadline, crate::input::drain_if_free);
     data.last_wait = start.elapsed();
     msg
 }
