@@ -566,7 +566,7 @@ mod tests {
         host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
         let store = next_reply(&rx).1.unwrap();
         host.handle_payload(&request(0, "store_drop", vec![store.clone()]));
-        // Sent while the store's thread may be ending: each gets its one answer.
+        // Sent while the store may be ending: each gets its one answer.
         for id in 3..50 {
             host.handle_payload(&request(id, "fuel_get", vec![store.clone()]));
             assert_eq!(next_reply(&rx).0, id as u64);

@@ -214,7 +214,7 @@ fn wasmtime_version() -> &'static str {
 }
 
 /// Who a store request is addressed to: the store itself, or the caller of an import
-/// callback that is waiting on that store's thread.
+/// callback that is waiting on that store's worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Context {
     Store(u64),
