@@ -1,6 +1,7 @@
-//! The dispatcher run by the reader thread: host-wide requests (engine, modules, stores)
-//! are answered here or on short-lived threads; store requests are routed to the store's
-//! worker. Nothing here runs Wasm or blocks on it.
+//! The dispatcher, run by whichever thread reads stdin (see `input.rs`): host-wide
+//! requests (engine, modules, stores) are answered here or on short-lived threads; store
+//! requests go to the store's inbox, for the worker pool. Nothing here runs Wasm or
+//! blocks on it.
 
 use crate::compiler::Compiler;
 use crate::engine::{EngineOptions, Ticker};
@@ -39,7 +40,7 @@ pub struct Host {
     shared: Option<Arc<Shared>>,
     stores: HashMap<u64, StoreHandle>,
     next_store_id: u64,
-    /// Stores whose thread ended (dropped, or failed to start), to forget.
+    /// Stores that ended (dropped, or failed to start), to forget.
     ended: (Sender<u64>, Receiver<u64>),
 }
 
@@ -435,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn a_store_op_with_wrong_arity_is_an_error_from_the_store_thread() {
+    fn a_store_op_with_wrong_arity_is_an_error_from_the_store() {
         let (mut host, rx) = host();
         init(&mut host, &rx);
         host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
@@ -580,8 +581,8 @@ mod tests {
         let bad_limits = term::map(vec![(term::atom("memory_size"), term::int(-1))]);
         host.handle_payload(&request(2, "store_new", vec![bad_limits, term::nil()]));
         assert!(next_reply(&rx).1.is_err());
-        // Requests for it get errors; the host forgets it once its thread has ended (the
-        // thread says so right after its reply).
+        // Requests for it get errors; the host forgets it once it has ended (its task
+        // says so right after its reply).
         for id in 3..1000 {
             host.handle_payload(&request(id, "fuel_get", vec![term::int(1)]));
             assert!(next_reply(&rx).1.is_err());

@@ -78,7 +78,7 @@ impl CallState {
 }
 
 /// Ids of requests the BEAM stopped waiting for (their caller went away). Shared with the
-/// reader thread, which adds to it; the store skips such requests, or interrupts the one
+/// dispatcher, which adds to it; the store skips such requests, or interrupts the one
 /// it is running.
 #[derive(Clone, Default)]
 pub struct Cancellations(Arc<Mutex<HashSet<u64>>>);
@@ -140,7 +140,7 @@ pub struct StoreInit {
     pub wasi: Term,
     pub stdin: StdinReceiver,
     pub cancellations: Cancellations,
-    /// Told the store's id when its thread ends.
+    /// Told the store's id when it ends.
     pub ended: Sender<u64>,
 }
 

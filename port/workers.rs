@@ -14,6 +14,12 @@
 //!   run are long enough for a second CPU to pay off (calls of [`LONG_TASK`] or more);
 //! * otherwise a queued store wakes an idle worker, or starts one if none is idle.
 //!
+//! A worker that finds work while spinning (and requests are short) also takes over
+//! reading stdin from the main thread (see `input.rs`), between its tasks and while it
+//! spins; it gives the reading back before it blocks, waits in an import callback or a
+//! WASI read, or starts a long task, and the monitor takes it back from a worker that has
+//! been busy for a tick.
+//!
 //! A worker waiting in an import callback does not count as running (see [`waiting`]).
 //! Workers that stay idle for [`IDLE_EXIT`] end, down to one.
 

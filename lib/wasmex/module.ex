@@ -17,8 +17,9 @@ defmodule Wasmex.Module do
   alias Wasmex.{Engine, Host, StoreOrCaller}
 
   @enforce_keys [:host, :key, :source]
-  # `sealed`: compiled by `Wasmex.start_link/1` for its own instance, so instantiated from
-  # the start (no table row needed to remember that).
+  # `id`: an `:atomics` array of one, set to 1 on the first instantiation, freed with the
+  # last copy of the struct (a table row per compiled module would never be). `sealed`:
+  # compiled by `Wasmex.start_link/1` for its own instance, so instantiated from the start.
   defstruct [:host, :key, :source, :id, name: nil, exports: %{}, imports: %{}, sealed: false]
 
   @typedoc "Where a host that has not seen the module loads it from."
@@ -71,7 +72,7 @@ defmodule Wasmex.Module do
   """
   @spec set_name(t(), String.t()) :: :ok | {:error, String.t()}
   def set_name(%__MODULE__{id: id, sealed: sealed}, name) when is_binary(name) do
-    if sealed or :ets.member(__MODULE__, {:instantiated, id}) do
+    if sealed or instantiated?(id) do
       {:error, "the module was already instantiated; its name can no longer change"}
     else
       :ets.insert(__MODULE__, {{:name, id}, name})
@@ -83,10 +84,18 @@ defmodule Wasmex.Module do
   # Called on instantiation: from now on the name is fixed.
   def mark_instantiated(%__MODULE__{sealed: true}), do: true
 
-  # Checked first: a lookup is much cheaper than a write to this read-mostly table.
   def mark_instantiated(%__MODULE__{id: id}) do
-    :ets.member(__MODULE__, {:instantiated, id}) or
-      :ets.insert(__MODULE__, {{:instantiated, id}, true})
+    :atomics.put(id, 1, 1)
+    true
+  rescue
+    # A struct from another node: its atomics stayed there. Remembered in the table.
+    ArgumentError -> :ets.insert(__MODULE__, {{:instantiated, id}, true})
+  end
+
+  defp instantiated?(id) do
+    :atomics.get(id, 1) == 1
+  rescue
+    ArgumentError -> :ets.member(__MODULE__, {:instantiated, id})
   end
 
   @doc """
@@ -125,7 +134,7 @@ defmodule Wasmex.Module do
          exports: exports,
          imports: imports,
          # `key` names the code (equal bytes share it); `id` names this compiled module.
-         id: make_ref()
+         id: :atomics.new(1, signed: false)
        }}
     end
   end

@@ -51,6 +51,26 @@ defmodule Wasmex.EarlierApiTest do
 
       refute :ets.member(Wasmex.Module, {:instantiated, module.id})
     end
+
+    test "is refused after an instantiation, which leaves no table row behind" do
+      {:ok, module} = Module.compile("(module $marked)")
+      {:ok, _instance} = Instance.new(module, %{})
+
+      assert {:error, "the module was already instantiated" <> _} =
+               Module.set_name(module, "late")
+
+      refute :ets.member(Wasmex.Module, {:instantiated, module.id})
+    end
+
+    test "is refused after an instantiation on a struct that came from another node" do
+      {:ok, module} = Module.compile("(module $travelled)")
+      # What a struct's atomics become on another node: a plain reference.
+      travelled = %{module | id: make_ref()}
+      {:ok, _instance} = Instance.new(travelled, %{})
+
+      assert {:error, "the module was already instantiated" <> _} =
+               Module.set_name(travelled, "late")
+    end
   end
 
   describe "Instance.new/2, from_bytes/2 and call_exported_function/4" do
