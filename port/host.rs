@@ -107,7 +107,7 @@ impl Host {
 
     /// Either answers (or arranges for an answer) and returns Ok, or returns the error
     /// to reply with.
-    fn dispatch(&mut self, req: Request) -> Fallible<()> {
+    fn dispatch(&mut self, mut req: Request) -> Fallible<()> {
         if req.op == "init" {
             return self.init(&req);
         }
@@ -185,11 +185,7 @@ impl Host {
                     StdinMsg::Eof
                 } else {
                     req.expect_arity(2)?;
-                    term::as_bytes(req.arg(1)?, "stdin data")?;
-                    match req.args.into_iter().nth(1) {
-                        Some(Term::Binary(data)) => StdinMsg::Data(data.bytes),
-                        _ => return Ok(()),
-                    }
+                    StdinMsg::Data(term::into_bytes(req.take_arg(1)?, "stdin data")?)
                 };
                 let _ = self.store(id)?.stdin.send(msg);
             }
@@ -210,7 +206,7 @@ impl Host {
                 let store_id = term::as_u64(req.arg(0)?, "store id")?;
                 let callback_id = term::as_u64(req.arg(1)?, "callback id")?;
                 let store = self.store(store_id)?;
-                let result = req.args.into_iter().nth(2).unwrap_or_else(term::nil);
+                let result = req.take_arg(2)?;
                 store.task.send(StoreMsg::CallbackReturn {
                     callback_id,
                     result,

@@ -49,7 +49,7 @@ static MAIN_WAITS: Mutex<bool> = Mutex::new(false);
 static READING_GIVEN_BACK: Condvar = Condvar::new();
 
 /// This thread's token for [`READER`]: unique, never 0.
-fn reader_token() -> u64 {
+pub fn reader_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
         static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -91,9 +91,9 @@ pub fn revoke_reading(holder: u64) {
     }
 }
 
-/// This thread's token as a reader.
-pub fn my_reader_token() -> u64 {
-    reader_token()
+/// Whether this thread reads stdin in place of the main thread.
+pub fn reading_here() -> bool {
+    reader() == reader_token()
 }
 
 fn wait_while_a_worker_reads() {

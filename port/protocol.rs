@@ -116,25 +116,15 @@ fn decode_checked(payload: &[u8]) -> Result<Request, Rejected> {
         other => return Err(not_a_request(&other)),
     };
     let id = term::as_u64(&id, "request id").map_err(|e| reject(0, e))?;
+    let wrong =
+        |what: &str, t: &Term| reject(id, format!("request {what}, got: {}", term::show(t)));
     let op = match op {
         Term::Atom(atom) => atom.name,
-        other => {
-            let shown = term::show(&other);
-            return Err(reject(
-                id,
-                format!("request op must be an atom, got: {shown}"),
-            ));
-        }
+        other => return Err(wrong("op must be an atom", &other)),
     };
     let args = match args {
         Term::Tuple(args) => args.elements,
-        other => {
-            let shown = term::show(&other);
-            return Err(reject(
-                id,
-                format!("request args must be a tuple, got: {shown}"),
-            ));
-        }
+        other => return Err(wrong("args must be a tuple", &other)),
     };
     Ok(Request {
         id,
@@ -152,6 +142,13 @@ impl Request {
             Some(tail) if i + 1 == self.args.len() => Ok(&tail.frame[tail.start..]),
             _ => term::as_bytes(arg, what),
         }
+    }
+
+    /// Moves the argument at `i` out of the request (a `nil` is left in its place):
+    /// arguments can be megabytes.
+    pub fn take_arg(&mut self, i: usize) -> Fallible<Term> {
+        self.arg(i)?;
+        Ok(std::mem::replace(&mut self.args[i], term::nil()))
     }
 
     /// The argument at `i`, or an error naming the op's expected arity.

@@ -163,6 +163,14 @@ pub fn as_bytes<'a>(t: &'a Term, what: &str) -> Fallible<&'a [u8]> {
     }
 }
 
+/// The bytes of a binary, moved out of it.
+pub fn into_bytes(t: Term, what: &str) -> Fallible<Vec<u8>> {
+    match t {
+        Term::Binary(b) => Ok(b.bytes),
+        other => Err(not_a(what, "binary", &other)),
+    }
+}
+
 pub fn as_str<'a>(t: &'a Term, what: &str) -> Fallible<&'a str> {
     match t {
         Term::Binary(b) => {

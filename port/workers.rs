@@ -172,7 +172,7 @@ pub const DRAIN_EVERY: Duration = Duration::from_micros(20);
 /// Reads stdin if the calling worker is the one that does (see `input.rs`), between two
 /// requests of a long run; its busy mark restarts.
 pub fn drain_point() {
-    if input::reader() == input::my_reader_token() {
+    if input::reading_here() {
         input::drain_if_free();
         POOL.reader_busy(Instant::now());
     }
@@ -298,18 +298,18 @@ impl Pool {
 
     /// Records that the calling thread, if it reads stdin, runs something else from `at`.
     fn reader_busy(&self, at: Instant) {
-        let me = input::my_reader_token();
-        if input::reader() == me {
+        if input::reading_here() {
+            let busy = Some((input::reader_token(), since_epoch(at)));
             *self
                 .reader_busy
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some((me, since_epoch(at)));
+                .unwrap_or_else(PoisonError::into_inner) = busy;
         }
     }
 
     /// Records that the calling thread drains stdin again (if it was the busy reader).
     fn reader_draining(&self) {
-        let me = input::my_reader_token();
+        let me = input::reader_token();
         let mut busy = self
             .reader_busy
             .lock()

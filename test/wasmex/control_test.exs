@@ -258,15 +258,7 @@ defmodule Wasmex.ControlTest do
     end
 
     test "a host that stops kills the callbacks it started" do
-      wat = ~s{(module (import "env" "hang" (func $hang)) (func (export "run") call $hang))}
-      test_pid = self()
-
-      hang = fn _ctx ->
-        send(test_pid, {:callback, self()})
-        receive do: (:never -> nil)
-      end
-
-      {:ok, pid} = Wasmex.start_link(%{bytes: wat, imports: %{env: %{hang: {:fn, [], [], hang}}}})
+      pid = start_hanging()
       Process.unlink(pid)
       {:ok, store} = Wasmex.store(pid)
       Task.start(fn -> Wasmex.call_function(pid, "run", [], :infinity) end)
@@ -277,15 +269,7 @@ defmodule Wasmex.ControlTest do
     end
 
     test "an Elixir callback that never returns is abandoned and stopped at the timeout" do
-      wat = ~s{(module (import "env" "hang" (func $hang)) (func (export "run") call $hang))}
-      test_pid = self()
-
-      hang = fn _ctx ->
-        send(test_pid, {:callback, self()})
-        receive do: (:never -> nil)
-      end
-
-      {:ok, pid} = Wasmex.start_link(%{bytes: wat, imports: %{env: %{hang: {:fn, [], [], hang}}}})
+      pid = start_hanging()
       call = Task.async(fn -> Wasmex.call_function(pid, "run", [], 200) end)
       assert_receive {:callback, callback_pid}
       ref = Process.monitor(callback_pid)
@@ -293,6 +277,21 @@ defmodule Wasmex.ControlTest do
       assert message =~ "timed out"
       assert_receive {:DOWN, ^ref, :process, ^callback_pid, :killed}, 1_000
     end
+  end
+
+  # An instance whose `run` calls an Elixir import that tells the test its pid and never
+  # returns.
+  defp start_hanging do
+    wat = ~s{(module (import "env" "hang" (func $hang)) (func (export "run") call $hang))}
+    test_pid = self()
+
+    hang = fn _ctx ->
+      send(test_pid, {:callback, self()})
+      receive do: (:never -> nil)
+    end
+
+    {:ok, pid} = Wasmex.start_link(%{bytes: wat, imports: %{env: %{hang: {:fn, [], [], hang}}}})
+    pid
   end
 
   defp wait_until_pending(host) do

@@ -127,14 +127,7 @@ defmodule Wasmex.ModuleTest do
       {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
       {:ok, store} = Wasmex.Store.new(nil, engine)
 
-      # More modules than a host keeps loaded (256): the first ones are dropped in the port.
-      [first | _] =
-        for i <- 1..260 do
-          {:ok, module} =
-            Module.compile(store, ~s{(module (func (export "f") (result i32) i32.const #{i}))})
-
-          module
-        end
+      first = compile_past_capacity(store)
 
       {:ok, pid} = Wasmex.start_link(%{store: store, module: first})
       assert Wasmex.call_function(pid, "f", []) == {:ok, [1]}
@@ -144,13 +137,7 @@ defmodule Wasmex.ModuleTest do
       {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
       {:ok, store} = Wasmex.Store.new(nil, engine)
 
-      [first | _] =
-        for i <- 1..260 do
-          {:ok, module} =
-            Module.compile(store, ~s{(module (func (export "f") (result i32) i32.const #{i}))})
-
-          module
-        end
+      first = compile_past_capacity(store)
 
       assert {:ok, serialized} = Module.serialize(first)
       assert {:ok, module} = Module.unsafe_deserialize(serialized, engine)
@@ -167,5 +154,19 @@ defmodule Wasmex.ModuleTest do
       {:ok, pid} = Wasmex.start_link(%{store: other_store, module: module})
       assert Wasmex.call_function(pid, "sum", [20, 22]) == {:ok, [42]}
     end
+  end
+
+  # Compiles more modules than a host keeps loaded (256), so the first ones are dropped in
+  # the port; returns the first.
+  defp compile_past_capacity(store) do
+    [first | _] =
+      for i <- 1..260 do
+        {:ok, module} =
+          Module.compile(store, ~s{(module (func (export "f") (result i32) i32.const #{i}))})
+
+        module
+      end
+
+    first
   end
 end
