@@ -87,6 +87,11 @@ struct Pool {
     running: AtomicUsize,
     /// How long a worker spins for a task before blocking, in nanoseconds.
     spin_ns: AtomicU64,
+    /// When the last task ended (see [`since_epoch`]; 0: none yet).
+    last_finish: AtomicU64,
+    /// How long the pool stood idle before the latest task came (nanoseconds): the
+    /// spacing of requests, which decides whether spinning for the next one pays.
+    idle_gap_ns: AtomicU64,
     monitor: OnceLock<Thread>,
     monitor_parked: AtomicBool,
 }
@@ -121,6 +126,8 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| Pool {
     searching: AtomicUsize::new(0),
     running: AtomicUsize::new(0),
     spin_ns: AtomicU64::new(0),
+    last_finish: AtomicU64::new(0),
+    idle_gap_ns: AtomicU64::new(u64::MAX),
     monitor: OnceLock::new(),
     monitor_parked: AtomicBool::new(false),
 });
@@ -136,6 +143,11 @@ pub fn set_spin(spin: Duration) {
 /// Queues `task` for the next free worker.
 pub fn schedule(task: Arc<dyn Task>) {
     let pool = &*POOL;
+    let last_finish = pool.last_finish.load(Ordering::Relaxed);
+    if last_finish != 0 && pool.running.load(Ordering::Relaxed) == 0 {
+        let gap = since_epoch(Instant::now()).saturating_sub(last_finish);
+        pool.idle_gap_ns.store(gap, Ordering::Relaxed);
+    }
     let mut state = pool.lock();
     state.queue.push_back(task);
     pool.queued.store(state.queue.len(), Ordering::SeqCst);
@@ -343,11 +355,15 @@ impl Pool {
 
     /// Finds the next task for a worker (counted in `searching` by the caller), spinning
     /// and then blocking; `None` when the worker has been idle for long enough to end.
-    fn find(&self, last_idle: &mut Duration) -> Option<Arc<dyn Task>> {
+    fn find(&self) -> Option<Arc<dyn Task>> {
+        let spin = self.spin_ns.load(Ordering::Relaxed);
+        // Spin only while requests come close together; one spinner per process. The
+        // gap measured after a worker blocked includes the wake-up of the thread that
+        // read the request (tens of microseconds on a VM): up to twice the spin time
+        // counts as close, or a pool that once blocked would never spin again.
+        let worth_it = spin != 0 && self.idle_gap_ns.load(Ordering::Relaxed) <= 2 * spin;
+        let spin = Duration::from_nanos(spin);
         let start = Instant::now();
-        let spin = Duration::from_nanos(self.spin_ns.load(Ordering::Relaxed));
-        // Spin only while work comes back-to-back; one spinner per process.
-        let worth_it = !spin.is_zero() && *last_idle <= spin;
         if let Some(_slot) = worth_it.then(SpinSlot::take).flatten() {
             loop {
                 if self.queued.load(Ordering::SeqCst) > 0 {
@@ -363,7 +379,7 @@ impl Pool {
                                 input::take_reading();
                             }
                         }
-                        return Some(self.found(task, start, last_idle));
+                        return Some(self.found(task));
                     }
                 }
                 input::drain_if_free();
@@ -380,7 +396,7 @@ impl Pool {
         loop {
             if let Some(task) = self.take(&mut state) {
                 self.searching.fetch_add(1, Ordering::SeqCst);
-                return Some(self.found(task, start, last_idle));
+                return Some(self.found(task));
             }
             state.idle += 1;
             let (next, waited) = self
@@ -399,17 +415,11 @@ impl Pool {
         }
     }
 
-    fn found(
-        &self,
-        task: Arc<dyn Task>,
-        start: Instant,
-        last_idle: &mut Duration,
-    ) -> Arc<dyn Task> {
+    fn found(&self, task: Arc<dyn Task>) -> Arc<dyn Task> {
         // Counted as running before no longer searching: `schedule` never sees neither
         // while this worker is about to run.
         self.running.fetch_add(1, Ordering::SeqCst);
         self.searching.fetch_sub(1, Ordering::SeqCst);
-        *last_idle = start.elapsed();
         task
     }
 }
@@ -417,10 +427,9 @@ impl Pool {
 /// A worker's life: run tasks until idle for [`IDLE_EXIT`].
 fn work() {
     let pool = &*POOL;
-    let mut last_idle = Duration::ZERO;
     pool.searching.fetch_add(1, Ordering::SeqCst);
     pool.lock().starting -= 1;
-    while let Some(task) = pool.find(&mut last_idle) {
+    while let Some(task) = pool.find() {
         let start = Instant::now();
         if !short_requests() {
             // Stdin would wait for the task: the main thread reads meanwhile.
@@ -436,7 +445,9 @@ fn work() {
         }
         // Back to draining stdin, if it reads (it may have started to in a callback).
         pool.reader_draining();
-        let ran = start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+        let end = Instant::now();
+        pool.last_finish.store(since_epoch(end), Ordering::Relaxed);
+        let ran = (end - start).as_nanos().min(u64::MAX as u128) as u64;
         pool.busy_ns.fetch_add(ran, Ordering::Relaxed);
         average_in(&pool.recent_task_ns, ran);
         pool.finished.fetch_add(1, Ordering::Relaxed);
