@@ -100,6 +100,7 @@ impl Compiler {
             cache_dir: None,
             spin_us: 0,
             serial_compilation: false,
+            instance_pool: None,
             ..self.options.clone()
         };
         format!("{shaping:?}").hash(&mut settings);
@@ -300,6 +301,8 @@ mod tests {
             compact_memories: true,
             spin_us: 0,
             serial_compilation: false,
+            // A compile child never instantiates: it gets no pool.
+            instance_pool: None,
         };
         assert_eq!(
             EngineOptions::from_term(&options.to_term()).unwrap(),

@@ -248,10 +248,10 @@ impl Host {
                 serial_compilation: true,
                 ..options.clone()
             }
-            .build()?
         } else {
-            options.build()?
+            options.clone()
         };
+        let engine = build_engine(&engine, &self.outbox)?;
         let ticker = Ticker::start(engine.clone());
         let compile_timeout =
             term::map_u64(config, "compile_timeout_ms")?.map(Duration::from_millis);
@@ -278,6 +278,26 @@ impl Host {
         }));
         self.outbox.send(&reply(req.id, Ok(term::atom("ok"))));
         Ok(())
+    }
+}
+
+/// The host's engine. When its instance pool cannot be had (the address space is capped
+/// from outside, `ulimit -v`), instances are allocated one by one instead, and a log line
+/// says so.
+fn build_engine(options: &EngineOptions, outbox: &Outbox) -> Fallible<Engine> {
+    match options.build() {
+        Err(e) if options.instance_pool.is_some() => {
+            let engine = EngineOptions {
+                instance_pool: None,
+                ..options.clone()
+            }
+            .build()?;
+            outbox.send(&protocol::log(&format!(
+                "no instance pool ({e}): instances are allocated one by one"
+            )));
+            Ok(engine)
+        }
+        built => built,
     }
 }
 

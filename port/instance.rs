@@ -2,6 +2,7 @@
 //! exported functions.
 
 use crate::callback::{self, Import};
+use crate::engine::explain_pool_limit;
 use crate::protocol::Request;
 use crate::store::{parse_timeout, with_deadline, Cx, StoreData};
 use crate::term::{self, Fallible};
@@ -188,6 +189,6 @@ pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
             format!("Error during function excecution: `{cause}`.\n{bt}")
         }
         Some(_) => format!("Error during function excecution: `{cause}`."),
-        None => format!("{e:#}"),
+        None => explain_pool_limit(format!("{e:#}")),
     }
 }

@@ -2,6 +2,7 @@
 //! by an id the BEAM chooses, so any store of the host can instantiate them.
 
 use crate::compiler::Compiler;
+use crate::engine::explain_pool_limit;
 use crate::term::{self, Fallible};
 use crate::values::type_name;
 use eetf::Term;
@@ -111,7 +112,8 @@ pub fn load(
 
 pub fn compile(engine: &Engine, bytes: &[u8]) -> Fallible<Module> {
     let wasm = wat::parse_bytes(bytes).map_err(|e| format!("Error while parsing bytes: {e}."))?;
-    Module::from_binary(engine, &wasm).map_err(|e| format!("Could not compile module: {e:#}"))
+    Module::from_binary(engine, &wasm)
+        .map_err(|e| explain_pool_limit(format!("Could not compile module: {e:#}")))
 }
 
 pub fn deserialize(engine: &Engine, bytes: &[u8]) -> Fallible<Module> {
@@ -123,7 +125,7 @@ pub fn deserialize(engine: &Engine, bytes: &[u8]) -> Fallible<Module> {
     // SAFETY: the artifact is checked by wasmtime for its format and engine settings;
     // like Wasmex's `unsafe_deserialize`, callers promise it came from `serialize`.
     unsafe { Module::deserialize(engine, bytes) }
-        .map_err(|e| format!("Could not deserialize module: {e:#}"))
+        .map_err(|e| explain_pool_limit(format!("Could not deserialize module: {e:#}")))
 }
 
 pub fn serialize(module: &Module) -> Fallible<Vec<u8>> {

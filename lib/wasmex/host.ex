@@ -37,6 +37,10 @@ defmodule Wasmex.Host do
     modules: MapSet.new()
   ]
 
+  # Instances (and memories, and tables) a host's pooling allocator holds at once unless
+  # told otherwise (see Wasmex.Engine.new/2).
+  @instance_pool 1000
+
   # What the port answers when it no longer has a module (see port/module.rs).
   @not_loaded "the module is not loaded in this host and no source was sent"
 
@@ -52,8 +56,9 @@ defmodule Wasmex.Host do
   lives until stopped.
 
   Options: `:name` registers the host; `:executable` runs another port program than
-  the built `priv/wasmex_port`; `:os_limits` caps the OS process (see
-  `Wasmex.Engine.new/2`; default: the `:os_limits` application environment).
+  the built `priv/wasmex_port`; `:os_limits` caps the OS process and `:instance_pool`
+  sizes its pool of instance slots (see `Wasmex.Engine.new/2`; defaults: the
+  application environment).
   """
   @spec start(Wasmex.EngineConfig.t(), pid() | :forever, keyword()) ::
           {:ok, pid()} | {:error, term()}
@@ -71,6 +76,10 @@ defmodule Wasmex.Host do
       compile_timeout:
         Keyword.get_lazy(opts, :compile_timeout, fn ->
           Application.get_env(:wasmex, :compile_timeout, 60_000)
+        end),
+      instance_pool:
+        Keyword.get_lazy(opts, :instance_pool, fn ->
+          Application.get_env(:wasmex, :instance_pool, @instance_pool)
         end)
     }
 
@@ -210,21 +219,35 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp init_engine(port, config, %{os_limits: os_limits, compile_timeout: compile_timeout}) do
+  defp init_engine(port, config, %{os_limits: os_limits, compile_timeout: compile_timeout} = o) do
     options =
       engine_options(config)
       |> Map.put(:os_limits, os_limits && Map.new(os_limits))
+      |> Map.put(:instance_pool, o.instance_pool)
       |> Map.put(
         :compile_timeout_ms,
         if(compile_timeout == :infinity, do: nil, else: compile_timeout)
       )
 
     Port.command(port, Wire.encode_request(1, :init, {options}))
+    await_init(port)
+  end
 
+  defp await_init(port) do
     case receive_frame(port, "initialise") do
-      {:ok, {:reply, 1, result}} -> result
-      {:ok, other} -> {:error, "unexpected answer to init: #{inspect(other)}"}
-      {:error, _} = error -> error
+      {:ok, {:reply, 1, result}} ->
+        result
+
+      # Said while initialising (an engine made without its instance pool).
+      {:ok, {:log, message}} ->
+        Logger.warning("wasmex_port: #{message}")
+        await_init(port)
+
+      {:ok, other} ->
+        {:error, "unexpected answer to init: #{inspect(other)}"}
+
+      {:error, _} = error ->
+        error
     end
   end
 

@@ -390,15 +390,34 @@ defmodule Wasmex.System.HostileWasmTest do
             {"(module (memory 65536))",
              "memory minimum size of 65536 pages exceeds memory limits"},
             {"(module (table 10000000 funcref))",
-             "table minimum size of 10000000 elements exceeds table limits"},
-            {"(module (table 4294967295 funcref))",
-             "table minimum size of 4294967295 elements exceeds table limits"}
+             "table minimum size of 10000000 elements exceeds table limits"}
           ] do
         module = compile!(host, wat)
         assert {:error, message} = Wasmex.start_link(%{store: host.store, module: module})
         assert message =~ expected
       end
 
+      assert_serving(host)
+    end
+
+    test "a table larger than the instance pool's tables is refused when compiled" do
+      host = new_host(%StoreLimits{table_elements: 1_000})
+
+      assert {:error, message} =
+               Wasmex.Module.compile(host.store, "(module (table 4294967295 funcref))")
+
+      assert message =~ "minimum element size of 4294967295 which exceeds the limit of 10000000"
+      assert message =~ ":instance_pool"
+      assert_serving(host)
+    end
+
+    test "without an instance pool, the same table compiles and fails to instantiate" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, instance_pool: false)
+      {:ok, store} = Wasmex.Store.new(%StoreLimits{table_elements: 1_000}, engine)
+      host = %{store: store, ref: Process.monitor(store.host)}
+      module = compile!(host, "(module (table 4294967295 funcref))")
+      assert {:error, message} = Wasmex.start_link(%{store: store, module: module})
+      assert message =~ "table minimum size of 4294967295 elements exceeds table limits"
       assert_serving(host)
     end
 

@@ -43,6 +43,65 @@ defmodule Wasmex.EngineTest do
     end
   end
 
+  describe "new/2 with :instance_pool" do
+    # Instantiates `module` `n` times in `store`; the results.
+    defp instantiate_n(store, module, n),
+      do: for(_ <- 1..n, do: Wasmex.Instance.new(store, module, %{}))
+
+    defp store_with_memory_module(options) do
+      {:ok, engine} = Engine.new(%EngineConfig{}, options)
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      {:ok, module} = Wasmex.Module.compile(store, "(module (memory 1) (table 1 funcref))")
+      {store, module}
+    end
+
+    test "by default holds 1000 instances at once and refuses the next, naming the option" do
+      {store, module} = store_with_memory_module([])
+      assert Enum.all?(instantiate_n(store, module, 1000), &match?({:ok, _}, &1))
+      assert {:error, message} = Wasmex.Instance.new(store, module, %{})
+      assert message =~ "maximum concurrent limit of 1000"
+    end
+
+    test "fits modules with several memories and tables" do
+      {store, _} = store_with_memory_module([])
+      wat = "(module (memory 1) (memory 2) (table 1 funcref) (table 2 externref))"
+      {:ok, module} = Wasmex.Module.compile(store, wat)
+      assert {:ok, _} = Wasmex.Instance.new(store, module, %{})
+    end
+
+    test "false allocates each instance on its own, without the pool's limit" do
+      {store, module} = store_with_memory_module(instance_pool: false)
+      assert Enum.all?(instantiate_n(store, module, 1001), &match?({:ok, _}, &1))
+    end
+
+    test "a size out of range is refused with the engine" do
+      for bad <- [0, 20_001, :big] do
+        assert {:error, "instance_pool must be false or an integer from 1 to 20000" <> _} =
+                 Engine.new(%EngineConfig{}, instance_pool: bad)
+      end
+    end
+
+    @tag :tmp_dir
+    test "where the address space is capped from outside, allocates on demand and says so",
+         %{tmp_dir: dir} do
+      # 16 GiB of address space: room for on-demand memories, not for 1000 pool slots.
+      wrapper = Path.join(dir, "capped_port")
+      File.write!(wrapper, "#!/bin/sh\nulimit -v 16777216\nexec #{Wasmex.Host.executable()}\n")
+      File.chmod!(wrapper, 0o755)
+
+      log =
+        ExUnit.CaptureLog.capture_log(fn ->
+          {:ok, host} = Wasmex.Host.start(%EngineConfig{}, self(), executable: wrapper)
+          engine = %Engine{host: host, config: %EngineConfig{}}
+          {:ok, store} = Wasmex.Store.new(nil, engine)
+          {:ok, module} = Wasmex.Module.compile(store, "(module (memory 1))")
+          assert {:ok, _} = Wasmex.Instance.new(store, module, %{})
+        end)
+
+      assert log =~ "no instance pool"
+    end
+  end
+
   describe "default/0" do
     test "is one shared engine" do
       assert Engine.default().host == Engine.default().host
