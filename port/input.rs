@@ -36,6 +36,7 @@ pub fn serve(reader: BufReader<File>, host: Host) -> ! {
     loop {
         wait_while_a_worker_reads();
         wait_readable(fd, -1);
+        crate::affinity::note_main_cpu();
         input.lock().unwrap_or_else(PoisonError::into_inner).drain();
     }
 }

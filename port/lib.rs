@@ -1,6 +1,7 @@
 //! The `wasmex_port` program as a library: everything but `main`, so that tests and the
 //! fuzz targets in `fuzz/` can drive the decoder and the dispatcher directly.
 
+pub mod affinity;
 pub mod callback;
 pub mod compiler;
 pub mod engine;

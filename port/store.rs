@@ -401,9 +401,10 @@ pub fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<StoreM
     };
     let start = Instant::now();
     let _waiting = workers::waiting();
-    let msg = data
-        .inbox
-        .pop_wait(spin, deadline, crate::input::drain_if_free);
+    let msg = data.inbox.pop_wait(spin, deadline, || {
+        crate::affinity::keep_off_main_cpu();
+        crate::input::drain_if_free();
+    });
     data.last_wait = start.elapsed();
     msg
 }

@@ -440,6 +440,7 @@ fn work() {
         ON_WORKER.with(|w| w.set(true));
         let outcome = catch_unwind(AssertUnwindSafe(|| task.clone().run()));
         ON_WORKER.with(|w| w.set(false));
+        crate::affinity::restore();
         if outcome.is_err() {
             task.abort();
         }

@@ -1,0 +1,125 @@
+//! Keeping a worker that spins for a callback's answer off the CPU where the BEAM writes
+//! that answer.
+//!
+//! The answer wakes the main thread (see `input.rs`), which the kernel places on the
+//! CPU of the BEAM scheduler that wrote it. A worker spinning on that same CPU is then
+//! preempted for every answer, and the BEAM's CPU, left with nothing between callbacks,
+//! sleeps: a callback loop ran at 30 - 40 us per callback that way, against 13 - 15 us
+//! with the worker on the other CPU. So a spinning worker that finds itself on the
+//! main thread's CPU moves off it for the rest of its task.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::OnceLock;
+
+/// The CPU the main thread last woke up on (-1: not known).
+static MAIN_CPU: AtomicI32 = AtomicI32::new(-1);
+
+/// The CPUs this process may run on, as it started.
+fn allowed() -> Option<&'static libc::cpu_set_t> {
+    static ALLOWED: OnceLock<Option<libc::cpu_set_t>> = OnceLock::new();
+    ALLOWED
+        .get_or_init(|| {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set, filled by the call.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            // SAFETY: `set` is a valid cpu_set_t of `size` bytes.
+            let ok = unsafe { libc::sched_getaffinity(0, size, &mut set) } == 0;
+            // SAFETY: reads a valid set.
+            (ok && unsafe { libc::CPU_COUNT(&set) } > 1).then_some(set)
+        })
+        .as_ref()
+}
+
+thread_local! {
+    /// Whether this thread's affinity was narrowed (and must be restored).
+    static NARROWED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn current_cpu() -> i32 {
+    // SAFETY: no arguments; -1 on failure.
+    unsafe { libc::sched_getcpu() }
+}
+
+/// Called by the main thread after it wakes up.
+pub fn note_main_cpu() {
+    MAIN_CPU.store(current_cpu(), Ordering::Relaxed);
+}
+
+/// Called by a worker while it spins for a callback's answer: moves it off the main
+/// thread's CPU if it is on it (one system call, only then).
+pub fn keep_off_main_cpu() {
+    let main = MAIN_CPU.load(Ordering::Relaxed);
+    if main < 0 || current_cpu() != main {
+        return;
+    }
+    let Some(allowed) = allowed() else { return };
+    let mut set = *allowed;
+    // SAFETY: `main` is a CPU number the kernel gave (< CPU_SETSIZE).
+    unsafe { libc::CPU_CLR(main as usize, &mut set) };
+    // SAFETY: reads a valid set.
+    if unsafe { libc::CPU_COUNT(&set) } == 0 {
+        return;
+    }
+    set_affinity(&set);
+    NARROWED.with(|n| n.set(true));
+}
+
+/// Gives a worker back every CPU the process may use, if it was moved.
+pub fn restore() {
+    if NARROWED.with(|n| n.replace(false)) {
+        if let Some(allowed) = allowed() {
+            set_affinity(allowed);
+        }
+    }
+}
+
+fn set_affinity(set: &libc::cpu_set_t) {
+    // SAFETY: a valid set of the right size, for the calling thread (0).
+    unsafe {
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn my_cpus() -> libc::cpu_set_t {
+        // SAFETY: as in `allowed`.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid set of the right size.
+        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+        set
+    }
+
+    fn has(set: &libc::cpu_set_t, cpu: i32) -> bool {
+        // SAFETY: a CPU number the kernel gave.
+        unsafe { libc::CPU_ISSET(cpu as usize, set) }
+    }
+
+    #[test]
+    fn a_thread_on_the_main_threads_cpu_moves_off_it_until_restored() {
+        std::thread::spawn(|| {
+            let Some(allowed) = allowed() else { return }; // one CPU: nothing to do
+                                                           // This thread plays the main thread too; the kernel may move it in between,
+                                                           // so it tries until it found itself on "the main thread's" CPU.
+            let main = (0..1000)
+                .find_map(|_| {
+                    note_main_cpu();
+                    let main = MAIN_CPU.load(Ordering::Relaxed);
+                    keep_off_main_cpu();
+                    NARROWED.with(Cell::get).then_some(main)
+                })
+                .expect("moved off at least once");
+            assert!(!has(&my_cpus(), main));
+            assert_ne!(current_cpu(), main);
+            restore();
+            // SAFETY: reads valid sets.
+            let (now, before) = unsafe { (libc::CPU_COUNT(&my_cpus()), libc::CPU_COUNT(allowed)) };
+            assert_eq!(now, before);
+        })
+        .join()
+        .unwrap();
+    }
+}
