@@ -757,7 +757,21 @@ defmodule Bench do
 
   @doc false
   def start_link(cfg) do
-    engine = shared_engine()
+    m = start_link_median(cfg, shared_engine())
+    Out.figure("start_link_shared_engine", m, "us")
+    ratio("start_link_shared_engine", m, :start_link_shared_engine)
+
+    # The same without instance slots (each instance's memory mapped on its own).
+    {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, instance_slots: false)
+    m = start_link_median(cfg, engine)
+    Out.figure("start_link_shared_engine_without_instance_slots", m, "us")
+    ratio("start_link_shared_engine_without_instance_slots", m, :start_link_shared_engine)
+
+    fresh_host_start_link(cfg)
+  end
+
+  # Median of start_link/1 from a compiled module on `engine` (stopped afterwards).
+  defp start_link_median(cfg, engine) do
     {:ok, store0} = Wasmex.Store.new(nil, engine)
     {:ok, module} = Wasmex.Module.compile(store0, Wasm.sum_module())
 
@@ -779,10 +793,11 @@ defmodule Bench do
 
     one_round.(cfg.start_n)
     m = median(for _ <- 1..cfg.rounds, do: one_round.(cfg.start_n))
-    Out.figure("start_link_shared_engine", m, "us")
-    ratio("start_link_shared_engine", m, :start_link_shared_engine)
     stop_engine(engine)
+    m
+  end
 
+  defp fresh_host_start_link(cfg) do
     fresh = fn ->
       t0 = now()
       {:ok, pid} = Wasmex.start_link(%{bytes: Wasm.small_wat()})

@@ -100,7 +100,7 @@ impl Compiler {
             cache_dir: None,
             spin_us: 0,
             serial_compilation: false,
-            instance_pool: None,
+            instance_slots: None,
             ..self.options.clone()
         };
         format!("{shaping:?}").hash(&mut settings);
@@ -302,7 +302,7 @@ mod tests {
             spin_us: 0,
             serial_compilation: false,
             // A compile child never instantiates: it gets no pool.
-            instance_pool: None,
+            instance_slots: None,
         };
         assert_eq!(
             EngineOptions::from_term(&options.to_term()).unwrap(),

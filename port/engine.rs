@@ -28,12 +28,12 @@ pub struct EngineOptions {
     pub serial_compilation: bool,
     /// How many instances (and as many linear memories and tables) wasmtime's pooling
     /// allocator holds at once, or `None` to allocate each on demand. See [`pool_config`].
-    pub instance_pool: Option<u32>,
+    pub instance_slots: Option<u32>,
 }
 
-/// The largest instance pool: each slot reserves 4 GiB of address space for its memory,
+/// The most instance slots: each slot reserves 4 GiB of address space for its memory,
 /// and a process has 128 TiB.
-pub const MAX_INSTANCE_POOL: u32 = 20_000;
+pub const MAX_INSTANCE_SLOTS: u32 = 20_000;
 
 impl EngineOptions {
     /// Reads `%{consume_fuel: bool, cranelift_opt_level: atom, wasm_backtrace_details: bool,
@@ -66,15 +66,15 @@ impl EngineOptions {
             compact_memories: term::map_bool(m, "compact_memories")?,
             serial_compilation: false,
             spin_us: term::map_u64(m, "spin_us")?.unwrap_or(0),
-            instance_pool: instance_pool(term::map_get(m, "instance_pool"))?,
+            instance_slots: instance_slots(term::map_get(m, "instance_slots"))?,
         })
     }
 
-    /// The engine, with its instance pool if it has one (not with capped address space,
+    /// The engine, with its instance slots if it has some (not with capped address space,
     /// where memories reserve only what they use).
     pub fn build(&self) -> Fallible<Engine> {
         let mut config = self.config()?;
-        match self.instance_pool {
+        match self.instance_slots {
             Some(slots) if !self.compact_memories => {
                 config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool_config(slots)));
             }
@@ -120,15 +120,15 @@ impl EngineOptions {
     }
 }
 
-/// `nil`, `false` or a slot count from 1 to [`MAX_INSTANCE_POOL`].
-fn instance_pool(t: Option<&Term>) -> Fallible<Option<u32>> {
+/// `nil`, `false` or a slot count from 1 to [`MAX_INSTANCE_SLOTS`].
+fn instance_slots(t: Option<&Term>) -> Fallible<Option<u32>> {
     match t {
         None => Ok(None),
         Some(t) if matches!(term::as_atom(t), Some("nil" | "false")) => Ok(None),
         Some(t) => match term::as_i64(t) {
-            Some(n) if (1..=i64::from(MAX_INSTANCE_POOL)).contains(&n) => Ok(Some(n as u32)),
+            Some(n) if (1..=i64::from(MAX_INSTANCE_SLOTS)).contains(&n) => Ok(Some(n as u32)),
             _ => Err(format!(
-                "instance_pool must be false or an integer from 1 to {MAX_INSTANCE_POOL}, got: {}",
+                "instance_slots must be false or an integer from 1 to {MAX_INSTANCE_SLOTS}, got: {}",
                 term::show(t)
             )),
         },
@@ -154,11 +154,11 @@ pub fn pool_config(slots: u32) -> PoolingAllocationConfig {
     pool
 }
 
-/// Adds what to do about it to an error that comes from the instance pool's limits.
+/// Adds what to do about it to an error that comes from the limits of the instance slots.
 pub fn explain_pool_limit(message: String) -> String {
     if message.contains("pooling allocator") || message.contains("maximum concurrent limit") {
         format!(
-            "{message} (the limits of the engine's instance pool: see the :instance_pool \
+            "{message} (the limits of the engine's instance slots: see the :instance_slots \
              option of Wasmex.Engine.new/2)"
         )
     } else {
@@ -258,19 +258,19 @@ mod tests {
     }
 
     fn pool_option(value: Term) -> Fallible<Option<u32>> {
-        let t = term::map(vec![(term::atom("instance_pool"), value)]);
-        EngineOptions::from_term(&t).map(|o| o.instance_pool)
+        let t = term::map(vec![(term::atom("instance_slots"), value)]);
+        EngineOptions::from_term(&t).map(|o| o.instance_slots)
     }
 
     #[test]
-    fn reads_the_instance_pool() {
+    fn reads_the_instance_slots() {
         assert_eq!(pool_option(term::uint(64)), Ok(Some(64)));
         assert_eq!(pool_option(term::atom("false")), Ok(None));
         assert_eq!(pool_option(term::nil()), Ok(None));
     }
 
     #[test]
-    fn rejects_an_instance_pool_out_of_range() {
+    fn rejects_an_instance_slots_out_of_range() {
         for bad in [term::uint(0), term::uint(20_001), term::atom("big")] {
             let err = pool_option(bad).unwrap_err();
             assert!(err.contains("from 1 to 20000"), "{err}");
@@ -297,19 +297,19 @@ mod tests {
     #[test]
     fn a_pooled_engine_refuses_more_instances_than_it_has_slots_and_says_why() {
         let options = EngineOptions {
-            instance_pool: Some(2),
+            instance_slots: Some(2),
             ..EngineOptions::default()
         };
         let made = instantiate_n(&options.build().unwrap(), 3);
         assert!(made[0].is_ok() && made[1].is_ok());
         let err = made[2].as_ref().unwrap_err();
-        assert!(err.contains(":instance_pool"), "{err}");
+        assert!(err.contains(":instance_slots"), "{err}");
     }
 
     #[test]
     fn capped_address_space_allocates_on_demand_whatever_the_pool() {
         let options = EngineOptions {
-            instance_pool: Some(2),
+            instance_slots: Some(2),
             compact_memories: true,
             ..EngineOptions::default()
         };

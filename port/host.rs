@@ -281,19 +281,19 @@ impl Host {
     }
 }
 
-/// The host's engine. When its instance pool cannot be had (the address space is capped
+/// The host's engine. When its instance slots cannot be reserved (the address space is capped
 /// from outside, `ulimit -v`), instances are allocated one by one instead, and a log line
 /// says so.
 fn build_engine(options: &EngineOptions, outbox: &Outbox) -> Fallible<Engine> {
     match options.build() {
-        Err(e) if options.instance_pool.is_some() => {
+        Err(e) if options.instance_slots.is_some() => {
             let engine = EngineOptions {
-                instance_pool: None,
+                instance_slots: None,
                 ..options.clone()
             }
             .build()?;
             outbox.send(&protocol::log(&format!(
-                "no instance pool ({e}): instances are allocated one by one"
+                "no instance slots ({e}): instances are allocated one by one"
             )));
             Ok(engine)
         }

@@ -38,25 +38,28 @@ defmodule Wasmex.Engine do
   in a child process of the port, killed at the timeout or when the caller goes away:
   hostile code (deeply nested blocks) can otherwise keep a compiler busy for minutes.
 
-  `instance_pool: n | false` (default 1000) sizes the engine's pool of instance slots
-  (wasmtime's pooling allocator): up to `n` instances, `n` linear memories and `n` tables
-  live at once in this engine, each module with up to 16 memories and 16 tables, tables of
-  up to 10 million elements. Slots are reserved once and reused, so instantiating costs
-  about 3 µs in the port instead of 10 - 19 µs. An instantiation past the pool's limits
-  fails with `{:error, reason}` naming `:instance_pool`. `false` allocates every instance
-  on its own (no limit but memory; what Wasmex does). Each slot reserves 4 GiB of address
-  space, not memory; with `address_space` capped, or when the pool cannot be reserved
-  (`ulimit -v`), instances are allocated on their own.
+  `instance_slots: n | false` (default: the application environment's `:instance_slots`,
+  else 1000) reserves slots for instances (wasmtime's pooling allocator): up to `n`
+  instances, `n` linear memories and `n` tables live at once in this engine, each module
+  with up to 16 memories and 16 tables, tables of up to 10 million elements. Slots are
+  reserved once and reused, so instantiating costs about 3 µs in the port instead of
+  10 - 19 µs. An instantiation past these limits fails with `{:error, reason}` naming
+  `:instance_slots`. `false` allocates every instance on its own (no limit but memory; what
+  Wasmex does). Each slot reserves 4 GiB of address space, not memory; with
+  `address_space` capped, or when the slots cannot be reserved (`ulimit -v`), instances
+  are allocated on their own. The default engine's slots come from the application
+  environment as well; a host started for one store (a store made without an engine) has
+  none, as reserving them adds about 1 ms to the start of its process.
 
-  Hosts started for stores without an engine take these options from the application
-  environment (`config :wasmex, os_limits: [...], compile_timeout: ..., instance_pool: ...`).
+  Hosts started for stores without an engine take `os_limits` and `compile_timeout` from
+  the application environment (`config :wasmex, os_limits: [...], compile_timeout: ...`).
 
-      iex> {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, instance_pool: 1)
+      iex> {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, instance_slots: 1)
       iex> {:ok, store} = Wasmex.Store.new(nil, engine)
       iex> {:ok, module} = Wasmex.Module.compile(store, "(module (memory 1))")
       iex> {:ok, _first} = Wasmex.Instance.new(store, module, %{})
       iex> {:error, reason} = Wasmex.Instance.new(store, module, %{})
-      iex> reason =~ ":instance_pool"
+      iex> reason =~ ":instance_slots"
       true
 
       iex> {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, os_limits: [cpu_seconds: 600])
@@ -71,7 +74,9 @@ defmodule Wasmex.Engine do
            Host.start(
              config,
              self(),
-             Keyword.take(options, [:os_limits, :compile_timeout, :instance_pool])
+             options
+             |> Keyword.take([:os_limits, :compile_timeout, :instance_slots])
+             |> Keyword.put_new_lazy(:instance_slots, &instance_slots/0)
            ) do
       {:ok, %__MODULE__{host: host, config: config}}
     end
@@ -84,7 +89,10 @@ defmodule Wasmex.Engine do
 
     case Process.whereis(Wasmex.Engine.Default) do
       nil ->
-        case Host.start(config, :forever, name: Wasmex.Engine.Default) do
+        case Host.start(config, :forever,
+               name: Wasmex.Engine.Default,
+               instance_slots: instance_slots()
+             ) do
           {:ok, host} -> %__MODULE__{host: host, config: config}
           {:error, {:already_started, host}} -> %__MODULE__{host: host, config: config}
           {:error, reason} -> raise "cannot start the default Wasmex engine: #{inspect(reason)}"
@@ -94,6 +102,10 @@ defmodule Wasmex.Engine do
         %__MODULE__{host: host, config: config}
     end
   end
+
+  # Engines reserve instance slots unless told otherwise; a store's own host does not (it
+  # usually holds a few instances, and reserving slots adds about 1 ms to its start).
+  defp instance_slots, do: Application.get_env(:wasmex, :instance_slots, 1000)
 
   @doc """
   Compiles Wasm (or WAT) bytes with this engine's settings and returns the serialized

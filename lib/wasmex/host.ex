@@ -37,10 +37,6 @@ defmodule Wasmex.Host do
     modules: MapSet.new()
   ]
 
-  # Instances (and memories, and tables) a host's pooling allocator holds at once unless
-  # told otherwise (see Wasmex.Engine.new/2).
-  @instance_pool 1000
-
   # What the port answers when it no longer has a module (see port/module.rs).
   @not_loaded "the module is not loaded in this host and no source was sent"
 
@@ -56,9 +52,9 @@ defmodule Wasmex.Host do
   lives until stopped.
 
   Options: `:name` registers the host; `:executable` runs another port program than
-  the built `priv/wasmex_port`; `:os_limits` caps the OS process and `:instance_pool`
-  sizes its pool of instance slots (see `Wasmex.Engine.new/2`; defaults: the
-  application environment).
+  the built `priv/wasmex_port`; `:os_limits` caps the OS process (default: the
+  application environment) and `:instance_slots` sizes its pool of instance slots
+  (default `false`: none; see `Wasmex.Engine.new/2`).
   """
   @spec start(Wasmex.EngineConfig.t(), pid() | :forever, keyword()) ::
           {:ok, pid()} | {:error, term()}
@@ -77,10 +73,7 @@ defmodule Wasmex.Host do
         Keyword.get_lazy(opts, :compile_timeout, fn ->
           Application.get_env(:wasmex, :compile_timeout, 60_000)
         end),
-      instance_pool:
-        Keyword.get_lazy(opts, :instance_pool, fn ->
-          Application.get_env(:wasmex, :instance_pool, @instance_pool)
-        end)
+      instance_slots: Keyword.get(opts, :instance_slots, false)
     }
 
     GenServer.start_link(
@@ -223,7 +216,7 @@ defmodule Wasmex.Host do
     options =
       engine_options(config)
       |> Map.put(:os_limits, os_limits && Map.new(os_limits))
-      |> Map.put(:instance_pool, o.instance_pool)
+      |> Map.put(:instance_slots, o.instance_slots)
       |> Map.put(
         :compile_timeout_ms,
         if(compile_timeout == :infinity, do: nil, else: compile_timeout)
@@ -238,7 +231,7 @@ defmodule Wasmex.Host do
       {:ok, {:reply, 1, result}} ->
         result
 
-      # Said while initialising (an engine made without its instance pool).
+      # Said while initialising (an engine made without its instance slots).
       {:ok, {:log, message}} ->
         Logger.warning("wasmex_port: #{message}")
         await_init(port)

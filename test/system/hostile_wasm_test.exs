@@ -19,9 +19,17 @@ defmodule Wasmex.System.HostileWasmTest do
     %{host: new_host()}
   end
 
-  # A store in a host of its own, with the host monitored.
-  defp new_host(limits \\ nil) do
-    {:ok, store} = Wasmex.Store.new(limits)
+  # A store in a host of its own, with the host monitored; the host reserves
+  # `instance_slots` (an engine's default) or none (a store's own host's default).
+  defp new_host(limits \\ nil, instance_slots \\ false) do
+    {:ok, store} =
+      if instance_slots do
+        {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, instance_slots: instance_slots)
+        Wasmex.Store.new(limits, engine)
+      else
+        Wasmex.Store.new(limits)
+      end
+
     %{store: store, ref: Process.monitor(store.host)}
   end
 
@@ -361,91 +369,103 @@ defmodule Wasmex.System.HostileWasmTest do
     end
   end
 
-  describe "allocation without bound" do
-    @grow_loop ~s{(module (memory (export "memory") 1)
-      (func (export "fill") (param $step i32) (result i32 i32) (local $n i32)
-        (loop $l (if (i32.ne (memory.grow (local.get $step)) (i32.const -1))
-          (then (local.set $n (i32.add (local.get $n) (i32.const 1))) (br $l))))
-        local.get $n memory.size)
-      (func (export "sum") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
+  @grow_loop ~s{(module (memory (export "memory") 1)
+    (func (export "fill") (param $step i32) (result i32 i32) (local $n i32)
+      (loop $l (if (i32.ne (memory.grow (local.get $step)) (i32.const -1))
+        (then (local.set $n (i32.add (local.get $n) (i32.const 1))) (br $l))))
+      local.get $n memory.size)
+    (func (export "sum") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))}
 
-    test "a memory.grow loop stops at memory_size: -1 from Wasm, an error from Elixir" do
-      host = new_host(%StoreLimits{memory_size: 16 * @page})
-      pid = start!(host, @grow_loop)
-      # 15 single-page grows fit; the 16th gets -1 and ends the loop.
-      assert Wasmex.call_function(pid, "fill", [1]) == {:ok, [15, 16]}
-      assert Wasmex.call_function(pid, "fill", [1]) == {:ok, [0, 16]}
-      {:ok, memory} = Wasmex.memory(pid)
-      assert Memory.size(host.store, memory) == 16 * @page
-      assert {:error, "Failed to grow the memory: " <> _} = Memory.grow(host.store, memory, 1)
-      assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
-      assert_serving(host)
-    end
+  for slots <- [false, 1000] do
+    describe "allocation without bound, instance_slots: #{slots}" do
+      @describetag slots: slots
 
-    test "a memory or table whose minimum exceeds the limits fails to instantiate" do
-      host = new_host(%StoreLimits{memory_size: 4 * @page, table_elements: 1_000})
-
-      for {wat, expected} <- [
-            {"(module (memory 5))", "memory minimum size of 5 pages exceeds memory limits"},
-            {"(module (memory 65536))",
-             "memory minimum size of 65536 pages exceeds memory limits"},
-            {"(module (table 10000000 funcref))",
-             "table minimum size of 10000000 elements exceeds table limits"}
-          ] do
-        module = compile!(host, wat)
-        assert {:error, message} = Wasmex.start_link(%{store: host.store, module: module})
-        assert message =~ expected
+      test "a memory.grow loop stops at memory_size: -1 from Wasm, an error from Elixir",
+           %{slots: slots} do
+        host = new_host(%StoreLimits{memory_size: 16 * @page}, slots)
+        pid = start!(host, @grow_loop)
+        # 15 single-page grows fit; the 16th gets -1 and ends the loop.
+        assert Wasmex.call_function(pid, "fill", [1]) == {:ok, [15, 16]}
+        assert Wasmex.call_function(pid, "fill", [1]) == {:ok, [0, 16]}
+        {:ok, memory} = Wasmex.memory(pid)
+        assert Memory.size(host.store, memory) == 16 * @page
+        assert {:error, "Failed to grow the memory: " <> _} = Memory.grow(host.store, memory, 1)
+        assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+        assert_serving(host)
       end
 
-      assert_serving(host)
+      test "a memory or table whose minimum exceeds the limits fails to instantiate",
+           %{slots: slots} do
+        host = new_host(%StoreLimits{memory_size: 4 * @page, table_elements: 1_000}, slots)
+
+        # (A table larger than the slots' is refused earlier: see "instance slots".)
+        for {wat, expected} <- [
+              {"(module (table 4294967295 funcref))",
+               "table minimum size of 4294967295 elements exceeds table limits"}
+            ],
+            slots == false do
+          module = compile!(host, wat)
+          assert {:error, message} = Wasmex.start_link(%{store: host.store, module: module})
+          assert message =~ expected
+        end
+
+        for {wat, expected} <- [
+              {"(module (memory 5))", "memory minimum size of 5 pages exceeds memory limits"},
+              {"(module (memory 65536))",
+               "memory minimum size of 65536 pages exceeds memory limits"},
+              {"(module (table 10000000 funcref))",
+               "table minimum size of 10000000 elements exceeds table limits"}
+            ] do
+          module = compile!(host, wat)
+          assert {:error, message} = Wasmex.start_link(%{store: host.store, module: module})
+          assert message =~ expected
+        end
+
+        assert_serving(host)
+      end
+
+      test "a table.grow loop stops at table_elements", %{slots: slots} do
+        host = new_host(%StoreLimits{table_elements: 50_000}, slots)
+
+        wat = ~s{(module (table 0 funcref)
+          (func (export "fill") (result i32 i32) (local $n i32)
+            (loop $l (if (i32.ne (table.grow 0 (ref.null func) (i32.const 1000)) (i32.const -1))
+              (then (local.set $n (i32.add (local.get $n) (i32.const 1))) (br $l))))
+            local.get $n table.size 0))}
+
+        pid = start!(host, wat)
+        assert Wasmex.call_function(pid, "fill", []) == {:ok, [50, 50_000]}
+        assert_serving(host)
+      end
+
+      test "with no limit a 32-bit memory grows to 65,536 pages, then gets -1; the port's RSS stays small",
+           %{slots: slots} do
+        host = new_host(nil, slots)
+        pid = start!(host, @grow_loop)
+        # One page at a time from 1 page: 65,535 grows succeed. The pages are never touched.
+        assert Wasmex.call_function(pid, "fill", [1], 30_000) == {:ok, [65_535, 65_536]}
+        assert Wasmex.call_function(pid, "fill", [1]) == {:ok, [0, 65_536]}
+        {:ok, memory} = Wasmex.memory(pid)
+        assert Memory.size(host.store, memory) == 4 * 1024 * 1024 * 1024
+        assert {:error, "Failed to grow the memory: " <> _} = Memory.grow(host.store, memory, 1)
+        assert port_rss_kb(host) < 200 * 1024
+        assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+        assert_serving(host)
+      end
     end
+  end
 
-    test "a table larger than the instance pool's tables is refused when compiled" do
-      host = new_host(%StoreLimits{table_elements: 1_000})
-
-      assert {:error, message} =
-               Wasmex.Module.compile(host.store, "(module (table 4294967295 funcref))")
-
-      assert message =~ "minimum element size of 4294967295 which exceeds the limit of 10000000"
-      assert message =~ ":instance_pool"
-      assert_serving(host)
-    end
-
-    test "without an instance pool, the same table compiles and fails to instantiate" do
-      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, instance_pool: false)
+  describe "instance slots" do
+    test "an engine with instance slots refuses a table larger than its slots' when compiling" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, instance_slots: 10)
       {:ok, store} = Wasmex.Store.new(%StoreLimits{table_elements: 1_000}, engine)
       host = %{store: store, ref: Process.monitor(store.host)}
-      module = compile!(host, "(module (table 4294967295 funcref))")
-      assert {:error, message} = Wasmex.start_link(%{store: store, module: module})
-      assert message =~ "table minimum size of 4294967295 elements exceeds table limits"
-      assert_serving(host)
-    end
 
-    test "a table.grow loop stops at table_elements" do
-      host = new_host(%StoreLimits{table_elements: 50_000})
+      assert {:error, message} =
+               Wasmex.Module.compile(store, "(module (table 4294967295 funcref))")
 
-      wat = ~s{(module (table 0 funcref)
-        (func (export "fill") (result i32 i32) (local $n i32)
-          (loop $l (if (i32.ne (table.grow 0 (ref.null func) (i32.const 1000)) (i32.const -1))
-            (then (local.set $n (i32.add (local.get $n) (i32.const 1))) (br $l))))
-          local.get $n table.size 0))}
-
-      pid = start!(host, wat)
-      assert Wasmex.call_function(pid, "fill", []) == {:ok, [50, 50_000]}
-      assert_serving(host)
-    end
-
-    test "with no limit a 32-bit memory grows to 65,536 pages, then gets -1; the port's RSS stays small",
-         %{host: host} do
-      pid = start!(host, @grow_loop)
-      # One page at a time from 1 page: 65,535 grows succeed. The pages are never touched.
-      assert Wasmex.call_function(pid, "fill", [1], 30_000) == {:ok, [65_535, 65_536]}
-      assert Wasmex.call_function(pid, "fill", [1]) == {:ok, [0, 65_536]}
-      {:ok, memory} = Wasmex.memory(pid)
-      assert Memory.size(host.store, memory) == 4 * 1024 * 1024 * 1024
-      assert {:error, "Failed to grow the memory: " <> _} = Memory.grow(host.store, memory, 1)
-      assert port_rss_kb(host) < 200 * 1024
-      assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+      assert message =~ "minimum element size of 4294967295 which exceeds the limit of 10000000"
+      assert message =~ ":instance_slots"
       assert_serving(host)
     end
   end

@@ -43,7 +43,7 @@ defmodule Wasmex.EngineTest do
     end
   end
 
-  describe "new/2 with :instance_pool" do
+  describe "new/2 with :instance_slots" do
     # Instantiates `module` `n` times in `store`; the results.
     defp instantiate_n(store, module, n),
       do: for(_ <- 1..n, do: Wasmex.Instance.new(store, module, %{}))
@@ -70,14 +70,20 @@ defmodule Wasmex.EngineTest do
     end
 
     test "false allocates each instance on its own, without the pool's limit" do
-      {store, module} = store_with_memory_module(instance_pool: false)
+      {store, module} = store_with_memory_module(instance_slots: false)
+      assert Enum.all?(instantiate_n(store, module, 1001), &match?({:ok, _}, &1))
+    end
+
+    test "a store made without an engine gets a host without a pool" do
+      {:ok, store} = Wasmex.Store.new()
+      {:ok, module} = Wasmex.Module.compile(store, "(module (memory 1) (table 1 funcref))")
       assert Enum.all?(instantiate_n(store, module, 1001), &match?({:ok, _}, &1))
     end
 
     test "a size out of range is refused with the engine" do
       for bad <- [0, 20_001, :big] do
-        assert {:error, "instance_pool must be false or an integer from 1 to 20000" <> _} =
-                 Engine.new(%EngineConfig{}, instance_pool: bad)
+        assert {:error, "instance_slots must be false or an integer from 1 to 20000" <> _} =
+                 Engine.new(%EngineConfig{}, instance_slots: bad)
       end
     end
 
@@ -90,14 +96,16 @@ defmodule Wasmex.EngineTest do
 
       log =
         ExUnit.CaptureLog.capture_log(fn ->
-          {:ok, host} = Wasmex.Host.start(%EngineConfig{}, self(), executable: wrapper)
+          {:ok, host} =
+            Wasmex.Host.start(%EngineConfig{}, self(), executable: wrapper, instance_slots: 1000)
+
           engine = %Engine{host: host, config: %EngineConfig{}}
           {:ok, store} = Wasmex.Store.new(nil, engine)
           {:ok, module} = Wasmex.Module.compile(store, "(module (memory 1))")
           assert {:ok, _} = Wasmex.Instance.new(store, module, %{})
         end)
 
-      assert log =~ "no instance pool"
+      assert log =~ "no instance slots"
     end
   end
 
