@@ -6,7 +6,9 @@
 //! preempted for every answer, and the BEAM's CPU, left with nothing between callbacks,
 //! sleeps: a callback loop ran at 30 - 40 us per callback that way, against 13 - 15 us
 //! with the worker on the other CPU. So a spinning worker that finds itself on the
-//! main thread's CPU moves off it for the rest of its task.
+//! main thread's CPU moves off it while it waits, and gets every CPU back when the wait
+//! ends. While moved it only spins: a thread or process started from it would inherit
+//! the narrowed affinity.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -15,8 +17,9 @@ use std::sync::OnceLock;
 /// The CPU the main thread last woke up on (-1: not known).
 static MAIN_CPU: AtomicI32 = AtomicI32::new(-1);
 
-/// The CPUs this process may run on, as it started.
-fn allowed() -> Option<&'static libc::cpu_set_t> {
+/// The CPUs this process may run on, as it started (`None` with one CPU: nothing to move
+/// to). Taken by `main` before any thread is moved.
+pub fn allowed() -> Option<&'static libc::cpu_set_t> {
     static ALLOWED: OnceLock<Option<libc::cpu_set_t>> = OnceLock::new();
     ALLOWED
         .get_or_init(|| {
@@ -32,7 +35,7 @@ fn allowed() -> Option<&'static libc::cpu_set_t> {
 }
 
 thread_local! {
-    /// Whether this thread's affinity was narrowed (and must be restored).
+    /// Whether this thread's affinity is narrowed (and must be restored).
     static NARROWED: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -46,39 +49,47 @@ pub fn note_main_cpu() {
     MAIN_CPU.store(current_cpu(), Ordering::Relaxed);
 }
 
+/// Whether this thread is moved off the main thread's CPU.
+pub fn narrowed() -> bool {
+    NARROWED.with(Cell::get)
+}
+
 /// Called by a worker while it spins for a callback's answer: moves it off the main
-/// thread's CPU if it is on it (one system call, only then).
-pub fn keep_off_main_cpu() {
+/// thread's CPU if it is on it (one system call, only then). Whether it is moved.
+pub fn keep_off_main_cpu() -> bool {
+    if narrowed() {
+        return true;
+    }
     let main = MAIN_CPU.load(Ordering::Relaxed);
     if main < 0 || current_cpu() != main {
-        return;
+        return false;
     }
-    let Some(allowed) = allowed() else { return };
+    let Some(allowed) = allowed() else {
+        return false;
+    };
     let mut set = *allowed;
     // SAFETY: `main` is a CPU number the kernel gave (< CPU_SETSIZE).
     unsafe { libc::CPU_CLR(main as usize, &mut set) };
     // SAFETY: reads a valid set.
-    if unsafe { libc::CPU_COUNT(&set) } == 0 {
-        return;
-    }
-    set_affinity(&set);
-    NARROWED.with(|n| n.set(true));
+    let moved = unsafe { libc::CPU_COUNT(&set) } > 0 && set_affinity(&set);
+    NARROWED.with(|n| n.set(moved));
+    moved
 }
 
-/// Gives a worker back every CPU the process may use, if it was moved.
+/// Gives a moved worker back every CPU the process started with.
 pub fn restore() {
-    if NARROWED.with(|n| n.replace(false)) {
+    if narrowed() {
         if let Some(allowed) = allowed() {
-            set_affinity(allowed);
+            if set_affinity(allowed) {
+                NARROWED.with(|n| n.set(false));
+            }
         }
     }
 }
 
-fn set_affinity(set: &libc::cpu_set_t) {
+fn set_affinity(set: &libc::cpu_set_t) -> bool {
     // SAFETY: a valid set of the right size, for the calling thread (0).
-    unsafe {
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
-    }
+    unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) == 0 }
 }
 
 #[cfg(test)]
@@ -101,15 +112,15 @@ mod tests {
     #[test]
     fn a_thread_on_the_main_threads_cpu_moves_off_it_until_restored() {
         std::thread::spawn(|| {
-            let Some(allowed) = allowed() else { return }; // one CPU: nothing to do
-                                                           // This thread plays the main thread too; the kernel may move it in between,
-                                                           // so it tries until it found itself on "the main thread's" CPU.
+            // With one CPU there is nowhere to move to.
+            let Some(allowed) = allowed() else { return };
+            // This thread plays the main thread too; the kernel may move it in between,
+            // so it tries until it found itself on "the main thread's" CPU.
             let main = (0..1000)
                 .find_map(|_| {
                     note_main_cpu();
                     let main = MAIN_CPU.load(Ordering::Relaxed);
-                    keep_off_main_cpu();
-                    NARROWED.with(Cell::get).then_some(main)
+                    keep_off_main_cpu().then_some(main)
                 })
                 .expect("moved off at least once");
             assert!(!has(&my_cpus(), main));

@@ -10,7 +10,7 @@ use crate::os_limits::OsLimits;
 use crate::outbox::Outbox;
 use crate::protocol::{self, decode_request, reply, Context, Request};
 use crate::stdio::{StdinMsg, StdinSender};
-use crate::store::{Cancellations, StoreInit, StoreMsg, StoreTask};
+use crate::store::{Cancellations, Drops, StoreInit, StoreMsg, StoreTask};
 use crate::term::{self, Fallible};
 use eetf::Term;
 use std::collections::HashMap;
@@ -33,6 +33,8 @@ pub struct Shared {
     pub backtrace_details: bool,
     /// How long a callback waiting for its answer spins before blocking.
     pub spin: Duration,
+    /// Stores told to drop and not yet gone.
+    pub drops: Arc<Drops>,
 }
 
 pub struct Host {
@@ -54,7 +56,7 @@ struct StoreHandle {
 
 impl Drop for StoreHandle {
     fn drop(&mut self) {
-        self.task.send(StoreMsg::Drop);
+        self.task.drop_store();
     }
 }
 
@@ -275,6 +277,7 @@ impl Host {
             cancellations: Cancellations::default(),
             backtrace_details: options.backtrace_details,
             spin: Duration::from_micros(options.spin_us),
+            drops: Default::default(),
         }));
         self.outbox.send(&reply(req.id, Ok(term::atom("ok"))));
         Ok(())

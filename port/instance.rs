@@ -9,7 +9,8 @@ use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
 use std::sync::{Arc, Mutex};
-use wasmtime::{Extern, FuncType, Linker, Trap, Val, ValType};
+use std::time::{Duration, Instant};
+use wasmtime::{Extern, FuncType, Linker, PoolConcurrencyLimitError, Trap, Val, ValType};
 
 /// `{Ctx, ModuleKey, ModuleSource, Handler, Imports, Links, Timeout}` -> `InstanceId`.
 ///
@@ -41,19 +42,38 @@ pub fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     let timeout = parse_timeout(req.arg(6)?)?;
     let mut linker =
         linker(cx, &imports).map_err(|e| format!("Could not build the linker: {e}"))?;
-    let instance = with_deadline(cx, timeout, |cx| {
-        for (name, module) in &links {
-            let linked = linker
-                .instantiate(&mut *cx, module)
-                .map_err(|e| e.context(format!("Could not instantiate linked module `{name}`")))?;
-            linker.instance(&mut *cx, name, linked)?;
+    let started = Instant::now();
+    let instance = loop {
+        let made = with_deadline(cx, timeout, |cx| {
+            for (name, module) in &links {
+                let linked = linker.instantiate(&mut *cx, module).map_err(|e| {
+                    e.context(format!("Could not instantiate linked module `{name}`"))
+                })?;
+                linker.instance(&mut *cx, name, linked)?;
+            }
+            linker.instantiate(&mut *cx, &module)
+        });
+        match made {
+            // The engine's slots are full, but dropped stores are about to free some.
+            Err(e) if e.is::<PoolConcurrencyLimitError>() && wait_for_a_drop(cx, started) => {}
+            made => break made.map_err(|e| describe_error(cx.data(), &e))?,
         }
-        linker.instantiate(&mut *cx, &module)
-    })
-    .map_err(|e| describe_error(cx.data(), &e))?;
+    };
     let instances = &mut cx.data_mut().instances;
     instances.push(instance);
     Ok(term::uint(instances.len() as u64 - 1))
+}
+
+/// How long an instantiation waits in all for dropped stores to free slots.
+const SLOT_WAIT: Duration = Duration::from_secs(1);
+
+/// Waits (within [`SLOT_WAIT`] from `started`) for a store told to drop to be gone;
+/// whether one was pending and went.
+fn wait_for_a_drop(cx: &Cx<'_>, started: Instant) -> bool {
+    let drops = cx.data().shared.drops.clone();
+    // Not counted as running meanwhile: the drops queued behind this worker get one.
+    let _waiting = crate::workers::waiting();
+    drops.wait_for_one(started + SLOT_WAIT)
 }
 
 /// A linker with WASI (for WASI stores) and the import callbacks, which may override WASI

@@ -3,6 +3,7 @@
 //! import callback, the callback keeps serving requests addressed to its caller (see
 //! `callback.rs`).
 
+use crate::affinity;
 use crate::host::Shared;
 use crate::inbox::{Inbox, Pushed};
 use crate::outbox::Outbox;
@@ -13,9 +14,9 @@ use crate::workers::{self, Task};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use wasmtime::{
     AsContextMut, Instance, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
@@ -144,9 +145,52 @@ pub struct StoreInit {
     pub ended: Sender<u64>,
 }
 
+/// Stores told to drop and not yet gone: their instances still hold slots of the
+/// engine's pool (see `engine.rs`) until a worker gets to them. An instantiation that
+/// finds the slots full waits for these (see `instance::instantiate`), so that one
+/// that follows a drop (a restarted instance) does not fail for a slot about to be free.
+#[derive(Default)]
+pub struct Drops {
+    pending: Mutex<u64>,
+    done: Condvar,
+}
+
+impl Drops {
+    fn begin(&self) {
+        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+
+    fn end(&self) {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        *pending = pending.saturating_sub(1);
+        self.done.notify_all();
+    }
+
+    /// Waits until a pending drop is done, or `until`; whether one was pending and got
+    /// done.
+    pub fn wait_for_one(&self, until: Instant) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = *pending;
+        while *pending == before && before > 0 {
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            pending = self
+                .done
+                .wait_timeout(pending, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *pending < before
+    }
+}
+
 /// A store and its inbox, run by the workers (see `workers.rs`) while messages wait.
 pub struct StoreTask {
     id: u64,
+    /// The host's pending drops, and whether this store's drop is counted there.
+    drops: Arc<Drops>,
+    drop_counted: AtomicBool,
     inbox: Arc<Inbox<StoreMsg>>,
     slot: Mutex<Slot>,
     outbox: Outbox,
@@ -170,6 +214,8 @@ impl StoreTask {
     pub fn start(shared: Arc<Shared>, id: u64, reply_id: u64, init: StoreInit) -> Arc<StoreTask> {
         let task = Arc::new(StoreTask {
             id,
+            drops: shared.drops.clone(),
+            drop_counted: AtomicBool::new(false),
             inbox: Arc::new(Inbox::claimed()),
             outbox: shared.outbox.clone(),
             ended: init.ended.clone(),
@@ -193,6 +239,26 @@ impl StoreTask {
         }
     }
 
+    /// Tells the store to drop once it has served what it holds. Counted as a pending
+    /// drop until it has ended (see [`Drops`]).
+    pub fn drop_store(self: &Arc<Self>) {
+        if !self.drop_counted.swap(true, Ordering::SeqCst) {
+            self.drops.begin();
+        }
+        match self.inbox.push(StoreMsg::Drop) {
+            Ok(Pushed::Schedule) => workers::schedule(self.clone()),
+            Ok(Pushed::Queued) => {}
+            // Already ended (and counted off, or about to be).
+            Err(_) => self.settle_drop(),
+        }
+    }
+
+    fn settle_drop(&self) {
+        if self.drop_counted.swap(false, Ordering::SeqCst) {
+            self.drops.end();
+        }
+    }
+
     /// Answers requests the store will never serve, so that no caller waits forever.
     fn refuse(&self, msgs: impl IntoIterator<Item = StoreMsg>) {
         for msg in msgs {
@@ -206,8 +272,10 @@ impl StoreTask {
     }
 
     /// The store is gone: refuses what was still queued for it, and what comes later.
+    /// Called once the wasmtime store is gone, with its instances.
     fn end(&self, deferred: VecDeque<Request>) {
         let queued = self.inbox.close();
+        self.settle_drop();
         self.refuse(deferred.into_iter().map(StoreMsg::Request).chain(queued));
         let _ = self.ended.send(self.id);
     }
@@ -402,9 +470,13 @@ pub fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<StoreM
     let start = Instant::now();
     let _waiting = workers::waiting();
     let msg = data.inbox.pop_wait(spin, deadline, || {
-        crate::affinity::keep_off_main_cpu();
-        crate::input::drain_if_free();
+        // Moved off the main thread's CPU, it reads no frame: what it would start (a
+        // thread, a compile child) would inherit the narrowed affinity.
+        if !affinity::keep_off_main_cpu() {
+            crate::input::drain_if_free();
+        }
     });
+    affinity::restore();
     data.last_wait = start.elapsed();
     msg
 }

@@ -87,10 +87,13 @@ struct Pool {
     running: AtomicUsize,
     /// How long a worker spins for a task before blocking, in nanoseconds.
     spin_ns: AtomicU64,
-    /// When the last task ended (see [`since_epoch`]; 0: none yet).
+    /// When the last task ended, and when the last one was queued (see [`since_epoch`];
+    /// 0: none yet).
     last_finish: AtomicU64,
-    /// How long the pool stood idle before the latest task came (nanoseconds): the
-    /// spacing of requests, which decides whether spinning for the next one pays.
+    last_arrival: AtomicU64,
+    /// How long before the latest task came the previous one came or a task ended
+    /// (nanoseconds): the spacing of requests, which decides whether spinning for the
+    /// next one pays.
     idle_gap_ns: AtomicU64,
     monitor: OnceLock<Thread>,
     monitor_parked: AtomicBool,
@@ -127,6 +130,7 @@ static POOL: LazyLock<Pool> = LazyLock::new(|| Pool {
     running: AtomicUsize::new(0),
     spin_ns: AtomicU64::new(0),
     last_finish: AtomicU64::new(0),
+    last_arrival: AtomicU64::new(0),
     idle_gap_ns: AtomicU64::new(u64::MAX),
     monitor: OnceLock::new(),
     monitor_parked: AtomicBool::new(false),
@@ -143,10 +147,14 @@ pub fn set_spin(spin: Duration) {
 /// Queues `task` for the next free worker.
 pub fn schedule(task: Arc<dyn Task>) {
     let pool = &*POOL;
-    let last_finish = pool.last_finish.load(Ordering::Relaxed);
-    if last_finish != 0 && pool.running.load(Ordering::Relaxed) == 0 {
-        let gap = since_epoch(Instant::now()).saturating_sub(last_finish);
-        pool.idle_gap_ns.store(gap, Ordering::Relaxed);
+    // Measured from arrivals too, not only from the end of tasks: while one store runs a
+    // long task, the others' requests still say how closely they come.
+    let now = since_epoch(Instant::now());
+    let last = (pool.last_finish.load(Ordering::Relaxed))
+        .max(pool.last_arrival.swap(now, Ordering::Relaxed));
+    if last != 0 {
+        pool.idle_gap_ns
+            .store(now.saturating_sub(last), Ordering::Relaxed);
     }
     let mut state = pool.lock();
     state.queue.push_back(task);
@@ -361,7 +369,8 @@ impl Pool {
         // gap measured after a worker blocked includes the wake-up of the thread that
         // read the request (tens of microseconds on a VM): up to twice the spin time
         // counts as close, or a pool that once blocked would never spin again.
-        let worth_it = spin != 0 && self.idle_gap_ns.load(Ordering::Relaxed) <= 2 * spin;
+        let worth_it =
+            spin != 0 && self.idle_gap_ns.load(Ordering::Relaxed) <= spin.saturating_mul(2);
         let spin = Duration::from_nanos(spin);
         let start = Instant::now();
         if let Some(_slot) = worth_it.then(SpinSlot::take).flatten() {
@@ -440,6 +449,7 @@ fn work() {
         ON_WORKER.with(|w| w.set(true));
         let outcome = catch_unwind(AssertUnwindSafe(|| task.clone().run()));
         ON_WORKER.with(|w| w.set(false));
+        // A callback's wait restores the affinity it narrowed; a panic in between may not.
         crate::affinity::restore();
         if outcome.is_err() {
             task.abort();

@@ -40,16 +40,20 @@ defmodule Wasmex.Engine do
 
   `instance_slots: n | false` (default: the application environment's `:instance_slots`,
   else 1000) reserves slots for instances (wasmtime's pooling allocator): up to `n`
-  instances, `n` linear memories and `n` tables live at once in this engine, each module
-  with up to 16 memories and 16 tables, tables of up to 10 million elements. Slots are
+  instances, `n` linear memories and `n` tables live at once in this engine. Slots are
   reserved once and reused, so instantiating costs about 3 µs in the port instead of
-  10 - 19 µs. An instantiation past these limits fails with `{:error, reason}` naming
-  `:instance_slots`. `false` allocates every instance on its own (no limit but memory; what
-  Wasmex does). Each slot reserves 4 GiB of address space, not memory; with
-  `address_space` capped, or when the slots cannot be reserved (`ulimit -v`), instances
-  are allocated on their own. The default engine's slots come from the application
-  environment as well; a host started for one store (a store made without an engine) has
-  none, as reserving them adds about 1 ms to the start of its process.
+  10 - 19 µs. What does not fit is refused with `{:error, reason}` naming
+  `:instance_slots`: a module with more than 16 memories or 16 tables, a table of more
+  than 10 million elements or more than 4 MiB of instance state when compiled, an
+  instantiation past `n` instances, memories or tables when instantiated (after waiting
+  up to a second for stores being dropped to free theirs). `false` allocates every
+  instance on its own, without these limits, as Wasmex does. Each slot reserves 4 GiB of
+  address space, not memory; with `address_space` capped, or when the kernel refuses the
+  reservation (`ulimit -v`, strict overcommit), instances are allocated on their own. The
+  default engine and a host started for one store (a store made without an engine) have
+  no slots: the first keeps Wasmex's behaviour for code that does not choose an engine,
+  the second usually holds a few instances, and reserving slots adds about 1 ms to the
+  start of its process.
 
   Hosts started for stores without an engine take `os_limits` and `compile_timeout` from
   the application environment (`config :wasmex, os_limits: [...], compile_timeout: ...`).
@@ -89,10 +93,7 @@ defmodule Wasmex.Engine do
 
     case Process.whereis(Wasmex.Engine.Default) do
       nil ->
-        case Host.start(config, :forever,
-               name: Wasmex.Engine.Default,
-               instance_slots: instance_slots()
-             ) do
+        case Host.start(config, :forever, name: Wasmex.Engine.Default) do
           {:ok, host} -> %__MODULE__{host: host, config: config}
           {:error, {:already_started, host}} -> %__MODULE__{host: host, config: config}
           {:error, reason} -> raise "cannot start the default Wasmex engine: #{inspect(reason)}"
@@ -103,8 +104,7 @@ defmodule Wasmex.Engine do
     end
   end
 
-  # Engines reserve instance slots unless told otherwise; a store's own host does not (it
-  # usually holds a few instances, and reserving slots adds about 1 ms to its start).
+  # Engines made with new/2 reserve instance slots unless told otherwise.
   defp instance_slots, do: Application.get_env(:wasmex, :instance_slots, 1000)
 
   @doc """

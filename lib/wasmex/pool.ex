@@ -40,7 +40,9 @@ defmodule Wasmex.Pool do
     * `:imports`, `:links`, `:wasi` - as for `Wasmex.start_link/1` (each instance gets a
       WASI store of its own);
     * `:engine_config` - a `Wasmex.EngineConfig`; `:os_limits` - caps of the pool's OS
-      process and `:compile_timeout` (see `Wasmex.Engine.new/2`);
+      process, `:compile_timeout` and `:instance_slots` (see `Wasmex.Engine.new/2`;
+      default slots: twice the instances the pool runs, links included, at least the
+      engine's default);
     * `:max_queue` - calls in flight per node before `{:error, :queue_full}` (default 10,000).
   """
   @spec start_link(keyword()) :: Supervisor.on_start()
@@ -142,8 +144,12 @@ defmodule Wasmex.Pool.Engine do
   def init(opts) do
     config = Keyword.get(opts, :engine_config, %EngineConfig{})
 
-    with {:ok, engine} <-
-           Wasmex.Engine.new(config, Keyword.take(opts, [:os_limits, :compile_timeout])),
+    engine_opts =
+      opts
+      |> Keyword.take([:os_limits, :compile_timeout, :instance_slots])
+      |> Keyword.put_new_lazy(:instance_slots, fn -> instance_slots(opts) end)
+
+    with {:ok, engine} <- Wasmex.Engine.new(config, engine_opts),
          {:ok, store} <- Store.new(nil, engine),
          {:ok, module} <- compile(store, opts) do
       Process.monitor(engine.host)
@@ -152,6 +158,20 @@ defmodule Wasmex.Pool.Engine do
       {:ok, %{engine: engine, module: module, instance_opts: instance_opts}}
     else
       {:error, reason} -> {:stop, reason}
+    end
+  end
+
+  # Slots for every instance and its links twice over (a restarted instance may start
+  # before its old store is gone), at least an engine's default.
+  defp instance_slots(opts) do
+    case Application.get_env(:wasmex, :instance_slots, 1000) do
+      false ->
+        false
+
+      slots ->
+        size = Keyword.get(opts, :size, System.schedulers_online())
+        links = opts |> Keyword.get(:links, %{}) |> map_size()
+        min(max(slots, 2 * size * (1 + links)), 20_000)
     end
   end
 

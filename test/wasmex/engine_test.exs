@@ -62,6 +62,31 @@ defmodule Wasmex.EngineTest do
       assert message =~ "maximum concurrent limit of 1000"
     end
 
+    test "an instantiation that finds the slots full waits for a dropped store to free one" do
+      {:ok, engine} = Engine.new(%EngineConfig{}, instance_slots: 1)
+      {:ok, busy_store} = Wasmex.Store.new(nil, engine)
+      # Says it started, then counts down from n: a call that keeps its store busy.
+      wat = ~s{(module (import "env" "started" (func $started)) (memory 1)
+        (func (export "count") (param $n i64) call $started
+          (loop $l (local.set $n (i64.sub (local.get $n) (i64.const 1)))
+            (br_if $l (i64.ne (local.get $n) (i64.const 0))))))}
+
+      test = self()
+      imports = %{env: %{started: {:fn, [], [], fn _ -> send(test, :counting) end}}}
+      {:ok, module} = Wasmex.Module.compile(busy_store, wat)
+      {:ok, busy} = Wasmex.start_link(%{store: busy_store, module: module, imports: imports})
+      counting = Task.async(fn -> Wasmex.call_function(busy, "count", [200_000_000], 10_000) end)
+      assert_receive :counting, 5_000
+
+      # Dropped while its call runs: the store goes, and frees its slot, after the call.
+      GenServer.stop(busy)
+      Wasmex.Store.release(busy_store, self())
+
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      assert {:ok, _pid} = Wasmex.start_link(%{store: store, module: module, imports: imports})
+      assert Task.await(counting, 10_000) == {:ok, []}
+    end
+
     test "fits modules with several memories and tables" do
       {store, _} = store_with_memory_module([])
       wat = "(module (memory 1) (memory 2) (table 1 funcref) (table 2 externref))"

@@ -130,4 +130,50 @@ defmodule Wasmex.Host.WorkersTest do
       assert threads(hd(pids)) < 12
     end
   end
+
+  describe "workers moved off the main thread's CPU during callbacks" do
+    @callback_loop """
+    (module (import "env" "cb" (func $cb (param i32) (result i32)))
+      (func (export "run") (param $n i32) (result i32) (local $acc i32)
+        (loop $l
+          (local.set $acc (i32.add (local.get $acc) (call $cb (local.get $n))))
+          (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+          (br_if $l (local.get $n)))
+        (local.get $acc)))
+    """
+
+    defp cpus_allowed(os_pid) do
+      for tid <- File.ls!("/proc/#{os_pid}/task"), into: MapSet.new() do
+        status = File.read!("/proc/#{os_pid}/task/#{tid}/status")
+        [_, cpus] = Regex.run(~r/Cpus_allowed_list:\s+(\S+)/, status)
+        cpus
+      end
+    end
+
+    test "get every CPU back, and so do the threads started meanwhile", %{engine: engine} do
+      imports = %{env: %{cb: {:fn, [:i32], [:i32], fn _context, x -> x end}}}
+      [looping] = instances(engine, @callback_loop, imports, 1)
+      os_pid = Host.os_pid(engine.host)
+
+      # Stores created, called and dropped while the callbacks run make the port start
+      # workers (and a worker waiting for an answer may be the one that reads them).
+      churn =
+        for _ <- 1..4 do
+          Task.async(fn ->
+            for _ <- 1..10 do
+              {:ok, store} = Wasmex.Store.new(nil, engine)
+              {:ok, module} = Wasmex.Module.compile(store, @sum)
+              {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+              {:ok, [3]} = Wasmex.call_function(pid, "sum", [1, 2])
+              GenServer.stop(pid)
+              Wasmex.Store.release(store, self())
+            end
+          end)
+        end
+
+      for _ <- 1..5, do: {:ok, _} = Wasmex.call_function(looping, "run", [2000], 60_000)
+      Task.await_many(churn, 60_000)
+      assert MapSet.size(cpus_allowed(os_pid)) == 1
+    end
+  end
 end
