@@ -12,7 +12,7 @@
 //! buffer nor the pipe holds more: whoever holds the lock leaves nothing behind, so a
 //! thread blocked in `poll` never sleeps on data already read.
 
-use crate::frame::{self, read_frame, Frame};
+use crate::frame::{self, read_buffered_frame, Frame};
 use crate::host::Host;
 use std::fs::File;
 use std::io::BufReader;
@@ -128,7 +128,7 @@ impl Input {
     fn drain(&mut self) {
         let fd = self.reader.get_ref().as_raw_fd();
         while !self.reader.buffer().is_empty() || wait_readable(fd, 0) {
-            match read_frame(&mut self.reader) {
+            match read_buffered_frame(&mut self.reader) {
                 Ok(Some(Frame::Data(payload))) => {
                     // A panic here would be a bug; it must not take the reading thread
                     // (maybe a worker holding the reading) down with it.
