@@ -35,6 +35,9 @@ pub struct Shared {
     pub spin: Duration,
     /// Stores told to drop and not yet gone.
     pub drops: Arc<Drops>,
+    /// How many instances (and memories, and tables) the engine's pool holds, if it has
+    /// one.
+    pub instance_slots: Option<u32>,
 }
 
 pub struct Host {
@@ -254,6 +257,10 @@ impl Host {
             options.clone()
         };
         let engine = build_engine(&engine, &self.outbox)?;
+        // None when the engine has no pool (capped address space, or the fallback).
+        let instance_slots = engine
+            .pooling_allocator_metrics()
+            .and(options.instance_slots);
         let ticker = Ticker::start(engine.clone());
         let compile_timeout =
             term::map_u64(config, "compile_timeout_ms")?.map(Duration::from_millis);
@@ -278,6 +285,7 @@ impl Host {
             backtrace_details: options.backtrace_details,
             spin: Duration::from_micros(options.spin_us),
             drops: Default::default(),
+            instance_slots,
         }));
         self.outbox.send(&reply(req.id, Ok(term::atom("ok"))));
         Ok(())

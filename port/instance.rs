@@ -10,7 +10,7 @@ use crate::values;
 use eetf::Term;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use wasmtime::{Extern, FuncType, Linker, PoolConcurrencyLimitError, Trap, Val, ValType};
+use wasmtime::{Extern, FuncType, Linker, Module, Trap, Val, ValType};
 
 /// `{Ctx, ModuleKey, ModuleSource, Handler, Imports, Links, Timeout}` -> `InstanceId`.
 ///
@@ -42,23 +42,17 @@ pub fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     let timeout = parse_timeout(req.arg(6)?)?;
     let mut linker =
         linker(cx, &imports).map_err(|e| format!("Could not build the linker: {e}"))?;
-    let started = Instant::now();
-    let instance = loop {
-        let made = with_deadline(cx, timeout, |cx| {
-            for (name, module) in &links {
-                let linked = linker.instantiate(&mut *cx, module).map_err(|e| {
-                    e.context(format!("Could not instantiate linked module `{name}`"))
-                })?;
-                linker.instance(&mut *cx, name, linked)?;
-            }
-            linker.instantiate(&mut *cx, &module)
-        });
-        match made {
-            // The engine's slots are full, but dropped stores are about to free some.
-            Err(e) if e.is::<PoolConcurrencyLimitError>() && wait_for_a_drop(cx, started) => {}
-            made => break made.map_err(|e| describe_error(cx.data(), &e))?,
+    wait_for_slots(cx, links.iter().map(|(_, m)| m).chain([&module]));
+    let instance = with_deadline(cx, timeout, |cx| {
+        for (name, module) in &links {
+            let linked = linker
+                .instantiate(&mut *cx, module)
+                .map_err(|e| e.context(format!("Could not instantiate linked module `{name}`")))?;
+            linker.instance(&mut *cx, name, linked)?;
         }
-    };
+        linker.instantiate(&mut *cx, &module)
+    })
+    .map_err(|e| describe_error(cx.data(), &e))?;
     let instances = &mut cx.data_mut().instances;
     instances.push(instance);
     Ok(term::uint(instances.len() as u64 - 1))
@@ -67,13 +61,45 @@ pub fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
 /// How long an instantiation waits in all for dropped stores to free slots.
 const SLOT_WAIT: Duration = Duration::from_secs(1);
 
-/// Waits (within [`SLOT_WAIT`] from `started`) for a store told to drop to be gone;
-/// whether one was pending and went.
-fn wait_for_a_drop(cx: &Cx<'_>, started: Instant) -> bool {
-    let drops = cx.data().shared.drops.clone();
+/// When the engine's instance slots cannot hold `modules` now, waits (up to
+/// [`SLOT_WAIT`]) while stores told to drop, whose instances still hold slots, go. The
+/// instantiation is then tried once, whatever the slots: a failed one would leave its
+/// linked instances in the store, and count against the store's limits, so it is not
+/// retried.
+fn wait_for_slots<'a>(cx: &Cx<'_>, modules: impl Iterator<Item = &'a Module> + Clone) {
+    let shared = cx.data().shared.clone();
+    let Some(slots) = shared.instance_slots.map(u64::from) else {
+        return;
+    };
+    let need = modules.fold((0, 0, 0), |(i, m, t), module| {
+        let r = module.resources_required();
+        (
+            i + 1,
+            m + u64::from(r.num_memories),
+            t + u64::from(r.num_tables),
+        )
+    });
+    let full = || match shared.engine.pooling_allocator_metrics() {
+        Some(used) => {
+            used.core_instances() + need.0 > slots
+                || used.memories() as u64 + need.1 > slots
+                || used.tables() as u64 + need.2 > slots
+        }
+        None => false,
+    };
+    if !full() {
+        return;
+    }
+    let until = Instant::now() + SLOT_WAIT;
     // Not counted as running meanwhile: the drops queued behind this worker get one.
     let _waiting = crate::workers::waiting();
-    drops.wait_for_one(started + SLOT_WAIT)
+    loop {
+        // Taken before the look at the slots: a drop done in between counts.
+        let seen = shared.drops.done();
+        if !full() || !shared.drops.wait_past(seen, until) {
+            return;
+        }
+    }
 }
 
 /// A linker with WASI (for WASI stores) and the import callbacks, which may override WASI

@@ -151,37 +151,63 @@ pub struct StoreInit {
 /// that follows a drop (a restarted instance) does not fail for a slot about to be free.
 #[derive(Default)]
 pub struct Drops {
-    pending: Mutex<u64>,
+    counts: Mutex<DropCounts>,
     done: Condvar,
 }
 
+#[derive(Default)]
+struct DropCounts {
+    /// Stores whose drop is counted (their `drop_counted` mark is set).
+    pending: u64,
+    /// Drops done so far.
+    finished: u64,
+}
+
 impl Drops {
-    fn begin(&self) {
-        *self.pending.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    fn lock(&self) -> std::sync::MutexGuard<'_, DropCounts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn end(&self) {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        *pending = pending.saturating_sub(1);
-        self.done.notify_all();
+    /// Counts a store's drop as pending, once: `counted` is the store's mark, changed
+    /// only under the lock, so the count and the marks always agree.
+    fn begin(&self, counted: &AtomicBool) {
+        let mut counts = self.lock();
+        if !counted.swap(true, Ordering::SeqCst) {
+            counts.pending += 1;
+        }
     }
 
-    /// Waits until a pending drop is done, or `until`; whether one was pending and got
-    /// done.
-    pub fn wait_for_one(&self, until: Instant) -> bool {
-        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        let before = *pending;
-        while *pending == before && before > 0 {
-            let Some(left) = until.checked_duration_since(Instant::now()) else {
+    /// Counts a store's drop as done, if it was counted.
+    fn end(&self, counted: &AtomicBool) {
+        let mut counts = self.lock();
+        if counted.swap(false, Ordering::SeqCst) {
+            counts.pending -= 1;
+            counts.finished += 1;
+            self.done.notify_all();
+        }
+    }
+
+    /// How many drops are done so far.
+    pub fn done(&self) -> u64 {
+        self.lock().finished
+    }
+
+    /// Waits until more than `seen` drops are done, or `until`; whether they are. Returns
+    /// at once when none is pending (none would be done).
+    pub fn wait_past(&self, seen: u64, until: Instant) -> bool {
+        let mut counts = self.lock();
+        while counts.finished == seen {
+            let left = until.checked_duration_since(Instant::now());
+            let Some(left) = left.filter(|_| counts.pending > 0) else {
                 return false;
             };
-            pending = self
+            counts = self
                 .done
-                .wait_timeout(pending, left)
+                .wait_timeout(counts, left)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        *pending < before
+        true
     }
 }
 
@@ -242,9 +268,7 @@ impl StoreTask {
     /// Tells the store to drop once it has served what it holds. Counted as a pending
     /// drop until it has ended (see [`Drops`]).
     pub fn drop_store(self: &Arc<Self>) {
-        if !self.drop_counted.swap(true, Ordering::SeqCst) {
-            self.drops.begin();
-        }
+        self.drops.begin(&self.drop_counted);
         match self.inbox.push(StoreMsg::Drop) {
             Ok(Pushed::Schedule) => workers::schedule(self.clone()),
             Ok(Pushed::Queued) => {}
@@ -254,9 +278,7 @@ impl StoreTask {
     }
 
     fn settle_drop(&self) {
-        if self.drop_counted.swap(false, Ordering::SeqCst) {
-            self.drops.end();
-        }
+        self.drops.end(&self.drop_counted);
     }
 
     /// Answers requests the store will never serve, so that no caller waits forever.
@@ -590,4 +612,55 @@ pub fn parse_timeout(t: &Term) -> Fallible<Option<Duration>> {
         return Ok(None);
     }
     Ok(Some(Duration::from_millis(term::as_u64(t, "timeout")?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[test]
+    fn waiting_for_a_drop_with_none_pending_returns_at_once() {
+        let drops = Drops::default();
+        assert!(!drops.wait_past(drops.done(), soon()));
+    }
+
+    #[test]
+    fn a_drop_done_while_another_begins_ends_the_wait() {
+        let drops = Arc::new(Drops::default());
+        let (a, b) = (AtomicBool::new(false), AtomicBool::new(false));
+        drops.begin(&a);
+        let seen = drops.done();
+        let waiter = {
+            let drops = drops.clone();
+            std::thread::spawn(move || drops.wait_past(seen, soon()))
+        };
+        // The count of pending drops is back where it was; one is done all the same.
+        drops.begin(&b);
+        drops.end(&a);
+        assert!(waiter.join().unwrap());
+    }
+
+    #[test]
+    fn a_drop_counts_once_however_often_it_is_begun_or_ended() {
+        let drops = Drops::default();
+        let a = AtomicBool::new(false);
+        drops.begin(&a);
+        drops.begin(&a);
+        drops.end(&a);
+        drops.end(&a);
+        assert_eq!(drops.lock().pending, 0);
+        assert_eq!(drops.done(), 1);
+    }
+
+    #[test]
+    fn waiting_for_a_drop_that_is_not_done_gives_up_at_the_deadline() {
+        let drops = Drops::default();
+        drops.begin(&AtomicBool::new(false));
+        let until = Instant::now() + Duration::from_millis(20);
+        assert!(!drops.wait_past(drops.done(), until));
+    }
 }

@@ -42,7 +42,7 @@ defmodule Wasmex.Pool do
     * `:engine_config` - a `Wasmex.EngineConfig`; `:os_limits` - caps of the pool's OS
       process, `:compile_timeout` and `:instance_slots` (see `Wasmex.Engine.new/2`;
       default slots: twice the instances the pool runs, links included, at least the
-      engine's default);
+      engine's default and at most 20,000, the most an engine can reserve);
     * `:max_queue` - calls in flight per node before `{:error, :queue_full}` (default 10,000).
   """
   @spec start_link(keyword()) :: Supervisor.on_start()
@@ -170,10 +170,14 @@ defmodule Wasmex.Pool.Engine do
 
       slots ->
         size = Keyword.get(opts, :size, System.schedulers_online())
-        links = opts |> Keyword.get(:links, %{}) |> map_size()
+        links = count_links(Keyword.get(opts, :links, %{}))
         min(max(slots, 2 * size * (1 + links)), 20_000)
     end
   end
+
+  # Linked modules are instances too, nested ones included.
+  defp count_links(links) when is_map(links),
+    do: Enum.reduce(links, 0, fn {_, spec}, n -> n + 1 + count_links(spec[:links] || %{}) end)
 
   defp compile(store, opts) do
     case {opts[:module], opts[:bytes]} do

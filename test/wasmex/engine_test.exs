@@ -62,29 +62,88 @@ defmodule Wasmex.EngineTest do
       assert message =~ "maximum concurrent limit of 1000"
     end
 
-    test "an instantiation that finds the slots full waits for a dropped store to free one" do
-      {:ok, engine} = Engine.new(%EngineConfig{}, instance_slots: 1)
-      {:ok, busy_store} = Wasmex.Store.new(nil, engine)
-      # Says it started, then counts down from n: a call that keeps its store busy.
-      wat = ~s{(module (import "env" "started" (func $started)) (memory 1)
-        (func (export "count") (param $n i64) call $started
-          (loop $l (local.set $n (i64.sub (local.get $n) (i64.const 1)))
-            (br_if $l (i64.ne (local.get $n) (i64.const 0))))))}
+    # Says it runs, then loops until `ns` nanoseconds have passed by the WASI clock.
+    @busy_for ~s{(module
+      (import "wasi_snapshot_preview1" "clock_time_get" (func $now (param i32 i64 i32) (result i32)))
+      (import "env" "running" (func $running))
+      (memory (export "memory") 1)
+      (func (export "busy_for") (param $ns i64) (local $until i64)
+        call $running
+        (drop (call $now (i32.const 1) (i64.const 1) (i32.const 0)))
+        (local.set $until (i64.add (i64.load (i32.const 0)) (local.get $ns)))
+        (loop $l
+          (drop (call $now (i32.const 1) (i64.const 1) (i32.const 0)))
+          (br_if $l (i64.lt_u (i64.load (i32.const 0)) (local.get $until))))))}
 
+    # A store whose instance (holding a slot) is dropped while a call of it runs for `ms`
+    # milliseconds: the drop waits in the port until the call ends. The call's task.
+    defp drop_while_busy(engine, ms) do
       test = self()
-      imports = %{env: %{started: {:fn, [], [], fn _ -> send(test, :counting) end}}}
-      {:ok, module} = Wasmex.Module.compile(busy_store, wat)
-      {:ok, busy} = Wasmex.start_link(%{store: busy_store, module: module, imports: imports})
-      counting = Task.async(fn -> Wasmex.call_function(busy, "count", [200_000_000], 10_000) end)
-      assert_receive :counting, 5_000
+      {:ok, store} = Wasmex.Store.new_wasi(%Wasmex.Wasi.WasiOptions{}, nil, engine)
+      imports = %{env: %{running: {:fn, [], [], fn _ -> send(test, :running) end}}}
+      {:ok, pid} = Wasmex.start_link(%{store: store, bytes: @busy_for, imports: imports})
+      call = Task.async(fn -> Wasmex.call_function(pid, "busy_for", [ms * 1_000_000], 10_000) end)
+      assert_receive :running, 5_000
+      GenServer.stop(pid)
+      Wasmex.Store.release(store, self())
+      call
+    end
 
-      # Dropped while its call runs: the store goes, and frees its slot, after the call.
-      GenServer.stop(busy)
-      Wasmex.Store.release(busy_store, self())
+    # Runs `start` while a dropped store's instance still holds a slot for 200 ms.
+    defp start_behind_drop(engine, start) do
+      call = drop_while_busy(engine, 200)
+      result = start.()
+      assert Task.await(call, 10_000) == {:ok, []}
+      result
+    end
 
+    @utils ~s{(module (func (export "one") (result i32) i32.const 1))}
+    @uses_utils ~s{(module (import "utils" "one" (func $one (result i32))) (memory 1)
+      (func (export "two") (result i32) call $one call $one i32.add))}
+
+    test "an instantiation that finds the slots full waits for a store being dropped" do
+      {:ok, engine} = Engine.new(%EngineConfig{}, instance_slots: 1)
+
+      assert {:ok, pid} =
+               start_behind_drop(engine, fn ->
+                 {:ok, store} = Wasmex.Store.new(nil, engine)
+                 Wasmex.start_link(%{bytes: @utils, store: store})
+               end)
+
+      assert Wasmex.call_function(pid, "one", []) == {:ok, [1]}
+    end
+
+    test "one with links waits for as many slots as it needs" do
+      {:ok, engine} = Engine.new(%EngineConfig{}, instance_slots: 2)
       {:ok, store} = Wasmex.Store.new(nil, engine)
-      assert {:ok, _pid} = Wasmex.start_link(%{store: store, module: module, imports: imports})
-      assert Task.await(counting, 10_000) == {:ok, []}
+      links = %{utils: %{bytes: @utils}}
+
+      assert {:ok, pid} =
+               start_behind_drop(engine, fn ->
+                 Wasmex.start_link(%{bytes: @uses_utils, store: store, links: links})
+               end)
+
+      assert Wasmex.call_function(pid, "two", []) == {:ok, [2]}
+    end
+
+    test "waiting costs nothing against the store's limits" do
+      {:ok, engine} = Engine.new(%EngineConfig{}, instance_slots: 1)
+      {:ok, store} = Wasmex.Store.new(%Wasmex.StoreLimits{instances: 1}, engine)
+
+      assert {:ok, _} =
+               start_behind_drop(engine, fn ->
+                 Wasmex.start_link(%{bytes: @utils, store: store})
+               end)
+    end
+
+    test "waits at most a second for the drop" do
+      {:ok, engine} = Engine.new(%EngineConfig{}, instance_slots: 1)
+      call = drop_while_busy(engine, 1_500)
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      {took, result} = :timer.tc(fn -> Wasmex.start_link(%{bytes: @utils, store: store}) end)
+      assert {:error, "maximum concurrent limit of 1 for core instances reached" <> _} = result
+      assert took >= 1_000_000
+      assert Task.await(call, 10_000) == {:ok, []}
     end
 
     test "fits modules with several memories and tables" do

@@ -40,6 +40,13 @@ defmodule Wasmex.PoolTest do
   end
 
   describe "start_link/1 and call_function/5" do
+    test "gives its engine the :instance_slots it is told, which must fit its instances" do
+      name = :"pool_#{System.unique_integer([:positive])}"
+      spec = {Pool, name: name, bytes: @counter, size: 2, instance_slots: 1}
+      assert {:error, {{:shutdown, _}, _}} = start_supervised(spec)
+      assert is_atom(start_pool(size: 2, instance_slots: 2))
+    end
+
     test "spreads calls over the instances" do
       pool = start_pool(size: 2)
       for _ <- 1..10, do: {:ok, [_]} = Pool.call_function(pool, "bump", [])

@@ -143,8 +143,10 @@ defmodule Wasmex.Host.WorkersTest do
     """
 
     defp cpus_allowed(os_pid) do
-      for tid <- File.ls!("/proc/#{os_pid}/task"), into: MapSet.new() do
-        status = File.read!("/proc/#{os_pid}/task/#{tid}/status")
+      # A thread may end between the listing and the read (compile threads do).
+      for tid <- File.ls!("/proc/#{os_pid}/task"),
+          {:ok, status} <- [File.read("/proc/#{os_pid}/task/#{tid}/status")],
+          into: MapSet.new() do
         [_, cpus] = Regex.run(~r/Cpus_allowed_list:\s+(\S+)/, status)
         cpus
       end
