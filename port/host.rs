@@ -3,6 +3,7 @@
 //! requests go to the store's inbox, for the worker pool. Nothing here runs Wasm or
 //! blocks on it.
 
+use crate::bulk::Bulk;
 use crate::compiler::Compiler;
 use crate::engine::{EngineOptions, Ticker};
 use crate::module::{self, Registry};
@@ -38,6 +39,8 @@ pub struct Shared {
     /// How many instances (and memories, and tables) the engine's pool holds, if it has
     /// one.
     pub instance_slots: Option<u32>,
+    /// The buffer for large memory writes, if it could be made.
+    pub bulk: Option<Bulk>,
 }
 
 pub struct Host {
@@ -146,6 +149,18 @@ impl Host {
                     let cancelled = || shared.cancellations.contains(req.id);
                     Ok(term::binary(shared.compiler.precompile(bytes, &cancelled)?))
                 });
+            }
+            "bulk_info" => {
+                req.expect_arity(0)?;
+                let bulk = shared
+                    .bulk
+                    .as_ref()
+                    .ok_or("this host has no shared buffer")?;
+                let info = term::tuple(vec![
+                    term::uint(bulk.fd() as u64),
+                    term::uint(crate::bulk::SIZE as u64),
+                ]);
+                self.outbox.send(&reply(req.id, Ok(info)));
             }
             "module_drop" => {
                 req.expect_arity(1)?;
@@ -286,6 +301,7 @@ impl Host {
             spin: Duration::from_micros(options.spin_us),
             drops: Default::default(),
             instance_slots,
+            bulk: Bulk::create().ok(),
         }));
         self.outbox.send(&reply(req.id, Ok(term::atom("ok"))));
         Ok(())

@@ -56,6 +56,22 @@ pub fn read_reply(cx: &mut Cx<'_>, req: &Request) -> Fallible<Vec<u8>> {
     Ok(crate::frame::binary_reply_frame(req.id, &m.data(&*cx)[r]))
 }
 
+/// `{Ctx, Instance, Name, Offset, Length}` -> ok: writes the first `Length` bytes of the
+/// shared buffer (see `bulk.rs`), which the BEAM filled.
+pub fn write_bulk(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(5)?;
+    let m = memory(cx, req)?;
+    let shared = cx.data().shared.clone();
+    let bulk = shared
+        .bulk
+        .as_ref()
+        .ok_or("this host has no shared buffer")?;
+    let bytes = bulk.bytes(term::as_u64(req.arg(4)?, "length")?)?;
+    let r = range(cx, &m, req.arg(3)?, bytes.len() as u64)?;
+    m.data_mut(&mut *cx)[r].copy_from_slice(bytes);
+    Ok(term::atom("ok"))
+}
+
 /// `{Ctx, Instance, Name, Offset, Binary}` -> ok.
 pub fn write(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     req.expect_arity(5)?;

@@ -8,6 +8,7 @@ defmodule Wasmex.Application do
     :ets.new(Wasmex.Module, [:named_table, :public, :set, read_concurrency: true])
     Wasmex.Stats.setup()
     Wasmex.Callback.setup()
+    Wasmex.Host.Bulk.setup()
     # Where each local instance server's calls can go directly (see Wasmex.call_function/4).
     :ets.new(Wasmex.Routes, [
       :named_table,

@@ -159,9 +159,10 @@ defmodule Wasmex.Host do
       {:os_pid, os_pid} = Port.info(port, :os_pid)
       Logger.metadata(wasmex_host: os_pid)
       Stats.add(:hosts_started)
+      share_buffer(port, os_pid)
 
       {:ok,
-       %__MODULE__{port: port, os_pid: os_pid, owner: owner, owner_ref: owner_ref, next_id: 2}}
+       %__MODULE__{port: port, os_pid: os_pid, owner: owner, owner_ref: owner_ref, next_id: 3}}
     else
       {:error, reason} -> {:stop, reason}
     end
@@ -241,6 +242,19 @@ defmodule Wasmex.Host do
 
       {:error, _} = error ->
         error
+    end
+  end
+
+  # Where large memory writes go (Wasmex.Host.Bulk), if the port has a shared buffer.
+  defp share_buffer(port, os_pid) do
+    Port.command(port, Wire.encode_request(2, :bulk_info, {}))
+
+    case receive_frame(port, "answer bulk_info") do
+      {:ok, {:reply, 2, {:ok, {fd, size}}}} ->
+        Wasmex.Host.Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
+
+      _no_buffer ->
+        :ok
     end
   end
 
@@ -414,6 +428,7 @@ defmodule Wasmex.Host do
 
   @impl true
   def terminate(_reason, %{port: port} = state) do
+    Wasmex.Host.Bulk.unregister(self())
     fail_pending(state, "the Wasm host stopped")
     Wasmex.Callback.abandon_all(self())
     if port, do: safe_close(port)

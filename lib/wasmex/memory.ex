@@ -111,7 +111,12 @@ defmodule Wasmex.Memory do
           :ok | {:error, String.t()}
   def write_binary(store, %__MODULE__{} = memory, index, binary) when is_binary(binary) do
     check_index!(index)
-    store |> request(:memory_write, memory, {index, binary}) |> unwrap()
+    copy = fn length -> request(store, :memory_write_bulk, memory, {index, length}) end
+
+    case Wasmex.Host.Bulk.write(store.host, binary, copy) do
+      :pipe -> store |> request(:memory_write, memory, {index, binary}) |> unwrap()
+      result -> unwrap(result)
+    end
   end
 
   @doc "Reads `length` bytes starting at `index` as a string."

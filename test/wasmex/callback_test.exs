@@ -95,6 +95,22 @@ defmodule Wasmex.CallbackTest do
   end
 
   describe "the caller inside a callback" do
+    test "writes a large binary into the caller's memory (through the shared buffer)" do
+      data = :crypto.strong_rand_bytes(512 * 1024)
+
+      fun = fn %{caller: caller, memory: memory}, ptr ->
+        :ok = Memory.write_binary(caller, memory, ptr, data)
+        0
+      end
+
+      pid = start(module_calling([:i32], [:i32]), fun, [:i32], [:i32])
+      {:ok, store} = Wasmex.store(pid)
+      {:ok, memory} = Wasmex.memory(pid)
+      1 = Memory.grow(store, memory, 9)
+      assert Wasmex.call_function(pid, "run", [64]) == {:ok, [0]}
+      assert Memory.read_binary(store, memory, 64, byte_size(data)) == data
+    end
+
     test "reads and writes the caller's memory" do
       fun = fn %{caller: caller, memory: memory}, ptr ->
         <<a, b>> = Memory.read_binary(caller, memory, ptr, 2)

@@ -100,6 +100,49 @@ defmodule Wasmex.MemoryTest do
       assert Memory.read_binary(store, memory, 1_000, byte_size(data)) == data
     end
 
+    test "a megabyte goes through the host's shared buffer and reads back", context do
+      %{store: store, memory: memory} = context
+      assert [_] = :ets.lookup(Wasmex.Host.Bulk, store.host)
+      data = :crypto.strong_rand_bytes(1024 * 1024)
+      assert Memory.write_binary(store, memory, 7, data) == :ok
+      assert Memory.read_binary(store, memory, 7, byte_size(data)) == data
+    end
+
+    test "a large write past the end is refused, through the shared buffer too", context do
+      %{store: store, memory: memory} = context
+      size = Memory.size(store, memory)
+      data = :binary.copy(<<1>>, 512 * 1024)
+
+      assert Memory.write_binary(store, memory, size - 1024, data) ==
+               {:error, "out of bounds memory access"}
+
+      assert Memory.read_binary(store, memory, size - 1024, 1024) == :binary.copy(<<0>>, 1024)
+    end
+
+    test "large writes from many processes at once each land whole", context do
+      %{store: store, memory: memory} = context
+      # Four 256 KiB writes to separate places, at once: one at a time gets the buffer,
+      # the others go through the pipe.
+      chunks = for i <- 0..3, do: {i * 262_144, :binary.copy(<<i + 1>>, 262_144)}
+
+      chunks
+      |> Enum.map(fn {at, data} ->
+        Task.async(fn -> Memory.write_binary(store, memory, at, data) end)
+      end)
+      |> Enum.each(fn task -> assert Task.await(task) == :ok end)
+
+      for {at, data} <- chunks, do: assert(Memory.read_binary(store, memory, at, 262_144) == data)
+    end
+
+    test "a host whose buffer cannot be opened gets large writes through the pipe", context do
+      %{store: store, memory: memory} = context
+      [{host, _path, size, lock}] = :ets.lookup(Wasmex.Host.Bulk, store.host)
+      :ets.insert(Wasmex.Host.Bulk, {host, "/nonexistent/wasmex-bulk", size, lock})
+      data = :crypto.strong_rand_bytes(300_000)
+      assert Memory.write_binary(store, memory, 0, data) == :ok
+      assert Memory.read_binary(store, memory, 0, byte_size(data)) == data
+    end
+
     test "refuse a write larger than a frame, and the store goes on", context do
       %{store: store, memory: memory} = context
       too_large = :binary.copy(<<0>>, Wasmex.Wire.max_frame() + 1)
