@@ -86,8 +86,13 @@ defmodule Wasmex.EngineTest do
       assert_receive :running, 5_000
       GenServer.stop(pid)
       Wasmex.Store.release(store, self())
+      # The host learns of the server's exit by a monitor, maybe after this returns: the
+      # drop is under way once the host has let go of the store.
+      wait_until(fn -> not Map.has_key?(:sys.get_state(engine.host).holders, store.store_id) end)
       call
     end
+
+    defp wait_until(done?), do: if(done?.(), do: :ok, else: wait_until(done?))
 
     # Runs `start` while a dropped store's instance still holds a slot for 200 ms.
     defp start_behind_drop(engine, start) do
