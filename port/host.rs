@@ -150,18 +150,6 @@ impl Host {
                     Ok(term::binary(shared.compiler.precompile(bytes, &cancelled)?))
                 });
             }
-            "bulk_info" => {
-                req.expect_arity(0)?;
-                let bulk = shared
-                    .bulk
-                    .as_ref()
-                    .ok_or("this host has no shared buffer")?;
-                let info = term::tuple(vec![
-                    term::uint(bulk.fd() as u64),
-                    term::uint(crate::bulk::SIZE as u64),
-                ]);
-                self.outbox.send(&reply(req.id, Ok(info)));
-            }
             "module_drop" => {
                 req.expect_arity(1)?;
                 shared
@@ -303,7 +291,18 @@ impl Host {
             instance_slots,
             bulk: Bulk::create().ok(),
         }));
-        self.outbox.send(&reply(req.id, Ok(term::atom("ok"))));
+        // `{Fd, Size}` of the shared buffer for large writes (see `bulk.rs`), or `nil`.
+        let bulk = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.bulk.as_ref())
+            .map_or_else(term::nil, |bulk| {
+                term::tuple(vec![
+                    term::uint(bulk.fd() as u64),
+                    term::uint(crate::bulk::SIZE as u64),
+                ])
+            });
+        self.outbox.send(&reply(req.id, Ok(bulk)));
         Ok(())
     }
 }
@@ -395,7 +394,14 @@ mod tests {
 
     fn init(host: &mut Host, rx: &Receiver<Vec<u8>>) {
         host.handle_payload(&request(1, "init", vec![term::map(vec![])]));
-        assert_eq!(next_reply(rx), (1, Ok(term::atom("ok"))));
+        let (id, bulk) = next_reply(rx);
+        assert_eq!(id, 1);
+        // The shared buffer's `{Fd, Size}`.
+        let bulk = bulk.unwrap();
+        assert_eq!(
+            term::as_tuple(&bulk, 2, "bulk").unwrap()[1],
+            term::uint(crate::bulk::SIZE as u64)
+        );
     }
 
     #[test]

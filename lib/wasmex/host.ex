@@ -154,15 +154,17 @@ defmodule Wasmex.Host do
 
     with {:ok, port} <- open_port(executable),
          :ok <- await_hello(port),
-         {:ok, :ok} <- init_engine(port, config, host_options) do
+         {:ok, bulk} <- init_engine(port, config, host_options) do
       owner_ref = if is_pid(owner), do: Process.monitor(owner)
       {:os_pid, os_pid} = Port.info(port, :os_pid)
       Logger.metadata(wasmex_host: os_pid)
       Stats.add(:hosts_started)
-      share_buffer(port, os_pid)
+      # Where large memory writes go (Wasmex.Host.Bulk), if the port has a shared buffer.
+      with {fd, size} <- bulk,
+           do: Wasmex.Host.Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
 
       {:ok,
-       %__MODULE__{port: port, os_pid: os_pid, owner: owner, owner_ref: owner_ref, next_id: 3}}
+       %__MODULE__{port: port, os_pid: os_pid, owner: owner, owner_ref: owner_ref, next_id: 2}}
     else
       {:error, reason} -> {:stop, reason}
     end
@@ -242,19 +244,6 @@ defmodule Wasmex.Host do
 
       {:error, _} = error ->
         error
-    end
-  end
-
-  # Where large memory writes go (Wasmex.Host.Bulk), if the port has a shared buffer.
-  defp share_buffer(port, os_pid) do
-    Port.command(port, Wire.encode_request(2, :bulk_info, {}))
-
-    case receive_frame(port, "answer bulk_info") do
-      {:ok, {:reply, 2, {:ok, {fd, size}}}} ->
-        Wasmex.Host.Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
-
-      _no_buffer ->
-        :ok
     end
   end
 

@@ -42,24 +42,24 @@ defmodule Wasmex.EarlierApiTest do
       assert Module.name(module) == "renamed"
     end
 
-    test "is refused for the module start_link/1 compiled for its instance, which leaves no row behind" do
-      {:ok, pid} = Wasmex.start_link(%{bytes: "(module)"})
-      {:ok, module} = Wasmex.module(pid)
-
+    # set_name/2 on an instantiated module: refused, and no table row is left behind.
+    defp assert_refused_without_row(module) do
       assert {:error, "the module was already instantiated" <> _} =
                Module.set_name(module, "late")
 
       refute :ets.member(Wasmex.Module, {:instantiated, module.id})
     end
 
+    test "is refused for the module start_link/1 compiled for its instance, which leaves no row behind" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: "(module)"})
+      {:ok, module} = Wasmex.module(pid)
+      assert_refused_without_row(module)
+    end
+
     test "is refused after an instantiation, which leaves no table row behind" do
       {:ok, module} = Module.compile("(module $marked)")
       {:ok, _instance} = Instance.new(module, %{})
-
-      assert {:error, "the module was already instantiated" <> _} =
-               Module.set_name(module, "late")
-
-      refute :ets.member(Wasmex.Module, {:instantiated, module.id})
+      assert_refused_without_row(module)
     end
 
     test "is refused after an instantiation on a struct that came from another node" do
