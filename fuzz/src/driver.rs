@@ -102,15 +102,20 @@ impl Driver {
             .recv_timeout(Duration::from_secs(60))
             .expect("init replies");
         let reply = Term::decode(&frame[4..]).expect("init reply decodes");
-        assert_eq!(
-            reply,
-            term::tuple(vec![
-                term::atom("reply"),
-                term::uint(1),
-                term::ok(term::atom("ok"))
-            ]),
-            "init must succeed"
-        );
+        // `{reply, 1, {ok, {Fd, Size}}}`: the shared buffer for large writes (port/bulk.rs).
+        let succeeded = (|| {
+            let r = term::as_tuple(&reply, 3, "reply").ok()?;
+            let result = term::as_tuple(&r[2], 2, "result").ok()?;
+            let bulk = term::as_tuple(&result[1], 2, "bulk").ok()?;
+            Some(
+                r[0] == term::atom("reply")
+                    && r[1] == term::uint(1)
+                    && result[0] == term::atom("ok")
+                    && term::as_i64(&bulk[0]).is_some()
+                    && bulk[1] == term::uint(wasmex_port::bulk::SIZE as u64),
+            )
+        })();
+        assert_eq!(succeeded, Some(true), "init must succeed: {reply:?}");
         Driver {
             host,
             rx,
