@@ -1056,7 +1056,7 @@ defmodule Bench do
     Port.command(port, :erlang.term_to_binary({1, :init, {%{}}}))
 
     receive do
-      {^port, {:data, data}} -> {:reply, 1, {:ok, :ok}} = :erlang.binary_to_term(data)
+      {^port, {:data, data}} -> {:reply, 1, {:ok, _shared_buffer}} = :erlang.binary_to_term(data)
     after
       10_000 -> raise "no answer to init"
     end

@@ -1,26 +1,32 @@
-//! A buffer shared with the BEAM for large memory writes. The bytes of a write go into
-//! this process's memfd (the BEAM opens it through `/proc/<pid>/fd/<fd>`) instead of
-//! through the pipe, and the request that follows names only their length: the pipe held
-//! a megabyte write but for its frame's header, so every such write waited once for the
-//! port to drain it, and the bytes were copied into the pipe and out of it.
+//! A buffer shared with the BEAM for large memory reads and writes: a memfd of this
+//! process, which the BEAM opens through `/proc/<pid>/fd/<fd>`. For a write the BEAM puts
+//! the bytes into the file and the request names only their length; for a read the port
+//! copies the bytes into the buffer and the BEAM reads them from the file after the reply.
+//! Through the pipe, a megabyte did not fit at once (the pipe holds 1 MiB, the frame a
+//! header more), so every such transfer waited once for the other side to drain it, and
+//! the bytes were copied into the pipe, out of it and, for reads, decoded once more.
 //!
-//! One buffer per host; the BEAM lets one write use it at a time (`Wasmex.Memory`), and
-//! the others go through the pipe.
+//! One buffer per host; the BEAM lets one transfer use it at a time (`Wasmex.Host.Bulk`),
+//! and the others go through the pipe. The port's own accesses also take a lock, so
+//! Rust's aliasing rules hold even if the BEAM broke that rule.
 
 use crate::term::Fallible;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
 
-/// The buffer's size: writes up to this size can use it.
+/// The buffer's size: transfers up to this size can use it.
 pub const SIZE: usize = 4 << 20;
 
 pub struct Bulk {
     file: OwnedFd,
-    map: *const u8,
+    /// The mapping's address, behind the lock every access takes.
+    map: Mutex<*mut u8>,
 }
 
-// SAFETY: the mapping is read-only here and lives as long as the process (never unmapped).
+// SAFETY: the mapping lives as long as the process (it is never unmapped), and every
+// access to it goes through the mutex.
 unsafe impl Send for Bulk {}
-// SAFETY: as above; reads of it are plain memory reads.
+// SAFETY: as above.
 unsafe impl Sync for Bulk {}
 
 impl Bulk {
@@ -40,7 +46,7 @@ impl Bulk {
             libc::mmap(
                 std::ptr::null_mut(),
                 SIZE,
-                libc::PROT_READ,
+                libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_SHARED,
                 fd,
                 0,
@@ -51,7 +57,7 @@ impl Bulk {
         }
         Ok(Bulk {
             file,
-            map: map as *const u8,
+            map: Mutex::new(map as *mut u8),
         })
     }
 
@@ -60,22 +66,38 @@ impl Bulk {
         self.file.as_raw_fd()
     }
 
-    /// The first `len` bytes of the buffer.
-    pub fn bytes(&self, len: u64) -> Fallible<&[u8]> {
-        if len > SIZE as u64 {
-            return Err(format!(
-                "{len} bytes do not fit the shared buffer of {SIZE}"
-            ));
-        }
-        // SAFETY: the mapping is SIZE bytes long and lives as long as `self`.
-        Ok(unsafe { std::slice::from_raw_parts(self.map, len as usize) })
+    /// Runs `f` on the first `len` bytes of the buffer, which the BEAM filled (a write).
+    pub fn read<T>(&self, len: u64, f: impl FnOnce(&[u8]) -> T) -> Fallible<T> {
+        let len = fits(len)?;
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the mapping is SIZE >= len bytes long, lives as long as `self`, and the
+        // lock held keeps this the only access from this process.
+        Ok(f(unsafe { std::slice::from_raw_parts(*map, len) }))
     }
+
+    /// Runs `f` on the first `len` bytes of the buffer, for the BEAM to read (a read).
+    pub fn write<T>(&self, len: u64, f: impl FnOnce(&mut [u8]) -> T) -> Fallible<T> {
+        let len = fits(len)?;
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: as in `read`; the mapping is writable.
+        Ok(f(unsafe { std::slice::from_raw_parts_mut(*map, len) }))
+    }
+}
+
+fn fits(len: u64) -> Fallible<usize> {
+    if len > SIZE as u64 {
+        return Err(format!(
+            "{len} bytes do not fit the shared buffer of {SIZE}"
+        ));
+    }
+    Ok(len as usize)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::fs::FileExt;
 
     #[test]
     fn what_is_written_to_the_file_is_read_from_the_buffer() {
@@ -83,15 +105,26 @@ mod tests {
         let path = format!("/proc/self/fd/{}", bulk.fd());
         let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
         file.write_all(b"through the file").unwrap();
-        assert_eq!(bulk.bytes(16).unwrap(), b"through the file");
+        assert_eq!(bulk.read(16, |b| b.to_vec()).unwrap(), b"through the file");
+    }
+
+    #[test]
+    fn what_is_written_to_the_buffer_is_read_from_the_file() {
+        let bulk = Bulk::create().unwrap();
+        bulk.write(12, |b| b.copy_from_slice(b"to the file!"))
+            .unwrap();
+        let mut read = vec![0; 12];
+        let path = format!("/proc/self/fd/{}", bulk.fd());
+        let file = std::fs::File::open(path).unwrap();
+        file.read_exact_at(&mut read, 0).unwrap();
+        assert_eq!(read, b"to the file!");
     }
 
     #[test]
     fn a_length_past_the_buffer_is_refused() {
         let bulk = Bulk::create().unwrap();
-        assert!(bulk
-            .bytes(SIZE as u64 + 1)
-            .unwrap_err()
-            .contains("do not fit"));
+        let past = SIZE as u64 + 1;
+        assert!(bulk.read(past, |_| ()).unwrap_err().contains("do not fit"));
+        assert!(bulk.write(past, |_| ()).unwrap_err().contains("do not fit"));
     }
 }

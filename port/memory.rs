@@ -61,15 +61,32 @@ pub fn read_reply(cx: &mut Cx<'_>, req: &Request) -> Fallible<Vec<u8>> {
 pub fn write_bulk(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     req.expect_arity(5)?;
     let m = memory(cx, req)?;
+    let len = term::as_u64(req.arg(4)?, "length")?;
+    let r = range(cx, &m, req.arg(3)?, len)?;
     let shared = cx.data().shared.clone();
-    let bulk = shared
+    let target = &mut m.data_mut(&mut *cx)[r];
+    shared_buffer(&shared)?.read(len, |bytes| target.copy_from_slice(bytes))?;
+    Ok(term::atom("ok"))
+}
+
+/// `{Ctx, Instance, Name, Offset, Length}` -> ok: copies `Length` bytes of memory into the
+/// shared buffer (see `bulk.rs`), for the BEAM to read from there.
+pub fn read_bulk(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(5)?;
+    let m = memory(cx, req)?;
+    let len = term::as_u64(req.arg(4)?, "length")?;
+    let r = range(cx, &m, req.arg(3)?, len)?;
+    let shared = cx.data().shared.clone();
+    let source = &m.data(&*cx)[r];
+    shared_buffer(&shared)?.write(len, |bytes| bytes.copy_from_slice(source))?;
+    Ok(term::atom("ok"))
+}
+
+fn shared_buffer(shared: &crate::host::Shared) -> Fallible<&crate::bulk::Bulk> {
+    Ok(shared
         .bulk
         .as_ref()
-        .ok_or("this host has no shared buffer")?;
-    let bytes = bulk.bytes(term::as_u64(req.arg(4)?, "length")?)?;
-    let r = range(cx, &m, req.arg(3)?, bytes.len() as u64)?;
-    m.data_mut(&mut *cx)[r].copy_from_slice(bytes);
-    Ok(term::atom("ok"))
+        .ok_or("this host has no shared buffer")?)
 }
 
 /// `{Ctx, Instance, Name, Offset, Binary}` -> ok.

@@ -567,6 +567,7 @@ fn handle_op(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
         "memory_grow" => memory::grow(cx, req),
         "memory_write" => memory::write(cx, req),
         "memory_write_bulk" => memory::write_bulk(cx, req),
+        "memory_read_bulk" => memory::read_bulk(cx, req),
         "global_get" => global::get(cx, req),
         "global_set" => global::set(cx, req),
         "fuel_get" => {

@@ -58,6 +58,17 @@ defmodule WasmexTest do
     end
   end
 
+  describe "stopping an instance server" do
+    test "has the host let go of the store it held last by the time GenServer.stop returns" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      {:ok, pid} = Wasmex.start_link(%{bytes: "(module)", store: store})
+      Wasmex.Store.release(store, self())
+      :ok = GenServer.stop(pid)
+      refute Map.has_key?(:sys.get_state(store.host).holders, store.store_id)
+    end
+  end
+
   describe "call_function/3,4" do
     setup do
       %{pid: start()}

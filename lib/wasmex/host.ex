@@ -119,6 +119,17 @@ defmodule Wasmex.Host do
   def release(host, store_id, pid), do: GenServer.cast(host, {:release, store_id, pid})
 
   @doc """
+  Same as `release/3`, but returns once the host has let go. If `pid` was the last holder,
+  the store's drop is then on its way to the port ahead of any request sent after this
+  returns, so an instantiation waiting for free instance slots knows to wait for it.
+  """
+  @spec release_now(pid(), non_neg_integer(), pid()) :: :ok
+  def release_now(host, store_id, pid) do
+    _ = call(host, {:release, store_id, pid})
+    :ok
+  end
+
+  @doc """
   Leaves the host without an owner: it stops once it has no store left. For a host started
   for one store, whose holders decide from then on.
   """
@@ -299,6 +310,11 @@ defmodule Wasmex.Host do
     else
       {:reply, {:error, "unknown store #{store_id}"}, state}
     end
+  end
+
+  def handle_call({:release, _store_id, _pid} = release, from, state) do
+    GenServer.reply(from, :ok)
+    handle_cast(release, state)
   end
 
   def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}

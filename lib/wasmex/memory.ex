@@ -103,7 +103,12 @@ defmodule Wasmex.Memory do
   def read_binary(store, %__MODULE__{} = memory, index, length) do
     check_index!(index)
     check_index!(length)
-    store |> request(:memory_read, memory, {index, length}) |> unwrap()
+    copy = fn -> request(store, :memory_read_bulk, memory, {index, length}) end
+
+    case Wasmex.Host.Bulk.read(store.host, length, copy) do
+      :pipe -> store |> request(:memory_read, memory, {index, length}) |> unwrap()
+      result -> unwrap(result)
+    end
   end
 
   @doc "Writes `binary` starting at `index` (no terminating NUL byte is added)."

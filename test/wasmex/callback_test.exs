@@ -111,6 +111,24 @@ defmodule Wasmex.CallbackTest do
       assert Memory.read_binary(store, memory, 64, byte_size(data)) == data
     end
 
+    test "reads a large binary from the caller's memory (through the shared buffer)" do
+      data = :crypto.strong_rand_bytes(512 * 1024)
+      test = self()
+
+      fun = fn %{caller: caller, memory: memory}, ptr ->
+        send(test, {:read, Memory.read_binary(caller, memory, ptr, byte_size(data))})
+        0
+      end
+
+      pid = start(module_calling([:i32], [:i32]), fun, [:i32], [:i32])
+      {:ok, store} = Wasmex.store(pid)
+      {:ok, memory} = Wasmex.memory(pid)
+      1 = Memory.grow(store, memory, 9)
+      :ok = Memory.write_binary(store, memory, 64, data)
+      {:ok, [0]} = Wasmex.call_function(pid, "run", [64])
+      assert_received {:read, ^data}
+    end
+
     test "reads and writes the caller's memory" do
       fun = fn %{caller: caller, memory: memory}, ptr ->
         <<a, b>> = Memory.read_binary(caller, memory, ptr, 2)

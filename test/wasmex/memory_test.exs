@@ -134,7 +134,43 @@ defmodule Wasmex.MemoryTest do
       for {at, data} <- chunks, do: assert(Memory.read_binary(store, memory, at, 262_144) == data)
     end
 
-    test "a host whose buffer cannot be opened gets large writes through the pipe", context do
+    test "a large read is copied into the host's shared buffer and read from there", context do
+      %{store: store, memory: memory} = context
+      data = :crypto.strong_rand_bytes(512 * 1024)
+      # Written in pieces below the buffer's minimum, so only the read uses the buffer.
+      for at <- 0..(512 * 1024 - 1)//65_536,
+          do: :ok = Memory.write_binary(store, memory, 3 + at, binary_part(data, at, 65_536))
+
+      assert Memory.read_binary(store, memory, 3, byte_size(data)) == data
+      [{_host, path, _size, _lock}] = :ets.lookup(Wasmex.Host.Bulk, store.host)
+      assert binary_part(File.read!(path), 0, byte_size(data)) == data
+    end
+
+    test "a large read past the end is refused, through the shared buffer too", context do
+      %{store: store, memory: memory} = context
+      size = Memory.size(store, memory)
+
+      assert Memory.read_binary(store, memory, size - 1024, 512 * 1024) ==
+               {:error, "out of bounds memory access"}
+
+      assert byte_size(Memory.read_binary(store, memory, size - 512 * 1024, 512 * 1024)) ==
+               512 * 1024
+    end
+
+    test "large reads from many processes at once each get their own bytes", context do
+      %{store: store, memory: memory} = context
+      chunks = for i <- 0..3, do: {i * 262_144, :binary.copy(<<i + 1>>, 262_144)}
+      for {at, data} <- chunks, do: :ok = Memory.write_binary(store, memory, at, data)
+
+      chunks
+      |> Enum.map(fn {at, data} ->
+        {data, Task.async(fn -> Memory.read_binary(store, memory, at, 262_144) end)}
+      end)
+      |> Enum.each(fn {data, task} -> assert Task.await(task) == data end)
+    end
+
+    test "a host whose buffer cannot be opened gets large reads and writes through the pipe",
+         context do
       %{store: store, memory: memory} = context
       [{host, _path, size, lock}] = :ets.lookup(Wasmex.Host.Bulk, store.host)
       :ets.insert(Wasmex.Host.Bulk, {host, "/nonexistent/wasmex-bulk", size, lock})

@@ -1,14 +1,17 @@
 defmodule Wasmex.Host.Bulk do
   @moduledoc false
-  # Large memory writes through a buffer the port shares (port/bulk.rs: a memfd of the
-  # port process, opened here as /proc/<os pid>/fd/<fd>) instead of through the pipe: the
-  # caller writes the bytes into the file, and the request names only their length. A
-  # 1 MiB write over the pipe waited once for the port to drain it (the pipe holds 1 MiB,
-  # the frame a header more) and copied the bytes into the pipe and out again.
+  # Large memory reads and writes through a buffer the port shares (port/bulk.rs: a memfd
+  # of the port process, opened here as /proc/<os pid>/fd/<fd>) instead of through the
+  # pipe. For a write the caller puts the bytes into the file and the request names only
+  # their length; for a read the port copies the bytes into the buffer and the caller
+  # reads them from the file after the reply. A 1 MiB transfer over the pipe waited once
+  # for the other side to drain it (the pipe holds 1 MiB, the frame a header more), and
+  # copied the bytes into the pipe and out again.
   #
-  # One write per host uses the buffer at a time (an :atomics lock); the others, and
-  # anything smaller than @min, larger than the buffer, or to a host on another node, go
-  # through the pipe. So does a write whose file cannot be opened.
+  # One transfer per host uses the buffer at a time (an :atomics lock, released only by
+  # its holder, after the port's reply); the others, and anything smaller than @min,
+  # larger than the buffer, or to a host on another node, go through the pipe. So does a
+  # transfer whose file cannot be opened.
 
   @table __MODULE__
 
@@ -32,11 +35,37 @@ defmodule Wasmex.Host.Bulk do
   """
   @spec write(pid(), binary(), (non_neg_integer() -> result)) :: result | :pipe
         when result: term()
-  def write(host, binary, request) when byte_size(binary) >= @min and node(host) == node() do
-    with [{^host, path, size, lock}] when byte_size(binary) <= size <- :ets.lookup(@table, host),
+  def write(host, binary, request) when is_binary(binary) do
+    with_buffer(host, byte_size(binary), fn path ->
+      if fill(path, binary) == :ok, do: request.(byte_size(binary)), else: :pipe
+    end)
+  end
+
+  @doc """
+  Runs `request.()` (the request that copies `length` bytes of linear memory into `host`'s
+  shared buffer) and, if it returns `{:ok, :ok}`, returns `{:ok, bytes}` with the bytes
+  read from the buffer. Any other result of the request is returned as it is; `:pipe`
+  when the buffer cannot take the read, or its file cannot be read.
+  """
+  @spec read(pid(), non_neg_integer(), (() -> result)) :: {:ok, binary()} | result | :pipe
+        when result: term()
+  def read(host, length, request) when is_integer(length) do
+    with_buffer(host, length, fn path ->
+      with {:ok, :ok} <- request.() do
+        case drain(path, length) do
+          {:ok, bytes} when byte_size(bytes) == length -> {:ok, bytes}
+          _ -> :pipe
+        end
+      end
+    end)
+  end
+
+  # Runs `fun.(path)` holding the host's buffer, or returns :pipe.
+  defp with_buffer(host, length, fun) when length >= @min and node(host) == node() do
+    with [{^host, path, size, lock}] when length <= size <- :ets.lookup(@table, host),
          :ok <- :atomics.compare_exchange(lock, 1, 0, 1) do
       try do
-        if fill(path, binary) == :ok, do: request.(byte_size(binary)), else: :pipe
+        fun.(path)
       after
         :atomics.put(lock, 1, 0)
       end
@@ -45,14 +74,18 @@ defmodule Wasmex.Host.Bulk do
     end
   end
 
-  def write(_host, _binary, _request), do: :pipe
+  defp with_buffer(_host, _length, _fun), do: :pipe
 
   # Opened for reading too: opened for writing only, the file would be truncated.
-  defp fill(path, binary) do
-    case :file.open(path, [:raw, :read, :write, :binary]) do
+  defp fill(path, binary), do: with_file(path, [:read, :write], &:file.pwrite(&1, 0, binary))
+
+  defp drain(path, length), do: with_file(path, [:read], &:file.pread(&1, 0, length))
+
+  defp with_file(path, modes, fun) do
+    case :file.open(path, [:raw, :binary | modes]) do
       {:ok, fd} ->
         try do
-          :file.pwrite(fd, 0, binary)
+          fun.(fd)
         after
           :file.close(fd)
         end
