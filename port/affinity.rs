@@ -1,14 +1,14 @@
-//! Keeping a worker that spins for a callback's answer off the CPU where the BEAM writes
-//! that answer.
+//! Keeping a spinning worker off the CPU where the BEAM writes what it waits for.
 //!
-//! The answer wakes the main thread (see `input.rs`), which the kernel places on the
-//! CPU of the BEAM scheduler that wrote it. A worker spinning on that same CPU is then
-//! preempted for every answer, and the BEAM's CPU, left with nothing between callbacks,
-//! sleeps: a callback loop ran at 30 - 40 us per callback that way, against 13 - 15 us
-//! with the worker on the other CPU. So a spinning worker that finds itself on the
-//! main thread's CPU moves off it while it waits, and gets every CPU back when the wait
-//! ends. While moved it only spins: a thread or process started from it would inherit
-//! the narrowed affinity.
+//! A callback's answer, and a request when requests come one at a time, wake the main
+//! thread (see `input.rs`), which the kernel places on the CPU of the BEAM scheduler that
+//! wrote it. A worker spinning on that same CPU is then preempted every time, and the
+//! BEAM's CPU, left with nothing in between, sleeps: a callback loop ran at 30 - 40 us
+//! per callback that way, against 13 - 15 us with the worker on the other CPU. So a
+//! spinning worker (for a callback's answer, see `store::receive`, or for its next task,
+//! see `workers.rs`) that finds itself on the main thread's CPU moves off it while it
+//! spins, and gets every CPU back before it runs or blocks. While moved it only spins: a
+//! thread or process started from it would inherit the narrowed affinity.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -54,8 +54,8 @@ pub fn narrowed() -> bool {
     NARROWED.with(Cell::get)
 }
 
-/// Called by a worker while it spins for a callback's answer: moves it off the main
-/// thread's CPU if it is on it (one system call, only then). Whether it is moved.
+/// Called by a worker while it spins: moves it off the main thread's CPU if it is on it
+/// (one system call, only then). Whether it is moved.
 pub fn keep_off_main_cpu() -> bool {
     if narrowed() {
         return true;

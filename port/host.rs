@@ -223,6 +223,7 @@ impl Host {
             _ => {
                 let ctx = Context::parse(req.arg(0)?)?;
                 let store = self.store(ctx.store_id())?;
+                crate::workers::note_arrival();
                 store.task.send(StoreMsg::Request(req));
             }
         }

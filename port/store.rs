@@ -285,6 +285,7 @@ impl StoreTask {
     fn refuse(&self, msgs: impl IntoIterator<Item = StoreMsg>) {
         for msg in msgs {
             if let StoreMsg::Request(req) = msg {
+                workers::note_answered();
                 self.outbox.send(&reply(
                     req.id,
                     Err("the store was dropped before serving this request".into()),
@@ -523,6 +524,7 @@ pub fn answer(mut cx: Cx<'_>, req: &Request) {
         handle(&mut cx, req)
     };
     let outbox = &cx.data().shared.outbox;
+    workers::note_answered();
     match result {
         Ok(Answer::Frame(frame)) => outbox.send_frame(frame),
         Ok(Answer::Value(value)) => outbox.send(&reply_term(req.id, Ok(value))),
