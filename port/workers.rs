@@ -16,10 +16,11 @@
 //!
 //! A worker that finds work while spinning, while requests are short and overlap (see
 //! [`Overlap`]), also takes over reading stdin from the main thread (see `input.rs`),
-//! between its tasks and while it spins; requests that come one at a time are left to
-//! the main thread, and the spinning worker keeps off its CPU (see `affinity.rs`); it gives the reading back before it blocks, waits in an import callback or a
-//! WASI read, or starts a long task, and the monitor takes it back from a worker that has
-//! been busy for a tick.
+//! between its tasks and while it spins. It gives the reading back before it blocks,
+//! waits in an import callback or a WASI read, or starts a long task, and the monitor
+//! takes it back from a worker that has been busy for a tick. Requests that come one at
+//! a time are left to the main thread, and the spinning worker keeps off its CPU (see
+//! `affinity.rs`).
 //!
 //! A worker waiting in an import callback does not count as running (see [`waiting`]).
 //! Workers that stay idle for [`IDLE_EXIT`] end, down to one.
