@@ -32,7 +32,12 @@ unsafe impl Sync for Bulk {}
 impl Bulk {
     pub fn create() -> Fallible<Bulk> {
         // SAFETY: a valid C string; the returned fd is owned here from now on.
-        let fd = unsafe { libc::memfd_create(c"wasmex-bulk".as_ptr(), libc::MFD_CLOEXEC) };
+        let fd = unsafe {
+            libc::memfd_create(
+                c"wasmex-bulk".as_ptr(),
+                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
+            )
+        };
         if fd < 0 {
             return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
         }
@@ -42,6 +47,16 @@ impl Bulk {
         let map = unsafe {
             if libc::ftruncate(fd, SIZE as libc::off_t) != 0 {
                 return Err(format!("ftruncate: {}", std::io::Error::last_os_error()));
+            }
+            // Its size is fixed: a file shortened by whoever opens it would make this
+            // process's next access to the mapping past its end fail with SIGBUS.
+            if libc::fcntl(
+                fd,
+                libc::F_ADD_SEALS,
+                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+            ) != 0
+            {
+                return Err(format!("sealing: {}", std::io::Error::last_os_error()));
             }
             libc::mmap(
                 std::ptr::null_mut(),
@@ -118,6 +133,15 @@ mod tests {
         let file = std::fs::File::open(path).unwrap();
         file.read_exact_at(&mut read, 0).unwrap();
         assert_eq!(read, b"to the file!");
+    }
+
+    #[test]
+    fn the_file_cannot_be_shortened() {
+        let bulk = Bulk::create().unwrap();
+        let path = format!("/proc/self/fd/{}", bulk.fd());
+        let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        assert!(file.set_len(0).is_err());
+        assert_eq!(bulk.read(4, |b| b.len()).unwrap(), 4);
     }
 
     #[test]

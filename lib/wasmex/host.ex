@@ -119,15 +119,28 @@ defmodule Wasmex.Host do
   def release(host, store_id, pid), do: GenServer.cast(host, {:release, store_id, pid})
 
   @doc """
+  Asks the host to free its shared buffer (`Wasmex.Host.Bulk`) from `holder`, a process
+  that died holding it under `token`: done once the port has answered every request of
+  `holder`, and no sooner than `:bulk_reclaim_after` milliseconds (default 100), which
+  leaves a request `holder` sent just before it died the time to arrive.
+  """
+  @spec reclaim_bulk(pid(), pos_integer(), pid()) :: :ok
+  def reclaim_bulk(host, token, holder), do: GenServer.cast(host, {:reclaim_bulk, token, holder})
+
+  @doc """
   Same as `release/3`, but returns once the host has let go. If `pid` was the last holder,
   the store's drop is then on its way to the port ahead of any request sent after this
   returns, so an instantiation waiting for free instance slots knows to wait for it.
   """
   @spec release_now(pid(), non_neg_integer(), pid()) :: :ok
-  def release_now(host, store_id, pid) do
+  def release_now(host, store_id, pid) when node(host) == node() do
     _ = call(host, {:release, store_id, pid})
     :ok
   end
+
+  # Another node's host: the order of a drop and the next request matters only locally,
+  # and a node that cannot be reached must not hold up the caller.
+  def release_now(host, store_id, pid), do: release(host, store_id, pid)
 
   @doc """
   Leaves the host without an owner: it stops once it has no store left. For a host started
@@ -345,6 +358,11 @@ defmodule Wasmex.Host do
     {:noreply, state}
   end
 
+  def handle_cast({:reclaim_bulk, token, holder}, state) do
+    reclaim_bulk_later({:reclaim_bulk, token, holder})
+    {:noreply, state}
+  end
+
   def handle_cast({:release, store_id, pid}, state) do
     case state.holders do
       %{^store_id => %{^pid => ref}} ->
@@ -427,6 +445,14 @@ defmodule Wasmex.Host do
     end
   end
 
+  def handle_info({:reclaim_bulk, token, holder} = reclaim, state) do
+    if Enum.any?(state.pending, fn {_id, {target, _, _, _}} -> sent_by?(target, holder) end),
+      do: reclaim_bulk_later(reclaim),
+      else: Wasmex.Host.Bulk.reclaim(self(), token)
+
+    {:noreply, state}
+  end
+
   def handle_info({:EXIT, port, _reason}, %{port: port} = state), do: {:noreply, state}
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
   def handle_info(_other, state), do: {:noreply, state}
@@ -492,6 +518,17 @@ defmodule Wasmex.Host do
 
   defp caller_pid({:reply, {pid, _tag}}), do: pid
   defp caller_pid({:send, pid, _tag}), do: pid
+
+  defp reclaim_bulk_later(message) do
+    case Application.get_env(:wasmex, :bulk_reclaim_after, 100) do
+      0 -> send(self(), message)
+      ms -> Process.send_after(self(), message, ms)
+    end
+  end
+
+  defp sent_by?({:new_store, {pid, _tag}, _holder}, pid), do: true
+  defp sent_by?({:new_store, _from, _holder}, _pid), do: false
+  defp sent_by?(target, pid), do: caller_pid(target) == pid
 
   defp cancel(state, id, store_id) do
     case Map.pop(state.pending, id) do

@@ -3,6 +3,9 @@ defmodule Wasmex.MemoryTest do
 
   alias Wasmex.Memory
 
+  # Large enough to go through a host's shared buffer.
+  @large 300_000
+
   setup do
     {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
     {:ok, store} = Wasmex.store(pid)
@@ -167,6 +170,27 @@ defmodule Wasmex.MemoryTest do
         {data, Task.async(fn -> Memory.read_binary(store, memory, at, 262_144) end)}
       end)
       |> Enum.each(fn {data, task} -> assert Task.await(task) == data end)
+    end
+
+    test "a transfer killed while it holds the buffer leaves it to later ones", context do
+      %{store: store, memory: memory} = context
+      Application.put_env(:wasmex, :bulk_reclaim_after, 0)
+      on_exit(fn -> Application.delete_env(:wasmex, :bulk_reclaim_after) end)
+      [{_host, _path, _size, lock}] = :ets.lookup(Wasmex.Host.Bulk, store.host)
+      killed = fn _length -> Process.exit(self(), :kill) end
+
+      {_pid, ref} =
+        spawn_monitor(fn ->
+          Wasmex.Host.Bulk.write(store.host, :binary.copy(<<1>>, @large), killed)
+        end)
+
+      assert_receive {:DOWN, ^ref, :process, _, :killed}
+      # Held by the dead process: this write goes through the pipe and asks the host to
+      # take the buffer back, which it does at once (no request of the dead one is left).
+      :ok = Memory.write_binary(store, memory, 0, :binary.copy(<<2>>, @large))
+      _ = :sys.get_state(store.host)
+      _ = :sys.get_state(store.host)
+      assert :atomics.get(lock, 1) == 0
     end
 
     test "a host whose buffer cannot be opened gets large reads and writes through the pipe",

@@ -8,8 +8,9 @@ defmodule Wasmex.Host.Bulk do
   # for the other side to drain it (the pipe holds 1 MiB, the frame a header more), and
   # copied the bytes into the pipe and out again.
   #
-  # One transfer per host uses the buffer at a time (an :atomics lock, released only by
-  # its holder, after the port's reply); the others, and anything smaller than @min,
+  # One transfer per host uses the buffer at a time (an :atomics lock, released by its
+  # holder after the port's reply, or by the host once a killed holder has no request
+  # left in the port); the others, and anything smaller than @min,
   # larger than the buffer, or to a host on another node, go through the pipe. So does a
   # transfer whose file cannot be opened.
 
@@ -63,11 +64,14 @@ defmodule Wasmex.Host.Bulk do
   # Runs `fun.(path)` holding the host's buffer, or returns :pipe.
   defp with_buffer(host, length, fun) when length >= @min and node(host) == node() do
     with [{^host, path, size, lock}] when length <= size <- :ets.lookup(@table, host),
-         :ok <- :atomics.compare_exchange(lock, 1, 0, 1) do
+         # A host that died without unregistering: its OS pid may be reused already.
+         true <- Process.alive?(host),
+         {:ok, token} <- acquire(host, lock) do
       try do
         fun.(path)
       after
-        :atomics.put(lock, 1, 0)
+        :atomics.compare_exchange(lock, 1, token, 0)
+        :ets.delete(@table, {:holder, token})
       end
     else
       _ -> :pipe
@@ -75,6 +79,42 @@ defmodule Wasmex.Host.Bulk do
   end
 
   defp with_buffer(_host, _length, _fun), do: :pipe
+
+  # The lock holds the holder's token (0: free), and the table who holds each token. A
+  # holder killed in a transfer never releases it: the host takes the lock back once that
+  # holder has no request left in the port (see `reclaim/3`).
+  defp acquire(host, lock) do
+    token = :erlang.unique_integer([:positive])
+    :ets.insert(@table, {{:holder, token}, self()})
+
+    case :atomics.compare_exchange(lock, 1, 0, token) do
+      :ok ->
+        {:ok, token}
+
+      held ->
+        :ets.delete(@table, {:holder, token})
+
+        with [{_, holder}] <- :ets.lookup(@table, {:holder, held}),
+             false <- Process.alive?(holder),
+             do: Wasmex.Host.reclaim_bulk(host, held, holder)
+
+        :busy
+    end
+  end
+
+  @doc """
+  Frees `host`'s buffer if the holder with `token` still holds it. The host calls this
+  once that holder, dead, has no request left in the port.
+  """
+  @spec reclaim(pid(), pos_integer()) :: :ok
+  def reclaim(host, token) do
+    with [{^host, _path, _size, lock}] <- :ets.lookup(@table, host) do
+      :atomics.compare_exchange(lock, 1, token, 0)
+    end
+
+    :ets.delete(@table, {:holder, token})
+    :ok
+  end
 
   # Opened for reading too: opened for writing only, the file would be truncated.
   defp fill(path, binary), do: with_file(path, [:read, :write], &:file.pwrite(&1, 0, binary))
