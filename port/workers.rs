@@ -473,9 +473,13 @@ impl Pool {
                 // spinning there would be preempted for each, so it moves off that CPU
                 // (see `affinity.rs`) and, moved, reads nothing (what it started would
                 // inherit the narrowed affinity).
-                let moved = !overlapping_requests()
-                    && !input::reading_here()
-                    && crate::affinity::keep_off_main_cpu();
+                let moved = if !overlapping_requests() && input::reader() == 0 {
+                    crate::affinity::keep_off_main_cpu()
+                } else {
+                    // Requests began to overlap while it was moved: it reads again.
+                    crate::affinity::restore();
+                    false
+                };
                 if !moved {
                     input::drain_if_free();
                 }
@@ -656,7 +660,10 @@ mod tests {
     fn an_answer_without_a_request_counts_nothing() {
         let overlap = Overlap::new();
         overlap.answered();
-        overlap.arrived();
+        for _ in 0..8 {
+            overlap.arrived();
+            overlap.answered();
+        }
         assert!(!overlap.overlapping());
     }
 }

@@ -94,8 +94,10 @@ defmodule Wasmex.Host.Bulk do
       held ->
         :ets.delete(@table, {:holder, token})
 
+        # The host is asked once per dead holder.
         with [{_, holder}] <- :ets.lookup(@table, {:holder, held}),
              false <- Process.alive?(holder),
+             true <- :ets.insert_new(@table, {{:reclaiming, held}}),
              do: Wasmex.Host.reclaim_bulk(host, held, holder)
 
         :busy
@@ -113,6 +115,7 @@ defmodule Wasmex.Host.Bulk do
     end
 
     :ets.delete(@table, {:holder, token})
+    :ets.delete(@table, {:reclaiming, token})
     :ok
   end
 
