@@ -481,13 +481,13 @@ defmodule Wasmex do
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
-  def terminate(reason, %{store: store}) do
+  def terminate(_reason, %{store: store}) do
     forget_server(self())
     # Let go of the store before exiting, not by the host's monitor: the monitor's message
     # can reach the host after the process that stopped this one sent its next request,
-    # and a start right after a stop would then find the instance slots still taken.
-    unless match?({:shutdown, {:wasmex_host_down, _}}, reason),
-      do: Host.release_now(store.host, store.store_id, self())
+    # and a start right after a stop would then find the instance slots still taken. (A
+    # host that is down answers at once: the call fails.)
+    Host.release_now(store.host, store.store_id, self())
   end
 
   @doc false

@@ -54,8 +54,8 @@ pub fn narrowed() -> bool {
     NARROWED.with(Cell::get)
 }
 
-/// Called by a worker while it spins: moves it off the main thread's CPU if it is on it
-/// (one system call, only then). Whether it is moved.
+/// Moves the calling worker off the main thread's CPU if it is on it (one system call,
+/// only then). Whether it is moved.
 pub fn keep_off_main_cpu() -> bool {
     if narrowed() {
         return true;
@@ -74,6 +74,17 @@ pub fn keep_off_main_cpu() -> bool {
     let moved = unsafe { libc::CPU_COUNT(&set) } > 0 && set_affinity(&set);
     NARROWED.with(|n| n.set(moved));
     moved
+}
+
+/// One turn of a worker's spin: moved off the main thread's CPU if `keep_off` and it is
+/// there (then it reads nothing: what it would start, a thread or a compile child, would
+/// inherit the narrowed affinity); otherwise with every CPU, reading stdin if free.
+pub fn spin_turn(keep_off: bool) {
+    if keep_off && keep_off_main_cpu() {
+        return;
+    }
+    restore();
+    crate::input::drain_if_free();
 }
 
 /// Gives a moved worker back every CPU the process started with.

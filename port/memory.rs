@@ -59,10 +59,7 @@ pub fn read_reply(cx: &mut Cx<'_>, req: &Request) -> Fallible<Vec<u8>> {
 /// `{Ctx, Instance, Name, Offset, Length}` -> ok: writes the first `Length` bytes of the
 /// shared buffer (see `bulk.rs`), which the BEAM filled.
 pub fn write_bulk(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
-    req.expect_arity(5)?;
-    let m = memory(cx, req)?;
-    let len = term::as_u64(req.arg(4)?, "length")?;
-    let r = range(cx, &m, req.arg(3)?, len)?;
+    let (m, len, r) = bulk_range(cx, req)?;
     let shared = cx.data().shared.clone();
     let target = &mut m.data_mut(&mut *cx)[r];
     shared_buffer(&shared)?.read(len, |bytes| target.copy_from_slice(bytes))?;
@@ -72,14 +69,20 @@ pub fn write_bulk(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
 /// `{Ctx, Instance, Name, Offset, Length}` -> ok: copies `Length` bytes of memory into the
 /// shared buffer (see `bulk.rs`), for the BEAM to read from there.
 pub fn read_bulk(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
-    req.expect_arity(5)?;
-    let m = memory(cx, req)?;
-    let len = term::as_u64(req.arg(4)?, "length")?;
-    let r = range(cx, &m, req.arg(3)?, len)?;
+    let (m, len, r) = bulk_range(cx, req)?;
     let shared = cx.data().shared.clone();
     let source = &m.data(&*cx)[r];
     shared_buffer(&shared)?.write(len, |bytes| bytes.copy_from_slice(source))?;
     Ok(term::atom("ok"))
+}
+
+/// The memory, length and byte range a bulk request names.
+fn bulk_range(cx: &mut Cx<'_>, req: &Request) -> Fallible<(Memory, u64, std::ops::Range<usize>)> {
+    req.expect_arity(5)?;
+    let m = memory(cx, req)?;
+    let len = term::as_u64(req.arg(4)?, "length")?;
+    let r = range(cx, &m, req.arg(3)?, len)?;
+    Ok((m, len, r))
 }
 
 fn shared_buffer(shared: &crate::host::Shared) -> Fallible<&crate::bulk::Bulk> {

@@ -492,13 +492,9 @@ pub fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<StoreM
     };
     let start = Instant::now();
     let _waiting = workers::waiting();
-    let msg = data.inbox.pop_wait(spin, deadline, || {
-        // Moved off the main thread's CPU, it reads no frame: what it would start (a
-        // thread, a compile child) would inherit the narrowed affinity.
-        if !affinity::keep_off_main_cpu() {
-            crate::input::drain_if_free();
-        }
-    });
+    let msg = data
+        .inbox
+        .pop_wait(spin, deadline, || affinity::spin_turn(true));
     affinity::restore();
     data.last_wait = start.elapsed();
     msg

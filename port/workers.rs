@@ -470,19 +470,8 @@ impl Pool {
                 }
                 // Requests that come one at a time are read by the main thread, which
                 // wakes on the CPU of the BEAM scheduler that wrote them: a worker
-                // spinning there would be preempted for each, so it moves off that CPU
-                // (see `affinity.rs`) and, moved, reads nothing (what it started would
-                // inherit the narrowed affinity).
-                let moved = if !overlapping_requests() && input::reader() == 0 {
-                    crate::affinity::keep_off_main_cpu()
-                } else {
-                    // Requests began to overlap while it was moved: it reads again.
-                    crate::affinity::restore();
-                    false
-                };
-                if !moved {
-                    input::drain_if_free();
-                }
+                // spinning there would be preempted for each, so it moves off that CPU.
+                crate::affinity::spin_turn(!overlapping_requests() && input::reader() == 0);
                 if start.elapsed() >= spin {
                     break;
                 }

@@ -105,10 +105,11 @@ defmodule Wasmex.Memory do
     check_index!(length)
     copy = fn -> request(store, :memory_read_bulk, memory, {index, length}) end
 
-    case Wasmex.Host.Bulk.read(store.host, length, copy) do
-      :pipe -> store |> request(:memory_read, memory, {index, length}) |> unwrap()
-      result -> unwrap(result)
-    end
+    result =
+      with :pipe <- Wasmex.Host.Bulk.read(store.host, length, copy),
+           do: request(store, :memory_read, memory, {index, length})
+
+    unwrap(result)
   end
 
   @doc "Writes `binary` starting at `index` (no terminating NUL byte is added)."
@@ -118,10 +119,11 @@ defmodule Wasmex.Memory do
     check_index!(index)
     copy = fn length -> request(store, :memory_write_bulk, memory, {index, length}) end
 
-    case Wasmex.Host.Bulk.write(store.host, binary, copy) do
-      :pipe -> store |> request(:memory_write, memory, {index, binary}) |> unwrap()
-      result -> unwrap(result)
-    end
+    result =
+      with :pipe <- Wasmex.Host.Bulk.write(store.host, binary, copy),
+           do: request(store, :memory_write, memory, {index, binary})
+
+    unwrap(result)
   end
 
   @doc "Reads `length` bytes starting at `index` as a string."
