@@ -213,7 +213,10 @@ impl Host {
                 req.expect_arity(3)?;
                 let store_id = term::as_u64(req.arg(0)?, "store id")?;
                 let callback_id = term::as_u64(req.arg(1)?, "callback id")?;
-                let store = self.store(store_id)?;
+                // The store may have ended while the callback ran: nobody waits.
+                let Ok(store) = self.store(store_id) else {
+                    return Ok(());
+                };
                 let result = req.take_arg(2)?;
                 store.task.send(StoreMsg::CallbackReturn {
                     callback_id,

@@ -14,9 +14,10 @@ use crate::workers::{self, Task};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
 use std::collections::{HashSet, VecDeque};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 use wasmtime::{
     AsContextMut, Instance, Store, StoreContextMut, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
@@ -283,13 +284,14 @@ impl StoreTask {
 
     /// Answers requests the store will never serve, so that no caller waits forever.
     fn refuse(&self, msgs: impl IntoIterator<Item = StoreMsg>) {
+        self.refuse_with(msgs, STORE_DROPPED);
+    }
+
+    fn refuse_with(&self, msgs: impl IntoIterator<Item = StoreMsg>, reason: &str) {
         for msg in msgs {
             if let StoreMsg::Request(req) = msg {
                 workers::note_answered();
-                self.outbox.send(&reply(
-                    req.id,
-                    Err("the store was dropped before serving this request".into()),
-                ));
+                self.outbox.send(&reply(req.id, Err(reason.into())));
             }
         }
     }
@@ -297,9 +299,19 @@ impl StoreTask {
     /// The store is gone: refuses what was still queued for it, and what comes later.
     /// Called once the wasmtime store is gone, with its instances.
     fn end(&self, deferred: VecDeque<Request>) {
+        self.end_with(deferred, STORE_DROPPED);
+    }
+
+    /// Like `end`, after a panic: the requests it leaves learn why.
+    fn end_failed(&self, deferred: VecDeque<Request>) {
+        self.end_with(deferred, STORE_FAILED);
+    }
+
+    fn end_with(&self, deferred: VecDeque<Request>, reason: &str) {
         let queued = self.inbox.close();
         self.settle_drop();
-        self.refuse(deferred.into_iter().map(StoreMsg::Request).chain(queued));
+        let left = deferred.into_iter().map(StoreMsg::Request).chain(queued);
+        self.refuse_with(left, reason);
         let _ = self.ended.send(self.id);
     }
 }
@@ -325,12 +337,18 @@ impl Task for StoreTask {
                         return self.end(VecDeque::new());
                     }
                 },
-                Slot::Live(mut store) => {
-                    if serve(&mut store) == Served::Ended {
-                        return self.end(store.into_data().deferred);
+                Slot::Live(mut store) => match catch_unwind(AssertUnwindSafe(|| serve(&mut store)))
+                {
+                    Ok(Served::Ended) => return self.end(store.into_data().deferred),
+                    Ok(Served::Idle) => *slot = Slot::Live(store),
+                    // A panic (a bug): the request it hit was answered (see `answer`);
+                    // the requests deferred meanwhile are refused, and the store ends.
+                    Err(_) => {
+                        let deferred = std::mem::take(&mut store.data_mut().deferred);
+                        drop(store);
+                        return self.end_failed(deferred);
                     }
-                    *slot = Slot::Live(store);
-                }
+                },
                 Slot::Ended => return self.end(VecDeque::new()),
             }
             if self.inbox.release_if_empty() {
@@ -340,8 +358,23 @@ impl Task for StoreTask {
     }
 
     fn abort(self: Arc<Self>) {
-        self.end(VecDeque::new());
+        self.end_failed(VecDeque::new());
     }
+}
+
+/// The answer to a request a store will not serve because it was dropped first.
+const STORE_DROPPED: &str = "the store was dropped before serving this request";
+
+/// The answer to the request a store panicked on (a bug in this program), and to those
+/// it left: the store is gone, the host and its other stores work on.
+const STORE_FAILED: &str =
+    "internal error: the Wasm host failed while serving this request, and dropped the store";
+
+/// Whether this process was started with `WASMEX_PORT_FAULTS` set: tests then make a
+/// store panic on purpose (op `fault_panic`), to check that nobody is left waiting.
+fn faults_enabled() -> bool {
+    static ENABLED: OnceLock<bool> = OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("WASMEX_PORT_FAULTS").is_some())
 }
 
 /// What a store is made of, checked before it is made.
@@ -517,7 +550,17 @@ pub fn answer(mut cx: Cx<'_>, req: &Request) {
     let result = if top_level && cx.data().call.cancellations.contains(req.id) {
         Err(term::string("cancelled: the caller stopped waiting"))
     } else {
-        handle(&mut cx, req)
+        // A panic (a bug) ends the store (see `StoreTask::run`), but this request, and
+        // any it is nested in, still get an answer on the way out.
+        match catch_unwind(AssertUnwindSafe(|| handle(&mut cx, req))) {
+            Ok(result) => result,
+            Err(panic) => {
+                workers::note_answered();
+                let failed = Err(term::string(STORE_FAILED));
+                cx.data().shared.outbox.send(&reply_term(req.id, failed));
+                resume_unwind(panic)
+            }
+        }
     };
     let outbox = &cx.data().shared.outbox;
     workers::note_answered();
@@ -581,6 +624,8 @@ fn handle_op(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
                 .map_err(|e| format!("Could not set fuel: {e}"))?;
             Ok(term::atom("ok"))
         }
+        // No panic message: `resume_unwind` skips the panic hook.
+        "fault_panic" if faults_enabled() => resume_unwind(Box::new("an injected fault")),
         other => Err(format!("unknown op: {other}")),
     }
 }
