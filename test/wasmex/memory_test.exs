@@ -193,6 +193,67 @@ defmodule Wasmex.MemoryTest do
       assert :atomics.get(lock, 1) == 0
     end
 
+    test "a transfer killed with its request still in the port keeps the buffer until answered",
+         context do
+      %{store: store, memory: memory} = context
+      Application.put_env(:wasmex, :bulk_reclaim_after, 0)
+      on_exit(fn -> Application.delete_env(:wasmex, :bulk_reclaim_after) end)
+      [{_host, _path, _size, lock}] = :ets.lookup(Wasmex.Host.Bulk, store.host)
+      test_pid = self()
+
+      # A call that waits in an import callback until told to go on: requests for the
+      # store itself wait for the call to end.
+      waits = fn _context ->
+        send(test_pid, {:call_waiting, self()})
+        receive do: (:go -> nil)
+      end
+
+      {:ok, waiting} =
+        Wasmex.start_link(%{
+          store: store,
+          bytes: ~s{(module (import "env" "wait" (func $w)) (func (export "run") call $w))},
+          imports: %{env: %{wait: {:fn, [], [], waits}}}
+        })
+
+      call = Task.async(fn -> Wasmex.call_function(waiting, "run", []) end)
+      assert_receive {:call_waiting, callback}
+      args = fn length -> {store.store_id, memory.instance_id, memory.name, 0, length} end
+
+      sends_and_dies = fn length ->
+        Wasmex.Host.cast_request(
+          store.host,
+          :memory_write_bulk,
+          args.(length),
+          {:send, self(), :w}
+        )
+
+        Process.exit(self(), :kill)
+      end
+
+      {holder, ref} =
+        spawn_monitor(fn ->
+          Wasmex.Host.Bulk.write(store.host, :binary.copy(<<1>>, @large), sends_and_dies)
+        end)
+
+      assert_receive {:DOWN, ^ref, :process, _, :killed}
+      token = :atomics.get(lock, 1)
+      Wasmex.Host.reclaim_bulk(store.host, token, holder)
+      _ = :sys.get_state(store.host)
+      _ = :sys.get_state(store.host)
+      # The port has yet to copy the bytes out of the buffer: it stays the dead holder's.
+      held_while_pending = :atomics.get(lock, 1)
+
+      send(callback, :go)
+      {:ok, []} = Task.await(call)
+      # Served after the write (same store): the write has been answered.
+      _ = Memory.size(store, memory)
+      _ = :sys.get_state(store.host)
+      _ = :sys.get_state(store.host)
+
+      assert {held_while_pending, :atomics.get(lock, 1), Memory.get_byte(store, memory, 0)} ==
+               {token, 0, 1}
+    end
+
     test "a host whose buffer cannot be opened gets large reads and writes through the pipe",
          context do
       %{store: store, memory: memory} = context
