@@ -49,6 +49,45 @@ pub fn note_main_cpu() {
     MAIN_CPU.store(current_cpu(), Ordering::Relaxed);
 }
 
+/// Called by the main thread before it waits for requests: moves it to the CPU of the
+/// BEAM's busiest scheduler if it is elsewhere (see `beam_cpu.rs`), so that the next
+/// request wakes it there; only while requests come one at a time. Stops watching when
+/// the BEAM's threads cannot be read. The CPU it moved to, if it moved.
+pub fn main_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i32> {
+    // Under concurrent requests a worker reads, and both CPUs are busy anyway.
+    if crate::workers::overlapping_requests() {
+        return None;
+    }
+    let beam = watch.as_mut()?;
+    let Some(allowed) = allowed() else {
+        *watch = None;
+        return None;
+    };
+    match beam.cpu(std::time::Instant::now()) {
+        Err(_) => {
+            *watch = None;
+            None
+        }
+        // SAFETY: a CPU number the kernel gave (< CPU_SETSIZE).
+        Ok(Some(cpu))
+            if cpu != current_cpu() && unsafe { libc::CPU_ISSET(cpu as usize, allowed) } =>
+        {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set; `cpu` is < CPU_SETSIZE.
+            let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::CPU_SET(cpu as usize, &mut only) };
+            // Moved at once (a running thread leaves a CPU it may no longer use), then
+            // free again: it stays where it is until it waits, and wakes there.
+            if !set_affinity(&only) {
+                return None;
+            }
+            set_affinity(allowed);
+            MAIN_CPU.store(cpu, Ordering::Relaxed);
+            Some(cpu)
+        }
+        Ok(_) => None,
+    }
+}
+
 /// Whether this thread is moved off the main thread's CPU.
 pub fn narrowed() -> bool {
     NARROWED.with(Cell::get)
@@ -106,6 +145,7 @@ fn set_affinity(set: &libc::cpu_set_t) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::beam_cpu::BeamWatch;
 
     fn my_cpus() -> libc::cpu_set_t {
         // SAFETY: as in `allowed`.
@@ -118,6 +158,60 @@ mod tests {
     fn has(set: &libc::cpu_set_t, cpu: i32) -> bool {
         // SAFETY: a CPU number the kernel gave.
         unsafe { libc::CPU_ISSET(cpu as usize, set) }
+    }
+
+    #[test]
+    fn the_main_thread_stops_watching_a_beam_it_cannot_read() {
+        // SAFETY: no arguments.
+        let gone = std::thread::spawn(|| unsafe { libc::gettid() } as u32)
+            .join()
+            .unwrap();
+        let mut watch = Some(BeamWatch::of_threads(std::process::id(), &[gone]));
+        main_to_beams_cpu(&mut watch);
+        assert!(watch.is_none());
+    }
+
+    #[test]
+    fn the_main_thread_moves_to_the_cpu_of_the_busiest_scheduler() {
+        let Some(allowed) = allowed() else { return };
+        // A thread held on one CPU plays the BEAM's scheduler; this one plays the main
+        // thread, held on another CPU until it moves.
+        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            // SAFETY: CPU numbers below CPU_SETSIZE.
+            .filter(|cpu| unsafe { libc::CPU_ISSET(*cpu, allowed) })
+            .collect();
+        let (scheduler_cpu, main_cpu) = (cpus[0], cpus[1]);
+        let only = |cpu: usize| {
+            // SAFETY: as in `main_to_beams_cpu`.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            unsafe { libc::CPU_SET(cpu, &mut set) };
+            set
+        };
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let scheduler = std::thread::spawn(move || {
+            assert!(set_affinity(&only(scheduler_cpu)));
+            // SAFETY: no arguments.
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_millis(40) {
+                std::hint::spin_loop();
+            }
+        });
+        let tid = tid_rx.recv().unwrap();
+        let moved = std::thread::spawn(move || {
+            assert!(set_affinity(&only(main_cpu)));
+            let mut watch = Some(BeamWatch::of_threads(std::process::id(), &[tid]));
+            main_to_beams_cpu(&mut watch);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let moved = main_to_beams_cpu(&mut watch);
+            // SAFETY: reads valid sets.
+            let all = unsafe { libc::CPU_COUNT(&my_cpus()) == libc::CPU_COUNT(allowed) };
+            (moved, all)
+        })
+        .join()
+        .unwrap();
+        scheduler.join().unwrap();
+        assert_eq!(moved, (Some(scheduler_cpu as i32), true));
     }
 
     #[test]

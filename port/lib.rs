@@ -2,6 +2,7 @@
 //! fuzz targets in `fuzz/` can drive the decoder and the dispatcher directly.
 
 pub mod affinity;
+pub mod beam_cpu;
 pub mod bulk;
 pub mod callback;
 pub mod compiler;

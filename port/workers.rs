@@ -256,7 +256,7 @@ pub fn note_answered() {
 /// while the answer is made, and the answer then wakes the BEAM at less cost. Measured
 /// (A/B, alternating binaries): sequential calls 19 - 25 -> 11.9 us, `start_link` 25 - 52
 /// -> 16 - 47 us, 32 instances and 64 callers unchanged.
-fn overlapping_requests() -> bool {
+pub fn overlapping_requests() -> bool {
     REQUESTS.overlapping()
 }
 

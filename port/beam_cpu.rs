@@ -1,0 +1,238 @@
+//! Which CPU the BEAM's busiest scheduler runs on, read from `/proc`, so that the main
+//! thread can wait for requests there.
+//!
+//! A request that comes after the previous answer wakes the main thread (see `input.rs`),
+//! and the kernel wakes a thread on the CPU it last ran on when that CPU is idle. If the
+//! main thread last ran on the CPU the BEAM's scheduler is not on, each request wakes that
+//! idle CPU (25 - 35 us for a halted vCPU on the project's machine), and the BEAM's CPU,
+//! with nothing to do meanwhile, halts too: `start_link` took 35 - 67 us that way and
+//! 16 us with the main thread on the BEAM's CPU, where it preempts the scheduler
+//! that wrote the request. Either placement lasts once taken (see docs/performance.md),
+//! so before it waits the main thread moves itself to the scheduler's CPU.
+//!
+//! The port's parent is `erl_child_setup`, whose parent is the BEAM. Every
+//! [`SAMPLE_EVERY`] the main thread reads the run time of the BEAM's schedulers
+//! (`/proc/<pid>/task/<tid>/schedstat`) and the CPU the one that ran most since the last
+//! look last ran on (`stat`). Anything unexpected (no such parent, `/proc` hidden, more
+//! than [`MAX_SCHEDULERS`] schedulers) turns this off for good.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+/// How often the schedulers are looked at (a look costs a few file reads, some 10 us).
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// Beyond this many schedulers a look costs too much, and a halted vCPU is less likely.
+pub const MAX_SCHEDULERS: usize = 8;
+
+/// The BEAM's threads could not be read (it exited, or `/proc` changed).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unreadable;
+
+/// The BEAM's schedulers, and what the last look saw.
+#[derive(Debug)]
+pub struct BeamWatch {
+    pid: u32,
+    /// Thread ids of the normal schedulers, with their run time (ns) at the last look.
+    schedulers: Vec<(u32, u64)>,
+    last_look: Option<Instant>,
+    cpu: Option<i32>,
+}
+
+impl BeamWatch {
+    /// Finds the BEAM this process was started by (`None` if it was not, or `/proc` does
+    /// not tell).
+    pub fn find() -> Option<BeamWatch> {
+        // SAFETY: no arguments.
+        let child_setup = unsafe { libc::getppid() } as u32;
+        let beam = parent_of(child_setup)?;
+        if !fs::read_to_string(format!("/proc/{beam}/comm"))
+            .ok()?
+            .starts_with("beam")
+        {
+            return None;
+        }
+        Self::of(beam)
+    }
+
+    /// Watches the schedulers of the BEAM with OS pid `pid`.
+    pub fn of(pid: u32) -> Option<BeamWatch> {
+        let mut schedulers = Vec::new();
+        for entry in fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let Some(tid) = entry
+                .ok()
+                .and_then(|e| e.file_name().to_str()?.parse().ok())
+            else {
+                continue;
+            };
+            let comm =
+                fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).unwrap_or_default();
+            if is_scheduler(comm.trim_end()) {
+                schedulers.push(tid);
+            }
+        }
+        (!schedulers.is_empty() && schedulers.len() <= MAX_SCHEDULERS)
+            .then(|| BeamWatch::of_threads(pid, &schedulers))
+    }
+
+    /// Watches the threads `tids` of process `pid` as if they were a BEAM's schedulers.
+    pub fn of_threads(pid: u32, tids: &[u32]) -> BeamWatch {
+        BeamWatch {
+            pid,
+            schedulers: tids.iter().map(|tid| (*tid, 0)).collect(),
+            last_look: None,
+            cpu: None,
+        }
+    }
+
+    /// The CPU of the scheduler that ran most lately, looked up again if the last look is
+    /// older than [`SAMPLE_EVERY`]. `None` until two looks were made, or while no
+    /// scheduler ran.
+    pub fn cpu(&mut self, now: Instant) -> Result<Option<i32>, Unreadable> {
+        if self.last_look.is_some_and(|at| now - at < SAMPLE_EVERY) {
+            return Ok(self.cpu);
+        }
+        let first = self.last_look.is_none();
+        self.last_look = Some(now);
+        self.cpu = match self.busiest()? {
+            Some(tid) if !first => Some(last_cpu(self.pid, tid).ok_or(Unreadable)?),
+            _ => None,
+        };
+        Ok(self.cpu)
+    }
+
+    /// The scheduler that ran longest since the last look (none if none ran).
+    fn busiest(&mut self) -> Result<Option<u32>, Unreadable> {
+        let mut busiest: Option<(u64, u32)> = None;
+        for (tid, seen) in &mut self.schedulers {
+            let ran = run_time(self.pid, *tid).ok_or(Unreadable)?;
+            let lately = ran.saturating_sub(*seen);
+            *seen = ran;
+            if lately > 0 && busiest.is_none_or(|(most, _)| lately > most) {
+                busiest = Some((lately, *tid));
+            }
+        }
+        Ok(busiest.map(|(_, tid)| tid))
+    }
+}
+
+/// A normal scheduler's thread name: `<n>_scheduler` (dirty ones are `<n>_dirty_...`).
+fn is_scheduler(name: &str) -> bool {
+    name.strip_suffix("_scheduler")
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The fields of `/proc/.../stat` after the command name (which may hold spaces): the
+/// first is the state (field 3).
+fn stat_fields(path: &str) -> Option<Vec<String>> {
+    let stat = fs::read_to_string(path).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    stat_fields(&format!("/proc/{pid}/stat"))?
+        .get(1)?
+        .parse()
+        .ok()
+}
+
+/// The CPU a thread last ran on (field 39).
+fn last_cpu(pid: u32, tid: u32) -> Option<i32> {
+    stat_fields(&format!("/proc/{pid}/task/{tid}/stat"))?
+        .get(36)?
+        .parse()
+        .ok()
+}
+
+/// How long a thread has run, in ns (the first field of `schedstat`).
+fn run_time(pid: u32, tid: u32) -> Option<u64> {
+    fs::read_to_string(format!("/proc/{pid}/task/{tid}/schedstat"))
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scheduler_names_are_told_from_other_threads() {
+        let names = [
+            "1_scheduler",
+            "12_scheduler",
+            "1_dirty_cpu_sch",
+            "_scheduler",
+            "aux",
+        ];
+        let found: Vec<bool> = names.iter().map(|n| is_scheduler(n)).collect();
+        assert_eq!(found, [true, true, false, false, false]);
+    }
+
+    #[test]
+    fn a_process_without_schedulers_is_not_watched() {
+        assert!(BeamWatch::of(std::process::id()).is_none());
+    }
+
+    #[test]
+    fn the_parent_and_cpu_of_this_process_are_read() {
+        // SAFETY: no arguments.
+        let (parent, cpu) = unsafe { (libc::getppid(), libc::sched_getcpu()) };
+        assert_eq!(parent_of(std::process::id()), Some(parent as u32));
+        // This thread may move between the two reads; it ran on some CPU it may use.
+        let last = last_cpu(std::process::id(), std::process::id()).unwrap();
+        assert!(last >= 0 && cpu >= 0);
+    }
+
+    #[test]
+    fn a_scheduler_that_is_gone_makes_the_watch_unreadable() {
+        // SAFETY: no arguments.
+        let gone = std::thread::spawn(|| unsafe { libc::gettid() } as u32)
+            .join()
+            .unwrap();
+        let mut watch = BeamWatch::of_threads(std::process::id(), &[gone]);
+        assert_eq!(watch.cpu(Instant::now()), Err(Unreadable));
+    }
+
+    #[test]
+    fn the_first_look_gives_no_cpu() {
+        // SAFETY: no arguments.
+        let me = unsafe { libc::gettid() } as u32;
+        let mut watch = BeamWatch::of_threads(std::process::id(), &[me]);
+        let start = Instant::now();
+        assert_eq!(watch.cpu(start), Ok(None));
+        // Runs, then lets the kernel account for it (at a switch).
+        while start.elapsed() < Duration::from_millis(5) {
+            std::hint::spin_loop();
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        assert!(watch.cpu(start + SAMPLE_EVERY).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_busiest_scheduler_is_the_one_that_ran() {
+        // Two threads of this test stand in for a BEAM's schedulers: one spins, one
+        // sleeps.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let spinning = std::thread::spawn(move || {
+            // SAFETY: no arguments.
+            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            let until = Instant::now() + Duration::from_millis(60);
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+        });
+        let spinner = tid_rx.recv().unwrap();
+        // SAFETY: no arguments.
+        let sleeper = unsafe { libc::gettid() } as u32;
+        let mut watch = BeamWatch::of_threads(std::process::id(), &[sleeper, spinner]);
+        watch.busiest().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let busiest = watch.busiest().unwrap();
+        spinning.join().unwrap();
+        assert_eq!(busiest, Some(spinner));
+    }
+}
