@@ -51,41 +51,51 @@ pub fn note_main_cpu() {
 
 /// Called by the main thread before it waits for requests: moves it to the CPU of the
 /// BEAM's busiest scheduler if it is elsewhere (see `beam_cpu.rs`), so that the next
-/// request wakes it there; only while requests come one at a time. Stops watching when
-/// the BEAM's threads cannot be read. The CPU it moved to, if it moved.
+/// request wakes it there; only while requests come one at a time, and at most once per
+/// look at the schedulers. Stops watching when the BEAM's threads cannot be read. The
+/// CPU it moved to, if it moved.
 pub fn main_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i32> {
     // Under concurrent requests a worker reads, and both CPUs are busy anyway.
     if crate::workers::overlapping_requests() {
         return None;
     }
+    move_to_beams_cpu(watch)
+}
+
+fn move_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i32> {
     let beam = watch.as_mut()?;
     let Some(allowed) = allowed() else {
         *watch = None;
         return None;
     };
-    match beam.cpu(std::time::Instant::now()) {
+    let cpu = match beam.look(std::time::Instant::now()) {
         Err(_) => {
             *watch = None;
-            None
+            return None;
         }
-        // SAFETY: a CPU number the kernel gave (< CPU_SETSIZE).
-        Ok(Some(cpu))
-            if cpu != current_cpu() && unsafe { libc::CPU_ISSET(cpu as usize, allowed) } =>
-        {
-            // SAFETY: a zeroed cpu_set_t is a valid empty set; `cpu` is < CPU_SETSIZE.
-            let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            unsafe { libc::CPU_SET(cpu as usize, &mut only) };
-            // Moved at once (a running thread leaves a CPU it may no longer use), then
-            // free again: it stays where it is until it waits, and wakes there.
-            if !set_affinity(&only) {
-                return None;
-            }
-            set_affinity(allowed);
-            MAIN_CPU.store(cpu, Ordering::Relaxed);
-            Some(cpu)
-        }
-        Ok(_) => None,
+        Ok(cpu) => cpu?,
+    };
+    // SAFETY: a CPU number the kernel gave (< CPU_SETSIZE).
+    if cpu == current_cpu() || !unsafe { libc::CPU_ISSET(cpu as usize, allowed) } {
+        return None;
     }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; `cpu` is < CPU_SETSIZE.
+    let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu as usize, &mut only) };
+    // Moved at once (a running thread leaves a CPU it may no longer use), then free
+    // again: it stays where it is until it waits, and wakes there.
+    if !set_affinity(&only) {
+        return None;
+    }
+    if !set_affinity(allowed) {
+        // Held on one CPU (the process's CPUs changed?): threads it starts would inherit
+        // that. Watching ends; whatever restores this thread's CPUs later may.
+        NARROWED.with(|n| n.set(true));
+        *watch = None;
+        return None;
+    }
+    MAIN_CPU.store(cpu, Ordering::Relaxed);
+    Some(cpu)
 }
 
 /// Whether this thread is moved off the main thread's CPU.
@@ -167,7 +177,7 @@ mod tests {
             .join()
             .unwrap();
         let mut watch = Some(BeamWatch::of_threads(std::process::id(), &[gone]));
-        main_to_beams_cpu(&mut watch);
+        move_to_beams_cpu(&mut watch);
         assert!(watch.is_none());
     }
 
@@ -182,7 +192,7 @@ mod tests {
             .collect();
         let (scheduler_cpu, main_cpu) = (cpus[0], cpus[1]);
         let only = |cpu: usize| {
-            // SAFETY: as in `main_to_beams_cpu`.
+            // SAFETY: as in `move_to_beams_cpu`.
             let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
             unsafe { libc::CPU_SET(cpu, &mut set) };
             set
@@ -201,9 +211,9 @@ mod tests {
         let moved = std::thread::spawn(move || {
             assert!(set_affinity(&only(main_cpu)));
             let mut watch = Some(BeamWatch::of_threads(std::process::id(), &[tid]));
-            main_to_beams_cpu(&mut watch);
+            move_to_beams_cpu(&mut watch);
             std::thread::sleep(std::time::Duration::from_millis(20));
-            let moved = main_to_beams_cpu(&mut watch);
+            let moved = move_to_beams_cpu(&mut watch);
             // SAFETY: reads valid sets.
             let all = unsafe { libc::CPU_COUNT(&my_cpus()) == libc::CPU_COUNT(allowed) };
             (moved, all)

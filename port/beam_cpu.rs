@@ -36,7 +36,6 @@ pub struct BeamWatch {
     /// Thread ids of the normal schedulers, with their run time (ns) at the last look.
     schedulers: Vec<(u32, u64)>,
     last_look: Option<Instant>,
-    cpu: Option<i32>,
 }
 
 impl BeamWatch {
@@ -81,24 +80,22 @@ impl BeamWatch {
             pid,
             schedulers: tids.iter().map(|tid| (*tid, 0)).collect(),
             last_look: None,
-            cpu: None,
         }
     }
 
-    /// The CPU of the scheduler that ran most lately, looked up again if the last look is
-    /// older than [`SAMPLE_EVERY`]. `None` until two looks were made, or while no
-    /// scheduler ran.
-    pub fn cpu(&mut self, now: Instant) -> Result<Option<i32>, Unreadable> {
+    /// If a look is due (the last one is [`SAMPLE_EVERY`] old): the CPU of the scheduler
+    /// that ran most since the last look. `None` between looks, at the first look, and
+    /// when no scheduler ran; so a caller acts on a CPU once, not for the whole interval.
+    pub fn look(&mut self, now: Instant) -> Result<Option<i32>, Unreadable> {
         if self.last_look.is_some_and(|at| now - at < SAMPLE_EVERY) {
-            return Ok(self.cpu);
+            return Ok(None);
         }
         let first = self.last_look.is_none();
         self.last_look = Some(now);
-        self.cpu = match self.busiest()? {
-            Some(tid) if !first => Some(last_cpu(self.pid, tid).ok_or(Unreadable)?),
-            _ => None,
-        };
-        Ok(self.cpu)
+        match self.busiest()? {
+            Some(tid) if !first => Ok(Some(last_cpu(self.pid, tid).ok_or(Unreadable)?)),
+            _ => Ok(None),
+        }
     }
 
     /// The scheduler that ran longest since the last look (none if none ran).
@@ -194,22 +191,25 @@ mod tests {
             .join()
             .unwrap();
         let mut watch = BeamWatch::of_threads(std::process::id(), &[gone]);
-        assert_eq!(watch.cpu(Instant::now()), Err(Unreadable));
+        assert_eq!(watch.look(Instant::now()), Err(Unreadable));
     }
 
     #[test]
-    fn the_first_look_gives_no_cpu() {
+    fn a_cpu_is_given_once_per_look_from_the_second_on() {
         // SAFETY: no arguments.
         let me = unsafe { libc::gettid() } as u32;
         let mut watch = BeamWatch::of_threads(std::process::id(), &[me]);
         let start = Instant::now();
-        assert_eq!(watch.cpu(start), Ok(None));
+        assert_eq!(watch.look(start), Ok(None));
         // Runs, then lets the kernel account for it (at a switch).
         while start.elapsed() < Duration::from_millis(5) {
             std::hint::spin_loop();
         }
         std::thread::sleep(Duration::from_millis(1));
-        assert!(watch.cpu(start + SAMPLE_EVERY).unwrap().is_some());
+        let second = watch.look(start + SAMPLE_EVERY).unwrap();
+        // Until the next look is due, nothing more.
+        let between = watch.look(start + SAMPLE_EVERY + SAMPLE_EVERY / 2).unwrap();
+        assert!(second.is_some() && between.is_none());
     }
 
     #[test]

@@ -11,10 +11,12 @@ use crate::os_limits::OsLimits;
 use crate::outbox::Outbox;
 use crate::protocol::{self, decode_request, reply, Context, Request};
 use crate::stdio::{StdinMsg, StdinSender};
-use crate::store::{Cancellations, Drops, StoreInit, StoreMsg, StoreTask};
+use crate::store::{
+    Cancellations, Drops, StoreEnded, StoreInit, StoreMsg, StoreTask, STORE_FAILED,
+};
 use crate::term::{self, Fallible};
 use eetf::Term;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::thread;
@@ -48,8 +50,11 @@ pub struct Host {
     shared: Option<Arc<Shared>>,
     stores: HashMap<u64, StoreHandle>,
     next_store_id: u64,
-    /// Stores that ended (dropped, or failed to start), to forget.
-    ended: (Sender<u64>, Receiver<u64>),
+    /// Stores that ended (dropped, failed to start, or panicked), to forget.
+    ended: (Sender<StoreEnded>, Receiver<StoreEnded>),
+    /// Stores that ended in a panic and that the BEAM has not dropped yet: requests for
+    /// them get the reason, not "unknown store".
+    failed: HashSet<u64>,
 }
 
 /// How the dispatcher reaches a store. Dropping it (the store was dropped, or the host
@@ -74,6 +79,7 @@ impl Host {
             stores: HashMap::new(),
             next_store_id: 1,
             ended: std::sync::mpsc::channel(),
+            failed: HashSet::new(),
         }
     }
 
@@ -99,8 +105,11 @@ impl Host {
     }
 
     fn handle(&mut self, req: Request) {
-        while let Ok(id) = self.ended.1.try_recv() {
-            self.stores.remove(&id);
+        while let Ok(ended) = self.ended.1.try_recv() {
+            self.stores.remove(&ended.id);
+            if ended.failed {
+                self.failed.insert(ended.id);
+            }
         }
         let id = req.id;
         let notification = req.is_notification();
@@ -186,6 +195,7 @@ impl Host {
                 let id = term::as_u64(req.arg(0)?, "store id")?;
                 // Dropping the handle drops the store.
                 self.stores.remove(&id);
+                self.failed.remove(&id);
             }
             "stdin_data" | "stdin_eof" => {
                 let id = term::as_u64(req.arg(0)?, "store id")?;
@@ -234,9 +244,13 @@ impl Host {
     }
 
     fn store(&self, id: u64) -> Fallible<&StoreHandle> {
-        self.stores
-            .get(&id)
-            .ok_or_else(|| format!("unknown store {id}"))
+        self.stores.get(&id).ok_or_else(|| {
+            if self.failed.contains(&id) {
+                STORE_FAILED.to_string()
+            } else {
+                format!("unknown store {id}")
+            }
+        })
     }
 
     /// `{Config}`: creates the engine. Only once per host.

@@ -142,8 +142,16 @@ pub struct StoreInit {
     pub wasi: Term,
     pub stdin: StdinReceiver,
     pub cancellations: Cancellations,
-    /// Told the store's id when it ends.
-    pub ended: Sender<u64>,
+    /// Told the store's id when it ends, and whether it failed (see [`StoreEnded`]).
+    pub ended: Sender<StoreEnded>,
+}
+
+/// What a store tells its host when it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreEnded {
+    pub id: u64,
+    /// Ended in a panic (a bug): requests for it still get [`STORE_FAILED`].
+    pub failed: bool,
 }
 
 /// Stores told to drop and not yet gone: their instances still hold slots of the
@@ -218,11 +226,13 @@ pub struct StoreTask {
     /// The host's pending drops, and whether this store's drop is counted there.
     drops: Arc<Drops>,
     drop_counted: AtomicBool,
+    /// Whether the store ended in a panic (a bug): what it refuses then says so.
+    failed: AtomicBool,
     inbox: Arc<Inbox<StoreMsg>>,
     slot: Mutex<Slot>,
     outbox: Outbox,
-    /// Told the store's id when it ends.
-    ended: Sender<u64>,
+    /// Told when the store ends.
+    ended: Sender<StoreEnded>,
 }
 
 enum Slot {
@@ -243,6 +253,7 @@ impl StoreTask {
             id,
             drops: shared.drops.clone(),
             drop_counted: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             inbox: Arc::new(Inbox::claimed()),
             outbox: shared.outbox.clone(),
             ended: init.ended.clone(),
@@ -284,10 +295,11 @@ impl StoreTask {
 
     /// Answers requests the store will never serve, so that no caller waits forever.
     fn refuse(&self, msgs: impl IntoIterator<Item = StoreMsg>) {
-        self.refuse_with(msgs, STORE_DROPPED);
-    }
-
-    fn refuse_with(&self, msgs: impl IntoIterator<Item = StoreMsg>, reason: &str) {
+        let reason = if self.failed.load(Ordering::Relaxed) {
+            STORE_FAILED
+        } else {
+            STORE_DROPPED
+        };
         for msg in msgs {
             if let StoreMsg::Request(req) = msg {
                 workers::note_answered();
@@ -299,20 +311,19 @@ impl StoreTask {
     /// The store is gone: refuses what was still queued for it, and what comes later.
     /// Called once the wasmtime store is gone, with its instances.
     fn end(&self, deferred: VecDeque<Request>) {
-        self.end_with(deferred, STORE_DROPPED);
-    }
-
-    /// Like `end`, after a panic: the requests it leaves learn why.
-    fn end_failed(&self, deferred: VecDeque<Request>) {
-        self.end_with(deferred, STORE_FAILED);
-    }
-
-    fn end_with(&self, deferred: VecDeque<Request>, reason: &str) {
         let queued = self.inbox.close();
         self.settle_drop();
-        let left = deferred.into_iter().map(StoreMsg::Request).chain(queued);
-        self.refuse_with(left, reason);
-        let _ = self.ended.send(self.id);
+        self.refuse(deferred.into_iter().map(StoreMsg::Request).chain(queued));
+        let _ = self.ended.send(StoreEnded {
+            id: self.id,
+            failed: self.failed.load(Ordering::Relaxed),
+        });
+    }
+
+    /// Like `end`, after a panic: the requests it leaves, and later ones, learn why.
+    fn end_failed(&self, deferred: VecDeque<Request>) {
+        self.failed.store(true, Ordering::Relaxed);
+        self.end(deferred);
     }
 }
 
@@ -326,17 +337,26 @@ impl Task for StoreTask {
                     shared,
                     reply_id,
                     init,
-                } => match prepare(&shared, self.id, init) {
-                    Ok(parts) => {
-                        let store = create(shared, self.id, parts, self.inbox.clone());
-                        self.outbox.send(&reply(reply_id, Ok(term::uint(self.id))));
-                        *slot = Slot::Live(Box::new(store));
+                } => {
+                    let made = catch_unwind(AssertUnwindSafe(|| {
+                        let parts = prepare(&shared, self.id, init)?;
+                        Ok(create(shared, self.id, parts, self.inbox.clone()))
+                    }));
+                    match made {
+                        Ok(Ok(store)) => {
+                            self.outbox.send(&reply(reply_id, Ok(term::uint(self.id))));
+                            *slot = Slot::Live(Box::new(store));
+                        }
+                        Ok(Err(e)) => {
+                            self.outbox.send(&reply(reply_id, Err(e)));
+                            return self.end(VecDeque::new());
+                        }
+                        Err(_) => {
+                            self.outbox.send(&reply(reply_id, Err(STORE_FAILED.into())));
+                            return self.end_failed(VecDeque::new());
+                        }
                     }
-                    Err(e) => {
-                        self.outbox.send(&reply(reply_id, Err(e)));
-                        return self.end(VecDeque::new());
-                    }
-                },
+                }
                 Slot::Live(mut store) => match catch_unwind(AssertUnwindSafe(|| serve(&mut store)))
                 {
                     Ok(Served::Ended) => return self.end(store.into_data().deferred),
@@ -345,7 +365,8 @@ impl Task for StoreTask {
                     // the requests deferred meanwhile are refused, and the store ends.
                     Err(_) => {
                         let deferred = std::mem::take(&mut store.data_mut().deferred);
-                        drop(store);
+                        // Its requests are answered even if the drop panics too.
+                        let _ = catch_unwind(AssertUnwindSafe(|| drop(store)));
                         return self.end_failed(deferred);
                     }
                 },
@@ -367,7 +388,7 @@ const STORE_DROPPED: &str = "the store was dropped before serving this request";
 
 /// The answer to the request a store panicked on (a bug in this program), and to those
 /// it left: the store is gone, the host and its other stores work on.
-const STORE_FAILED: &str =
+pub const STORE_FAILED: &str =
     "internal error: the Wasm host failed while serving this request, and dropped the store";
 
 /// Whether this process was started with `WASMEX_PORT_FAULTS` set: tests then make a

@@ -51,12 +51,30 @@ defmodule Wasmex.System.StoreFailureTest do
       assert message =~ "internal error: the Wasm host failed while serving this request"
     end
 
-    test "ends its store: later requests are refused", %{host: host, engine: engine} do
+    test "ends its store: later requests are refused, saying why", %{
+      host: host,
+      engine: engine
+    } do
       %{store: store, pid: pid} = instance(engine, @sum)
       {:error, _} = panic(host, store)
 
       assert {:error, message} = Wasmex.call_function(pid, "sum", [1, 2])
-      assert message =~ "store"
+      assert message =~ "internal error: the Wasm host failed"
+    end
+
+    test "answers the requests queued behind it", %{host: host, engine: engine} do
+      %{store: store} = instance(engine, @sum)
+      context = StoreOrCaller.context(store)
+      Host.cast_request(host, :fault_panic, {context}, {:send, self(), :panic})
+      for i <- 1..5, do: Host.cast_request(host, :fuel_get, {context}, {:send, self(), i})
+
+      replies =
+        for tag <- [:panic | Enum.to_list(1..5)] do
+          assert_receive {:returned_function_call, {:error, message}, ^tag}
+          message =~ "internal error: the Wasm host failed"
+        end
+
+      assert replies == List.duplicate(true, 6)
     end
 
     test "leaves the host's other stores working", %{host: host, engine: engine} do
