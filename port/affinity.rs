@@ -9,6 +9,9 @@
 //! see `workers.rs`) that finds itself on the main thread's CPU moves off it while it
 //! spins, and gets every CPU back before it runs or blocks. While moved it only spins: a
 //! thread or process started from it would inherit the narrowed affinity.
+//!
+//! The main thread, for its part, moves to the CPU of the BEAM's busiest scheduler before
+//! it waits for requests (see `beam_cpu.rs`), so that it wakes there.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -79,12 +82,9 @@ fn move_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i
     if cpu == current_cpu() || !unsafe { libc::CPU_ISSET(cpu as usize, allowed) } {
         return None;
     }
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; `cpu` is < CPU_SETSIZE.
-    let mut only: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    unsafe { libc::CPU_SET(cpu as usize, &mut only) };
     // Moved at once (a running thread leaves a CPU it may no longer use), then free
     // again: it stays where it is until it waits, and wakes there.
-    if !set_affinity(&only) {
+    if !set_affinity(&only_cpu(cpu as usize)) {
         return None;
     }
     if !set_affinity(allowed) {
@@ -147,6 +147,14 @@ pub fn restore() {
     }
 }
 
+/// The set of CPU `cpu` alone (`cpu` < CPU_SETSIZE).
+fn only_cpu(cpu: usize) -> libc::cpu_set_t {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; `cpu` is in range.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    set
+}
+
 fn set_affinity(set: &libc::cpu_set_t) -> bool {
     // SAFETY: a valid set of the right size, for the calling thread (0).
     unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) == 0 }
@@ -155,7 +163,7 @@ fn set_affinity(set: &libc::cpu_set_t) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::beam_cpu::BeamWatch;
+    use crate::beam_cpu::{ended_thread_id, thread_id, BeamWatch};
 
     fn my_cpus() -> libc::cpu_set_t {
         // SAFETY: as in `allowed`.
@@ -172,11 +180,10 @@ mod tests {
 
     #[test]
     fn the_main_thread_stops_watching_a_beam_it_cannot_read() {
-        // SAFETY: no arguments.
-        let gone = std::thread::spawn(|| unsafe { libc::gettid() } as u32)
-            .join()
-            .unwrap();
-        let mut watch = Some(BeamWatch::of_threads(std::process::id(), &[gone]));
+        let mut watch = Some(BeamWatch::of_threads(
+            std::process::id(),
+            &[ended_thread_id()],
+        ));
         move_to_beams_cpu(&mut watch);
         assert!(watch.is_none());
     }
@@ -191,17 +198,10 @@ mod tests {
             .filter(|cpu| unsafe { libc::CPU_ISSET(*cpu, allowed) })
             .collect();
         let (scheduler_cpu, main_cpu) = (cpus[0], cpus[1]);
-        let only = |cpu: usize| {
-            // SAFETY: as in `move_to_beams_cpu`.
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            unsafe { libc::CPU_SET(cpu, &mut set) };
-            set
-        };
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let scheduler = std::thread::spawn(move || {
-            assert!(set_affinity(&only(scheduler_cpu)));
-            // SAFETY: no arguments.
-            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            assert!(set_affinity(&only_cpu(scheduler_cpu)));
+            tid_tx.send(thread_id()).unwrap();
             let start = std::time::Instant::now();
             while start.elapsed() < std::time::Duration::from_millis(40) {
                 std::hint::spin_loop();
@@ -209,7 +209,7 @@ mod tests {
         });
         let tid = tid_rx.recv().unwrap();
         let moved = std::thread::spawn(move || {
-            assert!(set_affinity(&only(main_cpu)));
+            assert!(set_affinity(&only_cpu(main_cpu)));
             let mut watch = Some(BeamWatch::of_threads(std::process::id(), &[tid]));
             move_to_beams_cpu(&mut watch);
             std::thread::sleep(std::time::Duration::from_millis(20));

@@ -119,27 +119,22 @@ fn is_scheduler(name: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// The fields of `/proc/.../stat` after the command name (which may hold spaces): the
-/// first is the state (field 3).
-fn stat_fields(path: &str) -> Option<Vec<String>> {
+/// Field `n` (counted from 1, as in proc(5); 3 or later) of a `/proc/.../stat` file.
+/// Counted after the command name, which may hold spaces and parentheses.
+fn stat_field<T: std::str::FromStr>(path: &str, n: usize) -> Option<T> {
     let stat = fs::read_to_string(path).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().map(str::to_owned).collect())
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(n - 3)?.parse().ok()
 }
 
+/// A process's parent (field 4).
 fn parent_of(pid: u32) -> Option<u32> {
-    stat_fields(&format!("/proc/{pid}/stat"))?
-        .get(1)?
-        .parse()
-        .ok()
+    stat_field(&format!("/proc/{pid}/stat"), 4)
 }
 
 /// The CPU a thread last ran on (field 39).
 fn last_cpu(pid: u32, tid: u32) -> Option<i32> {
-    stat_fields(&format!("/proc/{pid}/task/{tid}/stat"))?
-        .get(36)?
-        .parse()
-        .ok()
+    stat_field(&format!("/proc/{pid}/task/{tid}/stat"), 39)
 }
 
 /// How long a thread has run, in ns (the first field of `schedstat`).
@@ -150,6 +145,19 @@ fn run_time(pid: u32, tid: u32) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// The calling thread's id (for tests that let threads of their own play schedulers).
+#[cfg(test)]
+pub fn thread_id() -> u32 {
+    // SAFETY: no arguments.
+    unsafe { libc::gettid() as u32 }
+}
+
+/// The id of a thread that has ended.
+#[cfg(test)]
+pub fn ended_thread_id() -> u32 {
+    std::thread::spawn(thread_id).join().unwrap()
 }
 
 #[cfg(test)]
@@ -186,19 +194,13 @@ mod tests {
 
     #[test]
     fn a_scheduler_that_is_gone_makes_the_watch_unreadable() {
-        // SAFETY: no arguments.
-        let gone = std::thread::spawn(|| unsafe { libc::gettid() } as u32)
-            .join()
-            .unwrap();
-        let mut watch = BeamWatch::of_threads(std::process::id(), &[gone]);
+        let mut watch = BeamWatch::of_threads(std::process::id(), &[ended_thread_id()]);
         assert_eq!(watch.look(Instant::now()), Err(Unreadable));
     }
 
     #[test]
     fn a_cpu_is_given_once_per_look_from_the_second_on() {
-        // SAFETY: no arguments.
-        let me = unsafe { libc::gettid() } as u32;
-        let mut watch = BeamWatch::of_threads(std::process::id(), &[me]);
+        let mut watch = BeamWatch::of_threads(std::process::id(), &[thread_id()]);
         let start = Instant::now();
         assert_eq!(watch.look(start), Ok(None));
         // Runs, then lets the kernel account for it (at a switch).
@@ -218,16 +220,14 @@ mod tests {
         // sleeps.
         let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let spinning = std::thread::spawn(move || {
-            // SAFETY: no arguments.
-            tid_tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            tid_tx.send(thread_id()).unwrap();
             let until = Instant::now() + Duration::from_millis(60);
             while Instant::now() < until {
                 std::hint::spin_loop();
             }
         });
         let spinner = tid_rx.recv().unwrap();
-        // SAFETY: no arguments.
-        let sleeper = unsafe { libc::gettid() } as u32;
+        let sleeper = thread_id();
         let mut watch = BeamWatch::of_threads(std::process::id(), &[sleeper, spinner]);
         watch.busiest().unwrap();
         std::thread::sleep(Duration::from_millis(20));

@@ -11,9 +11,7 @@ use crate::os_limits::OsLimits;
 use crate::outbox::Outbox;
 use crate::protocol::{self, decode_request, reply, Context, Request};
 use crate::stdio::{StdinMsg, StdinSender};
-use crate::store::{
-    Cancellations, Drops, StoreEnded, StoreInit, StoreMsg, StoreTask, STORE_FAILED,
-};
+use crate::store::{Cancellations, Drops, StoreInit, StoreMsg, StoreTask, STORE_FAILED};
 use crate::term::{self, Fallible};
 use eetf::Term;
 use std::collections::{HashMap, HashSet};
@@ -51,7 +49,7 @@ pub struct Host {
     stores: HashMap<u64, StoreHandle>,
     next_store_id: u64,
     /// Stores that ended (dropped, failed to start, or panicked), to forget.
-    ended: (Sender<StoreEnded>, Receiver<StoreEnded>),
+    ended: (Sender<u64>, Receiver<u64>),
     /// Stores that ended in a panic and that the BEAM has not dropped yet: requests for
     /// them get the reason, not "unknown store".
     failed: HashSet<u64>,
@@ -105,10 +103,13 @@ impl Host {
     }
 
     fn handle(&mut self, req: Request) {
-        while let Ok(ended) = self.ended.1.try_recv() {
-            self.stores.remove(&ended.id);
-            if ended.failed {
-                self.failed.insert(ended.id);
+        while let Ok(id) = self.ended.1.try_recv() {
+            if self
+                .stores
+                .remove(&id)
+                .is_some_and(|store| store.task.failed())
+            {
+                self.failed.insert(id);
             }
         }
         let id = req.id;

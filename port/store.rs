@@ -142,16 +142,8 @@ pub struct StoreInit {
     pub wasi: Term,
     pub stdin: StdinReceiver,
     pub cancellations: Cancellations,
-    /// Told the store's id when it ends, and whether it failed (see [`StoreEnded`]).
-    pub ended: Sender<StoreEnded>,
-}
-
-/// What a store tells its host when it ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreEnded {
-    pub id: u64,
-    /// Ended in a panic (a bug): requests for it still get [`STORE_FAILED`].
-    pub failed: bool,
+    /// Told the store's id when it ends.
+    pub ended: Sender<u64>,
 }
 
 /// Stores told to drop and not yet gone: their instances still hold slots of the
@@ -231,8 +223,8 @@ pub struct StoreTask {
     inbox: Arc<Inbox<StoreMsg>>,
     slot: Mutex<Slot>,
     outbox: Outbox,
-    /// Told when the store ends.
-    ended: Sender<StoreEnded>,
+    /// Told the store's id when it ends.
+    ended: Sender<u64>,
 }
 
 enum Slot {
@@ -293,9 +285,14 @@ impl StoreTask {
         self.drops.end(&self.drop_counted);
     }
 
+    /// Whether the store ended in a panic (a bug).
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
     /// Answers requests the store will never serve, so that no caller waits forever.
     fn refuse(&self, msgs: impl IntoIterator<Item = StoreMsg>) {
-        let reason = if self.failed.load(Ordering::Relaxed) {
+        let reason = if self.failed() {
             STORE_FAILED
         } else {
             STORE_DROPPED
@@ -314,10 +311,7 @@ impl StoreTask {
         let queued = self.inbox.close();
         self.settle_drop();
         self.refuse(deferred.into_iter().map(StoreMsg::Request).chain(queued));
-        let _ = self.ended.send(StoreEnded {
-            id: self.id,
-            failed: self.failed.load(Ordering::Relaxed),
-        });
+        let _ = self.ended.send(self.id);
     }
 
     /// Like `end`, after a panic: the requests it leaves, and later ones, learn why.
@@ -568,20 +562,16 @@ pub fn answer(mut cx: Cx<'_>, req: &Request) {
     if top_level {
         cx.data().call.begin(req.id);
     }
+    // A panic (a bug) ends the store (see `StoreTask::run`), but this request, and any it
+    // is nested in, still get an answer on the way out.
+    let mut panic = None;
     let result = if top_level && cx.data().call.cancellations.contains(req.id) {
         Err(term::string("cancelled: the caller stopped waiting"))
     } else {
-        // A panic (a bug) ends the store (see `StoreTask::run`), but this request, and
-        // any it is nested in, still get an answer on the way out.
-        match catch_unwind(AssertUnwindSafe(|| handle(&mut cx, req))) {
-            Ok(result) => result,
-            Err(panic) => {
-                workers::note_answered();
-                let failed = Err(term::string(STORE_FAILED));
-                cx.data().shared.outbox.send(&reply_term(req.id, failed));
-                resume_unwind(panic)
-            }
-        }
+        catch_unwind(AssertUnwindSafe(|| handle(&mut cx, req))).unwrap_or_else(|p| {
+            panic = Some(p);
+            Err(term::string(STORE_FAILED))
+        })
     };
     let outbox = &cx.data().shared.outbox;
     workers::note_answered();
@@ -589,6 +579,9 @@ pub fn answer(mut cx: Cx<'_>, req: &Request) {
         Ok(Answer::Frame(frame)) => outbox.send_frame(frame),
         Ok(Answer::Value(value)) => outbox.send(&reply_term(req.id, Ok(value))),
         Err(reason) => outbox.send(&reply_term(req.id, Err(reason))),
+    }
+    if let Some(panic) = panic {
+        resume_unwind(panic);
     }
     if top_level {
         cx.data().call.cancellations.settle(req.id);

@@ -609,13 +609,18 @@ fn monitor() {
 mod tests {
     use super::Overlap;
 
-    #[test]
-    fn requests_answered_before_the_next_comes_do_not_overlap() {
-        let overlap = Overlap::new();
-        for _ in 0..100 {
+    /// `n` requests, each answered before the next comes.
+    fn one_at_a_time(overlap: &Overlap, n: usize) {
+        for _ in 0..n {
             overlap.arrived();
             overlap.answered();
         }
+    }
+
+    #[test]
+    fn requests_answered_before_the_next_comes_do_not_overlap() {
+        let overlap = Overlap::new();
+        one_at_a_time(&overlap, 100);
         assert!(!overlap.overlapping());
     }
 
@@ -638,10 +643,7 @@ mod tests {
         for _ in 0..100 {
             overlap.answered();
         }
-        for _ in 0..40 {
-            overlap.arrived();
-            overlap.answered();
-        }
+        one_at_a_time(&overlap, 40);
         assert!(!overlap.overlapping());
     }
 
@@ -649,10 +651,7 @@ mod tests {
     fn an_answer_without_a_request_counts_nothing() {
         let overlap = Overlap::new();
         overlap.answered();
-        for _ in 0..8 {
-            overlap.arrived();
-            overlap.answered();
-        }
+        one_at_a_time(&overlap, 8);
         assert!(!overlap.overlapping());
     }
 }
