@@ -7,11 +7,15 @@
 //! per callback that way, against 13 - 15 us with the worker on the other CPU. So a
 //! spinning worker (for a callback's answer, see `store::receive`, or for its next task,
 //! see `workers.rs`) that finds itself on the main thread's CPU moves off it while it
-//! spins, and gets every CPU back before it runs or blocks. While moved it only spins: a
+//! spins, and gets its CPUs back before it runs or blocks. While moved it only spins: a
 //! thread or process started from it would inherit the narrowed affinity.
 //!
 //! The main thread, for its part, moves to the CPU of the BEAM's busiest scheduler before
 //! it waits for requests (see `beam_cpu.rs`), so that it wakes there.
+//!
+//! A thread narrows its affinity only within the CPUs it may use at that moment, and
+//! gets back exactly those: an operator who restricts the running port (`taskset -a -p`)
+//! is not undone.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -20,26 +24,26 @@ use std::sync::OnceLock;
 /// The CPU the main thread last woke up on (-1: not known).
 static MAIN_CPU: AtomicI32 = AtomicI32::new(-1);
 
-/// The CPUs this process may run on, as it started (`None` with one CPU: nothing to move
-/// to). Taken by `main` before any thread is moved.
-pub fn allowed() -> Option<&'static libc::cpu_set_t> {
-    static ALLOWED: OnceLock<Option<libc::cpu_set_t>> = OnceLock::new();
-    ALLOWED
-        .get_or_init(|| {
-            // SAFETY: a zeroed cpu_set_t is a valid empty set, filled by the call.
-            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-            let size = std::mem::size_of::<libc::cpu_set_t>();
-            // SAFETY: `set` is a valid cpu_set_t of `size` bytes.
-            let ok = unsafe { libc::sched_getaffinity(0, size, &mut set) } == 0;
-            // SAFETY: reads a valid set.
-            (ok && unsafe { libc::CPU_COUNT(&set) } > 1).then_some(set)
-        })
-        .as_ref()
+/// Whether this process could run on more than one CPU when it started (with one there
+/// is nowhere to move, and no thread ever narrows its affinity). Taken by `main` first.
+pub fn several_cpus() -> bool {
+    static SEVERAL: OnceLock<bool> = OnceLock::new();
+    // SAFETY: reads a valid set.
+    *SEVERAL.get_or_init(|| current_cpus().is_some_and(|set| unsafe { libc::CPU_COUNT(&set) } > 1))
 }
 
 thread_local! {
-    /// Whether this thread's affinity is narrowed (and must be restored).
-    static NARROWED: Cell<bool> = const { Cell::new(false) };
+    /// The CPUs this thread may use, while its affinity is narrowed (to be restored).
+    static NARROWED: Cell<Option<libc::cpu_set_t>> = const { Cell::new(None) };
+}
+
+/// The CPUs the calling thread may use now.
+fn current_cpus() -> Option<libc::cpu_set_t> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, filled by the call.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t of the size given, for the calling thread (0).
+    let ok = unsafe { libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set) } == 0;
+    ok.then_some(set)
 }
 
 fn current_cpu() -> i32 {
@@ -67,10 +71,10 @@ pub fn main_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Opti
 
 fn move_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i32> {
     let beam = watch.as_mut()?;
-    let Some(allowed) = allowed() else {
+    if !several_cpus() {
         *watch = None;
         return None;
-    };
+    }
     let cpu = match beam.look(std::time::Instant::now()) {
         Err(_) => {
             *watch = None;
@@ -78,8 +82,12 @@ fn move_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i
         }
         Ok(cpu) => cpu?,
     };
+    let Some(mine) = current_cpus() else {
+        *watch = None;
+        return None;
+    };
     // SAFETY: a CPU number the kernel gave (< CPU_SETSIZE).
-    if cpu == current_cpu() || !unsafe { libc::CPU_ISSET(cpu as usize, allowed) } {
+    if cpu == current_cpu() || !unsafe { libc::CPU_ISSET(cpu as usize, &mine) } {
         return None;
     }
     // Moved at once (a running thread leaves a CPU it may no longer use), then free
@@ -87,10 +95,10 @@ fn move_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i
     if !set_affinity(&only_cpu(cpu as usize)) {
         return None;
     }
-    if !set_affinity(allowed) {
+    if !set_affinity(&mine) {
         // Held on one CPU (the process's CPUs changed?): threads it starts would inherit
         // that. Watching ends; whatever restores this thread's CPUs later may.
-        NARROWED.with(|n| n.set(true));
+        NARROWED.with(|n| n.set(Some(mine)));
         *watch = None;
         return None;
     }
@@ -100,34 +108,39 @@ fn move_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i
 
 /// Whether this thread is moved off the main thread's CPU.
 pub fn narrowed() -> bool {
-    NARROWED.with(Cell::get)
+    NARROWED.with(|n| n.get().is_some())
 }
 
-/// Moves the calling worker off the main thread's CPU if it is on it (one system call,
+/// Moves the calling worker off the main thread's CPU if it is on it (two system calls,
 /// only then). Whether it is moved.
 pub fn keep_off_main_cpu() -> bool {
     if narrowed() {
         return true;
     }
     let main = MAIN_CPU.load(Ordering::Relaxed);
-    if main < 0 || current_cpu() != main {
-        return false;
-    }
-    let Some(allowed) = allowed() else {
+    main >= 0 && current_cpu() == main && several_cpus() && move_off(main)
+}
+
+/// Narrows the calling thread's CPUs to those it may use now but `cpu`, if any are left;
+/// remembers the CPUs it had, for `restore`. Whether it narrowed them.
+fn move_off(cpu: i32) -> bool {
+    let Some(mine) = current_cpus() else {
         return false;
     };
-    let mut set = *allowed;
-    // SAFETY: `main` is a CPU number the kernel gave (< CPU_SETSIZE).
-    unsafe { libc::CPU_CLR(main as usize, &mut set) };
+    let mut set = mine;
+    // SAFETY: `cpu` is a CPU number the kernel gave (< CPU_SETSIZE).
+    unsafe { libc::CPU_CLR(cpu as usize, &mut set) };
     // SAFETY: reads a valid set.
     let moved = unsafe { libc::CPU_COUNT(&set) } > 0 && set_affinity(&set);
-    NARROWED.with(|n| n.set(moved));
+    if moved {
+        NARROWED.with(|n| n.set(Some(mine)));
+    }
     moved
 }
 
 /// One turn of a worker's spin: moved off the main thread's CPU if `keep_off` and it is
 /// there (then it reads nothing: what it would start, a thread or a compile child, would
-/// inherit the narrowed affinity); otherwise with every CPU, reading stdin if free.
+/// inherit the narrowed affinity); otherwise with the CPUs it had, reading stdin if free.
 pub fn spin_turn(keep_off: bool) {
     if keep_off && keep_off_main_cpu() {
         return;
@@ -136,15 +149,15 @@ pub fn spin_turn(keep_off: bool) {
     crate::input::drain_if_free();
 }
 
-/// Gives a moved worker back every CPU the process started with.
+/// Gives a moved thread back the CPUs it had before it moved.
 pub fn restore() {
-    if narrowed() {
-        if let Some(allowed) = allowed() {
-            if set_affinity(allowed) {
-                NARROWED.with(|n| n.set(false));
+    NARROWED.with(|n| {
+        if let Some(mine) = n.get() {
+            if set_affinity(&mine) {
+                n.set(None);
             }
         }
-    }
+    });
 }
 
 /// The set of CPU `cpu` alone (`cpu` < CPU_SETSIZE).
@@ -166,16 +179,46 @@ mod tests {
     use crate::beam_cpu::{ended_thread_id, thread_id, BeamWatch};
 
     fn my_cpus() -> libc::cpu_set_t {
-        // SAFETY: as in `allowed`.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: a valid set of the right size.
-        unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
-        set
+        current_cpus().unwrap()
     }
 
-    fn has(set: &libc::cpu_set_t, cpu: i32) -> bool {
-        // SAFETY: a CPU number the kernel gave.
-        unsafe { libc::CPU_ISSET(cpu as usize, set) }
+    fn has(set: &libc::cpu_set_t, cpu: usize) -> bool {
+        // SAFETY: a CPU number below CPU_SETSIZE.
+        unsafe { libc::CPU_ISSET(cpu, set) }
+    }
+
+    /// The CPUs in `set`, in order.
+    fn cpus_of(set: &libc::cpu_set_t) -> Vec<usize> {
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|cpu| has(set, *cpu))
+            .collect()
+    }
+
+    /// The CPUs this test may use, in order.
+    fn cpus() -> Vec<usize> {
+        cpus_of(&my_cpus())
+    }
+
+    /// Runs `play_main` in a thread of its own while another, held on `scheduler_cpu`,
+    /// spins and is watched as if it were the BEAM's scheduler.
+    fn with_a_busy_scheduler_on<T: Send + 'static>(
+        scheduler_cpu: usize,
+        play_main: impl FnOnce(Option<BeamWatch>) -> T + Send + 'static,
+    ) -> T {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let scheduler = std::thread::spawn(move || {
+            assert!(set_affinity(&only_cpu(scheduler_cpu)));
+            tid_tx.send(thread_id()).unwrap();
+            let start = std::time::Instant::now();
+            while start.elapsed() < std::time::Duration::from_millis(40) {
+                std::hint::spin_loop();
+            }
+        });
+        let tid = tid_rx.recv().unwrap();
+        let watch = Some(BeamWatch::of_threads(std::process::id(), &[tid]));
+        let played = std::thread::spawn(move || play_main(watch)).join().unwrap();
+        scheduler.join().unwrap();
+        played
     }
 
     #[test]
@@ -190,45 +233,54 @@ mod tests {
 
     #[test]
     fn the_main_thread_moves_to_the_cpu_of_the_busiest_scheduler() {
-        let Some(allowed) = allowed() else { return };
-        // A thread held on one CPU plays the BEAM's scheduler; this one plays the main
-        // thread, held on another CPU until it moves.
-        let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
-            // SAFETY: CPU numbers below CPU_SETSIZE.
-            .filter(|cpu| unsafe { libc::CPU_ISSET(*cpu, allowed) })
-            .collect();
+        let cpus = cpus();
+        if cpus.len() < 2 {
+            return;
+        }
         let (scheduler_cpu, main_cpu) = (cpus[0], cpus[1]);
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        let scheduler = std::thread::spawn(move || {
-            assert!(set_affinity(&only_cpu(scheduler_cpu)));
-            tid_tx.send(thread_id()).unwrap();
-            let start = std::time::Instant::now();
-            while start.elapsed() < std::time::Duration::from_millis(40) {
-                std::hint::spin_loop();
-            }
+        let all = my_cpus();
+        let (moved, count) = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
+            move_to_beams_cpu(&mut watch);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            // On the other CPU (a running thread stays where it is), free to move.
+            assert!(set_affinity(&only_cpu(main_cpu)) && set_affinity(&all));
+            let moved = move_to_beams_cpu(&mut watch);
+            // SAFETY: reads a valid set.
+            (moved, unsafe { libc::CPU_COUNT(&my_cpus()) })
         });
-        let tid = tid_rx.recv().unwrap();
-        let moved = std::thread::spawn(move || {
+        // SAFETY: reads a valid set.
+        assert_eq!(
+            (moved, count),
+            (Some(scheduler_cpu as i32), unsafe { libc::CPU_COUNT(&all) })
+        );
+    }
+
+    #[test]
+    fn the_main_thread_stays_within_the_cpus_it_was_given() {
+        let cpus = cpus();
+        if cpus.len() < 2 {
+            return;
+        }
+        // An operator held the port on `main_cpu`; the BEAM runs elsewhere.
+        let (scheduler_cpu, main_cpu) = (cpus[0], cpus[1]);
+        let (moved, mine) = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
             assert!(set_affinity(&only_cpu(main_cpu)));
-            let mut watch = Some(BeamWatch::of_threads(std::process::id(), &[tid]));
             move_to_beams_cpu(&mut watch);
             std::thread::sleep(std::time::Duration::from_millis(20));
             let moved = move_to_beams_cpu(&mut watch);
-            // SAFETY: reads valid sets.
-            let all = unsafe { libc::CPU_COUNT(&my_cpus()) == libc::CPU_COUNT(allowed) };
-            (moved, all)
-        })
-        .join()
-        .unwrap();
-        scheduler.join().unwrap();
-        assert_eq!(moved, (Some(scheduler_cpu as i32), true));
+            (moved, cpus_of(&my_cpus()))
+        });
+        assert_eq!((moved, mine), (None, vec![main_cpu]));
     }
 
     #[test]
     fn a_thread_on_the_main_threads_cpu_moves_off_it_until_restored() {
         std::thread::spawn(|| {
             // With one CPU there is nowhere to move to.
-            let Some(allowed) = allowed() else { return };
+            if !several_cpus() {
+                return;
+            }
+            let before = my_cpus();
             // This thread plays the main thread too; the kernel may move it in between,
             // so it tries until it found itself on "the main thread's" CPU.
             let main = (0..1000)
@@ -238,14 +290,31 @@ mod tests {
                     keep_off_main_cpu().then_some(main)
                 })
                 .expect("moved off at least once");
-            assert!(!has(&my_cpus(), main));
+            assert!(!has(&my_cpus(), main as usize));
             assert_ne!(current_cpu(), main);
             restore();
-            // SAFETY: reads valid sets.
-            let (now, before) = unsafe { (libc::CPU_COUNT(&my_cpus()), libc::CPU_COUNT(allowed)) };
-            assert_eq!(now, before);
+            assert_eq!(cpus_of(&my_cpus()), cpus_of(&before));
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn a_thread_held_on_one_cpu_does_not_move_off_it() {
+        let cpus = cpus();
+        if cpus.len() < 2 {
+            return;
+        }
+        let cpu = cpus[0];
+        let held = std::thread::spawn(move || {
+            // Held by an operator on the CPU the main thread last ran on.
+            assert!(set_affinity(&only_cpu(cpu)));
+            let moved = move_off(cpu as i32);
+            restore();
+            (moved, cpus_of(&my_cpus()))
+        })
+        .join()
+        .unwrap();
+        assert_eq!(held, (false, vec![cpu]));
     }
 }

@@ -12,8 +12,8 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "--compile") {
         std::process::exit(wasmex_port::compiler::child_main());
     }
-    // The CPUs workers get back after a callback's wait moved them (see affinity.rs).
-    wasmex_port::affinity::allowed();
+    // Whether threads can move between CPUs at all (see affinity.rs), before any does.
+    wasmex_port::affinity::several_cpus();
     enlarge_pipes();
     keep_freed_memory();
     // SAFETY: fds 0 and 1 are this process's stdin and stdout, owned from here on by the

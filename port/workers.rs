@@ -451,7 +451,7 @@ impl Pool {
             loop {
                 if self.queued.load(Ordering::SeqCst) > 0 {
                     if let Some(task) = self.take(&mut self.lock()) {
-                        // Runs, and starts threads, with every CPU.
+                        // Runs, and starts threads, with the CPUs it had.
                         crate::affinity::restore();
                         // Requests keep coming: from now on this worker reads stdin
                         // while it spins, and the BEAM's writes wake no thread. Only
