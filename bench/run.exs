@@ -757,13 +757,14 @@ defmodule Bench do
 
   @doc false
   def start_link(cfg) do
-    m = start_link_median(cfg, shared_engine())
+    {m, rounds} = start_link_median(cfg, shared_engine())
     Out.figure("start_link_shared_engine", m, "us")
+    Out.fact("start_link_shared_engine_rounds", Enum.map_join(rounds, " ", &Out.fmt/1))
     ratio("start_link_shared_engine", m, :start_link_shared_engine)
 
     # The same without instance slots (each instance's memory mapped on its own).
     {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, instance_slots: false)
-    m = start_link_median(cfg, engine)
+    {m, _} = start_link_median(cfg, engine)
     Out.figure("start_link_shared_engine_without_instance_slots", m, "us")
     ratio("start_link_shared_engine_without_instance_slots", m, :start_link_shared_engine)
 
@@ -792,9 +793,9 @@ defmodule Bench do
     end
 
     one_round.(cfg.start_n)
-    m = median(for _ <- 1..cfg.rounds, do: one_round.(cfg.start_n))
+    rounds = for _ <- 1..cfg.rounds, do: one_round.(cfg.start_n)
     stop_engine(engine)
-    m
+    {median(rounds), rounds}
   end
 
   defp fresh_host_start_link(cfg) do
