@@ -56,6 +56,14 @@ pub fn note_main_cpu() {
     MAIN_CPU.store(current_cpu(), Ordering::Relaxed);
 }
 
+/// The BEAM's schedulers, for the main thread to follow (see [`main_to_beams_cpu`]);
+/// none to watch with one CPU, where there is nowhere to move.
+pub fn watch_beam() -> Option<crate::beam_cpu::BeamWatch> {
+    several_cpus()
+        .then(crate::beam_cpu::BeamWatch::find)
+        .flatten()
+}
+
 /// Called by the main thread before it waits for requests: moves it to the CPU of the
 /// BEAM's busiest scheduler if it is elsewhere (see `beam_cpu.rs`), so that the next
 /// request wakes it there; only while requests come one at a time, and at most once per
@@ -71,10 +79,6 @@ pub fn main_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Opti
 
 fn move_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i32> {
     let beam = watch.as_mut()?;
-    if !several_cpus() {
-        *watch = None;
-        return None;
-    }
     let cpu = match beam.look(std::time::Instant::now()) {
         Err(_) => {
             *watch = None;
@@ -194,9 +198,12 @@ mod tests {
             .collect()
     }
 
-    /// The CPUs this test may use, in order.
-    fn cpus() -> Vec<usize> {
-        cpus_of(&my_cpus())
+    /// Two of the CPUs this test may use (none with one: nowhere to move).
+    fn two_cpus() -> Option<(usize, usize)> {
+        match cpus_of(&my_cpus())[..] {
+            [a, b, ..] => Some((a, b)),
+            _ => None,
+        }
     }
 
     /// Runs `play_main` in a thread of its own while another, held on `scheduler_cpu`,
@@ -233,11 +240,9 @@ mod tests {
 
     #[test]
     fn the_main_thread_moves_to_the_cpu_of_the_busiest_scheduler() {
-        let cpus = cpus();
-        if cpus.len() < 2 {
+        let Some((scheduler_cpu, main_cpu)) = two_cpus() else {
             return;
-        }
-        let (scheduler_cpu, main_cpu) = (cpus[0], cpus[1]);
+        };
         let all = my_cpus();
         let (moved, count) = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
             move_to_beams_cpu(&mut watch);
@@ -257,12 +262,10 @@ mod tests {
 
     #[test]
     fn the_main_thread_stays_within_the_cpus_it_was_given() {
-        let cpus = cpus();
-        if cpus.len() < 2 {
-            return;
-        }
         // An operator held the port on `main_cpu`; the BEAM runs elsewhere.
-        let (scheduler_cpu, main_cpu) = (cpus[0], cpus[1]);
+        let Some((scheduler_cpu, main_cpu)) = two_cpus() else {
+            return;
+        };
         let (moved, mine) = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
             assert!(set_affinity(&only_cpu(main_cpu)));
             move_to_beams_cpu(&mut watch);
@@ -301,11 +304,9 @@ mod tests {
 
     #[test]
     fn a_thread_held_on_one_cpu_does_not_move_off_it() {
-        let cpus = cpus();
-        if cpus.len() < 2 {
+        let Some((cpu, _)) = two_cpus() else {
             return;
-        }
-        let cpu = cpus[0];
+        };
         let held = std::thread::spawn(move || {
             // Held by an operator on the CPU the main thread last ran on.
             assert!(set_affinity(&only_cpu(cpu)));

@@ -33,7 +33,7 @@ static INPUT: OnceLock<Mutex<Input>> = OnceLock::new();
 pub fn serve(reader: BufReader<File>, host: Host) -> ! {
     let fd = reader.get_ref().as_raw_fd();
     let input = INPUT.get_or_init(|| Mutex::new(Input { reader, host }));
-    let mut beam = crate::beam_cpu::BeamWatch::find();
+    let mut beam = crate::affinity::watch_beam();
     loop {
         wait_while_a_worker_reads();
         crate::affinity::main_to_beams_cpu(&mut beam);

@@ -66,7 +66,7 @@ const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// instantiation is then tried once, whatever the slots: a failed one would leave its
 /// linked instances in the store, and count against the store's limits, so it is not
 /// retried.
-fn wait_for_slots<'a>(cx: &Cx<'_>, modules: impl Iterator<Item = &'a Module> + Clone) {
+fn wait_for_slots<'a>(cx: &Cx<'_>, modules: impl Iterator<Item = &'a Module>) {
     let shared = cx.data().shared.clone();
     let Some(slots) = shared.instance_slots.map(u64::from) else {
         return;

@@ -609,6 +609,13 @@ fn monitor() {
 mod tests {
     use super::Overlap;
 
+    /// `n` requests that come before any is answered.
+    fn all_at_once(overlap: &Overlap, n: usize) {
+        for _ in 0..n {
+            overlap.arrived();
+        }
+    }
+
     /// `n` requests, each answered before the next comes.
     fn one_at_a_time(overlap: &Overlap, n: usize) {
         for _ in 0..n {
@@ -627,19 +634,14 @@ mod tests {
     #[test]
     fn requests_that_come_while_others_wait_overlap() {
         let overlap = Overlap::new();
-        overlap.arrived();
-        for _ in 0..3 {
-            overlap.arrived();
-        }
+        all_at_once(&overlap, 4);
         assert!(overlap.overlapping());
     }
 
     #[test]
     fn overlap_fades_once_requests_come_one_at_a_time_again() {
         let overlap = Overlap::new();
-        for _ in 0..100 {
-            overlap.arrived();
-        }
+        all_at_once(&overlap, 100);
         for _ in 0..100 {
             overlap.answered();
         }
