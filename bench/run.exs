@@ -353,6 +353,8 @@ defmodule Bench do
       duration_ms: 300,
       mem_n: 10,
       start_n: 10,
+      start_warmup_ms: 50,
+      start_rounds: 3,
       fresh_n: 5,
       compile_rounds: 1,
       loop_rounds: 2,
@@ -372,6 +374,8 @@ defmodule Bench do
       duration_ms: 1500,
       mem_n: 50,
       start_n: 50,
+      start_warmup_ms: 500,
+      start_rounds: 25,
       fresh_n: 20,
       compile_rounds: 3,
       loop_rounds: 5,
@@ -792,8 +796,14 @@ defmodule Bench do
       median(times)
     end
 
-    one_round.(cfg.start_n)
-    rounds = for _ <- 1..cfg.rounds, do: one_round.(cfg.start_n)
+    # Warm-up by time: the first few hundred milliseconds of a new engine (threads
+    # starting, the main thread finding the BEAM's CPU) have slow episodes of their own.
+    warm_until = now() + System.convert_time_unit(cfg.start_warmup_ms, :millisecond, :native)
+
+    Stream.repeatedly(fn -> one_round.(cfg.start_n) end)
+    |> Enum.find(fn _ -> now() > warm_until end)
+
+    rounds = for _ <- 1..cfg.start_rounds, do: one_round.(cfg.start_n)
     stop_engine(engine)
     {median(rounds), rounds}
   end
