@@ -362,6 +362,7 @@ defmodule Bench do
       pool_rounds: 1,
       pool_calls: 1,
       loop_callbacks: 200,
+      callback_warmup_ms: 100,
       bare_n: 2000
     }
 
@@ -383,6 +384,7 @@ defmodule Bench do
       pool_rounds: 3,
       pool_calls: 5,
       loop_callbacks: 2000,
+      callback_warmup_ms: 1000,
       bare_n: 20_000
     }
 
@@ -718,6 +720,7 @@ defmodule Bench do
     n = cfg.loop_callbacks
     expected = div(n * (n + 1), 2)
     {:ok, [^expected]} = Wasmex.call_function(pid, "many", [n], 60_000)
+    warm_up_for(cfg.callback_warmup_ms, fn -> Wasmex.call_function(pid, "many", [n], 60_000) end)
 
     per =
       for _ <- 1..cfg.rounds do
@@ -775,6 +778,14 @@ defmodule Bench do
     fresh_host_start_link(cfg)
   end
 
+  # Runs `fun` over and over for `ms` milliseconds. Sequential round trips warm up by
+  # time: the first few hundred milliseconds of a new engine (threads starting, the port's
+  # main thread finding the BEAM's CPU) have slow episodes of their own.
+  defp warm_up_for(ms, fun) do
+    until = now() + System.convert_time_unit(ms, :millisecond, :native)
+    Stream.repeatedly(fun) |> Enum.find(fn _ -> now() > until end)
+  end
+
   # Median of start_link/1 from a compiled module on `engine` (stopped afterwards).
   defp start_link_median(cfg, engine) do
     {:ok, store0} = Wasmex.Store.new(nil, engine)
@@ -796,12 +807,7 @@ defmodule Bench do
       median(times)
     end
 
-    # Warm-up by time: the first few hundred milliseconds of a new engine (threads
-    # starting, the main thread finding the BEAM's CPU) have slow episodes of their own.
-    warm_until = now() + System.convert_time_unit(cfg.start_warmup_ms, :millisecond, :native)
-
-    Stream.repeatedly(fn -> one_round.(cfg.start_n) end)
-    |> Enum.find(fn _ -> now() > warm_until end)
+    warm_up_for(cfg.start_warmup_ms, fn -> one_round.(cfg.start_n) end)
 
     rounds = for _ <- 1..cfg.start_rounds, do: one_round.(cfg.start_n)
     stop_engine(engine)

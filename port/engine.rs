@@ -182,33 +182,32 @@ const LINGER_TICKS: u32 = 10;
 impl Ticker {
     pub fn start(engine: Engine) -> Arc<Ticker> {
         let (tx, rx) = std::sync::mpsc::channel::<Arc<Ticker>>();
-        let handle = thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                let Ok(ticker) = rx.recv() else { return };
-                let mut idle = 0;
-                loop {
-                    if ticker.running.load(Ordering::SeqCst) == 0 {
-                        idle += 1;
-                        if idle > LINGER_TICKS {
-                            // Announce the park before the last look at `running`: a call
-                            // starting now either is seen here or sees `parked` and wakes us.
-                            ticker.parked.store(true, Ordering::SeqCst);
-                            if ticker.running.load(Ordering::SeqCst) == 0 {
-                                thread::park();
-                            }
-                            ticker.parked.store(false, Ordering::SeqCst);
-                            idle = 0;
-                            continue;
+        let builder = thread::Builder::new().name("epoch-ticker".into());
+        let handle = crate::affinity::spawn(builder, move || {
+            let Ok(ticker) = rx.recv() else { return };
+            let mut idle = 0;
+            loop {
+                if ticker.running.load(Ordering::SeqCst) == 0 {
+                    idle += 1;
+                    if idle > LINGER_TICKS {
+                        // Announce the park before the last look at `running`: a call
+                        // starting now either is seen here or sees `parked` and wakes us.
+                        ticker.parked.store(true, Ordering::SeqCst);
+                        if ticker.running.load(Ordering::SeqCst) == 0 {
+                            thread::park();
                         }
-                    } else {
+                        ticker.parked.store(false, Ordering::SeqCst);
                         idle = 0;
+                        continue;
                     }
-                    thread::sleep(Duration::from_millis(1));
-                    engine.increment_epoch();
+                } else {
+                    idle = 0;
                 }
-            })
-            .expect("spawn the epoch ticker thread");
+                thread::sleep(Duration::from_millis(1));
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawn the epoch ticker thread");
         let ticker = Arc::new(Ticker {
             running: AtomicUsize::new(0),
             parked: AtomicBool::new(false),
