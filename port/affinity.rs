@@ -10,12 +10,8 @@
 //! spins, and gets its CPUs back before it runs or blocks. While moved it only spins: a
 //! thread or process started from it would inherit the narrowed affinity.
 //!
-//! The main thread, for its part, holds itself on the CPU of the BEAM's busiest scheduler
-//! while requests come one at a time (see `beam_cpu.rs`), so that it always wakes there:
-//! when it was only moved there once per look, the kernel woke it on the other CPU
-//! whenever the BEAM's was busy, the worker then spun next to the BEAM, and a callback
-//! loop could stay at 25 - 30 us per callback for seconds. Threads started meanwhile
-//! (see [`spawn`]) get the CPUs the main thread has when free, not the one it holds.
+//! The main thread, for its part, moves to the CPU of the BEAM's busiest scheduler before
+//! it waits for requests (see `beam_cpu.rs`), so that it wakes there.
 //!
 //! A thread narrows its affinity only within the CPUs it may use at that moment, and
 //! gets back exactly those: an operator who restricts the running port (`taskset -a -p`)
@@ -68,117 +64,50 @@ pub fn watch_beam() -> Option<crate::beam_cpu::BeamWatch> {
         .flatten()
 }
 
-/// Called by the main thread before it waits for requests: holds it on the CPU of the
-/// BEAM's busiest scheduler (see `beam_cpu.rs`), so that every request and answer wakes
-/// it there, however busy that CPU is; only while requests come one at a time (under
-/// concurrent requests a worker reads, and both CPUs are busy anyway: it is let go). It
-/// follows the BEAM at each look at the schedulers, and stops watching when the BEAM's
-/// threads cannot be read. The CPU it moved to, if it moved.
+/// Called by the main thread before it waits for requests: moves it to the CPU of the
+/// BEAM's busiest scheduler if it is elsewhere (see `beam_cpu.rs`), so that the next
+/// request wakes it there; only while requests come one at a time, and at most once per
+/// look at the schedulers. Stops watching when the BEAM's threads cannot be read. The
+/// CPU it moved to, if it moved.
 pub fn main_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i32> {
+    // Under concurrent requests a worker reads, and both CPUs are busy anyway.
     if crate::workers::overlapping_requests() {
-        let_go();
         return None;
     }
-    hold_on_beams_cpu(watch)
+    move_to_beams_cpu(watch)
 }
 
-thread_local! {
-    /// The CPU the main thread holds itself on while it waits (see [`main_to_beams_cpu`]),
-    /// -1 if none; the CPUs it may use otherwise are in [`NARROWED`].
-    static HELD_ON: Cell<i32> = const { Cell::new(-1) };
-}
-
-fn hold_on_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i32> {
+fn move_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i32> {
     let beam = watch.as_mut()?;
     let cpu = match beam.look(std::time::Instant::now()) {
         Err(_) => {
-            let_go();
             *watch = None;
             return None;
         }
         Ok(cpu) => cpu?,
     };
-    let Some(now) = current_cpus() else {
-        let_go();
+    let Some(mine) = current_cpus() else {
         *watch = None;
         return None;
     };
-    let held = HELD_ON.get();
-    if held != -1 && !same_cpus(&now, &only_cpu(held as usize)) {
-        // Somebody else (an operator's `taskset`) set this thread's CPUs since: they
-        // stand, and are the ones to hold within from now on.
-        NARROWED.with(|n| n.set(None));
-        HELD_ON.set(-1);
-    } else if held == cpu {
+    // SAFETY: a CPU number the kernel gave (< CPU_SETSIZE).
+    if cpu == current_cpu() || !unsafe { libc::CPU_ISSET(cpu as usize, &mine) } {
         return None;
     }
-    let mine = NARROWED.with(Cell::get).unwrap_or(now);
-    // SAFETY: a CPU number the kernel gave (< CPU_SETSIZE); reads a valid set.
-    if !unsafe { libc::CPU_ISSET(cpu as usize, &mine) } || unsafe { libc::CPU_COUNT(&mine) } < 2 {
-        let_go();
-        return None;
-    }
-    // Moved at once (a running thread leaves a CPU it may no longer use); it stays there
-    // until the BEAM's busiest scheduler is seen elsewhere.
+    // Moved at once (a running thread leaves a CPU it may no longer use), then free
+    // again: it stays where it is until it waits, and wakes there.
     if !set_affinity(&only_cpu(cpu as usize)) {
         return None;
     }
-    NARROWED.with(|n| n.set(Some(mine)));
-    HELD_ON.set(cpu);
+    if !set_affinity(&mine) {
+        // Held on one CPU (the process's CPUs changed?): threads it starts would inherit
+        // that. Watching ends; whatever restores this thread's CPUs later may.
+        NARROWED.with(|n| n.set(Some(mine)));
+        *watch = None;
+        return None;
+    }
     MAIN_CPU.store(cpu, Ordering::Relaxed);
     Some(cpu)
-}
-
-/// The CPUs the calling thread may use when it is not held or kept off a CPU: those it
-/// had before, unless its affinity was changed by somebody else (an operator's `taskset`)
-/// since it narrowed it; then those it has now.
-fn cpus_when_free() -> Option<libc::cpu_set_t> {
-    let now = current_cpus()?;
-    let narrowed_to = match HELD_ON.get() {
-        -1 => None,
-        held => Some(only_cpu(held as usize)),
-    };
-    Some(match NARROWED.with(Cell::get) {
-        Some(before) if narrowed_to.is_none_or(|set| same_cpus(&set, &now)) => before,
-        _ => now,
-    })
-}
-
-fn same_cpus(a: &libc::cpu_set_t, b: &libc::cpu_set_t) -> bool {
-    // SAFETY: reads two valid sets.
-    unsafe { libc::CPU_EQUAL(a, b) }
-}
-
-/// Lets the main thread go from the CPU it holds itself on, if it does.
-fn let_go() {
-    if HELD_ON.get() == -1 {
-        return;
-    }
-    if let Some(mine) = cpus_when_free() {
-        set_affinity(&mine);
-    }
-    NARROWED.with(|n| n.set(None));
-    HELD_ON.set(-1);
-}
-
-/// Starts a thread with `builder`, with the CPUs the calling thread may use when free
-/// rather than the one it is held on for the moment (the main thread waiting on the
-/// BEAM's CPU).
-pub fn spawn<F, T>(
-    builder: std::thread::Builder,
-    f: F,
-) -> std::io::Result<std::thread::JoinHandle<T>>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    let cpus = NARROWED.with(Cell::get).and_then(|_| cpus_when_free());
-    builder.spawn(move || {
-        if let Some(cpus) = cpus {
-            set_affinity(&cpus);
-        }
-        f()
-    })
 }
 
 /// Whether this thread is moved off the main thread's CPU.
@@ -288,7 +217,7 @@ mod tests {
             assert!(set_affinity(&only_cpu(scheduler_cpu)));
             tid_tx.send(thread_id()).unwrap();
             let start = std::time::Instant::now();
-            while start.elapsed() < std::time::Duration::from_millis(100) {
+            while start.elapsed() < std::time::Duration::from_millis(40) {
                 std::hint::spin_loop();
             }
         });
@@ -305,73 +234,30 @@ mod tests {
             std::process::id(),
             &[ended_thread_id()],
         ));
-        hold_on_beams_cpu(&mut watch);
+        move_to_beams_cpu(&mut watch);
         assert!(watch.is_none());
     }
 
-    /// Two looks at a busy scheduler, 20 ms apart: the second one holds the main thread
-    /// on the scheduler's CPU (the first only takes stock).
-    fn hold_on_busy_scheduler(watch: &mut Option<BeamWatch>) -> Option<i32> {
-        hold_on_beams_cpu(watch);
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        hold_on_beams_cpu(watch)
-    }
-
     #[test]
-    fn the_main_thread_holds_itself_on_the_cpu_of_the_busiest_scheduler() {
-        let Some((scheduler_cpu, _)) = two_cpus() else {
+    fn the_main_thread_moves_to_the_cpu_of_the_busiest_scheduler() {
+        let Some((scheduler_cpu, main_cpu)) = two_cpus() else {
             return;
         };
-        let held = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
-            let moved = hold_on_busy_scheduler(&mut watch);
-            (moved, cpus_of(&my_cpus()))
-        });
-        assert_eq!(held, (Some(scheduler_cpu as i32), vec![scheduler_cpu]));
-    }
-
-    #[test]
-    fn the_main_thread_let_go_has_its_cpus_back() {
-        let Some((scheduler_cpu, _)) = two_cpus() else {
-            return;
-        };
-        let before = cpus_of(&my_cpus());
-        let after = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
-            assert!(hold_on_busy_scheduler(&mut watch).is_some());
-            let_go();
-            cpus_of(&my_cpus())
-        });
-        assert_eq!(after, before);
-    }
-
-    #[test]
-    fn a_thread_started_by_the_held_main_thread_gets_its_free_cpus() {
-        let Some((scheduler_cpu, _)) = two_cpus() else {
-            return;
-        };
-        let before = cpus_of(&my_cpus());
-        let started = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
-            assert!(hold_on_busy_scheduler(&mut watch).is_some());
-            let thread = spawn(std::thread::Builder::new(), || cpus_of(&my_cpus()));
-            thread.unwrap().join().unwrap()
-        });
-        assert_eq!(started, before);
-    }
-
-    #[test]
-    fn an_operators_cpus_set_while_the_main_thread_is_held_stand() {
-        let Some((scheduler_cpu, other_cpu)) = two_cpus() else {
-            return;
-        };
-        let (moved, mine) = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
-            assert!(hold_on_busy_scheduler(&mut watch).is_some());
-            // The operator holds the port on the other CPU.
-            assert!(set_affinity(&only_cpu(other_cpu)));
+        let all = my_cpus();
+        let (moved, count) = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
+            move_to_beams_cpu(&mut watch);
             std::thread::sleep(std::time::Duration::from_millis(20));
-            let moved = hold_on_beams_cpu(&mut watch);
-            let_go();
-            (moved, cpus_of(&my_cpus()))
+            // On the other CPU (a running thread stays where it is), free to move.
+            assert!(set_affinity(&only_cpu(main_cpu)) && set_affinity(&all));
+            let moved = move_to_beams_cpu(&mut watch);
+            // SAFETY: reads a valid set.
+            (moved, unsafe { libc::CPU_COUNT(&my_cpus()) })
         });
-        assert_eq!((moved, mine), (None, vec![other_cpu]));
+        // SAFETY: reads a valid set.
+        assert_eq!(
+            (moved, count),
+            (Some(scheduler_cpu as i32), unsafe { libc::CPU_COUNT(&all) })
+        );
     }
 
     #[test]
@@ -382,9 +268,9 @@ mod tests {
         };
         let (moved, mine) = with_a_busy_scheduler_on(scheduler_cpu, move |mut watch| {
             assert!(set_affinity(&only_cpu(main_cpu)));
-            hold_on_beams_cpu(&mut watch);
+            move_to_beams_cpu(&mut watch);
             std::thread::sleep(std::time::Duration::from_millis(20));
-            let moved = hold_on_beams_cpu(&mut watch);
+            let moved = move_to_beams_cpu(&mut watch);
             (moved, cpus_of(&my_cpus()))
         });
         assert_eq!((moved, mine), (None, vec![main_cpu]));

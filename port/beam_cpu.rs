@@ -8,8 +8,7 @@
 //! with nothing to do meanwhile, halts too: `start_link` took 35 - 67 us that way and
 //! 16 us with the main thread on the BEAM's CPU, where it preempts the scheduler
 //! that wrote the request. Either placement lasts once taken (see docs/performance.md),
-//! so the main thread holds itself on the scheduler's CPU while it waits (see
-//! `affinity.rs`).
+//! so before it waits the main thread moves itself to the scheduler's CPU.
 //!
 //! The port's parent is `erl_child_setup`, whose parent is the BEAM. Every
 //! [`SAMPLE_EVERY`] the main thread reads the run time of the BEAM's schedulers

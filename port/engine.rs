@@ -182,32 +182,33 @@ const LINGER_TICKS: u32 = 10;
 impl Ticker {
     pub fn start(engine: Engine) -> Arc<Ticker> {
         let (tx, rx) = std::sync::mpsc::channel::<Arc<Ticker>>();
-        let builder = thread::Builder::new().name("epoch-ticker".into());
-        let handle = crate::affinity::spawn(builder, move || {
-            let Ok(ticker) = rx.recv() else { return };
-            let mut idle = 0;
-            loop {
-                if ticker.running.load(Ordering::SeqCst) == 0 {
-                    idle += 1;
-                    if idle > LINGER_TICKS {
-                        // Announce the park before the last look at `running`: a call
-                        // starting now either is seen here or sees `parked` and wakes us.
-                        ticker.parked.store(true, Ordering::SeqCst);
-                        if ticker.running.load(Ordering::SeqCst) == 0 {
-                            thread::park();
+        let handle = thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                let Ok(ticker) = rx.recv() else { return };
+                let mut idle = 0;
+                loop {
+                    if ticker.running.load(Ordering::SeqCst) == 0 {
+                        idle += 1;
+                        if idle > LINGER_TICKS {
+                            // Announce the park before the last look at `running`: a call
+                            // starting now either is seen here or sees `parked` and wakes us.
+                            ticker.parked.store(true, Ordering::SeqCst);
+                            if ticker.running.load(Ordering::SeqCst) == 0 {
+                                thread::park();
+                            }
+                            ticker.parked.store(false, Ordering::SeqCst);
+                            idle = 0;
+                            continue;
                         }
-                        ticker.parked.store(false, Ordering::SeqCst);
+                    } else {
                         idle = 0;
-                        continue;
                     }
-                } else {
-                    idle = 0;
+                    thread::sleep(Duration::from_millis(1));
+                    engine.increment_epoch();
                 }
-                thread::sleep(Duration::from_millis(1));
-                engine.increment_epoch();
-            }
-        })
-        .expect("spawn the epoch ticker thread");
+            })
+            .expect("spawn the epoch ticker thread");
         let ticker = Arc::new(Ticker {
             running: AtomicUsize::new(0),
             parked: AtomicBool::new(false),

@@ -354,8 +354,7 @@ fn off_thread(
 ) {
     let outbox = shared.outbox.clone();
     let id = req.id;
-    let builder = thread::Builder::new().name(req.op.clone());
-    let spawned = crate::affinity::spawn(builder, move || {
+    let spawned = thread::Builder::new().name(req.op.clone()).spawn(move || {
         let result = work(&shared, &req);
         shared.cancellations.forget(req.id);
         shared.outbox.send(&reply(req.id, result));

@@ -87,19 +87,21 @@ pub fn resident_bytes() -> Option<u64> {
 }
 
 fn watch_resident_memory(cap: u64, outbox: Outbox) -> Fallible<()> {
-    let builder = thread::Builder::new().name("rss-watchdog".into());
-    crate::affinity::spawn(builder, move || loop {
-        thread::sleep(Duration::from_millis(10));
-        if let Some(rss) = resident_bytes().filter(|&rss| rss > cap) {
-            let msg = format!("resident memory cap of {cap} bytes exceeded ({rss} bytes resident)");
-            outbox.send(&term::tuple(vec![term::atom("fatal"), term::string(&msg)]));
-            // Give the writer a moment to pass the message on, then end.
-            thread::sleep(Duration::from_millis(20));
-            std::process::exit(RESIDENT_MEMORY_EXIT);
-        }
-    })
-    .map(|_| ())
-    .map_err(|e| format!("cannot start the resident memory watchdog: {e}"))
+    thread::Builder::new()
+        .name("rss-watchdog".into())
+        .spawn(move || loop {
+            thread::sleep(Duration::from_millis(10));
+            if let Some(rss) = resident_bytes().filter(|&rss| rss > cap) {
+                let msg =
+                    format!("resident memory cap of {cap} bytes exceeded ({rss} bytes resident)");
+                outbox.send(&term::tuple(vec![term::atom("fatal"), term::string(&msg)]));
+                // Give the writer a moment to pass the message on, then end.
+                thread::sleep(Duration::from_millis(20));
+                std::process::exit(RESIDENT_MEMORY_EXIT);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the resident memory watchdog: {e}"))
 }
 
 #[cfg(test)]

@@ -368,8 +368,9 @@ impl Pool {
         state.workers += 1;
         state.starting += 1;
         drop(state);
-        let started =
-            crate::affinity::spawn(thread::Builder::new().name("store-worker".into()), work);
+        let started = thread::Builder::new()
+            .name("store-worker".into())
+            .spawn(work);
         if started.is_err() {
             // Out of threads (an OS limit): the workers there are take the queue in
             // turn, and the monitor tries again every tick.
@@ -423,10 +424,9 @@ impl Pool {
                 // Started awake. If it cannot start now, the next call tries again.
                 let _once = MONITOR_START.lock().unwrap_or_else(PoisonError::into_inner);
                 if self.monitor.get().is_none() {
-                    let started = crate::affinity::spawn(
-                        thread::Builder::new().name("store-monitor".into()),
-                        monitor,
-                    );
+                    let started = thread::Builder::new()
+                        .name("store-monitor".into())
+                        .spawn(monitor);
                     if let Ok(handle) = started {
                         let _ = self.monitor.set(handle.thread().clone());
                     }
