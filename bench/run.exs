@@ -362,7 +362,6 @@ defmodule Bench do
       pool_rounds: 1,
       pool_calls: 1,
       loop_callbacks: 200,
-      callback_warmup_ms: 100,
       bare_n: 2000
     }
 
@@ -384,7 +383,6 @@ defmodule Bench do
       pool_rounds: 3,
       pool_calls: 5,
       loop_callbacks: 2000,
-      callback_warmup_ms: 1000,
       bare_n: 20_000
     }
 
@@ -720,7 +718,6 @@ defmodule Bench do
     n = cfg.loop_callbacks
     expected = div(n * (n + 1), 2)
     {:ok, [^expected]} = Wasmex.call_function(pid, "many", [n], 60_000)
-    warm_up_for(cfg.callback_warmup_ms, fn -> Wasmex.call_function(pid, "many", [n], 60_000) end)
 
     per =
       for _ <- 1..cfg.rounds do
