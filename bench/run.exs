@@ -775,8 +775,8 @@ defmodule Bench do
     fresh_host_start_link(cfg)
   end
 
-  # Runs `fun` over and over for `ms` milliseconds. Sequential round trips warm up by
-  # time: the first few hundred milliseconds of a new engine (threads starting, the port's
+  # Runs `fun` over and over for `ms` milliseconds: a warm-up by time, for `start_link`,
+  # whose first few hundred milliseconds on a new engine (threads starting, the port's
   # main thread finding the BEAM's CPU) have slow episodes of their own.
   defp warm_up_for(ms, fun) do
     until = now() + System.convert_time_unit(ms, :millisecond, :native)

@@ -110,15 +110,10 @@ fn move_to_beams_cpu(watch: &mut Option<crate::beam_cpu::BeamWatch>) -> Option<i
     Some(cpu)
 }
 
-/// Whether this thread is moved off the main thread's CPU.
-pub fn narrowed() -> bool {
-    NARROWED.with(|n| n.get().is_some())
-}
-
 /// Moves the calling worker off the main thread's CPU if it is on it (two system calls,
-/// only then). Whether it is moved.
-pub fn keep_off_main_cpu() -> bool {
-    if narrowed() {
+/// only then). Whether it is moved (now or earlier in this spin).
+fn keep_off_main_cpu() -> bool {
+    if NARROWED.with(|n| n.get().is_some()) {
         return true;
     }
     let main = MAIN_CPU.load(Ordering::Relaxed);
