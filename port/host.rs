@@ -567,6 +567,50 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_read_over_the_frame_limit_is_refused() {
+        let (mut host, rx) = host();
+        init(&mut host, &rx);
+        // 4 GiB of memory, reserved and never touched.
+        let wat = b"(module (memory (export \"memory\") 65536))";
+        let source = term::tuple(vec![term::atom("wasm"), term::binary(wat.to_vec())]);
+        host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
+        let store = next_reply(&rx).1.unwrap();
+        let empty = term::list(vec![]);
+        let args = vec![
+            store.clone(),
+            term::binary(b"k".to_vec()),
+            source,
+            term::binary(vec![]),
+            empty.clone(),
+            empty,
+            term::int(1000),
+        ];
+        host.handle_payload(&request(3, "instantiate", args));
+        let instance = next_reply(&rx).1.unwrap();
+        let read = |id, len: u64| {
+            request(
+                id,
+                "memory_read",
+                vec![
+                    store.clone(),
+                    instance.clone(),
+                    term::string("memory"),
+                    term::uint(0),
+                    term::uint(len),
+                ],
+            )
+        };
+        host.handle_payload(&read(4, 1 << 32));
+        assert_eq!(
+            next_reply(&rx),
+            (
+                4,
+                Err("a read of 4294967296 bytes is over the frame limit of 1073741824".into())
+            )
+        );
+    }
+
+    #[test]
     fn a_store_dropped_while_a_callback_waits_answers_every_queued_request() {
         let (mut host, rx) = host();
         init(&mut host, &rx);

@@ -12,6 +12,13 @@ defmodule TestHelper do
   def wasi_test_file_path, do: fixture_path("wasi_test.wasm")
 
   @doc "A fresh store with the main fixture compiled in it."
+  @doc "`count` bytes of `byte`, made a MiB at a time (byte by byte, a GiB takes seconds)."
+  def filled(byte, count) do
+    mib = :binary.copy(<<byte>>, 1024 * 1024)
+    tail = binary_part(mib, 0, rem(count, 1024 * 1024))
+    IO.iodata_to_binary([List.duplicate(mib, div(count, 1024 * 1024)), tail])
+  end
+
   def wasm_module do
     {:ok, store} = Wasmex.Store.new()
     {:ok, module} = Wasmex.Module.compile(store, File.read!(wasm_test_file_path()))

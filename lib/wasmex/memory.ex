@@ -97,12 +97,33 @@ defmodule Wasmex.Memory do
     write_binary(store, memory, index, <<value>>)
   end
 
-  @doc "Reads `length` bytes starting at `index`."
+  @doc """
+  Reads `length` bytes starting at `index`.
+
+  A read of more than 256 MiB goes to the host in parts (one message carries at most
+  1 GiB), so it is not atomic: a caller of the same store may write in between.
+  """
   @spec read_binary(StoreOrCaller.t(), t(), non_neg_integer(), non_neg_integer()) ::
           binary() | {:error, String.t()}
   def read_binary(store, %__MODULE__{} = memory, index, length) do
     check_index!(index)
     check_index!(length)
+
+    index
+    |> parts(length)
+    |> Enum.reduce_while([], fn {at, part}, read ->
+      case read_part(store, memory, at, part) do
+        bytes when is_binary(bytes) -> {:cont, [read | bytes]}
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:error, _} = error -> error
+      read -> IO.iodata_to_binary(read)
+    end
+  end
+
+  defp read_part(store, memory, index, length) do
     copy = fn -> request(store, :memory_read_bulk, memory, {index, length}) end
 
     result =
@@ -112,11 +133,29 @@ defmodule Wasmex.Memory do
     unwrap(result)
   end
 
-  @doc "Writes `binary` starting at `index` (no terminating NUL byte is added)."
+  @doc """
+  Writes `binary` starting at `index` (no terminating NUL byte is added).
+
+  A write of more than 256 MiB goes to the host in parts, the last one first: a write that
+  does not fit in the memory changes nothing, but one that does is not atomic (a caller of
+  the same store may read a part-written range).
+  """
   @spec write_binary(StoreOrCaller.t(), t(), non_neg_integer(), binary()) ::
           :ok | {:error, String.t()}
   def write_binary(store, %__MODULE__{} = memory, index, binary) when is_binary(binary) do
     check_index!(index)
+    # The last part first: if it fits, all of them do.
+    {others, [last]} = index |> parts(byte_size(binary)) |> Enum.split(-1)
+
+    Enum.reduce_while([last | others], :ok, fn {at, part}, :ok ->
+      case write_part(store, memory, at, binary_part(binary, at - index, part)) do
+        :ok -> {:cont, :ok}
+        error -> {:halt, error}
+      end
+    end)
+  end
+
+  defp write_part(store, memory, index, binary) do
     copy = fn length -> request(store, :memory_write_bulk, memory, {index, length}) end
 
     result =
@@ -125,6 +164,16 @@ defmodule Wasmex.Memory do
 
     unwrap(result)
   end
+
+  # One message to or from the host carries at most `Wasmex.Wire.max_frame/0` bytes: a
+  # longer transfer goes in parts of this size, as `{index, length}` pairs (one, maybe
+  # empty, for a short one).
+  @part_bytes 256 * 1024 * 1024
+
+  defp parts(index, length) when length <= @part_bytes, do: [{index, length}]
+
+  defp parts(index, length),
+    do: [{index, @part_bytes} | parts(index + @part_bytes, length - @part_bytes)]
 
   @doc "Reads `length` bytes starting at `index` as a string."
   @spec read_string(StoreOrCaller.t(), t(), non_neg_integer(), non_neg_integer()) ::

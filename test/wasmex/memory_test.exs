@@ -264,14 +264,49 @@ defmodule Wasmex.MemoryTest do
       assert Memory.read_binary(store, memory, 0, byte_size(data)) == data
     end
 
-    test "refuse a write larger than a frame, and the store goes on", context do
-      %{store: store, memory: memory} = context
-      too_large = :binary.copy(<<0>>, Wasmex.Wire.max_frame() + 1)
+    test "a read longer than one message may carry comes back whole, in parts" do
+      %{store: store, memory: memory} = memory_of_pages(17_000)
+      part = 256 * 1024 * 1024
+      length = Wasmex.Wire.max_frame() + 2
+      :ok = Memory.write_binary(store, memory, part - 1, "ab")
+      :ok = Memory.write_binary(store, memory, length - 1, "z")
+      read = Memory.read_binary(store, memory, 0, length)
 
-      assert {:error, "the request is " <> _} = Memory.write_binary(store, memory, 0, too_large)
-
-      assert Memory.write_binary(store, memory, 0, "ok") == :ok
+      assert {byte_size(read), binary_part(read, part - 1, 2), :binary.last(read)} ==
+               {length, "ab", ?z}
     end
+
+    test "a write of more than 256 MiB lands whole, in parts" do
+      %{store: store, memory: memory} = memory_of_pages(5_000)
+      part = 256 * 1024 * 1024
+
+      data =
+        IO.iodata_to_binary([TestHelper.filled(?x, part - 1), "ab", TestHelper.filled(?y, 1000)])
+
+      assert Memory.write_binary(store, memory, 1, data) == :ok
+
+      assert Memory.read_binary(store, memory, 0, 2) <>
+               Memory.read_binary(store, memory, part, 2) <>
+               Memory.read_binary(store, memory, part + 1001, 2) == <<0, "xaby", 0>>
+    end
+
+    test "a write in parts that does not fit changes nothing" do
+      %{store: store, memory: memory} = memory_of_pages(5_000)
+      size = Memory.size(store, memory)
+      data = TestHelper.filled(?x, 300_000_000)
+
+      assert Memory.write_binary(store, memory, size - 299_999_999, data) ==
+               {:error, "out of bounds memory access"}
+
+      assert Memory.read_binary(store, memory, size - 299_999_999, 1) == <<0>>
+    end
+  end
+
+  defp memory_of_pages(pages) do
+    {:ok, pid} = Wasmex.start_link(%{bytes: ~s{(module (memory (export "memory") #{pages}))}})
+    {:ok, store} = Wasmex.store(pid)
+    {:ok, memory} = Wasmex.memory(pid)
+    %{store: store, memory: memory}
   end
 
   describe "read_string/4" do

@@ -57,6 +57,15 @@ defmodule Wasmex.StoreTest do
       assert {:ok, _pid} = Wasmex.start_link(%{store: store, module: module})
     end
 
+    test "refuses options longer than one message may carry, and the host goes on" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+      too_long = TestHelper.filled(?a, Wasmex.Wire.max_frame() + 1)
+      options = %Wasmex.Wasi.WasiOptions{args: [too_long]}
+
+      assert {:error, "the request is " <> _} = Store.new_wasi(options, nil, engine)
+      assert {:ok, %StoreOrCaller{}} = Store.new(nil, engine)
+    end
+
     test "a plain store does not provide WASI imports" do
       {:ok, store} = Store.new()
       wat = ~s{(module (import "wasi_snapshot_preview1" "proc_exit" (func (param i32))))}
