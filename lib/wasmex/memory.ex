@@ -109,8 +109,14 @@ defmodule Wasmex.Memory do
     check_index!(index)
     check_index!(length)
 
-    index
-    |> parts(length)
+    case parts(index, length) do
+      [{^index, ^length}] -> read_part(store, memory, index, length)
+      parts -> read_in_parts(store, memory, parts)
+    end
+  end
+
+  defp read_in_parts(store, memory, parts) do
+    parts
     |> Enum.reduce_while([], fn {at, part}, read ->
       case read_part(store, memory, at, part) do
         bytes when is_binary(bytes) -> {:cont, [read | bytes]}
@@ -144,8 +150,16 @@ defmodule Wasmex.Memory do
           :ok | {:error, String.t()}
   def write_binary(store, %__MODULE__{} = memory, index, binary) when is_binary(binary) do
     check_index!(index)
+
+    case parts(index, byte_size(binary)) do
+      [_] -> write_part(store, memory, index, binary)
+      parts -> write_in_parts(store, memory, index, binary, parts)
+    end
+  end
+
+  defp write_in_parts(store, memory, index, binary, parts) do
     # The last part first: if it fits, all of them do.
-    {others, [last]} = index |> parts(byte_size(binary)) |> Enum.split(-1)
+    {others, [last]} = Enum.split(parts, -1)
 
     Enum.reduce_while([last | others], :ok, fn {at, part}, :ok ->
       case write_part(store, memory, at, binary_part(binary, at - index, part)) do
