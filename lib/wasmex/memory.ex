@@ -101,7 +101,9 @@ defmodule Wasmex.Memory do
   Reads `length` bytes starting at `index`.
 
   A read of more than 256 MiB goes to the host in parts (one message carries at most
-  1 GiB), so it is not atomic: a caller of the same store may write in between.
+  1 GiB), the last one first: a read past the end is refused before the rest is read,
+  but one within the memory is not atomic (a caller of the same store may write in
+  between).
   """
   @spec read_binary(StoreOrCaller.t(), t(), non_neg_integer(), non_neg_integer()) ::
           binary() | {:error, String.t()}
@@ -116,16 +118,21 @@ defmodule Wasmex.Memory do
   end
 
   defp read_in_parts(store, memory, parts) do
-    parts
-    |> Enum.reduce_while([], fn {at, part}, read ->
-      case read_part(store, memory, at, part) do
-        bytes when is_binary(bytes) -> {:cont, [read | bytes]}
-        error -> {:halt, error}
+    # The last part first: if it is out of bounds, no more is read.
+    {others, [{at, part}]} = Enum.split(parts, -1)
+
+    with last when is_binary(last) <- read_part(store, memory, at, part) do
+      others
+      |> Enum.reduce_while([], fn {at, part}, read ->
+        case read_part(store, memory, at, part) do
+          bytes when is_binary(bytes) -> {:cont, [read | bytes]}
+          error -> {:halt, error}
+        end
+      end)
+      |> case do
+        {:error, _} = error -> error
+        read -> IO.iodata_to_binary([read | last])
       end
-    end)
-    |> case do
-      {:error, _} = error -> error
-      read -> IO.iodata_to_binary(read)
     end
   end
 

@@ -290,6 +290,14 @@ defmodule Wasmex.MemoryTest do
                Memory.read_binary(store, memory, part + 1001, 2) == <<0, "xaby", 0>>
     end
 
+    test "a read in parts past the end is refused" do
+      %{store: store, memory: memory} = memory_of_pages(5_000)
+      size = Memory.size(store, memory)
+
+      assert Memory.read_binary(store, memory, 0, size + 1) ==
+               {:error, "out of bounds memory access"}
+    end
+
     test "a write in parts that does not fit changes nothing" do
       %{store: store, memory: memory} = memory_of_pages(5_000)
       size = Memory.size(store, memory)
