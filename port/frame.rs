@@ -73,8 +73,10 @@ fn read_frame_with<R: Read>(
 pub fn encode_frame(term: &eetf::Term) -> Vec<u8> {
     let mut buf = vec![0u8; 4];
     // Encoding into a Vec cannot fail for I/O reasons; non-finite floats are never built
-    // by this program (see `term::float`).
-    if term.encode(&mut buf).is_err() {
+    // by this program (see `term::float`). Nor does it build terms over the frame limit
+    // (memory reads, the only large ones, are bounded: see `binary_reply_frame`), whose
+    // length prefix could wrap and put the stream out of step.
+    if term.encode(&mut buf).is_err() || buf.len() - 4 > MAX_FRAME {
         buf.truncate(4);
         let fallback = crate::term::tuple(vec![
             crate::term::atom("log"),
@@ -88,9 +90,16 @@ pub fn encode_frame(term: &eetf::Term) -> Vec<u8> {
 }
 
 /// The frame of `{reply, Id, {ok, Bytes}}`, with `bytes` copied once, straight into it
-/// (for memory reads, which can be megabytes).
-pub fn binary_reply_frame(id: u64, bytes: &[u8]) -> Vec<u8> {
+/// (for memory reads, which can be megabytes); refused over the frame limit, where its
+/// length prefix could wrap (the BEAM reads larger memory in parts).
+pub fn binary_reply_frame(id: u64, bytes: &[u8]) -> crate::term::Fallible<Vec<u8>> {
     use crate::term;
+    if bytes.len() > MAX_FRAME {
+        return Err(format!(
+            "a read of {} bytes is over the frame limit of {MAX_FRAME}",
+            bytes.len()
+        ));
+    }
     let head = term::tuple(vec![
         term::atom("reply"),
         term::uint(id),
@@ -104,7 +113,7 @@ pub fn binary_reply_frame(id: u64, bytes: &[u8]) -> Vec<u8> {
     frame.extend_from_slice(bytes);
     let len = (frame.len() - 4) as u32;
     BigEndian::write_u32(&mut frame[..4], len);
-    frame
+    Ok(frame)
 }
 
 #[cfg(test)]
@@ -183,7 +192,35 @@ mod tests {
     fn a_binary_reply_frame_is_the_frame_of_the_reply_term() {
         let bytes: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
         let term = crate::protocol::reply(12, Ok(term::binary(bytes.clone())));
-        assert_eq!(binary_reply_frame(12, &bytes), encode_frame(&term));
+        assert_eq!(binary_reply_frame(12, &bytes), Ok(encode_frame(&term)));
+    }
+
+    #[test]
+    fn a_binary_reply_over_the_frame_limit_is_refused() {
+        // Zeroed by the allocator, never touched: the check comes before any copy.
+        let bytes = vec![0u8; MAX_FRAME + 1];
+        assert_eq!(
+            binary_reply_frame(3, &bytes),
+            Err(format!(
+                "a read of {} bytes is over the frame limit of {MAX_FRAME}",
+                MAX_FRAME + 1
+            ))
+        );
+    }
+
+    #[test]
+    fn a_term_over_the_frame_limit_is_sent_as_a_log_instead() {
+        let frame = encode_frame(&term::binary(vec![0u8; MAX_FRAME]));
+        let log = term::tuple(vec![
+            term::atom("log"),
+            term::binary(b"failed to encode an outgoing term".to_vec()),
+        ]);
+        // Not assert_eq: a failure would print a GiB.
+        assert!(
+            frame == encode_frame(&log),
+            "a frame of {} bytes",
+            frame.len()
+        );
     }
 
     #[test]

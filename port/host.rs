@@ -423,6 +423,30 @@ mod tests {
         );
     }
 
+    /// Makes a store (request 2) and instantiates `wat` in it with `imports` (request 3):
+    /// the store's and the instance's ids.
+    fn store_with_instance(
+        host: &mut Host,
+        rx: &Receiver<Vec<u8>>,
+        wat: &[u8],
+        imports: Vec<Term>,
+    ) -> (Term, Term) {
+        host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
+        let store = next_reply(rx).1.unwrap();
+        let source = term::tuple(vec![term::atom("wasm"), term::binary(wat.to_vec())]);
+        let args = vec![
+            store.clone(),
+            term::binary(b"k".to_vec()),
+            source,
+            term::binary(vec![]),
+            term::list(imports),
+            term::list(vec![]),
+            term::int(1000),
+        ];
+        host.handle_payload(&request(3, "instantiate", args));
+        (store, next_reply(rx).1.unwrap())
+    }
+
     #[test]
     fn garbage_gets_an_error_reply_with_id_zero() {
         let (mut host, rx) = host();
@@ -572,35 +596,15 @@ mod tests {
         init(&mut host, &rx);
         // 4 GiB of memory, reserved and never touched.
         let wat = b"(module (memory (export \"memory\") 65536))";
-        let source = term::tuple(vec![term::atom("wasm"), term::binary(wat.to_vec())]);
-        host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
-        let store = next_reply(&rx).1.unwrap();
-        let empty = term::list(vec![]);
-        let args = vec![
-            store.clone(),
-            term::binary(b"k".to_vec()),
-            source,
-            term::binary(vec![]),
-            empty.clone(),
-            empty,
-            term::int(1000),
+        let (store, instance) = store_with_instance(&mut host, &rx, wat, vec![]);
+        let read = vec![
+            store,
+            instance,
+            term::string("memory"),
+            term::uint(0),
+            term::uint(1 << 32),
         ];
-        host.handle_payload(&request(3, "instantiate", args));
-        let instance = next_reply(&rx).1.unwrap();
-        let read = |id, len: u64| {
-            request(
-                id,
-                "memory_read",
-                vec![
-                    store.clone(),
-                    instance.clone(),
-                    term::string("memory"),
-                    term::uint(0),
-                    term::uint(len),
-                ],
-            )
-        };
-        host.handle_payload(&read(4, 1 << 32));
+        host.handle_payload(&request(4, "memory_read", read));
         assert_eq!(
             next_reply(&rx),
             (
@@ -615,26 +619,13 @@ mod tests {
         let (mut host, rx) = host();
         init(&mut host, &rx);
         let wat = b"(module (import \"env\" \"f\" (func $f)) (memory (export \"memory\") 1) (func (export \"run\") call $f))";
-        let source = term::tuple(vec![term::atom("wasm"), term::binary(wat.to_vec())]);
-        host.handle_payload(&request(2, "store_new", vec![term::nil(), term::nil()]));
-        let store = next_reply(&rx).1.unwrap();
         let import = term::tuple(vec![
             term::string("env"),
             term::string("f"),
             term::list(vec![]),
             term::list(vec![]),
         ]);
-        let args = vec![
-            store.clone(),
-            term::binary(b"k".to_vec()),
-            source,
-            term::binary(vec![]),
-            term::list(vec![import]),
-            term::list(vec![]),
-            term::int(1000),
-        ];
-        host.handle_payload(&request(3, "instantiate", args));
-        let instance = next_reply(&rx).1.unwrap();
+        let (store, instance) = store_with_instance(&mut host, &rx, wat, vec![import]);
         let call = vec![
             store.clone(),
             instance.clone(),

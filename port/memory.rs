@@ -53,14 +53,7 @@ pub fn read_reply(cx: &mut Cx<'_>, req: &Request) -> Fallible<Vec<u8>> {
     let m = memory(cx, req)?;
     let len = term::as_u64(req.arg(4)?, "length")?;
     let r = range(cx, &m, req.arg(3)?, len)?;
-    // A reply's length prefix has 32 bits; the BEAM reads larger memory in parts.
-    if len > crate::frame::MAX_FRAME as u64 {
-        return Err(format!(
-            "a read of {len} bytes is over the frame limit of {}",
-            crate::frame::MAX_FRAME
-        ));
-    }
-    Ok(crate::frame::binary_reply_frame(req.id, &m.data(&*cx)[r]))
+    crate::frame::binary_reply_frame(req.id, &m.data(&*cx)[r])
 }
 
 /// `{Ctx, Instance, Name, Offset, Length}` -> ok: writes the first `Length` bytes of the

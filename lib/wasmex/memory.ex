@@ -112,28 +112,14 @@ defmodule Wasmex.Memory do
     check_index!(length)
 
     case parts(index, length) do
-      [{^index, ^length}] -> read_part(store, memory, index, length)
+      [_] -> read_part(store, memory, index, length)
       parts -> read_in_parts(store, memory, parts)
     end
   end
 
   defp read_in_parts(store, memory, parts) do
-    # The last part first: if it is out of bounds, no more is read.
-    {others, [{at, part}]} = Enum.split(parts, -1)
-
-    with last when is_binary(last) <- read_part(store, memory, at, part) do
-      others
-      |> Enum.reduce_while([], fn {at, part}, read ->
-        case read_part(store, memory, at, part) do
-          bytes when is_binary(bytes) -> {:cont, [read | bytes]}
-          error -> {:halt, error}
-        end
-      end)
-      |> case do
-        {:error, _} = error -> error
-        read -> IO.iodata_to_binary([read | last])
-      end
-    end
+    with {:ok, [last | others]} <- last_first(parts, &read_part(store, memory, &1, &2)),
+         do: IO.iodata_to_binary([others | last])
   end
 
   defp read_part(store, memory, index, length) do
@@ -165,15 +151,11 @@ defmodule Wasmex.Memory do
   end
 
   defp write_in_parts(store, memory, index, binary, parts) do
-    # The last part first: if it fits, all of them do.
-    {others, [last]} = Enum.split(parts, -1)
+    write = fn at, length ->
+      write_part(store, memory, at, binary_part(binary, at - index, length))
+    end
 
-    Enum.reduce_while([last | others], :ok, fn {at, part}, :ok ->
-      case write_part(store, memory, at, binary_part(binary, at - index, part)) do
-        :ok -> {:cont, :ok}
-        error -> {:halt, error}
-      end
-    end)
+    with {:ok, _} <- last_first(parts, write), do: :ok
   end
 
   defp write_part(store, memory, index, binary) do
@@ -195,6 +177,25 @@ defmodule Wasmex.Memory do
 
   defp parts(index, length),
     do: [{index, @part_bytes} | parts(index + @part_bytes, length - @part_bytes)]
+
+  # Runs `transfer.(index, length)` for each part, the last one first (when it fails, no
+  # other runs: a range past the end fails there), then the others in order. `{:ok,
+  # [last result | the others' results in order]}`, or the first error.
+  defp last_first(parts, transfer) do
+    {others, [last]} = Enum.split(parts, -1)
+
+    [last | others]
+    |> Enum.reduce_while([], fn {at, length}, done ->
+      case transfer.(at, length) do
+        {:error, _} = error -> {:halt, error}
+        result -> {:cont, [result | done]}
+      end
+    end)
+    |> case do
+      {:error, _} = error -> error
+      done -> {:ok, Enum.reverse(done)}
+    end
+  end
 
   @doc "Reads `length` bytes starting at `index` as a string."
   @spec read_string(StoreOrCaller.t(), t(), non_neg_integer(), non_neg_integer()) ::
