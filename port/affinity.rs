@@ -32,6 +32,12 @@ pub fn several_cpus() -> bool {
     *SEVERAL.get_or_init(|| current_cpus().is_some_and(|set| unsafe { libc::CPU_COUNT(&set) } > 1))
 }
 
+/// How many CPUs the calling thread may use now (1 when that cannot be read).
+pub fn cpu_count() -> usize {
+    // SAFETY: reads a valid set.
+    current_cpus().map_or(1, |set| unsafe { libc::CPU_COUNT(&set) } as usize)
+}
+
 thread_local! {
     /// The CPUs this thread may use, while its affinity is narrowed (to be restored).
     static NARROWED: Cell<Option<libc::cpu_set_t>> = const { Cell::new(None) };

@@ -98,6 +98,11 @@ impl Host {
         }
     }
 
+    /// Tells the BEAM something worth a log line.
+    pub fn log(&self, message: &str) {
+        self.outbox.send(&protocol::log(message));
+    }
+
     pub fn reject(&self, reason: String) {
         self.outbox.send(&reply(0, Err(reason)));
     }

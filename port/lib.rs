@@ -14,6 +14,7 @@ pub mod host;
 pub mod inbox;
 pub mod input;
 pub mod instance;
+pub mod keeper;
 pub mod memory;
 pub mod module;
 pub mod os_limits;

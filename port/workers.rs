@@ -448,6 +448,8 @@ impl Pool {
         let spin = Duration::from_nanos(spin);
         let start = Instant::now();
         if let Some(_slot) = worth_it.then(SpinSlot::take).flatten() {
+            // The CPUs that would halt while this spins stay awake too (see keeper.rs).
+            crate::keeper::hold(spin);
             loop {
                 if self.queued.load(Ordering::SeqCst) > 0 {
                     if let Some(task) = self.take(&mut self.lock()) {
