@@ -11,6 +11,7 @@
 //! Rust's aliasing rules hold even if the BEAM broke that rule.
 
 use crate::term::Fallible;
+use std::ffi::CStr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 
@@ -31,48 +32,11 @@ unsafe impl Sync for Bulk {}
 
 impl Bulk {
     pub fn create() -> Fallible<Bulk> {
-        // SAFETY: a valid C string; the returned fd is owned here from now on.
-        let fd = unsafe {
-            libc::memfd_create(
-                c"wasmex-bulk".as_ptr(),
-                libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-            )
-        };
-        if fd < 0 {
-            return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
-        }
-        // SAFETY: `fd` was just created and is owned by nothing else.
-        let file = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: plain calls on our own fd; the mapping's length is the file's size.
-        let map = unsafe {
-            if libc::ftruncate(fd, SIZE as libc::off_t) != 0 {
-                return Err(format!("ftruncate: {}", std::io::Error::last_os_error()));
-            }
-            // Its size is fixed: a file shortened by whoever opens it would make this
-            // process's next access to the mapping past its end fail with SIGBUS.
-            if libc::fcntl(
-                fd,
-                libc::F_ADD_SEALS,
-                libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
-            ) != 0
-            {
-                return Err(format!("sealing: {}", std::io::Error::last_os_error()));
-            }
-            libc::mmap(
-                std::ptr::null_mut(),
-                SIZE,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd,
-                0,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-        }
+        let file = sealed_memfd(c"wasmex-bulk", SIZE)?;
+        let map = map_shared(&file, SIZE)?;
         Ok(Bulk {
             file,
-            map: Mutex::new(map as *mut u8),
+            map: Mutex::new(map),
         })
     }
 
@@ -97,6 +61,54 @@ impl Bulk {
         // SAFETY: as in `read`; the mapping is writable.
         Ok(f(unsafe { std::slice::from_raw_parts_mut(*map, len) }))
     }
+}
+
+/// A memfd of `len` zeroed bytes whose size is sealed: a file shortened by whoever opens
+/// it would make this process's next access to a mapping past its end fail with SIGBUS.
+pub fn sealed_memfd(name: &CStr, len: usize) -> Fallible<OwnedFd> {
+    // SAFETY: a valid C string; the returned fd is owned here from now on.
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just created and is owned by nothing else.
+    let file = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: plain calls on our own fd.
+    unsafe {
+        if libc::ftruncate(fd, len as libc::off_t) != 0 {
+            return Err(format!("ftruncate: {}", std::io::Error::last_os_error()));
+        }
+        if libc::fcntl(
+            fd,
+            libc::F_ADD_SEALS,
+            libc::F_SEAL_SHRINK | libc::F_SEAL_GROW,
+        ) != 0
+        {
+            return Err(format!("sealing: {}", std::io::Error::last_os_error()));
+        }
+    }
+    Ok(file)
+}
+
+/// Maps the first `len` bytes of `file` shared and writable, for the rest of the
+/// process's life (never unmapped). The file must be at least that long.
+pub fn map_shared(file: &OwnedFd, len: usize) -> Fallible<*mut u8> {
+    // SAFETY: maps a file we hold; the caller vouches for its length.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if map == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
+    }
+    Ok(map as *mut u8)
 }
 
 fn fits(len: u64) -> Fallible<usize> {

@@ -121,7 +121,7 @@ impl Host {
         let notification = req.is_notification();
         if let Err(e) = self.dispatch(req) {
             if notification {
-                self.outbox.send(&protocol::log(&e));
+                self.log(&e);
             } else {
                 self.outbox.send(&reply(id, Err(e)));
             }

@@ -27,7 +27,7 @@
 //! it shares with the port (a memfd) as its stdin; it ends with the port (`SIGKILL` on the
 //! parent's death). At most [`THREADS_MAX`] threads: on this 2-vCPU machine one per CPU.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -48,7 +48,7 @@ const PARENT_CHECK: Duration = Duration::from_secs(1);
 
 /// What the port and its keeper share: the start of one page of a memfd.
 #[repr(C)]
-pub struct Shared {
+struct Shared {
     /// `CLOCK_MONOTONIC` nanoseconds until which the keeper spins.
     until: AtomicU64,
     /// A futex word, bumped to wake parked keeper threads.
@@ -58,7 +58,8 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub const fn new() -> Shared {
+    #[cfg(test)]
+    const fn new() -> Shared {
         Shared {
             until: AtomicU64::new(0),
             wake: AtomicU32::new(0),
@@ -68,7 +69,7 @@ impl Shared {
 
     /// Keeps the keeper spinning for `window_ns` from now; wakes it if it parked. Writes
     /// the shared line only once half the window has passed.
-    pub fn hold(&self, window_ns: u64) {
+    fn hold(&self, window_ns: u64) {
         let now = monotonic_ns();
         if self.until.load(Ordering::Relaxed) >= now + window_ns / 2 {
             return;
@@ -82,13 +83,13 @@ impl Shared {
     }
 
     /// Whether a hold is in force now.
-    pub fn held(&self) -> bool {
+    fn held(&self) -> bool {
         monotonic_ns() < self.until.load(Ordering::SeqCst)
     }
 
     /// A keeper thread's life: spins while held, parks otherwise. Returns once `alive`
     /// says no after a park.
-    pub fn keep(&self, alive: impl Fn() -> bool) {
+    fn keep(&self, alive: impl Fn() -> bool) {
         loop {
             if self.held() {
                 for _ in 0..64 {
@@ -108,15 +109,9 @@ impl Shared {
         }
     }
 
-    /// Keeper threads parked now (for tests).
-    pub fn parked(&self) -> u32 {
+    #[cfg(test)]
+    fn parked(&self) -> u32 {
         self.parked.load(Ordering::SeqCst)
-    }
-}
-
-impl Default for Shared {
-    fn default() -> Shared {
-        Shared::new()
     }
 }
 
@@ -154,43 +149,16 @@ fn futex_wake(word: &AtomicU32) {
     }
 }
 
-/// A page of a memfd mapped shared, holding a [`Shared`]: the file and the mapping (which
-/// lives as long as the process).
-fn shared_page(fd: Option<OwnedFd>) -> Result<(OwnedFd, &'static Shared), String> {
-    let fd = match fd {
-        Some(fd) => fd,
-        None => {
-            // SAFETY: a valid C string; the fd returned is owned from here on.
-            let raw = unsafe { libc::memfd_create(c"wasmex-keeper".as_ptr(), 0) };
-            if raw < 0 {
-                return Err(format!("memfd_create: {}", std::io::Error::last_os_error()));
-            }
-            // SAFETY: just created, owned by nothing else.
-            let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-            // SAFETY: a plain call on our own fd.
-            if unsafe { libc::ftruncate(fd.as_raw_fd(), 4096) } != 0 {
-                return Err(format!("ftruncate: {}", std::io::Error::last_os_error()));
-            }
-            fd
-        }
-    };
-    // SAFETY: maps one page of a file of at least that size; never unmapped.
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    if map == libc::MAP_FAILED {
-        return Err(format!("mmap: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: the page is zeroed by the kernel (a valid Shared: atomics of 0), aligned,
-    // and mapped for the rest of the process's life; only atomics touch it.
-    Ok((fd, unsafe { &*(map as *const Shared) }))
+/// The size of the file the port and its keeper share.
+const PAGE: usize = 4096;
+
+/// The [`Shared`] at the start of `file` (a memfd of [`PAGE`] bytes), mapped for the rest
+/// of the process's life.
+fn shared_in(file: &OwnedFd) -> Result<&'static Shared, String> {
+    let map = crate::bulk::map_shared(file, PAGE)?;
+    // SAFETY: the page is zeroed by the kernel (a valid Shared: atomics of 0) or written
+    // only through a Shared's atomics, page-aligned, and never unmapped.
+    Ok(unsafe { &*(map as *const Shared) })
 }
 
 // -- the port's side ---------------------------------------------------------------------
@@ -212,7 +180,8 @@ pub fn hold(spin: Duration) {
         Some(Some(shared)) => shared.hold((spin * HOLD_SPINS).as_nanos() as u64),
         Some(None) => {}
         None => {
-            if crate::affinity::several_cpus() {
+            // Counts up to the start only: no write to the shared line once there.
+            if crate::affinity::several_cpus() && WANTED.load(Ordering::Relaxed) < START_AFTER {
                 WANTED.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -234,13 +203,14 @@ pub fn start_if_wanted() -> Option<String> {
 
 fn start() -> Result<&'static Shared, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
-    let (fd, shared) = shared_page(None)?;
+    let file = crate::bulk::sealed_memfd(c"wasmex-keeper", PAGE)?;
+    let shared = shared_in(&file)?;
     let threads = crate::affinity::cpu_count().clamp(1, THREADS_MAX);
     Command::new(exe)
         .arg("--keeper")
         .arg(std::process::id().to_string())
         .arg(threads.to_string())
-        .stdin(Stdio::from(fd))
+        .stdin(Stdio::from(file))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -285,8 +255,8 @@ pub fn child_main(args: &[String]) -> i32 {
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
         return 1;
     }
-    // SAFETY: fd 0 is the shared page the port gave as stdin, owned from here on.
-    let Ok((_fd, shared)) = shared_page(Some(unsafe { OwnedFd::from_raw_fd(0) })) else {
+    // SAFETY: fd 0 is the file the port shares, as stdin, owned from here on.
+    let Ok(shared) = shared_in(&unsafe { OwnedFd::from_raw_fd(0) }) else {
         return 1;
     };
     // SAFETY: no arguments.
@@ -322,41 +292,52 @@ mod tests {
         true
     }
 
-    fn keeper_thread(shared: &Arc<Shared>, alive: &Arc<AtomicBool>) -> thread::JoinHandle<()> {
-        let (shared, alive) = (shared.clone(), alive.clone());
-        thread::spawn(move || shared.keep(|| alive.load(Ordering::SeqCst)))
+    /// A keeper thread on a `Shared` of its own, once it has parked.
+    struct Parked {
+        shared: Arc<Shared>,
+        alive: Arc<AtomicBool>,
+        thread: thread::JoinHandle<()>,
     }
 
-    /// Ends a keeper thread the way a keeper ends when its port is gone.
-    fn end(keeper: thread::JoinHandle<()>, shared: &Shared, alive: &AtomicBool) {
-        alive.store(false, Ordering::SeqCst);
-        shared.wake.fetch_add(1, Ordering::SeqCst);
-        futex_wake(&shared.wake);
-        keeper.join().unwrap();
+    fn parked_keeper() -> Parked {
+        let shared = Arc::new(Shared::new());
+        let alive = Arc::new(AtomicBool::new(true));
+        let (s, a) = (shared.clone(), alive.clone());
+        let thread = thread::spawn(move || s.keep(|| a.load(Ordering::SeqCst)));
+        assert!(wait_for(|| shared.parked() == 1), "an unheld keeper parks");
+        Parked {
+            shared,
+            alive,
+            thread,
+        }
+    }
+
+    impl Parked {
+        /// Ends the keeper thread the way a keeper ends when its port is gone.
+        fn end(self) {
+            self.alive.store(false, Ordering::SeqCst);
+            self.shared.wake.fetch_add(1, Ordering::SeqCst);
+            futex_wake(&self.shared.wake);
+            self.thread.join().unwrap();
+        }
     }
 
     #[test]
     fn an_unheld_keeper_parks() {
-        let shared = Arc::new(Shared::new());
-        let alive = Arc::new(AtomicBool::new(true));
-        let keeper = keeper_thread(&shared, &alive);
-        assert!(wait_for(|| shared.parked() == 1));
-        end(keeper, &shared, &alive);
+        parked_keeper().end();
     }
 
     #[test]
     fn a_hold_wakes_a_parked_keeper_until_it_runs_out() {
-        let shared = Arc::new(Shared::new());
-        let alive = Arc::new(AtomicBool::new(true));
-        let keeper = keeper_thread(&shared, &alive);
-        assert!(wait_for(|| shared.parked() == 1));
+        let keeper = parked_keeper();
+        let shared = &keeper.shared;
         shared.hold(Duration::from_millis(200).as_nanos() as u64);
         assert!(wait_for(|| shared.parked() == 0), "a hold wakes the keeper");
         assert!(
             wait_for(|| shared.parked() == 1),
             "it parks once the hold ran out"
         );
-        end(keeper, &shared, &alive);
+        keeper.end();
     }
 
     #[test]
