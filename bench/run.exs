@@ -386,6 +386,13 @@ defmodule Bench do
       bare_n: 20_000
     }
 
+  defp autogroup do
+    case File.read("/proc/self/autogroup") do
+      {:ok, group} -> String.trim(group)
+      {:error, _} -> "none (no autogroups)"
+    end
+  end
+
   defp loadavg,
     do: File.read!("/proc/loadavg") |> String.split() |> Enum.take(3) |> Enum.join(" ")
 
@@ -428,6 +435,9 @@ defmodule Bench do
     Out.fact("elixir", System.version())
     Out.fact("wasmtime", wasmtime)
     Out.fact("schedulers", :erlang.system_info(:schedulers_online))
+    # The BEAM's session weight against the ports' and keepers' (a shell whose autogroup was
+    # set to nice 19 halved throughput with a keeper: see docs/performance.md, Session 11).
+    Out.fact("autogroup", autogroup())
     Out.fact("commit", "#{commit} (work tree may differ: others edit it concurrently)")
 
     Out.fact(

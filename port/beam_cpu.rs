@@ -42,16 +42,7 @@ impl BeamWatch {
     /// Finds the BEAM this process was started by (`None` if it was not, or `/proc` does
     /// not tell).
     pub fn find() -> Option<BeamWatch> {
-        // SAFETY: no arguments.
-        let child_setup = unsafe { libc::getppid() } as u32;
-        let beam = parent_of(child_setup)?;
-        if !fs::read_to_string(format!("/proc/{beam}/comm"))
-            .ok()?
-            .starts_with("beam")
-        {
-            return None;
-        }
-        Self::of(beam)
+        Self::of(beam_pid()?)
     }
 
     /// Watches the schedulers of the BEAM with OS pid `pid`.
@@ -117,6 +108,18 @@ impl BeamWatch {
 fn is_scheduler(name: &str) -> bool {
     name.strip_suffix("_scheduler")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The OS pid of the BEAM this process was started by (`None` if it was not, or `/proc`
+/// does not tell): the parent of its parent, `erl_child_setup`.
+pub fn beam_pid() -> Option<u32> {
+    // SAFETY: no arguments.
+    let child_setup = unsafe { libc::getppid() } as u32;
+    let beam = parent_of(child_setup)?;
+    fs::read_to_string(format!("/proc/{beam}/comm"))
+        .ok()?
+        .starts_with("beam")
+        .then_some(beam)
 }
 
 /// Field `n` (counted from 1, as in proc(5); 3 or later) of a `/proc/.../stat` file.

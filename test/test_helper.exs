@@ -11,7 +11,6 @@ defmodule TestHelper do
   def wasm_link_dep_test_file_path, do: fixture_path("wasmex_link_dep_test.wasm")
   def wasi_test_file_path, do: fixture_path("wasi_test.wasm")
 
-  @doc "A fresh store with the main fixture compiled in it."
   @doc "`count` bytes of `byte`, made a MiB at a time (byte by byte, a GiB takes seconds)."
   def filled(byte, count) do
     mib = :binary.copy(<<byte>>, 1024 * 1024)
@@ -19,10 +18,27 @@ defmodule TestHelper do
     IO.iodata_to_binary([List.duplicate(mib, div(count, 1024 * 1024)), tail])
   end
 
+  @doc "A fresh store with the main fixture compiled in it."
   def wasm_module do
     {:ok, store} = Wasmex.Store.new()
     {:ok, module} = Wasmex.Module.compile(store, File.read!(wasm_test_file_path()))
     %{store: store, module: module}
+  end
+
+  @doc """
+  Returns once the OS process `os_pid` is gone (`tail --pid` waits for it, checking every
+  50 ms); fails the test after `timeout` ms.
+  """
+  def await_os_exit(os_pid, timeout) do
+    import ExUnit.Assertions
+
+    watcher =
+      Port.open({:spawn_executable, System.find_executable("tail")}, [
+        :exit_status,
+        args: ["--pid=#{os_pid}", "-s", "0.05", "-f", "/dev/null"]
+      ])
+
+    assert_receive {^watcher, {:exit_status, 0}}, timeout
   end
 
   def default_imported_functions_env do

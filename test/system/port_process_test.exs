@@ -11,17 +11,6 @@ defmodule Wasmex.System.PortProcessTest do
     {pid, store}
   end
 
-  # Resolves when the OS process is gone (`tail --pid` waits for it, checking every 50 ms).
-  defp await_os_exit(os_pid, timeout) do
-    watcher =
-      Port.open({:spawn_executable, System.find_executable("tail")}, [
-        :exit_status,
-        args: ["--pid=#{os_pid}", "-s", "0.05", "-f", "/dev/null"]
-      ])
-
-    assert_receive {^watcher, {:exit_status, 0}}, timeout
-  end
-
   # Frames for a fake port program: `sh -c 'printf ...; cat'` with octal escapes.
   defp fake_port(frames) do
     octal =
@@ -87,7 +76,7 @@ defmodule Wasmex.System.PortProcessTest do
 
       refute_receive {:returned_function_call, _, :queued}, 50
       GenServer.stop(store.host)
-      await_os_exit(os_pid, 1_000)
+      TestHelper.await_os_exit(os_pid, 1_000)
     end
   end
 
@@ -118,87 +107,6 @@ defmodule Wasmex.System.PortProcessTest do
       System.cmd("kill", ["-9", "#{Host.os_pid(victim_store.host)}"])
       assert_receive {:DOWN, ^ref, :process, ^victim, _}, 1_000
       assert Wasmex.call_function(survivor, "sum", [1, 2]) == {:ok, [3]}
-    end
-  end
-
-  describe "the keeper" do
-    # The keeper (port/keeper.rs) is a child of the port that spins at the lowest
-    # priority on idle CPUs while requests come close together. The port starts it once
-    # such requests come, and starts none with one CPU.
-
-    # `/proc/<pid>/stat` after the command name: state, ppid, pgrp, session, ...
-    defp stat_fields(os_pid) do
-      with {:ok, stat} <- File.read("/proc/#{os_pid}/stat"),
-           [_, after_name] <- String.split(stat, ") ", parts: 2) do
-        String.split(after_name)
-      else
-        _ -> nil
-      end
-    end
-
-    defp children(os_pid) do
-      for entry <- File.ls!("/proc"),
-          Integer.parse(entry) != :error,
-          fields = stat_fields(entry),
-          fields != nil and Enum.at(fields, 1) == "#{os_pid}",
-          do: String.to_integer(entry)
-    end
-
-    # Calls `pid` until its port has a keeper (at most `calls` calls); its OS pid, or nil.
-    defp keeper_after_calls(pid, os_pid, calls) do
-      case children(os_pid) do
-        [keeper] ->
-          keeper
-
-        [] when calls > 0 ->
-          for _ <- 1..50, do: {:ok, [3]} = Wasmex.call_function(pid, "sum", [1, 2])
-          keeper_after_calls(pid, os_pid, calls - 50)
-
-        [] ->
-          nil
-      end
-    end
-
-    defp started_keeper do
-      {pid, store} = start_instance()
-      os_pid = Host.os_pid(store.host)
-      keeper = keeper_after_calls(pid, os_pid, 5_000)
-
-      if :erlang.system_info(:logical_processors_available) in [1, :unknown] do
-        assert keeper == nil
-      else
-        assert is_integer(keeper)
-      end
-
-      %{store: store, os_pid: os_pid, keeper: keeper}
-    end
-
-    @sched_idle "5"
-
-    test "runs at idle priority" do
-      %{keeper: keeper} = started_keeper()
-      # The 41st field of /proc/<pid>/stat (38th after ppid's three) is the policy.
-      if keeper, do: assert(Enum.at(stat_fields(keeper), 38) == @sched_idle)
-    end
-
-    test "runs in a session of its own, apart from the port's" do
-      %{keeper: keeper, os_pid: os_pid} = started_keeper()
-
-      if keeper do
-        assert Enum.at(stat_fields(keeper), 3) == "#{keeper}"
-        refute Enum.at(stat_fields(os_pid), 3) == "#{keeper}"
-      end
-    end
-
-    test "ends with its host" do
-      # The instance server stops with the host; the test must outlive it.
-      Process.flag(:trap_exit, true)
-      %{keeper: keeper, store: store} = started_keeper()
-
-      if keeper do
-        GenServer.stop(store.host)
-        await_os_exit(keeper, 5_000)
-      end
     end
   end
 
