@@ -227,10 +227,10 @@ fn start() -> Result<&'static Shared, String> {
 const KEEPER_NICE: i32 = 19;
 
 /// Why a keeper must not start beside the BEAM whose `/proc/<pid>/autogroup` reads
-/// `autogroup`, if it must not. A keeper yields to other sessions only because its autogroup weighs less
-/// than theirs: beside a BEAM whose autogroup is at nice 19 already it would compete as
-/// an equal (measured: 32 instances 87 - 102k calls/s against 159 - 184k without it, and
-/// callback loops of 23 - 27 us against 13 - 16).
+/// `autogroup`, if it must not. A keeper yields to other sessions only because its
+/// autogroup weighs less than theirs: beside a BEAM whose autogroup is at nice 19 already
+/// it would compete as an equal (measured: 32 instances 87 - 102k calls/s against 159 -
+/// 184k without it, and callback loops of 23 - 27 us against 13 - 16).
 fn too_low_beside(autogroup: &str) -> Option<String> {
     let nice: i32 = autogroup
         .split_whitespace()

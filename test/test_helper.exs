@@ -25,6 +25,13 @@ defmodule TestHelper do
     %{store: store, module: module}
   end
 
+  @doc "An instance server of the main fixture, in a fresh store on a host of its own."
+  def start_instance do
+    %{store: store, module: module} = wasm_module()
+    {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+    {pid, store}
+  end
+
   @doc """
   Returns once the OS process `os_pid` is gone (`tail --pid` waits for it, checking every
   50 ms); fails the test after `timeout` ms.

@@ -15,13 +15,6 @@ defmodule Wasmex.System.KeeperTest do
   @autogroup "/proc/self/autogroup"
   @sched_idle "5"
 
-  defp start_instance do
-    {:ok, store} = Wasmex.Store.new()
-    {:ok, module} = Wasmex.Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
-    {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
-    {pid, store}
-  end
-
   defp several_cpus?,
     do: :erlang.system_info(:logical_processors_available) not in [1, :unknown]
 
@@ -60,7 +53,7 @@ defmodule Wasmex.System.KeeperTest do
 
   # An instance on a host of its own, called until its port has a keeper.
   defp started_keeper do
-    {pid, store} = start_instance()
+    {pid, store} = TestHelper.start_instance()
     os_pid = Host.os_pid(store.host)
     keeper = keeper_after_calls(pid, os_pid, 5_000)
 
@@ -119,7 +112,7 @@ defmodule Wasmex.System.KeeperTest do
         log =
           capture_log(fn ->
             with_autogroup_nice(19, fn ->
-              {pid, store} = start_instance()
+              {pid, store} = TestHelper.start_instance()
               assert keeper_after_calls(pid, Host.os_pid(store.host), 5_000) == nil
             end)
           end)

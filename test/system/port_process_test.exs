@@ -4,13 +4,6 @@ defmodule Wasmex.System.PortProcessTest do
 
   alias Wasmex.Host
 
-  defp start_instance(engine \\ nil) do
-    {:ok, store} = Wasmex.Store.new(nil, engine)
-    {:ok, module} = Wasmex.Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
-    {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
-    {pid, store}
-  end
-
   # Frames for a fake port program: `sh -c 'printf ...; cat'` with octal escapes.
   defp fake_port(frames) do
     octal =
@@ -53,7 +46,7 @@ defmodule Wasmex.System.PortProcessTest do
   describe "stdin closing" do
     test "ends the port process even while Wasm is running" do
       Process.flag(:trap_exit, true)
-      {pid, store} = start_instance()
+      {pid, store} = TestHelper.start_instance()
       os_pid = Host.os_pid(store.host)
 
       Wasmex.Instance.call_exported_function(
@@ -83,7 +76,7 @@ defmodule Wasmex.System.PortProcessTest do
   describe "the port process dying mid-call" do
     test "fails pending calls at once and stops the instance servers, not the caller" do
       Process.flag(:trap_exit, true)
-      {pid, store} = start_instance()
+      {pid, store} = TestHelper.start_instance()
       ref = Process.monitor(pid)
       instance = :sys.get_state(pid).instance
       Wasmex.Instance.call_exported_function(store, instance, "endless_loop", [], :spin, 30_000)
@@ -101,8 +94,8 @@ defmodule Wasmex.System.PortProcessTest do
 
     test "leaves other hosts serving" do
       Process.flag(:trap_exit, true)
-      {victim, victim_store} = start_instance()
-      {survivor, _} = start_instance()
+      {victim, victim_store} = TestHelper.start_instance()
+      {survivor, _} = TestHelper.start_instance()
       ref = Process.monitor(victim)
       System.cmd("kill", ["-9", "#{Host.os_pid(victim_store.host)}"])
       assert_receive {:DOWN, ^ref, :process, ^victim, _}, 1_000
