@@ -388,6 +388,7 @@ defmodule Bench do
 
   defp autogroup do
     case File.read("/proc/self/autogroup") do
+      {:ok, ""} -> "the kernel's default (init's session)"
       {:ok, group} -> String.trim(group)
       {:error, _} -> "none (no autogroups)"
     end
