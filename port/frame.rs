@@ -69,6 +69,38 @@ fn read_frame_with<R: Read>(
     Ok(Some(Frame::Data(payload)))
 }
 
+/// The first byte of a batch: a frame that carries several requests, each as a frame of
+/// its own (length prefix included), sent in one write by a busy BEAM. A request's own
+/// payload starts with the External Term Format's version byte (131) instead.
+pub const BATCH: u8 = 0;
+
+/// The payloads of the frames in a batch (its bytes after the [`BATCH`] marker), in
+/// order; an error, and none of them, when the batch does not split into whole frames.
+pub fn batch_parts(batch: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut parts = Vec::new();
+    let mut rest = batch;
+    while !rest.is_empty() {
+        if rest.len() < 4 {
+            return Err(format!(
+                "malformed batch: {} bytes left where a frame's length belongs",
+                rest.len()
+            ));
+        }
+        let len = BigEndian::read_u32(&rest[..4]) as usize;
+        rest = &rest[4..];
+        if len > rest.len() {
+            return Err(format!(
+                "malformed batch: a frame of {len} bytes with {} left in the batch",
+                rest.len()
+            ));
+        }
+        let (part, after) = rest.split_at(len);
+        parts.push(part);
+        rest = after;
+    }
+    Ok(parts)
+}
+
 /// Encodes a term into a complete frame (length prefix included).
 pub fn encode_frame(term: &eetf::Term) -> Vec<u8> {
     let mut buf = vec![0u8; 4];
@@ -125,6 +157,34 @@ mod tests {
         let mut v = (payload.len() as u32).to_be_bytes().to_vec();
         v.extend_from_slice(payload);
         v
+    }
+
+    #[test]
+    fn a_batch_splits_into_its_frames_in_order() {
+        let mut batch = framed(b"abc");
+        batch.extend(framed(b""));
+        batch.extend(framed(b"de"));
+        let parts = batch_parts(&batch).unwrap();
+        assert_eq!(parts, vec![&b"abc"[..], &b""[..], &b"de"[..]]);
+    }
+
+    #[test]
+    fn a_batch_cut_inside_a_length_is_refused() {
+        let mut batch = framed(b"abc");
+        batch.extend_from_slice(&[0, 0]);
+        let error = batch_parts(&batch).unwrap_err();
+        assert!(
+            error.contains("2 bytes left where a frame's length belongs"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_batch_whose_frame_runs_past_its_end_is_refused() {
+        let mut batch = framed(b"abc");
+        batch.extend(&framed(b"defg")[..6]);
+        let error = batch_parts(&batch).unwrap_err();
+        assert!(error.contains("a frame of 4 bytes with 2 left"), "{error}");
     }
 
     #[test]

@@ -136,14 +136,17 @@ impl Input {
         let fd = self.reader.get_ref().as_raw_fd();
         while !self.reader.buffer().is_empty() || wait_readable(fd, 0) {
             match read_buffered_frame(&mut self.reader) {
-                Ok(Some(Frame::Data(payload))) => {
-                    // A panic here would be a bug; it must not take the reading thread
-                    // (maybe a worker holding the reading) down with it.
-                    let host = &mut self.host;
-                    if catch_unwind(AssertUnwindSafe(|| host.handle_frame(payload))).is_err() {
-                        host.reject("internal error while dispatching a frame".into());
+                Ok(Some(Frame::Data(payload))) if payload.first() == Some(&frame::BATCH) => {
+                    match frame::batch_parts(&payload[1..]) {
+                        Ok(parts) => {
+                            for part in parts {
+                                self.dispatch(part.to_vec());
+                            }
+                        }
+                        Err(error) => self.host.reject(error),
                     }
                 }
+                Ok(Some(Frame::Data(payload))) => self.dispatch(payload),
                 Ok(Some(Frame::TooLarge(len))) => self.host.reject(format!(
                     "frame of {len} bytes is larger than the limit of {} bytes",
                     frame::MAX_FRAME
@@ -152,6 +155,15 @@ impl Input {
                 // while Wasm is running on other threads.
                 Ok(None) | Err(_) => std::process::exit(0),
             }
+        }
+    }
+
+    fn dispatch(&mut self, payload: Vec<u8>) {
+        // A panic here would be a bug; it must not take the reading thread (maybe a
+        // worker holding the reading) down with it.
+        let host = &mut self.host;
+        if catch_unwind(AssertUnwindSafe(|| host.handle_frame(payload))).is_err() {
+            host.reject("internal error while dispatching a frame".into());
         }
     }
 }

@@ -23,6 +23,7 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
+  alias Wasmex.Host.Outgoing
 
   defstruct [
     :port,
@@ -34,7 +35,8 @@ defmodule Wasmex.Host do
     pending: %{},
     holders: %{},
     monitors: %{},
-    modules: MapSet.new()
+    modules: MapSet.new(),
+    outgoing: Outgoing.new()
   ]
 
   # What the port answers when it no longer has a module (see port/module.rs).
@@ -354,8 +356,7 @@ defmodule Wasmex.Host do
   end
 
   def handle_cast({:notify, op, args}, state) do
-    notify_port(state, op, args)
-    {:noreply, state}
+    {:noreply, notify_port(state, op, args)}
   end
 
   def handle_cast({:reclaim_bulk, token, holder}, state) do
@@ -453,6 +454,8 @@ defmodule Wasmex.Host do
     {:noreply, state}
   end
 
+  def handle_info(:write_outgoing, state), do: {:noreply, write_outgoing(state)}
+
   def handle_info({:EXIT, port, _reason}, %{port: port} = state), do: {:noreply, state}
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
   def handle_info(_other, state), do: {:noreply, state}
@@ -484,7 +487,7 @@ defmodule Wasmex.Host do
       reply(target, {:error, error}, state)
     else
       Stats.add(:bytes_sent, size)
-      Port.command(state.port, frame)
+      state = write(state, frame, size)
       if op == :call, do: Stats.add(:calls)
       {watch, state} = watch_caller(state, op, sent, target, id)
       # A request sent without a module's source may need it after all (the port drops
@@ -537,8 +540,7 @@ defmodule Wasmex.Host do
 
       {_, pending} ->
         Stats.add(:cancels)
-        notify_port(state, :cancel, {store_id, id})
-        %{state | pending: pending}
+        %{notify_port(state, :cancel, {store_id, id}) | pending: pending}
     end
   end
 
@@ -547,7 +549,49 @@ defmodule Wasmex.Host do
   defp count_failure({:error, "Error during function excecution" <> _}), do: Stats.add(:traps)
   defp count_failure(_result), do: :ok
 
-  defp notify_port(state, op, args), do: send_notification(state.port, op, args)
+  defp notify_port(state, op, args) do
+    frame = Wire.encode_request(0, op, args)
+    size = IO.iodata_length(frame)
+    Stats.add(:bytes_sent, size)
+    write(state, frame, size)
+  end
+
+  # Writes a request or notification to the port: at once when no other message waits in
+  # the mailbox; else in the batch written once those messages are handled (see
+  # `Wasmex.Host.Outgoing`), or before a large one. Writes keep their order either way.
+  defp write(state, frame, size) do
+    waiting = Outgoing.count(state.outgoing)
+
+    cond do
+      waiting == 0 and Process.info(self(), :message_queue_len) == {:message_queue_len, 0} ->
+        command(state.port, frame)
+        state
+
+      not Outgoing.batchable?(size) ->
+        state = write_outgoing(state)
+        command(state.port, frame)
+        state
+
+      true ->
+        if waiting == 0, do: send(self(), :write_outgoing)
+        state = %{state | outgoing: Outgoing.add(state.outgoing, frame)}
+        if Outgoing.full?(state.outgoing), do: write_outgoing(state), else: state
+    end
+  end
+
+  defp write_outgoing(state) do
+    if Outgoing.count(state.outgoing) > 1, do: Stats.add(:request_batches)
+    {payload, outgoing} = Outgoing.take(state.outgoing)
+    if payload, do: command(state.port, payload)
+    %{state | outgoing: outgoing}
+  end
+
+  # A port that is gone takes nothing: its exit fails what waits for it.
+  defp command(port, data) do
+    Port.command(port, data)
+  rescue
+    ArgumentError -> :ok
+  end
 
   @doc """
   Writes a notification (a request without a reply) to `port`; any process may. Nothing
@@ -663,13 +707,14 @@ defmodule Wasmex.Host do
       # A process handling callbacks itself (an instance made with Wasmex.Instance.new/4).
       if is_pid(pid) and (node(pid) != node() or Process.alive?(pid)) do
         send(pid, {:wasmex_callback, self(), store_id, callback_id, ns, name, params})
+        state
       else
         error = {:error, "the process handling import #{ns}.#{name} is not running"}
         notify_port(state, :callback_return, {store_id, callback_id, error})
       end
+    else
+      _started -> state
     end
-
-    state
   end
 
   defp stdio(state, store_id, handler, bytes) do
@@ -689,11 +734,10 @@ defmodule Wasmex.Host do
 
     if node(pid) != node() or Process.alive?(pid) do
       send(pid, {:wasmex_pipe_read, self(), store_id})
+      state
     else
       notify_port(state, :stdin_eof, {store_id})
     end
-
-    state
   end
 
   defp hold(state, store_id, pid) do
@@ -716,8 +760,10 @@ defmodule Wasmex.Host do
     holders = state.holders |> Map.get(store_id, %{}) |> Map.delete(pid)
 
     if map_size(holders) == 0 do
-      notify_port(state, :store_drop, {store_id})
-      %{state | holders: Map.delete(state.holders, store_id)}
+      %{
+        notify_port(state, :store_drop, {store_id})
+        | holders: Map.delete(state.holders, store_id)
+      }
     else
       %{state | holders: Map.put(state.holders, store_id, holders)}
     end

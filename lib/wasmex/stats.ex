@@ -18,6 +18,7 @@ defmodule Wasmex.Stats do
   | `hosts_started` | port processes started |
   | `host_exits` | port processes that ended unexpectedly (crash, kill, cap) |
   | `bytes_sent` / `bytes_received` | bytes of frames written to / read from ports |
+  | `request_batches` | writes that carried several requests at once (a busy host's; see `Wasmex.Host.Outgoing`) |
 
   Log lines of a host carry the `:logger` metadata `wasmex_host` (the port's OS pid).
   The counters are cheap (`:counters`, one atomic add each) and node-wide.
@@ -32,7 +33,8 @@ defmodule Wasmex.Stats do
     :hosts_started,
     :host_exits,
     :bytes_sent,
-    :bytes_received
+    :bytes_received,
+    :request_batches
   ]
   @index @names |> Enum.with_index(1) |> Map.new()
 
