@@ -21,7 +21,7 @@ use crate::term::{self, Fallible};
 use eetf::Term;
 
 /// Bumped on every incompatible change of the wire; checked by the BEAM at start.
-pub const PROTOCOL_VERSION: i64 = 1;
+pub const PROTOCOL_VERSION: i64 = 2;
 
 /// Ops that get no reply.
 pub const NOTIFICATIONS: &[&str] = &[

@@ -16,7 +16,7 @@ defmodule Wasmex.Wire do
 
   import Bitwise
 
-  @version 1
+  @version 2
 
   # Every atom the port may send. `decode/1` uses `binary_to_term/2` with `:safe`, which
   # refuses atoms that do not exist yet; naming them here makes them exist.
