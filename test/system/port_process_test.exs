@@ -109,7 +109,8 @@ defmodule Wasmex.System.PortProcessTest do
         Port.open({:spawn_executable, Host.executable()}, [:binary, {:packet, 4}, :exit_status])
 
       assert_receive {^port, {:data, hello}}, 5_000
-      assert {:hello, 1, _} = :erlang.binary_to_term(hello)
+      assert {:hello, version, _} = :erlang.binary_to_term(hello)
+      assert version == Wasmex.Wire.version()
 
       full = :erlang.term_to_binary({7, :init, {%{}}})
 
