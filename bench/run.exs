@@ -545,7 +545,8 @@ defmodule Bench do
         end)
       end
 
-    cpu0 = cpu_s([System.pid() | os_pids])
+    beam0 = cpu_s([System.pid()])
+    ports0 = cpu_s(os_pids)
     t0 = now()
     deadline = t0 + System.convert_time_unit(duration_ms, :millisecond, :native)
     Enum.each(pids, &send(&1, {:go, deadline}))
@@ -558,7 +559,9 @@ defmodule Bench do
       end)
 
     wall = s(now() - t0)
-    {calls / wall, errors, (cpu_s([System.pid() | os_pids]) - cpu0) * 1_000_000 / calls}
+    beam = (cpu_s([System.pid()]) - beam0) * 1_000_000 / calls
+    ports = (cpu_s(os_pids) - ports0) * 1_000_000 / calls
+    {calls / wall, errors, beam + ports, beam}
   end
 
   defp call_until(target, deadline, calls, errors) do
@@ -572,14 +575,17 @@ defmodule Bench do
     end
   end
 
-  # Returns the median calls/s, the errors, and the median CPU µs per call.
+  # Returns the median calls/s, the errors, and the median CPU µs per call (BEAM and ports)
+  # and of those the BEAM's.
   defp throughput_rounds(targets, callers, cfg) do
     os_pids = targets |> Enum.map(&host_os_pid/1) |> Enum.uniq()
     throughput(targets, callers, min(cfg.duration_ms, 300), os_pids)
 
     results = for _ <- 1..cfg.rounds, do: throughput(targets, callers, cfg.duration_ms, os_pids)
     errors = results |> Enum.map(&elem(&1, 1)) |> Enum.sum()
-    {median(Enum.map(results, &elem(&1, 0))), errors, median(Enum.map(results, &elem(&1, 2)))}
+
+    {median(Enum.map(results, &elem(&1, 0))), errors,
+     {median(Enum.map(results, &elem(&1, 2))), median(Enum.map(results, &elem(&1, 3)))}}
   end
 
   defp host_os_pid(pid) do
@@ -680,7 +686,7 @@ defmodule Bench do
       pids = instances_on_engine(engine, bytes, n)
       {tput, errors, cpu} = throughput_rounds(pids, n, cfg)
       Out.figure("throughput_#{n}_instances_shared_engine", tput, "calls/s")
-      Out.figure("throughput_#{n}_instances_shared_engine_cpu_per_call", cpu, "us")
+      cpu_figures("throughput_#{n}_instances_shared_engine", cpu)
       ratio("throughput_#{n}_instances_shared_engine", tput, :"throughput_#{n}")
       if errors > 0, do: Out.figure("throughput_#{n}_instances_shared_engine_errors", errors, "")
       stop_all(pids)
@@ -689,11 +695,18 @@ defmodule Bench do
       pids = instances_own_hosts(bytes, n)
       {tput, errors, cpu} = throughput_rounds(pids, n, cfg)
       Out.figure("throughput_#{n}_instances_own_hosts", tput, "calls/s")
-      Out.figure("throughput_#{n}_instances_own_hosts_cpu_per_call", cpu, "us")
+      cpu_figures("throughput_#{n}_instances_own_hosts", cpu)
       ratio("throughput_#{n}_instances_own_hosts", tput, :"throughput_#{n}")
       if errors > 0, do: Out.figure("throughput_#{n}_instances_own_hosts_errors", errors, "")
       stop_all(pids)
     end
+  end
+
+  # CPU per call of the BEAM and the ports together, and of the BEAM alone (the kernel
+  # shares the CPUs between the two: see docs/performance.md, Session 12).
+  defp cpu_figures(name, {cpu, beam}) do
+    Out.figure("#{name}_cpu_per_call", cpu, "us")
+    Out.figure("#{name}_cpu_per_call_beam", beam, "us")
   end
 
   @doc false
@@ -702,7 +715,7 @@ defmodule Bench do
     [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
     {tput, errors, cpu} = throughput_rounds([pid], 64, cfg)
     Out.figure("throughput_1_instance_64_callers", tput, "calls/s")
-    Out.figure("throughput_1_instance_64_callers_cpu_per_call", cpu, "us")
+    cpu_figures("throughput_1_instance_64_callers", cpu)
     if errors > 0, do: Out.figure("throughput_1_instance_64_callers_errors", errors, "")
     stop_all([pid])
     stop_engine(engine)
