@@ -50,7 +50,9 @@ fn over_the_wire(t: &Term) -> Term {
 }
 
 fn round_trip(t: &Term, ty: &ValType) {
-    let Some(v) = values::to_val(t, ty) else { return };
+    let Some(v) = values::to_val(t, ty) else {
+        return;
+    };
     let back = over_the_wire(&values::from_val(&v).expect("numbers convert back"));
     let again = values::to_val(&back, ty).unwrap_or_else(|| {
         panic!(
@@ -69,7 +71,9 @@ fn round_trip(t: &Term, ty: &ValType) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, payload)) = data.split_first() else { return };
+    let Some((&selector, payload)) = data.split_first() else {
+        return;
+    };
     // The port decodes only what its guard lets through (protocol::decode_request).
     if wasmex_port::etf_guard::payload_hazard(payload).is_some() {
         return;

@@ -272,7 +272,11 @@ impl Driver {
 fn check_frame(frame: &[u8], input: &mut Input) {
     assert!(frame.len() >= 4, "frame without a length prefix");
     let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
-    assert_eq!(len, frame.len() - 4, "length prefix does not match the payload");
+    assert_eq!(
+        len,
+        frame.len() - 4,
+        "length prefix does not match the payload"
+    );
     let t = Term::decode(&frame[4..]).expect("every outgoing frame decodes");
     if trace() {
         eprintln!("<- {t}");
@@ -335,7 +339,9 @@ fn relocate(ctx: &mut Term, base: u64) -> bool {
             *ctx = term::uint(base + i.value as u64);
             true
         }
-        Term::Tuple(t) if t.elements.len() == 3 && term::as_atom(&t.elements[0]) == Some("caller") => {
+        Term::Tuple(t)
+            if t.elements.len() == 3 && term::as_atom(&t.elements[0]) == Some("caller") =>
+        {
             relocate(&mut t.elements[1], base)
         }
         _ => false,
