@@ -28,8 +28,7 @@ static MAIN_CPU: AtomicI32 = AtomicI32::new(-1);
 /// is nowhere to move, and no thread ever narrows its affinity). Taken by `main` first.
 pub fn several_cpus() -> bool {
     static SEVERAL: OnceLock<bool> = OnceLock::new();
-    // SAFETY: reads a valid set.
-    *SEVERAL.get_or_init(|| current_cpus().is_some_and(|set| unsafe { libc::CPU_COUNT(&set) } > 1))
+    *SEVERAL.get_or_init(|| cpu_count() > 1)
 }
 
 /// How many CPUs the calling thread may use now (1 when that cannot be read).

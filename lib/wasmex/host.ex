@@ -550,10 +550,16 @@ defmodule Wasmex.Host do
   defp count_failure(_result), do: :ok
 
   defp notify_port(state, op, args) do
+    {frame, size} = notification_frame(op, args)
+    write(state, frame, size)
+  end
+
+  # A notification's frame and its size, counted as sent.
+  defp notification_frame(op, args) do
     frame = Wire.encode_request(0, op, args)
     size = IO.iodata_length(frame)
     Stats.add(:bytes_sent, size)
-    write(state, frame, size)
+    {frame, size}
   end
 
   # Writes a request or notification to the port: at once when no other message waits in
@@ -574,7 +580,7 @@ defmodule Wasmex.Host do
 
       true ->
         if waiting == 0, do: send(self(), :write_outgoing)
-        state = %{state | outgoing: Outgoing.add(state.outgoing, frame)}
+        state = %{state | outgoing: Outgoing.add(state.outgoing, frame, size)}
         if Outgoing.full?(state.outgoing), do: write_outgoing(state), else: state
     end
   end
@@ -589,6 +595,7 @@ defmodule Wasmex.Host do
   # A port that is gone takes nothing: its exit fails what waits for it.
   defp command(port, data) do
     Port.command(port, data)
+    :ok
   rescue
     ArgumentError -> :ok
   end
@@ -599,12 +606,8 @@ defmodule Wasmex.Host do
   """
   @spec send_notification(port(), atom(), tuple()) :: :ok
   def send_notification(port, op, args) do
-    frame = Wire.encode_request(0, op, args)
-    Stats.add(:bytes_sent, IO.iodata_length(frame))
-    Port.command(port, frame)
-    :ok
-  rescue
-    ArgumentError -> :ok
+    {frame, _size} = notification_frame(op, args)
+    command(port, frame)
   end
 
   defp unwatch(state, nil), do: state

@@ -11,7 +11,7 @@ defmodule Wasmex.Host.Outgoing do
   starts with the External Term Format's version byte, 131). See `port/frame.rs`.
 
       iex> alias Wasmex.Host.Outgoing
-      iex> out = Outgoing.new() |> Outgoing.add("ab") |> Outgoing.add("c")
+      iex> out = Outgoing.new() |> Outgoing.add("ab", 2) |> Outgoing.add("c", 1)
       iex> Outgoing.count(out)
       2
       iex> {payload, empty} = Outgoing.take(out)
@@ -22,7 +22,9 @@ defmodule Wasmex.Host.Outgoing do
 
   A single request is taken as it is, with no batch around it:
 
-      iex> Wasmex.Host.Outgoing.new() |> Wasmex.Host.Outgoing.add("ab") |> Wasmex.Host.Outgoing.take() |> elem(0)
+      iex> alias Wasmex.Host.Outgoing
+      iex> {payload, _} = Outgoing.new() |> Outgoing.add("ab", 2) |> Outgoing.take()
+      iex> payload
       "ab"
   """
 
@@ -45,11 +47,12 @@ defmodule Wasmex.Host.Outgoing do
   @spec batchable?(non_neg_integer()) :: boolean()
   def batchable?(size), do: size < @full_bytes
 
-  @doc "Adds a request's payload (an encoded term) to the end of the queue."
-  @spec add(t(), iodata()) :: t()
-  def add(%__MODULE__{} = out, frame) do
-    size = IO.iodata_length(frame)
-
+  @doc """
+  Adds a request's payload (an encoded term) of `size` bytes (the host has counted them
+  already) to the end of the queue.
+  """
+  @spec add(t(), iodata(), non_neg_integer()) :: t()
+  def add(%__MODULE__{} = out, frame, size) do
     %{
       out
       | frames: [[<<size::32>> | frame] | out.frames],

@@ -12,6 +12,8 @@ defmodule Wasmex.Host.OutgoingTest do
 
   doctest Outgoing
 
+  @filler :binary.copy("x", 1020)
+
   # Waits (without sleeping) until `pid` has `n` messages waiting.
   defp await_mailbox(pid, n) do
     unless Process.info(pid, :message_queue_len) == {:message_queue_len, n} do
@@ -45,7 +47,7 @@ defmodule Wasmex.Host.OutgoingTest do
     end
 
     test "requests come out in the order they went in" do
-      out = Enum.reduce(1..3, Outgoing.new(), &Outgoing.add(&2, <<&1>>))
+      out = Enum.reduce(1..3, Outgoing.new(), &Outgoing.add(&2, <<&1>>, 1))
       {payload, _} = Outgoing.take(out)
       assert IO.iodata_to_binary(payload) == <<0, 1::32, 1, 1::32, 2, 1::32, 3>>
     end
@@ -53,11 +55,11 @@ defmodule Wasmex.Host.OutgoingTest do
 
   describe "full?/1" do
     test "is false for a few small requests" do
-      refute Outgoing.new() |> Outgoing.add("ab") |> Outgoing.full?()
+      refute Outgoing.new() |> Outgoing.add("ab", 2) |> Outgoing.full?()
     end
 
     test "is true once the batch holds 64 KiB" do
-      out = Enum.reduce(1..64, Outgoing.new(), fn _, out -> Outgoing.add(out, filler()) end)
+      out = Enum.reduce(1..64, Outgoing.new(), fn _, out -> Outgoing.add(out, @filler, 1020) end)
       assert Outgoing.full?(out)
     end
   end
@@ -67,8 +69,6 @@ defmodule Wasmex.Host.OutgoingTest do
       refute Outgoing.batchable?(65_536)
     end
   end
-
-  defp filler, do: :binary.copy("x", 1020)
 
   describe "a busy host" do
     test "answers every request that reached it together, each with its own result" do
