@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod stdio;
 pub mod store;
 pub mod term;
+pub mod time_slice;
 pub mod values;
 pub mod wasi;
 pub mod workers;

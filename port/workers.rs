@@ -518,6 +518,8 @@ impl Pool {
 
 /// A worker's life: run tasks until idle for [`IDLE_EXIT`].
 fn work() {
+    // A worker spins, and must not hold its CPU for long against a thread woken there.
+    crate::time_slice::shorten();
     let pool = &*POOL;
     pool.searching.fetch_add(1, Ordering::SeqCst);
     pool.lock().starting -= 1;
