@@ -1,21 +1,22 @@
 //! A short scheduler time slice for the port's store workers, the threads that spin.
 //!
 //! Linux's EEVDF scheduler lets the thread running on a CPU use up its time slice (1.4 ms
-//! by default on a machine of 2 CPUs, and the end of a slice is seen at a timer tick, 4 ms
-//! apart with `HZ=250`) before a thread that wakes on that CPU gets it. A store worker spins while
-//! round trips come close together (for its next task, see `workers.rs`, or for a
-//! callback's answer, see `store::receive`), and the threads it waits for can wake on its
-//! CPU: the port's main thread, which reads the BEAM's writes (see `input.rs`), or a BEAM
-//! scheduler. Traced in a callback loop (`perf sched`), the main thread waited 2.4 ms
-//! behind the spinning worker in the middle of a 13 µs round trip.
+//! by default on a machine of 2 CPUs; the end of a slice is seen at a timer tick, 4 ms
+//! apart with `HZ=250`) before a thread that wakes on that CPU gets it. A store worker
+//! spins while round trips come close together (for its next task, see `workers.rs`, or
+//! for a callback's answer, see `store::receive`), and the threads it waits for can wake
+//! on its CPU: the port's main thread, which reads the BEAM's writes (see `input.rs`), or
+//! a BEAM scheduler. Traced in a callback loop (`perf sched`), the main thread waited
+//! 2.4 ms behind the spinning worker in the middle of a 13 µs round trip.
 //!
 //! Since Linux 6.12 a thread may ask for a slice of its own (`sched_setattr`'s
 //! `sched_runtime`, 0.1 – 100 ms); a thread with a short slice holds its CPU only that
 //! long against a thread that wakes there. Each worker asks for the shortest when it
-//! starts. The main thread keeps the default: with all threads on a short slice,
-//! sequential calls were slower in two runs of three and 64 callers no faster
-//! (`docs/performance.md`, Session 13). Only a thread under the normal policy asks, with its nice value unchanged. Older
-//! kernels ignore the request or refuse it; either way nothing else changes.
+//! starts (threads and processes a worker starts inherit it). The main thread keeps the
+//! default: with all threads on a short slice, sequential calls were slower in two runs
+//! of three and 64 callers no faster (`docs/performance.md`, Session 13). Only a thread
+//! under the normal policy asks, with its nice value unchanged. Older kernels ignore the
+//! request or refuse it; either way nothing else changes.
 
 use std::time::Duration;
 
@@ -62,7 +63,7 @@ pub fn shorten() -> bool {
 
 /// The calling thread's slice as the kernel reports it (`sched_getattr`): `None` where it
 /// reports none (a kernel before 6.12 reports 0 for a thread under the normal policy).
-pub fn current() -> Option<Duration> {
+fn current() -> Option<Duration> {
     let mut attr = SchedAttr::default();
     // SAFETY: a writable sched_attr of ATTR_SIZE bytes, for the calling thread (0).
     let got = unsafe {
