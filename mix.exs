@@ -65,7 +65,7 @@ defmodule Wasmex.MixProject do
   end
 
   def application do
-    [extra_applications: [:logger], mod: {Wasmex.Application, []}]
+    [extra_applications: [:logger, :crypto], mod: {Wasmex.Application, []}]
   end
 
   defp elixirc_paths(_), do: ["lib"]

@@ -1117,7 +1117,7 @@ defmodule Bench do
 
   # A store and an instance of `bytes` in a bare port, set up with raw requests.
   defp bare_instance(port, bytes) do
-    key = :erlang.md5(bytes)
+    key = Wasmex.Module.key({:wasm, bytes})
     req = fn id, op, args -> bare_request(port, :erlang.term_to_binary({id, op, args}), id) end
     {:ok, _} = req.(3, :module_compile, {key, {:wasm, bytes}})
     {:ok, store_id} = req.(4, :store_new, {nil, nil})

@@ -36,6 +36,8 @@ req8(Id, Op, Args) -> frame(term_to_binary({Id, Op, Args}, [{minor_version, 2}])
 stream(Frames) -> iolist_to_binary(Frames).
 
 wasm(Text) -> {wasm, Text}.
+%% The key Wasmex.Module names a source by, which the port checks against the bytes.
+key({Kind, Bytes}) -> crypto:hash(sha256, [atom_to_binary(Kind), Bytes]).
 handler() -> term_to_binary(fuzz_handler).
 
 add_wat() ->
@@ -92,7 +94,7 @@ user_wat() ->
 
 streams() ->
     H = handler(),
-    K = <<"key-add">>,
+    K = key(wasm(add_wat())),
     [{"compile_call", stream([
         req(2, module_compile, {K, wasm(add_wat())}),
         req(3, store_new, {nil, nil}),
@@ -106,7 +108,7 @@ streams() ->
         req8(5, call, {1, 0, <<"add">>, [1, 2], 1000})])},
      {"binary_module", stream([
         req(2, store_new, {nil, nil}),
-        req(3, instantiate, {1, <<"bin">>, wasm(add_wasm()), H, [], [], 1000}),
+        req(3, instantiate, {1, key(wasm(add_wasm())), wasm(add_wasm()), H, [], [], 1000}),
         req(4, call, {1, 0, <<"add">>, [7, 8], 100}),
         req(5, call, {1, 0, <<"add">>, [7], 100}),
         req(6, call, {1, 0, <<"nope">>, [], 100}),
@@ -171,15 +173,15 @@ streams() ->
         req(0, cancel, {8, 1}),
         req(5, cancel, {1})])},
      {"links", stream([
-        req(2, module_compile, {<<"lib">>, wasm(lib_wat())}),
+        req(2, module_compile, {key(wasm(lib_wat())), wasm(lib_wat())}),
         req(3, store_new, {nil, nil}),
-        req(4, instantiate, {1, <<"user">>, wasm(user_wat()), H, [],
-                             [{<<"lib">>, <<"lib">>, nil}], 1000}),
+        req(4, instantiate, {1, key(wasm(user_wat())), wasm(user_wat()), H, [],
+                             [{<<"lib">>, key(wasm(lib_wat())), nil}], 1000}),
         req(5, call, {1, 0, <<"four">>, [], 1000})])},
      {"precompile_serialize", stream([
         req(2, precompile, {add_wat()}),
-        req(3, module_compile, {<<"a">>, wasm(add_wat())}),
-        req(4, module_serialize, {<<"a">>, nil}),
+        req(3, module_compile, {key(wasm(add_wat())), wasm(add_wat())}),
+        req(4, module_serialize, {key(wasm(add_wat())), nil}),
         req(5, module_compile, {<<"p">>, {precompiled, <<"not a module">>}}),
         req(6, module_compile, {<<"q">>, {other, <<>>}}),
         req(7, precompile, {<<"(modul">>})])},
@@ -189,11 +191,11 @@ streams() ->
         req(4, call, {1, 0, <<"spin">>, [], 10}),
         req(5, call, {1, 0, <<"spin">>, [], infinity})])},
      {"drops", stream([
-        req(2, module_compile, {<<"k">>, wasm(add_wat())}),
+        req(2, module_compile, {key(wasm(add_wat())), wasm(add_wat())}),
         req(3, store_new, {nil, nil}),
         req(4, store_new, {nil, nil}),
-        req(0, module_drop, {<<"k">>}),
-        req(5, instantiate, {1, <<"k">>, nil, H, [], [], 1000}),
+        req(0, module_drop, {key(wasm(add_wat()))}),
+        req(5, instantiate, {1, key(wasm(add_wat())), nil, H, [], [], 1000}),
         req(0, store_drop, {2}),
         req(6, fuel_get, {2}),
         req(0, store_drop, {x}),

@@ -11,8 +11,10 @@
 //!
 //! Without isolation (tests, fuzzing) compilation runs in-process.
 
+use crate::artifact::ArtifactCache;
 use crate::engine::EngineOptions;
 use crate::module;
+use crate::module_key::ModuleKey;
 use crate::term::{self, Fallible};
 use eetf::Term;
 use std::io::{Read, Write};
@@ -34,6 +36,8 @@ pub const INLINE_LIMIT: usize = 4096;
 pub struct Compiler {
     engine: Engine,
     options: EngineOptions,
+    /// Where large modules' compiled code is kept, when the engine has a cache directory.
+    artifacts: Option<ArtifactCache>,
     /// The program to run as a compile child; `None` compiles in-process.
     child: Option<PathBuf>,
     timeout: Option<Duration>,
@@ -48,6 +52,10 @@ impl Compiler {
     ) -> Compiler {
         Compiler {
             engine,
+            artifacts: options
+                .cache_dir
+                .as_deref()
+                .map(|dir| ArtifactCache::new(dir, &options)),
             options,
             child,
             timeout,
@@ -59,57 +67,28 @@ impl Compiler {
     }
 
     /// Compiles `.wasm` or `.wat` bytes. `cancelled` is polled while a child compiles.
-    /// With a `key` (the BEAM's name for these bytes), a large module's artifact is kept in
-    /// the cache directory, and a host that needs the same module again maps it instead of
-    /// compiling.
+    /// With a `key` (the digest of these bytes, checked by the caller), a large module's
+    /// artifact is kept in the cache directory, and a host that needs the same module again
+    /// maps it instead of compiling.
     pub fn compile(
         &self,
         bytes: &[u8],
-        key: Option<&[u8]>,
+        key: Option<&ModuleKey>,
         cancelled: &dyn Fn() -> bool,
     ) -> Fallible<Module> {
         let Some(exe) = self.child.as_ref().filter(|_| bytes.len() > INLINE_LIMIT) else {
             return module::compile(&self.engine, bytes);
         };
-        let cached = key.and_then(|k| self.artifact_path(k));
-        if let Some(path) = &cached {
-            // SAFETY: files in the artifact directory are written by this program only
-            // (below), in the user's own cache directory; wasmtime checks that the artifact
-            // matches this engine, and anything it refuses is compiled again.
-            if let Ok(module) = unsafe { Module::deserialize_file(&self.engine, path) } {
-                return Ok(module);
-            }
+        let cache = key.zip(self.artifacts.as_ref());
+        if let Some(module) = cache.and_then(|(key, cache)| cache.load(&self.engine, key)) {
+            return Ok(module);
         }
         let artifact = self.run_child(exe, bytes, cancelled)?;
         let module = module::deserialize(&self.engine, &artifact)?;
-        if let Some(path) = cached {
-            keep_artifact(&path, &artifact);
+        if let Some((key, cache)) = cache {
+            cache.keep(key, &artifact);
         }
         Ok(module)
-    }
-
-    /// `<cache_dir>/artifacts/<key>-<settings>.cwasm`: named by the module and by the engine
-    /// settings that shape the code.
-    fn artifact_path(&self, key: &[u8]) -> Option<PathBuf> {
-        use std::hash::{Hash, Hasher};
-        let dir = self.options.cache_dir.as_ref()?;
-        let mut settings = std::collections::hash_map::DefaultHasher::new();
-        // The Debug form, not the term: a term holds a map, whose encoding order changes
-        // from one map to the next.
-        let shaping = EngineOptions {
-            cache_dir: None,
-            spin_us: 0,
-            serial_compilation: false,
-            instance_slots: None,
-            ..self.options.clone()
-        };
-        format!("{shaping:?}").hash(&mut settings);
-        let name: String = key.iter().map(|b| format!("{b:02x}")).collect();
-        Some(
-            PathBuf::from(dir)
-                .join("artifacts")
-                .join(format!("{name}-{:016x}.cwasm", settings.finish())),
-        )
     }
 
     /// Compiles to a serialized module (what `Wasmex.Engine.precompile_module/2` returns).
@@ -185,41 +164,6 @@ impl Compiler {
             (_, Err(e)) => Err(format!("compiler process: {e}")),
             (false, Ok(())) => Err(format!("the compiler process failed ({status})")),
         }
-    }
-}
-
-/// Writes an artifact next to its final name and renames it there, so that a reader never
-/// sees half a file. Best effort: without it the module is only compiled again next time.
-fn keep_artifact(path: &std::path::Path, artifact: &[u8]) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
-        return;
-    }
-    let staging = path.with_extension(format!("tmp{}", std::process::id()));
-    if std::fs::write(&staging, artifact).is_ok() && std::fs::rename(&staging, path).is_err() {
-        let _ = std::fs::remove_file(&staging);
-    }
-    trim_artifacts(dir, MAX_ARTIFACTS);
-}
-
-/// How many artifact files the cache keeps; the oldest go first.
-const MAX_ARTIFACTS: usize = 256;
-
-fn trim_artifacts(dir: &std::path::Path, keep: usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .collect();
-    if files.len() <= keep {
-        return;
-    }
-    files.sort();
-    for (_, path) in &files[..files.len() - keep] {
-        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -327,64 +271,5 @@ mod tests {
         input.extend_from_slice(b"(module (func (export \"f\")))");
         let artifact = child_compile(&input).unwrap();
         assert!(module::deserialize(&options.build().unwrap(), &artifact).is_ok());
-    }
-}
-
-#[cfg(test)]
-mod artifact_tests {
-    use super::*;
-
-    #[test]
-    fn the_artifact_directory_keeps_the_newest_files() {
-        let dir = std::env::temp_dir().join(format!("wasmex-trim-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let base = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-        for i in 0..5u64 {
-            let path = dir.join(format!("{i}.cwasm"));
-            std::fs::write(&path, b"x").unwrap();
-            let file = std::fs::File::options().write(true).open(&path).unwrap();
-            file.set_modified(base + std::time::Duration::from_secs(i))
-                .unwrap();
-        }
-        trim_artifacts(&dir, 2);
-        let mut left: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        left.sort();
-        let _ = std::fs::remove_dir_all(&dir);
-        assert_eq!(left, vec!["3.cwasm", "4.cwasm"]);
-    }
-
-    #[test]
-    fn an_artifact_has_one_name_for_given_settings() {
-        let options = EngineOptions {
-            cache_dir: Some("/tmp/c".into()),
-            ..EngineOptions::default()
-        };
-        let compiler = Compiler::new(options.build().unwrap(), options, None, None);
-        let names: std::collections::HashSet<_> =
-            (0..20).map(|_| compiler.artifact_path(b"k")).collect();
-        assert_eq!(names.len(), 1);
-    }
-
-    #[test]
-    fn the_parent_engine_maps_an_artifact_of_the_child_engine() {
-        let child = EngineOptions::default();
-        let parent = EngineOptions {
-            serial_compilation: true,
-            cache_dir: None,
-            ..child.clone()
-        };
-        let artifact = module::serialize(
-            &module::compile(&child.build().unwrap(), b"(module (func (export \"f\")))").unwrap(),
-        )
-        .unwrap();
-        let path =
-            std::env::temp_dir().join(format!("wasmex-artifact-test-{}.cwasm", std::process::id()));
-        keep_artifact(&path, &artifact);
-        let loaded = unsafe { Module::deserialize_file(&parent.build().unwrap(), &path) };
-        let _ = std::fs::remove_file(&path);
-        assert!(loaded.is_ok(), "{:?}", loaded.err());
     }
 }

@@ -110,8 +110,10 @@ impl EngineOptions {
             config.memory_may_move(true);
         }
         if let Some(dir) = &self.cache_dir {
+            // wasmtime's cache gets a folder of its own: its cleanup removes files it does
+            // not recognise, and the artifact cache (`artifact.rs`) lives beside it.
             let mut cache_config = CacheConfig::new();
-            cache_config.with_directory(dir);
+            cache_config.with_directory(std::path::Path::new(dir).join("wasmtime"));
             let cache = Cache::new(cache_config)
                 .map_err(|e| format!("cannot use cache directory {dir}: {e}"))?;
             config.cache(Some(cache));

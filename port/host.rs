@@ -441,7 +441,7 @@ mod tests {
         let source = term::tuple(vec![term::atom("wasm"), term::binary(wat.to_vec())]);
         let args = vec![
             store.clone(),
-            term::binary(b"k".to_vec()),
+            key_of(wat),
             source,
             term::binary(vec![]),
             term::list(imports),
@@ -545,12 +545,40 @@ mod tests {
         );
     }
 
+    /// The key `Wasmex.Module` names `.wat` or `.wasm` bytes by.
+    fn key_of(wasm: &[u8]) -> Term {
+        term::binary(
+            crate::module_key::ModuleKey::of("wasm", wasm)
+                .as_bytes()
+                .to_vec(),
+        )
+    }
+
+    #[test]
+    fn a_module_sent_under_another_modules_key_is_refused() {
+        let (mut host, rx) = host();
+        init(&mut host, &rx);
+        let source = term::tuple(vec![
+            term::atom("wasm"),
+            term::binary(b"(module $a)".to_vec()),
+        ]);
+        host.handle_payload(&request(
+            2,
+            "module_compile",
+            vec![key_of(b"(module $b)"), source],
+        ));
+        assert!(next_reply(&rx)
+            .1
+            .unwrap_err()
+            .contains("module key is not the SHA-256 digest"));
+    }
+
     #[test]
     fn compiles_instantiates_and_calls() {
         let (mut host, rx) = host();
         init(&mut host, &rx);
-        let key = term::binary(b"k".to_vec());
         let wat = b"(module (func (export \"add\") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))";
+        let key = key_of(wat);
         let source = term::tuple(vec![term::atom("wasm"), term::binary(wat.to_vec())]);
         host.handle_payload(&request(2, "module_compile", vec![key.clone(), source]));
         assert!(next_reply(&rx).1.is_ok());

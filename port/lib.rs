@@ -2,6 +2,7 @@
 //! fuzz targets in `fuzz/` can drive the decoder and the dispatcher directly.
 
 pub mod affinity;
+pub mod artifact;
 pub mod beam_cpu;
 pub mod bulk;
 pub mod callback;
@@ -17,6 +18,7 @@ pub mod instance;
 pub mod keeper;
 pub mod memory;
 pub mod module;
+pub mod module_key;
 pub mod os_limits;
 pub mod outbox;
 pub mod protocol;

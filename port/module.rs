@@ -3,6 +3,7 @@
 
 use crate::compiler::Compiler;
 use crate::engine::explain_pool_limit;
+use crate::module_key::ModuleKey;
 use crate::term::{self, Fallible};
 use crate::values::type_name;
 use eetf::Term;
@@ -91,7 +92,8 @@ impl Registry {
     }
 }
 
-/// Loads `{wasm, Bytes}` (binary or text format) or `{precompiled, Bytes}`.
+/// Loads `{wasm, Bytes}` (binary or text format) or `{precompiled, Bytes}`, after checking
+/// that `key` is the digest of that source (`module_key.rs`).
 pub fn load(
     compiler: &Compiler,
     key: &[u8],
@@ -101,8 +103,14 @@ pub fn load(
     let parts = term::as_tuple(source, 2, "module source")?;
     let bytes = term::as_bytes(&parts[1], "module bytes")?;
     match term::as_atom(&parts[0]) {
-        Some("wasm") => compiler.compile(bytes, Some(key), cancelled),
-        Some("precompiled") => deserialize(compiler.engine(), bytes),
+        Some(kind @ "wasm") => {
+            let key = ModuleKey::verified(key, kind, bytes)?;
+            compiler.compile(bytes, Some(&key), cancelled)
+        }
+        Some(kind @ "precompiled") => {
+            ModuleKey::verified(key, kind, bytes)?;
+            deserialize(compiler.engine(), bytes)
+        }
         _ => Err(format!(
             "module source must be {{wasm, Bytes}} or {{precompiled, Bytes}}, got: {}",
             term::show(&parts[0])

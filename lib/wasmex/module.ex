@@ -121,8 +121,15 @@ defmodule Wasmex.Module do
     load(host, {:precompiled, bytes})
   end
 
-  defp load(host, {kind, bytes} = source) do
-    key = :erlang.md5([Atom.to_string(kind), bytes])
+  @doc false
+  # The name of a module source in every host: the SHA-256 of its kind and bytes, which the
+  # port checks against the bytes whenever they come with it. Equal sources share it; no
+  # one can make two different sources share it.
+  @spec key(source()) :: binary()
+  def key({kind, bytes}), do: :crypto.hash(:sha256, [Atom.to_string(kind), bytes])
+
+  defp load(host, source) do
+    key = key(source)
 
     with {:ok, {name, exports, imports}} <- Host.request(host, :module_compile, {key, source}) do
       {:ok,

@@ -120,6 +120,33 @@ defmodule Wasmex.ModuleTest do
       {:ok, pid} = Wasmex.start_link(%{store: other, module: again})
       assert Wasmex.call_function(pid, "f300", []) == {:ok, [300]}
     end
+
+    test "a file holding another module's code is not run, whatever its name" do
+      # Two large modules that differ only in what f300 returns.
+      large = fn sign ->
+        funcs =
+          for i <- 1..300, do: ~s{(func (export "f#{i}") (result i32) i32.const #{sign}#{i})}
+
+        "(module $swapped_#{System.system_time(:nanosecond)} #{Enum.join(funcs, " ")})"
+      end
+
+      {positive, negative} = {large.(""), large.("-")}
+      {:ok, store} = Wasmex.Store.new()
+      {:ok, compiled} = Module.compile(store, positive)
+      dir = Path.join(to_string(:filename.basedir(:user_cache, ~c"wasmex_port")), "artifacts")
+      hex = &Base.encode16(Module.key({:wasm, &1}), case: :lower)
+      [file] = Path.wildcard(Path.join(dir, hex.(positive) <> "-*.cwasm"))
+      # What a key collision, or anyone writing the cache, would leave behind: the code of
+      # one module under the other's name.
+      File.cp!(file, String.replace(file, hex.(positive), hex.(negative)))
+
+      {:ok, other} = Wasmex.Store.new()
+      {:ok, module} = Module.compile(other, negative)
+      {:ok, pid} = Wasmex.start_link(%{store: other, module: module})
+
+      assert {compiled.key != module.key, Wasmex.call_function(pid, "f300", [])} ==
+               {true, {:ok, [-300]}}
+    end
   end
 
   describe "many modules in one host" do

@@ -75,7 +75,7 @@ defmodule Wasmex.Host.Spare do
                    "(module (memory 1) (func (export \"f\") (param i32) (result i32) local.get 0))"}
 
   defp warm_up(host) do
-    key = :erlang.md5("wasmex spare warm-up")
+    key = Wasmex.Module.key(@warm_up_source)
 
     with {:ok, _} <- Host.request(host, :module_compile, {key, @warm_up_source}),
          {:ok, store} <- Host.new_store(host, nil, nil, self()),

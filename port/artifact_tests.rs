@@ -1,0 +1,160 @@
+use super::*;
+use crate::module;
+
+/// A fresh cache directory for one test.
+fn cache_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("wasmex-artifact-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn options(dir: &Path) -> EngineOptions {
+    EngineOptions {
+        cache_dir: Some(dir.to_string_lossy().into_owned()),
+        ..EngineOptions::default()
+    }
+}
+
+const SEVEN: &[u8] = b"(module (func (export \"f\") (result i32) i32.const 7))";
+const EIGHT: &[u8] = b"(module (func (export \"f\") (result i32) i32.const 8))";
+
+fn artifact_of(options: &EngineOptions, source: &[u8]) -> Vec<u8> {
+    let engine = options.build().unwrap();
+    module::serialize(&module::compile(&engine, source).unwrap()).unwrap()
+}
+
+/// The result of `f` in a fresh instance of `module`.
+fn run_f(engine: &Engine, module: &Module) -> i32 {
+    let mut store = wasmtime::Store::new(engine, ());
+    store.set_epoch_deadline(u64::MAX / 2);
+    let _ = store.set_fuel(u64::MAX);
+    let instance = wasmtime::Instance::new(&mut store, module, &[]).unwrap();
+    let f = instance.get_typed_func::<(), i32>(&mut store, "f").unwrap();
+    f.call(&mut store, ()).unwrap()
+}
+
+#[test]
+fn a_kept_artifact_loads_for_its_key_and_runs() {
+    let dir = cache_dir("kept");
+    let options = options(&dir);
+    let cache = ArtifactCache::new(options.cache_dir.as_deref().unwrap(), &options);
+    let key = ModuleKey::of("wasm", SEVEN);
+    cache.keep(&key, &artifact_of(&options, SEVEN));
+    let engine = options.build().unwrap();
+    let loaded = cache.load(&engine, &key).expect("the artifact loads");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(run_f(&engine, &loaded), 7);
+}
+
+#[test]
+fn an_artifact_filed_under_another_modules_key_is_not_loaded() {
+    let dir = cache_dir("swapped");
+    let options = options(&dir);
+    let cache = ArtifactCache::new(options.cache_dir.as_deref().unwrap(), &options);
+    let (seven, eight) = (ModuleKey::of("wasm", SEVEN), ModuleKey::of("wasm", EIGHT));
+    cache.keep(&seven, &artifact_of(&options, SEVEN));
+    // The file of one module under the name of another: what a key collision, or anyone
+    // writing the directory, would produce.
+    std::fs::rename(cache.path(&seven), cache.path(&eight)).unwrap();
+    let loaded = cache.load(&options.build().unwrap(), &eight);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(loaded.is_none());
+}
+
+#[test]
+fn an_artifact_of_other_engine_settings_is_not_loaded() {
+    let dir = cache_dir("settings");
+    let plain = options(&dir);
+    let fueled = EngineOptions {
+        consume_fuel: true,
+        ..plain.clone()
+    };
+    let dir_str = plain.cache_dir.clone().unwrap();
+    let (plain_cache, fueled_cache) = (
+        ArtifactCache::new(&dir_str, &plain),
+        ArtifactCache::new(&dir_str, &fueled),
+    );
+    let key = ModuleKey::of("wasm", SEVEN);
+    plain_cache.keep(&key, &artifact_of(&plain, SEVEN));
+    std::fs::copy(plain_cache.path(&key), fueled_cache.path(&key)).unwrap();
+    let loaded = fueled_cache.load(&fueled.build().unwrap(), &key);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(loaded.is_none());
+}
+
+#[test]
+fn a_file_without_a_trailer_from_an_older_version_is_not_loaded() {
+    let dir = cache_dir("old");
+    let options = options(&dir);
+    let cache = ArtifactCache::new(options.cache_dir.as_deref().unwrap(), &options);
+    let key = ModuleKey::of("wasm", SEVEN);
+    std::fs::create_dir_all(&cache.dir).unwrap();
+    // A bare artifact, valid for this engine, as older versions wrote them.
+    std::fs::write(cache.path(&key), artifact_of(&options, SEVEN)).unwrap();
+    let loaded = cache.load(&options.build().unwrap(), &key);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(loaded.is_none());
+}
+
+#[test]
+fn a_file_cut_short_is_not_loaded() {
+    let dir = cache_dir("short");
+    let options = options(&dir);
+    let cache = ArtifactCache::new(options.cache_dir.as_deref().unwrap(), &options);
+    let key = ModuleKey::of("wasm", SEVEN);
+    cache.keep(&key, &artifact_of(&options, SEVEN));
+    let whole = std::fs::read(cache.path(&key)).unwrap();
+    std::fs::write(cache.path(&key), &whole[..whole.len() - 1]).unwrap();
+    let loaded = cache.load(&options.build().unwrap(), &key);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(loaded.is_none());
+}
+
+#[test]
+fn an_artifact_has_one_name_for_given_settings_and_key() {
+    let options = options(Path::new("/tmp/c"));
+    let key = ModuleKey::of("wasm", SEVEN);
+    let names: std::collections::HashSet<_> = (0..20)
+        .map(|_| ArtifactCache::new("/tmp/c", &options).path(&key))
+        .collect();
+    assert_eq!(names.len(), 1);
+}
+
+#[test]
+fn the_directory_keeps_the_newest_files() {
+    let dir = cache_dir("trim");
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    for i in 0..5u64 {
+        let path = dir.join(format!("{i}.cwasm"));
+        std::fs::write(&path, b"x").unwrap();
+        let file = File::options().write(true).open(&path).unwrap();
+        file.set_modified(base + std::time::Duration::from_secs(i))
+            .unwrap();
+    }
+    trim(&dir, 2);
+    let mut left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    left.sort();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(left, vec!["3.cwasm", "4.cwasm"]);
+}
+
+#[test]
+fn the_parent_engine_maps_an_artifact_of_the_child_engine() {
+    let dir = cache_dir("parent");
+    let child = options(&dir);
+    let parent = EngineOptions {
+        serial_compilation: true,
+        ..child.clone()
+    };
+    let key = ModuleKey::of("wasm", SEVEN);
+    ArtifactCache::new(&child.cache_dir.clone().unwrap(), &child)
+        .keep(&key, &artifact_of(&child, SEVEN));
+    let loaded = ArtifactCache::new(&parent.cache_dir.clone().unwrap(), &parent)
+        .load(&parent.build().unwrap(), &key);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(loaded.is_some());
+}
