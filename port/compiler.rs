@@ -15,6 +15,7 @@ use crate::artifact::ArtifactCache;
 use crate::engine::EngineOptions;
 use crate::module;
 use crate::module_key::ModuleKey;
+use crate::os_limits::resident_bytes_of;
 use crate::term::{self, Fallible};
 use eetf::Term;
 use std::io::{Read, Write};
@@ -41,6 +42,8 @@ pub struct Compiler {
     /// The program to run as a compile child; `None` compiles in-process.
     child: Option<PathBuf>,
     timeout: Option<Duration>,
+    /// The host's `resident_memory` cap, which binds its compile children too.
+    resident_cap: Option<u64>,
 }
 
 impl Compiler {
@@ -59,7 +62,15 @@ impl Compiler {
             options,
             child,
             timeout,
+            resident_cap: None,
         }
+    }
+
+    /// Stops a compile child whose resident memory goes over `cap` bytes: a host's
+    /// `resident_memory` cap covers the compilations it starts.
+    pub fn with_resident_cap(mut self, cap: Option<u64>) -> Compiler {
+        self.resident_cap = cap;
+        self
     }
 
     pub fn engine(&self) -> &Engine {
@@ -149,7 +160,7 @@ impl Compiler {
                 let ms = self.timeout.map_or(0, |t| t.as_millis());
                 Some(format!("Could not compile module: compilation did not finish within {ms} ms and was stopped"))
             } else {
-                None
+                self.over_resident_cap(child.id())
             };
             if let Some(reason) = stop {
                 let _ = child.kill();
@@ -164,6 +175,18 @@ impl Compiler {
             (_, Err(e)) => Err(format!("compiler process: {e}")),
             (false, Ok(())) => Err(format!("the compiler process failed ({status})")),
         }
+    }
+}
+
+impl Compiler {
+    /// The error for a compile child over the resident memory cap, if it is.
+    fn over_resident_cap(&self, pid: u32) -> Option<String> {
+        let cap = self.resident_cap?;
+        let rss = resident_bytes_of(pid).filter(|&rss| rss > cap)?;
+        Some(format!(
+            "Could not compile module: compiling used {rss} bytes of resident memory, over \
+             the host's resident memory cap of {cap} bytes (os_limits), and was stopped"
+        ))
     }
 }
 

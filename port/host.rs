@@ -299,7 +299,8 @@ impl Host {
         } else {
             None
         };
-        let compiler = Compiler::new(engine.clone(), options.clone(), child, compile_timeout);
+        let compiler = Compiler::new(engine.clone(), options.clone(), child, compile_timeout)
+            .with_resident_cap(limits.resident_memory);
         crate::workers::set_spin(Duration::from_micros(options.spin_us));
         self.shared = Some(Arc::new(Shared {
             engine,

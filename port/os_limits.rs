@@ -79,7 +79,16 @@ fn set_rlimit(
 
 /// Resident set size of this process in bytes.
 pub fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    resident_bytes_in("/proc/self/statm")
+}
+
+/// Resident set size of the process `pid` (a compile child) in bytes.
+pub fn resident_bytes_of(pid: u32) -> Option<u64> {
+    resident_bytes_in(&format!("/proc/{pid}/statm"))
+}
+
+fn resident_bytes_in(statm: &str) -> Option<u64> {
+    let statm = std::fs::read_to_string(statm).ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     // SAFETY: sysconf has no memory effects.
     let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -130,5 +139,11 @@ mod tests {
     #[test]
     fn measures_its_own_resident_memory() {
         assert!(resident_bytes().unwrap() > 0);
+    }
+
+    #[test]
+    fn measures_another_process_by_pid() {
+        assert!(resident_bytes_of(std::process::id()).unwrap() > 0);
+        assert_eq!(resident_bytes_of(u32::MAX), None);
     }
 }

@@ -46,6 +46,20 @@ defmodule Wasmex.System.OsLimitsTest do
       {:ok, other} = Wasmex.start_link(%{bytes: @toucher})
       assert {:ok, [1]} = Wasmex.call_function(other, "touch", [16])
     end
+
+    test "binds the host's compilations: one over the cap is stopped, the host serves on" do
+      config = %EngineConfig{cranelift_opt_level: :speed}
+      {:ok, engine} = Engine.new(config, os_limits: [resident_memory: 150 * 1024 * 1024])
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      # One function of 100,000 additions: optimising it takes about 500 MB.
+      body = String.duplicate("local.get 0 i32.const 1 i32.add local.set 0 ", 100_000)
+      name = "$big_#{System.system_time(:nanosecond)}"
+      wat = "(module #{name} (func (export \"f\") (param i32) (result i32) #{body} local.get 0))"
+
+      assert {:error, message} = Wasmex.Module.compile(store, wat)
+      assert message =~ "over the host's resident memory cap of 157286400 bytes"
+      assert {:ok, _} = Wasmex.Module.compile(store, @toucher)
+    end
   end
 
   describe "cpu_seconds" do
