@@ -32,6 +32,46 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
         return Ok(builder.build_p1());
     };
     let m = term::as_map(options, "wasi options")?;
+    let max_open_files = match term::map_u64(m, "max_open_files")? {
+        Some(n) if n > 0 => n,
+        None => DEFAULT_MAX_OPEN_FILES,
+        Some(n) => return Err(format!("max_open_files must be at least 1, got: {n}")),
+    };
+    let preopens = match term::map_get(m, "preopen") {
+        Some(list) => term::as_list(list, "preopen")?.len(),
+        None => 0,
+    };
+    let mut ctx = fill(builder, m, stdio)?;
+    limit_open_files(&mut ctx, preopens, max_open_files);
+    Ok(ctx)
+}
+
+/// At most this many open files and directories per store, unless the options say otherwise.
+pub const DEFAULT_MAX_OPEN_FILES: u64 = 256;
+
+/// Bounds what the program may hold open at once. Every file or directory a WASI program
+/// opens holds a descriptor of the port process, which all the stores of a host share:
+/// without a bound, one guest opening files in a loop would take them all, and the other
+/// stores could no longer preopen a directory or start a compile child. wasmtime-wasi keeps
+/// each open file, directory and stream in the store's resource table, so the bound is the
+/// table's capacity: what the context holds, its three standard streams and its preopens
+/// (the streams and preopens enter the table when the program first uses WASI), plus the
+/// files the program may open besides them. An open past it traps (wasmtime-wasi reports a
+/// full table as a trap, "resource table has no free keys"), which ends that call only.
+fn limit_open_files(ctx: &mut WasiP1Ctx, preopens: usize, max_open_files: u64) {
+    use wasmtime_wasi::WasiView;
+    const STDIO: usize = 3;
+    let table = ctx.ctx().table;
+    let held = table.iter_mut().count() + STDIO + preopens;
+    let max = usize::try_from(max_open_files).unwrap_or(usize::MAX);
+    table.set_max_capacity(held.saturating_add(max));
+}
+
+fn fill(
+    mut builder: WasiCtxBuilder,
+    m: &std::collections::HashMap<Term, Term>,
+    stdio: Stdio,
+) -> Fallible<WasiP1Ctx> {
     if let Some(args) = term::map_get(m, "args") {
         for a in term::as_list(args, "wasi args")?.iter() {
             builder.arg(term::as_str(a, "wasi arg")?);

@@ -17,12 +17,19 @@ defmodule Wasmex.Wasi.WasiOptions do
 
   Output is never held back: a slow receiver's mailbox (or a pipe) grows with whatever
   the program writes. Limit a chatty program with a timeout or fuel.
+
+  `max_open_files` (default 256) is how many files and directories the program may hold
+  open at once besides its preopened directories. All the stores of a host share one OS
+  process and its descriptors: the budget keeps one program from taking them all. An open
+  past it ends the call with an error (wasmtime-wasi reports the store's full resource
+  table as a trap, `resource table has no free keys`); the store stays usable, and the
+  other stores of the host are not affected.
   """
 
   alias Wasmex.Pipe
   alias Wasmex.Wasi.PreopenOptions
 
-  defstruct [:stdin, :stdout, :stderr, args: [], env: %{}, preopen: []]
+  defstruct [:stdin, :stdout, :stderr, args: [], env: %{}, preopen: [], max_open_files: 256]
 
   @type output :: Pipe.t() | {:messages, pid()} | nil
 
@@ -32,7 +39,8 @@ defmodule Wasmex.Wasi.WasiOptions do
           preopen: [PreopenOptions.t()],
           stdin: Pipe.t() | :messages | nil,
           stdout: output(),
-          stderr: output()
+          stderr: output(),
+          max_open_files: pos_integer()
         }
 
   @doc """
@@ -58,7 +66,8 @@ defmodule Wasmex.Wasi.WasiOptions do
       preopen: preopens(o.preopen),
       stdin: stdin(o.stdin),
       stdout: output(o.stdout, :wasmex_stdout),
-      stderr: output(o.stderr, :wasmex_stderr)
+      stderr: output(o.stderr, :wasmex_stderr),
+      max_open_files: o.max_open_files
     }
   end
 
