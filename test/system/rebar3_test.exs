@@ -82,8 +82,33 @@ defmodule Wasmex.System.Rebar3Test do
     end
   end
 
-  defp rebar3(dir, args) do
-    System.cmd("env", ["-i" | env(System.get_env("PATH"))] ++ ["rebar3" | args],
+  describe "a git dependency" do
+    # What a project of one's own does: rebar3 clones wasmex (this commit) into _build and
+    # builds it there, port included. Cargo's output goes to this checkout's target/ so
+    # that wasmtime is not compiled again.
+    test "is fetched and built, and the example's EUnit tests pass with it" do
+      dir =
+        Path.join(System.tmp_dir!(), "wasmex_rebar3_git_#{System.unique_integer([:positive])}")
+
+      on_exit(fn -> File.rm_rf!(dir) end)
+      File.mkdir_p!(dir)
+      File.cp_r!(Path.join(@demo, "src"), Path.join(dir, "src"))
+      File.cp_r!(Path.join(@demo, "test"), Path.join(dir, "test"))
+      {sha, 0} = System.cmd("git", ["rev-parse", "HEAD"], cd: @root)
+      dep = ~s|{wasmex, {git, "file://#{@root}", {ref, "#{String.trim(sha)}"}}}|
+      File.write!(Path.join(dir, "rebar.config"), "{deps, [#{dep}]}.\n")
+
+      {output, status} =
+        rebar3(dir, ["eunit"], ["CARGO_TARGET_DIR=#{Path.join(@root, "target")}"])
+
+      assert status == 0, output
+      assert output =~ ~r/3 tests, 0 failures/
+      assert File.exists?(Path.join(dir, "_build/default/lib/wasmex/priv/wasmex_port"))
+    end
+  end
+
+  defp rebar3(dir, args, extra_env \\ []) do
+    System.cmd("env", ["-i" | env(System.get_env("PATH"))] ++ extra_env ++ ["rebar3" | args],
       cd: dir,
       stderr_to_stdout: true
     )
