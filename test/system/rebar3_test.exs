@@ -82,6 +82,27 @@ defmodule Wasmex.System.Rebar3Test do
     end
   end
 
+  describe "without Elixir on the PATH" do
+    test "rebar3 stops and says to install Elixir", %{project: dir} do
+      # rebar3, Erlang and the tools their scripts use; no elixir, no mix.
+      bin = Path.join(dir, "bin_without_elixir")
+      File.mkdir_p!(bin)
+
+      for tool <- ~w(rebar3 escript erl sh dirname basename sed uname readlink) do
+        File.ln_s!(System.find_executable(tool), Path.join(bin, tool))
+      end
+
+      {output, status} =
+        System.cmd("env", ["-i" | env(bin)] ++ ["rebar3", "compile"],
+          cd: dir,
+          stderr_to_stdout: true
+        )
+
+      assert status == 1, output
+      assert output =~ "wasmex is written in Elixir: install Elixir"
+    end
+  end
+
   describe "a git dependency" do
     # What a project of one's own does: rebar3 clones wasmex (this commit) into _build and
     # builds it there, port included. Cargo's output goes to this checkout's target/ so
