@@ -26,7 +26,7 @@ defmodule Mix.Tasks.Compile.WasmexPort do
         {:noop, []}
       end
 
-    link_priv()
+    link_priv(result)
     result
   end
 
@@ -53,9 +53,11 @@ defmodule Mix.Tasks.Compile.WasmexPort do
 
   # Mix links (or, with build_embedded, copies) priv/ into the build directory before the
   # compilers run, and only if priv/ exists then. In a fresh clone or a fresh dependency it
-  # does not, so build the structure again now that the binary is there.
-  defp link_priv do
-    unless File.exists?(Path.join(Mix.Project.app_path(), "priv/wasmex_port")) do
+  # does not, so build the structure again once the binary is there (and after a rebuild,
+  # which a copy would not see).
+  defp link_priv(result) do
+    if result == {:ok, []} or
+         not File.exists?(Path.join(Mix.Project.app_path(), "priv/wasmex_port")) do
       Mix.Project.build_structure()
     end
   end
