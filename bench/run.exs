@@ -437,7 +437,7 @@ defmodule Bench do
     Out.fact("wasmtime", wasmtime)
     Out.fact("schedulers", :erlang.system_info(:schedulers_online))
     # The BEAM's session weight against the ports' and keepers' (a shell whose autogroup was
-    # set to nice 19 halved throughput with a keeper: see docs/performance.md, Session 11).
+    # set to nice 19 halved throughput with a keeper: see docs/decisions.md, 2026-11-21).
     Out.fact("autogroup", autogroup())
     Out.fact("commit", "#{commit} (work tree may differ: others edit it concurrently)")
 
@@ -703,7 +703,7 @@ defmodule Bench do
   end
 
   # CPU per call of the BEAM and the ports together, and of the BEAM alone (the kernel
-  # shares the CPUs between the two: see docs/performance.md, Session 12).
+  # shares the CPUs between the two: see docs/decisions.md, 2026-11-22).
   defp cpu_figures(name, {cpu, beam}) do
     Out.figure("#{name}_cpu_per_call", cpu, "us")
     Out.figure("#{name}_cpu_per_call_beam", beam, "us")

@@ -2,7 +2,7 @@
 %%
 %% Every function here is a thin call into the Elixir module named in its comment; the
 %% Elixir modules can also be called directly ('Elixir.Wasmex.Memory':read_binary/4 ...).
-%% See docs/erlang.md for a guide.
+%% See docs/guides/erlang.md for a guide.
 -module(wasmex).
 
 -export([start_link/1, call_function/3, call_function/4, function_exists/2,
