@@ -23,14 +23,17 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.Outgoing
+  alias Wasmex.Host.{Client, Outgoing}
 
   defstruct [
     :port,
     :os_pid,
     :owner,
     :owner_ref,
+    compile_timeout: 60_000,
     fatal: nil,
+    # The tag of each waiting caller's `from` => its request's id (see `give_up`).
+    tags: %{},
     next_id: 1,
     pending: %{},
     holders: %{},
@@ -86,10 +89,20 @@ defmodule Wasmex.Host do
   end
 
   @doc """
-  Sends a request and waits for its result. Exits of the host become `{:error, reason}`.
+  Sends a request and waits for its result, a bounded time (see `Wasmex.Host.Client`):
+  a caller that stops waiting gets `{:error, reason}` and its request is cancelled. Exits
+  of the host become `{:error, reason}`.
   """
   @spec request(pid(), atom(), tuple()) :: {:ok, term()} | {:error, term()}
-  def request(host, op, args), do: call(host, {:request, op, args})
+  def request(host, op, args) when op in [:module_compile, :precompile, :module_serialize] do
+    case call(host, :compile_timeout) do
+      {:error, _} = error -> error
+      :infinity -> call(host, {:request, op, args}, :infinity)
+      ms -> call(host, {:request, op, args}, ms + Client.request_timeout())
+    end
+  end
+
+  def request(host, op, args), do: call(host, {:request, op, args}, Client.wait_for(op, args))
 
   @doc "Sends a request whose result goes to `target` (see `t:target/0`)."
   @spec cast_request(pid(), atom(), tuple(), target()) :: :ok
@@ -155,16 +168,23 @@ defmodule Wasmex.Host do
   @spec adopt(pid(), pid()) :: :ok | {:error, term()}
   def adopt(host, owner), do: call(host, {:adopt, owner})
 
-  # A call to the host server whose exit (the host is gone) becomes an error.
-  defp call(host, message) do
-    GenServer.call(host, message, :infinity)
-  catch
-    :exit, reason -> {:error, down_message(reason)}
+  # A call to the host server that waits a bounded time; the host's exit becomes an error.
+  defp call(host, message, wait \\ Client.request_timeout()) do
+    case Client.call(host, message, wait) do
+      {:error, :timeout} -> {:error, "the Wasm host did not answer within #{wait} ms"}
+      {:error, {:down, reason}} -> {:error, down_message(reason)}
+      answer -> answer
+    end
   end
 
-  @doc "The OS process id of the host's port program."
+  @doc "The OS process id of the host's port program (`nil` if the host does not answer)."
   @spec os_pid(pid()) :: non_neg_integer() | nil
-  def os_pid(host), do: GenServer.call(host, :os_pid)
+  def os_pid(host) do
+    case call(host, :os_pid) do
+      {:error, _} -> nil
+      os_pid -> os_pid
+    end
+  end
 
   @doc false
   def down_message({reason, {GenServer, :call, _}}), do: down_message(reason)
@@ -190,7 +210,14 @@ defmodule Wasmex.Host do
            do: Wasmex.Host.Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
 
       {:ok,
-       %__MODULE__{port: port, os_pid: os_pid, owner: owner, owner_ref: owner_ref, next_id: 2}}
+       %__MODULE__{
+         port: port,
+         os_pid: os_pid,
+         owner: owner,
+         owner_ref: owner_ref,
+         compile_timeout: host_options.compile_timeout,
+         next_id: 2
+       }}
     else
       {:error, reason} -> {:stop, reason}
     end
@@ -333,6 +360,7 @@ defmodule Wasmex.Host do
   end
 
   def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
+  def handle_call(:compile_timeout, _from, state), do: {:reply, state.compile_timeout, state}
 
   def handle_call({:adopt, owner}, _from, state) do
     if state.owner_ref, do: Process.demonitor(state.owner_ref, [:flush])
@@ -357,6 +385,14 @@ defmodule Wasmex.Host do
 
   def handle_cast({:notify, op, args}, state) do
     {:noreply, notify_port(state, op, args)}
+  end
+
+  # A caller stopped waiting (see Wasmex.Host.Client): its request is cancelled.
+  def handle_cast({:give_up, {_pid, tag}}, state) do
+    case Map.pop(state.tags, tag) do
+      {nil, _} -> {:noreply, state}
+      {id, tags} -> {:noreply, give_up(%{state | tags: tags}, id)}
+    end
   end
 
   def handle_cast({:reclaim_bulk, token, holder}, state) do
@@ -494,7 +530,7 @@ defmodule Wasmex.Host do
       # modules it has not used for long): keep what to send again.
       resend = if stripped != [], do: {op, args, stripped}
       pending = Map.put(state.pending, id, {target, learn, watch, resend})
-      %{state | next_id: id + 1, pending: pending}
+      %{state | next_id: id + 1, pending: pending, tags: tag(state.tags, target, id)}
     end
   end
 
@@ -529,6 +565,7 @@ defmodule Wasmex.Host do
     end
   end
 
+  defp sent_by?(:drop_store, _pid), do: false
   defp sent_by?({:new_store, {pid, _tag}, _holder}, pid), do: true
   defp sent_by?({:new_store, _from, _holder}, _pid), do: false
   defp sent_by?(target, pid), do: caller_pid(target) == pid
@@ -538,11 +575,41 @@ defmodule Wasmex.Host do
       {nil, _} ->
         state
 
-      {_, pending} ->
+      {{target, _, _, _}, pending} ->
         Stats.add(:cancels)
-        %{notify_port(state, :cancel, {store_id, id}) | pending: pending}
+        state = %{state | pending: pending, tags: untag(state.tags, target)}
+        notify_port(state, :cancel, {store_id, id})
     end
   end
+
+  # The caller of request `id` stopped waiting. A Wasm call or a compilation (whose caller
+  # is watched) is cancelled as if its caller had died; a store being created is dropped
+  # once it exists; any other request just loses its waiter.
+  defp give_up(state, id) do
+    case state.pending do
+      %{^id => {_target, _learn, watch, _resend}} when watch != nil ->
+        {{:call, ^id, store_id}, monitors} = Map.pop(state.monitors, watch)
+        Process.demonitor(watch, [:flush])
+        cancel(%{state | monitors: monitors}, id, store_id)
+
+      %{^id => {{:new_store, _from, _holder}, learn, nil, resend}} ->
+        %{state | pending: Map.put(state.pending, id, {:drop_store, learn, nil, resend})}
+
+      %{^id => _} ->
+        %{state | pending: Map.delete(state.pending, id)}
+
+      _ ->
+        state
+    end
+  end
+
+  defp tag(tags, {:reply, {_pid, tag}}, id), do: Map.put(tags, tag, id)
+  defp tag(tags, {:new_store, {_pid, tag}, _holder}, id), do: Map.put(tags, tag, id)
+  defp tag(tags, _target, _id), do: tags
+
+  defp untag(tags, {:reply, {_pid, tag}}), do: Map.delete(tags, tag)
+  defp untag(tags, {:new_store, {_pid, tag}, _holder}), do: Map.delete(tags, tag)
+  defp untag(tags, _target), do: tags
 
   defp count_failure({:error, "timed out" <> _}), do: Stats.add(:timeouts)
 
@@ -664,7 +731,7 @@ defmodule Wasmex.Host do
       {{target, _learn, watch, {op, args, stripped}}, pending}
       when elem(result, 1) == @not_loaded ->
         # The port dropped a module this server thought it had: forget it, send it again.
-        state = unwatch(%{state | pending: pending}, watch)
+        state = unwatch(%{state | pending: pending, tags: untag(state.tags, target)}, watch)
 
         state = %{
           state
@@ -675,7 +742,7 @@ defmodule Wasmex.Host do
 
       {{target, learn, watch, _resend}, pending} ->
         count_failure(result)
-        state = unwatch(%{state | pending: pending}, watch)
+        state = unwatch(%{state | pending: pending, tags: untag(state.tags, target)}, watch)
 
         state =
           if learn != [] and match?({:ok, _}, result),
@@ -691,6 +758,12 @@ defmodule Wasmex.Host do
 
   defp reply({:send, pid, tag}, result, state),
     do: tap(state, fn _ -> send(pid, {:returned_function_call, result, tag}) end)
+
+  # A store whose creator stopped waiting: nobody holds it.
+  defp reply(:drop_store, {:ok, store_id}, state),
+    do: notify_port(state, :store_drop, {store_id})
+
+  defp reply(:drop_store, _result, state), do: state
 
   defp reply({:new_store, from, holder}, result, state) do
     GenServer.reply(from, result)

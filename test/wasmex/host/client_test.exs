@@ -1,0 +1,55 @@
+defmodule Wasmex.Host.ClientTest do
+  use ExUnit.Case, async: true
+
+  alias Wasmex.Host.Client
+
+  doctest Client
+
+  # A server that answers `:ping` with `:pong`, never answers `:hang`, and reports the
+  # `{:give_up, from}` casts it gets to `test`.
+  defp server(test) do
+    spawn_link(fn -> serve(test) end)
+  end
+
+  defp serve(test) do
+    receive do
+      {:"$gen_call", from, :ping} -> GenServer.reply(from, :pong)
+      {:"$gen_call", _from, :hang} -> :ok
+      {:"$gen_cast", {:give_up, from}} -> send(test, {:gave_up, from})
+    end
+
+    serve(test)
+  end
+
+  describe "call/3" do
+    test "returns the answer" do
+      assert Client.call(server(self()), :ping, 1_000) == :pong
+    end
+
+    test "stops waiting after `wait` ms and tells the server, leaving no late answer behind" do
+      pid = server(self())
+      assert Client.call(pid, :hang, 50) == {:error, :timeout}
+      assert_receive {:gave_up, {caller, [:alias | _]}}
+      assert caller == self()
+      refute_received _
+    end
+
+    test "a server that is gone is an error, at once" do
+      {pid, ref} = spawn_monitor(fn -> :ok end)
+      assert_receive {:DOWN, ^ref, :process, ^pid, :normal}
+      assert Client.call(pid, :ping, 60_000) == {:error, {:down, :noproc}}
+    end
+  end
+
+  describe "wait_for/2" do
+    test "a call or an instantiation waits its own timeout plus 2 s, :infinity forever" do
+      assert Client.wait_for(:call, {1, 1, "f", [], 500}) == 2_500
+      assert Client.wait_for(:instantiate, {1, "k", nil, "", [], [], 1_000}) == 3_000
+      assert Client.wait_for(:call, {1, 1, "f", [], :infinity}) == :infinity
+    end
+
+    test "anything else waits request_timeout" do
+      assert Client.wait_for(:store_new, {nil, nil}) == Client.request_timeout()
+    end
+  end
+end
