@@ -202,7 +202,7 @@ defmodule Wasmex do
   end
 
   defp build_store(%{wasi: wasi}) when wasi not in [nil, false],
-    do: Store.new_wasi(WasiOptions.new(wasi))
+    do: with({:ok, options} <- WasiOptions.cast(wasi), do: Store.new_wasi(options))
 
   defp build_store(_), do: Store.new()
 

@@ -223,7 +223,11 @@ defmodule Wasmex.Pool.Worker do
   end
 
   defp new_store(engine, %{wasi: wasi}) when wasi not in [nil, false],
-    do: Store.new_wasi(Wasmex.Wasi.WasiOptions.new(wasi), nil, engine)
+    do:
+      with(
+        {:ok, options} <- Wasmex.Wasi.WasiOptions.cast(wasi),
+        do: Store.new_wasi(options, nil, engine)
+      )
 
   defp new_store(engine, _opts), do: Store.new(nil, engine)
 end
