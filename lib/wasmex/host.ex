@@ -269,9 +269,28 @@ defmodule Wasmex.Host do
   end
 
   defp init_engine(port, config, %{os_limits: os_limits, compile_timeout: compile_timeout} = o) do
+    with {:ok, os_limits} <- os_limits(os_limits) do
+      send_init(port, config, os_limits, compile_timeout, o)
+    end
+  end
+
+  # The port checks the keys and values (port/os_limits.rs); the shape is checked here.
+  defp os_limits(nil), do: {:ok, nil}
+  defp os_limits(%{} = limits), do: {:ok, limits}
+
+  defp os_limits(limits) when is_list(limits) do
+    if Keyword.keyword?(limits),
+      do: {:ok, Map.new(limits)},
+      else: {:error, "os_limits must be a keyword list or a map, got: #{inspect(limits)}"}
+  end
+
+  defp os_limits(other),
+    do: {:error, "os_limits must be a keyword list or a map, got: #{inspect(other)}"}
+
+  defp send_init(port, config, os_limits, compile_timeout, o) do
     options =
       engine_options(config)
-      |> Map.put(:os_limits, os_limits && Map.new(os_limits))
+      |> Map.put(:os_limits, os_limits)
       |> Map.put(:instance_slots, o.instance_slots)
       |> Map.put(
         :compile_timeout_ms,
