@@ -23,13 +23,14 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Client, Outgoing}
+  alias Wasmex.Host.{Client, Frames, Incoming, Outgoing}
 
   defstruct [
     :port,
     :os_pid,
     :owner,
     :owner_ref,
+    :frames,
     compile_timeout: 60_000,
     fatal: nil,
     # The tag of each waiting caller's `from` => its request's id (see `give_up`).
@@ -199,8 +200,8 @@ defmodule Wasmex.Host do
     Process.flag(:trap_exit, true)
 
     with {:ok, port} <- open_port(executable),
-         :ok <- await_hello(port),
-         {:ok, bulk} <- init_engine(port, config, host_options) do
+         {:ok, start} <- await_hello(port),
+         {:ok, bulk, frames} <- init_engine(port, start, config, host_options) do
       owner_ref = if is_pid(owner), do: Process.monitor(owner)
       {:os_pid, os_pid} = Port.info(port, :os_pid)
       Logger.metadata(wasmex_host: os_pid)
@@ -216,6 +217,7 @@ defmodule Wasmex.Host do
          owner: owner,
          owner_ref: owner_ref,
          compile_timeout: host_options.compile_timeout,
+         frames: frames,
          next_id: 2
        }}
     else
@@ -228,7 +230,9 @@ defmodule Wasmex.Host do
       port =
         Port.open({:spawn_executable, path}, [
           :binary,
-          {:packet, 4},
+          # Framed here (Wasmex.Host.Frames), where a frame's length is checked before
+          # its bytes are gathered: `{:packet, 4}` would take any length the port names.
+          :stream,
           :exit_status,
           :use_stdio,
           {:env, [{~c"RUST_LIB_BACKTRACE", ~c"0"}, {~c"RUST_BACKTRACE", ~c"0"}]}
@@ -246,18 +250,18 @@ defmodule Wasmex.Host do
   defp await_hello(port) do
     expected = Wire.version()
 
-    case receive_frame(port, "start") do
-      {:ok, {:hello, ^expected, _wasmtime}} ->
-        :ok
+    case receive_frame(port, {Frames.new(Wire.max_incoming_frame()), []}, "start") do
+      {:ok, {:hello, ^expected, _wasmtime}, start} ->
+        {:ok, start}
 
-      {:ok, {:hello, version, _}} ->
+      {:ok, {:hello, version, _}, _} ->
         Port.close(port)
 
         {:error,
          "wasmex_port speaks protocol version #{inspect(version)} but this library needs " <>
            "#{expected}: rebuild it with `mix compile`"}
 
-      {:ok, _other} ->
+      {:ok, _other, _} ->
         Port.close(port)
 
         {:error,
@@ -268,9 +272,9 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp init_engine(port, config, %{os_limits: os_limits, compile_timeout: compile_timeout} = o) do
+  defp init_engine(port, start, config, %{os_limits: os_limits} = o) do
     with {:ok, os_limits} <- os_limits(os_limits) do
-      send_init(port, config, os_limits, compile_timeout, o)
+      send_init(port, start, config, os_limits, o.compile_timeout, o)
     end
   end
 
@@ -287,7 +291,7 @@ defmodule Wasmex.Host do
   defp os_limits(other),
     do: {:error, "os_limits must be a keyword list or a map, got: #{inspect(other)}"}
 
-  defp send_init(port, config, os_limits, compile_timeout, o) do
+  defp send_init(port, start, config, os_limits, compile_timeout, o) do
     options =
       engine_options(config)
       |> Map.put(:os_limits, os_limits)
@@ -297,40 +301,59 @@ defmodule Wasmex.Host do
         if(compile_timeout == :infinity, do: nil, else: compile_timeout)
       )
 
-    Port.command(port, Wire.encode_request(1, :init, {options}))
-    await_init(port)
+    Port.command(port, frame(Wire.encode_request(1, :init, {options})))
+    await_init(port, start)
   end
 
-  defp await_init(port) do
-    case receive_frame(port, "initialise") do
-      {:ok, {:reply, 1, result}} ->
-        result
+  defp await_init(port, start) do
+    case receive_frame(port, start, "initialise") do
+      {:ok, {:reply, 1, {:ok, bulk}}, {frames, []}} ->
+        {:ok, bulk, frames}
+
+      {:ok, {:reply, 1, {:error, _} = error}, _} ->
+        error
 
       # Said while initialising (an engine made without its instance slots).
-      {:ok, {:log, message}} ->
+      {:ok, {:log, message}, start} when is_binary(message) ->
         Logger.warning("wasmex_port: #{message}")
-        await_init(port)
+        await_init(port, start)
 
-      {:ok, other} ->
-        {:error, "unexpected answer to init: #{inspect(other)}"}
+      {:ok, other, _} ->
+        {:error, "unexpected answer to init: #{inspect(other, limit: 20)}"}
 
       {:error, _} = error ->
         error
     end
   end
 
-  # The next frame of a port that is starting (before this server serves anyone).
-  defp receive_frame(port, step) do
+  # The next frame of a port that is starting (before this server serves anyone), from
+  # `{frames, payloads}`: what is buffered and the payloads cut but not yet read.
+  defp receive_frame(_port, {frames, [payload | payloads]}, _step) do
+    with {:ok, term} <- Wire.decode(payload), do: {:ok, term, {frames, payloads}}
+  end
+
+  defp receive_frame(port, {frames, []}, step) do
     receive do
       {^port, {:data, data}} ->
-        Wire.decode(data)
+        case Frames.push(frames, data) do
+          {:ok, payloads, frames} -> receive_frame(port, {frames, payloads}, step)
+          {:error, _} = error -> close_with(port, error)
+        end
 
       {^port, {:exit_status, status}} ->
         {:error, "wasmex_port exited at start: #{describe_status(status)}"}
     after
-      10_000 -> {:error, "wasmex_port did not #{step} within 10 s"}
+      10_000 -> close_with(port, {:error, "wasmex_port did not #{step} within 10 s"})
     end
   end
+
+  defp close_with(port, error) do
+    safe_close(port)
+    error
+  end
+
+  # A payload with its length in front (the port is a `:stream`).
+  defp frame(payload), do: [<<IO.iodata_length(payload)::32>> | payload]
 
   defp engine_options(%Wasmex.EngineConfig{} = c) do
     %{
@@ -438,40 +461,15 @@ defmodule Wasmex.Host do
   def handle_info({port, {:data, data}}, %{port: port} = state) do
     Stats.add(:bytes_received, byte_size(data))
 
-    case Wire.decode(data) do
-      {:ok, {:reply, id, result}} ->
-        {:noreply, deliver(state, id, result)}
+    case Frames.push(state.frames, data) do
+      {:ok, payloads, frames} ->
+        {:noreply, Enum.reduce(payloads, %{state | frames: frames}, &handle_payload/2)}
 
-      {:ok, {:callback, store_id, callback_id, handler, ns, name, params}} ->
-        {:noreply, callback(state, store_id, callback_id, handler, ns, name, params)}
-
-      {:ok, {:stdio, store_id, handler, bytes}} ->
-        {:noreply, stdio(state, store_id, handler, bytes)}
-
-      {:ok, {:callback_abandoned, store_id, callback_id, handler}} ->
-        server = :erlang.binary_to_term(handler, [:safe])
-
-        unless Wasmex.Callback.abandon(self(), store_id, callback_id, server) do
-          send(server, {:wasmex_callback_abandoned, store_id, callback_id})
-        end
-
-        {:noreply, state}
-
-      {:ok, {:stdin_read, store_id, handler}} ->
-        {:noreply, stdin_read(state, store_id, handler)}
-
-      # The port is about to end itself (a cap was exceeded): that is the exit's reason.
-      {:ok, {:fatal, message}} ->
-        {:noreply, %{state | fatal: message}}
-
-      {:ok, {:log, message}} ->
-        log(message, state)
-
-      {:ok, other} ->
-        log("unexpected frame: #{inspect(other, limit: 20)}", state)
-
+      # The stream can no longer be trusted: this host stops (and its port with it).
       {:error, reason} ->
-        log(reason, state)
+        Logger.error("wasmex_port: #{reason}; stopping this host")
+        fail_pending(state, "the Wasm host exited: #{reason}")
+        {:stop, {:shutdown, {:port_exited, reason}}, %{state | pending: %{}}}
     end
   end
 
@@ -680,7 +678,7 @@ defmodule Wasmex.Host do
 
   # A port that is gone takes nothing: its exit fails what waits for it.
   defp command(port, data) do
-    Port.command(port, data)
+    Port.command(port, frame(data))
     :ok
   rescue
     ArgumentError -> :ok
@@ -793,9 +791,49 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp callback(state, store_id, callback_id, handler, ns, name, params) do
+  # One frame from the port, checked (Wasmex.Host.Incoming) before anything acts on it.
+  defp handle_payload(payload, state) do
+    case Wire.decode(payload) do
+      {:ok, term} -> handle_event(Incoming.check(term), state)
+      {:error, reason} -> log_error(reason, state)
+    end
+  end
+
+  defp handle_event({:reply, id, result}, state), do: deliver(state, id, result)
+
+  defp handle_event({:callback, store_id, callback_id, pid, ns, name, params}, state),
+    do: callback(state, store_id, callback_id, pid, ns, name, params)
+
+  defp handle_event({:stdio, store_id, handler, bytes}, state),
+    do: stdio(state, store_id, handler, bytes)
+
+  defp handle_event({:callback_abandoned, store_id, callback_id, server}, state) do
+    unless Wasmex.Callback.abandon(self(), store_id, callback_id, server) do
+      send(server, {:wasmex_callback_abandoned, store_id, callback_id})
+    end
+
+    state
+  end
+
+  defp handle_event({:stdin_read, store_id, pid}, state), do: stdin_read(state, store_id, pid)
+
+  # The port is about to end itself (a cap was exceeded): that is the exit's reason.
+  defp handle_event({:fatal, message}, state), do: %{state | fatal: message}
+
+  defp handle_event({:log, message}, state) do
+    Logger.warning("wasmex_port: #{message}")
+    state
+  end
+
+  defp handle_event({:invalid, reason}, state), do: log_error(reason, state)
+
+  defp log_error(reason, state) do
+    Logger.error("wasmex_port: #{reason}")
+    state
+  end
+
+  defp callback(state, store_id, callback_id, pid, ns, name, params) do
     Stats.add(:callbacks)
-    pid = :erlang.binary_to_term(handler, [:safe])
 
     with :unregistered <-
            Wasmex.Callback.start(self(), state.port, pid, store_id, callback_id, ns, name, params) do
@@ -813,7 +851,7 @@ defmodule Wasmex.Host do
   end
 
   defp stdio(state, store_id, handler, bytes) do
-    case :erlang.binary_to_term(handler, [:safe]) do
+    case handler do
       {:pipe, pid} ->
         send(pid, {:wasmex_pipe_write, bytes})
 
@@ -824,9 +862,7 @@ defmodule Wasmex.Host do
     state
   end
 
-  defp stdin_read(state, store_id, handler) do
-    {:pipe, pid} = :erlang.binary_to_term(handler, [:safe])
-
+  defp stdin_read(state, store_id, pid) do
     if node(pid) != node() or Process.alive?(pid) do
       send(pid, {:wasmex_pipe_read, self(), store_id})
       state
@@ -875,11 +911,6 @@ defmodule Wasmex.Host do
     Enum.each(state.pending, fn {_id, {target, _, _, _}} ->
       reply(target, {:error, message}, state)
     end)
-  end
-
-  defp log(message, state) do
-    Logger.warning("wasmex_port: #{message}")
-    {:noreply, state}
   end
 
   defp describe_status(status) when status > 128,
