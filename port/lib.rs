@@ -20,6 +20,7 @@ pub mod module;
 pub mod os_limits;
 pub mod outbox;
 pub mod protocol;
+pub mod request_head;
 pub mod stdio;
 pub mod store;
 pub mod term;
