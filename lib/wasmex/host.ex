@@ -23,7 +23,7 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Client, Frames, Incoming, Outgoing}
+  alias Wasmex.Host.{Client, Frames, Incoming, KnownModules, Outgoing, Startup}
 
   defstruct [
     :port,
@@ -199,9 +199,7 @@ defmodule Wasmex.Host do
   def init({config, owner, executable, host_options}) do
     Process.flag(:trap_exit, true)
 
-    with {:ok, port} <- open_port(executable),
-         {:ok, start} <- await_hello(port),
-         {:ok, bulk, frames} <- init_engine(port, start, config, host_options) do
+    with {:ok, port, bulk, frames} <- Startup.start_port(executable, config, host_options) do
       owner_ref = if is_pid(owner), do: Process.monitor(owner)
       {:os_pid, os_pid} = Port.info(port, :os_pid)
       Logger.metadata(wasmex_host: os_pid)
@@ -222,160 +220,6 @@ defmodule Wasmex.Host do
        }}
     else
       {:error, reason} -> {:stop, reason}
-    end
-  end
-
-  defp open_port(path) do
-    if File.exists?(path) do
-      port =
-        Port.open({:spawn_executable, path}, [
-          :binary,
-          # Framed here (Wasmex.Host.Frames), where a frame's length is checked before
-          # its bytes are gathered: `{:packet, 4}` would take any length the port names.
-          :stream,
-          :exit_status,
-          :use_stdio,
-          {:env, [{~c"RUST_LIB_BACKTRACE", ~c"0"}, {~c"RUST_BACKTRACE", ~c"0"}]}
-        ])
-
-      {:ok, port}
-    else
-      {:error, "wasmex_port not found at #{path}: build it with `mix compile`"}
-    end
-  end
-
-  @doc false
-  def executable, do: Application.app_dir(:wasmex, "priv/wasmex_port")
-
-  defp await_hello(port) do
-    expected = Wire.version()
-
-    case receive_frame(port, {Frames.new(Wire.max_incoming_frame()), []}, "start") do
-      {:ok, {:hello, ^expected, _wasmtime}, start} ->
-        {:ok, start}
-
-      {:ok, {:hello, version, _}, _} ->
-        Port.close(port)
-
-        {:error,
-         "wasmex_port speaks protocol version #{inspect(version)} but this library needs " <>
-           "#{expected}: rebuild it with `mix compile`"}
-
-      {:ok, _other, _} ->
-        Port.close(port)
-
-        {:error,
-         "wasmex_port did not greet with a protocol version: rebuild it with `mix compile`"}
-
-      {:error, _} = error ->
-        error
-    end
-  end
-
-  defp init_engine(port, start, config, %{os_limits: os_limits} = o) do
-    with {:ok, os_limits} <- os_limits(os_limits) do
-      send_init(port, start, config, os_limits, o.compile_timeout, o)
-    end
-  end
-
-  # The port checks the keys and values (port/os_limits.rs); the shape is checked here.
-  defp os_limits(nil), do: {:ok, nil}
-  defp os_limits(%{} = limits), do: {:ok, limits}
-
-  defp os_limits(limits) when is_list(limits) do
-    if Keyword.keyword?(limits),
-      do: {:ok, Map.new(limits)},
-      else: {:error, "os_limits must be a keyword list or a map, got: #{inspect(limits)}"}
-  end
-
-  defp os_limits(other),
-    do: {:error, "os_limits must be a keyword list or a map, got: #{inspect(other)}"}
-
-  defp send_init(port, start, config, os_limits, compile_timeout, o) do
-    options =
-      engine_options(config)
-      |> Map.put(:os_limits, os_limits)
-      |> Map.put(:instance_slots, o.instance_slots)
-      |> Map.put(
-        :compile_timeout_ms,
-        if(compile_timeout == :infinity, do: nil, else: compile_timeout)
-      )
-
-    Port.command(port, frame(Wire.encode_request(1, :init, {options})))
-    await_init(port, start)
-  end
-
-  defp await_init(port, start) do
-    case receive_frame(port, start, "initialise") do
-      {:ok, {:reply, 1, {:ok, bulk}}, {frames, []}} ->
-        {:ok, bulk, frames}
-
-      {:ok, {:reply, 1, {:error, _} = error}, _} ->
-        error
-
-      # Said while initialising (an engine made without its instance slots).
-      {:ok, {:log, message}, start} when is_binary(message) ->
-        Logger.warning("wasmex_port: #{message}")
-        await_init(port, start)
-
-      {:ok, other, _} ->
-        {:error, "unexpected answer to init: #{inspect(other, limit: 20)}"}
-
-      {:error, _} = error ->
-        error
-    end
-  end
-
-  # The next frame of a port that is starting (before this server serves anyone), from
-  # `{frames, payloads}`: what is buffered and the payloads cut but not yet read.
-  defp receive_frame(_port, {frames, [payload | payloads]}, _step) do
-    with {:ok, term} <- Wire.decode(payload), do: {:ok, term, {frames, payloads}}
-  end
-
-  defp receive_frame(port, {frames, []}, step) do
-    receive do
-      {^port, {:data, data}} ->
-        case Frames.push(frames, data) do
-          {:ok, payloads, frames} -> receive_frame(port, {frames, payloads}, step)
-          {:error, _} = error -> close_with(port, error)
-        end
-
-      {^port, {:exit_status, status}} ->
-        {:error, "wasmex_port exited at start: #{describe_status(status)}"}
-    after
-      10_000 -> close_with(port, {:error, "wasmex_port did not #{step} within 10 s"})
-    end
-  end
-
-  defp close_with(port, error) do
-    safe_close(port)
-    error
-  end
-
-  # A payload with its length in front (the port is a `:stream`).
-  defp frame(payload), do: [<<IO.iodata_length(payload)::32>> | payload]
-
-  defp engine_options(%Wasmex.EngineConfig{} = c) do
-    %{
-      consume_fuel: c.consume_fuel,
-      cranelift_opt_level: c.cranelift_opt_level,
-      wasm_backtrace_details: c.wasm_backtrace_details,
-      cache_dir: cache_dir(),
-      spin_us: Application.get_env(:wasmex, :spin_us, 100),
-      # Compiling runs in a child process that is killed at this timeout or when the
-      # caller goes away (hostile code can make compilation take minutes).
-      isolate_compilation: Application.get_env(:wasmex, :isolate_compilation, true)
-    }
-  end
-
-  # wasmtime's compiled-code cache: compiled code is loaded from it without validation, so
-  # it must not be writable by others. Default: the user's cache directory (XDG), not /tmp.
-  # `config :wasmex, cache_dir: nil` turns it off.
-  defp cache_dir do
-    case Application.get_env(:wasmex, :cache_dir, :default) do
-      :default -> :filename.basedir(:user_cache, ~c"wasmex_port") |> to_string()
-      nil -> nil
-      dir -> Path.expand(dir)
     end
   end
 
@@ -474,7 +318,7 @@ defmodule Wasmex.Host do
   end
 
   def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
-    why = state.fatal || describe_status(status)
+    why = state.fatal || Startup.describe_status(status)
     Stats.add(:host_exits)
     Logger.warning("wasmex_port exited: #{why}")
     fail_pending(state, "the Wasm host exited: #{why}")
@@ -522,6 +366,9 @@ defmodule Wasmex.Host do
     :ok
   end
 
+  @doc false
+  def executable, do: Application.app_dir(:wasmex, "priv/wasmex_port")
+
   defp safe_close(port) do
     Port.close(port)
   rescue
@@ -530,7 +377,7 @@ defmodule Wasmex.Host do
 
   defp send_request(state, op, args, target) do
     id = state.next_id
-    {sent, {learn, stripped}} = strip_known_modules(op, args, state.modules)
+    {sent, {learn, stripped}} = KnownModules.strip(op, args, state.modules)
     frame = Wire.encode_request(id, op, sent)
     size = IO.iodata_length(frame)
 
@@ -678,7 +525,7 @@ defmodule Wasmex.Host do
 
   # A port that is gone takes nothing: its exit fails what waits for it.
   defp command(port, data) do
-    Port.command(port, frame(data))
+    Port.command(port, Startup.frame(data))
     :ok
   rescue
     ArgumentError -> :ok
@@ -699,42 +546,6 @@ defmodule Wasmex.Host do
   defp unwatch(state, ref) do
     Process.demonitor(ref, [:flush])
     %{state | monitors: Map.delete(state.monitors, ref)}
-  end
-
-  # Module sources travel only to a host that has not loaded them yet; once a request
-  # that carried a source succeeds, the host knows the module by its key.
-  # Returns the arguments to send and `{learn, stripped}`: the keys whose source goes
-  # along (known once the request succeeds) and those whose source was left out.
-  defp strip_known_modules(
-         :instantiate,
-         {ctx, key, source, handler, imports, links, timeout},
-         known
-       ) do
-    {source, acc} = strip(key, source, known, {[], []})
-
-    {links, acc} =
-      Enum.map_reduce(links, acc, fn {name, k, s}, acc ->
-        {s, acc} = strip(k, s, known, acc)
-        {{name, k, s}, acc}
-      end)
-
-    {{ctx, key, source, handler, imports, links, timeout}, acc}
-  end
-
-  defp strip_known_modules(:module_serialize, {key, source}, known) do
-    {source, acc} = strip(key, source, known, {[], []})
-    {{key, source}, acc}
-  end
-
-  defp strip_known_modules(:module_compile, {key, _source} = args, _known),
-    do: {args, {[key], []}}
-
-  defp strip_known_modules(_op, args, _known), do: {args, {[], []}}
-
-  defp strip(key, source, known, {learn, stripped}) do
-    if MapSet.member?(known, key),
-      do: {nil, {learn, [key | stripped]}},
-      else: {source, {[key | learn], stripped}}
   end
 
   defp deliver(state, id, result) do
@@ -912,9 +723,4 @@ defmodule Wasmex.Host do
       reply(target, {:error, message}, state)
     end)
   end
-
-  defp describe_status(status) when status > 128,
-    do: "killed by signal #{status - 128} (exit status #{status})"
-
-  defp describe_status(status), do: "exit status #{status}"
 end
