@@ -23,7 +23,7 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Client, Frames, Incoming, KnownModules, Outgoing, Startup}
+  alias Wasmex.Host.{Client, Frames, Incoming, KnownModules, Outgoing, Pending, Startup}
 
   defstruct [
     :port,
@@ -33,10 +33,8 @@ defmodule Wasmex.Host do
     :frames,
     compile_timeout: 60_000,
     fatal: nil,
-    # The tag of each waiting caller's `from` => its request's id (see `give_up`).
-    tags: %{},
     next_id: 1,
-    pending: %{},
+    pending: Pending.new(),
     holders: %{},
     monitors: %{},
     modules: MapSet.new(),
@@ -275,9 +273,9 @@ defmodule Wasmex.Host do
 
   # A caller stopped waiting (see Wasmex.Host.Client): its request is cancelled.
   def handle_cast({:give_up, {_pid, tag}}, state) do
-    case Map.pop(state.tags, tag) do
+    case Pending.take_tag(state.pending, tag) do
       {nil, _} -> {:noreply, state}
-      {id, tags} -> {:noreply, give_up(%{state | tags: tags}, id)}
+      {id, pending} -> {:noreply, give_up(%{state | pending: pending}, id)}
     end
   end
 
@@ -313,7 +311,7 @@ defmodule Wasmex.Host do
       {:error, reason} ->
         Logger.error("wasmex_port: #{reason}; stopping this host")
         fail_pending(state, "the Wasm host exited: #{reason}")
-        {:stop, {:shutdown, {:port_exited, reason}}, %{state | pending: %{}}}
+        {:stop, {:shutdown, {:port_exited, reason}}, %{state | pending: Pending.new()}}
     end
   end
 
@@ -322,7 +320,7 @@ defmodule Wasmex.Host do
     Stats.add(:host_exits)
     Logger.warning("wasmex_port exited: #{why}")
     fail_pending(state, "the Wasm host exited: #{why}")
-    {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil, pending: %{}}}
+    {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil, pending: Pending.new()}}
   end
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
@@ -344,7 +342,7 @@ defmodule Wasmex.Host do
   end
 
   def handle_info({:reclaim_bulk, token, holder} = reclaim, state) do
-    if Enum.any?(state.pending, fn {_id, {target, _, _, _}} -> sent_by?(target, holder) end),
+    if Pending.sent_by?(state.pending, holder),
       do: reclaim_bulk_later(reclaim),
       else: Wasmex.Host.Bulk.reclaim(self(), token)
 
@@ -393,8 +391,8 @@ defmodule Wasmex.Host do
       # A request sent without a module's source may need it after all (the port drops
       # modules it has not used for long): keep what to send again.
       resend = if stripped != [], do: {op, args, stripped}
-      pending = Map.put(state.pending, id, {target, learn, watch, resend})
-      %{state | next_id: id + 1, pending: pending, tags: tag(state.tags, target, id)}
+      pending = Pending.put(state.pending, id, target, learn, watch, resend)
+      %{state | next_id: id + 1, pending: pending}
     end
   end
 
@@ -407,7 +405,7 @@ defmodule Wasmex.Host do
         store_id -> store_id
       end
 
-    ref = Process.monitor(caller_pid(target))
+    ref = Process.monitor(Pending.caller(target))
     {ref, %{state | monitors: Map.put(state.monitors, ref, {:call, id, store_id})}}
   end
 
@@ -419,9 +417,6 @@ defmodule Wasmex.Host do
 
   defp watch_caller(state, _op, _args, _target, _id), do: {nil, state}
 
-  defp caller_pid({:reply, {pid, _tag}}), do: pid
-  defp caller_pid({:send, pid, _tag}), do: pid
-
   defp reclaim_bulk_later(message) do
     case Application.get_env(:wasmex, :bulk_reclaim_after, 100) do
       0 -> send(self(), message)
@@ -429,20 +424,14 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp sent_by?(:drop_store, _pid), do: false
-  defp sent_by?({:new_store, {pid, _tag}, _holder}, pid), do: true
-  defp sent_by?({:new_store, _from, _holder}, _pid), do: false
-  defp sent_by?(target, pid), do: caller_pid(target) == pid
-
   defp cancel(state, id, store_id) do
-    case Map.pop(state.pending, id) do
+    case Pending.pop(state.pending, id) do
       {nil, _} ->
         state
 
-      {{target, _, _, _}, pending} ->
+      {_entry, pending} ->
         Stats.add(:cancels)
-        state = %{state | pending: pending, tags: untag(state.tags, target)}
-        notify_port(state, :cancel, {store_id, id})
+        notify_port(%{state | pending: pending}, :cancel, {store_id, id})
     end
   end
 
@@ -450,30 +439,22 @@ defmodule Wasmex.Host do
   # is watched) is cancelled as if its caller had died; a store being created is dropped
   # once it exists; any other request just loses its waiter.
   defp give_up(state, id) do
-    case state.pending do
-      %{^id => {_target, _learn, watch, _resend}} when watch != nil ->
+    case Pending.get(state.pending, id) do
+      {_target, _learn, watch, _resend} when watch != nil ->
         {{:call, ^id, store_id}, monitors} = Map.pop(state.monitors, watch)
         Process.demonitor(watch, [:flush])
         cancel(%{state | monitors: monitors}, id, store_id)
 
-      %{^id => {{:new_store, _from, _holder}, learn, nil, resend}} ->
-        %{state | pending: Map.put(state.pending, id, {:drop_store, learn, nil, resend})}
+      {{:new_store, _from, _holder}, _learn, nil, _resend} ->
+        %{state | pending: Pending.retarget(state.pending, id, :drop_store)}
 
-      %{^id => _} ->
-        %{state | pending: Map.delete(state.pending, id)}
+      {_target, _learn, nil, _resend} ->
+        %{state | pending: elem(Pending.pop(state.pending, id), 1)}
 
-      _ ->
+      nil ->
         state
     end
   end
-
-  defp tag(tags, {:reply, {_pid, tag}}, id), do: Map.put(tags, tag, id)
-  defp tag(tags, {:new_store, {_pid, tag}, _holder}, id), do: Map.put(tags, tag, id)
-  defp tag(tags, _target, _id), do: tags
-
-  defp untag(tags, {:reply, {_pid, tag}}), do: Map.delete(tags, tag)
-  defp untag(tags, {:new_store, {_pid, tag}, _holder}), do: Map.delete(tags, tag)
-  defp untag(tags, _target), do: tags
 
   defp count_failure({:error, "timed out" <> _}), do: Stats.add(:timeouts)
 
@@ -549,7 +530,7 @@ defmodule Wasmex.Host do
   end
 
   defp deliver(state, id, result) do
-    case Map.pop(state.pending, id) do
+    case Pending.pop(state.pending, id) do
       # Id 0 answers a frame the port could not read; other unknown ids are answers to
       # cancelled calls.
       {nil, _} ->
@@ -559,7 +540,7 @@ defmodule Wasmex.Host do
       {{target, _learn, watch, {op, args, stripped}}, pending}
       when elem(result, 1) == @not_loaded ->
         # The port dropped a module this server thought it had: forget it, send it again.
-        state = unwatch(%{state | pending: pending, tags: untag(state.tags, target)}, watch)
+        state = unwatch(%{state | pending: pending}, watch)
 
         state = %{
           state
@@ -570,7 +551,7 @@ defmodule Wasmex.Host do
 
       {{target, learn, watch, _resend}, pending} ->
         count_failure(result)
-        state = unwatch(%{state | pending: pending, tags: untag(state.tags, target)}, watch)
+        state = unwatch(%{state | pending: pending}, watch)
 
         state =
           if learn != [] and match?({:ok, _}, result),
@@ -719,8 +700,6 @@ defmodule Wasmex.Host do
   defp maybe_stop(state), do: {:noreply, state}
 
   defp fail_pending(state, message) do
-    Enum.each(state.pending, fn {_id, {target, _, _, _}} ->
-      reply(target, {:error, message}, state)
-    end)
+    Enum.each(Pending.targets(state.pending), &reply(&1, {:error, message}, state))
   end
 end

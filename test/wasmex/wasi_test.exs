@@ -180,7 +180,9 @@ defmodule Wasmex.WasiTest do
   end
 
   defp wait_until_pending(host) do
-    if map_size(:sys.get_state(host).pending) == 0, do: wait_until_pending(host), else: :ok
+    if Wasmex.Host.Pending.size(:sys.get_state(host).pending) == 0,
+      do: wait_until_pending(host),
+      else: :ok
   end
 
   describe "proc_exit" do

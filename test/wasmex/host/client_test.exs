@@ -41,6 +41,24 @@ defmodule Wasmex.Host.ClientTest do
     end
   end
 
+  describe "call/3 against a host" do
+    test "a running Wasm call whose caller gives up is stopped; the next call is served" do
+      wat =
+        ~s{(module (func (export "spin") (loop br 0)) (func (export "one") (result i32) i32.const 1))}
+
+      {:ok, pid} = Wasmex.start_link(%{bytes: wat})
+      {:ok, store} = Wasmex.store(pid)
+      instance = :sys.get_state(pid).instance
+      args = Wasmex.Instance.call_args(store, instance, "spin", [], 60_000)
+
+      # Waits 200 ms for a call allowed 60 s.
+      assert Client.call(store.host, {:request, :call, args}, 200) == {:error, :timeout}
+      {micros, result} = :timer.tc(fn -> Wasmex.call_function(pid, "one", [], 5_000) end)
+      assert result == {:ok, [1]}
+      assert micros < 3_000_000
+    end
+  end
+
   describe "wait_for/2" do
     test "a call or an instantiation waits its own timeout plus 2 s, :infinity forever" do
       assert Client.wait_for(:call, {1, 1, "f", [], 500}) == 2_500
