@@ -23,7 +23,7 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Client, Frames, Incoming, KnownModules, Outgoing, Pending, Startup}
+  alias Wasmex.Host.{Client, Events, Frames, KnownModules, Outgoing, Pending, Startup, Writer}
 
   defstruct [
     :port,
@@ -305,7 +305,7 @@ defmodule Wasmex.Host do
 
     case Frames.push(state.frames, data) do
       {:ok, payloads, frames} ->
-        {:noreply, Enum.reduce(payloads, %{state | frames: frames}, &handle_payload/2)}
+        {:noreply, Enum.reduce(payloads, %{state | frames: frames}, &Events.handle/2)}
 
       # The stream can no longer be trusted: this host stops (and its port with it).
       {:error, reason} ->
@@ -461,56 +461,18 @@ defmodule Wasmex.Host do
   defp count_failure({:error, "Error during function excecution" <> _}), do: Stats.add(:traps)
   defp count_failure(_result), do: :ok
 
-  defp notify_port(state, op, args) do
-    {frame, size} = notification_frame(op, args)
+  @doc false
+  # Writes a notification through this host's batching (Wasmex.Host.Writer).
+  def notify_port(state, op, args) do
+    {frame, size} = Writer.notification_frame(op, args)
     write(state, frame, size)
   end
 
-  # A notification's frame and its size, counted as sent.
-  defp notification_frame(op, args) do
-    frame = Wire.encode_request(0, op, args)
-    size = IO.iodata_length(frame)
-    Stats.add(:bytes_sent, size)
-    {frame, size}
-  end
+  defp write(state, frame, size),
+    do: %{state | outgoing: Writer.write(state.port, state.outgoing, frame, size)}
 
-  # Writes a request or notification to the port: at once when no other message waits in
-  # the mailbox; else in the batch written once those messages are handled (see
-  # `Wasmex.Host.Outgoing`), or before a large one. Writes keep their order either way.
-  defp write(state, frame, size) do
-    waiting = Outgoing.count(state.outgoing)
-
-    cond do
-      waiting == 0 and Process.info(self(), :message_queue_len) == {:message_queue_len, 0} ->
-        command(state.port, frame)
-        state
-
-      not Outgoing.batchable?(size) ->
-        state = write_outgoing(state)
-        command(state.port, frame)
-        state
-
-      true ->
-        if waiting == 0, do: send(self(), :write_outgoing)
-        state = %{state | outgoing: Outgoing.add(state.outgoing, frame, size)}
-        if Outgoing.full?(state.outgoing), do: write_outgoing(state), else: state
-    end
-  end
-
-  defp write_outgoing(state) do
-    if Outgoing.count(state.outgoing) > 1, do: Stats.add(:request_batches)
-    {payload, outgoing} = Outgoing.take(state.outgoing)
-    if payload, do: command(state.port, payload)
-    %{state | outgoing: outgoing}
-  end
-
-  # A port that is gone takes nothing: its exit fails what waits for it.
-  defp command(port, data) do
-    Port.command(port, Startup.frame(data))
-    :ok
-  rescue
-    ArgumentError -> :ok
-  end
+  defp write_outgoing(state),
+    do: %{state | outgoing: Writer.flush(state.port, state.outgoing)}
 
   @doc """
   Writes a notification (a request without a reply) to `port`; any process may. Nothing
@@ -518,8 +480,8 @@ defmodule Wasmex.Host do
   """
   @spec send_notification(port(), atom(), tuple()) :: :ok
   def send_notification(port, op, args) do
-    {frame, _size} = notification_frame(op, args)
-    command(port, frame)
+    {frame, _size} = Writer.notification_frame(op, args)
+    Writer.command(port, frame)
   end
 
   defp unwatch(state, nil), do: state
@@ -529,7 +491,9 @@ defmodule Wasmex.Host do
     %{state | monitors: Map.delete(state.monitors, ref)}
   end
 
-  defp deliver(state, id, result) do
+  @doc false
+  # The answer to request `id` reaches its target.
+  def deliver(state, id, result) do
     case Pending.pop(state.pending, id) do
       # Id 0 answers a frame the port could not read; other unknown ids are answers to
       # cancelled calls.
@@ -580,86 +544,6 @@ defmodule Wasmex.Host do
     case result do
       {:ok, store_id} -> hold(state, store_id, holder)
       _ -> state
-    end
-  end
-
-  # One frame from the port, checked (Wasmex.Host.Incoming) before anything acts on it.
-  defp handle_payload(payload, state) do
-    case Wire.decode(payload) do
-      {:ok, term} -> handle_event(Incoming.check(term), state)
-      {:error, reason} -> log_error(reason, state)
-    end
-  end
-
-  defp handle_event({:reply, id, result}, state), do: deliver(state, id, result)
-
-  defp handle_event({:callback, store_id, callback_id, pid, ns, name, params}, state),
-    do: callback(state, store_id, callback_id, pid, ns, name, params)
-
-  defp handle_event({:stdio, store_id, handler, bytes}, state),
-    do: stdio(state, store_id, handler, bytes)
-
-  defp handle_event({:callback_abandoned, store_id, callback_id, server}, state) do
-    unless Wasmex.Callback.abandon(self(), store_id, callback_id, server) do
-      send(server, {:wasmex_callback_abandoned, store_id, callback_id})
-    end
-
-    state
-  end
-
-  defp handle_event({:stdin_read, store_id, pid}, state), do: stdin_read(state, store_id, pid)
-
-  # The port is about to end itself (a cap was exceeded): that is the exit's reason.
-  defp handle_event({:fatal, message}, state), do: %{state | fatal: message}
-
-  defp handle_event({:log, message}, state) do
-    Logger.warning("wasmex_port: #{message}")
-    state
-  end
-
-  defp handle_event({:invalid, reason}, state), do: log_error(reason, state)
-
-  defp log_error(reason, state) do
-    Logger.error("wasmex_port: #{reason}")
-    state
-  end
-
-  defp callback(state, store_id, callback_id, pid, ns, name, params) do
-    Stats.add(:callbacks)
-
-    with :unregistered <-
-           Wasmex.Callback.start(self(), state.port, pid, store_id, callback_id, ns, name, params) do
-      # A process handling callbacks itself (an instance made with Wasmex.Instance.new/4).
-      if is_pid(pid) and (node(pid) != node() or Process.alive?(pid)) do
-        send(pid, {:wasmex_callback, self(), store_id, callback_id, ns, name, params})
-        state
-      else
-        error = {:error, "the process handling import #{ns}.#{name} is not running"}
-        notify_port(state, :callback_return, {store_id, callback_id, error})
-      end
-    else
-      _started -> state
-    end
-  end
-
-  defp stdio(state, store_id, handler, bytes) do
-    case handler do
-      {:pipe, pid} ->
-        send(pid, {:wasmex_pipe_write, bytes})
-
-      {:messages, pid, tag} ->
-        send(pid, {tag, %Wasmex.StoreOrCaller{host: self(), store_id: store_id}, bytes})
-    end
-
-    state
-  end
-
-  defp stdin_read(state, store_id, pid) do
-    if node(pid) != node() or Process.alive?(pid) do
-      send(pid, {:wasmex_pipe_read, self(), store_id})
-      state
-    else
-      notify_port(state, :stdin_eof, {store_id})
     end
   end
 
