@@ -9,7 +9,7 @@ defmodule Wasmex.System.StoppedPortTest do
 
   alias Wasmex.{Memory, Module, Store}
 
-  @wat ~s{(module (memory (export "mem") 1) (func (export "f") (result i32) i32.const 7))}
+  @wat ~s{(module (memory (export "mem") 32) (func (export "f") (result i32) i32.const 7))}
   @request_timeout 300
 
   setup do
@@ -58,6 +58,24 @@ defmodule Wasmex.System.StoppedPortTest do
     memory: memory
   } do
     bounded(@request_timeout + 500, fn -> Memory.read_binary(store, memory, 0, 8) end)
+  end
+
+  test "Memory.write_binary/4 of 1 MiB (through the shared buffer) returns an error too", %{
+    store: store,
+    memory: memory
+  } do
+    bytes = :binary.copy(<<7>>, 1024 * 1024)
+    bounded(@request_timeout + 500, fn -> Memory.write_binary(store, memory, 0, bytes) end)
+  end
+
+  test "Wasmex.Host.os_pid/1 and Wasmex.Instance calls answer too", %{engine: engine, pid: pid} do
+    assert is_integer(Wasmex.Host.os_pid(engine.host))
+    {:ok, store} = Wasmex.store(pid)
+    instance = :sys.get_state(pid).instance
+
+    bounded(@request_timeout + 500, fn ->
+      Wasmex.Instance.get_global_value(store, instance, "none")
+    end)
   end
 
   test "start_link/1 on the engine returns an error", %{store: store} do
