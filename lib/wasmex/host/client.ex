@@ -53,7 +53,7 @@ defmodule Wasmex.Host.Client do
   def call(server, message, wait) do
     ref = :erlang.monitor(:process, server, alias: :demonitor)
     from = {self(), [:alias | ref]}
-    send(server, {:"$gen_call", from, message})
+    send_call(server, {:"$gen_call", from, message})
 
     receive do
       {[:alias | ^ref], answer} ->
@@ -75,5 +75,12 @@ defmodule Wasmex.Host.Client do
             {:error, :timeout}
         end
     end
+  end
+
+  # A name that is not registered: the monitor reports `:noproc` at once.
+  defp send_call(server, message) do
+    send(server, message)
+  rescue
+    ArgumentError -> :ok
   end
 end

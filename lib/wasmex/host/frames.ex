@@ -40,6 +40,9 @@ defmodule Wasmex.Host.Frames do
     {:ok, [], %{frames | chunks: [frames.chunks | chunk], size: size + byte_size(chunk)}}
   end
 
+  # Nothing buffered (the usual case: a read ends on a frame's end): no copy.
+  def push(%__MODULE__{size: 0} = frames, chunk), do: cut(chunk, frames.max, [])
+
   def push(%__MODULE__{} = frames, chunk) do
     cut(IO.iodata_to_binary([frames.chunks | chunk]), frames.max, [])
   end

@@ -34,6 +34,10 @@ defmodule Wasmex.Host.ClientTest do
       refute_received _
     end
 
+    test "an unregistered name is an error, at once" do
+      assert Client.call(:no_such_server_name, :ping, 60_000) == {:error, {:down, :noproc}}
+    end
+
     test "a server that is gone is an error, at once" do
       {pid, ref} = spawn_monitor(fn -> :ok end)
       assert_receive {:DOWN, ^ref, :process, ^pid, :normal}
