@@ -29,11 +29,8 @@ defmodule Wasmex do
   use GenServer
 
   alias Wasmex.{Callback, Host, Instance, Memory, Module, Store, StoreOrCaller}
+  alias Wasmex.Host.Client
   alias Wasmex.Wasi.WasiOptions
-
-  # How long past its own timeout a call may take to come back before the caller stops
-  # waiting (the port stops the Wasm at the timeout and answers within milliseconds).
-  @reply_grace 2_000
 
   @doc ~S'''
   Starts a GenServer which compiles and instantiates a Wasm module from the given
@@ -205,7 +202,7 @@ defmodule Wasmex do
   end
 
   defp build_store(%{wasi: wasi}) when wasi not in [nil, false],
-    do: Store.new_wasi(WasiOptions.new(wasi))
+    do: with({:ok, options} <- WasiOptions.cast(wasi), do: Store.new_wasi(options))
 
   defp build_store(_), do: Store.new()
 
@@ -325,24 +322,26 @@ defmodule Wasmex do
   @spec call_function(GenServer.server(), String.t() | atom(), [number()], timeout()) ::
           {:ok, [number()]} | {:error, any()}
   def call_function(pid, name, params, timeout \\ 5_000) do
-    wait = if timeout == :infinity, do: :infinity, else: timeout + @reply_grace
+    wait = Client.wait_for(:call, {timeout})
     name = stringify(name)
 
     # A local instance's calls go straight to its host (one process hop less); the
     # result is the same as through the instance server.
-    case route(pid) do
-      {host, context, id} ->
-        GenServer.call(host, {:request, :call, {context, id, name, params, timeout}}, wait)
+    # A caller that stops waiting has its call cancelled (see Wasmex.Host.Client).
+    answer =
+      case route(pid) do
+        {host, context, id} ->
+          Client.call(host, {:request, :call, {context, id, name, params, timeout}}, wait)
 
-      nil ->
-        GenServer.call(pid, {:call_function, name, params, timeout}, wait)
+        nil ->
+          Client.call(pid, {:call_function, name, params, timeout}, wait)
+      end
+
+    case answer do
+      {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
+      {:error, {:down, reason}} -> {:error, "the instance is not running: #{inspect(reason)}"}
+      answer -> answer
     end
-  catch
-    :exit, {:timeout, _} ->
-      {:error, "timed out: no answer within #{timeout} ms"}
-
-    :exit, {reason, {GenServer, :call, _}} ->
-      {:error, "the instance is not running: #{inspect(reason)}"}
   end
 
   @doc ~S'''
@@ -472,6 +471,13 @@ defmodule Wasmex do
 
   def handle_call(:store, _from, state), do: {:reply, {:ok, state.store}, state}
   def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
+
+  # A caller of call_function/4 stopped waiting: its host cancels the call.
+  @impl true
+  def handle_cast({:give_up, from}, state) do
+    GenServer.cast(state.store.host, {:give_up, from})
+    {:noreply, state}
+  end
 
   @impl true
   def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state) do

@@ -94,7 +94,23 @@ impl Host {
     fn handle_decoded(&mut self, decoded: Result<Request, protocol::Rejected>) {
         match decoded {
             Ok(req) => self.handle(req),
-            Err(rejected) => self.outbox.send(&reply(rejected.id, Err(rejected.reason))),
+            Err(rejected) => match rejected.callback {
+                // A callback's answer that cannot be read fails that callback at once.
+                Some((store_id, callback_id)) => {
+                    let message = format!(
+                        "the callback's result could not be read: {}",
+                        rejected.reason
+                    );
+                    match self.store(store_id) {
+                        Ok(store) => store.task.send(StoreMsg::CallbackReturn {
+                            callback_id,
+                            result: term::tuple(vec![term::atom("error"), term::string(&message)]),
+                        }),
+                        Err(_) => self.log(&message),
+                    }
+                }
+                None => self.outbox.send(&reply(rejected.id, Err(rejected.reason))),
+            },
         }
     }
 

@@ -22,6 +22,7 @@ pub mod module_key;
 pub mod os_limits;
 pub mod outbox;
 pub mod protocol;
+pub mod request_head;
 pub mod stdio;
 pub mod store;
 pub mod term;

@@ -26,13 +26,59 @@ pub struct OsLimits {
 /// Exit code of a host ended by the resident memory watchdog.
 pub const RESIDENT_MEMORY_EXIT: i32 = 86;
 
+/// The keys `os_limits` may have.
+const KEYS: &[&str] = &["address_space", "cpu_seconds", "resident_memory"];
+
+/// Address space the port needs beyond what it uses when `init` arrives: the engine,
+/// its worker threads' stacks, the compile child's pipes and a first few instances.
+pub const ADDRESS_SPACE_HEADROOM: u64 = 64 << 20;
+
+/// Refuses a cap too small for this process to work under.
+fn check_address_space(cap: u64, in_use: Option<u64>) -> Fallible<()> {
+    let in_use = in_use.unwrap_or(0);
+    let needed = in_use + ADDRESS_SPACE_HEADROOM;
+    if cap < needed {
+        return Err(format!(
+            "os_limits address_space of {cap} bytes is too small: the Wasm host needs at \
+             least {needed} bytes ({in_use} in use at start plus {ADDRESS_SPACE_HEADROOM} \
+             for its engine and threads)"
+        ));
+    }
+    Ok(())
+}
+
+/// The virtual memory size of this process in bytes (`/proc/self/statm`, first field).
+fn address_space_in_use() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().next()?.parse().ok()?;
+    // SAFETY: sysconf has no memory effects.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page_size.max(1) as u64)
+}
+
 impl OsLimits {
-    /// `nil` or `#{address_space, cpu_seconds, resident_memory}` (each optional).
+    /// `nil` or `#{address_space, cpu_seconds, resident_memory}` (each optional). Any
+    /// other key is refused, naming it: a mistyped cap must not start an uncapped host.
     pub fn from_term(t: Option<&Term>) -> Fallible<OsLimits> {
         let Some(t) = t else {
             return Ok(OsLimits::default());
         };
         let m = term::as_map(t, "os_limits")?;
+        let mut unknown: Vec<String> = m
+            .keys()
+            .filter(|k| !KEYS.iter().any(|known| **k == term::atom(known)))
+            .map(|k| match k {
+                Term::Atom(a) => format!(":{}", a.name),
+                other => term::show(other),
+            })
+            .collect();
+        unknown.sort();
+        if let Some(key) = unknown.first() {
+            return Err(format!(
+                "unknown os_limits key {key} (known: {})",
+                KEYS.join(", ")
+            ));
+        }
         Ok(OsLimits {
             address_space: term::map_u64(m, "address_space")?,
             cpu_seconds: term::map_u64(m, "cpu_seconds")?,
@@ -40,9 +86,12 @@ impl OsLimits {
         })
     }
 
-    /// Applies the caps to this process.
+    /// Applies the caps to this process. An `address_space` that leaves the process
+    /// less than [`ADDRESS_SPACE_HEADROOM`] beyond what it already uses is refused: the
+    /// engine, its threads and their stacks would fail to start.
     pub fn apply(&self, outbox: &Outbox) -> Fallible<()> {
         if let Some(bytes) = self.address_space {
+            check_address_space(bytes, address_space_in_use())?;
             set_rlimit(libc::RLIMIT_AS, bytes, bytes, "address_space")?;
         }
         if let Some(secs) = self.cpu_seconds {
@@ -134,6 +183,33 @@ mod tests {
         assert_eq!(OsLimits::from_term(None).unwrap(), OsLimits::default());
         let bad = term::map(vec![(term::atom("cpu_seconds"), term::int(-1))]);
         assert!(OsLimits::from_term(Some(&bad)).is_err());
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_by_name() {
+        let t = term::map(vec![
+            (term::atom("cpu_seconds"), term::int(5)),
+            (term::atom("resident_mem"), term::int(1 << 30)),
+        ]);
+        let err = OsLimits::from_term(Some(&t)).unwrap_err();
+        assert_eq!(
+            err,
+            "unknown os_limits key :resident_mem (known: address_space, cpu_seconds, resident_memory)"
+        );
+        let string_key = term::map(vec![(term::binary(b"cpu_seconds".to_vec()), term::int(5))]);
+        assert!(OsLimits::from_term(Some(&string_key)).is_err());
+    }
+
+    #[test]
+    fn an_address_space_too_small_for_the_process_is_refused_saying_so() {
+        let err = check_address_space(100 << 20, Some(50 << 20)).unwrap_err();
+        assert!(
+            err.contains("address_space of 104857600 bytes is too small"),
+            "{err}"
+        );
+        assert!(err.contains("at least 119537664 bytes"), "{err}");
+        assert!(check_address_space(120 << 20, Some(50 << 20)).is_ok());
+        assert!(address_space_in_use().unwrap() > 0);
     }
 
     #[test]

@@ -42,11 +42,15 @@ pub struct Request {
     pub tail: Option<Tail>,
 }
 
-/// A frame that could not be read as a request; answered with an error reply.
+/// A frame that could not be read as a request; answered with an error reply under its
+/// id (read from its head, see [`crate::request_head`], when the term cannot be decoded).
 #[derive(Debug, PartialEq)]
 pub struct Rejected {
     pub id: u64,
     pub reason: String,
+    /// `(StoreId, CallbackId)` of a `callback_return` that could not be read: that
+    /// callback fails with `reason`.
+    pub callback: Option<(u64, u64)>,
 }
 
 /// Ops whose last argument may stay in the frame it came in (see [`Tail`]).
@@ -73,7 +77,7 @@ pub fn decode_request(payload: &[u8]) -> Result<Request, Rejected> {
 /// is decoded with an empty binary in their place and the bytes stay in the frame.
 pub fn decode_frame(payload: Vec<u8>) -> Result<Request, Rejected> {
     let start = match crate::etf_guard::inspect(&payload) {
-        Err(hazard) => return Err(malformed(hazard)),
+        Err(hazard) => return Err(malformed(&payload, hazard)),
         Ok(Some(start)) if payload.len() - start >= TAIL_MIN => start,
         Ok(_) => return decode_checked(&payload),
     };
@@ -94,17 +98,28 @@ pub fn decode_frame(payload: Vec<u8>) -> Result<Request, Rejected> {
     Ok(req)
 }
 
-fn malformed(reason: impl std::fmt::Display) -> Rejected {
+/// A payload that is no readable term, answered under whatever id its head shows.
+fn malformed(payload: &[u8], reason: impl std::fmt::Display) -> Rejected {
+    let head = crate::request_head::read(payload);
+    let callback = match head.op.as_deref() {
+        Some("callback_return") => head.first_two,
+        _ => None,
+    };
     Rejected {
-        id: 0,
+        id: head.id,
         reason: format!("malformed frame: {reason}"),
+        callback,
     }
 }
 
 /// Decodes a payload the guard has passed.
 fn decode_checked(payload: &[u8]) -> Result<Request, Rejected> {
-    let reject = |id: u64, reason: String| Rejected { id, reason };
-    let t = Term::decode(payload).map_err(malformed)?;
+    let reject = |id: u64, reason: String| Rejected {
+        id,
+        reason,
+        callback: None,
+    };
+    let t = Term::decode(payload).map_err(|e| malformed(payload, e))?;
     let not_a_request =
         |t: &Term| reject(0, term::as_tuple(t, 3, "request").err().unwrap_or_default());
     // Taken apart by value: a memory write's argument is megabytes.
@@ -336,6 +351,31 @@ mod tests {
             let err = decode_request(&payload).unwrap_err();
             assert!(err.reason.starts_with("malformed frame"), "{}", err.reason);
         }
+    }
+
+    #[test]
+    fn a_request_too_deep_to_decode_is_rejected_under_its_own_id() {
+        let deep = [[104u8, 1].repeat(8000), vec![106]].concat();
+        let payload = [
+            vec![131, 104, 3, 97, 42, 119, 4],
+            b"call".to_vec(),
+            vec![104, 2, 97, 1],
+            deep.clone(),
+        ]
+        .concat();
+        let err = decode_request(&payload).unwrap_err();
+        assert_eq!((err.id, err.callback), (42, None));
+        assert!(err.reason.contains("nested deeper than"), "{}", err.reason);
+
+        let result = [
+            vec![131, 104, 3, 97, 0, 119, 15],
+            b"callback_return".to_vec(),
+            vec![104, 3, 97, 5, 97, 9],
+            deep,
+        ]
+        .concat();
+        let err = decode_request(&result).unwrap_err();
+        assert_eq!((err.id, err.callback), (0, Some((5, 9))));
     }
 
     #[test]

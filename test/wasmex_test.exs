@@ -163,6 +163,47 @@ defmodule WasmexTest do
       assert {:error, "timed out" <> _} = Wasmex.call_function(pid, "endless_loop", [], 100)
       assert Wasmex.call_function(pid, "sum", [1, 1]) == {:ok, [2]}
     end
+
+    # `bump` counts the calls that ran; `spin` says it started, then runs until stopped.
+    @counter """
+    (module (import "env" "started" (func $started))
+      (global $n (mut i32) (i32.const 0))
+      (func (export "bump") (result i32) (global.set $n (i32.add (global.get $n) (i32.const 1))) (global.get $n))
+      (func (export "count") (result i32) (global.get $n))
+      (func (export "spin") (call $started) (loop br 0)))
+    """
+
+    defp start_counter do
+      test = self()
+      started = {:fn, [], [], fn _context -> send(test, :spinning) end}
+      {:ok, pid} = Wasmex.start_link(%{bytes: @counter, imports: %{env: %{started: started}}})
+      pid
+    end
+
+    # Calls `bump` with a 100 ms timeout while `spin` runs for 2.5 s: the caller gives up
+    # (after 100 ms + 2 s) while its call is still queued.
+    defp bump_behind_spin(pid) do
+      busy = Task.async(fn -> Wasmex.call_function(pid, "spin", [], 2_500) end)
+      assert_receive :spinning, 5_000
+      result = Wasmex.call_function(pid, "bump", [], 100)
+      assert {:error, "timed out" <> _} = Task.await(busy, 5_000)
+      result
+    end
+
+    test "a caller that stops waiting cancels its call: queued, it never runs" do
+      pid = start_counter()
+      assert bump_behind_spin(pid) == {:error, "timed out: no answer within 100 ms"}
+      # The abandoned bump was skipped: nothing ran between the spin and this call.
+      assert Wasmex.call_function(pid, "count", []) == {:ok, [0]}
+    end
+
+    test "a caller that stops waiting through the instance server cancels its call too" do
+      pid = start_counter()
+      # Without its route a call goes through the instance server, as from another node.
+      :ets.delete(Wasmex.Routes, pid)
+      assert bump_behind_spin(pid) == {:error, "timed out: no answer within 100 ms"}
+      assert Wasmex.call_function(pid, "count", []) == {:ok, [0]}
+    end
   end
 
   describe "function_exists/2" do

@@ -6,6 +6,11 @@ defmodule Wasmex.Callback do
   # through the host server. Each callback has a process of its own, so callbacks nest
   # (a callback may call back into Wasm whose import calls Elixir again), and one whose
   # Wasm call was stopped can be killed.
+  #
+  # Every callback gets exactly one answer: its process answers with its result, or, when
+  # it dies before (an exit signal from a linked process, a kill), a guard process that
+  # monitors it answers with an error saying so. The row in @running decides who answers:
+  # whoever takes it (the process, its guard, or abandon/4, after which nobody does).
 
   alias Wasmex.{Memory, StoreOrCaller}
 
@@ -52,24 +57,48 @@ defmodule Wasmex.Callback do
   def start(host, port, server, store_id, callback_id, ns, name, params) do
     case :ets.lookup(@registry, server) do
       [{^server, imports, context}] ->
-        spawn(fn ->
-          key = {host, store_id, callback_id}
+        key = {host, store_id, callback_id}
 
-          # A callback abandoned before it got here finds the mark abandon/3 left.
-          if :ets.insert_new(@running, {key, self()}) do
-            caller = %StoreOrCaller{host: host, store_id: store_id, caller_id: callback_id}
-            result = run(imports, Map.put(context, :caller, caller), ns, name, params)
-            :ets.delete(@running, key)
-            Wasmex.Host.send_notification(port, :callback_return, {store_id, callback_id, result})
-          else
-            :ets.delete(@running, key)
-          end
+        answer =
+          &Wasmex.Host.send_notification(port, :callback_return, {store_id, callback_id, &1})
+
+        spawn(fn ->
+          {pid, ref} =
+            spawn_monitor(fn ->
+              # A callback abandoned before it got here finds the mark abandon/4 left.
+              if :ets.insert_new(@running, {key, self()}) do
+                caller = %StoreOrCaller{host: host, store_id: store_id, caller_id: callback_id}
+                result = run(imports, Map.put(context, :caller, caller), ns, name, params)
+                # From here on an exit signal cannot come between taking the row and
+                # answering.
+                Process.flag(:trap_exit, true)
+                if :ets.take(@running, key) != [], do: answer.(result)
+              else
+                :ets.delete(@running, key)
+              end
+            end)
+
+          guard(key, pid, ref, answer, "#{ns}.#{name}")
         end)
 
         :ok
 
       [] ->
         :unregistered
+    end
+  end
+
+  # Answers for a callback process that died before it could.
+  defp guard(key, pid, ref, answer, import) do
+    receive do
+      {:DOWN, ^ref, :process, ^pid, reason} ->
+        case :ets.take(@running, key) do
+          [{_, ^pid}] ->
+            answer.({:error, "the callback #{import} exited before returning: #{show(reason)}"})
+
+          _ ->
+            :ok
+        end
     end
   end
 
@@ -118,13 +147,23 @@ defmodule Wasmex.Callback do
   end
 
   defp results(_value, []), do: {:ok, []}
-  defp results(value, [_]), do: {:ok, [value]}
+  defp results(value, [_]), do: numbers([value])
 
   defp results(values, types) when is_list(values) and length(values) == length(types),
-    do: {:ok, values}
+    do: numbers(values)
 
   defp results(value, types),
     do:
-      {:error,
-       "the callback must return a list of #{length(types)} values, got: #{inspect(value)}"}
+      {:error, "the callback must return a list of #{length(types)} values, got: #{show(value)}"}
+
+  # Wasm values are numbers: anything else would only be refused by the port, and a
+  # deeply nested term could not even be read there.
+  defp numbers(values) do
+    case Enum.find(values, &(not is_number(&1))) do
+      nil -> {:ok, values}
+      value -> {:error, "the callback must return numbers, got: #{show(value)}"}
+    end
+  end
+
+  defp show(term), do: inspect(term, limit: 10, printable_limit: 200)
 end

@@ -23,16 +23,18 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.Outgoing
+  alias Wasmex.Host.{Client, Events, Frames, KnownModules, Outgoing, Pending, Startup, Writer}
 
   defstruct [
     :port,
     :os_pid,
     :owner,
     :owner_ref,
+    :frames,
+    compile_timeout: 60_000,
     fatal: nil,
     next_id: 1,
-    pending: %{},
+    pending: Pending.new(),
     holders: %{},
     monitors: %{},
     modules: MapSet.new(),
@@ -86,10 +88,20 @@ defmodule Wasmex.Host do
   end
 
   @doc """
-  Sends a request and waits for its result. Exits of the host become `{:error, reason}`.
+  Sends a request and waits for its result, a bounded time (see `Wasmex.Host.Client`):
+  a caller that stops waiting gets `{:error, reason}` and its request is cancelled. Exits
+  of the host become `{:error, reason}`.
   """
   @spec request(pid(), atom(), tuple()) :: {:ok, term()} | {:error, term()}
-  def request(host, op, args), do: call(host, {:request, op, args})
+  def request(host, op, args) when op in [:module_compile, :precompile, :module_serialize] do
+    case call(host, :compile_timeout) do
+      {:error, _} = error -> error
+      :infinity -> call(host, {:request, op, args}, :infinity)
+      ms -> call(host, {:request, op, args}, ms + Client.request_timeout())
+    end
+  end
+
+  def request(host, op, args), do: call(host, {:request, op, args}, Client.wait_for(op, args))
 
   @doc "Sends a request whose result goes to `target` (see `t:target/0`)."
   @spec cast_request(pid(), atom(), tuple(), target()) :: :ok
@@ -155,16 +167,23 @@ defmodule Wasmex.Host do
   @spec adopt(pid(), pid()) :: :ok | {:error, term()}
   def adopt(host, owner), do: call(host, {:adopt, owner})
 
-  # A call to the host server whose exit (the host is gone) becomes an error.
-  defp call(host, message) do
-    GenServer.call(host, message, :infinity)
-  catch
-    :exit, reason -> {:error, down_message(reason)}
+  # A call to the host server that waits a bounded time; the host's exit becomes an error.
+  defp call(host, message, wait \\ Client.request_timeout()) do
+    case Client.call(host, message, wait) do
+      {:error, :timeout} -> {:error, "the Wasm host did not answer within #{wait} ms"}
+      {:error, {:down, reason}} -> {:error, down_message(reason)}
+      answer -> answer
+    end
   end
 
-  @doc "The OS process id of the host's port program."
+  @doc "The OS process id of the host's port program (`nil` if the host does not answer)."
   @spec os_pid(pid()) :: non_neg_integer() | nil
-  def os_pid(host), do: GenServer.call(host, :os_pid)
+  def os_pid(host) do
+    case call(host, :os_pid) do
+      {:error, _} -> nil
+      os_pid -> os_pid
+    end
+  end
 
   @doc false
   def down_message({reason, {GenServer, :call, _}}), do: down_message(reason)
@@ -178,9 +197,7 @@ defmodule Wasmex.Host do
   def init({config, owner, executable, host_options}) do
     Process.flag(:trap_exit, true)
 
-    with {:ok, port} <- open_port(executable),
-         :ok <- await_hello(port),
-         {:ok, bulk} <- init_engine(port, config, host_options) do
+    with {:ok, port, bulk, frames} <- Startup.start_port(executable, config, host_options) do
       owner_ref = if is_pid(owner), do: Process.monitor(owner)
       {:os_pid, os_pid} = Port.info(port, :os_pid)
       Logger.metadata(wasmex_host: os_pid)
@@ -190,123 +207,17 @@ defmodule Wasmex.Host do
            do: Wasmex.Host.Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
 
       {:ok,
-       %__MODULE__{port: port, os_pid: os_pid, owner: owner, owner_ref: owner_ref, next_id: 2}}
+       %__MODULE__{
+         port: port,
+         os_pid: os_pid,
+         owner: owner,
+         owner_ref: owner_ref,
+         compile_timeout: host_options.compile_timeout,
+         frames: frames,
+         next_id: 2
+       }}
     else
       {:error, reason} -> {:stop, reason}
-    end
-  end
-
-  defp open_port(path) do
-    if File.exists?(path) do
-      port =
-        Port.open({:spawn_executable, path}, [
-          :binary,
-          {:packet, 4},
-          :exit_status,
-          :use_stdio,
-          {:env, [{~c"RUST_LIB_BACKTRACE", ~c"0"}, {~c"RUST_BACKTRACE", ~c"0"}]}
-        ])
-
-      {:ok, port}
-    else
-      {:error, "wasmex_port not found at #{path}: build it with `mix compile`"}
-    end
-  end
-
-  @doc false
-  def executable, do: Application.app_dir(:wasmex, "priv/wasmex_port")
-
-  defp await_hello(port) do
-    expected = Wire.version()
-
-    case receive_frame(port, "start") do
-      {:ok, {:hello, ^expected, _wasmtime}} ->
-        :ok
-
-      {:ok, {:hello, version, _}} ->
-        Port.close(port)
-
-        {:error,
-         "wasmex_port speaks protocol version #{inspect(version)} but this library needs " <>
-           "#{expected}: rebuild it with `mix compile`"}
-
-      {:ok, _other} ->
-        Port.close(port)
-
-        {:error,
-         "wasmex_port did not greet with a protocol version: rebuild it with `mix compile`"}
-
-      {:error, _} = error ->
-        error
-    end
-  end
-
-  defp init_engine(port, config, %{os_limits: os_limits, compile_timeout: compile_timeout} = o) do
-    options =
-      engine_options(config)
-      |> Map.put(:os_limits, os_limits && Map.new(os_limits))
-      |> Map.put(:instance_slots, o.instance_slots)
-      |> Map.put(
-        :compile_timeout_ms,
-        if(compile_timeout == :infinity, do: nil, else: compile_timeout)
-      )
-
-    Port.command(port, Wire.encode_request(1, :init, {options}))
-    await_init(port)
-  end
-
-  defp await_init(port) do
-    case receive_frame(port, "initialise") do
-      {:ok, {:reply, 1, result}} ->
-        result
-
-      # Said while initialising (an engine made without its instance slots).
-      {:ok, {:log, message}} ->
-        Logger.warning("wasmex_port: #{message}")
-        await_init(port)
-
-      {:ok, other} ->
-        {:error, "unexpected answer to init: #{inspect(other)}"}
-
-      {:error, _} = error ->
-        error
-    end
-  end
-
-  # The next frame of a port that is starting (before this server serves anyone).
-  defp receive_frame(port, step) do
-    receive do
-      {^port, {:data, data}} ->
-        Wire.decode(data)
-
-      {^port, {:exit_status, status}} ->
-        {:error, "wasmex_port exited at start: #{describe_status(status)}"}
-    after
-      10_000 -> {:error, "wasmex_port did not #{step} within 10 s"}
-    end
-  end
-
-  defp engine_options(%Wasmex.EngineConfig{} = c) do
-    %{
-      consume_fuel: c.consume_fuel,
-      cranelift_opt_level: c.cranelift_opt_level,
-      wasm_backtrace_details: c.wasm_backtrace_details,
-      cache_dir: cache_dir(),
-      spin_us: Application.get_env(:wasmex, :spin_us, 100),
-      # Compiling runs in a child process that is killed at this timeout or when the
-      # caller goes away (hostile code can make compilation take minutes).
-      isolate_compilation: Application.get_env(:wasmex, :isolate_compilation, true)
-    }
-  end
-
-  # wasmtime's compiled-code cache: compiled code is loaded from it without validation, so
-  # it must not be writable by others. Default: the user's cache directory (XDG), not /tmp.
-  # `config :wasmex, cache_dir: nil` turns it off.
-  defp cache_dir do
-    case Application.get_env(:wasmex, :cache_dir, :default) do
-      :default -> :filename.basedir(:user_cache, ~c"wasmex_port") |> to_string()
-      nil -> nil
-      dir -> Path.expand(dir)
     end
   end
 
@@ -333,6 +244,7 @@ defmodule Wasmex.Host do
   end
 
   def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
+  def handle_call(:compile_timeout, _from, state), do: {:reply, state.compile_timeout, state}
 
   def handle_call({:adopt, owner}, _from, state) do
     if state.owner_ref, do: Process.demonitor(state.owner_ref, [:flush])
@@ -359,6 +271,14 @@ defmodule Wasmex.Host do
     {:noreply, notify_port(state, op, args)}
   end
 
+  # A caller stopped waiting (see Wasmex.Host.Client): its request is cancelled.
+  def handle_cast({:give_up, {_pid, tag}}, state) do
+    case Pending.take_tag(state.pending, tag) do
+      {nil, _} -> {:noreply, state}
+      {id, pending} -> {:noreply, give_up(%{state | pending: pending}, id)}
+    end
+  end
+
   def handle_cast({:reclaim_bulk, token, holder}, state) do
     reclaim_bulk_later({:reclaim_bulk, token, holder})
     {:noreply, state}
@@ -383,49 +303,24 @@ defmodule Wasmex.Host do
   def handle_info({port, {:data, data}}, %{port: port} = state) do
     Stats.add(:bytes_received, byte_size(data))
 
-    case Wire.decode(data) do
-      {:ok, {:reply, id, result}} ->
-        {:noreply, deliver(state, id, result)}
+    case Frames.push(state.frames, data) do
+      {:ok, payloads, frames} ->
+        {:noreply, Enum.reduce(payloads, %{state | frames: frames}, &Events.handle/2)}
 
-      {:ok, {:callback, store_id, callback_id, handler, ns, name, params}} ->
-        {:noreply, callback(state, store_id, callback_id, handler, ns, name, params)}
-
-      {:ok, {:stdio, store_id, handler, bytes}} ->
-        {:noreply, stdio(state, store_id, handler, bytes)}
-
-      {:ok, {:callback_abandoned, store_id, callback_id, handler}} ->
-        server = :erlang.binary_to_term(handler, [:safe])
-
-        unless Wasmex.Callback.abandon(self(), store_id, callback_id, server) do
-          send(server, {:wasmex_callback_abandoned, store_id, callback_id})
-        end
-
-        {:noreply, state}
-
-      {:ok, {:stdin_read, store_id, handler}} ->
-        {:noreply, stdin_read(state, store_id, handler)}
-
-      # The port is about to end itself (a cap was exceeded): that is the exit's reason.
-      {:ok, {:fatal, message}} ->
-        {:noreply, %{state | fatal: message}}
-
-      {:ok, {:log, message}} ->
-        log(message, state)
-
-      {:ok, other} ->
-        log("unexpected frame: #{inspect(other, limit: 20)}", state)
-
+      # The stream can no longer be trusted: this host stops (and its port with it).
       {:error, reason} ->
-        log(reason, state)
+        Logger.error("wasmex_port: #{reason}; stopping this host")
+        fail_pending(state, "the Wasm host exited: #{reason}")
+        {:stop, {:shutdown, {:port_exited, reason}}, %{state | pending: Pending.new()}}
     end
   end
 
   def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
-    why = state.fatal || describe_status(status)
+    why = state.fatal || Startup.describe_status(status)
     Stats.add(:host_exits)
     Logger.warning("wasmex_port exited: #{why}")
     fail_pending(state, "the Wasm host exited: #{why}")
-    {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil, pending: %{}}}
+    {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil, pending: Pending.new()}}
   end
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
@@ -447,7 +342,7 @@ defmodule Wasmex.Host do
   end
 
   def handle_info({:reclaim_bulk, token, holder} = reclaim, state) do
-    if Enum.any?(state.pending, fn {_id, {target, _, _, _}} -> sent_by?(target, holder) end),
+    if Pending.sent_by?(state.pending, holder),
       do: reclaim_bulk_later(reclaim),
       else: Wasmex.Host.Bulk.reclaim(self(), token)
 
@@ -469,6 +364,9 @@ defmodule Wasmex.Host do
     :ok
   end
 
+  @doc false
+  def executable, do: Application.app_dir(:wasmex, "priv/wasmex_port")
+
   defp safe_close(port) do
     Port.close(port)
   rescue
@@ -477,7 +375,7 @@ defmodule Wasmex.Host do
 
   defp send_request(state, op, args, target) do
     id = state.next_id
-    {sent, {learn, stripped}} = strip_known_modules(op, args, state.modules)
+    {sent, {learn, stripped}} = KnownModules.strip(op, args, state.modules)
     frame = Wire.encode_request(id, op, sent)
     size = IO.iodata_length(frame)
 
@@ -493,7 +391,7 @@ defmodule Wasmex.Host do
       # A request sent without a module's source may need it after all (the port drops
       # modules it has not used for long): keep what to send again.
       resend = if stripped != [], do: {op, args, stripped}
-      pending = Map.put(state.pending, id, {target, learn, watch, resend})
+      pending = Pending.put(state.pending, id, target, learn, watch, resend)
       %{state | next_id: id + 1, pending: pending}
     end
   end
@@ -507,7 +405,7 @@ defmodule Wasmex.Host do
         store_id -> store_id
       end
 
-    ref = Process.monitor(caller_pid(target))
+    ref = Process.monitor(Pending.caller(target))
     {ref, %{state | monitors: Map.put(state.monitors, ref, {:call, id, store_id})}}
   end
 
@@ -519,9 +417,6 @@ defmodule Wasmex.Host do
 
   defp watch_caller(state, _op, _args, _target, _id), do: {nil, state}
 
-  defp caller_pid({:reply, {pid, _tag}}), do: pid
-  defp caller_pid({:send, pid, _tag}), do: pid
-
   defp reclaim_bulk_later(message) do
     case Application.get_env(:wasmex, :bulk_reclaim_after, 100) do
       0 -> send(self(), message)
@@ -529,18 +424,35 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp sent_by?({:new_store, {pid, _tag}, _holder}, pid), do: true
-  defp sent_by?({:new_store, _from, _holder}, _pid), do: false
-  defp sent_by?(target, pid), do: caller_pid(target) == pid
-
   defp cancel(state, id, store_id) do
-    case Map.pop(state.pending, id) do
+    case Pending.pop(state.pending, id) do
       {nil, _} ->
         state
 
-      {_, pending} ->
+      {_entry, pending} ->
         Stats.add(:cancels)
-        %{notify_port(state, :cancel, {store_id, id}) | pending: pending}
+        notify_port(%{state | pending: pending}, :cancel, {store_id, id})
+    end
+  end
+
+  # The caller of request `id` stopped waiting. A Wasm call or a compilation (whose caller
+  # is watched) is cancelled as if its caller had died; a store being created is dropped
+  # once it exists; any other request just loses its waiter.
+  defp give_up(state, id) do
+    case Pending.get(state.pending, id) do
+      {_target, _learn, watch, _resend} when watch != nil ->
+        {{:call, ^id, store_id}, monitors} = Map.pop(state.monitors, watch)
+        Process.demonitor(watch, [:flush])
+        cancel(%{state | monitors: monitors}, id, store_id)
+
+      {{:new_store, _from, _holder}, _learn, nil, _resend} ->
+        %{state | pending: Pending.retarget(state.pending, id, :drop_store)}
+
+      {_target, _learn, nil, _resend} ->
+        %{state | pending: elem(Pending.pop(state.pending, id), 1)}
+
+      nil ->
+        state
     end
   end
 
@@ -549,56 +461,18 @@ defmodule Wasmex.Host do
   defp count_failure({:error, "Error during function excecution" <> _}), do: Stats.add(:traps)
   defp count_failure(_result), do: :ok
 
-  defp notify_port(state, op, args) do
-    {frame, size} = notification_frame(op, args)
+  @doc false
+  # Writes a notification through this host's batching (Wasmex.Host.Writer).
+  def notify_port(state, op, args) do
+    {frame, size} = Writer.notification_frame(op, args)
     write(state, frame, size)
   end
 
-  # A notification's frame and its size, counted as sent.
-  defp notification_frame(op, args) do
-    frame = Wire.encode_request(0, op, args)
-    size = IO.iodata_length(frame)
-    Stats.add(:bytes_sent, size)
-    {frame, size}
-  end
+  defp write(state, frame, size),
+    do: %{state | outgoing: Writer.write(state.port, state.outgoing, frame, size)}
 
-  # Writes a request or notification to the port: at once when no other message waits in
-  # the mailbox; else in the batch written once those messages are handled (see
-  # `Wasmex.Host.Outgoing`), or before a large one. Writes keep their order either way.
-  defp write(state, frame, size) do
-    waiting = Outgoing.count(state.outgoing)
-
-    cond do
-      waiting == 0 and Process.info(self(), :message_queue_len) == {:message_queue_len, 0} ->
-        command(state.port, frame)
-        state
-
-      not Outgoing.batchable?(size) ->
-        state = write_outgoing(state)
-        command(state.port, frame)
-        state
-
-      true ->
-        if waiting == 0, do: send(self(), :write_outgoing)
-        state = %{state | outgoing: Outgoing.add(state.outgoing, frame, size)}
-        if Outgoing.full?(state.outgoing), do: write_outgoing(state), else: state
-    end
-  end
-
-  defp write_outgoing(state) do
-    if Outgoing.count(state.outgoing) > 1, do: Stats.add(:request_batches)
-    {payload, outgoing} = Outgoing.take(state.outgoing)
-    if payload, do: command(state.port, payload)
-    %{state | outgoing: outgoing}
-  end
-
-  # A port that is gone takes nothing: its exit fails what waits for it.
-  defp command(port, data) do
-    Port.command(port, data)
-    :ok
-  rescue
-    ArgumentError -> :ok
-  end
+  defp write_outgoing(state),
+    do: %{state | outgoing: Writer.flush(state.port, state.outgoing)}
 
   @doc """
   Writes a notification (a request without a reply) to `port`; any process may. Nothing
@@ -606,8 +480,8 @@ defmodule Wasmex.Host do
   """
   @spec send_notification(port(), atom(), tuple()) :: :ok
   def send_notification(port, op, args) do
-    {frame, _size} = notification_frame(op, args)
-    command(port, frame)
+    {frame, _size} = Writer.notification_frame(op, args)
+    Writer.command(port, frame)
   end
 
   defp unwatch(state, nil), do: state
@@ -617,44 +491,10 @@ defmodule Wasmex.Host do
     %{state | monitors: Map.delete(state.monitors, ref)}
   end
 
-  # Module sources travel only to a host that has not loaded them yet; once a request
-  # that carried a source succeeds, the host knows the module by its key.
-  # Returns the arguments to send and `{learn, stripped}`: the keys whose source goes
-  # along (known once the request succeeds) and those whose source was left out.
-  defp strip_known_modules(
-         :instantiate,
-         {ctx, key, source, handler, imports, links, timeout},
-         known
-       ) do
-    {source, acc} = strip(key, source, known, {[], []})
-
-    {links, acc} =
-      Enum.map_reduce(links, acc, fn {name, k, s}, acc ->
-        {s, acc} = strip(k, s, known, acc)
-        {{name, k, s}, acc}
-      end)
-
-    {{ctx, key, source, handler, imports, links, timeout}, acc}
-  end
-
-  defp strip_known_modules(:module_serialize, {key, source}, known) do
-    {source, acc} = strip(key, source, known, {[], []})
-    {{key, source}, acc}
-  end
-
-  defp strip_known_modules(:module_compile, {key, _source} = args, _known),
-    do: {args, {[key], []}}
-
-  defp strip_known_modules(_op, args, _known), do: {args, {[], []}}
-
-  defp strip(key, source, known, {learn, stripped}) do
-    if MapSet.member?(known, key),
-      do: {nil, {learn, [key | stripped]}},
-      else: {source, {[key | learn], stripped}}
-  end
-
-  defp deliver(state, id, result) do
-    case Map.pop(state.pending, id) do
+  @doc false
+  # The answer to request `id` reaches its target.
+  def deliver(state, id, result) do
+    case Pending.pop(state.pending, id) do
       # Id 0 answers a frame the port could not read; other unknown ids are answers to
       # cancelled calls.
       {nil, _} ->
@@ -692,54 +532,18 @@ defmodule Wasmex.Host do
   defp reply({:send, pid, tag}, result, state),
     do: tap(state, fn _ -> send(pid, {:returned_function_call, result, tag}) end)
 
+  # A store whose creator stopped waiting: nobody holds it.
+  defp reply(:drop_store, {:ok, store_id}, state),
+    do: notify_port(state, :store_drop, {store_id})
+
+  defp reply(:drop_store, _result, state), do: state
+
   defp reply({:new_store, from, holder}, result, state) do
     GenServer.reply(from, result)
 
     case result do
       {:ok, store_id} -> hold(state, store_id, holder)
       _ -> state
-    end
-  end
-
-  defp callback(state, store_id, callback_id, handler, ns, name, params) do
-    Stats.add(:callbacks)
-    pid = :erlang.binary_to_term(handler, [:safe])
-
-    with :unregistered <-
-           Wasmex.Callback.start(self(), state.port, pid, store_id, callback_id, ns, name, params) do
-      # A process handling callbacks itself (an instance made with Wasmex.Instance.new/4).
-      if is_pid(pid) and (node(pid) != node() or Process.alive?(pid)) do
-        send(pid, {:wasmex_callback, self(), store_id, callback_id, ns, name, params})
-        state
-      else
-        error = {:error, "the process handling import #{ns}.#{name} is not running"}
-        notify_port(state, :callback_return, {store_id, callback_id, error})
-      end
-    else
-      _started -> state
-    end
-  end
-
-  defp stdio(state, store_id, handler, bytes) do
-    case :erlang.binary_to_term(handler, [:safe]) do
-      {:pipe, pid} ->
-        send(pid, {:wasmex_pipe_write, bytes})
-
-      {:messages, pid, tag} ->
-        send(pid, {tag, %Wasmex.StoreOrCaller{host: self(), store_id: store_id}, bytes})
-    end
-
-    state
-  end
-
-  defp stdin_read(state, store_id, handler) do
-    {:pipe, pid} = :erlang.binary_to_term(handler, [:safe])
-
-    if node(pid) != node() or Process.alive?(pid) do
-      send(pid, {:wasmex_pipe_read, self(), store_id})
-      state
-    else
-      notify_port(state, :stdin_eof, {store_id})
     end
   end
 
@@ -780,18 +584,6 @@ defmodule Wasmex.Host do
   defp maybe_stop(state), do: {:noreply, state}
 
   defp fail_pending(state, message) do
-    Enum.each(state.pending, fn {_id, {target, _, _, _}} ->
-      reply(target, {:error, message}, state)
-    end)
+    Enum.each(Pending.targets(state.pending), &reply(&1, {:error, message}, state))
   end
-
-  defp log(message, state) do
-    Logger.warning("wasmex_port: #{message}")
-    {:noreply, state}
-  end
-
-  defp describe_status(status) when status > 128,
-    do: "killed by signal #{status - 128} (exit status #{status})"
-
-  defp describe_status(status), do: "exit status #{status}"
 end

@@ -5,7 +5,9 @@ defmodule Wasmex.Pool do
   The module is compiled once, in one engine (one OS process) that every instance of the
   pool shares; each instance has a store of its own. Calls need no checkout: a call picks
   an instance (round-robin) and goes straight to it. At most `max_queue` calls per pool and
-  node are in flight; beyond that a call returns `{:error, :queue_full}` at once. Instances
+  node are in flight; beyond that a call returns `{:error, :queue_full}` at once. A slot is
+  freed when its call returns, gives up, or its caller dies, even killed
+  (`Wasmex.Pool.Slots`). Instances
   that exit are restarted; if the engine's process dies, the pool restarts it and all its
   instances, so the pool keeps its size.
 
@@ -21,7 +23,7 @@ defmodule Wasmex.Pool do
   """
   use Supervisor
 
-  alias Wasmex.Pool.{Engine, Worker}
+  alias Wasmex.Pool.{Engine, Slots, Worker}
 
   @pg_scope Wasmex.Pool
 
@@ -56,13 +58,14 @@ defmodule Wasmex.Pool do
     name = Keyword.fetch!(opts, :name)
     size = Keyword.get(opts, :size, System.schedulers_online())
     max_queue = Keyword.get(opts, :max_queue, 10_000)
-    :persistent_term.put({__MODULE__, name}, {:atomics.new(2, []), max_queue})
+    :persistent_term.put({__MODULE__, name}, {:atomics.new(1, []), slots_name(name)})
 
     workers =
       for index <- 1..size,
           do: Supervisor.child_spec({Worker, {name, index}}, id: {Worker, index})
 
     children = [
+      {Slots, name: slots_name(name), max_queue: max_queue},
       {Engine, {name, opts}},
       %{
         id: :workers,
@@ -87,23 +90,22 @@ defmodule Wasmex.Pool do
       nil ->
         call_any(pool, name, params, timeout, opts, nil)
 
-      {counters, max_queue} ->
-        call_bounded(pool, name, params, timeout, opts, counters, max_queue)
+      {counters, slots} ->
+        with {:ok, slot} <- Slots.take(slots) do
+          try do
+            call_any(pool, name, params, timeout, opts, counters)
+          after
+            Slots.give_back(slots, slot)
+          end
+        end
     end
   end
 
-  defp call_bounded(pool, name, params, timeout, opts, counters, max_queue) do
-    if :atomics.add_get(counters, 1, 1) > max_queue do
-      :atomics.sub(counters, 1, 1)
-      {:error, :queue_full}
-    else
-      try do
-        call_any(pool, name, params, timeout, opts, counters)
-      after
-        :atomics.sub(counters, 1, 1)
-      end
-    end
-  end
+  @doc "How many calls of the pool are in flight on this node."
+  @spec in_flight(name()) :: non_neg_integer()
+  def in_flight(pool), do: Slots.in_flight(slots_name(pool))
+
+  defp slots_name(pool), do: :"#{pool}.Slots"
 
   defp call_any(pool, name, params, timeout, opts, counters) do
     case members(pool, Keyword.get(opts, :scope, :local)) do
@@ -115,7 +117,7 @@ defmodule Wasmex.Pool do
   defp pick(members, nil), do: Enum.random(members)
 
   defp pick(members, counters),
-    do: Enum.at(members, rem(:atomics.add_get(counters, 2, 1), length(members)))
+    do: Enum.at(members, rem(:atomics.add_get(counters, 1, 1), length(members)))
 
   @doc "The instance servers of the pool: this node's (`:local`) or every node's (`:global`)."
   @spec members(name(), :local | :global) :: [pid()]
@@ -221,7 +223,11 @@ defmodule Wasmex.Pool.Worker do
   end
 
   defp new_store(engine, %{wasi: wasi}) when wasi not in [nil, false],
-    do: Store.new_wasi(Wasmex.Wasi.WasiOptions.new(wasi), nil, engine)
+    do:
+      with(
+        {:ok, options} <- Wasmex.Wasi.WasiOptions.cast(wasi),
+        do: Store.new_wasi(options, nil, engine)
+      )
 
   defp new_store(engine, _opts), do: Store.new(nil, engine)
 end

@@ -25,15 +25,17 @@ defmodule Wasmex.Store do
   @spec new_wasi(WasiOptions.t(), StoreLimits.t() | nil, Engine.t() | nil) ::
           {:ok, StoreOrCaller.t()} | {:error, term()}
   def new_wasi(%WasiOptions{} = options, limits \\ nil, engine \\ nil) do
-    create(limits, WasiOptions.to_wire(options), engine)
+    with {:ok, wasi} <- WasiOptions.to_wire(options), do: create(limits, wasi, engine)
   end
 
   @doc false
   # A store in an existing host (earlier Wasmex API: instances of a module).
   @spec new_in(pid(), StoreLimits.t() | nil, WasiOptions.t() | nil) ::
           {:ok, StoreOrCaller.t()} | {:error, term()}
+  def new_in(host, limits, nil), do: store_in(host, false, limits, nil)
+
   def new_in(host, limits, wasi),
-    do: store_in(host, false, limits, wasi && WasiOptions.to_wire(wasi))
+    do: with({:ok, wire} <- WasiOptions.to_wire(wasi), do: store_in(host, false, limits, wire))
 
   defp create(limits, wasi, engine) do
     with {:ok, host, own?} <- host_for(engine), do: store_in(host, own?, limits, wasi)

@@ -3,7 +3,7 @@ defmodule Wasmex.Wire do
   The wire protocol between the BEAM and the `wasmex_port` program, the Elixir twin of
   `port/protocol.rs`. `docs/protocol.md` describes it in full.
 
-  Frames are 4-byte big-endian length-prefixed (`{:packet, 4}`); each holds one term in
+  Frames are 4-byte big-endian length-prefixed; each holds one term in
   External Term Format.
 
     * BEAM -> port: `{id, op, args}` where `id` is a positive integer, `op` an atom and
@@ -36,6 +36,14 @@ defmodule Wasmex.Wire do
   @doc "The largest frame payload the port reads (`frame::MAX_FRAME` in the port): 1 GiB."
   @spec max_frame() :: pos_integer()
   def max_frame, do: 1 <<< 30
+
+  @doc """
+  The largest frame payload the BEAM reads from the port: 257 MiB, room for the largest
+  frame the port sends (a 256 MiB part of a memory read, see `Wasmex.Memory`) with 1 MiB
+  to spare. A port announcing a larger frame is stopped (see `Wasmex.Host.Frames`).
+  """
+  @spec max_incoming_frame() :: pos_integer()
+  def max_incoming_frame, do: (256 <<< 20) + (1 <<< 20)
 
   @doc "The protocol version this library speaks; the port must announce the same."
   @spec version() :: pos_integer()

@@ -54,7 +54,7 @@ defmodule Wasmex.System.FloodTest do
   # Nothing of the flood is left in the host server.
   defp assert_drained(%{host: host, baseline: baseline}) do
     state = :sys.get_state(host)
-    assert state.pending == %{}
+    assert state.pending == Wasmex.Host.Pending.new()
     assert map_size(state.monitors) == baseline.monitors
     :erlang.garbage_collect(host)
     {:memory, memory} = Process.info(host, :memory)

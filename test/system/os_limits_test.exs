@@ -73,6 +73,33 @@ defmodule Wasmex.System.OsLimitsTest do
     end
   end
 
+  describe "checks" do
+    test "an unknown or mistyped key is an error naming it, not a host without the cap" do
+      assert Engine.new(%EngineConfig{}, os_limits: [resident_mem: 100_000_000]) ==
+               {:error,
+                "unknown os_limits key :resident_mem (known: address_space, cpu_seconds, resident_memory)"}
+    end
+
+    test "a value that is not a non-negative integer, or limits that are no keyword list, are refused" do
+      assert {:error, "cpu_seconds must be" <> _} =
+               Engine.new(%EngineConfig{}, os_limits: [cpu_seconds: -1])
+
+      assert {:error, "os_limits must be a keyword list or a map" <> _} =
+               Engine.new(%EngineConfig{}, os_limits: 5)
+
+      assert {:error, "os_limits must be a keyword list or a map" <> _} =
+               Engine.new(%EngineConfig{}, os_limits: [1])
+    end
+
+    test "an address_space too small for the port says so, with what it needs" do
+      assert {:error, message} =
+               Engine.new(%EngineConfig{}, os_limits: [address_space: 24 * 1024 * 1024])
+
+      assert message =~
+               "os_limits address_space of 25165824 bytes is too small: the Wasm host needs at least"
+    end
+  end
+
   describe "address_space" do
     test "memory within the cap works, growth past it fails inside Wasm" do
       {pid, _store} = start_capped(address_space: 1024 * 1024 * 1024)

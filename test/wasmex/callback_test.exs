@@ -274,6 +274,76 @@ defmodule Wasmex.CallbackTest do
     end
   end
 
+  # A list nested `depth` levels deep around 1: deeper than either side decodes.
+  defp nested(depth), do: Enum.reduce(1..depth, 1, fn _, acc -> [acc] end)
+
+  describe "every callback gets exactly one answer, promptly" do
+    # The task's crash report is expected.
+    @tag :capture_log
+    test "a callback process taken down by a linked process that crashes fails the call at once" do
+      fun = fn _ctx, _x ->
+        Task.async(fn -> exit(:boom) end)
+        receive do: (:never -> 0)
+      end
+
+      pid = start(module_calling([:i32], [:i32]), fun, [:i32], [:i32])
+      assert {:error, message} = Wasmex.call_function(pid, "run", [1], 30_000)
+      assert message =~ "the callback env.cb exited before returning: :boom"
+      assert Wasmex.call_function(pid, "run", [1], 30_000) |> elem(0) == :error
+    end
+
+    test "a callback process killed from outside fails the call at once" do
+      test = self()
+
+      fun = fn _ctx, _x ->
+        send(test, {:callback, self()})
+        receive do: (:never -> 0)
+      end
+
+      pid = start(module_calling([:i32], [:i32]), fun, [:i32], [:i32])
+      call = Task.async(fn -> Wasmex.call_function(pid, "run", [1], :infinity) end)
+      assert_receive {:callback, callback}, 5_000
+      Process.exit(callback, :kill)
+      assert {:error, message} = Task.await(call, 5_000)
+      assert message =~ "the callback env.cb exited before returning: :killed"
+    end
+
+    test "a result that is no number, however deeply nested, fails the call saying so" do
+      deep = nested(100_000)
+      pid = start(module_calling([:i32], [:i32]), fn _ctx, _x -> deep end, [:i32], [:i32])
+      assert {:error, message} = Wasmex.call_function(pid, "run", [1], :infinity)
+      assert message =~ "the callback must return numbers, got: [[[["
+    end
+
+    test "a result the port cannot read, sent by a process handling callbacks itself, fails the call" do
+      {:ok, store} = Wasmex.Store.new()
+      {:ok, module} = Wasmex.Module.compile(store, module_calling([:i32], [:i32]))
+      imports = %{env: %{cb: {:fn, [:i32], [:i32], fn _ctx, x -> x end}}}
+      # This process gets the callbacks (it registered no imports with Wasmex.Callback).
+      {:ok, instance} = Instance.new(store, module, imports)
+      :ok = Instance.call_exported_function(store, instance, "run", [1], :run, :infinity)
+      assert_receive {:wasmex_callback, host, store_id, callback_id, "env", "cb", [1]}, 5_000
+      Wasmex.Host.notify(host, :callback_return, {store_id, callback_id, {:ok, [nested(10_000)]}})
+      assert_receive {:returned_function_call, {:error, message}, :run}, 5_000
+      assert message =~ "the callback's result could not be read: malformed frame: nested deeper"
+    end
+
+    test "params nested too deep get their error under the call's own id, at once" do
+      pid = start(module_calling([:i32], [:i32]), fn _ctx, x -> x end, [:i32], [:i32])
+      {:ok, store} = Wasmex.store(pid)
+
+      {micros, result} =
+        :timer.tc(fn -> Wasmex.call_function(pid, "run", [nested(10_000)], 60_000) end)
+
+      assert {:error, "malformed frame: nested deeper than 512"} = result
+      assert micros < 2_000_000
+      # The host let go of the call: no entry and no monitor left.
+      state = :sys.get_state(store.host)
+      assert Wasmex.Host.Pending.size(state.pending) == 0
+      refute Enum.any?(state.monitors, &match?({_, {:call, _, _}}, &1))
+    end
+  end
+
   describe "abandonment" do
     test "a callback abandoned before its process started never runs" do
       test_pid = self()

@@ -295,7 +295,7 @@ defmodule Wasmex.ControlTest do
   end
 
   defp wait_until_pending(host) do
-    if map_size(:sys.get_state(host).pending) == 0 do
+    if Wasmex.Host.Pending.size(:sys.get_state(host).pending) == 0 do
       wait_until_pending(host)
     else
       :ok

@@ -94,6 +94,20 @@ defmodule Wasmex.PoolTest do
       assert Pool.call_function(pool, "count", []) == {:ok, [0]}
     end
 
+    test "frees the slot of a caller killed mid-call (no after block runs), so calls go on" do
+      pool = start_pool(size: 1, max_queue: 2)
+
+      for _ <- 1..5 do
+        caller = Task.async(fn -> Pool.call_function(pool, "spin", [], 60_000) end)
+        wait_until_in_flight(pool, 1)
+        assert Task.shutdown(caller, :brutal_kill) == nil
+        wait_until_in_flight_below(pool, 1)
+      end
+
+      assert Pool.call_function(pool, "count", []) == {:ok, [0]}
+      assert Pool.in_flight(pool) == 0
+    end
+
     test "an unknown pool is an error" do
       assert {:error, "the pool :no_such_pool has no running instance"} =
                Pool.call_function(:no_such_pool, "f", [])
@@ -141,7 +155,19 @@ defmodule Wasmex.PoolTest do
   end
 
   defp wait_until_in_flight(pool, n) do
-    {counters, _} = :persistent_term.get({Pool, pool})
-    if :atomics.get(counters, 1) < n, do: wait_until_in_flight(pool, n), else: :ok
+    if Pool.in_flight(pool) < n, do: wait_until_in_flight(pool, n), else: :ok
+  end
+
+  # The pool frees a killed caller's slot when its monitor fires: wait for that, 5 s at most.
+  defp wait_until_in_flight_below(
+         pool,
+         n,
+         deadline \\ System.monotonic_time(:millisecond) + 5_000
+       ) do
+    cond do
+      Pool.in_flight(pool) < n -> :ok
+      System.monotonic_time(:millisecond) > deadline -> flunk("the slot was never freed")
+      true -> wait_until_in_flight_below(pool, n, deadline)
+    end
   end
 end

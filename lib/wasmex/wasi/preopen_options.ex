@@ -6,9 +6,15 @@ defmodule Wasmex.Wasi.PreopenOptions do
   The program sees nothing else of the host's file system: `..` that would leave the
   directory, absolute paths and symlinks pointing outside are denied.
 
+    * `path`: an existing directory (a relative path is taken from the BEAM's working
+      directory); `""` and anything that is not a directory are refused;
+    * `alias`: `nil` or a non-empty string;
     * `read_only` (an addition to Wasmex's options, default `false`): when `true`, the
-      program may list and read, but not create, write, rename or delete.
+      program may list and read, but not create, write, rename or delete. Only `true`
+      and `false` are accepted.
   """
+
+  alias Wasmex.Wasi.Check
 
   @enforce_keys [:path]
   defstruct [:path, alias: nil, read_only: false]
@@ -16,8 +22,30 @@ defmodule Wasmex.Wasi.PreopenOptions do
   @type t :: %__MODULE__{path: String.t(), alias: String.t() | nil, read_only: boolean()}
 
   @doc false
-  @spec to_wire(t()) :: {String.t(), String.t(), boolean()}
+  @spec to_wire(t()) :: {:ok, {String.t(), String.t(), boolean()}} | {:error, String.t()}
   def to_wire(%__MODULE__{path: path, alias: alias, read_only: read_only}) do
-    {Path.expand(path), alias || path, read_only == true}
+    with {:ok, expanded} <- Check.directory(path),
+         {:ok, alias} <- alias_name(alias, path),
+         :ok <- read_only(read_only, path) do
+      {:ok, {expanded, alias, read_only}}
+    end
   end
+
+  defp alias_name(nil, path), do: {:ok, path}
+
+  defp alias_name(alias, _path) when is_binary(alias) and alias != "",
+    do: Check.string("wasi preopen alias", alias)
+
+  defp alias_name(alias, path),
+    do:
+      {:error,
+       "wasi preopen alias of #{inspect(path)} must be nil or a non-empty string, got: " <>
+         inspect(alias)}
+
+  defp read_only(value, _path) when is_boolean(value), do: :ok
+
+  defp read_only(value, path),
+    do:
+      {:error,
+       "wasi preopen read_only of #{inspect(path)} must be true or false, got: #{inspect(value)}"}
 end

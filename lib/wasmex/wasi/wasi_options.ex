@@ -24,6 +24,17 @@ defmodule Wasmex.Wasi.WasiOptions do
   past it ends the call with an error (wasmtime-wasi reports the store's full resource
   table as a trap, `resource table has no free keys`); the store stays usable, and the
   other stores of the host are not affected.
+
+  Every option is checked when a store is made with it, and anything not exactly right is
+  refused with `{:error, reason}` (nothing falls back to something more permissive): `args`
+  a list of strings; `env` a map of strings to strings (names non-empty, without `=`);
+  no NUL byte in any of them; each preopen's `path` an existing directory (not `""`),
+  its `alias` `nil` or a non-empty string and its `read_only` `true` or `false`; the
+  earlier map form of `preopen` (`%{path => %{flags: [...], alias: name}}`) with flags
+  from `:read`, `:write` and `:create`, at least one.
+
+      iex> Wasmex.Store.new_wasi(%Wasmex.Wasi.WasiOptions{preopen: [%Wasmex.Wasi.PreopenOptions{path: ""}]})
+      {:error, "wasi preopen path must be a non-empty string, got: \\"\\""}
   """
 
   alias Wasmex.Pipe
@@ -36,16 +47,19 @@ defmodule Wasmex.Wasi.WasiOptions do
   @type t :: %__MODULE__{
           args: [String.t()],
           env: %{String.t() => String.t()},
-          preopen: [PreopenOptions.t()],
+          preopen: [PreopenOptions.t()] | %{(String.t() | atom()) => map()},
           stdin: Pipe.t() | :messages | nil,
           stdout: output(),
           stderr: output(),
           max_open_files: pos_integer()
         }
 
+  @fields [:args, :env, :preopen, :stdin, :stdout, :stderr, :max_open_files]
+
   @doc """
   The options from any of the forms `Wasmex.start_link/1` accepts for `:wasi`: `true`
-  (defaults), a map of the fields, or the struct itself.
+  (defaults), a map of the fields, or the struct itself. Raises `ArgumentError` for a map
+  with a key that is no field (see `cast/1` for an error instead).
 
       iex> Wasmex.Wasi.WasiOptions.new(%{args: ["a"]}).args
       ["a"]
@@ -53,47 +67,141 @@ defmodule Wasmex.Wasi.WasiOptions do
       true
   """
   @spec new(true | map() | t()) :: t()
-  def new(true), do: %__MODULE__{}
-  def new(%__MODULE__{} = options), do: options
-  def new(%{} = fields), do: struct(__MODULE__, fields)
-
-  @doc false
-  @spec to_wire(t()) :: map()
-  def to_wire(%__MODULE__{} = o) do
-    %{
-      args: Enum.map(o.args, &to_string/1),
-      env: Map.new(o.env, fn {k, v} -> {to_string(k), to_string(v)} end),
-      preopen: preopens(o.preopen),
-      stdin: stdin(o.stdin),
-      stdout: output(o.stdout, :wasmex_stdout),
-      stderr: output(o.stderr, :wasmex_stderr),
-      max_open_files: o.max_open_files
-    }
+  def new(wasi) do
+    case cast(wasi) do
+      {:ok, options} -> options
+      {:error, reason} -> raise ArgumentError, reason
+    end
   end
 
-  defp preopens(list) when is_list(list), do: Enum.map(list, &PreopenOptions.to_wire/1)
+  @doc """
+  Like `new/1`, but `{:ok, options}` or `{:error, reason}`.
 
-  # The earlier Wasmex form: %{"dir" => %{flags: [:read, :write, :create], alias: "name"}}.
-  defp preopens(map) when is_map(map) do
-    Enum.map(map, fn {path, opts} ->
-      flags = Map.get(opts, :flags, [])
-      read_only = :write not in flags and :create not in flags
+      iex> Wasmex.Wasi.WasiOptions.cast(%{arg: ["a"]})
+      {:error, "unknown wasi option :arg (known: :args, :env, :preopen, :stdin, :stdout, :stderr, :max_open_files)"}
+  """
+  @spec cast(term()) :: {:ok, t()} | {:error, String.t()}
+  def cast(true), do: {:ok, %__MODULE__{}}
+  def cast(%__MODULE__{} = options), do: {:ok, options}
 
-      PreopenOptions.to_wire(%PreopenOptions{
-        path: to_string(path),
-        alias: Map.get(opts, :alias),
-        read_only: read_only
-      })
+  def cast(%{} = fields) do
+    case Enum.find(Map.keys(fields), &(&1 not in @fields)) do
+      nil ->
+        {:ok, struct(__MODULE__, fields)}
+
+      key ->
+        known = Enum.map_join(@fields, ", ", &inspect/1)
+        {:error, "unknown wasi option #{inspect(key)} (known: #{known})"}
+    end
+  end
+
+  def cast(other),
+    do: {:error, "wasi must be true, a map or a WasiOptions struct, got: #{inspect(other)}"}
+
+  @doc false
+  @spec to_wire(t()) :: {:ok, map()} | {:error, String.t()}
+  def to_wire(%__MODULE__{} = o) do
+    with {:ok, args} <- Wasmex.Wasi.Check.args(o.args),
+         {:ok, env} <- Wasmex.Wasi.Check.env(o.env),
+         {:ok, preopen} <- preopens(o.preopen),
+         {:ok, stdin} <- stdin(o.stdin),
+         {:ok, stdout} <- output(o.stdout, :stdout),
+         {:ok, stderr} <- output(o.stderr, :stderr),
+         {:ok, max_open_files} <- max_open_files(o.max_open_files) do
+      {:ok,
+       %{
+         args: args,
+         env: env,
+         preopen: preopen,
+         stdin: stdin,
+         stdout: stdout,
+         stderr: stderr,
+         max_open_files: max_open_files
+       }}
+    end
+  end
+
+  defp max_open_files(n) when is_integer(n) and n > 0, do: {:ok, n}
+
+  defp max_open_files(other),
+    do: {:error, "wasi max_open_files must be a positive integer, got: #{inspect(other)}"}
+
+  defp preopens(list) when is_list(list) do
+    Wasmex.Wasi.Check.all(list, fn
+      %PreopenOptions{} = p -> PreopenOptions.to_wire(p)
+      other -> {:error, "wasi preopen must be a PreopenOptions struct, got: #{inspect(other)}"}
     end)
   end
 
-  defp stdin(nil), do: nil
-  defp stdin(:messages), do: :push
-  defp stdin(%Pipe{pid: pid}), do: {:pull, :erlang.term_to_binary({:pipe, pid})}
+  # The earlier Wasmex form: %{"dir" => %{flags: [:read, :write, :create], alias: "name"}}.
+  defp preopens(map) when is_map(map) do
+    map |> Enum.sort() |> Wasmex.Wasi.Check.all(&earlier_preopen/1)
+  end
 
-  defp output(nil, _tag), do: nil
-  defp output(%Pipe{pid: pid}, _tag), do: {:events, :erlang.term_to_binary({:pipe, pid})}
+  defp preopens(other),
+    do: {:error, "wasi preopen must be a list of PreopenOptions, got: #{inspect(other)}"}
 
-  defp output({:messages, pid}, tag) when is_pid(pid),
-    do: {:events, :erlang.term_to_binary({:messages, pid, tag})}
+  defp earlier_preopen({path, opts}) do
+    with {:ok, path} <- earlier_path(path),
+         {:ok, opts} <- earlier_opts(path, opts),
+         {:ok, flags} <- flags(path, Map.get(opts, :flags)) do
+      PreopenOptions.to_wire(%PreopenOptions{
+        path: path,
+        alias: Map.get(opts, :alias),
+        read_only: :write not in flags and :create not in flags
+      })
+    end
+  end
+
+  defp earlier_path(path) when is_atom(path) and path not in [nil, true, false],
+    do: {:ok, Atom.to_string(path)}
+
+  defp earlier_path(path), do: {:ok, path}
+
+  defp earlier_opts(path, %{} = opts) do
+    case Map.keys(opts) -- [:flags, :alias] do
+      [] -> {:ok, opts}
+      [key | _] -> {:error, "unknown option #{inspect(key)} of wasi preopen #{inspect(path)}"}
+    end
+  end
+
+  defp earlier_opts(path, other),
+    do:
+      {:error, "wasi preopen #{inspect(path)} must have a map of options, got: #{inspect(other)}"}
+
+  defp flags(path, flags) when is_list(flags) and flags != [] do
+    if Enum.all?(flags, &(&1 in [:read, :write, :create])),
+      do: {:ok, flags},
+      else: flags_error(path, flags)
+  end
+
+  defp flags(path, flags), do: flags_error(path, flags)
+
+  defp flags_error(path, flags) do
+    {:error,
+     "wasi preopen #{inspect(path)} flags must be a non-empty list of :read, :write, " <>
+       ":create, got: #{inspect(flags)}"}
+  end
+
+  defp stdin(nil), do: {:ok, nil}
+  defp stdin(:messages), do: {:ok, :push}
+  defp stdin(%Pipe{pid: pid}) when is_pid(pid), do: {:ok, {:pull, handler({:pipe, pid})}}
+
+  defp stdin(other),
+    do: {:error, "wasi stdin must be nil, :messages or a Wasmex.Pipe, got: #{inspect(other)}"}
+
+  defp output(nil, _stream), do: {:ok, nil}
+
+  defp output(%Pipe{pid: pid}, _stream) when is_pid(pid),
+    do: {:ok, {:events, handler({:pipe, pid})}}
+
+  defp output({:messages, pid}, stream) when is_pid(pid),
+    do: {:ok, {:events, handler({:messages, pid, :"wasmex_#{stream}"})}}
+
+  defp output(other, stream) do
+    {:error,
+     "wasi #{stream} must be nil, a Wasmex.Pipe or {:messages, pid}, got: #{inspect(other)}"}
+  end
+
+  defp handler(term), do: :erlang.term_to_binary(term)
 end
