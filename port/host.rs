@@ -165,6 +165,13 @@ impl Host {
                     Ok(term::binary(shared.compiler.precompile(bytes, &cancelled)?))
                 });
             }
+            "wat_to_wasm" => {
+                req.expect_arity(1)?;
+                off_thread(shared, req, |_, req| {
+                    let text = term::as_bytes(req.arg(0)?, "wat")?;
+                    Ok(term::binary(module::wat_to_wasm(text)?))
+                });
+            }
             "module_drop" => {
                 req.expect_arity(1)?;
                 shared

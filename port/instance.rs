@@ -3,6 +3,7 @@
 
 use crate::callback::{self, Import};
 use crate::engine::explain_pool_limit;
+use crate::errors;
 use crate::protocol::Request;
 use crate::store::{parse_timeout, with_deadline, Cx, StoreData};
 use crate::term::{self, Fallible};
@@ -227,14 +228,10 @@ pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return "interrupted".into();
     }
-    // Wasmex's wording (typo included) for failures while Wasm ran, naming the trap or
-    // the callback error instead of only the backtrace; other failures (linking) as they are.
-    let cause = e.root_cause().to_string();
+    // Wasmex's wording (typo included) for failures while Wasm ran, then what caused them
+    // (the trap, the callback's error); other failures (linking) as they are.
     match e.downcast_ref::<wasmtime::WasmBacktrace>() {
-        Some(bt) if data.shared.backtrace_details => {
-            format!("Error during function excecution: `{cause}`.\n{bt}")
-        }
-        Some(_) => format!("Error during function excecution: `{cause}`."),
-        None => explain_pool_limit(format!("{e:#}")),
+        Some(bt) => errors::call_failure(bt, &e.root_cause().to_string()),
+        None => errors::cap(explain_pool_limit(format!("{e:#}"))),
     }
 }

@@ -57,7 +57,7 @@ defmodule Wasmex.Callback do
 
           # A callback abandoned before it got here finds the mark abandon/3 left.
           if :ets.insert_new(@running, {key, self()}) do
-            caller = %StoreOrCaller{host: host, store_id: store_id, caller_id: callback_id}
+            caller = StoreOrCaller.new(host, store_id, callback_id)
             result = run(imports, Map.put(context, :caller, caller), ns, name, params)
             :ets.delete(@running, key)
             Wasmex.Host.send_notification(port, :callback_return, {store_id, callback_id, result})

@@ -121,6 +121,13 @@ defmodule Wasmex.Host do
   def release(host, store_id, pid), do: GenServer.cast(host, {:release, store_id, pid})
 
   @doc """
+  Drops a store now, whoever holds it (`Wasmex.Store.release/1`). Its drop reaches the
+  port ahead of any request sent after this returns.
+  """
+  @spec free_store(pid(), non_neg_integer()) :: :ok | {:error, String.t()}
+  def free_store(host, store_id), do: call(host, {:free_store, store_id})
+
+  @doc """
   Asks the host to free its shared buffer (`Wasmex.Host.Bulk`) from `holder`, a process
   that died holding it under `token`: done once the port has answered every request of
   `holder`, and no sooner than `:bulk_reclaim_after` milliseconds (default 100), which
@@ -291,6 +298,9 @@ defmodule Wasmex.Host do
       consume_fuel: c.consume_fuel,
       cranelift_opt_level: c.cranelift_opt_level,
       wasm_backtrace_details: c.wasm_backtrace_details,
+      memory64: c.memory64,
+      debug_info: c.debug_info,
+      wasm_component_model: c.wasm_component_model,
       cache_dir: cache_dir(),
       spin_us: Application.get_env(:wasmex, :spin_us, 100),
       # Compiling runs in a child process that is killed at this timeout or when the
@@ -330,6 +340,29 @@ defmodule Wasmex.Host do
   def handle_call({:release, _store_id, _pid} = release, from, state) do
     GenServer.reply(from, :ok)
     handle_cast(release, state)
+  end
+
+  def handle_call({:free_store, store_id}, _from, state) do
+    case state.holders do
+      %{^store_id => holders} ->
+        monitors = Map.drop(state.monitors, Map.values(holders))
+        Enum.each(holders, fn {_pid, ref} -> Process.demonitor(ref, [:flush]) end)
+
+        state =
+          unhold(
+            %{state | holders: Map.delete(state.holders, store_id), monitors: monitors},
+            store_id,
+            nil
+          )
+
+        case maybe_stop(state) do
+          {:noreply, state} -> {:reply, :ok, state}
+          {:stop, reason, state} -> {:stop, reason, :ok, state}
+        end
+
+      _ ->
+        {:reply, {:error, "unknown store #{store_id}"}, state}
+    end
   end
 
   def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
@@ -726,7 +759,7 @@ defmodule Wasmex.Host do
         send(pid, {:wasmex_pipe_write, bytes})
 
       {:messages, pid, tag} ->
-        send(pid, {tag, %Wasmex.StoreOrCaller{host: self(), store_id: store_id}, bytes})
+        send(pid, {tag, Wasmex.StoreOrCaller.new(self(), store_id), bytes})
     end
 
     state
