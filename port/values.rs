@@ -80,7 +80,7 @@ fn given(t: &Term) -> &'static str {
         Term::Binary(_) | Term::BitBinary(_) => " Given `Binary`.",
         Term::Atom(_) => " Given `Atom`.",
         Term::Map(_) => " Given `Map`.",
-        Term::List(_) | Term::ImproperList(_) => " Given `List`.",
+        Term::List(_) | Term::ImproperList(_) | Term::ByteList(_) => " Given `List`.",
         Term::Tuple(_) => " Given `Tuple`.",
         Term::Pid(_) => " Given `Pid`.",
         Term::Port(_) => " Given `Port`.",

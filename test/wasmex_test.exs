@@ -119,7 +119,14 @@ defmodule WasmexTest do
 
     test "reports a param of the wrong type", %{pid: pid} do
       assert Wasmex.call_function(pid, "sum", [1, "two"]) ==
-               {:error, "Cannot convert argument #2 to a WebAssembly i32 value."}
+               {:error, "Cannot convert argument #2 to a WebAssembly i32 value. Given `Binary`."}
+
+      given = fn param -> Wasmex.call_function(pid, "i32_i32", [param]) end
+      prefix = "Cannot convert argument #1 to a WebAssembly i32 value."
+      assert given.(nil) == {:error, prefix <> " Given `Atom`."}
+      assert given.(:an_atom) == {:error, prefix <> " Given `Atom`."}
+      assert given.(%{}) == {:error, prefix <> " Given `Map`."}
+      assert given.([1]) == {:error, prefix <> " Given `List`."}
 
       assert Wasmex.call_function(pid, "i32_i32", [1.5]) ==
                {:error, "Cannot convert argument #1 to a WebAssembly i32 value."}
@@ -141,8 +148,28 @@ defmodule WasmexTest do
 
     test "reports a division by zero trap and keeps the instance usable", %{pid: pid} do
       assert {:error, message} = Wasmex.call_function(pid, "divide", [1, 0])
-      assert message == "Error during function excecution: `wasm trap: integer divide by zero`."
+      # Wasmex's text with its backtrace layout, then the trap.
+      assert message ==
+               "Error during function excecution: `error while executing at wasm backtrace:\n" <>
+                 "    0:  0x2a8 - <unknown>!<wasm function 13>`. wasm trap: integer divide by zero"
+
       assert Wasmex.call_function(pid, "divide", [10, 2]) == {:ok, [5]}
+    end
+
+    test "bounds the message of a trap in a function with a 2 MB name" do
+      name = String.duplicate("n", 2_000_000)
+
+      wat =
+        ~s{(module (func $#{name} (param i32) local.get 0 i32.eqz if unreachable end } <>
+          ~s{local.get 0 i32.const 1 i32.sub call $#{name}) } <>
+          ~s{(func (export "f") i32.const 100 call $#{name}))}
+
+      {:ok, pid} = Wasmex.start_link(%{bytes: wat})
+      assert {:error, message} = Wasmex.call_function(pid, "f", [])
+      assert byte_size(message) < 16_384
+      assert message =~ ~r/^Error during function excecution: `error while executing/
+      assert message =~ "<unknown>!" <> String.duplicate("n", 256) <> "...\n"
+      assert String.ends_with?(message, "`. wasm trap: wasm `unreachable` instruction executed")
     end
 
     test "reports an unreachable trap" do

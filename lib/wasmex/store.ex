@@ -25,7 +25,7 @@ defmodule Wasmex.Store do
 
       iex> {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
       iex> {:ok, store} = Wasmex.Store.new(nil, engine)
-      iex> {:ok, module} = Wasmex.Module.compile(store, "(module (func (export \"f\") (result i32) i32.const 1))")
+      iex> {:ok, module} = Wasmex.Module.compile(store, ~s{(module (func (export "f") (result i32) i32.const 1))})
       iex> {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
       iex> Wasmex.call_function(pid, "f", [])
       {:ok, [1]}

@@ -13,8 +13,9 @@ defmodule Wasmex.StoreOrCaller do
 
   @enforce_keys [:host, :store_id]
   # `resource` and `reference` are the fields Wasmex's struct has: `resource` is where the
-  # store lives (`{host, context}`), `reference` a reference made with the handle. The
-  # other fields are internal.
+  # store lives (`{host, context}`), `reference` a reference made with the handle. Two
+  # handles on the same store have the same `resource` (compare that, not the structs).
+  # The other fields are internal.
   defstruct [:resource, :reference, :host, :store_id, caller_id: nil]
 
   @type t :: %__MODULE__{

@@ -42,7 +42,7 @@ defmodule Wasmex.ModuleTest do
                "pair" => {:fn, [], [:i32, :i64]},
                "counter" => {:global, %{type: :i32, mutability: :var}},
                "mem" => {:memory, %{minimum: 1, maximum: 4, shared: false, memory64: false}},
-               "tab" => {:table, %{type: :func_ref, minimum: 2}}
+               "tab" => {:table, %{type: {:reference, "(ref null func)"}, minimum: 2}}
              }
     end
 
