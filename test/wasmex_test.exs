@@ -34,6 +34,35 @@ defmodule WasmexTest do
                {:error, :must_specify_store_used_to_compile_module}
     end
 
+    test "registers the server under :name" do
+      name = :"wasmex_named_#{System.unique_integer([:positive])}"
+      bytes = File.read!(TestHelper.wasm_test_file_path())
+      {:ok, pid} = Wasmex.start_link(%{bytes: bytes, name: name})
+      assert Process.whereis(name) == pid
+      assert Wasmex.call_function(name, "sum", [1, 2]) == {:ok, [3]}
+      assert {:error, {:already_started, ^pid}} = Wasmex.start_link(%{bytes: bytes, name: name})
+    end
+
+    test "serves an instance given with its store and module, keeping its state" do
+      %{store: store, module: module} = TestHelper.wasm_module()
+      {:ok, instance} = Wasmex.Instance.new(store, module, %{})
+      {:ok, memory} = Wasmex.Memory.from_instance(store, instance)
+      :ok = Wasmex.Memory.write_binary(store, memory, 42, "hello")
+
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module, instance: instance})
+      assert Wasmex.instance(pid) == {:ok, instance}
+      assert Wasmex.call_function(pid, "string_first_byte", [42, 5]) == {:ok, [?h]}
+    end
+
+    test "refuses an instance without its store and module" do
+      %{store: store, module: module} = TestHelper.wasm_module()
+      {:ok, instance} = Wasmex.Instance.new(store, module, %{})
+      error = {:error, :must_specify_store_and_module_used_to_instantiate_instance}
+      assert Wasmex.start_link(%{instance: instance}) == error
+      assert Wasmex.start_link(%{instance: instance, store: store}) == error
+      assert Wasmex.start_link(%{instance: instance, module: module}) == error
+    end
+
     test "returns the compile error for invalid bytes and leaves the caller alive" do
       assert {:error, "Error while parsing bytes: " <> _} = Wasmex.start_link(%{bytes: "(modul"})
 
@@ -199,6 +228,15 @@ defmodule WasmexTest do
       assert Wasmex.function_exists(pid, :sum)
       refute Wasmex.function_exists(pid, "memory")
       refute Wasmex.function_exists(pid, "nope")
+    end
+  end
+
+  describe "instance/1" do
+    test "returns the instance the server runs" do
+      pid = start()
+      {:ok, store} = Wasmex.store(pid)
+      assert {:ok, %Wasmex.Instance{} = instance} = Wasmex.instance(pid)
+      assert Wasmex.Instance.function_export_exists(store, instance, "sum")
     end
   end
 
