@@ -64,14 +64,19 @@ defmodule Wasmex do
     * `:module` and `:store` - a compiled module and the store to instantiate it in;
     * `:imports` - `%{namespace => %{name => {:fn, params, results, fun}}}`;
     * `:links` - `%{name => %{bytes: ...} | %{module: ...}}`, each may have its own `:links`;
-    * `:wasi` - `true` or a `Wasmex.Wasi.WasiOptions` to give the instance WASI.
+    * `:wasi` - `true` or a `Wasmex.Wasi.WasiOptions` to give the instance WASI;
+    * `:instance` (with its `:store` and `:module`) - an instance made with
+      `Wasmex.Instance.new/4` to serve as it is, state included. Without both, the result is
+      `{:error, :must_specify_store_and_module_used_to_instantiate_instance}`. Its import
+      callbacks keep going to the process that instantiated it (see `Wasmex.Instance`);
+    * `:name` - registers the server under that name (as `GenServer.start_link/3` does).
 
   ## Imports
 
       iex> wat = "(module
       ...>          (import \"IO\" \"inspect\" (func $log (param i32)))
       ...>        )"
-      iex> io_inspect = fn (%{memory: %Wasmex.Memory{}, caller: %Wasmex.StoreOrCaller{}} = _context, i) ->
+      iex> io_inspect = fn (%{_memory: %Wasmex.Memory{}, _caller: %Wasmex.StoreOrCaller{}} = _context, i) ->
       ...>                IO.inspect(i)
       ...>              end
       iex> imports = %{
@@ -136,7 +141,7 @@ defmodule Wasmex do
 
   Modules can run with WebAssembly System Interface (WASI) support:
 
-      iex> {:ok, _pid} = Wasmex.start_link(%{bytes: "(module)", wasi: true})
+      iex> {:ok, _pid } = Wasmex.start_link(%{bytes: "(module)", wasi: true})
 
   WASI functions can be overridden with Elixir functions through the imports map:
 

@@ -59,11 +59,7 @@ pub fn layout(frames: &[FrameInfo]) -> String {
         let _ = write_frame(&mut out, i, frame);
     }
     if frames.len() > MAX_FRAMES {
-        let _ = write!(
-            out,
-            "\n      ... {} more frames",
-            frames.len() - MAX_FRAMES
-        );
+        let _ = write!(out, "\n      ... {} more frames", frames.len() - MAX_FRAMES);
     }
     out
 }
@@ -88,7 +84,11 @@ fn write_frame(out: &mut String, i: usize, frame: &FrameInfo) -> fmt::Result {
             None => out.push_str("<inlined function>"),
         }
         if let Some(file) = symbol.file() {
-            write!(out, "\n                    at {}", capped(|w| w.write_str(file)))?;
+            write!(
+                out,
+                "\n                    at {}",
+                capped(|w| w.write_str(file))
+            )?;
             if let Some(line) = symbol.line() {
                 write!(out, ":{line}")?;
                 if let Some(column) = symbol.column() {

@@ -179,7 +179,10 @@ mod tests {
         let prefix = "Cannot convert argument #1 to a WebAssembly i32 value.";
         assert_eq!(refused(term::nil()), format!("{prefix} Given `Atom`."));
         assert_eq!(refused(term::map(vec![])), format!("{prefix} Given `Map`."));
-        assert_eq!(refused(term::list(vec![])), format!("{prefix} Given `List`."));
+        assert_eq!(
+            refused(term::list(vec![])),
+            format!("{prefix} Given `List`.")
+        );
         assert_eq!(refused(term::float(1.5)), prefix);
         assert_eq!(refused(term::int(1 << 40)), prefix);
     }
