@@ -67,8 +67,9 @@ defmodule Wasmex do
     * `:wasi` - `true` or a `Wasmex.Wasi.WasiOptions` to give the instance WASI;
     * `:instance` (with its `:store` and `:module`) - an instance made with
       `Wasmex.Instance.new/4` to serve as it is, state included. Without both, the result is
-      `{:error, :must_specify_store_and_module_used_to_instantiate_instance}`. Its import
-      callbacks keep going to the process that instantiated it (see `Wasmex.Instance`);
+      `{:error, :must_specify_store_and_module_used_to_instantiate_instance}`. The server
+      runs its import callbacks with `:imports` when the process calling `start_link/1`
+      made the instance and registered no imports of its own;
     * `:name` - registers the server under that name (as `GenServer.start_link/3` does).
 
   ## Imports
@@ -227,7 +228,10 @@ defmodule Wasmex do
   end
 
   defp start_server(opts) do
-    args = Map.take(opts, [:store, :module, :links, :imports, :instance])
+    args =
+      opts
+      |> Map.take([:store, :module, :links, :imports, :instance])
+      |> Map.put(:caller, self())
 
     case opts do
       %{name: name} -> GenServer.start_link(Wasmex.Server, args, name: name)

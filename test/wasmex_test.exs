@@ -54,6 +54,24 @@ defmodule WasmexTest do
       assert Wasmex.call_function(pid, "string_first_byte", [42, 5]) == {:ok, [?h]}
     end
 
+    test "runs the import callbacks of an instance given to it with :imports" do
+      {:ok, store} = Wasmex.Store.new()
+      wat = ~s{(module (import "env" "double" (func $d (param i32) (result i32)))
+                 (func (export "quad") (param i32) (result i32) local.get 0 call $d call $d))}
+
+      {:ok, module} = Wasmex.Module.compile(store, wat)
+      imports = %{env: %{double: {:fn, [:i32], [:i32], fn _context, x -> 2 * x end}}}
+      {:ok, instance} = Wasmex.Instance.new(store, module, imports)
+
+      {:ok, pid} =
+        Wasmex.start_link(%{store: store, module: module, instance: instance, imports: imports})
+
+      assert Wasmex.call_function(pid, "quad", [5]) == {:ok, [20]}
+      :ok = GenServer.stop(pid)
+      # What the server registered for this process goes with it.
+      assert :ets.lookup(Wasmex.Callbacks, self()) == []
+    end
+
     test "refuses an instance without its store and module" do
       %{store: store, module: module} = TestHelper.wasm_module()
       {:ok, instance} = Wasmex.Instance.new(store, module, %{})

@@ -127,4 +127,18 @@ defmodule Wasmex.Callback do
     do:
       {:error,
        "the callback must return a list of #{length(types)} values, got: #{inspect(value)}"}
+
+  @doc """
+  Registers, for the calling instance server, the imports of an instance that `handler`
+  made (`Wasmex.start_link/1` with `instance:`): the port sends that instance's callbacks
+  to `handler`, and they run here as a server's do. Does nothing (false) when `handler`
+  has a row already. `unregister_for/1` removes the row.
+  """
+  @spec register_for(pid(), map(), Wasmex.Instance.t()) :: boolean()
+  def register_for(handler, imports, instance),
+    do: :ets.insert_new(@registry, {handler, stringify(imports), context(instance)})
+
+  @doc "Removes the rows `server` made with `register_for/3`."
+  @spec unregister_for(pid()) :: true
+  def unregister_for(server), do: :ets.match_delete(@registry, {:_, :_, %{pid: server}})
 end

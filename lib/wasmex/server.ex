@@ -11,11 +11,19 @@ defmodule Wasmex.Server do
     # Imports are registered first: a start function may call them while instantiating.
     # Without imports no callback can come: nothing to register.
     callbacks? = Callback.any?(imports)
-    if callbacks?, do: Callback.register(imports, nil)
+    given? = Map.has_key?(args, :instance)
+    if callbacks? and not given?, do: Callback.register(imports, nil)
 
     with :ok <- Store.retain(store, self()),
          {:ok, instance} <- instance_of(args) do
-      if callbacks?, do: Callback.register(imports, instance)
+      cond do
+        # The port sends the callbacks of an instance given to start_link/1 to the process
+        # that made it, usually the one starting this server: they run with these imports.
+        callbacks? and given? -> Callback.register_for(args.caller, imports, instance)
+        callbacks? -> Callback.register(imports, instance)
+        true -> :ok
+      end
+
       Process.monitor(store.host)
       :ets.insert(Wasmex.Routes, {self(), store.host, StoreOrCaller.context(store), instance.id})
 
@@ -91,6 +99,7 @@ defmodule Wasmex.Server do
   def forget(server) do
     :ets.delete(Wasmex.Routes, server)
     Callback.unregister(server)
+    Callback.unregister_for(server)
     :ok
   end
 end
