@@ -577,10 +577,19 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp count_failure({:error, "timed out" <> _}), do: Stats.add(:timeouts)
+  # Counts a failed call by its kind; a failure while Wasm ran comes as `{:trap, message}`
+  # and is passed on as the message.
+  defp count_failure({:error, {:trap, message}}) when is_binary(message) do
+    Stats.add(:traps)
+    {:error, message}
+  end
 
-  defp count_failure({:error, "Error during function excecution" <> _}), do: Stats.add(:traps)
-  defp count_failure(_result), do: :ok
+  defp count_failure({:error, "timed out" <> _} = result) do
+    Stats.add(:timeouts)
+    result
+  end
+
+  defp count_failure(result), do: result
 
   defp notify_port(state, op, args) do
     {frame, size} = notification_frame(op, args)
@@ -707,7 +716,7 @@ defmodule Wasmex.Host do
         send_request(state, op, args, target)
 
       {{target, learn, watch, _resend}, pending} ->
-        count_failure(result)
+        result = count_failure(result)
         state = unwatch(%{state | pending: pending}, watch)
 
         state =
