@@ -200,7 +200,14 @@ defmodule Wasmex.Module do
   @doc """
   The module's exports: a map of name to `{:fn, params, results}`, `{:global, %{type:,
   mutability:}}`, `{:memory, %{minimum:, shared:, memory64:}}` or `{:table, %{type:,
-  minimum:}}` (memories and tables add `maximum:` when they have one).
+  minimum:}}` (memories and tables add `maximum:` when they have one). A value type is
+  `:i32`, `:i64`, `:f32`, `:f64`, `:v128`, or for a reference type
+  `{:reference, "(ref null func)"}` (a `funcref`), `{:reference, "(ref null extern)"}` (an
+  `externref`) and so on.
+
+      iex> {:ok, module} = Wasmex.Module.compile("(module (table (export \\"t\\") 1 funcref))")
+      iex> Wasmex.Module.exports(module)
+      %{"t" => {:table, %{type: {:reference, "(ref null func)"}, minimum: 1}}}
   """
   @spec exports(t()) :: map()
   def exports(%__MODULE__{exports: exports}), do: exports
