@@ -26,11 +26,14 @@ defmodule Wasmex do
   See `start_link/1` for starting and configuring an instance and `call_function/4` for
   calling Wasm functions.
   """
-  use GenServer
 
-  alias Wasmex.{Callback, Host, Instance, Memory, Module, Store, StoreOrCaller}
+  alias Wasmex.{Instance, Links, Memory, Module, Store, StoreOrCaller}
   alias Wasmex.Host.Client
   alias Wasmex.Wasi.WasiOptions
+
+  @doc "Returns a specification to start this module under a supervisor. See `Supervisor`."
+  @spec child_spec(map()) :: Supervisor.child_spec()
+  def child_spec(opts), do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}}
 
   @doc ~S'''
   Starts a GenServer which compiles and instantiates a Wasm module from the given
@@ -58,14 +61,20 @@ defmodule Wasmex do
     * `:module` and `:store` - a compiled module and the store to instantiate it in;
     * `:imports` - `%{namespace => %{name => {:fn, params, results, fun}}}`;
     * `:links` - `%{name => %{bytes: ...} | %{module: ...}}`, each may have its own `:links`;
-    * `:wasi` - `true` or a `Wasmex.Wasi.WasiOptions` to give the instance WASI.
+    * `:wasi` - `true` or a `Wasmex.Wasi.WasiOptions` to give the instance WASI;
+    * `:instance` (with its `:store` and `:module`) - an instance made with
+      `Wasmex.Instance.new/4` to serve as it is, state included. Without both, the result is
+      `{:error, :must_specify_store_and_module_used_to_instantiate_instance}`. The server
+      runs its import callbacks with `:imports` when the process calling `start_link/1`
+      made the instance and registered no imports of its own;
+    * `:name` - registers the server under that name (as `GenServer.start_link/3` does).
 
   ## Imports
 
       iex> wat = "(module
       ...>          (import \"IO\" \"inspect\" (func $log (param i32)))
       ...>        )"
-      iex> io_inspect = fn (%{memory: %Wasmex.Memory{}, caller: %Wasmex.StoreOrCaller{}} = _context, i) ->
+      iex> io_inspect = fn (%{_memory: %Wasmex.Memory{}, _caller: %Wasmex.StoreOrCaller{}} = _context, i) ->
       ...>                IO.inspect(i)
       ...>              end
       iex> imports = %{
@@ -130,7 +139,7 @@ defmodule Wasmex do
 
   Modules can run with WebAssembly System Interface (WASI) support:
 
-      iex> {:ok, _pid} = Wasmex.start_link(%{bytes: "(module)", wasi: true})
+      iex> {:ok, _pid } = Wasmex.start_link(%{bytes: "(module)", wasi: true})
 
   WASI functions can be overridden with Elixir functions through the imports map:
 
@@ -184,6 +193,8 @@ defmodule Wasmex do
     opts = opts |> Map.put_new(:imports, %{}) |> Map.put_new(:links, %{})
 
     case opts do
+      %{instance: %Instance{}, store: _, module: _} -> start_server(opts)
+      %{instance: _} -> {:error, :must_specify_store_and_module_used_to_instantiate_instance}
       %{module: _, store: _} -> start_with_store(opts)
       %{module: _} -> {:error, :must_specify_store_used_to_compile_module}
       %{bytes: _, store: _} -> start_with_store(opts)
@@ -208,13 +219,20 @@ defmodule Wasmex do
 
   defp start_with_store(%{store: store} = opts) do
     with {:ok, module} <- module_of(opts),
-         {:ok, links} <- compile_links(store, opts.links) do
-      GenServer.start_link(__MODULE__, %{
-        store: store,
-        module: module,
-        links: links,
-        imports: opts.imports
-      })
+         {:ok, links} <- Links.compile(store, opts.links, &module_of/1) do
+      start_server(%{opts | links: links} |> Map.put(:module, module))
+    end
+  end
+
+  defp start_server(opts) do
+    args =
+      opts
+      |> Map.take([:store, :module, :links, :imports, :instance])
+      |> Map.put(:caller, self())
+
+    case opts do
+      %{name: name} -> GenServer.start_link(Wasmex.Server, args, name: name)
+      _ -> GenServer.start_link(Wasmex.Server, args)
     end
   end
 
@@ -222,53 +240,6 @@ defmodule Wasmex do
 
   defp module_of(%{bytes: bytes, store: store}) do
     with {:ok, module} <- Module.compile(store, bytes), do: {:ok, %{module | sealed: true}}
-  end
-
-  # Nested links are flattened (each name once), compiled in the store, and ordered so
-  # that every link comes after the links whose exports it imports.
-  defp compile_links(store, links) do
-    links
-    |> flatten_links()
-    |> Enum.uniq_by(fn {name, _} -> name end)
-    |> Enum.reduce_while({:ok, %{}}, fn {name, spec}, {:ok, acc} ->
-      case module_of(Map.put(spec, :store, store)) do
-        {:ok, module} -> {:cont, {:ok, Map.put(acc, to_string(name), module)}}
-        {:error, reason} -> {:halt, {:error, "link #{name}: #{reason}"}}
-      end
-    end)
-    |> case do
-      {:ok, modules} -> {:ok, dependency_order(modules)}
-      error -> error
-    end
-  end
-
-  defp flatten_links(links) do
-    Enum.flat_map(links, fn {name, spec} ->
-      [{name, Map.delete(spec, :links)} | flatten_links(Map.get(spec, :links, %{}))]
-    end)
-  end
-
-  defp dependency_order(modules) do
-    {order, _seen} =
-      modules
-      |> Map.keys()
-      |> Enum.sort()
-      |> Enum.reduce({[], MapSet.new()}, &visit_link(&1, modules, &2))
-
-    order |> Enum.reverse() |> Enum.map(&%{name: &1, module: modules[&1]})
-  end
-
-  defp visit_link(name, modules, {order, seen}) do
-    if MapSet.member?(seen, name) or not Map.has_key?(modules, name) do
-      {order, seen}
-    else
-      deps = modules[name] |> Module.imports() |> Map.keys() |> Enum.sort()
-
-      {order, seen} =
-        Enum.reduce(deps, {order, MapSet.put(seen, name)}, &visit_link(&1, modules, &2))
-
-      {[name | order], seen}
-    end
   end
 
   @doc ~S'''
@@ -396,6 +367,15 @@ defmodule Wasmex do
   def store(pid), do: GenServer.call(pid, :store)
 
   @doc """
+  Returns the `Wasmex.Instance` the server runs.
+
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+      iex> {:ok, %Wasmex.Instance{}} = Wasmex.instance(pid)
+  """
+  @spec instance(GenServer.server()) :: {:ok, Instance.t()} | {:error, any()}
+  def instance(pid), do: GenServer.call(pid, :instance)
+
+  @doc """
   Returns the `Wasmex.Module` of the Wasm instance.
 
       iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
@@ -417,92 +397,8 @@ defmodule Wasmex do
   defp stringify(name) when is_atom(name), do: Atom.to_string(name)
   defp stringify(name) when is_binary(name), do: name
 
-  # Server
-
-  @impl true
-  def init(%{store: store, module: module, links: links, imports: imports}) do
-    # Imports are registered first: a start function may call them while instantiating.
-    # Without imports no callback can come: nothing to register.
-    callbacks? = Callback.any?(imports)
-    if callbacks?, do: Callback.register(imports, nil)
-
-    with :ok <- Store.retain(store, self()),
-         {:ok, instance} <- Instance.new(store, module, imports, links) do
-      if callbacks?, do: Callback.register(imports, instance)
-      Process.monitor(store.host)
-      :ets.insert(Wasmex.Routes, {self(), store.host, StoreOrCaller.context(store), instance.id})
-
-      {:ok,
-       %{
-         store: store,
-         module: module,
-         instance: instance
-       }}
-    else
-      {:error, reason} ->
-        Callback.unregister(self())
-        fail_start(reason)
-    end
-  end
-
-  # Answers start_link with {:error, reason} and exits normally, so that a caller linked
-  # to this process is not taken down by a failed start.
-  defp fail_start(reason) do
-    :proc_lib.init_ack({:error, reason})
-    exit(:normal)
-  end
-
-  @impl true
-  def handle_call({:call_function, name, params, timeout}, from, state) do
-    args = Instance.call_args(state.store, state.instance, name, params, timeout)
-    Host.cast_request(state.store.host, :call, args, {:reply, from})
-    {:noreply, state}
-  end
-
-  def handle_call({:exported_function_exists, name}, _from, state) do
-    {:reply, Instance.function_export_exists(state.store, state.instance, name), state}
-  end
-
-  def handle_call(:memory, _from, state),
-    do: {:reply, Memory.from_instance(state.store, state.instance), state}
-
-  def handle_call({:memory, size, offset}, _from, state),
-    do: {:reply, Memory.from_instance(state.instance, size, offset), state}
-
-  def handle_call(:store, _from, state), do: {:reply, {:ok, state.store}, state}
-  def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
-
-  # A caller of call_function/4 stopped waiting: its host cancels the call.
-  @impl true
-  def handle_cast({:give_up, from}, state) do
-    GenServer.cast(state.store.host, {:give_up, from})
-    {:noreply, state}
-  end
-
-  @impl true
-  def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state) do
-    {:stop, {:shutdown, {:wasmex_host_down, reason}}, state}
-  end
-
-  def handle_info(_other, state), do: {:noreply, state}
-
-  @impl true
-  def terminate(_reason, %{store: store}) do
-    forget_server(self())
-    # Let go of the store before exiting, not by the host's monitor: the monitor's message
-    # can reach the host after the process that stopped this one sent its next request,
-    # and a start right after a stop would then find the instance slots still taken. (A
-    # host that is down answers at once: the call fails.)
-    Host.release_now(store.host, store.store_id, self())
-  end
-
   @doc false
-  # Removes what an instance server registered (its call route and its imports); also
-  # called by the host when a server ends without running terminate/2.
+  # Removes what an instance server registered; see `Wasmex.Server.forget/1`.
   @spec forget_server(pid()) :: :ok
-  def forget_server(server) do
-    :ets.delete(Wasmex.Routes, server)
-    Callback.unregister(server)
-    :ok
-  end
+  defdelegate forget_server(server), to: Wasmex.Server, as: :forget
 end

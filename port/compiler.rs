@@ -235,7 +235,7 @@ impl EngineOptions {
             Some(wasmtime::OptLevel::SpeedAndSize) => a("speed_and_size"),
             Some(_) | None => term::nil(),
         };
-        term::map(vec![
+        let mut pairs = vec![
             (a("consume_fuel"), term::boolean(self.consume_fuel)),
             (a("cranelift_opt_level"), level),
             (
@@ -250,7 +250,9 @@ impl EngineOptions {
                     .unwrap_or_else(term::nil),
             ),
             (a("compact_memories"), term::boolean(self.compact_memories)),
-        ])
+        ];
+        pairs.extend(self.features.to_pairs());
+        term::map(pairs)
     }
 }
 
@@ -270,6 +272,11 @@ mod tests {
             serial_compilation: false,
             // A compile child never instantiates: it gets no pool.
             instance_slots: None,
+            features: crate::engine::Features {
+                memory64: true,
+                debug_info: false,
+                component_model: true,
+            },
         };
         assert_eq!(
             EngineOptions::from_term(&options.to_term()).unwrap(),

@@ -29,6 +29,46 @@ pub struct EngineOptions {
     /// How many instances (and as many linear memories and tables) wasmtime's pooling
     /// allocator holds at once, or `None` to allocate each on demand. See [`pool_config`].
     pub instance_slots: Option<u32>,
+    /// Proposals and debug info turned on by `Wasmex.EngineConfig`.
+    pub features: Features,
+}
+
+/// The `Wasmex.EngineConfig` switches passed on to wasmtime's `Config`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Features {
+    /// 64-bit linear memories (off by default, as in Wasmex).
+    pub memory64: bool,
+    /// DWARF debug info in compiled code, for native debuggers.
+    pub debug_info: bool,
+    /// The component model proposal.
+    pub component_model: bool,
+}
+
+impl Features {
+    const KEYS: [&'static str; 3] = ["memory64", "debug_info", "wasm_component_model"];
+
+    fn from_map(m: &std::collections::HashMap<Term, Term>) -> Fallible<Features> {
+        Ok(Features {
+            memory64: term::map_bool(m, Self::KEYS[0])?,
+            debug_info: term::map_bool(m, Self::KEYS[1])?,
+            component_model: term::map_bool(m, Self::KEYS[2])?,
+        })
+    }
+
+    /// The switches as map entries, as `EngineOptions::from_term` reads them.
+    pub fn to_pairs(self) -> Vec<(Term, Term)> {
+        [self.memory64, self.debug_info, self.component_model]
+            .into_iter()
+            .zip(Self::KEYS)
+            .map(|(on, key)| (term::atom(key), term::boolean(on)))
+            .collect()
+    }
+
+    fn apply(self, config: &mut Config) {
+        config.wasm_memory64(self.memory64);
+        config.debug_info(self.debug_info);
+        config.wasm_component_model(self.component_model);
+    }
 }
 
 /// The most instance slots: each slot reserves 4 GiB of address space for its memory,
@@ -67,6 +107,7 @@ impl EngineOptions {
             serial_compilation: false,
             spin_us: term::map_u64(m, "spin_us")?.unwrap_or(0),
             instance_slots: instance_slots(term::map_get(m, "instance_slots"))?,
+            features: Features::from_map(m)?,
         })
     }
 
@@ -86,9 +127,9 @@ impl EngineOptions {
     fn config(&self) -> Fallible<Config> {
         let mut config = Config::new();
         config.epoch_interruption(true);
-        // 64-bit memories are off (as in Wasmex 0.9.1): without limits, growing one past
-        // 4 GiB makes wasmtime copy it whole into resident memory.
-        config.wasm_memory64(false);
+        // 64-bit memories are off unless asked for (as in Wasmex 0.9.1): without store
+        // limits, growing one past 4 GiB makes wasmtime copy it whole into resident memory.
+        self.features.apply(&mut config);
         config.consume_fuel(self.consume_fuel);
         if let Some(level) = self.opt_level {
             config.cranelift_opt_level(level);

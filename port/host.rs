@@ -181,6 +181,13 @@ impl Host {
                     Ok(term::binary(shared.compiler.precompile(bytes, &cancelled)?))
                 });
             }
+            "wat_to_wasm" => {
+                req.expect_arity(1)?;
+                off_thread(shared, req, |_, req| {
+                    let text = term::as_bytes(req.arg(0)?, "wat")?;
+                    Ok(term::binary(module::wat_to_wasm(text)?))
+                });
+            }
             "module_drop" => {
                 req.expect_arity(1)?;
                 shared
@@ -424,12 +431,14 @@ mod tests {
         assert_eq!(term::as_atom(&parts[0]), Some("reply"));
         let id = term::as_u64(&parts[1], "id").unwrap();
         let result = term::as_tuple(&parts[2], 2, "result").unwrap();
+        // A failure while Wasm ran is `{trap, Message}`: read as its message, as the BEAM does.
+        let reason = match &result[1] {
+            Term::Tuple(t) if term::as_atom(&t.elements[0]) == Some("trap") => &t.elements[1],
+            other => other,
+        };
         match term::as_atom(&result[0]) {
             Some("ok") => (id, Ok(result[1].clone())),
-            _ => (
-                id,
-                Err(term::as_str(&result[1], "reason").unwrap().to_string()),
-            ),
+            _ => (id, Err(term::as_str(reason, "reason").unwrap().to_string())),
         }
     }
 

@@ -3,6 +3,7 @@
 
 use crate::callback::{self, Import};
 use crate::engine::explain_pool_limit;
+use crate::errors;
 use crate::protocol::Request;
 use crate::store::{parse_timeout, with_deadline, Cx, StoreData};
 use crate::term::{self, Fallible};
@@ -192,7 +193,7 @@ pub fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
                 term::atom("exit"),
                 term::int(i64::from(exit.0)),
             ])),
-            None => Err(term::string(&describe_error(cx.data(), &e))),
+            None => Err(failure_reason(cx.data(), &e)),
         },
     }
 }
@@ -217,24 +218,35 @@ fn prepare_call(cx: &mut Cx<'_>, req: &Request) -> Fallible<PreparedCall> {
     Ok((func, args, results, parse_timeout(req.arg(4)?)?))
 }
 
+/// The error reason of a failed call: `{trap, Message}` for a failure while Wasm ran (a
+/// trap, fuel running out, a failing import callback), which the BEAM counts as a trap and
+/// passes on as `Message`; the message alone otherwise (stopped, bad params, ...).
+fn failure_reason(data: &StoreData, e: &wasmtime::Error) -> Term {
+    match describe(data, e) {
+        (message, true) => term::tuple(vec![term::atom("trap"), term::string(&message)]),
+        (message, false) => term::string(&message),
+    }
+}
+
 /// The message a failed call or instantiation reports.
 pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
+    describe(data, e).0
+}
+
+/// The message of a failure, and whether it happened while Wasm ran.
+fn describe(data: &StoreData, e: &wasmtime::Error) -> (String, bool) {
     // Stopped at the deadline or on a cancel, in Wasm (an epoch interrupt) or in a host call
     // (a read of stdin): say why.
     if let Some(reason) = data.call.stop_reason() {
-        return reason;
+        return (reason, false);
     }
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return "interrupted".into();
+        return ("interrupted".into(), false);
     }
-    // Wasmex's wording (typo included) for failures while Wasm ran, naming the trap or
-    // the callback error instead of only the backtrace; other failures (linking) as they are.
-    let cause = e.root_cause().to_string();
+    // Wasmex's wording (typo included) for failures while Wasm ran, then what caused them
+    // (the trap, the callback's error); other failures (linking) as they are.
     match e.downcast_ref::<wasmtime::WasmBacktrace>() {
-        Some(bt) if data.shared.backtrace_details => {
-            format!("Error during function excecution: `{cause}`.\n{bt}")
-        }
-        Some(_) => format!("Error during function excecution: `{cause}`."),
-        None => explain_pool_limit(format!("{e:#}")),
+        Some(bt) => (errors::call_failure(bt, &e.root_cause().to_string()), true),
+        None => (errors::cap(explain_pool_limit(format!("{e:#}"))), false),
     }
 }

@@ -8,6 +8,7 @@ pub mod bulk;
 pub mod callback;
 pub mod compiler;
 pub mod engine;
+pub mod errors;
 pub mod etf_guard;
 pub mod frame;
 pub mod global;

@@ -5,7 +5,7 @@ use crate::compiler::Compiler;
 use crate::engine::explain_pool_limit;
 use crate::module_key::ModuleKey;
 use crate::term::{self, Fallible};
-use crate::values::type_name;
+use crate::values::{ref_type_term, type_term};
 use eetf::Term;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -168,7 +168,7 @@ pub fn describe(module: &Module) -> Term {
 }
 
 fn types(it: impl Iterator<Item = wasmtime::ValType>) -> Term {
-    term::list(it.map(|t| term::atom(type_name(&t))).collect())
+    term::list(it.map(|t| type_term(&t)).collect())
 }
 
 /// Adds `maximum` only when the type has one, as Wasmex does.
@@ -188,7 +188,7 @@ pub fn extern_info(ty: &ExternType) -> Term {
         ExternType::Global(g) => term::tuple(vec![
             a("global"),
             term::map(vec![
-                (a("type"), a(type_name(g.content()))),
+                (a("type"), type_term(g.content())),
                 (
                     a("mutability"),
                     a(match g.mutability() {
@@ -213,14 +213,7 @@ pub fn extern_info(ty: &ExternType) -> Term {
             a("table"),
             with_maximum(
                 vec![
-                    (
-                        a("type"),
-                        a(if t.element().heap_type().is_func() {
-                            "func_ref"
-                        } else {
-                            "extern_ref"
-                        }),
-                    ),
+                    (a("type"), ref_type_term(t.element())),
                     (a("minimum"), term::uint(t.minimum())),
                 ],
                 t.maximum(),
@@ -228,6 +221,13 @@ pub fn extern_info(ty: &ExternType) -> Term {
         ]),
         ExternType::Tag(_) => term::tuple(vec![a("tag")]),
     }
+}
+
+/// `{Wat}` -> `Wasm`: the binary encoding of a module (or component) in text format,
+/// as `Wasmex.Wat.to_wasm/1` gives it.
+pub fn wat_to_wasm(text: &[u8]) -> Fallible<Vec<u8>> {
+    let text = std::str::from_utf8(text).map_err(|e| format!("Failed to parse WAT: {e}"))?;
+    wat::parse_str(text).map_err(|e| format!("Failed to parse WAT: {e}"))
 }
 
 #[cfg(test)]
@@ -263,6 +263,47 @@ mod tests {
         assert!(term::as_map(&imports[&term::string("env")], "env")
             .unwrap()
             .contains_key(&term::string("f")));
+    }
+
+    #[test]
+    fn reference_types_read_as_wasmex_reads_them() {
+        let m = compile(
+            &engine(),
+            br#"(module (table (export "t") 1 funcref) (table (export "x") 1 externref)
+                 (global (export "g") externref (ref.null extern))
+                 (func (export "f") (param funcref) (result externref) ref.null extern))"#,
+        )
+        .unwrap();
+        let d = describe(&m);
+        let exports = term::as_map(&term::as_tuple(&d, 3, "d").unwrap()[1], "exports")
+            .unwrap()
+            .clone();
+        let reference = |text: &str| term::tuple(vec![term::atom("reference"), term::string(text)]);
+        let field = |name: &str| {
+            let info = term::as_tuple(&exports[&term::string(name)], 2, "info").unwrap();
+            term::as_map(&info[1], "info").unwrap()[&term::atom("type")].clone()
+        };
+        assert_eq!(field("t"), reference("(ref null func)"));
+        assert_eq!(field("x"), reference("(ref null extern)"));
+        assert_eq!(field("g"), reference("(ref null extern)"));
+        assert_eq!(
+            exports[&term::string("f")],
+            term::tuple(vec![
+                term::atom("fn"),
+                term::list(vec![reference("(ref null func)")]),
+                term::list(vec![reference("(ref null extern)")])
+            ])
+        );
+    }
+
+    #[test]
+    fn converts_wat_text_and_says_where_it_fails() {
+        let wasm = wat_to_wasm(b"(module (func (export \"f\")))").unwrap();
+        assert!(compile(&engine(), &wasm).is_ok());
+        assert_eq!(
+            wat_to_wasm(b"not a wat file").unwrap_err(),
+            "Failed to parse WAT: expected `(`\n     --> <anon>:1:1\n      |\n    1 | not a wat file\n      | ^"
+        );
     }
 
     #[test]

@@ -197,7 +197,7 @@ impl Request {
 }
 
 pub fn reply(id: u64, result: Fallible<Term>) -> Term {
-    reply_term(id, result.map_err(|e| term::string(&e)))
+    reply_term(id, result.map_err(|e| term::string(&crate::errors::cap(e))))
 }
 
 /// A reply whose error reason is a term (a message binary or `{exit, Code}`).

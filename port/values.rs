@@ -17,6 +17,21 @@ pub fn type_name(ty: &ValType) -> &'static str {
     }
 }
 
+/// How a value type reads in a module's description (`Wasmex.Module.exports/1`), as in
+/// Wasmex: an atom for numbers and vectors, `{reference, "(ref null func)"}` for a
+/// reference type, with wasmtime's text for the reference type.
+pub fn type_term(ty: &ValType) -> Term {
+    match ty {
+        ValType::Ref(r) => ref_type_term(r),
+        other => term::atom(type_name(other)),
+    }
+}
+
+/// `{reference, Text}` for a reference type, e.g. `{reference, "(ref null extern)"}`.
+pub fn ref_type_term(r: &wasmtime::RefType) -> Term {
+    term::tuple(vec![term::atom("reference"), term::string(&r.to_string())])
+}
+
 /// Parses `:i32`-style atoms (as sent by the BEAM for import signatures).
 pub fn parse_type(t: &Term) -> Fallible<ValType> {
     match term::as_atom(t) {
@@ -48,13 +63,31 @@ pub fn to_vals(params: &[Term], types: &[ValType]) -> Fallible<Vec<Val>> {
         .map(|(i, (p, ty))| {
             to_val(p, ty).ok_or_else(|| {
                 format!(
-                    "Cannot convert argument #{} to a WebAssembly {} value.",
+                    "Cannot convert argument #{} to a WebAssembly {} value.{}",
                     i + 1,
-                    type_name(ty)
+                    type_name(ty),
+                    given(p)
                 )
             })
         })
         .collect()
+}
+
+/// What Wasmex adds to a conversion error for a param that is not a number (the kind of
+/// term it got); numbers that do not fit get nothing.
+fn given(t: &Term) -> &'static str {
+    match t {
+        Term::Binary(_) | Term::BitBinary(_) => " Given `Binary`.",
+        Term::Atom(_) => " Given `Atom`.",
+        Term::Map(_) => " Given `Map`.",
+        Term::List(_) | Term::ImproperList(_) | Term::ByteList(_) => " Given `List`.",
+        Term::Tuple(_) => " Given `Tuple`.",
+        Term::Pid(_) => " Given `Pid`.",
+        Term::Port(_) => " Given `Port`.",
+        Term::Reference(_) => " Given `Ref`.",
+        Term::ExternalFun(_) | Term::InternalFun(_) => " Given `Fun`.",
+        _ => "",
+    }
 }
 
 /// One value; `None` when the term is not a number that fits the type.
@@ -138,10 +171,20 @@ mod tests {
             "number of params does not match. expected 2, got 1"
         );
         let err = to_vals(&[term::int(1), term::string("x")], &types).unwrap_err();
-        assert!(
-            err.starts_with("Cannot convert argument #2 to a WebAssembly i32 value"),
-            "{err}"
+        assert_eq!(
+            err,
+            "Cannot convert argument #2 to a WebAssembly i32 value. Given `Binary`."
         );
+        let refused = |t: Term| to_vals(&[t], &[ValType::I32]).unwrap_err();
+        let prefix = "Cannot convert argument #1 to a WebAssembly i32 value.";
+        assert_eq!(refused(term::nil()), format!("{prefix} Given `Atom`."));
+        assert_eq!(refused(term::map(vec![])), format!("{prefix} Given `Map`."));
+        assert_eq!(
+            refused(term::list(vec![])),
+            format!("{prefix} Given `List`.")
+        );
+        assert_eq!(refused(term::float(1.5)), prefix);
+        assert_eq!(refused(term::int(1 << 40)), prefix);
     }
 
     #[test]

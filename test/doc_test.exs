@@ -14,4 +14,5 @@ defmodule Wasmex.DocTest do
   doctest Wasmex.Wasi.WasiOptions
   doctest Wasmex.Pool
   doctest Wasmex.Stats
+  doctest Wasmex.Wat
 end

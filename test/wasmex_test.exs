@@ -34,6 +34,53 @@ defmodule WasmexTest do
                {:error, :must_specify_store_used_to_compile_module}
     end
 
+    test "registers the server under :name" do
+      name = :"wasmex_named_#{System.unique_integer([:positive])}"
+      bytes = File.read!(TestHelper.wasm_test_file_path())
+      {:ok, pid} = Wasmex.start_link(%{bytes: bytes, name: name})
+      assert Process.whereis(name) == pid
+      assert Wasmex.call_function(name, "sum", [1, 2]) == {:ok, [3]}
+      assert {:error, {:already_started, ^pid}} = Wasmex.start_link(%{bytes: bytes, name: name})
+    end
+
+    test "serves an instance given with its store and module, keeping its state" do
+      %{store: store, module: module} = TestHelper.wasm_module()
+      {:ok, instance} = Wasmex.Instance.new(store, module, %{})
+      {:ok, memory} = Wasmex.Memory.from_instance(store, instance)
+      :ok = Wasmex.Memory.write_binary(store, memory, 42, "hello")
+
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module, instance: instance})
+      assert Wasmex.instance(pid) == {:ok, instance}
+      assert Wasmex.call_function(pid, "string_first_byte", [42, 5]) == {:ok, [?h]}
+    end
+
+    test "runs the import callbacks of an instance given to it with :imports" do
+      {:ok, store} = Wasmex.Store.new()
+      wat = ~s{(module (import "env" "double" (func $d (param i32) (result i32)))
+                 (func (export "quad") (param i32) (result i32) local.get 0 call $d call $d))}
+
+      {:ok, module} = Wasmex.Module.compile(store, wat)
+      imports = %{env: %{double: {:fn, [:i32], [:i32], fn _context, x -> 2 * x end}}}
+      {:ok, instance} = Wasmex.Instance.new(store, module, imports)
+
+      {:ok, pid} =
+        Wasmex.start_link(%{store: store, module: module, instance: instance, imports: imports})
+
+      assert Wasmex.call_function(pid, "quad", [5]) == {:ok, [20]}
+      :ok = GenServer.stop(pid)
+      # What the server registered for this process goes with it.
+      assert :ets.lookup(Wasmex.Callbacks, self()) == []
+    end
+
+    test "refuses an instance without its store and module" do
+      %{store: store, module: module} = TestHelper.wasm_module()
+      {:ok, instance} = Wasmex.Instance.new(store, module, %{})
+      error = {:error, :must_specify_store_and_module_used_to_instantiate_instance}
+      assert Wasmex.start_link(%{instance: instance}) == error
+      assert Wasmex.start_link(%{instance: instance, store: store}) == error
+      assert Wasmex.start_link(%{instance: instance, module: module}) == error
+    end
+
     test "returns the compile error for invalid bytes and leaves the caller alive" do
       assert {:error, "Error while parsing bytes: " <> _} = Wasmex.start_link(%{bytes: "(modul"})
 
@@ -119,7 +166,14 @@ defmodule WasmexTest do
 
     test "reports a param of the wrong type", %{pid: pid} do
       assert Wasmex.call_function(pid, "sum", [1, "two"]) ==
-               {:error, "Cannot convert argument #2 to a WebAssembly i32 value."}
+               {:error, "Cannot convert argument #2 to a WebAssembly i32 value. Given `Binary`."}
+
+      given = fn param -> Wasmex.call_function(pid, "i32_i32", [param]) end
+      prefix = "Cannot convert argument #1 to a WebAssembly i32 value."
+      assert given.(nil) == {:error, prefix <> " Given `Atom`."}
+      assert given.(:an_atom) == {:error, prefix <> " Given `Atom`."}
+      assert given.(%{}) == {:error, prefix <> " Given `Map`."}
+      assert given.([1]) == {:error, prefix <> " Given `List`."}
 
       assert Wasmex.call_function(pid, "i32_i32", [1.5]) ==
                {:error, "Cannot convert argument #1 to a WebAssembly i32 value."}
@@ -141,8 +195,28 @@ defmodule WasmexTest do
 
     test "reports a division by zero trap and keeps the instance usable", %{pid: pid} do
       assert {:error, message} = Wasmex.call_function(pid, "divide", [1, 0])
-      assert message == "Error during function excecution: `wasm trap: integer divide by zero`."
+      # Wasmex's text with its backtrace layout, then the trap.
+      assert message ==
+               "Error during function excecution: `error while executing at wasm backtrace:\n" <>
+                 "    0:  0x2a8 - <unknown>!<wasm function 13>`. wasm trap: integer divide by zero"
+
       assert Wasmex.call_function(pid, "divide", [10, 2]) == {:ok, [5]}
+    end
+
+    test "bounds the message of a trap in a function with a 2 MB name" do
+      name = String.duplicate("n", 2_000_000)
+
+      wat =
+        ~s{(module (func $#{name} (param i32) local.get 0 i32.eqz if unreachable end } <>
+          ~s{local.get 0 i32.const 1 i32.sub call $#{name}) } <>
+          ~s{(func (export "f") i32.const 100 call $#{name}))}
+
+      {:ok, pid} = Wasmex.start_link(%{bytes: wat})
+      assert {:error, message} = Wasmex.call_function(pid, "f", [])
+      assert byte_size(message) < 16_384
+      assert message =~ ~r/^Error during function excecution: `error while executing/
+      assert message =~ "<unknown>!" <> String.duplicate("n", 256) <> "...\n"
+      assert String.ends_with?(message, "`. wasm trap: wasm `unreachable` instruction executed")
     end
 
     test "reports an unreachable trap" do
@@ -213,6 +287,15 @@ defmodule WasmexTest do
       assert Wasmex.function_exists(pid, :sum)
       refute Wasmex.function_exists(pid, "memory")
       refute Wasmex.function_exists(pid, "nope")
+    end
+  end
+
+  describe "instance/1" do
+    test "returns the instance the server runs" do
+      pid = start()
+      {:ok, store} = Wasmex.store(pid)
+      assert {:ok, %Wasmex.Instance{} = instance} = Wasmex.instance(pid)
+      assert Wasmex.Instance.function_export_exists(store, instance, "sum")
     end
   end
 

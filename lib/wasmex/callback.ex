@@ -67,7 +67,7 @@ defmodule Wasmex.Callback do
             spawn_monitor(fn ->
               # A callback abandoned before it got here finds the mark abandon/4 left.
               if :ets.insert_new(@running, {key, self()}) do
-                caller = %StoreOrCaller{host: host, store_id: store_id, caller_id: callback_id}
+                caller = StoreOrCaller.new(host, store_id, callback_id)
                 result = run(imports, Map.put(context, :caller, caller), ns, name, params)
                 # From here on an exit signal cannot come between taking the row and
                 # answering.
@@ -166,4 +166,18 @@ defmodule Wasmex.Callback do
   end
 
   defp show(term), do: inspect(term, limit: 10, printable_limit: 200)
+
+  @doc """
+  Registers, for the calling instance server, the imports of an instance that `handler`
+  made (`Wasmex.start_link/1` with `instance:`): the port sends that instance's callbacks
+  to `handler`, and they run here as a server's do. Does nothing (false) when `handler`
+  has a row already. `unregister_for/1` removes the row.
+  """
+  @spec register_for(pid(), map(), Wasmex.Instance.t()) :: boolean()
+  def register_for(handler, imports, instance),
+    do: :ets.insert_new(@registry, {handler, stringify(imports), context(instance)})
+
+  @doc "Removes the rows `server` made with `register_for/3`."
+  @spec unregister_for(pid()) :: true
+  def unregister_for(server), do: :ets.match_delete(@registry, {:_, :_, %{pid: server}})
 end

@@ -15,9 +15,16 @@ defmodule Wasmex.Engine do
   alias Wasmex.{EngineConfig, Host}
 
   @enforce_keys [:host, :config]
-  defstruct [:host, :config]
+  # `resource` (the engine's host process) and `reference` (made with the engine) are the
+  # fields of Wasmex's struct; the others are internal.
+  defstruct [:resource, :reference, :host, :config]
 
-  @type t :: %__MODULE__{host: pid(), config: EngineConfig.t()}
+  @type t :: %__MODULE__{
+          resource: pid(),
+          reference: reference(),
+          host: pid(),
+          config: EngineConfig.t()
+        }
 
   @doc """
   Starts a new engine (a new port process) with the given configuration.
@@ -82,7 +89,7 @@ defmodule Wasmex.Engine do
              |> Keyword.take([:os_limits, :compile_timeout, :instance_slots])
              |> Keyword.put_new_lazy(:instance_slots, &instance_slots/0)
            ) do
-      {:ok, %__MODULE__{host: host, config: config}}
+      {:ok, handle(host, config, make_ref())}
     end
   end
 
@@ -91,18 +98,37 @@ defmodule Wasmex.Engine do
   def default do
     config = %EngineConfig{}
 
-    case Process.whereis(Wasmex.Engine.Default) do
-      nil ->
-        case Host.start(config, :forever, name: Wasmex.Engine.Default) do
-          {:ok, host} -> %__MODULE__{host: host, config: config}
-          {:error, {:already_started, host}} -> %__MODULE__{host: host, config: config}
-          {:error, reason} -> raise "cannot start the default Wasmex engine: #{inspect(reason)}"
-        end
+    host =
+      case Process.whereis(Wasmex.Engine.Default) do
+        nil ->
+          case Host.start(config, :forever, name: Wasmex.Engine.Default) do
+            {:ok, host} -> host
+            {:error, {:already_started, host}} -> host
+            {:error, reason} -> raise "cannot start the default Wasmex engine: #{inspect(reason)}"
+          end
 
-      host ->
-        %__MODULE__{host: host, config: config}
+        host ->
+          host
+      end
+
+    # Every call returns the same struct: one reference for the default engine.
+    handle(host, config, default_reference())
+  end
+
+  defp default_reference do
+    case :persistent_term.get({__MODULE__, :default_reference}, nil) do
+      nil ->
+        ref = make_ref()
+        :persistent_term.put({__MODULE__, :default_reference}, ref)
+        ref
+
+      ref ->
+        ref
     end
   end
+
+  defp handle(host, config, ref),
+    do: %__MODULE__{resource: host, reference: ref, host: host, config: config}
 
   # Engines made with new/2 reserve instance slots unless told otherwise.
   defp instance_slots, do: Application.get_env(:wasmex, :instance_slots, 1000)

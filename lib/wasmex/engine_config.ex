@@ -6,8 +6,15 @@ defmodule Wasmex.EngineConfig do
       see `Wasmex.StoreOrCaller.set_fuel/2`. Default `false`.
     * `cranelift_opt_level` - how hard the compiler optimises: `:none` (default),
       `:speed` or `:speed_and_size`.
-    * `wasm_backtrace_details` - when `true`, trap errors carry a Wasm backtrace with
-      function names (and source locations where the module has debug info). Default `false`.
+    * `wasm_backtrace_details` - when `true`, the backtraces of trap errors show source
+      locations where the module has debug info (DWARF). Default `false`.
+    * `memory64` - when `true`, modules may have 64-bit linear memories (the memory64
+      proposal); give their stores `Wasmex.StoreLimits` to bound how far they grow. When
+      `false` (the default) such a module is refused when compiled.
+    * `debug_info` - when `true`, compiled code carries DWARF debug info for native
+      debuggers (gdb, lldb) attached to the `wasmex_port` process. Default `false`.
+    * `wasm_component_model` - turns the component model proposal on in the engine.
+      Default `false`. Accepted for compatibility: this library runs core modules only.
 
   ## Example
 
@@ -19,14 +26,22 @@ defmodule Wasmex.EngineConfig do
       :speed
   """
 
-  defstruct consume_fuel: false, cranelift_opt_level: :none, wasm_backtrace_details: false
+  defstruct consume_fuel: false,
+            cranelift_opt_level: :none,
+            wasm_backtrace_details: false,
+            memory64: false,
+            debug_info: false,
+            wasm_component_model: false
 
   @type opt_level :: :none | :speed | :speed_and_size
 
   @type t :: %__MODULE__{
           consume_fuel: boolean(),
           cranelift_opt_level: opt_level(),
-          wasm_backtrace_details: boolean()
+          wasm_backtrace_details: boolean(),
+          memory64: boolean(),
+          debug_info: boolean(),
+          wasm_component_model: boolean()
         }
 
   @doc "Turns fuel consumption on or off."
@@ -44,4 +59,17 @@ defmodule Wasmex.EngineConfig do
   @spec wasm_backtrace_details(t(), boolean()) :: t()
   def wasm_backtrace_details(%__MODULE__{} = config, on) when is_boolean(on),
     do: %{config | wasm_backtrace_details: on}
+
+  @doc "Allows or refuses modules with 64-bit linear memories."
+  @spec memory64(t(), boolean()) :: t()
+  def memory64(%__MODULE__{} = config, on) when is_boolean(on), do: %{config | memory64: on}
+
+  @doc "Turns DWARF debug info in compiled code on or off."
+  @spec debug_info(t(), boolean()) :: t()
+  def debug_info(%__MODULE__{} = config, on) when is_boolean(on), do: %{config | debug_info: on}
+
+  @doc "Turns the component model proposal on or off."
+  @spec wasm_component_model(t(), boolean()) :: t()
+  def wasm_component_model(%__MODULE__{} = config, on) when is_boolean(on),
+    do: %{config | wasm_component_model: on}
 end

@@ -133,6 +133,13 @@ defmodule Wasmex.Host do
   def release(host, store_id, pid), do: GenServer.cast(host, {:release, store_id, pid})
 
   @doc """
+  Drops a store now, whoever holds it (`Wasmex.Store.release/1`). Its drop reaches the
+  port ahead of any request sent after this returns.
+  """
+  @spec free_store(pid(), non_neg_integer()) :: :ok | {:error, String.t()}
+  def free_store(host, store_id), do: call(host, {:free_store, store_id})
+
+  @doc """
   Asks the host to free its shared buffer (`Wasmex.Host.Bulk`) from `holder`, a process
   that died holding it under `token`: done once the port has answered every request of
   `holder`, and no sooner than `:bulk_reclaim_after` milliseconds (default 100), which
@@ -241,6 +248,29 @@ defmodule Wasmex.Host do
   def handle_call({:release, _store_id, _pid} = release, from, state) do
     GenServer.reply(from, :ok)
     handle_cast(release, state)
+  end
+
+  def handle_call({:free_store, store_id}, _from, state) do
+    case state.holders do
+      %{^store_id => holders} ->
+        monitors = Map.drop(state.monitors, Map.values(holders))
+        Enum.each(holders, fn {_pid, ref} -> Process.demonitor(ref, [:flush]) end)
+
+        state =
+          unhold(
+            %{state | holders: Map.delete(state.holders, store_id), monitors: monitors},
+            store_id,
+            nil
+          )
+
+        case maybe_stop(state) do
+          {:noreply, state} -> {:reply, :ok, state}
+          {:stop, reason, state} -> {:stop, reason, :ok, state}
+        end
+
+      _ ->
+        {:reply, {:error, "unknown store #{store_id}"}, state}
+    end
   end
 
   def handle_call(:os_pid, _from, state), do: {:reply, state.os_pid, state}
@@ -456,10 +486,19 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp count_failure({:error, "timed out" <> _}), do: Stats.add(:timeouts)
+  # Counts a failed call by its kind; a failure while Wasm ran comes as `{:trap, message}`
+  # and is passed on as the message.
+  defp count_failure({:error, {:trap, message}}) when is_binary(message) do
+    Stats.add(:traps)
+    {:error, message}
+  end
 
-  defp count_failure({:error, "Error during function excecution" <> _}), do: Stats.add(:traps)
-  defp count_failure(_result), do: :ok
+  defp count_failure({:error, "timed out" <> _} = result) do
+    Stats.add(:timeouts)
+    result
+  end
+
+  defp count_failure(result), do: result
 
   @doc false
   # Writes a notification through this host's batching (Wasmex.Host.Writer).
@@ -514,7 +553,7 @@ defmodule Wasmex.Host do
         send_request(state, op, args, target)
 
       {{target, learn, watch, _resend}, pending} ->
-        count_failure(result)
+        result = count_failure(result)
         state = unwatch(%{state | pending: pending}, watch)
 
         state =

@@ -13,9 +13,13 @@ defmodule Wasmex.Instance do
   alias Wasmex.{Host, Module, StoreOrCaller}
 
   @enforce_keys [:host, :store_id, :id, :module]
-  defstruct [:host, :store_id, :id, :module]
+  # `resource` (`{host, store_id, instance_id}`: where the instance lives) and `reference`
+  # (made with the handle) are the fields of Wasmex's struct; the others are internal.
+  defstruct [:resource, :reference, :host, :store_id, :id, :module]
 
   @type t :: %__MODULE__{
+          resource: {pid(), non_neg_integer(), non_neg_integer()},
+          reference: reference(),
           host: pid(),
           store_id: non_neg_integer(),
           id: non_neg_integer(),
@@ -50,7 +54,15 @@ defmodule Wasmex.Instance do
       Module.mark_instantiated(module)
 
       with {:ok, id} <- Host.request(store.host, :instantiate, args) do
-        {:ok, %__MODULE__{host: store.host, store_id: store.store_id, id: id, module: module}}
+        {:ok,
+         %__MODULE__{
+           resource: {store.host, store.store_id, id},
+           reference: make_ref(),
+           host: store.host,
+           store_id: store.store_id,
+           id: id,
+           module: module
+         }}
       end
     end
   end
@@ -144,7 +156,7 @@ defmodule Wasmex.Instance do
   @doc false
   @spec store_of(t()) :: StoreOrCaller.t()
   def store_of(%__MODULE__{host: host, store_id: id}),
-    do: %StoreOrCaller{host: host, store_id: id}
+    do: StoreOrCaller.new(host, id)
 
   @doc """
   Instantiates `module` in a new store of the host that compiled it (earlier Wasmex API).
@@ -183,6 +195,20 @@ defmodule Wasmex.Instance do
       new(store, module, imports)
     end
   end
+
+  @doc """
+  Whether the instance exports a function of that name (earlier Wasmex API).
+
+      iex> {:ok, module} = Wasmex.Module.compile(File.read!(TestHelper.wasm_test_file_path()))
+      iex> {:ok, instance} = Wasmex.Instance.new(module, %{})
+      iex> Wasmex.Instance.function_export_exists(instance, "sum")
+      true
+      iex> Wasmex.Instance.function_export_exists(instance, "memory")
+      false
+  """
+  @spec function_export_exists(t(), String.t()) :: boolean()
+  def function_export_exists(%__MODULE__{} = instance, name) when is_binary(name),
+    do: function_export_exists(store_of(instance), instance, name)
 
   @doc "A typed view of the instance's first exported memory (earlier Wasmex API)."
   @spec memory(t(), Wasmex.Memory.view_type(), non_neg_integer()) ::

@@ -21,7 +21,9 @@ defmodule Wasmex.Memory do
   alias Wasmex.{Host, Instance, StoreOrCaller}
 
   @enforce_keys [:instance_id, :name]
-  defstruct [:instance_id, :name, store: nil, size: :uint8, offset: 0]
+  # `resource` (`{instance_id, export_name}`: which memory) and `reference` (made with the
+  # handle) are the fields of Wasmex's struct; the others are internal.
+  defstruct [:resource, :reference, :instance_id, :name, store: nil, size: :uint8, offset: 0]
 
   @typedoc "The element type of a typed view (earlier Wasmex API)."
   @type view_type :: :uint8 | :int8 | :uint16 | :int16 | :uint32 | :int32
@@ -31,6 +33,8 @@ defmodule Wasmex.Memory do
   Wasmex API (`from_instance/1,3`, `Wasmex.memory/3`); the 0.9.1 functions ignore them.
   """
   @type t :: %__MODULE__{
+          resource: {non_neg_integer(), String.t()},
+          reference: reference(),
           instance_id: non_neg_integer(),
           name: String.t(),
           store: StoreOrCaller.t() | nil,
@@ -57,11 +61,14 @@ defmodule Wasmex.Memory do
     |> Enum.filter(&match?({_, {:memory, _}}, &1))
     |> Enum.sort()
     |> case do
-      [{"memory", _} | _] -> %__MODULE__{instance_id: id, name: "memory"}
-      [{name, _} | _] -> %__MODULE__{instance_id: id, name: name}
+      [{"memory", _} | _] -> handle(id, "memory")
+      [{name, _} | _] -> handle(id, name)
       [] -> nil
     end
   end
+
+  defp handle(id, name),
+    do: %__MODULE__{resource: {id, name}, reference: make_ref(), instance_id: id, name: name}
 
   @doc "The size of the memory in bytes."
   @spec size(StoreOrCaller.t(), t()) :: non_neg_integer() | {:error, String.t()}

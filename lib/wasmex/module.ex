@@ -17,15 +17,36 @@ defmodule Wasmex.Module do
   alias Wasmex.{Engine, Host, StoreOrCaller}
 
   @enforce_keys [:host, :key, :source]
-  # `id`: an `:atomics` array of one, set to 1 on the first instantiation, freed with the
-  # last copy of the struct (a table row per compiled module would never be). `sealed`:
-  # compiled by `Wasmex.start_link/1` for its own instance, so instantiated from the start.
-  defstruct [:host, :key, :source, :id, name: nil, exports: %{}, imports: %{}, sealed: false]
+  # `resource` (`{host, key}`: where the compiled code lives) and `reference` (made with
+  # the handle) are the fields of Wasmex's struct; the others are internal.
+  # `id`: an `:atomics` array freed with the last copy of the struct (a table row per
+  # compiled module would never be): word 1 is set to 1 on the first instantiation, word 2
+  # holds the length + 1 of a name given by `set_name/2` and the words after it its bytes.
+  # `sealed`: compiled by `Wasmex.start_link/1` for its own instance, so instantiated from
+  # the start.
+  defstruct [
+    :resource,
+    :reference,
+    :host,
+    :key,
+    :source,
+    :id,
+    name: nil,
+    exports: %{},
+    imports: %{},
+    sealed: false
+  ]
+
+  # The longest name `set_name/2` takes, in bytes (it is kept in the module's atomics).
+  @max_name 256
+  @name_words div(@max_name, 8)
 
   @typedoc "Where a host that has not seen the module loads it from."
   @type source :: {:wasm, binary()} | {:precompiled, binary()}
 
   @type t :: %__MODULE__{
+          resource: {pid(), binary()},
+          reference: reference(),
           host: pid(),
           key: binary(),
           id: reference(),
@@ -62,7 +83,8 @@ defmodule Wasmex.Module do
 
   @doc """
   Sets the name `name/1` returns. Allowed until the module is first instantiated
-  (earlier Wasmex API); afterwards `{:error, reason}`.
+  (earlier Wasmex API); afterwards `{:error, reason}`. A name is at most 256 bytes and
+  can only be set on the node that compiled the module.
 
       iex> {:ok, module} = Wasmex.Module.compile("(module)")
       iex> Wasmex.Module.set_name(module, "renamed")
@@ -72,12 +94,42 @@ defmodule Wasmex.Module do
   """
   @spec set_name(t(), String.t()) :: :ok | {:error, String.t()}
   def set_name(%__MODULE__{id: id, sealed: sealed}, name) when is_binary(name) do
-    if sealed or instantiated?(id) do
-      {:error, "the module was already instantiated; its name can no longer change"}
-    else
-      :ets.insert(__MODULE__, {{:name, id}, name})
-      :ok
+    cond do
+      sealed or instantiated?(id) ->
+        {:error, "the module was already instantiated; its name can no longer change"}
+
+      byte_size(name) > @max_name ->
+        {:error, "a module name is at most #{@max_name} bytes, got #{byte_size(name)}"}
+
+      true ->
+        store_name(id, name)
     end
+  end
+
+  # The name goes into the module's own atomics, freed with it: no table row to leak.
+  defp store_name(id, name) do
+    padded = name <> :binary.copy(<<0>>, rem(8 - rem(byte_size(name), 8), 8))
+
+    for {<<word::64>>, i} <- Enum.with_index(for(<<w::binary-8 <- padded>>, do: w)),
+        do: :atomics.put(id, 3 + i, word)
+
+    :atomics.put(id, 2, byte_size(name) + 1)
+    :ok
+  rescue
+    ArgumentError -> {:error, "a module's name can only be set on the node that compiled it"}
+  end
+
+  defp stored_name(id) do
+    case :atomics.get(id, 2) do
+      0 ->
+        nil
+
+      length_plus_one ->
+        words = for i <- 1..@name_words, into: <<>>, do: <<:atomics.get(id, 2 + i)::64>>
+        binary_part(words, 0, length_plus_one - 1)
+    end
+  rescue
+    ArgumentError -> nil
   end
 
   @doc false
@@ -134,6 +186,8 @@ defmodule Wasmex.Module do
     with {:ok, {name, exports, imports}} <- Host.request(host, :module_compile, {key, source}) do
       {:ok,
        %__MODULE__{
+         resource: {host, key},
+         reference: make_ref(),
          host: host,
          key: key,
          source: source,
@@ -141,24 +195,26 @@ defmodule Wasmex.Module do
          exports: exports,
          imports: imports,
          # `key` names the code (equal bytes share it); `id` names this compiled module.
-         id: :atomics.new(1, signed: false)
+         id: :atomics.new(2 + @name_words, signed: false)
        }}
     end
   end
 
   @doc "The module's name from its name section, or `nil`."
   @spec name(t()) :: String.t() | nil
-  def name(%__MODULE__{id: id, name: name}) do
-    case :ets.lookup(__MODULE__, {:name, id}) do
-      [{_, renamed}] -> renamed
-      [] -> name
-    end
-  end
+  def name(%__MODULE__{id: id, name: name}), do: stored_name(id) || name
 
   @doc """
   The module's exports: a map of name to `{:fn, params, results}`, `{:global, %{type:,
   mutability:}}`, `{:memory, %{minimum:, shared:, memory64:}}` or `{:table, %{type:,
-  minimum:}}` (memories and tables add `maximum:` when they have one).
+  minimum:}}` (memories and tables add `maximum:` when they have one). A value type is
+  `:i32`, `:i64`, `:f32`, `:f64`, `:v128`, or for a reference type
+  `{:reference, "(ref null func)"}` (a `funcref`), `{:reference, "(ref null extern)"}` (an
+  `externref`) and so on.
+
+      iex> {:ok, module} = Wasmex.Module.compile("(module (table (export \\"t\\") 1 funcref))")
+      iex> Wasmex.Module.exports(module)
+      %{"t" => {:table, %{type: {:reference, "(ref null func)"}, minimum: 1}}}
   """
   @spec exports(t()) :: map()
   def exports(%__MODULE__{exports: exports}), do: exports

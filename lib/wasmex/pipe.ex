@@ -23,15 +23,17 @@ defmodule Wasmex.Pipe do
   use GenServer, restart: :temporary
 
   @enforce_keys [:pid]
-  defstruct [:pid]
+  # `resource` (the pipe's process) and `reference` (made with the handle) are the fields
+  # of Wasmex's struct; `pid` is internal.
+  defstruct [:resource, :reference, :pid]
 
-  @type t :: %__MODULE__{pid: pid()}
+  @type t :: %__MODULE__{resource: pid(), reference: reference(), pid: pid()}
 
   @doc "Creates an empty pipe owned by the calling process."
   @spec new() :: {:ok, t()} | {:error, term()}
   def new do
     with {:ok, pid} <- DynamicSupervisor.start_child(Wasmex.HostSupervisor, {__MODULE__, self()}) do
-      {:ok, %__MODULE__{pid: pid}}
+      {:ok, %__MODULE__{resource: pid, reference: make_ref(), pid: pid}}
     end
   end
 

@@ -3,16 +3,45 @@ defmodule Wasmex.Store do
   Creates stores: the containers of Wasm instances and their state.
 
   A store created without an engine runs in an OS process of its own, which ends when
-  the store is no longer used (its creator and every instance server using it have
-  exited). A store created with a `Wasmex.Engine` lives in that engine's process.
+  the store goes. A store created with a `Wasmex.Engine` lives in that engine's process.
 
       iex> {:ok, store} = Wasmex.Store.new()
       iex> match?(%Wasmex.StoreOrCaller{}, store)
       true
+
+  ## Lifetime
+
+  A store is held by the process that created it and by every `Wasmex` instance server
+  using it. It goes, with its instances and their memory, when the last of them exits,
+  or at once when `release/1` is called. (Wasmex frees a store when its term is garbage
+  collected; a store here lives in another OS process, which cannot see that, so a store
+  lives as long as the processes holding it.)
+
+  A long-lived process that creates stores as it works (a GenServer handling jobs) must
+  call `release/1` on each store it is done with; otherwise they pile up until it exits,
+  and an engine refuses more instances than its `instance_slots`. A process that holds
+  more stores than the application environment's `:stores_per_process_warning` (default
+  500) gets a warning logged, once each time it goes past that number.
+
+      iex> {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+      iex> {:ok, store} = Wasmex.Store.new(nil, engine)
+      iex> {:ok, module} = Wasmex.Module.compile(store, ~s{(module (func (export "f") (result i32) i32.const 1))})
+      iex> {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      iex> Wasmex.call_function(pid, "f", [])
+      {:ok, [1]}
+      iex> GenServer.stop(pid)
+      iex> Wasmex.Store.release(store)
+      :ok
+      iex> {:error, "unknown store" <> _} = Wasmex.StoreOrCaller.get_fuel(store)
   """
+
+  require Logger
 
   alias Wasmex.{Engine, EngineConfig, Host, StoreLimits, StoreOrCaller}
   alias Wasmex.Wasi.WasiOptions
+
+  # The process dictionary key of the stores the calling process created and holds.
+  @held {__MODULE__, :held}
 
   @doc "Creates a store, optionally with limits and in a given engine."
   @spec new(StoreLimits.t() | nil, Engine.t() | nil) ::
@@ -47,7 +76,8 @@ defmodule Wasmex.Store do
       {:ok, id} ->
         # A host of its own lives as long as its store does, not as long as its creator.
         if own?, do: Host.disown(host)
-        {:ok, %StoreOrCaller{host: host, store_id: id}}
+        count_held(host, id)
+        {:ok, StoreOrCaller.new(host, id)}
 
       {:error, _} = error ->
         if own?, do: GenServer.stop(host)
@@ -70,6 +100,65 @@ defmodule Wasmex.Store do
   def retain(%StoreOrCaller{host: host, store_id: id}, pid), do: Host.retain(host, id, pid)
 
   @doc false
+  # `pid` stops holding the store; the store goes when nobody holds it.
   @spec release(StoreOrCaller.t(), pid()) :: :ok
-  def release(%StoreOrCaller{host: host, store_id: id}, pid), do: Host.release(host, id, pid)
+  def release(%StoreOrCaller{host: host, store_id: id}, pid) do
+    if pid == self(), do: forget_held(host, id)
+    Host.release(host, id, pid)
+  end
+
+  @doc """
+  Frees the store now, whoever holds it: its instances and their memory go (in the
+  port process), and instance servers using it get `{:error, reason}` from then on. Any
+  later request on the store returns `{:error, "unknown store " <> _}`, as does releasing
+  it again. A caller (inside an import callback) cannot be released.
+
+      iex> {:ok, store} = Wasmex.Store.new()
+      iex> Wasmex.Store.release(store)
+      :ok
+      iex> {:error, "unknown store" <> _} = Wasmex.Store.release(store)
+  """
+  @spec release(StoreOrCaller.t()) :: :ok | {:error, String.t()}
+  def release(%StoreOrCaller{caller_id: nil, host: host, store_id: id}) do
+    forget_held(host, id)
+
+    case Host.free_store(host, id) do
+      :ok -> :ok
+      {:error, "the Wasm host is not running" <> _} -> {:error, "unknown store #{id}"}
+      error -> error
+    end
+  end
+
+  def release(%StoreOrCaller{}),
+    do: {:error, "a caller cannot be released; release the store it stands for"}
+
+  # The stores this process created and still holds, to warn when there are many. A
+  # store leaves the set when this process releases it; stores of hosts that stopped are
+  # swept when the warning is considered.
+  defp count_held(host, id) do
+    held = MapSet.put(Process.get(@held, MapSet.new()), {host, id})
+    limit = Application.get_env(:wasmex, :stores_per_process_warning, 500)
+
+    held =
+      if MapSet.size(held) > limit,
+        do: MapSet.filter(held, fn {h, _} -> node(h) != node() or Process.alive?(h) end),
+        else: held
+
+    Process.put(@held, held)
+
+    if MapSet.size(held) == limit + 1 do
+      Logger.warning(
+        "#{inspect(self())} holds #{limit + 1} Wasmex stores (more than " <>
+          ":stores_per_process_warning): release each store it is done with, " <>
+          "see Wasmex.Store.release/1"
+      )
+    end
+  end
+
+  defp forget_held(host, id) do
+    case Process.get(@held) do
+      nil -> :ok
+      held -> Process.put(@held, MapSet.delete(held, {host, id}))
+    end
+  end
 end

@@ -12,13 +12,28 @@ defmodule Wasmex.StoreOrCaller do
   alias Wasmex.Host
 
   @enforce_keys [:host, :store_id]
-  defstruct [:host, :store_id, caller_id: nil]
+  # `resource` and `reference` are the fields Wasmex's struct has: `resource` is where the
+  # store lives (`{host, context}`), `reference` a reference made with the handle. Two
+  # handles on the same store have the same `resource` (compare that, not the structs).
+  # The other fields are internal.
+  defstruct [:resource, :reference, :host, :store_id, caller_id: nil]
 
   @type t :: %__MODULE__{
+          resource: {pid(), Wasmex.Wire.context()},
+          reference: reference(),
           host: pid(),
           store_id: non_neg_integer(),
           caller_id: non_neg_integer() | nil
         }
+
+  @doc false
+  # A handle on store `store_id` of `host` or, with `caller_id`, on the caller of one of
+  # its running callbacks.
+  @spec new(pid(), non_neg_integer(), non_neg_integer() | nil) :: t()
+  def new(host, store_id, caller_id \\ nil) do
+    store = %__MODULE__{host: host, store_id: store_id, caller_id: caller_id}
+    %{store | resource: {host, context(store)}, reference: make_ref()}
+  end
 
   @doc false
   @spec context(t()) :: Wasmex.Wire.context()

@@ -23,7 +23,7 @@ defmodule Wasmex.Wire do
   @port_atoms ~w(hello reply ok error callback log nil true false stdio stdin_read exit callback_abandoned fatal
                  pipe messages wasmex_stdout wasmex_stderr
                  fn global memory table tag type mutability const var minimum maximum
-                 shared memory64 i32 i64 f32 f64 v128 func_ref extern_ref
+                 shared memory64 i32 i64 f32 f64 v128 extern_ref reference trap
                  nan infinity neg_infinity)a
 
   @doc false

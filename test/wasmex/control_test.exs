@@ -67,8 +67,11 @@ defmodule Wasmex.ControlTest do
       {pid, store} = start_fuel_instance()
       :ok = StoreOrCaller.set_fuel(store, 50_000_000)
 
-      assert {:error, "Error during function excecution: `wasm trap: all fuel consumed" <> _} =
+      assert {:error,
+              "Error during function excecution: `error while executing at wasm" <> _ = message} =
                Wasmex.call_function(pid, "endless_loop", [], 60_000)
+
+      assert message =~ ~r/`\. wasm trap: all fuel consumed by WebAssembly$/
 
       assert_idle(store)
     end

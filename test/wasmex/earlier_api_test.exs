@@ -42,6 +42,38 @@ defmodule Wasmex.EarlierApiTest do
       assert Module.name(module) == "renamed"
     end
 
+    test "keeps the name with the module, not in a table row" do
+      rows = :ets.info(Wasmex.Module, :size)
+
+      for i <- 1..50 do
+        {:ok, module} = Module.compile("(module)")
+        assert Module.set_name(module, "name #{i} é") == :ok
+        assert Module.name(module) == "name #{i} é"
+      end
+
+      assert :ets.info(Wasmex.Module, :size) == rows
+    end
+
+    test "takes names up to 256 bytes and refuses longer ones" do
+      {:ok, module} = Module.compile("(module $original)")
+      longest = String.duplicate("x", 256)
+      assert Module.set_name(module, longest) == :ok
+      assert Module.name(module) == longest
+
+      assert Module.set_name(module, longest <> "x") ==
+               {:error, "a module name is at most 256 bytes, got 257"}
+
+      assert Module.set_name(module, "") == :ok
+      assert Module.name(module) == ""
+    end
+
+    test "is refused on a struct from another node (its atomics stayed there)" do
+      {:ok, module} = Module.compile("(module $travelled)")
+
+      assert Module.set_name(%{module | id: make_ref()}, "x") ==
+               {:error, "a module's name can only be set on the node that compiled it"}
+    end
+
     # set_name/2 on an instantiated module: refused, and no table row is left behind.
     defp assert_refused_without_row(module) do
       assert {:error, "the module was already instantiated" <> _} =
@@ -70,6 +102,16 @@ defmodule Wasmex.EarlierApiTest do
 
       assert {:error, "the module was already instantiated" <> _} =
                Module.set_name(travelled, "late")
+    end
+  end
+
+  describe "Instance.function_export_exists/2" do
+    test "is true only for exported functions" do
+      {:ok, module} = Module.compile(@wasm_test)
+      {:ok, instance} = Instance.new(module, %{})
+      assert Instance.function_export_exists(instance, "sum")
+      refute Instance.function_export_exists(instance, "memory")
+      refute Instance.function_export_exists(instance, "nope")
     end
   end
 

@@ -43,6 +43,55 @@ defmodule Wasmex.EngineTest do
     end
   end
 
+  describe "new/1 with memory64, debug_info and wasm_component_model" do
+    @memory64 ~s{(module (memory (export "mem") i64 1)
+                   (func (export "grow") (param i64) (result i64) local.get 0 memory.grow)
+                   (func (export "size") (result i64) memory.size))}
+
+    test "memory64: true runs a module with a 64-bit memory, bounded by the store's limits" do
+      {:ok, engine} = Engine.new(%EngineConfig{memory64: true})
+      {:ok, store} = Wasmex.Store.new(%Wasmex.StoreLimits{memory_size: 3 * 65_536}, engine)
+      {:ok, module} = Wasmex.Module.compile(store, @memory64)
+      assert {:memory, %{memory64: true}} = Wasmex.Module.exports(module)["mem"]
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      assert Wasmex.call_function(pid, "grow", [2]) == {:ok, [1]}
+      # Past the store's limit: refused, as memory.grow refuses (-1).
+      assert Wasmex.call_function(pid, "grow", [1]) == {:ok, [-1]}
+      assert Wasmex.call_function(pid, "size", []) == {:ok, [3]}
+    end
+
+    test "memory64: false (the default) refuses such a module with a clear error" do
+      {:ok, store} = Wasmex.Store.new(nil, elem(Engine.new(%EngineConfig{}), 1))
+      assert {:error, message} = Wasmex.Module.compile(store, @memory64)
+      assert message =~ "memory64"
+    end
+
+    test "debug_info and wasm_component_model are accepted and modules still run" do
+      config =
+        %EngineConfig{}
+        |> EngineConfig.debug_info(true)
+        |> EngineConfig.wasm_component_model(true)
+        |> EngineConfig.memory64(true)
+
+      assert %EngineConfig{debug_info: true, wasm_component_model: true, memory64: true} = config
+      {:ok, engine} = Engine.new(config)
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      {:ok, module} = Wasmex.Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+    end
+  end
+
+  describe "the resource and reference fields" do
+    test "name the engine's process, with one reference for the default engine" do
+      {:ok, engine} = Engine.new(%EngineConfig{})
+      assert %Engine{resource: host, reference: ref} = engine
+      assert host == engine.host and is_reference(ref)
+      assert Engine.default() == Engine.default()
+      assert is_reference(Engine.default().reference)
+    end
+  end
+
   describe "new/2 with :instance_slots" do
     # Instantiates `module` `n` times in `store`; the results.
     defp instantiate_n(store, module, n),

@@ -36,6 +36,15 @@ defmodule Wasmex.InstanceTest do
     end
   end
 
+  describe "the resource and reference fields" do
+    test "name where the instance lives", %{store: store, module: module} do
+      {:ok, instance} = Instance.new(store, module, %{})
+      assert %Instance{resource: {host, store_id, id}, reference: ref} = instance
+      assert {host, store_id, id} == {store.host, store.store_id, instance.id}
+      assert is_reference(ref)
+    end
+  end
+
   describe "function_export_exists/3" do
     test "is true only for exported functions", %{store: store, module: module} do
       {:ok, instance} = Instance.new(store, module, %{})

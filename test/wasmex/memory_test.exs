@@ -19,6 +19,13 @@ defmodule Wasmex.MemoryTest do
       assert {:ok, %Memory{name: "memory"}} = Memory.from_instance(store, instance)
     end
 
+    test "fills the resource and reference fields", %{store: store, pid: pid} do
+      instance = :sys.get_state(pid).instance
+      {:ok, memory} = Memory.from_instance(store, instance)
+      assert %Memory{resource: {id, "memory"}, reference: ref} = memory
+      assert id == instance.id and is_reference(ref)
+    end
+
     test "errors when the module exports no memory" do
       {:ok, pid} = Wasmex.start_link(%{bytes: "(module)"})
       {:ok, store} = Wasmex.store(pid)

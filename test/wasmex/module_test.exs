@@ -42,7 +42,7 @@ defmodule Wasmex.ModuleTest do
                "pair" => {:fn, [], [:i32, :i64]},
                "counter" => {:global, %{type: :i32, mutability: :var}},
                "mem" => {:memory, %{minimum: 1, maximum: 4, shared: false, memory64: false}},
-               "tab" => {:table, %{type: :func_ref, minimum: 2}}
+               "tab" => {:table, %{type: {:reference, "(ref null func)"}, minimum: 2}}
              }
     end
 
@@ -51,6 +51,45 @@ defmodule Wasmex.ModuleTest do
 
       assert Module.exports(module)["memory"] ==
                {:memory, %{minimum: 17, shared: false, memory64: false}}
+    end
+  end
+
+  describe "reference types in exports/1 and imports/1" do
+    test "read {:reference, text} as in Wasmex: params, results, tables and globals",
+         %{store: store} do
+      wat = """
+      (module
+        (import "env" "take" (func (param externref) (result funcref)))
+        (import "env" "ext" (global externref))
+        (table (export "externs") 1 externref)
+        (global (export "fref") funcref (ref.null func))
+        (func (export "id") (param externref) (result externref) local.get 0))
+      """
+
+      {:ok, module} = Module.compile(store, wat)
+      func = {:reference, "(ref null func)"}
+      extern = {:reference, "(ref null extern)"}
+
+      assert Module.imports(module) == %{
+               "env" => %{
+                 "take" => {:fn, [extern], [func]},
+                 "ext" => {:global, %{type: extern, mutability: :const}}
+               }
+             }
+
+      assert %{
+               "externs" => {:table, %{type: ^extern, minimum: 1}},
+               "fref" => {:global, %{type: ^func, mutability: :const}},
+               "id" => {:fn, [^extern], [^extern]}
+             } = Module.exports(module)
+    end
+  end
+
+  describe "the resource and reference fields" do
+    test "name where the compiled code lives", %{store: store} do
+      {:ok, module} = Module.compile(store, "(module)")
+      assert %Module{resource: {host, key}, reference: ref} = module
+      assert host == store.host and key == module.key and is_reference(ref)
     end
   end
 

@@ -15,6 +15,11 @@ defmodule Wasmex.PipeTest do
       assert Pipe.read(other) == ""
     end
 
+    test "fill the resource and reference fields", %{pipe: pipe} do
+      assert %Pipe{resource: pid, reference: ref} = pipe
+      assert pid == pipe.pid and is_reference(ref)
+    end
+
     test "a pipe ends with the process that created it" do
       test_pid = self()
       owner = spawn(fn -> send(test_pid, Pipe.new()) && receive(do: (:exit -> :ok)) end)

@@ -45,9 +45,10 @@ defmodule Wasmex.WasiTest do
   end
 
   # Everything a program wrote as stdout messages so far (writes may arrive in pieces).
-  defp stdout_messages(store, acc \\ "") do
+  # A message names the store by a handle of its own: the same `resource`.
+  defp stdout_messages(%{resource: resource} = store, acc \\ "") do
     receive do
-      {:wasmex_stdout, ^store, data} -> stdout_messages(store, acc <> data)
+      {:wasmex_stdout, %{resource: ^resource}, data} -> stdout_messages(store, acc <> data)
     after
       0 -> acc
     end

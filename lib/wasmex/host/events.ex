@@ -76,7 +76,7 @@ defmodule Wasmex.Host.Events do
         send(pid, {:wasmex_pipe_write, bytes})
 
       {:messages, pid, tag} ->
-        send(pid, {tag, %Wasmex.StoreOrCaller{host: self(), store_id: store_id}, bytes})
+        send(pid, {tag, Wasmex.StoreOrCaller.new(self(), store_id), bytes})
     end
 
     state

@@ -164,6 +164,9 @@ defmodule Wasmex.Host.Startup do
       consume_fuel: c.consume_fuel,
       cranelift_opt_level: c.cranelift_opt_level,
       wasm_backtrace_details: c.wasm_backtrace_details,
+      memory64: c.memory64,
+      debug_info: c.debug_info,
+      wasm_component_model: c.wasm_component_model,
       cache_dir: cache_dir(),
       spin_us: Application.get_env(:wasmex, :spin_us, 100),
       # Compiling runs in a child process that is killed at this timeout or when the

@@ -1,0 +1,112 @@
+defmodule Wasmex.Server do
+  @moduledoc false
+  # The process `Wasmex.start_link/1` starts: it holds one instance (and its store) and
+  # serves the `Wasmex` functions on it.
+  use GenServer
+
+  alias Wasmex.{Callback, Host, Instance, Memory, Store, StoreOrCaller}
+
+  @impl true
+  def init(%{store: store, module: module, imports: imports} = args) do
+    # Imports are registered first: a start function may call them while instantiating.
+    # Without imports no callback can come: nothing to register.
+    callbacks? = Callback.any?(imports)
+    given? = Map.has_key?(args, :instance)
+    if callbacks? and not given?, do: Callback.register(imports, nil)
+
+    with :ok <- Store.retain(store, self()),
+         {:ok, instance} <- instance_of(args) do
+      cond do
+        # The port sends the callbacks of an instance given to start_link/1 to the process
+        # that made it, usually the one starting this server: they run with these imports.
+        callbacks? and given? -> Callback.register_for(args.caller, imports, instance)
+        callbacks? -> Callback.register(imports, instance)
+        true -> :ok
+      end
+
+      Process.monitor(store.host)
+      :ets.insert(Wasmex.Routes, {self(), store.host, StoreOrCaller.context(store), instance.id})
+
+      {:ok,
+       %{
+         store: store,
+         module: module,
+         instance: instance
+       }}
+    else
+      {:error, reason} ->
+        Callback.unregister(self())
+        fail_start(reason)
+    end
+  end
+
+  # An instance given to start_link/1 is served as it is; otherwise the module is
+  # instantiated in the store.
+  defp instance_of(%{instance: %Instance{} = instance}), do: {:ok, instance}
+
+  defp instance_of(%{store: store, module: module, imports: imports, links: links}),
+    do: Instance.new(store, module, imports, links)
+
+  # Answers start_link with {:error, reason} and exits normally, so that a caller linked
+  # to this process is not taken down by a failed start.
+  defp fail_start(reason) do
+    :proc_lib.init_ack({:error, reason})
+    exit(:normal)
+  end
+
+  @impl true
+  def handle_call({:call_function, name, params, timeout}, from, state) do
+    args = Instance.call_args(state.store, state.instance, name, params, timeout)
+    Host.cast_request(state.store.host, :call, args, {:reply, from})
+    {:noreply, state}
+  end
+
+  def handle_call({:exported_function_exists, name}, _from, state) do
+    {:reply, Instance.function_export_exists(state.store, state.instance, name), state}
+  end
+
+  def handle_call(:memory, _from, state),
+    do: {:reply, Memory.from_instance(state.store, state.instance), state}
+
+  def handle_call({:memory, size, offset}, _from, state),
+    do: {:reply, Memory.from_instance(state.instance, size, offset), state}
+
+  def handle_call(:store, _from, state), do: {:reply, {:ok, state.store}, state}
+  def handle_call(:instance, _from, state), do: {:reply, {:ok, state.instance}, state}
+  def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
+
+  # A caller of call_function/4 stopped waiting: its host cancels the call.
+  @impl true
+  def handle_cast({:give_up, from}, state) do
+    GenServer.cast(state.store.host, {:give_up, from})
+    {:noreply, state}
+  end
+
+  @impl true
+  def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state) do
+    {:stop, {:shutdown, {:wasmex_host_down, reason}}, state}
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  @impl true
+  def terminate(_reason, %{store: store}) do
+    forget(self())
+    # Let go of the store before exiting, not by the host's monitor: the monitor's message
+    # can reach the host after the process that stopped this one sent its next request,
+    # and a start right after a stop would then find the instance slots still taken. (A
+    # host that is down answers at once: the call fails.)
+    Host.release_now(store.host, store.store_id, self())
+  end
+
+  @doc false
+  # Removes what an instance server registered (its call route and its imports); also
+  # called by the host when a server ends without running terminate/2.
+  @spec forget(pid()) :: :ok
+  def forget(server) do
+    :ets.delete(Wasmex.Routes, server)
+    Callback.unregister(server)
+    Callback.unregister_for(server)
+    :ok
+  end
+end
