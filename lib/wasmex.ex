@@ -27,9 +27,16 @@ defmodule Wasmex do
   calling Wasm functions.
   """
 
-  alias Wasmex.{Instance, Links, Memory, Module, Store, StoreOrCaller}
+  alias Wasmex.{Bounded, Instance, Links, Memory, Module, Store, StoreOrCaller}
   alias Wasmex.Host.Client
   alias Wasmex.Wasi.WasiOptions
+
+  @bounded """
+  The instance server answers without asking the Wasm host, so this returns at once even
+  when the host is busy or stopped. When the server is not running or does not answer
+  within `request_timeout` (`config :wasmex, request_timeout: ms`, default 30,000; see
+  `Wasmex.Host.Client`), the result is `{:error, reason}`.
+  """
 
   @doc "Returns a specification to start this module under a supervisor. See `Supervisor`."
   @spec child_spec(map()) :: Supervisor.child_spec()
@@ -327,19 +334,26 @@ defmodule Wasmex do
       true
       iex> Wasmex.function_exists(pid, "something_else")
       false
+
+  The answer comes from the instance server without asking the Wasm host. A result of
+  `true` or `false` has no room for an error: when the server is not running or does not
+  answer within `request_timeout` (see `Wasmex.Host.Client`), this exits as
+  `GenServer.call/3` does (`{:noproc, _}`, `{:timeout, _}`).
   '''
   @spec function_exists(GenServer.server(), String.t() | atom()) :: boolean()
   def function_exists(pid, name),
-    do: GenServer.call(pid, {:exported_function_exists, stringify(name)})
+    do: Bounded.call!(pid, {:exported_function_exists, stringify(name)})
 
   @doc """
   Returns the exported `Wasmex.Memory` of the given Wasm instance.
 
       iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
       iex> {:ok, %Wasmex.Memory{}} = Wasmex.memory(pid)
+
+  #{@bounded}
   """
   @spec memory(GenServer.server()) :: {:ok, Memory.t()} | {:error, any()}
-  def memory(pid), do: GenServer.call(pid, :memory)
+  def memory(pid), do: server_call(pid, :memory)
 
   @doc """
   Returns a typed view of the instance's memory (earlier Wasmex API): elements of `type`
@@ -352,37 +366,51 @@ defmodule Wasmex do
       42
       iex> Wasmex.Memory.get(memory, 4)
       42
+
+  #{@bounded}
   """
   @spec memory(GenServer.server(), Memory.view_type(), non_neg_integer()) ::
           {:ok, Memory.t()} | {:error, any()}
-  def memory(pid, type, offset), do: GenServer.call(pid, {:memory, type, offset})
+  def memory(pid, type, offset), do: server_call(pid, {:memory, type, offset})
 
   @doc """
   Returns the `Wasmex.Store` of the Wasm instance.
 
       iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
       iex> {:ok, %Wasmex.StoreOrCaller{}} = Wasmex.store(pid)
+
+  #{@bounded}
   """
   @spec store(GenServer.server()) :: {:ok, StoreOrCaller.t()} | {:error, any()}
-  def store(pid), do: GenServer.call(pid, :store)
+  def store(pid), do: server_call(pid, :store)
 
   @doc """
   Returns the `Wasmex.Instance` the server runs.
 
       iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
       iex> {:ok, %Wasmex.Instance{}} = Wasmex.instance(pid)
+
+  #{@bounded}
   """
   @spec instance(GenServer.server()) :: {:ok, Instance.t()} | {:error, any()}
-  def instance(pid), do: GenServer.call(pid, :instance)
+  def instance(pid), do: server_call(pid, :instance)
 
   @doc """
   Returns the `Wasmex.Module` of the Wasm instance.
 
       iex> {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
       iex> {:ok, %Wasmex.Module{}} = Wasmex.module(pid)
+
+  #{@bounded}
   """
   @spec module(GenServer.server()) :: {:ok, Module.t()} | {:error, any()}
-  def module(pid), do: GenServer.call(pid, :module)
+  def module(pid), do: server_call(pid, :module)
+
+  # The instance server answers these without asking the Wasm host; a server that is gone
+  # or does not answer gives {:error, reason} after request_timeout.
+  defp server_call(pid, message) do
+    with {:ok, answer} <- Bounded.call(pid, message), do: answer
+  end
 
   # Where a live local instance server's calls can go directly: {host, context, instance id}.
   defp route(pid) when is_pid(pid) and node(pid) == node() do

@@ -8,6 +8,11 @@ defmodule Wasmex.Pipe do
   to the end whenever the program asks for more, and an empty read is the end of input.
   One pipe can serve several programs. A pipe lives as long as the process that created it.
 
+  A pipe answers without asking any Wasm host. When its process is gone or does not answer
+  within `request_timeout` (see `Wasmex.Host.Client`), `write/2` and `set_len/2` return
+  `:error`, and `size/1`, `read/1` and `seek/2`, whose results have no error case, exit as
+  `GenServer.call/3` does (`{:noproc, _}`, `{:timeout, _}`).
+
       iex> {:ok, pipe} = Wasmex.Pipe.new()
       iex> Wasmex.Pipe.write(pipe, "hello")
       {:ok, 5}
@@ -21,6 +26,8 @@ defmodule Wasmex.Pipe do
       "ello"
   """
   use GenServer, restart: :temporary
+
+  alias Wasmex.Bounded
 
   @enforce_keys [:pid]
   # `resource` (the pipe's process) and `reference` (made with the handle) are the fields
@@ -46,21 +53,21 @@ defmodule Wasmex.Pipe do
 
   @doc "The number of bytes in the pipe (the cursor does not change it)."
   @spec size(t()) :: non_neg_integer()
-  def size(%__MODULE__{pid: pid}), do: GenServer.call(pid, :size)
+  def size(%__MODULE__{pid: pid}), do: Bounded.call!(pid, :size)
 
   @doc "Moves the cursor to byte `position` (clamped to the size)."
   @spec seek(t(), non_neg_integer()) :: :ok
   def seek(%__MODULE__{pid: pid}, position) when is_integer(position) and position >= 0,
-    do: GenServer.call(pid, {:seek, position})
+    do: Bounded.call!(pid, {:seek, position})
 
   @doc "Reads from the cursor to the end and moves the cursor to the end."
   @spec read(t()) :: binary()
-  def read(%__MODULE__{pid: pid}), do: GenServer.call(pid, :read)
+  def read(%__MODULE__{pid: pid}), do: Bounded.call!(pid, :read)
 
   @doc "Writes at the cursor, overwriting and extending, and moves the cursor past it."
   @spec write(t(), binary()) :: {:ok, non_neg_integer()} | :error
   def write(%__MODULE__{pid: pid}, binary) when is_binary(binary),
-    do: GenServer.call(pid, {:write, binary})
+    do: or_error(Bounded.call(pid, {:write, binary}))
 
   @doc """
   Truncates or extends (with zero bytes) the pipe to `length` bytes.
@@ -76,9 +83,12 @@ defmodule Wasmex.Pipe do
   """
   @spec set_len(t(), non_neg_integer()) :: :ok | :error
   def set_len(%__MODULE__{pid: pid}, length) when is_integer(length) and length >= 0,
-    do: GenServer.call(pid, {:set_len, length})
+    do: or_error(Bounded.call(pid, {:set_len, length}))
 
   def set_len(%__MODULE__{}, _length), do: :error
+
+  defp or_error({:ok, answer}), do: answer
+  defp or_error({:error, _reason}), do: :error
 
   # Server
 

@@ -139,8 +139,11 @@ defmodule Wasmex.Pool.Engine do
 
   def engine_name(pool), do: :"#{pool}.Engine"
 
-  @doc "What a worker needs: the engine, the module and the instance options."
-  def get(pool), do: GenServer.call(engine_name(pool), :get)
+  @doc """
+  What a worker needs: the engine, the module and the instance options; `{:error, reason}`
+  when the engine's owner is gone or does not answer within `request_timeout`.
+  """
+  def get(pool), do: Wasmex.Bounded.call(engine_name(pool), :get)
 
   @impl true
   def init(opts) do
@@ -208,9 +211,8 @@ defmodule Wasmex.Pool.Worker do
   end
 
   def start_link(pool) do
-    %{engine: engine, module: module, instance_opts: opts} = Pool.Engine.get(pool)
-
-    with {:ok, store} <- new_store(engine, opts) do
+    with {:ok, %{engine: engine, module: module, instance_opts: opts}} <- Pool.Engine.get(pool),
+         {:ok, store} <- new_store(engine, opts) do
       result = Wasmex.start_link(Map.merge(opts, %{store: store, module: module}))
       # The instance server holds the store now.
       Store.release(store, self())

@@ -7,7 +7,7 @@ defmodule Wasmex.System.StoppedPortTest do
   # Sets the application's :request_timeout, which every host reads.
   use ExUnit.Case, async: false
 
-  alias Wasmex.{Memory, Module, Store}
+  alias Wasmex.{Memory, Module, Pipe, Pool, Store}
 
   @wat ~s{(module (memory (export "mem") 32) (func (export "f") (result i32) i32.const 7))}
   @request_timeout 300
@@ -93,5 +93,131 @@ defmodule Wasmex.System.StoppedPortTest do
     assert {:error, _} = Wasmex.call_function(pid, "f", [], 10)
     {_, 0} = System.cmd("kill", ["-CONT", "#{os_pid}"])
     assert Wasmex.call_function(pid, "f", []) == {:ok, [7]}
+  end
+
+  describe "functions an instance server answers itself" do
+    test "answer at once while the port is stopped", %{pid: pid} do
+      {micros, results} =
+        :timer.tc(fn ->
+          [
+            Wasmex.memory(pid),
+            Wasmex.memory(pid, :uint8, 0),
+            Wasmex.store(pid),
+            Wasmex.module(pid),
+            Wasmex.instance(pid),
+            {:ok, Wasmex.function_exists(pid, "f")}
+          ]
+        end)
+
+      assert [
+               {:ok, %Memory{}},
+               {:ok, %Memory{}},
+               {:ok, %Wasmex.StoreOrCaller{}},
+               {:ok, %Module{}},
+               {:ok, %Wasmex.Instance{}},
+               {:ok, true}
+             ] = results
+
+      assert div(micros, 1000) < @request_timeout
+    end
+
+    test "return {:error, reason} after request_timeout when the server does not answer",
+         %{pid: pid} do
+      :ok = :sys.suspend(pid)
+
+      for fun <- [
+            &Wasmex.memory/1,
+            &Wasmex.memory(&1, :uint8, 0),
+            &Wasmex.store/1,
+            &Wasmex.module/1,
+            &Wasmex.instance/1
+          ] do
+        reason = bounded(@request_timeout + 500, fn -> fun.(pid) end)
+        assert reason =~ "did not answer within #{@request_timeout} ms"
+      end
+
+      :ok = :sys.resume(pid)
+      assert {:ok, %Memory{}} = Wasmex.memory(pid)
+    end
+
+    test "return {:error, reason} at once when the server is gone", %{pid: pid} do
+      Process.unlink(pid)
+      :ok = GenServer.stop(pid)
+
+      for fun <- [&Wasmex.memory/1, &Wasmex.store/1, &Wasmex.module/1, &Wasmex.instance/1] do
+        assert bounded(100, fn -> fun.(pid) end) =~ "is not running: :noproc"
+      end
+    end
+
+    test "function_exists/2 exits with :timeout after request_timeout", %{pid: pid} do
+      :ok = :sys.suspend(pid)
+      {micros, caught} = :timer.tc(fn -> catch_exit(Wasmex.function_exists(pid, "f")) end)
+      assert {:timeout, {GenServer, :call, _}} = caught
+      assert div(micros, 1000) < @request_timeout + 500
+      :ok = :sys.resume(pid)
+    end
+  end
+
+  describe "Wasmex.Pipe" do
+    test "answers while the port is stopped" do
+      {:ok, pipe} = Pipe.new()
+      assert Pipe.write(pipe, "abc") == {:ok, 3}
+      assert Pipe.seek(pipe, 1) == :ok
+      assert Pipe.read(pipe) == "bc"
+      assert Pipe.set_len(pipe, 1) == :ok
+      assert Pipe.size(pipe) == 1
+    end
+
+    test "write/2 and set_len/2 return :error after request_timeout when the pipe does not answer" do
+      {:ok, pipe} = Pipe.new()
+      :ok = :sys.suspend(pipe.pid)
+      {micros, results} = :timer.tc(fn -> [Pipe.write(pipe, "x"), Pipe.set_len(pipe, 0)] end)
+      assert results == [:error, :error]
+      assert div(micros, 1000) < 2 * @request_timeout + 500
+      :ok = :sys.resume(pipe.pid)
+    end
+
+    test "size/1, read/1 and seek/2 exit with :timeout after request_timeout" do
+      {:ok, pipe} = Pipe.new()
+      :ok = :sys.suspend(pipe.pid)
+
+      for fun <- [&Pipe.size/1, &Pipe.read/1, &Pipe.seek(&1, 0)] do
+        {micros, caught} = :timer.tc(fn -> catch_exit(fun.(pipe)) end)
+        assert {:timeout, {GenServer, :call, _}} = caught
+        assert div(micros, 1000) < @request_timeout + 500
+      end
+
+      :ok = :sys.resume(pipe.pid)
+    end
+  end
+
+  describe "Wasmex.Pool" do
+    setup do
+      name = :stopped_port_pool
+      start_supervised!({Pool, name: name, size: 1, bytes: @wat})
+      {:ok, %{engine: engine}} = Pool.Engine.get(name)
+      os_pid = Wasmex.Host.os_pid(engine.host)
+      {_, 0} = System.cmd("kill", ["-STOP", "#{os_pid}"])
+      on_exit(fn -> System.cmd("kill", ["-CONT", "#{os_pid}"], stderr_to_stdout: true) end)
+      %{pool: name}
+    end
+
+    test "call_function/5 returns an error after its timeout plus 2 s", %{pool: pool} do
+      assert bounded(100 + 2_000 + 500, fn -> Pool.call_function(pool, "f", [], 100) end) =~
+               "timed out"
+    end
+
+    test "Pool.Engine.get/1 returns {:error, reason} when the engine's owner does not answer",
+         %{pool: pool} do
+      owner = Process.whereis(Pool.Engine.engine_name(pool))
+      :ok = :sys.suspend(owner)
+      reason = bounded(@request_timeout + 500, fn -> Pool.Engine.get(pool) end)
+      assert reason =~ "did not answer within #{@request_timeout} ms"
+      :ok = :sys.resume(owner)
+    end
+
+    test "Pool.Engine.get/1 returns {:error, reason} for a pool that is not running" do
+      assert bounded(100, fn -> Pool.Engine.get(:no_such_pool) end) =~ "is not running"
+    end
   end
 end
