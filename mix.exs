@@ -105,6 +105,7 @@ defmodule Wasmex.MixProject do
     [extra_applications: [:logger, :crypto], mod: {Wasmex.Application, []}]
   end
 
+  defp elixirc_paths(:test), do: ["lib", "test/support"]
   defp elixirc_paths(_), do: ["lib"]
 
   defp description do
@@ -139,6 +140,7 @@ defmodule Wasmex.MixProject do
         "docs/guides/sandboxing.md",
         "docs/guides/erlang.md",
         "docs/performance.md",
+        "docs/telemetry.md",
         "docs/decisions.md"
       ]
     ]

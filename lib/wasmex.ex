@@ -28,7 +28,6 @@ defmodule Wasmex do
   """
 
   alias Wasmex.{Bounded, Instance, Links, Memory, Module, Store, StoreOrCaller}
-  alias Wasmex.Host.Client
   alias Wasmex.Wasi.WasiOptions
 
   @bounded """
@@ -289,6 +288,9 @@ defmodule Wasmex do
   The default timeout is 5000 ms. When it passes, the Wasm is stopped (not left running)
   and `{:error, reason}` says it timed out; the instance stays usable.
 
+  Each call is a `[:wasmex, :call]` span of `:telemetry` events when `:telemetry` is
+  present (see `Wasmex.Telemetry`).
+
       iex> wat = "(module
       ...>          (func $helloWorld (result i32) (i32.const 42))
       ...>          (export \"hello_world\" (func $helloWorld))
@@ -300,26 +302,12 @@ defmodule Wasmex do
   @spec call_function(GenServer.server(), String.t() | atom(), [number()], timeout()) ::
           {:ok, [number()]} | {:error, any()}
   def call_function(pid, name, params, timeout \\ 5_000) do
-    wait = Client.wait_for(:call, {timeout})
     name = stringify(name)
+    metadata = %{instance: pid, function: name, timeout: timeout}
 
-    # A local instance's calls go straight to its host (one process hop less); the
-    # result is the same as through the instance server.
-    # A caller that stops waiting has its call cancelled (see Wasmex.Host.Client).
-    answer =
-      case route(pid) do
-        {host, context, id} ->
-          Client.call(host, {:request, :call, {context, id, name, params, timeout}}, wait)
-
-        nil ->
-          Client.call(pid, {:call_function, name, params, timeout}, wait)
-      end
-
-    case answer do
-      {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
-      {:error, {:down, reason}} -> {:error, "the instance is not running: #{inspect(reason)}"}
-      answer -> answer
-    end
+    Wasmex.Telemetry.span([:call], metadata, fn ->
+      Wasmex.Server.call_function(pid, name, params, timeout)
+    end)
   end
 
   @doc ~S'''
@@ -411,16 +399,6 @@ defmodule Wasmex do
   defp server_call(pid, message) do
     with {:ok, answer} <- Bounded.call(pid, message), do: answer
   end
-
-  # Where a live local instance server's calls can go directly: {host, context, instance id}.
-  defp route(pid) when is_pid(pid) and node(pid) == node() do
-    case :ets.lookup(Wasmex.Routes, pid) do
-      [{^pid, host, context, id}] -> if Process.alive?(pid), do: {host, context, id}
-      [] -> nil
-    end
-  end
-
-  defp route(_pid), do: nil
 
   defp stringify(name) when is_atom(name), do: Atom.to_string(name)
   defp stringify(name) when is_binary(name), do: name

@@ -133,7 +133,11 @@ defmodule Wasmex.Callback do
     case imports do
       %{^ns => %{^name => {:fn, _params, results, fun}}} ->
         try do
-          results(apply(fun, [context | params]), results)
+          metadata = %{namespace: ns, name: name, instance: context[:instance]}
+
+          Wasmex.Telemetry.span([:callback], metadata, fn ->
+            results(apply(fun, [context | params]), results)
+          end)
         rescue
           e -> {:error, "the callback #{ns}.#{name} raised: #{Exception.message(e)}"}
         catch

@@ -209,6 +209,7 @@ defmodule Wasmex.Host do
       {:os_pid, os_pid} = Port.info(port, :os_pid)
       Logger.metadata(wasmex_host: os_pid)
       Stats.add(:hosts_started)
+      Wasmex.Telemetry.event([:host, :start], %{host: self(), os_pid: os_pid})
       # Where large memory writes go (Wasmex.Host.Bulk), if the port has a shared buffer.
       with {fd, size} <- bulk,
            do: Wasmex.Host.Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
@@ -348,6 +349,7 @@ defmodule Wasmex.Host do
   def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
     why = state.fatal || Startup.describe_status(status)
     Stats.add(:host_exits)
+    Wasmex.Telemetry.event([:host, :exit], %{host: self(), os_pid: state.os_pid, reason: why})
     Logger.warning("wasmex_port exited: #{why}")
     fail_pending(state, "the Wasm host exited: #{why}")
     {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil, pending: Pending.new()}}
@@ -490,11 +492,13 @@ defmodule Wasmex.Host do
   # and is passed on as the message.
   defp count_failure({:error, {:trap, message}}) when is_binary(message) do
     Stats.add(:traps)
+    Wasmex.Telemetry.event([:call, :trap], %{host: self(), message: message})
     {:error, message}
   end
 
-  defp count_failure({:error, "timed out" <> _} = result) do
+  defp count_failure({:error, "timed out" <> _ = message} = result) do
     Stats.add(:timeouts)
+    Wasmex.Telemetry.event([:call, :timeout], %{host: self(), message: message})
     result
   end
 

@@ -41,6 +41,14 @@ defmodule Wasmex.Instance do
   @spec new(StoreOrCaller.t(), Module.t(), map(), [link()]) :: {:ok, t()} | {:error, String.t()}
   def new(%StoreOrCaller{} = store, %Module{} = module, imports, links \\ [])
       when is_map(imports) do
+    metadata = %{store: store, module: module}
+
+    Wasmex.Telemetry.span([:instantiate], metadata, fn ->
+      instantiate(store, module, imports, links)
+    end)
+  end
+
+  defp instantiate(store, module, imports, links) do
     with {:ok, import_specs} <- import_specs(imports) do
       handler = :erlang.term_to_binary(self())
 

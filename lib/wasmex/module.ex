@@ -180,7 +180,12 @@ defmodule Wasmex.Module do
   @spec key(source()) :: binary()
   def key({kind, bytes}), do: :crypto.hash(:sha256, [Atom.to_string(kind), bytes])
 
-  defp load(host, source) do
+  defp load(host, {kind, bytes} = source) do
+    metadata = %{host: host, source: kind, byte_size: byte_size(bytes)}
+    Wasmex.Telemetry.span([:module, :compile], metadata, fn -> compile_in(host, source) end)
+  end
+
+  defp compile_in(host, source) do
     key = key(source)
 
     with {:ok, {name, exports, imports}} <- Host.request(host, :module_compile, {key, source}) do

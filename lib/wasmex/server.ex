@@ -5,6 +5,43 @@ defmodule Wasmex.Server do
   use GenServer
 
   alias Wasmex.{Callback, Host, Instance, Memory, Store, StoreOrCaller}
+  alias Wasmex.Host.Client
+
+  @doc false
+  # Wasmex.call_function/4 without its telemetry span.
+  @spec call_function(GenServer.server(), String.t(), [number()], timeout()) ::
+          {:ok, [number()]} | {:error, any()}
+  def call_function(pid, name, params, timeout) do
+    wait = Client.wait_for(:call, {timeout})
+
+    # A local instance's calls go straight to its host (one process hop less); the
+    # result is the same as through the instance server.
+    # A caller that stops waiting has its call cancelled (see Wasmex.Host.Client).
+    answer =
+      case route(pid) do
+        {host, context, id} ->
+          Client.call(host, {:request, :call, {context, id, name, params, timeout}}, wait)
+
+        nil ->
+          Client.call(pid, {:call_function, name, params, timeout}, wait)
+      end
+
+    case answer do
+      {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
+      {:error, {:down, reason}} -> {:error, "the instance is not running: #{inspect(reason)}"}
+      answer -> answer
+    end
+  end
+
+  # Where a live local instance server's calls can go directly: {host, context, instance id}.
+  defp route(pid) when is_pid(pid) and node(pid) == node() do
+    case :ets.lookup(Wasmex.Routes, pid) do
+      [{^pid, host, context, id}] -> if Process.alive?(pid), do: {host, context, id}
+      [] -> nil
+    end
+  end
+
+  defp route(_pid), do: nil
 
   @impl true
   def init(%{store: store, module: module, imports: imports} = args) do
