@@ -47,10 +47,7 @@ defmodule Wasmex.System.Rebar3Test do
     test "starts wasmex, elixir and logger, and runs Wasm", %{project: dir} do
       port = open(dir, System.find_executable("rebar3"), ["shell"])
       await_output(port, "Booted rebar3_demo")
-      Port.command(port, ~s|io:format("sum=~p~n", [rebar3_demo:add(50, -8)]).\n|)
-      await_output(port, "sum=42")
-      Port.command(port, "halt().\n")
-      assert_receive {^port, {:exit_status, 0}}, 30_000
+      assert add_and_halt(port) == {:exit_status, 0}
     end
   end
 
@@ -75,10 +72,7 @@ defmodule Wasmex.System.Rebar3Test do
       # PATH.
       port = open(dir, Path.join(release, "bin/rebar3_demo"), ["console"], "/usr/bin:/bin")
       await_output(port, "1> ")
-      Port.command(port, ~s|io:format("sum=~p~n", [rebar3_demo:add(50, -8)]).\n|)
-      await_output(port, "sum=42")
-      Port.command(port, "halt().\n")
-      assert_receive {^port, {:exit_status, 0}}, 30_000
+      assert add_and_halt(port) == {:exit_status, 0}
     end
   end
 
@@ -158,6 +152,20 @@ defmodule Wasmex.System.Rebar3Test do
         flunk("exited with #{status} before #{inspect(text)}:\n#{seen}")
     after
       300_000 -> flunk("no #{inspect(text)} in 300 s:\n#{seen}")
+    end
+  end
+
+  # Asks an Erlang shell on `port` for rebar3_demo:add(50, -8), waits for sum=42, halts it;
+  # returns how it exited.
+  defp add_and_halt(port) do
+    Port.command(port, ~s|io:format("sum=~p~n", [rebar3_demo:add(50, -8)]).\n|)
+    await_output(port, "sum=42")
+    Port.command(port, "halt().\n")
+
+    receive do
+      {^port, {:exit_status, _} = exit} -> exit
+    after
+      30_000 -> :no_exit_within_30_s
     end
   end
 end

@@ -1,6 +1,14 @@
 defmodule Wasmex.EngineTest do
   use ExUnit.Case, async: true
 
+  # sum(1, 2) in an instance of the main fixture, in a store of `engine`.
+  defp sum_in(engine) do
+    {:ok, store} = Wasmex.Store.new(nil, engine)
+    {:ok, module} = Wasmex.Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
+    {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+    Wasmex.call_function(pid, "sum", [1, 2])
+  end
+
   alias Wasmex.{Engine, EngineConfig, StoreOrCaller}
 
   describe "new/1" do
@@ -25,10 +33,7 @@ defmodule Wasmex.EngineTest do
     test "accepts every opt level" do
       for level <- [:none, :speed, :speed_and_size] do
         {:ok, engine} = Engine.new(EngineConfig.cranelift_opt_level(%EngineConfig{}, level))
-        {:ok, store} = Wasmex.Store.new(nil, engine)
-        {:ok, module} = Wasmex.Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
-        {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
-        assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+        assert sum_in(engine) == {:ok, [3]}
       end
     end
 
@@ -75,10 +80,7 @@ defmodule Wasmex.EngineTest do
 
       assert %EngineConfig{debug_info: true, wasm_component_model: true, memory64: true} = config
       {:ok, engine} = Engine.new(config)
-      {:ok, store} = Wasmex.Store.new(nil, engine)
-      {:ok, module} = Wasmex.Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
-      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
-      assert Wasmex.call_function(pid, "sum", [1, 2]) == {:ok, [3]}
+      assert sum_in(engine) == {:ok, [3]}
     end
   end
 
