@@ -153,6 +153,7 @@ impl BaseLinkers {
         linker.allow_shadowing(true);
         if wasi {
             wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
+            crate::wasi_fds::add_to_linker(&mut linker)?;
         }
         *slot = Some(linker.clone());
         Ok(linker)

@@ -30,4 +30,5 @@ pub mod term;
 pub mod time_slice;
 pub mod values;
 pub mod wasi;
+pub mod wasi_fds;
 pub mod workers;

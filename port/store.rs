@@ -10,6 +10,7 @@ use crate::outbox::Outbox;
 use crate::protocol::{reply, reply_term, Context, Request};
 use crate::stdio::StdinReceiver;
 use crate::term::{self, Fallible};
+use crate::wasi_fds::FdBudget;
 use crate::workers::{self, Task};
 use crate::{global, instance, memory, wasi};
 use eetf::Term;
@@ -118,6 +119,8 @@ pub struct StoreData {
     pub inbox: Arc<Inbox<StoreMsg>>,
     pub limits: StoreLimits,
     pub wasi: WasiP1Ctx,
+    /// How many files the WASI program may hold open (`wasi_fds.rs`).
+    pub fds: FdBudget,
     /// Whether instances of this store get the WASI imports.
     pub wasi_enabled: bool,
     pub instances: Vec<Instance>,
@@ -396,6 +399,7 @@ fn faults_enabled() -> bool {
 struct StoreParts {
     limits: StoreLimits,
     wasi: WasiP1Ctx,
+    fds: FdBudget,
     wasi_enabled: bool,
     call: Arc<CallState>,
 }
@@ -413,10 +417,11 @@ fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts> {
         stdin: init.stdin,
         call: call.clone(),
     };
-    let wasi = wasi::build(wasi_enabled.then_some(&init.wasi), stdio)?;
+    let (wasi, fds) = wasi::build(wasi_enabled.then_some(&init.wasi), stdio)?;
     Ok(StoreParts {
         limits,
         wasi,
+        fds,
         wasi_enabled,
         call,
     })
@@ -435,6 +440,7 @@ fn create(
         inbox,
         limits: parts.limits,
         wasi: parts.wasi,
+        fds: parts.fds,
         wasi_enabled: parts.wasi_enabled,
         instances: Vec::new(),
         depth: 0,

@@ -12,6 +12,7 @@ use crate::outbox::Outbox;
 use crate::stdio::{EventInput, EventOutput, StdinReceiver};
 use crate::store::CallState;
 use crate::term::{self, Fallible};
+use crate::wasi_fds::{FdBudget, STDIO};
 use eetf::Term;
 use std::sync::Arc;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -25,11 +26,11 @@ pub struct Stdio {
     pub call: Arc<CallState>,
 }
 
-pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
+pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<(WasiP1Ctx, FdBudget)> {
     let mut builder = WasiCtxBuilder::new();
     builder.allow_blocking_current_thread(true);
     let Some(options) = options else {
-        return Ok(builder.build_p1());
+        return Ok((builder.build_p1(), FdBudget::default()));
     };
     let m = term::as_map(options, "wasi options")?;
     let max_open_files = match term::map_u64(m, "max_open_files")? {
@@ -42,29 +43,28 @@ pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<WasiP1Ctx> {
         None => 0,
     };
     let mut ctx = fill(builder, m, stdio)?;
-    limit_open_files(&mut ctx, preopens, max_open_files);
-    Ok(ctx)
+    let budget = limit_open_files(&mut ctx, preopens, max_open_files);
+    Ok((ctx, budget))
 }
 
 /// At most this many open files and directories per store, unless the options say otherwise.
 pub const DEFAULT_MAX_OPEN_FILES: u64 = 256;
 
-/// Bounds what the program may hold open at once. Every file or directory a WASI program
-/// opens holds a descriptor of the port process, which all the stores of a host share:
-/// without a bound, one guest opening files in a loop would take them all, and the other
-/// stores could no longer preopen a directory or start a compile child. wasmtime-wasi keeps
-/// each open file, directory and stream in the store's resource table, so the bound is the
-/// table's capacity: what the context holds, its three standard streams and its preopens
-/// (the streams and preopens enter the table when the program first uses WASI), plus the
-/// files the program may open besides them. An open past it traps (wasmtime-wasi reports a
-/// full table as a trap, "resource table has no free keys"), which ends that call only.
-fn limit_open_files(ctx: &mut WasiP1Ctx, preopens: usize, max_open_files: u64) {
+/// Bounds what the program may hold open at once (`wasi_fds.rs`): what the context holds,
+/// its three standard streams and its preopens (the streams and preopens enter the store's
+/// resource table when the program first uses WASI), plus `max_open_files`. `path_open`
+/// answers `EMFILE` beyond that; the table itself refuses entries a little further on (a
+/// trap), which bounds anything else that fills it, such as the short-lived entries of a
+/// `poll_oneoff`.
+fn limit_open_files(ctx: &mut WasiP1Ctx, preopens: usize, max_open_files: u64) -> FdBudget {
     use wasmtime_wasi::WasiView;
-    const STDIO: usize = 3;
+    /// Room for entries that live during one WASI call (subscriptions, directory streams).
+    const TRANSIENT: usize = 64;
     let table = ctx.ctx().table;
     let held = table.iter_mut().count() + STDIO + preopens;
-    let max = usize::try_from(max_open_files).unwrap_or(usize::MAX);
-    table.set_max_capacity(held.saturating_add(max));
+    let max_entries = held.saturating_add(usize::try_from(max_open_files).unwrap_or(usize::MAX));
+    table.set_max_capacity(max_entries.saturating_add(TRANSIENT));
+    FdBudget { max_entries }
 }
 
 fn fill(

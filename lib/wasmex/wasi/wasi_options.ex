@@ -21,9 +21,8 @@ defmodule Wasmex.Wasi.WasiOptions do
   `max_open_files` (default 256) is how many files and directories the program may hold
   open at once besides its preopened directories. All the stores of a host share one OS
   process and its descriptors: the budget keeps one program from taking them all. An open
-  past it ends the call with an error (wasmtime-wasi reports the store's full resource
-  table as a trap, `resource table has no free keys`); the store stays usable, and the
-  other stores of the host are not affected.
+  past it fails inside the program with `EMFILE` ("too many open files"), as at an
+  operating system's limit; the other stores of the host are not affected.
 
   Every option is checked when a store is made with it, and anything not exactly right is
   refused with `{:error, reason}` (nothing falls back to something more permissive): `args`

@@ -1,0 +1,123 @@
+//! A budget of open files per WASI store.
+//!
+//! Every file or directory a WASI program opens holds a descriptor of the port process, and
+//! all the stores of a host share the process's descriptors. Without a budget, one guest
+//! opening files in a loop would take them all, and the other stores of its host could no
+//! longer preopen a directory or start a compile child. So each store may hold at most
+//! `max_open_files` (`Wasmex.Wasi.WasiOptions`) besides its standard streams and preopened
+//! directories; an open past that fails inside the program with `EMFILE`, as at the
+//! operating system's own limit, and nobody else notices.
+//!
+//! wasmtime-wasi has no such limit, so this module puts its own `path_open` (the only
+//! preview 1 function that gives a program a new descriptor: `sock_accept` is not
+//! implemented) in front of wasmtime-wasi's. It counts what the store's resource table
+//! holds, where wasmtime-wasi keeps every open file, directory and stream, and calls
+//! wasmtime-wasi's implementation with the caller's memory only when there is room. The
+//! table's own capacity, set a little above the budget in `wasi.rs`, backs this up.
+
+use crate::store::StoreData;
+use wasmtime::{AsContextMut, Caller, Extern, Linker};
+use wasmtime_wasi::p1::types::{self, Errno};
+use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1;
+use wasmtime_wasi::WasiView;
+use wiggle::{GuestMemory, GuestPtr};
+
+/// What a store holds before its program opens anything: stdin, stdout and stderr.
+pub const STDIO: usize = 3;
+
+/// The open-file budget of a store: how many table entries its program may fill.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FdBudget {
+    /// Entries the store's table may hold when `path_open` is asked for another.
+    pub max_entries: usize,
+}
+
+/// `path_open`'s parameters, as the guest passes them.
+type PathOpenArgs = (i32, i32, i32, i32, i32, i64, i64, i32, i32);
+
+/// Puts the budgeted `path_open` in front of wasmtime-wasi's in a linker that has WASI.
+pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "wasi_snapshot_preview1",
+        "path_open",
+        |mut caller: Caller<'_, StoreData>,
+         dirfd: i32,
+         dirflags: i32,
+         path: i32,
+         path_len: i32,
+         oflags: i32,
+         rights: i64,
+         inheriting: i64,
+         fdflags: i32,
+         opened: i32|
+         -> wasmtime::Result<i32> {
+            let args = (
+                dirfd, dirflags, path, path_len, oflags, rights, inheriting, fdflags, opened,
+            );
+            wasmtime_wasi::runtime::in_tokio(path_open(&mut caller, args))
+        },
+    )?;
+    Ok(())
+}
+
+async fn path_open(
+    caller: &mut Caller<'_, StoreData>,
+    args: PathOpenArgs,
+) -> wasmtime::Result<i32> {
+    let (dirfd, dirflags, path, path_len, oflags, rights, inheriting, fdflags, opened) = args;
+    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
+        return Err(wasmtime::Error::msg("missing required memory export"));
+    };
+    // What bounds the work of one WASI call, as wasmtime-wasi's own functions set it.
+    let fuel = caller.as_context_mut().hostcall_fuel();
+    let (bytes, data) = memory.data_and_store_mut(&mut *caller);
+    if open_entries(data) >= data.fds.max_entries {
+        return Ok(Errno::Mfile as i32);
+    }
+    data.wasi.set_hostcall_fuel(fuel);
+    let mut memory = GuestMemory::Unshared(bytes);
+    let lifted = (|| {
+        Ok::<_, wiggle::GuestError>((
+            types::Lookupflags::try_from(dirflags)?,
+            types::Oflags::try_from(oflags)?,
+            types::Rights::try_from(rights)?,
+            types::Rights::try_from(inheriting)?,
+            types::Fdflags::try_from(fdflags)?,
+        ))
+    })();
+    let (dirflags, oflags, rights, inheriting, fdflags) = match lifted {
+        Ok(lifted) => lifted,
+        Err(e) => return errno(types::Error::from(e)),
+    };
+    let path = GuestPtr::<str>::new((path as u32, path_len as u32));
+    let result = data
+        .wasi
+        .path_open(
+            &mut memory,
+            types::Fd::from(dirfd as u32),
+            dirflags,
+            path,
+            oflags,
+            rights,
+            inheriting,
+            fdflags,
+        )
+        .await;
+    match result {
+        Ok(fd) => match memory.write(GuestPtr::<types::Fd>::new(opened as u32), fd) {
+            Ok(()) => Ok(Errno::Success as i32),
+            Err(e) => errno(types::Error::from(e)),
+        },
+        Err(e) => errno(e),
+    }
+}
+
+/// The errno of an error of wasmtime-wasi's, or the trap it stands for.
+fn errno(e: types::Error) -> wasmtime::Result<i32> {
+    Ok(e.downcast()? as i32)
+}
+
+/// The entries the store's resource table holds now: its streams, directories and files.
+fn open_entries(data: &mut StoreData) -> usize {
+    data.wasi.ctx().table.iter_mut().count()
+}
