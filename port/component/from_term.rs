@@ -4,12 +4,16 @@
 //! The recursion follows the WIT type, which is finite, so a deeply nested term cannot
 //! make it deeper than the type is.
 
-use super::path::{Path, ValueError};
+use super::path::{show, Path, ValueError};
 use crate::term;
 use eetf::Term;
 use std::collections::HashMap;
 use wasmtime::component::types::{self as wit, Type};
 use wasmtime::component::Val;
+
+/// For WIT's `map` and fixed-length lists, which wasmtime 48 gates behind features that are
+/// off by default.
+pub(super) const UNSTABLE: &str = "WIT maps and fixed-length lists are not supported";
 
 /// `int_in` for each integer type: the range is the type's own.
 macro_rules! int {
@@ -40,10 +44,7 @@ pub fn to_val(t: &Term, ty: &Type, path: &mut Path) -> Result<Val, ValueError> {
             .ok_or_else(|| path.expected("an f64 (a float)", t)),
         Type::Char => char_val(t, path).map(Val::Char),
         Type::String => string_val(t, path).map(Val::String),
-        Type::List(list) => list_val(t, &list.ty(), None, path).map(Val::List),
-        Type::FixedLengthList(list) => {
-            list_val(t, &list.ty(), Some(list.len()), path).map(Val::FixedLengthList)
-        }
+        Type::List(list) => list_val(t, &list.ty(), path).map(Val::List),
         Type::Tuple(tuple) => tuple_val(t, tuple, path),
         Type::Record(record) => record_val(t, record, path),
         Type::Variant(variant) => variant_val(t, variant, path),
@@ -51,8 +52,8 @@ pub fn to_val(t: &Term, ty: &Type, path: &mut Path) -> Result<Val, ValueError> {
         Type::Flags(flags) => flags_val(t, flags, path),
         Type::Option(option) => option_val(t, option, path),
         Type::Result(result) => result_val(t, result, path),
-        Type::Map(map) => map_val(t, map, path),
         Type::Own(_) | Type::Borrow(_) => Err(path.fail("resource handles are not supported")),
+        Type::Map(_) | Type::FixedLengthList(_) => Err(path.fail(UNSTABLE)),
         Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
             Err(path.fail("futures, streams and error contexts are not supported"))
         }
@@ -80,7 +81,7 @@ fn float32(t: &Term, path: &Path) -> Result<f32, ValueError> {
     let f = term::as_f64(t).ok_or_else(|| path.expected("an f32 (a float)", t))?;
     let narrowed = f as f32;
     if f.is_finite() && narrowed.is_infinite() {
-        return Err(path.fail(format!("{f} is out of range for f32")));
+        return Err(path.fail(format!("{f:e} is out of range for f32")));
     }
     Ok(narrowed)
 }
@@ -101,7 +102,7 @@ fn char_val(t: &Term, path: &Path) -> Result<char, ValueError> {
             u32::try_from(&code)
                 .ok()
                 .and_then(char::from_u32)
-                .ok_or_else(|| path.fail(format!("{code} is not a Unicode scalar value")))
+                .ok_or_else(|| path.fail(format!("{} is not a Unicode scalar value", show(t))))
         }
     }
 }
@@ -114,19 +115,8 @@ fn string_val(t: &Term, path: &Path) -> Result<String, ValueError> {
     }
 }
 
-fn list_val(
-    t: &Term,
-    item: &Type,
-    len: Option<u32>,
-    path: &mut Path,
-) -> Result<Vec<Val>, ValueError> {
+fn list_val(t: &Term, item: &Type, path: &mut Path) -> Result<Vec<Val>, ValueError> {
     let items = term::as_list(t, "list").map_err(|_| path.expected("a list", t))?;
-    if let Some(len) = len.filter(|&n| n as usize != items.len()) {
-        return Err(path.fail(format!(
-            "expected a list of {len} elements, got {}",
-            items.len()
-        )));
-    }
     items
         .iter()
         .enumerate()
@@ -151,6 +141,16 @@ fn tuple_val(t: &Term, tuple: &wit::Tuple, path: &mut Path) -> Result<Val, Value
     Ok(Val::Tuple(vals))
 }
 
+/// A name from the BEAM, cut for an error message.
+fn cut(name: &str) -> String {
+    const MAX: usize = 60;
+    if name.chars().count() <= MAX {
+        name.to_string()
+    } else {
+        format!("{}...", name.chars().take(MAX).collect::<String>())
+    }
+}
+
 /// The name of a map key that names a field, case or flag: an atom or a binary.
 fn key_name(k: &Term) -> Option<&str> {
     match k {
@@ -160,7 +160,8 @@ fn key_name(k: &Term) -> Option<&str> {
     }
 }
 
-/// The value of each named key of a map; an error for a key that is not one of `names`.
+/// The value of each named key of a map; an error for a key that is not one of `names`,
+/// or a name given both as an atom and as a binary.
 fn named_entries<'a>(
     m: &'a HashMap<Term, Term>,
     names: &[&str],
@@ -171,14 +172,19 @@ fn named_entries<'a>(
     for (k, v) in m {
         match key_name(k).filter(|n| names.contains(n)) {
             Some(name) => {
-                by_name.insert(name, v);
+                if by_name.insert(name, v).is_some() {
+                    return Err(path.fail(format!(
+                        "{kind} {name} is given twice (as an atom and as a string)"
+                    )));
+                }
             }
             None => {
+                let shown = key_name(k).map_or_else(|| show(k), str::to_string);
                 return Err(path.fail(format!(
                     "unknown {kind} {} (expected {})",
-                    term::show(k),
+                    cut(&shown),
                     names.join(", ")
-                )))
+                )));
             }
         }
     }
@@ -226,7 +232,8 @@ fn variant_val(t: &Term, variant: &wit::Variant, path: &mut Path) -> Result<Val,
     };
     let Some(case) = cases.iter().find(|c| c.name == tag) else {
         return Err(path.fail(format!(
-            "unknown case {tag} (expected one of {})",
+            "unknown case {} (expected one of {})",
+            cut(tag),
             names.join(", ")
         )));
     };
@@ -246,7 +253,8 @@ fn enum_val(t: &Term, e: &wit::Enum, path: &Path) -> Result<Val, ValueError> {
     match term::as_atom(t) {
         Some(name) if names.contains(&name) => Ok(Val::Enum(name.to_string())),
         Some(name) => Err(path.fail(format!(
-            "unknown case {name} (expected one of {})",
+            "unknown case {} (expected one of {})",
+            cut(name),
             names.join(", ")
         ))),
         None => Err(path.expected(
@@ -278,25 +286,6 @@ fn flags_val(t: &Term, flags: &wit::Flags, path: &mut Path) -> Result<Val, Value
         }
     }
     Ok(Val::Flags(set))
-}
-
-/// A WIT `map<K, V>` from an Erlang map: each key and value converted (the path names the
-/// key as it was given).
-fn map_val(t: &Term, map: &wit::Map, path: &mut Path) -> Result<Val, ValueError> {
-    let Term::Map(m) = t else {
-        return Err(path.expected("a map", t));
-    };
-    let (key_ty, value_ty) = (map.key(), map.value());
-    let pairs = m
-        .map
-        .iter()
-        .map(|(k, v)| {
-            path.within(Path::field(&term::show(k)), |p| {
-                Ok((to_val(k, &key_ty, p)?, to_val(v, &value_ty, p)?))
-            })
-        })
-        .collect::<Result<_, ValueError>>()?;
-    Ok(Val::Map(pairs))
 }
 
 fn option_val(t: &Term, option: &wit::OptionType, path: &mut Path) -> Result<Val, ValueError> {

@@ -150,6 +150,11 @@ fn values_from_the_guest_become_terms() {
     );
     assert_eq!(terms[1], super::testing::record(&[("read", atom("true"))]));
     assert_eq!(terms[2], atom("error"));
+    let err = values::vals_to_terms(&[Val::Map(vec![])]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "WIT maps and fixed-length lists are not supported at \"value[0]\""
+    );
     let long = "a".repeat(300);
     let err = values::vals_to_terms(&[Val::List(vec![Val::Enum(long)])]).unwrap_err();
     assert_eq!(

@@ -57,7 +57,9 @@ pub fn component(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> 
     check_header(&binary)?;
     Component::from_binary(engine, &binary).map_err(|e| {
         let cause = format!("{e:#}");
-        if cause.contains("unexpected end-of-file") {
+        // wasmparser reports a cut-off body as an end-of-file, or as a section that
+        // reaches past the end of the bytes.
+        if cause.contains("unexpected end-of-file") || cause.contains("out of bounds (bound =") {
             LoadError::Truncated(cause)
         } else {
             LoadError::Invalid(cause)

@@ -54,7 +54,25 @@ impl Path {
 
     /// A failure here: `got` is not `what` was expected.
     pub fn expected(&self, what: &str, got: &Term) -> ValueError {
-        self.fail(format!("expected {what}, got: {}", term::show(got)))
+        self.fail(format!("expected {what}, got: {}", show(got)))
+    }
+}
+
+/// A short rendering of a term as Elixir writes it where that is simple (`"text"`,
+/// `:atom`, `nil`), else as Erlang does; at most about 80 characters.
+pub fn show(t: &Term) -> String {
+    const MAX: usize = 60;
+    match t {
+        Term::Atom(a) if matches!(a.name.as_str(), "nil" | "true" | "false") => a.name.clone(),
+        Term::Atom(a) if a.name.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+            format!(":{}", a.name)
+        }
+        Term::Binary(b) => match std::str::from_utf8(&b.bytes) {
+            Ok(text) if text.chars().count() <= MAX => format!("{text:?}"),
+            Ok(text) => format!("{:?}...", text.chars().take(MAX).collect::<String>()),
+            Err(_) => term::show(t),
+        },
+        _ => term::show(t),
     }
 }
 
@@ -112,6 +130,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shows_terms_as_elixir_writes_them_and_bounded() {
+        assert_eq!(show(&term::atom("pi")), ":pi");
+        assert_eq!(show(&term::atom("nil")), "nil");
+        assert_eq!(show(&term::atom("full-name")), "'full-name'");
+        assert_eq!(show(&term::string("1")), "\"1\"");
+        assert_eq!(show(&term::int(-3)), "-3");
+        assert!(show(&term::string(&"x".repeat(500))).len() < 80);
+        assert!(show(&term::binary(vec![0xff; 500])).len() <= 80);
+    }
+
+    #[test]
     fn renders_fields_and_indices_after_the_root() {
         let mut path = Path::new("people");
         let rendered = path.within(Path::index(1), |p| {
@@ -131,6 +160,8 @@ mod tests {
     fn errors_name_their_path_unless_they_concern_the_whole_call() {
         let e = Path::new("v").expected("a bool", &term::int(3));
         assert_eq!(e.to_string(), "expected a bool, got: 3 at \"v\"");
+        let e = Path::new("v").expected("a bool", &term::string("yes"));
+        assert_eq!(e.to_string(), "expected a bool, got: \"yes\" at \"v\"");
         assert_eq!(
             ValueError::at_root("expected 2 params, got 1").to_string(),
             "expected 2 params, got 1"

@@ -83,7 +83,7 @@ pub fn to_term(v: &Val, path: &mut Path) -> Result<Term, ValueError> {
         Val::Float64(f) => term::float(*f),
         Val::Char(c) => term::string(c.encode_utf8(&mut [0; 4])),
         Val::String(s) => term::string(s),
-        Val::List(items) | Val::FixedLengthList(items) => term::list(
+        Val::List(items) => term::list(
             items
                 .iter()
                 .enumerate()
@@ -123,15 +123,7 @@ pub fn to_term(v: &Val, path: &mut Path) -> Result<Term, ValueError> {
                 .map(|name| Ok((atom(name, path)?, term::boolean(true))))
                 .collect::<Result<_, ValueError>>()?,
         ),
-        Val::Map(pairs) => term::map(
-            pairs
-                .iter()
-                .enumerate()
-                .map(|(i, (k, v))| {
-                    path.within(Path::index(i), |p| Ok((to_term(k, p)?, to_term(v, p)?)))
-                })
-                .collect::<Result<_, ValueError>>()?,
-        ),
+        Val::Map(_) | Val::FixedLengthList(_) => return Err(path.fail(super::from_term::UNSTABLE)),
         Val::Resource(_) => return Err(path.fail("resource handles are not supported")),
         Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => {
             return Err(path.fail("futures, streams and error contexts are not supported"))

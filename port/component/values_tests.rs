@@ -85,7 +85,7 @@ fn an_integer_out_of_range_is_an_error_not_wrapped() {
         .starts_with("18446744073709551616 is out of range"));
     assert_eq!(
         t.fails("s32", string("1")),
-        "expected a s32 (an integer), got: <<\"1\">> at \"v\""
+        "expected a s32 (an integer), got: \"1\" at \"v\""
     );
 }
 
@@ -108,7 +108,7 @@ fn floats_round_trip_with_non_finite_values_as_atoms() {
     );
     assert!(t
         .fails("f64", atom("pi"))
-        .starts_with("expected an f64 (a float), got: pi"));
+        .starts_with("expected an f64 (a float), got: :pi"));
 }
 
 #[test]
@@ -146,6 +146,7 @@ fn lists_and_tuples() {
     let mut t = Types::new();
     t.same("list", term::list(vec![int(1), int(2), int(300)]));
     t.same("list", term::list(vec![]));
+    assert_eq!(t.fails("list", int(1)), "expected a list, got: 1 at \"v\"");
     // Erlang sends a list of small integers as a byte string.
     let bytes = Term::ByteList(eetf::ByteList::from(vec![1u8, 2]));
     assert_eq!(t.echo("list", bytes), Ok(term::list(vec![int(1), int(2)])));
@@ -202,6 +203,15 @@ fn a_wrong_record_names_the_field_and_its_path() {
         ),
         "unknown field z (expected x, y) at \"v\""
     );
+    let twice = term::map(vec![
+        (atom("x"), int(1)),
+        (string("x"), int(2)),
+        (atom("y"), int(3)),
+    ]);
+    assert_eq!(
+        t.fails("point", twice),
+        "field x is given twice (as an atom and as a string) at \"v\""
+    );
     let bad_home = record(&[
         ("full-name", string("Bob")),
         ("age", int(1)),
@@ -213,7 +223,7 @@ fn a_wrong_record_names_the_field_and_its_path() {
     ]);
     assert_eq!(
         t.fails("people", term::list(vec![ada(), bad_home])),
-        "expected a s32 (an integer), got: <<\"1\">> at \"v[1].home.some.x\""
+        "expected a s32 (an integer), got: \"1\" at \"v[1].home.some.x\""
     );
     assert!(t
         .fails("point", term::list(vec![]))
@@ -276,6 +286,9 @@ fn flags_are_maps_of_booleans_and_come_back_with_the_set_ones() {
         Ok(record(&[("read", atom("true")), ("exec", atom("true"))]))
     );
     t.same("perms", record(&[]));
+    assert!(t
+        .fails("perms", term::list(vec![atom("read")]))
+        .starts_with("expected flags (a map of read, write, exec to booleans), got: "));
     assert_eq!(
         t.fails("perms", record(&[("delete", atom("true"))])),
         "unknown flag delete (expected read, write, exec) at \"v\""
