@@ -32,6 +32,7 @@ use wasmtime::component::Val;
 
 /// The longest name an atom can have (in characters), in Erlang.
 const MAX_ATOM_CHARS: usize = 255;
+
 /// Converts a call's params to the function's parameter types; each param's path starts
 /// with its WIT name.
 pub fn params_to_vals(func: &ComponentFunc, params: &[Term]) -> Result<Vec<Val>, ValueError> {
