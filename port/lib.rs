@@ -7,6 +7,7 @@ pub mod beam_cpu;
 pub mod bulk;
 pub mod callback;
 pub mod compiler;
+pub mod component;
 pub mod engine;
 pub mod errors;
 pub mod etf_guard;
