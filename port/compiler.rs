@@ -6,8 +6,9 @@
 //! and the bytes on stdin and writes the serialized module to stdout; the parent loads the
 //! artifact, which its own engine accepts because both engines have the same settings. The
 //! child is killed when the compile timeout passes or the request is cancelled, and it dies
-//! with its parent (PR_SET_PDEATHSIG). Deserializing is cheap; the child's own wasmtime cache
-//! makes repeated compiles fast.
+//! with its parent (PR_SET_PDEATHSIG). Deserializing is cheap; repeated compiles are fast
+//! through the artifact cache (`artifact.rs`), or, for what it does not keep (precompiling),
+//! through the child's own wasmtime cache.
 //!
 //! Without isolation (tests, fuzzing) compilation runs in-process.
 
