@@ -10,6 +10,7 @@ pub mod compiler;
 pub mod engine;
 pub mod errors;
 pub mod etf_guard;
+pub mod executor;
 pub mod frame;
 pub mod global;
 pub mod host;
