@@ -541,9 +541,6 @@ pub fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<StoreM
         Duration::ZERO
     };
     let start = Instant::now();
-    if !spin.is_zero() {
-        crate::keeper::hold(spin);
-    }
     let _waiting = workers::waiting();
     let msg = data
         .inbox
