@@ -436,8 +436,8 @@ defmodule Bench do
     Out.fact("elixir", System.version())
     Out.fact("wasmtime", wasmtime)
     Out.fact("schedulers", :erlang.system_info(:schedulers_online))
-    # The BEAM's session weight against the ports' and keepers' (a shell whose autogroup was
-    # set to nice 19 halved throughput with a keeper: see docs/decisions.md, 2026-11-21).
+    # The BEAM's session weight against the ports' (the kernel weighs each session's
+    # autogroup as a whole).
     Out.fact("autogroup", autogroup())
     Out.fact("commit", "#{commit} (work tree may differ: others edit it concurrently)")
 
