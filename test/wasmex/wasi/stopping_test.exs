@@ -127,8 +127,10 @@ defmodule Wasmex.Wasi.StoppingTest do
   # The port's threads but the worker pool's monitor, which starts and ends by itself as
   # stores queue up (port/workers.rs) and may or may not be there at any moment.
   defp threads(os_pid) do
+    # A thread may end between the listing and the read: it then counts no more.
     for tid <- File.ls!("/proc/#{os_pid}/task"),
-        String.trim(File.read!("/proc/#{os_pid}/task/#{tid}/comm")) != "store-monitor",
+        {:ok, name} <- [File.read("/proc/#{os_pid}/task/#{tid}/comm")],
+        String.trim(name) != "store-monitor",
         do: tid
   end
 
