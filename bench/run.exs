@@ -281,7 +281,7 @@ defmodule Bench do
     cpu_loop_speed: 191.0
   }
 
-  @groups ~w(hops call_latency throughput_instances throughput_1_instance_64_callers
+  @groups ~w(hops call_latency cpu_per_call_steady throughput_instances throughput_1_instance_64_callers
              callback memory start_link compile cpu_loop idle_host_rss pool_10000_callers
              bare_port_roundtrip)
 
@@ -436,8 +436,8 @@ defmodule Bench do
     Out.fact("elixir", System.version())
     Out.fact("wasmtime", wasmtime)
     Out.fact("schedulers", :erlang.system_info(:schedulers_online))
-    # The BEAM's session weight against the ports' and keepers' (a shell whose autogroup was
-    # set to nice 19 halved throughput with a keeper: see docs/decisions.md, 2026-11-21).
+    # The BEAM's session weight against the ports' (the kernel weighs each session's
+    # autogroup as a whole).
     Out.fact("autogroup", autogroup())
     Out.fact("commit", "#{commit} (work tree may differ: others edit it concurrently)")
 
@@ -675,6 +675,36 @@ defmodule Bench do
     {m, _} = latency(fn -> sum!(pid) end, cfg.rounds, cfg.lat_n, cfg.warmup)
     Out.figure("call_latency_sum_own_host_median", m, "us")
     stop_all([pid])
+  end
+
+  @doc """
+  CPU (BEAM and port, user + system, from /proc) per call while one caller makes 500
+  calls a second, each at its due time: what a moderately busy service pays per call,
+  idle gaps included (threads that spin or wake for nothing show up here).
+  """
+  def cpu_per_call_steady(cfg) do
+    engine = shared_engine()
+    [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
+    for _ <- 1..cfg.warmup, do: sum!(pid)
+    rate = 500
+    seconds = if cfg.rounds > 3, do: 6, else: 2
+    calls = rate * seconds
+    os_pids = [System.pid(), host_os_pid(pid)]
+    cpu0 = cpu_s(os_pids)
+    t0 = now()
+    step = System.convert_time_unit(1, :second, :native) |> div(rate)
+
+    for i <- 1..calls do
+      due = t0 + i * step
+      wait = System.convert_time_unit(due - now(), :native, :millisecond)
+      if wait > 0, do: receive(after: (wait -> :ok))
+      sum!(pid)
+    end
+
+    cpu = cpu_s(os_pids) - cpu0
+    Out.figure("cpu_per_call_at_500_per_s", cpu * 1_000_000 / calls, "us")
+    stop_all([pid])
+    stop_engine(engine)
   end
 
   @doc false

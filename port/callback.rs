@@ -42,7 +42,7 @@ impl Import {
 }
 
 /// The body of every imported function.
-pub fn invoke(
+pub async fn invoke(
     caller: &mut Caller<'_, StoreData>,
     import: &Import,
     params: &[Val],
@@ -62,13 +62,27 @@ pub fn invoke(
         term::string(&import.name),
         args,
     ]));
-    let outcome = wait(caller, callback_id, import);
+    // Dropped with the call if the call is stopped while this waits: the BEAM then learns
+    // that nobody waits for this callback's answer any more.
+    let mut waiting = Abandoned {
+        outbox: data.shared.outbox.clone(),
+        store_id: data.id,
+        callback_id,
+        handler: import.handler.clone(),
+        armed: true,
+    };
+    let outcome = wait(caller, callback_id, import).await;
+    waiting.armed = false;
     caller.data_mut().callers.pop();
     let values = outcome.map_err(wasmtime::Error::msg)?;
     write_results(import, &values, results).map_err(wasmtime::Error::msg)
 }
 
-fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -> Fallible<Term> {
+async fn wait(
+    caller: &mut Caller<'_, StoreData>,
+    callback_id: u64,
+    import: &Import,
+) -> Fallible<Term> {
     loop {
         // Stopped, or dropped (here or while a nested call waited for its own callback):
         // nobody will use this callback's answer.
@@ -92,7 +106,7 @@ fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -
                 result,
             } if id == callback_id => return callback_result(result),
             StoreMsg::CallbackReturn { .. } | StoreMsg::Cancel => {}
-            StoreMsg::Request(req) => serve_while_waiting(caller, req),
+            StoreMsg::Request(req) => serve_while_waiting(caller, req).await,
             StoreMsg::Drop => caller.data_mut().dropped = true,
         }
     }
@@ -100,18 +114,45 @@ fn wait(caller: &mut Caller<'_, StoreData>, callback_id: u64, import: &Import) -
 
 /// Tells the BEAM that nobody waits for this callback any more, so it can stop it.
 fn abandon(data: &StoreData, callback_id: u64, import: &Import) {
-    data.shared.outbox.send(&term::tuple(vec![
-        term::atom("callback_abandoned"),
-        term::uint(data.id),
-        term::uint(callback_id),
-        term::binary(import.handler.to_vec()),
-    ]));
+    data.shared
+        .outbox
+        .send(&abandoned(data.id, callback_id, &import.handler));
 }
 
-fn serve_while_waiting(caller: &mut Caller<'_, StoreData>, req: Request) {
+/// Tells the BEAM that nobody waits for a callback's answer any more.
+fn abandoned(store_id: u64, callback_id: u64, handler: &[u8]) -> Term {
+    term::tuple(vec![
+        term::atom("callback_abandoned"),
+        term::uint(store_id),
+        term::uint(callback_id),
+        term::binary(handler.to_vec()),
+    ])
+}
+
+/// Sends `callback_abandoned` if dropped while armed: the wait was dropped with its call.
+struct Abandoned {
+    outbox: crate::outbox::Outbox,
+    store_id: u64,
+    callback_id: u64,
+    handler: Arc<Vec<u8>>,
+    armed: bool,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        // Not while a panic (a bug) unwinds: the store ends, and the callback's process
+        // still gets the answers to what it asked meanwhile.
+        if self.armed && !std::thread::panicking() {
+            let msg = abandoned(self.store_id, self.callback_id, &self.handler);
+            self.outbox.send(&msg);
+        }
+    }
+}
+
+async fn serve_while_waiting(caller: &mut Caller<'_, StoreData>, req: Request) {
     match req.args.first().map(Context::parse) {
         Some(Ok(Context::Store(_))) => caller.data_mut().deferred.push_back(req),
-        _ => answer(caller.as_context_mut(), &req),
+        _ => Box::pin(answer(caller.as_context_mut(), &req)).await,
     }
 }
 

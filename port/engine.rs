@@ -127,6 +127,9 @@ impl EngineOptions {
     fn config(&self) -> Fallible<Config> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // Wasm runs on wasmtime's async API (see `executor.rs`; in wasmtime 48 every
+        // engine supports it, `Config::async_support` is gone): a call, an instantiation
+        // or a WASI wait that must stop is dropped where it waits.
         // 64-bit memories are off unless asked for (as in Wasmex 0.9.1): without store
         // limits, growing one past 4 GiB makes wasmtime copy it whole into resident memory.
         self.features.apply(&mut config);
@@ -183,13 +186,13 @@ fn instance_slots(t: Option<&Term>) -> Fallible<Option<u32>> {
 /// of 10 - 19 us, measured). The per-module limits are set wide so that modules Wasmex
 /// accepts fit: up to 16 memories and 16 tables each, tables of up to 10 M elements
 /// (address space only; `Wasmex.StoreLimits` still caps growth), 4 MiB of instance state.
-/// No async stacks: this host runs Wasm synchronously.
+/// One async stack per slot: every call runs on a fiber (see `executor.rs`).
 pub fn pool_config(slots: u32) -> PoolingAllocationConfig {
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(slots)
         .total_memories(slots)
         .total_tables(slots)
-        .total_stacks(0)
+        .total_stacks(slots)
         .max_memories_per_module(16)
         .max_tables_per_module(16)
         .table_elements(10_000_000)

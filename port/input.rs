@@ -36,11 +36,6 @@ pub fn serve(reader: BufReader<File>, host: Host) -> ! {
     let mut beam = crate::affinity::watch_beam();
     loop {
         wait_while_a_worker_reads();
-        // Only the main thread starts the keeper (see keeper.rs).
-        if let Some(error) = crate::keeper::start_if_wanted() {
-            let input = input.lock().unwrap_or_else(PoisonError::into_inner);
-            input.host.log(&format!("no keeper: {error}"));
-        }
         crate::affinity::main_to_beams_cpu(&mut beam);
         wait_readable(fd, -1);
         crate::affinity::note_main_cpu();

@@ -5,7 +5,7 @@ use crate::callback::{self, Import};
 use crate::engine::explain_pool_limit;
 use crate::errors;
 use crate::protocol::Request;
-use crate::store::{parse_timeout, with_deadline, Cx, StoreData};
+use crate::store::{self, parse_timeout, Cx, StoreData};
 use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
@@ -18,7 +18,7 @@ use wasmtime::{Extern, FuncType, Linker, Module, Trap, Val, ValType};
 /// `Links` is a list of `{Name, ModuleKey, ModuleSource}` in dependency order: each linked
 /// module is instantiated with everything before it available, and its exports become
 /// importable under `Name`.
-pub fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+pub async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     req.expect_arity(7)?;
     let shared = cx.data().shared.clone();
     let module = shared.modules.resolve(
@@ -44,16 +44,20 @@ pub fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     let mut linker =
         linker(cx, &imports).map_err(|e| format!("Could not build the linker: {e}"))?;
     wait_for_slots(cx, links.iter().map(|(_, m)| m).chain([&module]));
-    let instance = with_deadline(cx, timeout, |cx| {
+    let scope = store::enter(cx, timeout);
+    let made = store::run(&scope, async {
         for (name, module) in &links {
             let linked = linker
-                .instantiate(&mut *cx, module)
+                .instantiate_async(&mut *cx, module)
+                .await
                 .map_err(|e| e.context(format!("Could not instantiate linked module `{name}`")))?;
             linker.instance(&mut *cx, name, linked)?;
         }
-        linker.instantiate(&mut *cx, &module)
+        linker.instantiate_async(&mut *cx, &module).await
     })
-    .map_err(|e| describe_error(cx.data(), &e))?;
+    .await;
+    store::leave(cx, scope);
+    let instance = made.map_err(|e| describe_error(cx.data(), &e))?;
     let instances = &mut cx.data_mut().instances;
     instances.push(instance);
     Ok(term::uint(instances.len() as u64 - 1))
@@ -119,12 +123,15 @@ fn linker(cx: &Cx<'_>, imports: &[Arc<Import>]) -> wasmtime::Result<Linker<Store
             import.results.iter().cloned(),
         );
         let callee = import.clone();
-        linker.func_new(
+        linker.func_new_async(
             &import.namespace,
             &import.name,
             ty,
             move |mut caller, params, results| {
-                callback::invoke(&mut caller, &callee, params, results)
+                let callee = callee.clone();
+                Box::new(
+                    async move { callback::invoke(&mut caller, &callee, params, results).await },
+                )
             },
         )?;
     }
@@ -152,7 +159,7 @@ impl BaseLinkers {
         let mut linker = Linker::new(engine);
         linker.allow_shadowing(true);
         if wasi {
-            wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
+            wasmtime_wasi::p1::add_to_linker_async(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
             crate::wasi_fds::add_to_linker(&mut linker)?;
         }
         *slot = Some(linker.clone());
@@ -184,9 +191,18 @@ pub fn export<T>(
 
 /// `{Ctx, InstanceId, Name, Params, Timeout}` -> `[Results]`. A WASI program that calls
 /// `proc_exit(0)` succeeds with no results; another exit code fails with `{exit, Code}`.
-pub fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
+pub async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     let (func, args, mut results, timeout) = prepare_call(cx, req).map_err(|e| term::string(&e))?;
-    match with_deadline(cx, timeout, |cx| func.call(cx, &args, &mut results)) {
+    if cx.data().depth >= MAX_NESTED_CALLS {
+        return Err(term::string(&format!(
+            "wasm trap: call stack exhausted: calls nested through import callbacks may go \
+             {MAX_NESTED_CALLS} deep"
+        )));
+    }
+    let scope = store::enter(cx, timeout);
+    let ran = store::run(&scope, func.call_async(&mut *cx, &args, &mut results)).await;
+    store::leave(cx, scope);
+    match ran {
         Ok(()) => values::from_vals(&results).map_err(|e| term::string(&e)),
         Err(e) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
             Some(exit) if exit.0 == 0 => Ok(term::list(vec![])),
@@ -198,6 +214,11 @@ pub fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
         },
     }
 }
+
+/// How deep calls may nest through import callbacks (Wasm -> callback -> Wasm ...). Each
+/// level runs on a fiber stack of its own, so the Wasm stack limit alone, which counts
+/// one stack, would not end a recursion through callbacks.
+pub const MAX_NESTED_CALLS: u32 = 100;
 
 type PreparedCall = (
     wasmtime::Func,

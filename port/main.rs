@@ -12,11 +12,6 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "--compile") {
         std::process::exit(wasmex_port::compiler::child_main());
     }
-    // The keeper (see keeper.rs): keeps idle CPUs awake while the port is held.
-    if std::env::args_os().nth(1).is_some_and(|a| a == "--keeper") {
-        let args: Vec<String> = std::env::args().skip(2).collect();
-        std::process::exit(wasmex_port::keeper::child_main(&args));
-    }
     // Whether threads can move between CPUs at all (see affinity.rs), before any does.
     wasmex_port::affinity::several_cpus();
     enlarge_pipes();

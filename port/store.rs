@@ -12,9 +12,10 @@ use crate::stdio::StdinReceiver;
 use crate::term::{self, Fallible};
 use crate::wasi_fds::FdBudget;
 use crate::workers::{self, Task};
-use crate::{global, instance, memory, wasi};
+use crate::{executor, global, instance, memory, wasi};
 use eetf::Term;
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
@@ -52,7 +53,7 @@ impl CallState {
         self.request.store(request, Ordering::Release);
     }
 
-    fn set_timeout(&self, timeout: Option<Duration>) {
+    pub fn set_timeout(&self, timeout: Option<Duration>) {
         if let Ok(mut d) = self.deadline.lock() {
             *d = timeout.map(|t| (Instant::now() + t, t));
         }
@@ -457,7 +458,8 @@ fn create(
         Ok(if cx.data().call.stop_reason().is_some() {
             UpdateDeadline::Interrupt
         } else {
-            UpdateDeadline::Continue(1)
+            // Lets the call's waiter (`executor::stoppable`) look at it every tick.
+            UpdateDeadline::Yield(1)
         })
     });
     store
@@ -517,7 +519,7 @@ fn serve(store: &mut Store<StoreData>) -> Served {
         match next {
             StoreMsg::Request(req) => {
                 let start = Instant::now();
-                answer(store.as_context_mut(), &req);
+                executor::block_on(answer(store.as_context_mut(), &req));
                 workers::note_request(start.elapsed());
             }
             // A late answer to a callback whose call already ended, or a wake-up for a
@@ -545,9 +547,6 @@ pub fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<StoreM
         Duration::ZERO
     };
     let start = Instant::now();
-    if !spin.is_zero() {
-        crate::keeper::hold(spin);
-    }
     let _waiting = workers::waiting();
     let msg = data
         .inbox
@@ -566,22 +565,31 @@ enum Answer {
 
 /// Runs a request against the store (or a waiting caller) and sends its reply.
 /// Notifications never reach a store: the host handles them.
-pub fn answer(mut cx: Cx<'_>, req: &Request) {
+pub async fn answer(mut cx: Cx<'_>, req: &Request) {
     let top_level = cx.data().depth == 0;
     if top_level {
         cx.data().call.begin(req.id);
     }
+    // A nested request whose outer call is stopped is dropped unanswered: this answers it.
+    let mut pending = Unanswered {
+        outbox: cx.data().shared.outbox.clone(),
+        call: cx.data().call.clone(),
+        id: Some(req.id),
+    };
     // A panic (a bug) ends the store (see `StoreTask::run`), but this request, and any it
     // is nested in, still get an answer on the way out.
     let mut panic = None;
     let result = if top_level && cx.data().call.cancellations.contains(req.id) {
         Err(term::string("cancelled: the caller stopped waiting"))
     } else {
-        catch_unwind(AssertUnwindSafe(|| handle(&mut cx, req))).unwrap_or_else(|p| {
-            panic = Some(p);
-            Err(term::string(STORE_FAILED))
-        })
+        executor::catching(handle(&mut cx, req))
+            .await
+            .unwrap_or_else(|p| {
+                panic = Some(p);
+                Err(term::string(STORE_FAILED))
+            })
     };
+    pending.id = None;
     let outbox = &cx.data().shared.outbox;
     workers::note_answered();
     match result {
@@ -597,12 +605,37 @@ pub fn answer(mut cx: Cx<'_>, req: &Request) {
     }
 }
 
+/// Answers a request whose answer was dropped before it was sent (its outer call was
+/// stopped): its caller learns why.
+struct Unanswered {
+    outbox: Outbox,
+    call: Arc<CallState>,
+    id: Option<u64>,
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            let reason = self
+                .call
+                .stop_reason()
+                .unwrap_or_else(|| "stopped: the call it was part of ended".into());
+            workers::note_answered();
+            self.outbox.send(&reply(id, Err(reason)));
+        }
+    }
+}
+
 /// The answer to a request, or the reason it failed: a message binary, or `{exit, Code}`
 /// for a WASI program that exited with a non-zero code.
-fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Answer, Term> {
+async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Answer, Term> {
     check_caller(cx, req).map_err(|e| term::string(&e))?;
     match req.op.as_str() {
-        "call" => instance::call(cx, req).map(Answer::Value),
+        "call" => instance::call(cx, req).await.map(Answer::Value),
+        "instantiate" => instance::instantiate(cx, req)
+            .await
+            .map(Answer::Value)
+            .map_err(|e| term::string(&e)),
         "memory_read" => memory::read_reply(cx, req)
             .map(Answer::Frame)
             .map_err(|e| term::string(&e)),
@@ -626,7 +659,6 @@ fn check_caller(cx: &Cx<'_>, req: &Request) -> Fallible<()> {
 
 fn handle_op(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     match req.op.as_str() {
-        "instantiate" => instance::instantiate(cx, req),
         "memory_size" => memory::size(cx, req),
         "memory_grow" => memory::grow(cx, req),
         "memory_write" => memory::write(cx, req),
@@ -653,15 +685,20 @@ fn handle_op(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     }
 }
 
-/// Runs `f` under the call's deadline. Only the outermost call sets the deadline; calls
-/// nested inside callbacks share it.
-pub fn with_deadline<R>(
-    cx: &mut Cx<'_>,
-    timeout: Option<Duration>,
-    f: impl FnOnce(&mut Cx<'_>) -> wasmtime::Result<R>,
-) -> wasmtime::Result<R> {
+/// A call or an instantiation of this store, from [`enter`] to [`leave`]. Only the
+/// outermost one sets the deadline and may be stopped; calls nested inside callbacks
+/// share it.
+pub struct CallScope {
+    outermost: bool,
+    /// The outermost call's state, which says when it must stop.
+    call: Option<Arc<CallState>>,
+    _ticking: Option<crate::engine::TickGuard>,
+}
+
+/// Begins a call or an instantiation that must stop after `timeout`.
+pub fn enter(cx: &mut Cx<'_>, timeout: Option<Duration>) -> CallScope {
     let outermost = cx.data().depth == 0;
-    let _ticking = if outermost {
+    let ticking = if outermost {
         cx.data().call.set_timeout(timeout);
         cx.set_epoch_deadline(1);
         Some(cx.data().shared.ticker.running())
@@ -669,9 +706,33 @@ pub fn with_deadline<R>(
         None
     };
     cx.data_mut().depth += 1;
-    let result = f(cx);
-    cx.data_mut().depth -= 1;
-    result
+    CallScope {
+        outermost,
+        call: outermost.then(|| cx.data().call.clone()),
+        _ticking: ticking,
+    }
+}
+
+/// Runs `future`, the Wasm of `scope`, and drops it if it is the outermost call and must
+/// stop (see `executor::stoppable`).
+pub async fn run<R>(
+    scope: &CallScope,
+    future: impl Future<Output = wasmtime::Result<R>>,
+) -> wasmtime::Result<R> {
+    executor::stoppable(scope.call.clone(), future)
+        .await
+        .unwrap_or_else(|reason| Err(wasmtime::Error::msg(reason)))
+}
+
+/// Ends a call or an instantiation.
+pub fn leave(cx: &mut Cx<'_>, scope: CallScope) {
+    let data = cx.data_mut();
+    data.depth -= 1;
+    if scope.outermost {
+        // A stopped call leaves no callback waiting and nothing nested.
+        data.depth = 0;
+        data.callers.clear();
+    }
 }
 
 /// `infinity` or milliseconds.

@@ -28,7 +28,8 @@ pub struct Stdio {
 
 pub fn build(options: Option<&Term>, stdio: Stdio) -> Fallible<(WasiP1Ctx, FdBudget)> {
     let mut builder = WasiCtxBuilder::new();
-    builder.allow_blocking_current_thread(true);
+    // Not `allow_blocking_current_thread`: with it, a lone clock subscription in
+    // `poll_oneoff` sleeps the thread, and no deadline could stop that sleep.
     let Some(options) = options else {
         return Ok((builder.build_p1(), FdBudget::default()));
     };

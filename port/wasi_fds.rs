@@ -37,24 +37,11 @@ type PathOpenArgs = (i32, i32, i32, i32, i32, i64, i64, i32, i32);
 
 /// Puts the budgeted `path_open` in front of wasmtime-wasi's in a linker that has WASI.
 pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
-    linker.func_wrap(
+    linker.func_wrap_async(
         "wasi_snapshot_preview1",
         "path_open",
-        |mut caller: Caller<'_, StoreData>,
-         dirfd: i32,
-         dirflags: i32,
-         path: i32,
-         path_len: i32,
-         oflags: i32,
-         rights: i64,
-         inheriting: i64,
-         fdflags: i32,
-         opened: i32|
-         -> wasmtime::Result<i32> {
-            let args = (
-                dirfd, dirflags, path, path_len, oflags, rights, inheriting, fdflags, opened,
-            );
-            wasmtime_wasi::runtime::in_tokio(path_open(&mut caller, args))
+        |mut caller: Caller<'_, StoreData>, args: PathOpenArgs| {
+            Box::new(async move { path_open(&mut caller, args).await })
         },
     )?;
     Ok(())

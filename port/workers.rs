@@ -448,8 +448,6 @@ impl Pool {
         let spin = Duration::from_nanos(spin);
         let start = Instant::now();
         if let Some(_slot) = worth_it.then(SpinSlot::take).flatten() {
-            // The CPUs that would halt while this spins stay awake too (see keeper.rs).
-            crate::keeper::hold(spin);
             loop {
                 if self.queued.load(Ordering::SeqCst) > 0 {
                     if let Some(task) = self.take(&mut self.lock()) {
@@ -518,8 +516,6 @@ impl Pool {
 
 /// A worker's life: run tasks until idle for [`IDLE_EXIT`].
 fn work() {
-    // A worker spins, and must not hold its CPU for long against a thread woken there.
-    crate::time_slice::shorten();
     let pool = &*POOL;
     pool.searching.fetch_add(1, Ordering::SeqCst);
     pool.lock().starting -= 1;
