@@ -254,15 +254,10 @@ defmodule Wasmex.Host do
   def handle_call({:free_store, store_id}, _from, state) do
     case state.holders do
       %{^store_id => holders} ->
-        monitors = Map.drop(state.monitors, Map.values(holders))
-        Enum.each(holders, fn {_pid, ref} -> Process.demonitor(ref, [:flush]) end)
-
         state =
-          unhold(
-            %{state | holders: Map.delete(state.holders, store_id), monitors: monitors},
-            store_id,
-            nil
-          )
+          Enum.reduce(holders, state, fn {pid, ref}, state ->
+            drop_holder(state, store_id, pid, ref)
+          end)
 
         case maybe_stop(state) do
           {:noreply, state} -> {:reply, :ok, state}
@@ -318,11 +313,8 @@ defmodule Wasmex.Host do
   def handle_cast({:release, store_id, pid}, state) do
     case state.holders do
       %{^store_id => %{^pid => ref}} ->
-        Process.demonitor(ref, [:flush])
-
         state
-        |> Map.update!(:monitors, &Map.delete(&1, ref))
-        |> unhold(store_id, pid)
+        |> drop_holder(store_id, pid, ref)
         |> maybe_stop()
 
       _ ->
@@ -604,6 +596,12 @@ defmodule Wasmex.Host do
           monitors: Map.put(state.monitors, ref, {store_id, pid})
       }
     end
+  end
+
+  # `pid` lets go of the store: its monitor goes, and the store with its last holder.
+  defp drop_holder(state, store_id, pid, ref) do
+    Process.demonitor(ref, [:flush])
+    unhold(%{state | monitors: Map.delete(state.monitors, ref)}, store_id, pid)
   end
 
   defp unhold(state, store_id, pid) do
