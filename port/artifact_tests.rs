@@ -158,3 +158,28 @@ fn the_parent_engine_maps_an_artifact_of_the_child_engine() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(loaded.is_some());
 }
+
+#[test]
+fn a_module_sent_by_key_alone_is_mapped_from_its_artifact() {
+    let dir = cache_dir("by-key");
+    let options = options(&dir);
+    let key = ModuleKey::of("wasm", SEVEN);
+    ArtifactCache::new(options.cache_dir.as_deref().unwrap(), &options)
+        .keep(&key, &artifact_of(&options, SEVEN));
+    let engine = options.build().unwrap();
+    let compiler = crate::compiler::Compiler::new(engine.clone(), options, None, None);
+    let loaded = module::load(&compiler, key.as_bytes(), &crate::term::nil(), &|| false);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(run_f(&engine, &loaded.unwrap()), 7);
+}
+
+#[test]
+fn a_module_sent_by_key_alone_without_an_artifact_asks_for_its_source() {
+    let dir = cache_dir("by-key-miss");
+    let options = options(&dir);
+    let key = ModuleKey::of("wasm", EIGHT);
+    let compiler = crate::compiler::Compiler::new(options.build().unwrap(), options, None, None);
+    let loaded = module::load(&compiler, key.as_bytes(), &crate::term::nil(), &|| false);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(loaded.err().as_deref(), Some(module::NOT_LOADED));
+}

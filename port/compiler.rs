@@ -107,6 +107,13 @@ impl Compiler {
         Ok(module)
     }
 
+    /// The module of `key` from the artifact cache, if a file there proves it holds that
+    /// module compiled with this engine's settings: a host that was sent only the key of
+    /// a module another host compiled maps it without seeing its source.
+    pub fn cached(&self, key: &ModuleKey) -> Option<Module> {
+        self.artifacts.as_ref()?.load(&self.engine, key)
+    }
+
     /// Compiles to a serialized module (what `Wasmex.Engine.precompile_module/2` returns).
     pub fn precompile(&self, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> Fallible<Vec<u8>> {
         match &self.child {

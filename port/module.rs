@@ -83,9 +83,6 @@ impl Registry {
         if let Some(m) = self.get(key) {
             return Ok(m);
         }
-        if term::is_nil(source) {
-            return Err(NOT_LOADED.into());
-        }
         let module = load(compiler, key, source, &|| false)?;
         self.insert(key.to_vec(), module.clone());
         Ok(module)
@@ -93,13 +90,19 @@ impl Registry {
 }
 
 /// Loads `{wasm, Bytes}` (binary or text format) or `{precompiled, Bytes}`, after checking
-/// that `key` is the digest of that source (`module_key.rs`).
+/// that `key` is the digest of that source (`module_key.rs`). Without a source (`nil`: the
+/// BEAM sends large modules' keys first), maps the module's artifact if the cache holds
+/// one that proves it, or answers [`NOT_LOADED`] so that the source is sent.
 pub fn load(
     compiler: &Compiler,
     key: &[u8],
     source: &Term,
     cancelled: &dyn Fn() -> bool,
 ) -> Fallible<Module> {
+    if term::is_nil(source) {
+        let key = ModuleKey::named(key)?;
+        return compiler.cached(&key).ok_or_else(|| NOT_LOADED.into());
+    }
     let parts = term::as_tuple(source, 2, "module source")?;
     let bytes = term::as_bytes(&parts[1], "module bytes")?;
     match term::as_atom(&parts[0]) {

@@ -34,6 +34,16 @@ impl ModuleKey {
         }
     }
 
+    /// The key a request names without the module's bytes. It proves nothing by itself:
+    /// it may only look up what was stored under it after a check against the bytes (the
+    /// host's registry, an artifact whose trailer names it).
+    pub fn named(claimed: &[u8]) -> Fallible<ModuleKey> {
+        let bytes: [u8; 32] = claimed
+            .try_into()
+            .map_err(|_| format!("a module key is 32 bytes, got {}", claimed.len()))?;
+        Ok(ModuleKey(bytes))
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -73,6 +83,16 @@ mod tests {
         assert_eq!(
             ModuleKey::verified(key.as_bytes(), "wasm", b"(module)"),
             Ok(key)
+        );
+    }
+
+    #[test]
+    fn a_named_key_must_be_32_bytes() {
+        let key = ModuleKey::of("wasm", b"(module)");
+        assert_eq!(ModuleKey::named(key.as_bytes()), Ok(key));
+        assert_eq!(
+            ModuleKey::named(b"short"),
+            Err("a module key is 32 bytes, got 5".to_string())
         );
     }
 

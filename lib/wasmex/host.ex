@@ -397,9 +397,9 @@ defmodule Wasmex.Host do
     ArgumentError -> :ok
   end
 
-  defp send_request(state, op, args, target) do
+  defp send_request(state, op, args, target, strip_opts \\ []) do
     id = state.next_id
-    {sent, {learn, stripped}} = KnownModules.strip(op, args, state.modules)
+    {sent, {learn, stripped}} = KnownModules.strip(op, args, state.modules, strip_opts)
     frame = Wire.encode_request(id, op, sent)
     size = IO.iodata_length(frame)
 
@@ -538,7 +538,8 @@ defmodule Wasmex.Host do
 
       {{target, _learn, watch, {op, args, stripped}}, pending}
       when elem(result, 1) == @not_loaded ->
-        # The port dropped a module this server thought it had: forget it, send it again.
+        # The port dropped a module this server thought it had, or has no artifact of a
+        # module whose key went alone: forget it, send it again with its source.
         state = unwatch(%{state | pending: pending}, watch)
 
         state = %{
@@ -546,7 +547,7 @@ defmodule Wasmex.Host do
           | modules: MapSet.difference(state.modules, MapSet.new(stripped))
         }
 
-        send_request(state, op, args, target)
+        send_request(state, op, args, target, probe: false)
 
       {{target, learn, watch, _resend}, pending} ->
         result = count_failure(result)

@@ -160,6 +160,19 @@ defmodule Wasmex.ModuleTest do
       assert Wasmex.call_function(pid, "f300", []) == {:ok, [300]}
     end
 
+    test "a host holding a large module's artifact is sent its key, not its source" do
+      funcs = for i <- 1..3000, do: ~s{(func (export "f#{i}") (result i32) i32.const #{i})}
+      wat = "(module $by_key_#{System.system_time(:nanosecond)} #{Enum.join(funcs, " ")})"
+      {:ok, store} = Wasmex.Store.new()
+      {:ok, module} = Module.compile(store, wat)
+      # Were the source sent, the port would check it against the key and refuse it.
+      unsent = %{module | source: {:wasm, :binary.copy("x", byte_size(wat))}}
+
+      {:ok, other} = Wasmex.Store.new()
+      {:ok, pid} = Wasmex.start_link(%{store: other, module: unsent})
+      assert Wasmex.call_function(pid, "f3000", []) == {:ok, [3000]}
+    end
+
     test "a file holding another module's code is not run, whatever its name" do
       # Two large modules that differ only in what f300 returns.
       large = fn sign ->
