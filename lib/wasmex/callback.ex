@@ -13,6 +13,7 @@ defmodule Wasmex.Callback do
   # whoever takes it (the process, its guard, or abandon/4, after which nobody does).
 
   alias Wasmex.{Memory, StoreOrCaller}
+  alias Wasmex.Callback.Writes
 
   @registry Wasmex.Callbacks
   @running Wasmex.Callbacks.Running
@@ -29,7 +30,11 @@ defmodule Wasmex.Callback do
   """
   @spec register(map(), Wasmex.Instance.t() | nil) :: true
   def register(imports, instance),
-    do: :ets.insert(@registry, {self(), stringify(imports), context(instance)})
+    do:
+      :ets.insert(
+        @registry,
+        {self(), stringify(imports), context(instance), memory_floor(instance)}
+      )
 
   @doc "Whether an imports map defines any function."
   @spec any?(map()) :: boolean()
@@ -40,6 +45,10 @@ defmodule Wasmex.Callback do
     memory = instance && Memory.of_instance(instance)
     %{memory: memory, instance: instance, pid: self()}
   end
+
+  # How far the context memory surely reaches (`Wasmex.Callback.Writes`).
+  defp memory_floor(nil), do: nil
+  defp memory_floor(instance), do: Writes.new_floor(Memory.of_instance(instance), instance)
 
   @spec unregister(pid()) :: true
   def unregister(server), do: :ets.delete(@registry, server)
@@ -56,7 +65,7 @@ defmodule Wasmex.Callback do
   """
   def start(host, port, server, store_id, callback_id, ns, name, params) do
     case :ets.lookup(@registry, server) do
-      [{^server, imports, context}] ->
+      [{^server, imports, context, floor}] ->
         key = {host, store_id, callback_id}
 
         answer =
@@ -68,6 +77,7 @@ defmodule Wasmex.Callback do
               # A callback abandoned before it got here finds the mark abandon/4 left.
               if :ets.insert_new(@running, {key, self()}) do
                 caller = StoreOrCaller.new(host, store_id, callback_id)
+                Writes.enter(port, caller, context.memory, floor)
                 result = run(imports, Map.put(context, :caller, caller), ns, name, params)
                 # From here on an exit signal cannot come between taking the row and
                 # answering.
@@ -179,9 +189,13 @@ defmodule Wasmex.Callback do
   """
   @spec register_for(pid(), map(), Wasmex.Instance.t()) :: boolean()
   def register_for(handler, imports, instance),
-    do: :ets.insert_new(@registry, {handler, stringify(imports), context(instance)})
+    do:
+      :ets.insert_new(
+        @registry,
+        {handler, stringify(imports), context(instance), memory_floor(instance)}
+      )
 
   @doc "Removes the rows `server` made with `register_for/3`."
   @spec unregister_for(pid()) :: true
-  def unregister_for(server), do: :ets.match_delete(@registry, {:_, :_, %{pid: server}})
+  def unregister_for(server), do: :ets.match_delete(@registry, {:_, :_, %{pid: server}, :_})
 end

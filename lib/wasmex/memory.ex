@@ -19,6 +19,7 @@ defmodule Wasmex.Memory do
   import Bitwise
 
   alias Wasmex.{Host, Instance, StoreOrCaller}
+  alias Wasmex.Callback.Writes
 
   @enforce_keys [:instance_id, :name]
   # `resource` (`{instance_id, export_name}`: which memory) and `reference` (made with the
@@ -73,7 +74,10 @@ defmodule Wasmex.Memory do
   @doc "The size of the memory in bytes."
   @spec size(StoreOrCaller.t(), t()) :: non_neg_integer() | {:error, String.t()}
   def size(store, %__MODULE__{} = memory) do
-    store |> request(:memory_size, memory, {}) |> unwrap()
+    case store |> request(:memory_size, memory, {}) |> unwrap() do
+      size when is_integer(size) -> tap(size, &Writes.reached(store, memory, &1))
+      error -> error
+    end
   end
 
   @doc """
@@ -152,8 +156,16 @@ defmodule Wasmex.Memory do
     check_index!(index)
 
     case parts(index, byte_size(binary)) do
-      [_] -> write_part(store, memory, index, binary)
+      [_] -> write_one(store, memory, index, binary)
       parts -> write_in_parts(store, memory, index, binary, parts)
+    end
+  end
+
+  # Inside a callback, a write known to fit goes without a round trip.
+  defp write_one(store, memory, index, binary) do
+    with :usual <- Writes.write(store, memory, index, binary),
+         :ok <- write_part(store, memory, index, binary) do
+      Writes.reached(store, memory, index + byte_size(binary))
     end
   end
 

@@ -45,6 +45,14 @@ defmodule Wasmex.Wire do
   @spec max_incoming_frame() :: pos_integer()
   def max_incoming_frame, do: (256 <<< 20) + (1 <<< 20)
 
+  @doc """
+  The request id whose answer nobody waits for: the host drops it. A callback's process
+  sends its writes into memory known to fit under it (`Wasmex.Callback.Writes`); request
+  ids the host numbers stay far below it.
+  """
+  @spec unanswered_id() :: pos_integer()
+  def unanswered_id, do: 1 <<< 62
+
   @doc "The protocol version this library speaks; the port must announce the same."
   @spec version() :: pos_integer()
   def version, do: @version
