@@ -99,7 +99,8 @@ impl Compiler {
         // wasmtime cache, which would never be read: on a miss the child serializes and
         // zstd-compresses the entry before it answers (for a 26 MB module, a 27 MB
         // artifact, 11 MB compressed: about 0.15 s of one CPU on the compile's path).
-        let artifact = self.run_child(exe, self.child_input(bytes, cache.is_none()), cancelled)?;
+        let input = self.child_input(bytes, cache.is_none());
+        let artifact = self.run_child(exe, "--compile", input, cancelled)?;
         let module = module::deserialize(&self.engine, &artifact)?;
         if let Some((key, cache)) = cache {
             cache.keep(key, &artifact);
@@ -118,10 +119,29 @@ impl Compiler {
     pub fn precompile(&self, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> Fallible<Vec<u8>> {
         match &self.child {
             Some(exe) if bytes.len() > INLINE_LIMIT => {
-                self.run_child(exe, self.child_input(bytes, true), cancelled)
+                self.run_child(exe, "--compile", self.child_input(bytes, true), cancelled)
             }
             _ => module::serialize(&module::compile(&self.engine, bytes)?),
         }
+    }
+
+    /// Runs the init export of `bytes` and returns the pre-initialized module
+    /// (`preinit.rs`), in a child like a compile, under the same timeout and caps.
+    pub fn preinitialize(
+        &self,
+        bytes: &[u8],
+        options: &crate::preinit::PreinitOptions,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Fallible<Vec<u8>> {
+        let Some(exe) = &self.child else {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))?;
+            return runtime.block_on(crate::preinit::snapshot(&self.engine, options, bytes));
+        };
+        let input = crate::preinit::child_input(&self.options, options, bytes);
+        self.run_child(exe, "--preinitialize", input, cancelled)
     }
 
     /// What a compile child reads: the engine options, then the bytes. Without
@@ -145,11 +165,12 @@ impl Compiler {
     fn run_child(
         &self,
         exe: &PathBuf,
+        mode: &str,
         input: Vec<u8>,
         cancelled: &dyn Fn() -> bool,
     ) -> Fallible<Vec<u8>> {
         let mut child = Command::new(exe)
-            .arg("--compile")
+            .arg(mode)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

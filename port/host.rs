@@ -181,6 +181,16 @@ impl Host {
                     Ok(term::binary(shared.compiler.precompile(bytes, &cancelled)?))
                 });
             }
+            "preinitialize" => {
+                req.expect_arity(2)?;
+                off_thread(shared, req, |shared, req| {
+                    let bytes = term::as_bytes(req.arg(0)?, "module bytes")?;
+                    let options = crate::preinit::PreinitOptions::from_term(req.arg(1)?)?;
+                    let cancelled = || shared.cancellations.contains(req.id);
+                    let snapshot = shared.compiler.preinitialize(bytes, &options, &cancelled)?;
+                    Ok(term::binary(snapshot))
+                });
+            }
             "wat_to_wasm" => {
                 req.expect_arity(1)?;
                 off_thread(shared, req, |_, req| {

@@ -23,6 +23,7 @@ pub mod module;
 pub mod module_key;
 pub mod os_limits;
 pub mod outbox;
+pub mod preinit;
 pub mod protocol;
 pub mod request_head;
 pub mod stdio;

@@ -12,6 +12,13 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "--compile") {
         std::process::exit(wasmex_port::compiler::child_main());
     }
+    // A pre-initialization child (see preinit.rs): snapshot what stdin holds, then exit.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "--preinitialize")
+    {
+        std::process::exit(wasmex_port::preinit::child_main());
+    }
     // Whether threads can move between CPUs at all (see affinity.rs), before any does.
     wasmex_port::affinity::several_cpus();
     enlarge_pipes();

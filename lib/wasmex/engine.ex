@@ -142,4 +142,83 @@ defmodule Wasmex.Engine do
   def precompile_module(%__MODULE__{host: host}, bytes) when is_binary(bytes) do
     Host.request(host, :precompile, {bytes})
   end
+
+  @doc """
+  Runs a module's initialization export once and returns a new module, the *snapshot*,
+  whose instances start where that export left off: an interpreter's start-up runs once,
+  not in every instance. Built on wasmtime-wizer.
+
+  Options:
+
+    * `init:` the export to run, a function of no arguments and no results (default
+      `"wizer-initialize"`); a reactor's `_initialize` runs before it;
+    * `wasi:` a `Wasmex.Wasi.WasiOptions` whose `args` and `env` the export sees (default:
+      none). It gets no files, no preopened directories and no stdin, and what it writes to
+      stdout and stderr is discarded: options asking for more are refused.
+
+  The snapshot keeps the memories and globals as the export left them. It does not keep
+  what lives outside the instance: open files, preopened directories (instances must be
+  given what the program expects to find), or the clock; and whatever the export drew from
+  WASI's randomness (a hash seed, a PRNG state) is frozen into every instance. The
+  snapshot still imports what the module imported.
+
+  The export runs in a child process of the engine's, bounded by the engine's
+  `compile_timeout` and its `resident_memory` cap, and stopped when the caller stops
+  waiting. The module must not import memories, tables or globals.
+
+      iex> {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+      iex> wat = ~s{(module (global $n (mut i32) (i32.const 0))
+      ...>   (func (export "wizer-initialize") (global.set $n (i32.const 42)))
+      ...>   (func (export "n") (result i32) global.get $n))}
+      iex> {:ok, snapshot} = Wasmex.Engine.preinitialize_module(engine, wat)
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: snapshot})
+      iex> Wasmex.call_function(pid, "n", [])
+      {:ok, [42]}
+  """
+  @spec preinitialize_module(t(), binary(), keyword()) :: {:ok, binary()} | {:error, String.t()}
+  def preinitialize_module(%__MODULE__{host: host}, bytes, options \\ [])
+      when is_binary(bytes) and is_list(options) do
+    with {:ok, init} <- preinit_options(options) do
+      Host.request(host, :preinitialize, {bytes, init})
+    end
+  end
+
+  defp preinit_options(options) do
+    case Keyword.split(options, [:init, :wasi]) do
+      {taken, []} ->
+        preinit_options(Keyword.get(taken, :init, "wizer-initialize"), taken[:wasi])
+
+      {_, other} ->
+        {:error, "unknown pre-initialization options: #{inspect(Keyword.keys(other))}"}
+    end
+  end
+
+  defp preinit_options(init, _wasi) when not is_binary(init) or init == "",
+    do: {:error, "init: must name an export, got: #{inspect(init)}"}
+
+  defp preinit_options(init, nil), do: {:ok, %{init: init, args: [], env: []}}
+
+  defp preinit_options(init, %Wasmex.Wasi.WasiOptions{} = wasi) do
+    with :ok <- only_args_and_env(wasi),
+         {:ok, args} <- Wasmex.Wasi.Check.args(wasi.args),
+         {:ok, env} <- Wasmex.Wasi.Check.env(wasi.env) do
+      {:ok, %{init: init, args: args, env: Enum.sort(env)}}
+    end
+  end
+
+  defp preinit_options(_init, wasi),
+    do: {:error, "wasi: must be a %Wasmex.Wasi.WasiOptions{}, got: #{inspect(wasi)}"}
+
+  defp only_args_and_env(wasi) do
+    given =
+      for field <- [:stdin, :stdout, :stderr, :preopen],
+          Map.get(wasi, field) not in [nil, [], %{}],
+          do: field
+
+    if given == [],
+      do: :ok,
+      else:
+        {:error,
+         "pre-initialization gives WASI only args and env, not #{Enum.map_join(given, ", ", &inspect/1)}"}
+  end
 end
