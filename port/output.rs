@@ -71,7 +71,10 @@ pub enum AckRoom {
 impl Ack {
     pub fn parse(args: &[Term]) -> Fallible<Ack> {
         let [store_id, handler, bytes, room] = args else {
-            return Err(format!("output_ack expects 4 arguments, got {}", args.len()));
+            return Err(format!(
+                "output_ack expects 4 arguments, got {}",
+                args.len()
+            ));
         };
         let room = match term::as_atom(room) {
             Some("nil") => AckRoom::None,
@@ -297,7 +300,11 @@ impl Outputs {
             }
             frames.push((s.handler.clone(), Vec::new()));
         }
-        let sending = self.0.sending.lock().unwrap_or_else(PoisonError::into_inner);
+        let sending = self
+            .0
+            .sending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         drop(state);
         for (handler, bytes) in frames {
             self.send_frame(&handler, bytes);
@@ -323,11 +330,7 @@ impl Outputs {
 
     fn apply(&self, ack: &Ack) {
         let mut state = self.lock();
-        let Some(sink) = state
-            .sinks
-            .iter_mut()
-            .find(|s| *s.handler == ack.handler)
-        else {
+        let Some(sink) = state.sinks.iter_mut().find(|s| *s.handler == ack.handler) else {
             return;
         };
         // Never more than was sent: an early or repeated acknowledgement frees nothing
@@ -360,3 +363,7 @@ impl Drop for Shared {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "output_tests.rs"]
+mod tests;

@@ -91,8 +91,7 @@ impl Pollable for EventOutput {
                 }
                 let probe = (sink.is_pipe() && sink.settled()) || timed_out;
                 let seen = state.acks;
-                self.output
-                    .send_buffered(state, probe.then_some(self.sink));
+                self.output.send_buffered(state, probe.then_some(self.sink));
                 seen
             };
             // Acknowledgements come through stdin: a worker holding it must let go.
@@ -155,7 +154,9 @@ impl OutputStream for EventOutput {
         if permit == 0 && sink.room_left() == Some(0) && sink.window_left() > 0 {
             return Err(failed(libc::ENOSPC));
         }
-        Ok(usize::try_from(permit).unwrap_or(usize::MAX).min(WRITE_BUDGET))
+        Ok(usize::try_from(permit)
+            .unwrap_or(usize::MAX)
+            .min(WRITE_BUDGET))
     }
 }
 

@@ -114,7 +114,8 @@ fn fill(
     } = stdio;
     let stdout = output_spec(term::map_get(m, "stdout"), "stdout")?;
     let stderr = output_spec(term::map_get(m, "stderr"), "stderr")?;
-    let output = (stdout.is_some() || stderr.is_some()).then(|| Outputs::new(outbox.clone(), store_id));
+    let output =
+        (stdout.is_some() || stderr.is_some()).then(|| Outputs::new(outbox.clone(), store_id));
     if let Some(t) = term::map_get(m, "stdin") {
         // `push`: the BEAM sends input unasked; `{pull, Handler}`: it is asked for it.
         let handler = match term::as_atom(t) {
@@ -193,4 +194,54 @@ fn tagged(t: &Term, tag: &str, what: &str) -> Fallible<Vec<u8>> {
         ));
     }
     Ok(term::as_bytes(&p[1], what)?.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: Term) -> Fallible<Option<SinkSpec>> {
+        output_spec(Some(&t), "stdout")
+    }
+
+    #[test]
+    fn output_options_name_a_sink() {
+        let h = || term::binary(b"h".to_vec());
+        assert_eq!(output_spec(None, "stdout"), Ok(None));
+        assert_eq!(parse(term::nil()), Ok(None));
+        let events = parse(term::tuple(vec![term::atom("events"), h()])).unwrap();
+        assert_eq!(events.map(|s| s.window), Some(DEFAULT_WINDOW));
+        let pipe = parse(term::tuple(vec![
+            term::atom("pipe"),
+            h(),
+            term::uint(64),
+            term::uint(9),
+        ]));
+        assert_eq!(
+            pipe,
+            Ok(Some(SinkSpec {
+                handler: b"h".to_vec(),
+                window: 64,
+                room: Some(9)
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_output_options_are_refused() {
+        let h = || term::binary(b"h".to_vec());
+        let zero = parse(term::tuple(vec![
+            term::atom("messages"),
+            h(),
+            term::uint(0),
+        ]));
+        assert_eq!(zero, Err("stdout window must be at least 1 byte".into()));
+        for bad in [
+            term::tuple(vec![]),
+            term::tuple(vec![term::atom("pipe"), h()]),
+            term::atom("events"),
+        ] {
+            assert!(parse(bad).unwrap_err().starts_with("stdout must be nil"));
+        }
+    }
 }
