@@ -204,8 +204,8 @@ impl Outputs {
             state: Mutex::new(State::default()),
             sending: Mutex::new(()),
         });
+        // Dropping the output removes it (see `Drop for Shared`).
         let mut map = registry().write().unwrap_or_else(PoisonError::into_inner);
-        map.retain(|_, w| w.strong_count() > 0);
         map.insert(store_id, Arc::downgrade(&shared));
         Outputs(shared)
     }

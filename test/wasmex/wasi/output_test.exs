@@ -162,6 +162,15 @@ defmodule Wasmex.Wasi.OutputTest do
       assert take_output(store, true, 50) == 500
     end
 
+    test "a call waiting for acknowledgements is stopped when its caller dies",
+         %{pid: pid, store: store} do
+      caller = spawn(fn -> Wasmex.call_function(pid, :write, [1, 30, 100], 60_000) end)
+      assert take_output(store, false) == 1000
+      Process.exit(caller, :kill)
+      # Served only once the cancelled call has ended: it queues behind it.
+      assert Wasmex.call_function(pid, :write, [1, 0, 100], 5_000) == {:ok, [0, 0]}
+    end
+
     test "acknowledgements from another process or for another stream free nothing",
          %{pid: pid, store: store} do
       task = Task.async(fn -> Wasmex.call_function(pid, :write, [1, 30, 100], 10_000) end)
