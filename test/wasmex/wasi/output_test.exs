@@ -11,11 +11,14 @@ defmodule Wasmex.Wasi.OutputTest do
 
   # `write(fd, times, size)` writes `size` bytes of "x" to `fd` `times` times and returns
   # {writes that succeeded, errno of the first that failed or 0}. `write_then_call`
-  # writes "before" to stdout, then calls the import env.peek.
+  # writes "before" to stdout, then calls the import env.peek; `write_then_read` writes
+  # "before", then reads stdin and returns the bytes read.
   @writer """
   (module
     (import "wasi_snapshot_preview1" "fd_write"
       (func $fd_write (param i32 i32 i32 i32) (result i32)))
+    (import "wasi_snapshot_preview1" "fd_read"
+      (func $fd_read (param i32 i32 i32 i32) (result i32)))
     (import "env" "peek" (func $peek))
     (memory (export "memory") 2)
     (data (i32.const 200) "before")
@@ -37,7 +40,15 @@ defmodule Wasmex.Wasi.OutputTest do
       (i32.store (i32.const 0) (i32.const 200))
       (i32.store (i32.const 4) (i32.const 6))
       (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
-      (call $peek)))
+      (call $peek))
+    (func (export "write_then_read") (result i32)
+      (i32.store (i32.const 0) (i32.const 200))
+      (i32.store (i32.const 4) (i32.const 6))
+      (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
+      (i32.store (i32.const 0) (i32.const 300))
+      (i32.store (i32.const 4) (i32.const 10))
+      (drop (call $fd_read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 16)))
+      (i32.load (i32.const 16))))
   """
 
   @enospc 51
@@ -223,6 +234,15 @@ defmodule Wasmex.Wasi.OutputTest do
       %{pid: pid} = writer([stdout: pipe], peek)
       assert Wasmex.call_function(pid, :write_then_call, []) == {:ok, []}
       assert_receive {:seen, "before"}
+    end
+
+    test "output written before a stdin read arrives while the read waits" do
+      %{pid: pid, store: store} = writer(stdin: :messages, stdout: {:messages, self()})
+      task = Task.async(fn -> Wasmex.call_function(pid, :write_then_read, [], 10_000) end)
+      assert_receive {:wasmex_stdout, _, "before"}, 5_000
+      assert Task.yield(task, 0) == nil
+      :ok = Wasmex.Wasi.write_stdin(store, "abc")
+      assert Task.await(task) == {:ok, [3]}
     end
 
     test "many small writes arrive whole, in order, before the call's reply" do
