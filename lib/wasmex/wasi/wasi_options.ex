@@ -12,8 +12,9 @@ defmodule Wasmex.Wasi.WasiOptions do
       until data arrives).
     * `stdout`, `stderr`: a `Wasmex.Pipe` (output is written to the pipe as the program
       writes), or `{:messages, pid}`: `pid` receives `{:wasmex_stdout, store, binary}` or
-      `{:wasmex_stderr, store, binary}` for every write, in order, while the program runs
-      (`store` is the `Wasmex.StoreOrCaller` of the program).
+      `{:wasmex_stderr, store, binary}` with the program's writes, in order, while the
+      program runs (consecutive small writes may come as one message; `store` is the
+      `Wasmex.StoreOrCaller` of the program).
 
   Output is bounded. A pipe holds at most its capacity (`Wasmex.Pipe.new/1`); a write
   past it fails inside the program with `ENOSPC`. A `{:messages, pid}` receiver
