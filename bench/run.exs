@@ -260,6 +260,10 @@ defmodule Bench.Echo do
   def handle_call(:ping, _from, state), do: {:reply, :pong, state}
 end
 
+# WASI output figures (small writes, a guest flooding stdout): bench/output.exs.
+Process.put(:bench_output_loaded_by_run, true)
+Code.require_file("output.exs", __DIR__)
+
 defmodule Bench do
   @moduledoc false
   import Bench.Stats
@@ -283,7 +287,7 @@ defmodule Bench do
 
   @groups ~w(hops call_latency cpu_per_call_steady throughput_instances throughput_1_instance_64_callers
              callback memory start_link compile cpu_loop idle_host_rss pool_10000_callers
-             bare_port_roundtrip)
+             bare_port_roundtrip wasi_output flood)
 
   def main(argv) do
     {opts, _, _} =
@@ -1007,6 +1011,15 @@ defmodule Bench do
 
     Out.figure("idle_host_rss_with_instance", median(with_instance), "MB")
   end
+
+  @doc false
+  # 20,000 writes of 10 bytes by a guest, to a Wasmex.Pipe and as messages.
+  def wasi_output(cfg), do: Bench.Output.run(["wasi_output"], cfg.quick, &Out.line/1)
+
+  @doc false
+  # A guest flooding stdout for 10 s (2 s with --quick), to a pipe and as messages: the
+  # BEAM's memory growth and the port's RSS growth at their peaks (target < 100 MB).
+  def flood(cfg), do: Bench.Output.run(["flood"], cfg.quick, &Out.line/1)
 
   @doc false
   def pool_10000_callers(cfg) do

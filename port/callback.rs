@@ -53,6 +53,10 @@ pub async fn invoke(
     let callback_id = data.next_callback_id;
     data.next_callback_id += 1;
     data.callers.push(callback_id);
+    // The WASI output written so far reaches the BEAM before the callback does.
+    if data.wasi_enabled {
+        crate::output::flush_store(data.id);
+    }
     data.shared.outbox.send(&term::tuple(vec![
         term::atom("callback"),
         term::uint(data.id),

@@ -246,6 +246,8 @@ impl Host {
                 };
                 let _ = self.store(id)?.stdin.send(msg);
             }
+            // WASI output acknowledged (see `output.rs`).
+            "output_ack" => crate::output::ack(crate::output::Ack::parse(&req.args)?),
             "cancel" => {
                 req.expect_arity(2)?;
                 let request = term::as_u64(req.arg(1)?, "request id")?;

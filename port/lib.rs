@@ -23,6 +23,8 @@ pub mod module;
 pub mod module_key;
 pub mod os_limits;
 pub mod outbox;
+pub mod output;
+pub mod output_stream;
 pub mod preinit;
 pub mod protocol;
 pub mod request_head;

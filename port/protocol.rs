@@ -31,6 +31,7 @@ pub const NOTIFICATIONS: &[&str] = &[
     "stdin_data",
     "stdin_eof",
     "cancel",
+    "output_ack",
 ];
 
 #[derive(Debug, Clone, PartialEq)]

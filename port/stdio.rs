@@ -1,13 +1,13 @@
 //! WASI standard streams connected to the BEAM.
 //!
-//! * Output (stdout, stderr): every write of the program becomes a
-//!   `{stdio, StoreId, Handler, Bytes}` event, sent while the program runs, in order.
+//! * Output (stdout, stderr): see `output.rs` and `output_stream.rs`.
 //! * Input (stdin): reads wait on a channel fed by the `stdin_data` / `stdin_eof`
 //!   notifications. In pull mode (a `Wasmex.Pipe`) the stream asks for data with a
 //!   `{stdin_read, StoreId, Handler}` event whenever it runs dry; an empty answer is EOF.
 //!   In push mode the BEAM sends data whenever it likes.
 
 use crate::outbox::Outbox;
+use crate::output::Outputs;
 use crate::store::CallState;
 use crate::term;
 use bytes::{Bytes, BytesMut};
@@ -15,14 +15,11 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::Mutex;
-use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
-use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
-
-/// Largest write accepted at once; p1 `fd_write` already cuts writes into 4 KiB pieces.
-const WRITE_BUDGET: usize = 1 << 20;
+use wasmtime_wasi::cli::{IsTerminal, StdinStream};
+use wasmtime_wasi::p2::{InputStream, Pollable, StreamError, StreamResult};
 
 /// What the BEAM sends to a store's stdin, and the host's nudge when the store's call was
 /// cancelled (a read waiting for input then stops).
@@ -35,89 +32,6 @@ pub enum StdinMsg {
 
 pub type StdinSender = UnboundedSender<StdinMsg>;
 pub type StdinReceiver = UnboundedReceiver<StdinMsg>;
-
-/// An output stream whose writes become events for `handler`.
-#[derive(Clone)]
-pub struct EventOutput {
-    outbox: Outbox,
-    store_id: u64,
-    handler: Arc<Vec<u8>>,
-}
-
-impl EventOutput {
-    pub fn new(outbox: Outbox, store_id: u64, handler: Vec<u8>) -> EventOutput {
-        EventOutput {
-            outbox,
-            store_id,
-            handler: Arc::new(handler),
-        }
-    }
-
-    fn emit(&self, bytes: &[u8]) {
-        self.outbox.send(&term::tuple(vec![
-            term::atom("stdio"),
-            term::uint(self.store_id),
-            term::binary(self.handler.to_vec()),
-            term::binary(bytes.to_vec()),
-        ]));
-    }
-}
-
-impl IsTerminal for EventOutput {
-    fn is_terminal(&self) -> bool {
-        false
-    }
-}
-
-impl StdoutStream for EventOutput {
-    fn p2_stream(&self) -> Box<dyn OutputStream> {
-        Box::new(self.clone())
-    }
-
-    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
-        Box::new(self.clone())
-    }
-}
-
-#[wasmtime_wasi::async_trait]
-impl Pollable for EventOutput {
-    async fn ready(&mut self) {}
-}
-
-impl OutputStream for EventOutput {
-    fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
-        self.emit(&bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> StreamResult<()> {
-        Ok(())
-    }
-
-    fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(WRITE_BUDGET)
-    }
-}
-
-/// Only used by WASI preview 3, which this program does not run; kept correct anyway.
-impl AsyncWrite for EventOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.emit(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
 
 struct InputState {
     rx: StdinReceiver,
@@ -137,6 +51,8 @@ pub struct EventInput {
     /// `Some` in pull mode: who to ask for more input.
     puller: Option<Arc<Vec<u8>>>,
     call: Arc<CallState>,
+    /// The store's output, sent before a read waits (a prompt comes before its answer).
+    output: Option<Outputs>,
 }
 
 impl EventInput {
@@ -146,6 +62,7 @@ impl EventInput {
         store_id: u64,
         puller: Option<Vec<u8>>,
         call: Arc<CallState>,
+        output: Option<Outputs>,
     ) -> EventInput {
         let state = InputState {
             rx,
@@ -161,6 +78,7 @@ impl EventInput {
             store_id,
             puller: puller.map(Arc::new),
             call,
+            output,
         }
     }
 
@@ -231,6 +149,11 @@ impl StdinStream for EventInput {
 impl Pollable for EventInput {
     async fn ready(&mut self) {
         let mut state = self.state.lock().await;
+        if state.buffer.is_empty() && !state.eof {
+            if let Some(output) = &self.output {
+                output.flush();
+            }
+        }
         while state.buffer.is_empty() && !state.eof && !state.interrupted {
             if !state.asked && self.puller.is_some() {
                 state.asked = true;

@@ -590,6 +590,10 @@ pub async fn answer(mut cx: Cx<'_>, req: &Request) {
             })
     };
     pending.id = None;
+    // The WASI output written so far goes out before the reply (see `output.rs`).
+    if cx.data().wasi_enabled {
+        crate::output::flush_store(cx.data().id);
+    }
     let outbox = &cx.data().shared.outbox;
     workers::note_answered();
     match result {

@@ -3,13 +3,18 @@
 //! `#{args => [Binary], env => #{Binary => Binary},
 //!    preopen => [{HostPath, GuestPath, ReadOnly}],
 //!    stdin => nil | push | {pull, Handler},
-//!    stdout => nil | {events, Handler}, stderr => nil | {events, Handler}}`
+//!    stdout => Output, stderr => Output}`
 //!
-//! Without options, or with a stream set to `nil`, stdin is empty and output is
-//! discarded: never the port's own stdio, which is the wire.
+//! where `Output` is `nil`, `{messages, Handler, Window}` (a process receives the output
+//! and acknowledges it), `{pipe, Handler, Window, Room}` (a `Wasmex.Pipe` with `Room`
+//! bytes left), or `{events, Handler}` (messages with the default window). See
+//! `output.rs`. Without options, or with a stream set to `nil`, stdin is empty and
+//! output is discarded: never the port's own stdio, which is the wire.
 
 use crate::outbox::Outbox;
-use crate::stdio::{EventInput, EventOutput, StdinReceiver};
+use crate::output::{Outputs, SinkSpec, DEFAULT_WINDOW};
+use crate::output_stream::EventOutput;
+use crate::stdio::{EventInput, StdinReceiver};
 use crate::store::CallState;
 use crate::term::{self, Fallible};
 use crate::wasi_fds::{FdBudget, STDIO};
@@ -107,6 +112,10 @@ fn fill(
         stdin,
         call,
     } = stdio;
+    let stdout = output_spec(term::map_get(m, "stdout"), "stdout")?;
+    let stderr = output_spec(term::map_get(m, "stderr"), "stderr")?;
+    let output =
+        (stdout.is_some() || stderr.is_some()).then(|| Outputs::new(outbox.clone(), store_id));
     if let Some(t) = term::map_get(m, "stdin") {
         // `push`: the BEAM sends input unasked; `{pull, Handler}`: it is asked for it.
         let handler = match term::as_atom(t) {
@@ -115,27 +124,64 @@ fn fill(
         };
         builder.stdin(EventInput::new(
             stdin,
-            outbox.clone(),
+            outbox,
             store_id,
             handler,
             call,
+            output.clone(),
         ));
     }
-    if let Some(t) = term::map_get(m, "stdout") {
-        builder.stdout(EventOutput::new(
-            outbox.clone(),
-            store_id,
-            tagged(t, "events", "stdout")?,
-        ));
+    if let (Some(output), Some(spec)) = (&output, stdout) {
+        builder.stdout(EventOutput::new(output, spec));
     }
-    if let Some(t) = term::map_get(m, "stderr") {
-        builder.stderr(EventOutput::new(
-            outbox,
-            store_id,
-            tagged(t, "events", "stderr")?,
-        ));
+    if let (Some(output), Some(spec)) = (&output, stderr) {
+        builder.stderr(EventOutput::new(output, spec));
     }
     Ok(builder.build_p1())
+}
+
+/// An output stream's options: `nil` (discarded), `{events, Handler}`,
+/// `{messages, Handler, Window}` or `{pipe, Handler, Window, Room}`.
+fn output_spec(t: Option<&Term>, what: &str) -> Fallible<Option<SinkSpec>> {
+    let Some(t) = t.filter(|t| !term::is_nil(t)) else {
+        return Ok(None);
+    };
+    let spec = |handler: &Term, window: Option<&Term>, room: Option<&Term>| {
+        let window = match window {
+            Some(w) => term::as_u64(w, &format!("{what} window"))?,
+            None => DEFAULT_WINDOW,
+        };
+        if window == 0 {
+            return Err(format!("{what} window must be at least 1 byte"));
+        }
+        let room = room
+            .map(|r| term::as_u64(r, &format!("{what} pipe room")))
+            .transpose()?;
+        Ok(Some(SinkSpec {
+            handler: term::as_bytes(handler, what)?.to_vec(),
+            window,
+            room,
+        }))
+    };
+    let bad = || {
+        format!(
+            "{what} must be nil, {{events, Handler}}, {{messages, Handler, Window}} or \
+             {{pipe, Handler, Window, Room}}, got: {}",
+            term::show(t)
+        )
+    };
+    let Some((tag, rest)) = (match t {
+        Term::Tuple(tuple) => tuple.elements.split_first(),
+        _ => None,
+    }) else {
+        return Err(bad());
+    };
+    match (term::as_atom(tag), rest) {
+        (Some("events"), [h]) => spec(h, None, None),
+        (Some("messages"), [h, w]) => spec(h, Some(w), None),
+        (Some("pipe"), [h, w, r]) => spec(h, Some(w), Some(r)),
+        _ => Err(bad()),
+    }
 }
 
 /// `{Tag, Handler}` -> Handler.
@@ -148,4 +194,54 @@ fn tagged(t: &Term, tag: &str, what: &str) -> Fallible<Vec<u8>> {
         ));
     }
     Ok(term::as_bytes(&p[1], what)?.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: Term) -> Fallible<Option<SinkSpec>> {
+        output_spec(Some(&t), "stdout")
+    }
+
+    #[test]
+    fn output_options_name_a_sink() {
+        let h = || term::binary(b"h".to_vec());
+        assert_eq!(output_spec(None, "stdout"), Ok(None));
+        assert_eq!(parse(term::nil()), Ok(None));
+        let events = parse(term::tuple(vec![term::atom("events"), h()])).unwrap();
+        assert_eq!(events.map(|s| s.window), Some(DEFAULT_WINDOW));
+        let pipe = parse(term::tuple(vec![
+            term::atom("pipe"),
+            h(),
+            term::uint(64),
+            term::uint(9),
+        ]));
+        assert_eq!(
+            pipe,
+            Ok(Some(SinkSpec {
+                handler: b"h".to_vec(),
+                window: 64,
+                room: Some(9)
+            }))
+        );
+    }
+
+    #[test]
+    fn bad_output_options_are_refused() {
+        let h = || term::binary(b"h".to_vec());
+        let zero = parse(term::tuple(vec![
+            term::atom("messages"),
+            h(),
+            term::uint(0),
+        ]));
+        assert_eq!(zero, Err("stdout window must be at least 1 byte".into()));
+        for bad in [
+            term::tuple(vec![]),
+            term::tuple(vec![term::atom("pipe"), h()]),
+            term::atom("events"),
+        ] {
+            assert!(parse(bad).unwrap_err().starts_with("stdout must be nil"));
+        }
+    }
 }

@@ -8,6 +8,27 @@ defmodule Wasmex.Pipe do
   to the end whenever the program asks for more, and an empty read is the end of input.
   One pipe can serve several programs. A pipe lives as long as the process that created it.
 
+  ## Capacity
+
+  A pipe holds at most `capacity` bytes (`new/1`, default #{4 * 1024 * 1024}, 4 MiB):
+  nothing is written past that offset. A program writing past it keeps what fits and
+  its write fails with `ENOSPC` ("no space left on device"); `write/2` keeps what fits
+  and returns how many bytes that was. Reading does not free room (the bytes stay, as in
+  Wasmex, for `seek/2` to read again); what is written goes at the cursor, so the room
+  is `capacity` minus the cursor: `seek/2` back, or `set_len/2` to truncate, makes room.
+  While a program writes to a pipe, the port asks it before failing a write, so room
+  made meanwhile counts. Several programs writing to one pipe at once each see the room
+  as of the pipe's last answer to them: one may lose the part of a write that another
+  filled first without an error, and its next write fails.
+
+      iex> {:ok, pipe} = Wasmex.Pipe.new(capacity: 4)
+      iex> Wasmex.Pipe.write(pipe, "hello")
+      {:ok, 4}
+      iex> Wasmex.Pipe.seek(pipe, 0)
+      :ok
+      iex> Wasmex.Pipe.read(pipe)
+      "hell"
+
   A pipe answers without asking any Wasm host. When its process is gone or does not answer
   within `request_timeout` (see `Wasmex.Host.Client`), `write/2` and `set_len/2` return
   `:error`, and `size/1`, `read/1` and `seek/2`, whose results have no error case, exit as
@@ -36,20 +57,67 @@ defmodule Wasmex.Pipe do
 
   @type t :: %__MODULE__{resource: pid(), reference: reference(), pid: pid()}
 
-  @doc "Creates an empty pipe owned by the calling process."
-  @spec new() :: {:ok, t()} | {:error, term()}
-  def new do
-    with {:ok, pid} <- DynamicSupervisor.start_child(Wasmex.HostSupervisor, {__MODULE__, self()}) do
+  @default_capacity 4 * 1024 * 1024
+
+  @doc "The capacity of a pipe made without one: #{@default_capacity} bytes (4 MiB)."
+  @spec default_capacity() :: pos_integer()
+  def default_capacity, do: @default_capacity
+
+  @doc """
+  Creates an empty pipe owned by the calling process. Options: `capacity:` the most
+  bytes the pipe holds, a positive integer (default `default_capacity/0`).
+
+      iex> {:ok, pipe} = Wasmex.Pipe.new(capacity: 1024)
+      iex> Wasmex.Pipe.capacity(pipe)
+      1024
+      iex> Wasmex.Pipe.new(capacity: 0)
+      {:error, "pipe capacity must be a positive integer (bytes), got: 0"}
+      iex> Wasmex.Pipe.new(size: 10)
+      {:error, "unknown pipe option :size (known: :capacity)"}
+  """
+  @spec new(keyword()) :: {:ok, t()} | {:error, term()}
+  def new(opts \\ []) do
+    with {:ok, capacity} <- capacity_option(opts),
+         {:ok, pid} <-
+           DynamicSupervisor.start_child(Wasmex.HostSupervisor, {__MODULE__, {self(), capacity}}) do
       {:ok, %__MODULE__{resource: pid, reference: make_ref(), pid: pid}}
     end
   end
+
+  defp capacity_option(opts) when is_list(opts) do
+    case Keyword.split(opts, [:capacity]) do
+      {known, []} ->
+        case Keyword.get(known, :capacity, @default_capacity) do
+          n when is_integer(n) and n > 0 ->
+            {:ok, n}
+
+          other ->
+            {:error, "pipe capacity must be a positive integer (bytes), got: #{inspect(other)}"}
+        end
+
+      {_, [{key, _} | _]} ->
+        {:error, "unknown pipe option #{inspect(key)} (known: :capacity)"}
+    end
+  end
+
+  defp capacity_option(other),
+    do: {:error, "pipe options must be a keyword list, got: #{inspect(other)}"}
+
+  @doc "The most bytes the pipe holds."
+  @spec capacity(t()) :: pos_integer()
+  def capacity(%__MODULE__{pid: pid}), do: Bounded.call!(pid, :capacity)
+
+  @doc false
+  # The bytes a program may still write at the cursor, or {:error, reason}.
+  @spec room(t()) :: {:ok, non_neg_integer()} | {:error, String.t()}
+  def room(%__MODULE__{pid: pid}), do: Bounded.call(pid, :room)
 
   @doc "Same as `new/0` (the name used by earlier Wasmex releases)."
   @spec create() :: {:ok, t()} | {:error, term()}
   def create, do: new()
 
   @doc false
-  def start_link(owner), do: GenServer.start_link(__MODULE__, owner)
+  def start_link(owner_and_capacity), do: GenServer.start_link(__MODULE__, owner_and_capacity)
 
   @doc "The number of bytes in the pipe (the cursor does not change it)."
   @spec size(t()) :: non_neg_integer()
@@ -64,13 +132,17 @@ defmodule Wasmex.Pipe do
   @spec read(t()) :: binary()
   def read(%__MODULE__{pid: pid}), do: Bounded.call!(pid, :read)
 
-  @doc "Writes at the cursor, overwriting and extending, and moves the cursor past it."
+  @doc """
+  Writes at the cursor, overwriting and extending, and moves the cursor past it. Keeps
+  what fits within the capacity and returns `{:ok, bytes_kept}`.
+  """
   @spec write(t(), binary()) :: {:ok, non_neg_integer()} | :error
   def write(%__MODULE__{pid: pid}, binary) when is_binary(binary),
     do: or_error(Bounded.call(pid, {:write, binary}))
 
   @doc """
-  Truncates or extends (with zero bytes) the pipe to `length` bytes.
+  Truncates or extends (with zero bytes) the pipe to `length` bytes; `:error` past its
+  capacity.
 
       iex> {:ok, pipe} = Wasmex.Pipe.create()
       iex> {:ok, 5} = Wasmex.Pipe.write(pipe, "hello")
@@ -93,19 +165,28 @@ defmodule Wasmex.Pipe do
   # Server
 
   @impl true
-  def init(owner) do
+  def init({owner, capacity}) do
     Process.monitor(owner)
-    {:ok, %{buffer: <<>>, cursor: 0}}
+    {:ok, %{buffer: <<>>, cursor: 0, capacity: capacity}}
   end
 
   @impl true
   def handle_call(:size, _from, s), do: {:reply, byte_size(s.buffer), s}
+  def handle_call(:capacity, _from, s), do: {:reply, s.capacity, s}
+  def handle_call(:room, _from, s), do: {:reply, room_left(s), s}
 
   def handle_call({:seek, position}, _from, s),
     do: {:reply, :ok, %{s | cursor: min(position, byte_size(s.buffer))}}
 
   def handle_call(:read, _from, s), do: {:reply, take(s), %{s | cursor: byte_size(s.buffer)}}
-  def handle_call({:write, data}, _from, s), do: {:reply, {:ok, byte_size(data)}, put(s, data)}
+
+  def handle_call({:write, data}, _from, s) do
+    {kept, s} = put(s, data)
+    {:reply, {:ok, kept}, s}
+  end
+
+  def handle_call({:set_len, length}, _from, s) when length > s.capacity,
+    do: {:reply, :error, s}
 
   def handle_call({:set_len, length}, _from, s) do
     size = byte_size(s.buffer)
@@ -119,8 +200,13 @@ defmodule Wasmex.Pipe do
   end
 
   @impl true
-  # Output of a WASI program.
-  def handle_info({:wasmex_pipe_write, data}, s), do: {:noreply, put(s, data)}
+  # Output of a WASI program (empty: the port asks for the room): acknowledged to the
+  # port with the room left (see Wasmex.Wasi.Output).
+  def handle_info({:wasmex_pipe_output, port, store_id, data}, s) do
+    {_kept, s} = put(s, data)
+    Wasmex.Wasi.Output.ack_pipe(port, store_id, self(), byte_size(data), room_left(s))
+    {:noreply, s}
+  end
 
   # A WASI program wants input: everything from the cursor (empty means end of input).
   def handle_info({:wasmex_pipe_read, host, store_id}, s) do
@@ -134,11 +220,19 @@ defmodule Wasmex.Pipe do
   defp take(%{buffer: buffer, cursor: cursor}),
     do: binary_part(buffer, cursor, byte_size(buffer) - cursor)
 
+  defp room_left(%{capacity: capacity, cursor: cursor}), do: max(capacity - cursor, 0)
+
+  # Writes what fits at the cursor: {bytes kept, state}.
+  defp put(s, data) do
+    kept = min(byte_size(data), room_left(s))
+    {kept, place(s, binary_part(data, 0, kept))}
+  end
+
   # Appending at the end is the common case (streamed output) and stays linear.
-  defp put(%{buffer: buffer, cursor: cursor} = s, data) when cursor == byte_size(buffer),
+  defp place(%{buffer: buffer, cursor: cursor} = s, data) when cursor == byte_size(buffer),
     do: %{s | buffer: buffer <> data, cursor: cursor + byte_size(data)}
 
-  defp put(%{buffer: buffer, cursor: cursor} = s, data) do
+  defp place(%{buffer: buffer, cursor: cursor} = s, data) do
     tail_start = min(cursor + byte_size(data), byte_size(buffer))
     tail = binary_part(buffer, tail_start, byte_size(buffer) - tail_start)
 

@@ -30,7 +30,47 @@ defmodule Wasmex.PipeTest do
     end
   end
 
+  describe "new/1" do
+    test "without options, a pipe holds 4 MiB", %{pipe: pipe} do
+      assert Pipe.capacity(pipe) == 4 * 1024 * 1024
+      assert Pipe.default_capacity() == 4 * 1024 * 1024
+      assert Pipe.write(pipe, :binary.copy("x", 5 * 1024 * 1024)) == {:ok, 4 * 1024 * 1024}
+      assert Pipe.size(pipe) == 4 * 1024 * 1024
+    end
+
+    test "capacity: sets the most bytes the pipe holds" do
+      {:ok, pipe} = Pipe.new(capacity: 3)
+      assert Pipe.capacity(pipe) == 3
+      assert Pipe.write(pipe, "hello") == {:ok, 3}
+      assert Pipe.write(pipe, "!") == {:ok, 0}
+      assert Pipe.size(pipe) == 3
+    end
+
+    test "bad options are refused with a reason" do
+      for bad <- [0, -1, 1.5, :infinity, "10", nil] do
+        assert Pipe.new(capacity: bad) ==
+                 {:error,
+                  "pipe capacity must be a positive integer (bytes), got: #{inspect(bad)}"}
+      end
+
+      assert Pipe.new(capacty: 10) == {:error, "unknown pipe option :capacty (known: :capacity)"}
+
+      assert Pipe.new(%{capacity: 10}) ==
+               {:error, "pipe options must be a keyword list, got: %{capacity: 10}"}
+    end
+  end
+
   describe "write/2" do
+    test "keeps what fits before the capacity, counted from the cursor" do
+      {:ok, pipe} = Pipe.new(capacity: 5)
+      assert Pipe.write(pipe, "abc") == {:ok, 3}
+      Pipe.seek(pipe, 1)
+      # Overwriting needs no new room: the room is the capacity minus the cursor.
+      assert Pipe.write(pipe, "WXYZ!") == {:ok, 4}
+      Pipe.seek(pipe, 0)
+      assert Pipe.read(pipe) == "aWXYZ"
+    end
+
     test "writes at the cursor, overwriting and extending", %{pipe: pipe} do
       assert Pipe.write(pipe, "hello") == {:ok, 5}
       Pipe.seek(pipe, 1)
@@ -46,6 +86,13 @@ defmodule Wasmex.PipeTest do
       Pipe.seek(pipe, 1)
       assert Pipe.read(pipe) == "bc"
       assert Pipe.read(pipe) == ""
+    end
+  end
+
+  describe "capacity/1" do
+    test "is what the pipe was made with" do
+      {:ok, pipe} = Pipe.new(capacity: 123)
+      assert Pipe.capacity(pipe) == 123
     end
   end
 
@@ -65,6 +112,14 @@ defmodule Wasmex.PipeTest do
       Pipe.seek(pipe, 0)
       assert Pipe.read(pipe) == "hello\0\0"
       assert Pipe.set_len(pipe, -1) == :error
+    end
+
+    test "refuses a length past the capacity; truncating makes room" do
+      {:ok, pipe} = Pipe.new(capacity: 4)
+      {:ok, 4} = Pipe.write(pipe, "full")
+      assert Pipe.set_len(pipe, 5) == :error
+      assert Pipe.set_len(pipe, 0) == :ok
+      assert Pipe.write(pipe, "room") == {:ok, 4}
     end
   end
 end

@@ -112,15 +112,18 @@ defmodule Mix.Tasks.Wasmex.Run do
     end
   end
 
-  # Copies the program's output to the terminal until the call ends, then what is left.
+  # Copies the program's output to the terminal until the call ends, then what is left;
+  # acknowledging each piece once written lets the program write more.
   defp relay_output(%Task{ref: ref} = call) do
     receive do
-      {:wasmex_stdout, _store, data} ->
+      {:wasmex_stdout, store, data} ->
         IO.binwrite(:stdio, data)
+        Wasmex.Wasi.ack_output(store, :stdout, byte_size(data))
         relay_output(call)
 
-      {:wasmex_stderr, _store, data} ->
+      {:wasmex_stderr, store, data} ->
         IO.binwrite(:stderr, data)
+        Wasmex.Wasi.ack_output(store, :stderr, byte_size(data))
         relay_output(call)
 
       {^ref, result} ->

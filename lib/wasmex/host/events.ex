@@ -70,17 +70,9 @@ defmodule Wasmex.Host.Events do
     end
   end
 
-  defp stdio(state, store_id, handler, bytes) do
-    case handler do
-      {:pipe, pid} ->
-        send(pid, {:wasmex_pipe_write, bytes})
-
-      {:messages, pid, tag} ->
-        send(pid, {tag, Wasmex.StoreOrCaller.new(self(), store_id), bytes})
-    end
-
-    state
-  end
+  # WASI output reaches its pipe or process (see Wasmex.Wasi.Output).
+  defp stdio(state, store_id, handler, bytes),
+    do: Wasmex.Wasi.Output.deliver(state, store_id, handler, bytes)
 
   defp stdin_read(state, store_id, pid) do
     if node(pid) != node() or Process.alive?(pid) do

@@ -12,11 +12,19 @@ defmodule Wasmex.Wasi.WasiOptions do
       until data arrives).
     * `stdout`, `stderr`: a `Wasmex.Pipe` (output is written to the pipe as the program
       writes), or `{:messages, pid}`: `pid` receives `{:wasmex_stdout, store, binary}` or
-      `{:wasmex_stderr, store, binary}` for every write, in order, while the program runs
-      (`store` is the `Wasmex.StoreOrCaller` of the program).
+      `{:wasmex_stderr, store, binary}` with the program's writes, in order, while the
+      program runs (consecutive small writes may come as one message; `store` is the
+      `Wasmex.StoreOrCaller` of the program).
 
-  Output is never held back: a slow receiver's mailbox (or a pipe) grows with whatever
-  the program writes. Limit a chatty program with a timeout or fuel.
+  Output is bounded. A pipe holds at most its capacity (`Wasmex.Pipe.new/1`); a write
+  past it fails inside the program with `ENOSPC`. A `{:messages, pid}` receiver
+  acknowledges what it consumed with `Wasmex.Wasi.ack_output/3`: at most
+  `output_window` bytes (default 1 MiB) per stream are sent and not yet acknowledged,
+  and a program writing more waits (within its call's timeout) until acknowledgements
+  come. Output to a receiver that has exited fails inside the program with `EPIPE`.
+  Output is buffered in the port for at most about a millisecond, and always reaches
+  its pipe or process before the reply of the call that wrote it, before an import
+  callback's call, and before the program waits for input.
 
   `max_open_files` (default 256) is how many files and directories the program may hold
   open at once besides its preopened directories. All the stores of a host share one OS
@@ -39,7 +47,16 @@ defmodule Wasmex.Wasi.WasiOptions do
   alias Wasmex.Pipe
   alias Wasmex.Wasi.PreopenOptions
 
-  defstruct [:stdin, :stdout, :stderr, args: [], env: %{}, preopen: [], max_open_files: 256]
+  defstruct [
+    :stdin,
+    :stdout,
+    :stderr,
+    args: [],
+    env: %{},
+    preopen: [],
+    max_open_files: 256,
+    output_window: 1_048_576
+  ]
 
   @type output :: Pipe.t() | {:messages, pid()} | nil
 
@@ -50,10 +67,11 @@ defmodule Wasmex.Wasi.WasiOptions do
           stdin: Pipe.t() | :messages | nil,
           stdout: output(),
           stderr: output(),
-          max_open_files: pos_integer()
+          max_open_files: pos_integer(),
+          output_window: pos_integer()
         }
 
-  @fields [:args, :env, :preopen, :stdin, :stdout, :stderr, :max_open_files]
+  @fields [:args, :env, :preopen, :stdin, :stdout, :stderr, :max_open_files, :output_window]
 
   @doc """
   The options from any of the forms `Wasmex.start_link/1` accepts for `:wasi`: `true`
@@ -77,7 +95,7 @@ defmodule Wasmex.Wasi.WasiOptions do
   Like `new/1`, but `{:ok, options}` or `{:error, reason}`.
 
       iex> Wasmex.Wasi.WasiOptions.cast(%{arg: ["a"]})
-      {:error, "unknown wasi option :arg (known: :args, :env, :preopen, :stdin, :stdout, :stderr, :max_open_files)"}
+      {:error, "unknown wasi option :arg (known: :args, :env, :preopen, :stdin, :stdout, :stderr, :max_open_files, :output_window)"}
   """
   @spec cast(term()) :: {:ok, t()} | {:error, String.t()}
   def cast(true), do: {:ok, %__MODULE__{}}
@@ -104,8 +122,9 @@ defmodule Wasmex.Wasi.WasiOptions do
          {:ok, env} <- Wasmex.Wasi.Check.env(o.env),
          {:ok, preopen} <- preopens(o.preopen),
          {:ok, stdin} <- stdin(o.stdin),
-         {:ok, stdout} <- output(o.stdout, :stdout),
-         {:ok, stderr} <- output(o.stderr, :stderr),
+         {:ok, window} <- output_window(o.output_window),
+         {:ok, stdout} <- output(o.stdout, :stdout, window),
+         {:ok, stderr} <- output(o.stderr, :stderr, window),
          {:ok, max_open_files} <- max_open_files(o.max_open_files) do
       {:ok,
        %{
@@ -119,6 +138,11 @@ defmodule Wasmex.Wasi.WasiOptions do
        }}
     end
   end
+
+  defp output_window(n) when is_integer(n) and n > 0, do: {:ok, n}
+
+  defp output_window(other),
+    do: {:error, "wasi output_window must be a positive integer (bytes), got: #{inspect(other)}"}
 
   defp max_open_files(n) when is_integer(n) and n > 0, do: {:ok, n}
 
@@ -189,18 +213,22 @@ defmodule Wasmex.Wasi.WasiOptions do
   defp stdin(other),
     do: {:error, "wasi stdin must be nil, :messages or a Wasmex.Pipe, got: #{inspect(other)}"}
 
-  defp output(nil, _stream), do: {:ok, nil}
+  defp output(nil, _stream, _window), do: {:ok, nil}
 
-  defp output(%Pipe{pid: pid}, _stream) when is_pid(pid),
-    do: {:ok, {:events, handler({:pipe, pid})}}
+  defp output(%Pipe{pid: pid} = pipe, stream, window) when is_pid(pid) do
+    case Pipe.room(pipe) do
+      {:ok, room} -> {:ok, {:pipe, handler({:pipe, pid}), window, room}}
+      {:error, reason} -> {:error, "wasi #{stream} pipe: #{reason}"}
+    end
+  end
 
-  defp output({:messages, pid}, stream) when is_pid(pid),
-    do: {:ok, {:events, handler({:messages, pid, :"wasmex_#{stream}"})}}
+  defp output({:messages, pid}, stream, window) when is_pid(pid),
+    do: {:ok, {:messages, handler({:messages, pid, :"wasmex_#{stream}"}), window}}
 
-  defp output(other, stream) do
+  defp output(other, stream, _window) do
     {:error,
      "wasi #{stream} must be nil, a Wasmex.Pipe or {:messages, pid}, got: #{inspect(other)}"}
   end
 
-  defp handler(term), do: :erlang.term_to_binary(term)
+  defp handler(term), do: Wasmex.Wasi.Output.handler(term)
 end

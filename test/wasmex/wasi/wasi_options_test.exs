@@ -188,5 +188,21 @@ defmodule Wasmex.Wasi.WasiOptionsTest do
       assert {:error, "wasi stderr must be" <> _} =
                store(%WasiOptions{stderr: {:messages, :name}})
     end
+
+    test "output_window must be a positive integer of bytes" do
+      assert {:ok, _} = store(%WasiOptions{stdout: {:messages, self()}, output_window: 1})
+
+      for bad <- [0, -1, 1.0, :infinity] do
+        assert store(%WasiOptions{output_window: bad}) ==
+                 {:error,
+                  "wasi output_window must be a positive integer (bytes), got: #{inspect(bad)}"}
+      end
+    end
+
+    test "a pipe that has exited is refused as a stream" do
+      {:ok, pipe} = Pipe.new()
+      GenServer.stop(pipe.pid)
+      assert {:error, "wasi stderr pipe: " <> _} = store(%WasiOptions{stderr: pipe})
+    end
   end
 end
