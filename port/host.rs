@@ -165,6 +165,9 @@ impl Host {
                     Ok(module::describe(&module))
                 });
             }
+            "component_compile" => {
+                off_thread(shared, req, crate::component::registry::compile_request);
+            }
             "module_serialize" => {
                 req.expect_arity(2)?;
                 off_thread(shared, req, |shared, req| {

@@ -136,6 +136,8 @@ pub struct StoreData {
     pub call: Arc<CallState>,
     /// How long the last wait for a message took (see `receive`).
     pub last_wait: Duration,
+    /// Component instances and their WASI preview 2 context (`component/state.rs`).
+    pub component: crate::component::ComponentState,
 }
 
 pub type Cx<'a> = StoreContextMut<'a, StoreData>;
@@ -451,6 +453,7 @@ fn create(
         dropped: false,
         call: parts.call,
         last_wait: Duration::ZERO,
+        component: Default::default(),
     };
     let mut store = Store::new(&engine, data);
     store.limiter(|d| &mut d.limits);
@@ -636,6 +639,9 @@ async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Answer, Term> {
             .await
             .map(Answer::Value)
             .map_err(|e| term::string(&e)),
+        op if op.starts_with("component_") => crate::component::serve::handle(cx, req)
+            .await
+            .map(Answer::Value),
         "memory_read" => memory::read_reply(cx, req)
             .map(Answer::Frame)
             .map_err(|e| term::string(&e)),

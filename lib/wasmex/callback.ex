@@ -131,6 +131,10 @@ defmodule Wasmex.Callback do
   # Runs the Elixir function of import `ns`.`name`: `{:ok, results}` or `{:error, message}`.
   defp run(imports, context, ns, name, params) do
     case imports do
+      # A component import (Wasmex.Components): the params as they are, one result.
+      %{^ns => %{^name => {:fn, fun}}} ->
+        Wasmex.Components.Callbacks.run(fun, ns, name, params)
+
       %{^ns => %{^name => {:fn, _params, results, fun}}} ->
         try do
           metadata = %{namespace: ns, name: name, instance: context[:instance]}
@@ -180,6 +184,13 @@ defmodule Wasmex.Callback do
   @spec register_for(pid(), map(), Wasmex.Instance.t()) :: boolean()
   def register_for(handler, imports, instance),
     do: :ets.insert_new(@registry, {handler, stringify(imports), context(instance)})
+
+  @doc """
+  Registers the imports of the component instance served by the calling process
+  (`Wasmex.Components`), normalized by `Wasmex.Components.Imports`.
+  """
+  @spec register_component(map()) :: true
+  def register_component(imports), do: :ets.insert(@registry, {self(), imports, %{pid: self()}})
 
   @doc "Removes the rows `server` made with `register_for/3`."
   @spec unregister_for(pid()) :: true
