@@ -422,7 +422,7 @@ defmodule Wasmex.Host do
 
   # A call's caller is watched: if it dies before the answer, the call is cancelled and
   # the port stops running it.
-  defp watch_caller(state, :call, args, target, id) do
+  defp watch_caller(state, op, args, target, id) when op in [:call, :component_call] do
     store_id =
       case elem(args, 0) do
         {:caller, store_id, _} -> store_id

@@ -51,7 +51,7 @@ defmodule Wasmex.Components.Instance do
       iex> {:ok, store} = Wasmex.Components.Store.new()
       iex> {:ok, component} = Wasmex.Components.Component.new(store, File.read!("test/fixtures/components/imports.wasm"))
       iex> {:error, reason} = Wasmex.Components.Instance.new(store, component, %{})
-      iex> reason =~ "log"
+      iex> reason =~ "component imports instance `wasmex:host/kv@0.1.0`"
       true
   """
   @spec new(StoreOrCaller.t(), Component.t(), map()) :: {:ok, t()} | {:error, String.t()}
