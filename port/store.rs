@@ -405,11 +405,14 @@ struct StoreParts {
     fds: FdBudget,
     wasi_enabled: bool,
     call: Arc<CallState>,
+    component: crate::component::ComponentState,
 }
 
 fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts> {
     let limits = parse_limits(&init.limits)?;
-    let wasi_enabled = !term::is_nil(&init.wasi);
+    // `{p2, Options}`: WASI preview 2 for components (`component/wasi.rs`); preview 1 off.
+    let p2 = crate::component::wasi::p2_options(&init.wasi);
+    let wasi_enabled = !term::is_nil(&init.wasi) && p2.is_none();
     let call = Arc::new(CallState {
         cancellations: init.cancellations,
         ..CallState::default()
@@ -420,13 +423,24 @@ fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts> {
         stdin: init.stdin,
         call: call.clone(),
     };
-    let (wasi, fds) = wasi::build(wasi_enabled.then_some(&init.wasi), stdio)?;
+    let (wasi, fds, component) = match p2 {
+        Some(options) => (
+            wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
+            FdBudget::default(),
+            crate::component::wasi::build(options, stdio)?,
+        ),
+        None => {
+            let (wasi, fds) = wasi::build(wasi_enabled.then_some(&init.wasi), stdio)?;
+            (wasi, fds, Default::default())
+        }
+    };
     Ok(StoreParts {
         limits,
         wasi,
         fds,
         wasi_enabled,
         call,
+        component,
     })
 }
 
@@ -453,7 +467,7 @@ fn create(
         dropped: false,
         call: parts.call,
         last_wait: Duration::ZERO,
-        component: Default::default(),
+        component: parts.component,
     };
     let mut store = Store::new(&engine, data);
     store.limiter(|d| &mut d.limits);

@@ -2,17 +2,19 @@
 //!
 //! - `component_instantiate {Ctx, Key, Source, Handler, Imports, Timeout}` -> `InstanceId`
 //! - `component_call {Ctx, InstanceId, Path, Params, Timeout}` -> the result
-//! - `component_wasi {Ctx, Options}` -> `ok` (the store's WASI preview 2 context)
 //!
 //! Calls and instantiations run under the store's deadline and cancel handling like core
 //! ones (`store::enter`/`run`/`leave`): a call that times out is stopped, not left running.
+//!
+//! A WASI program's exit answers `ok` (status 0, as `wasi:cli/run` answers when it returns)
+//! or `{exit, Status}`; either way the instance has ended.
 //!
 //! A failed call poisons its instance: wasmtime will not enter a component instance again
 //! after a trap in it, and a stopped call leaves it in an unknown state. Later calls
 //! answer `the component instance stopped after an earlier failure (...)` without
 //! entering wasmtime; the caller starts a new instance when it wants one.
 
-use super::{imports, registry, values, wasi};
+use super::{imports, registry, values};
 use crate::instance::{describe_error, MAX_NESTED_CALLS};
 use crate::protocol::Request;
 use crate::store::{self, parse_timeout, Cx};
@@ -38,7 +40,6 @@ pub async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     match req.op.as_str() {
         "component_instantiate" => instantiate(cx, req).await.map_err(|e| term::string(&e)),
         "component_call" => call(cx, req).await,
-        "component_wasi" => wasi::configure(cx, req).map_err(|e| term::string(&e)),
         other => Err(term::string(&format!("unknown op: {other}"))),
     }
 }
@@ -76,17 +77,29 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     match ran {
         Ok(()) => answer(results).map_err(|e| term::string(&e)),
         Err(e) => {
-            let message = describe_error(cx.data(), &e);
+            let exit = e
+                .downcast_ref::<wasmtime_wasi::I32Exit>()
+                .map(|exit| exit.0);
+            let message = match exit {
+                Some(code) => format!("the program exited with status {code}"),
+                None => describe_error(cx.data(), &e),
+            };
             if let Ok(entry) = cx.data_mut().component.get_mut(id) {
                 entry.poisoned = Some(message.clone());
             }
-            Err(match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-                Some(exit) => term::tuple(vec![term::atom("exit"), term::int(i64::from(exit.0))]),
-                None if e.downcast_ref::<WasmBacktrace>().is_some() => {
-                    term::tuple(vec![term::atom("trap"), term::string(&message)])
-                }
-                None => term::string(&message),
-            })
+            match exit {
+                // As `wasi:cli/run` answers when it returns.
+                Some(0) => Ok(term::atom("ok")),
+                Some(code) => Err(term::tuple(vec![
+                    term::atom("exit"),
+                    term::int(i64::from(code)),
+                ])),
+                None if e.downcast_ref::<WasmBacktrace>().is_some() => Err(term::tuple(vec![
+                    term::atom("trap"),
+                    term::string(&message),
+                ])),
+                None => Err(term::string(&message)),
+            }
         }
     }
 }

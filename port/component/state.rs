@@ -68,11 +68,6 @@ impl ComponentState {
             .ok_or_else(|| format!("unknown component instance {id}"))
     }
 
-    /// Whether WASI was configured for this store's components.
-    pub fn has_wasi(&self) -> bool {
-        self.p2.is_some()
-    }
-
     /// Sets the WASI context; refused once instances exist (they were linked with the
     /// earlier one).
     pub fn set_wasi(&mut self, p2: P2) -> Result<(), String> {

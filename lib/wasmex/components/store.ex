@@ -36,16 +36,8 @@ defmodule Wasmex.Components.Store do
   @spec new_wasi(WasiP2Options.t(), StoreLimits.t() | nil, Engine.t() | nil) ::
           {:ok, StoreOrCaller.t()} | {:error, term()}
   def new_wasi(%WasiP2Options{} = options, limits \\ nil, engine \\ nil) do
-    with {:ok, wire} <- WasiP2Options.to_wire(options),
-         {:ok, store} <- new(limits, engine) do
-      case Host.request(store.host, :component_wasi, {StoreOrCaller.context(store), wire}) do
-        {:ok, :ok} ->
-          {:ok, store}
-
-        {:error, _} = error ->
-          Wasmex.Store.release(store)
-          error
-      end
+    with {:ok, wire} <- WasiP2Options.to_wire(options) do
+      Wasmex.Store.new_wired({:p2, wire}, limits, engine || default_engine())
     end
   end
 

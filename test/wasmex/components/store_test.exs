@@ -48,6 +48,27 @@ defmodule Wasmex.Components.StoreTest do
     end
   end
 
+  describe "new_wasi/1,2,3" do
+    test "gives the store's components WASI preview 2, with limits and in an engine" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{wasm_component_model: true})
+      options = %Wasmex.Wasi.WasiP2Options{stdout: {:messages, self()}, inherit_stderr: false}
+      {:ok, store} = Store.new_wasi(options, %Wasmex.StoreLimits{memory_size: 10_000_000}, engine)
+      assert store.host == engine.host
+
+      {:ok, component} =
+        Component.new(store, File.read!("test/fixtures/components/wasi_cli.wasm"))
+
+      {:ok, instance} = Instance.new(store, component)
+      assert {:ok, :ok} = Instance.call(instance, {"wasi:cli/run", "run"}, [])
+      assert_receive {:wasmex_stdout, %StoreOrCaller{}, "args:" <> _}
+    end
+
+    test "refuses options it cannot give" do
+      assert {:error, "allow_http is not supported" <> _} =
+               Store.new_wasi(%Wasmex.Wasi.WasiP2Options{allow_http: true})
+    end
+  end
+
   describe "default_engine/0" do
     test "is one host, started once" do
       assert Store.default_engine().host == Store.default_engine().host
