@@ -78,6 +78,12 @@ impl Compiler {
         &self.engine
     }
 
+    /// The on-disk cache of compiled code, when the engine has a cache directory
+    /// (components use it too, `component/registry.rs`).
+    pub fn artifacts(&self) -> Option<&ArtifactCache> {
+        self.artifacts.as_ref()
+    }
+
     /// Compiles `.wasm` or `.wat` bytes. `cancelled` is polled while a child compiles.
     /// With a `key` (the digest of these bytes, checked by the caller), a large module's
     /// artifact is kept in the cache directory, and a host that needs the same module again

@@ -24,7 +24,7 @@ pub mod wasi;
 pub use state::ComponentState;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 #[cfg(test)]
 mod fixtures_tests;

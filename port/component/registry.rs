@@ -2,7 +2,9 @@
 //! `Wasmex.Components.Component` computes it), for every store of this program to
 //! instantiate. A host has one engine; an entry is used only with the engine that compiled
 //! it. The least recently used are dropped beyond [`CAPACITY`]; the BEAM then sends the
-//! bytes again (it does when told [`NOT_LOADED`]).
+//! bytes again (it does when told [`NOT_LOADED`]). Compiled components are kept on disk
+//! in the artifact cache (`artifact.rs`) beside modules, proved by the same trailer, so
+//! another host (or a later run) loads one instead of compiling it.
 
 use super::{load, names};
 use crate::host::Shared;
@@ -83,12 +85,12 @@ pub fn resolve(shared: &Shared, key: &Term, source: &Term) -> Fallible<Component
     if term::is_nil(source) {
         return Err(NOT_LOADED.into());
     }
-    let component = compile(&shared.engine, &claimed, source)?;
+    let component = compile(shared, &claimed, source)?;
     insert(claimed, component.clone());
     Ok(component)
 }
 
-fn compile(engine: &Engine, claimed: &[u8; 32], source: &Term) -> Fallible<Component> {
+fn compile(shared: &Shared, claimed: &[u8; 32], source: &Term) -> Fallible<Component> {
     let parts = term::as_tuple(source, 2, "component source")?;
     if term::as_atom(&parts[0]) != Some(KIND) {
         return Err(format!(
@@ -97,9 +99,21 @@ fn compile(engine: &Engine, claimed: &[u8; 32], source: &Term) -> Fallible<Compo
         ));
     }
     let bytes = term::as_bytes(&parts[1], "component bytes")?;
-    ModuleKey::verified(claimed, KIND, bytes)
+    let key = ModuleKey::verified(claimed, KIND, bytes)
         .map_err(|_| "the component key is not the SHA-256 digest of its source".to_string())?;
-    load::component(engine, bytes).map_err(|e| e.to_string())
+    let engine = &shared.engine;
+    let cache = shared.compiler.artifacts();
+    if let Some(component) = cache.and_then(|c| c.load_component(engine, &key)) {
+        return Ok(component);
+    }
+    let component = load::component(engine, bytes).map_err(|e| e.to_string())?;
+    if let Some(cache) = cache {
+        // Best effort, as for modules: without the file it is compiled again next time.
+        if let Ok(artifact) = component.serialize() {
+            cache.keep(&key, &artifact);
+        }
+    }
+    Ok(component)
 }
 
 /// `{Key, Source}` -> `Names`: compiles the component (unless this program has it) and

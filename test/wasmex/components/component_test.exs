@@ -43,6 +43,24 @@ defmodule Wasmex.Components.ComponentTest do
       assert is_atom(String.to_existing_atom(name))
     end
 
+    test "a compiled component is kept on disk, and another host loads it instead of compiling",
+         %{store: store} do
+      wat = ~s{(component (core module (func (export "f#{System.unique_integer()}"))))}
+      {:ok, component} = Component.new(store, wat)
+      dir = Path.join(to_string(:filename.basedir(:user_cache, ~c"wasmex_port")), "artifacts")
+
+      [path] =
+        Path.wildcard(Path.join(dir, Base.encode16(component.key, case: :lower) <> "-*.cwasm"))
+
+      inode = File.stat!(path).inode
+
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{wasm_component_model: true})
+      {:ok, other} = Wasmex.Store.new(nil, engine)
+      assert {:ok, _} = Component.new(other, wat)
+      # Not compiled and written again (a new file would replace it under another inode).
+      assert File.stat!(path).inode == inode
+    end
+
     test "says what is wrong with bytes that are not a component", %{store: store} do
       assert {:error, "the bytes are a core module, not a component" <> _} =
                Component.new(store, File.read!(TestHelper.wasm_test_file_path()))
