@@ -168,6 +168,7 @@ impl Host {
             "component_compile" => {
                 off_thread(shared, req, crate::component::registry::compile_request);
             }
+            "wit_exports" => off_thread(shared, req, crate::component::wit::exports_request),
             "module_serialize" => {
                 req.expect_arity(2)?;
                 off_thread(shared, req, |shared, req| {

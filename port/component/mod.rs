@@ -8,7 +8,7 @@
 //!   atoms of before any value carries them.
 //! - [`state`]: what a store keeps for components (instances, WASI preview 2);
 //!   [`serve`]: the requests a store serves for them; [`imports`]: host imports in Elixir;
-//!   [`wasi`]: WASI preview 2 options.
+//!   [`wasi`]: WASI preview 2 options; [`wit`]: what a WIT world exports.
 
 pub mod from_term;
 pub mod imports;
@@ -20,6 +20,7 @@ pub mod serve;
 pub mod state;
 pub mod values;
 pub mod wasi;
+pub mod wit;
 
 pub use state::ComponentState;
 
