@@ -93,7 +93,8 @@ defmodule Wasmex.Host do
   of the host become `{:error, reason}`.
   """
   @spec request(pid(), atom(), tuple()) :: {:ok, term()} | {:error, term()}
-  def request(host, op, args) when op in [:module_compile, :precompile, :module_serialize] do
+  def request(host, op, args)
+      when op in [:module_compile, :precompile, :module_serialize, :component_compile] do
     case call(host, :compile_timeout) do
       {:error, _} = error -> error
       :infinity -> call(host, {:request, op, args}, :infinity)
@@ -434,7 +435,7 @@ defmodule Wasmex.Host do
   end
 
   defp watch_caller(state, op, _args, {:reply, {pid, _}}, id)
-       when op in [:module_compile, :precompile] do
+       when op in [:module_compile, :precompile, :component_compile] do
     ref = Process.monitor(pid)
     {ref, %{state | monitors: Map.put(state.monitors, ref, {:call, id, nil})}}
   end

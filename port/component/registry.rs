@@ -4,9 +4,10 @@
 //! it. The least recently used are dropped beyond [`CAPACITY`]; the BEAM then sends the
 //! bytes again (it does when told [`NOT_LOADED`]). Compiled components are kept on disk
 //! in the artifact cache (`artifact.rs`) beside modules, proved by the same trailer, so
-//! another host (or a later run) loads one instead of compiling it.
+//! another host (or a later run) loads one instead of compiling it. Components over 4 KiB
+//! compile in a compile child, under the compile timeout, like modules (`compiler.rs`).
 
-use super::{load, names};
+use super::names;
 use crate::host::Shared;
 use crate::module_key::ModuleKey;
 use crate::protocol::Request;
@@ -78,6 +79,16 @@ fn key_of(t: &Term) -> Fallible<[u8; 32]> {
 /// The component under `key`, compiled from `source` (`{component, Bytes}` or `nil`)
 /// when this program does not have it.
 pub fn resolve(shared: &Shared, key: &Term, source: &Term) -> Fallible<Component> {
+    resolve_or_stop(shared, key, source, &|| false)
+}
+
+/// `resolve`, with a compile that stops when `cancelled` says so.
+fn resolve_or_stop(
+    shared: &Shared,
+    key: &Term,
+    source: &Term,
+    cancelled: &dyn Fn() -> bool,
+) -> Fallible<Component> {
     let claimed = key_of(key)?;
     if let Some(component) = get(&shared.engine, &claimed) {
         return Ok(component);
@@ -85,12 +96,17 @@ pub fn resolve(shared: &Shared, key: &Term, source: &Term) -> Fallible<Component
     if term::is_nil(source) {
         return Err(NOT_LOADED.into());
     }
-    let component = compile(shared, &claimed, source)?;
+    let component = compile(shared, &claimed, source, cancelled)?;
     insert(claimed, component.clone());
     Ok(component)
 }
 
-fn compile(shared: &Shared, claimed: &[u8; 32], source: &Term) -> Fallible<Component> {
+fn compile(
+    shared: &Shared,
+    claimed: &[u8; 32],
+    source: &Term,
+    cancelled: &dyn Fn() -> bool,
+) -> Fallible<Component> {
     let parts = term::as_tuple(source, 2, "component source")?;
     if term::as_atom(&parts[0]) != Some(KIND) {
         return Err(format!(
@@ -101,26 +117,15 @@ fn compile(shared: &Shared, claimed: &[u8; 32], source: &Term) -> Fallible<Compo
     let bytes = term::as_bytes(&parts[1], "component bytes")?;
     let key = ModuleKey::verified(claimed, KIND, bytes)
         .map_err(|_| "the component key is not the SHA-256 digest of its source".to_string())?;
-    let engine = &shared.engine;
-    let cache = shared.compiler.artifacts();
-    if let Some(component) = cache.and_then(|c| c.load_component(engine, &key)) {
-        return Ok(component);
-    }
-    let component = load::component(engine, bytes).map_err(|e| e.to_string())?;
-    if let Some(cache) = cache {
-        // Best effort, as for modules: without the file it is compiled again next time.
-        if let Ok(artifact) = component.serialize() {
-            cache.keep(&key, &artifact);
-        }
-    }
-    Ok(component)
+    shared.compiler.compile_component(bytes, &key, cancelled)
 }
 
 /// `{Key, Source}` -> `Names`: compiles the component (unless this program has it) and
 /// answers the WIT names its values may carry (see `names.rs`).
 pub fn compile_request(shared: &Shared, req: &Request) -> Fallible<Term> {
     req.expect_arity(2)?;
-    let component = resolve(shared, req.arg(0)?, req.arg(1)?)?;
+    let cancelled = || shared.cancellations.contains(req.id);
+    let component = resolve_or_stop(shared, req.arg(0)?, req.arg(1)?, &cancelled)?;
     let names = names::of(&component, &shared.engine)?;
     Ok(term::list(names.iter().map(|n| term::string(n)).collect()))
 }

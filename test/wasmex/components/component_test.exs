@@ -61,6 +61,18 @@ defmodule Wasmex.Components.ComponentTest do
       assert File.stat!(path).inode == inode
     end
 
+    test "a compile that takes longer than the engine's compile timeout is stopped" do
+      config = %Wasmex.EngineConfig{wasm_component_model: true}
+      {:ok, engine} = Wasmex.Engine.new(config, compile_timeout: 1)
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      # Bytes no other test compiles (a custom section added), so that no cached artifact
+      # answers.
+      bytes = File.read!(@types) <> <<0, 10, 1, "x", System.unique_integer([:positive])::64>>
+
+      assert {:error, "Could not compile module: compilation did not finish within 1 ms" <> _} =
+               Component.new(store, bytes)
+    end
+
     test "says what is wrong with bytes that are not a component", %{store: store} do
       assert {:error, "the bytes are a core module, not a component" <> _} =
                Component.new(store, File.read!(TestHelper.wasm_test_file_path()))
