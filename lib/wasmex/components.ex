@@ -172,7 +172,8 @@ defmodule Wasmex.Components do
     made =
       case Map.get(opts, :wasi) do
         nil -> Store.new(limits, engine)
-        wasi -> Store.new_wasi(wasi, limits, engine)
+        %Wasmex.Wasi.WasiP2Options{} = wasi -> Store.new_wasi(wasi, limits, engine)
+        other -> {:error, "wasi must be a %Wasmex.Wasi.WasiP2Options{}, got: #{inspect(other)}"}
       end
 
     with {:ok, store} <- made, do: {:ok, store, true}

@@ -89,6 +89,11 @@ defmodule Wasmex.ComponentsTest do
       assert reason =~ @kv
     end
 
+    test "refuses WASI options that are not WasiP2Options" do
+      assert {:error, "wasi must be a %Wasmex.Wasi.WasiP2Options{}, got: true"} =
+               Components.start_link(path: @types, wasi: true)
+    end
+
     test "instantiates in a given store, which then holds the instance too" do
       {:ok, store} = Components.Store.new()
       pid = start(path: @types, store: store)

@@ -84,6 +84,57 @@ defmodule Wasmex.Wasi.WasiP2OptionsTest do
                Components.call_function(pid, @run, [])
     end
 
+    test "stdin from a pipe: the program reads what is in it, then the end of input" do
+      {:ok, input} = Wasmex.Pipe.new()
+      Wasmex.Pipe.write(input, "piped line\n")
+      Wasmex.Pipe.seek(input, 0)
+      %{out: out} = pipes()
+
+      options = %WasiP2Options{
+        args: ["prog", "stdin"],
+        stdin: input,
+        stdout: out,
+        inherit_stderr: false
+      }
+
+      assert {_pid, {:ok, :ok}} = run(options)
+      assert contents(out) =~ ~r/no data\/in.txt\npiped line\n$/
+    end
+
+    test "stdin as messages: input is fed while the program runs" do
+      options = %WasiP2Options{
+        args: ["prog", "stdin"],
+        stdin: :messages,
+        stdout: {:messages, self()},
+        inherit_stderr: false
+      }
+
+      {:ok, store} = Components.Store.new_wasi(options)
+      {:ok, pid} = Components.start_link(path: @cli, store: store)
+      task = Task.async(fn -> Components.call_function(pid, @run, [], 5_000) end)
+      # The program's first output: it runs, and reads stdin next.
+      assert_receive {:wasmex_stdout, _, "args:" <> _}
+      Wasmex.Wasi.write_stdin(store, "fed ")
+      Wasmex.Wasi.write_stdin(store, "later\n")
+      Wasmex.Wasi.close_stdin(store)
+      assert {:ok, :ok} = Task.await(task)
+      assert collect_stdout(store, "") =~ "fed later\n"
+    end
+
+    test "a program waiting for stdin that never comes is stopped at the call's timeout" do
+      options = %WasiP2Options{
+        args: ["prog", "stdin"],
+        stdin: :messages,
+        inherit_stdout: false,
+        inherit_stderr: false
+      }
+
+      {:ok, pid} = Components.start_link(path: @cli, wasi: options)
+
+      assert {:error, "timed out: the call did not finish within 200 ms and was stopped"} =
+               Components.call_function(pid, @run, [], 200)
+    end
+
     test "the interface may be named without its version" do
       options = %WasiP2Options{inherit_stdout: false, inherit_stderr: false}
       {:ok, pid} = Components.start_link(path: @cli, wasi: options)
