@@ -57,6 +57,26 @@ impl ArtifactCache {
         unsafe { Module::deserialize_open_file(engine, file) }.ok()
     }
 
+    /// The cached component of `key` (the digest of `"component"` and its bytes), under
+    /// the same proof as a module. Read into memory, then deserialized: components are
+    /// small, and the bytes read are the bytes checked.
+    pub fn load_component(
+        &self,
+        engine: &Engine,
+        key: &ModuleKey,
+    ) -> Option<wasmtime::component::Component> {
+        let mut file = File::open(self.path(key)).ok()?;
+        if !self.proves(&mut file, key) {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
+        bytes.truncate(bytes.len().checked_sub(TRAILER_LEN)?);
+        // SAFETY: as for `load`: the trailer proves the file was written by `keep` for this
+        // key and these settings; wasmtime checks the artifact against the engine too.
+        unsafe { wasmtime::component::Component::deserialize(engine, &bytes) }.ok()
+    }
+
     fn proves(&self, file: &mut File, key: &ModuleKey) -> bool {
         let Ok(len) = file.metadata().map(|m| m.len()) else {
             return false;

@@ -183,3 +183,24 @@ fn a_module_sent_by_key_alone_without_an_artifact_asks_for_its_source() {
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(loaded.err().as_deref(), Some(module::NOT_LOADED));
 }
+
+#[test]
+fn a_kept_component_loads_for_its_key_and_a_module_artifact_does_not() {
+    let dir = cache_dir("component");
+    let mut options = options(&dir);
+    options.features.component_model = true;
+    let cache = ArtifactCache::new(options.cache_dir.as_deref().unwrap(), &options);
+    let engine = options.build().unwrap();
+    let bytes = crate::component::testing::fixture_bytes("spin.wasm");
+    let component = crate::component::load::component(&engine, &bytes).unwrap();
+    let key = ModuleKey::of("component", &bytes);
+    assert!(cache.load_component(&engine, &key).is_none());
+    cache.keep(&key, &component.serialize().unwrap());
+    assert!(cache.load_component(&engine, &key).is_some());
+    // A module's artifact under a component's key proves nothing.
+    let other = ModuleKey::of("component", b"other bytes");
+    cache.keep(&key, &artifact_of(&options, SEVEN));
+    assert!(cache.load_component(&engine, &key).is_none());
+    assert!(cache.load_component(&engine, &other).is_none());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,7 +4,7 @@
 //! defers requests for the store itself, and returns when the callback's answer arrives.
 
 use crate::protocol::{Context, Request};
-use crate::store::{answer, receive, StoreData, StoreMsg};
+use crate::store::{answer, receive, Cx, StoreData, StoreMsg};
 use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
@@ -49,21 +49,45 @@ pub async fn invoke(
     results: &mut [Val],
 ) -> wasmtime::Result<()> {
     let args = values::from_vals(params).map_err(wasmtime::Error::msg)?;
-    let data = caller.data_mut();
+    let mut cx = caller.as_context_mut();
+    let values = call_beam(
+        &mut cx,
+        &import.handler,
+        &import.namespace,
+        &import.name,
+        args,
+    )
+    .await
+    .map_err(wasmtime::Error::msg)?;
+    write_results(import, &values, results).map_err(wasmtime::Error::msg)
+}
+
+/// Sends a `callback` event for import `namespace`.`name` with `args` to the BEAM and
+/// waits for its answer (serving requests addressed to the caller meanwhile): the value of
+/// `{ok, Value}`, or the message of `{error, Message}`. Core imports and component imports
+/// (`component/imports.rs`) both call Elixir through here.
+pub async fn call_beam(
+    cx: &mut Cx<'_>,
+    handler: &Arc<Vec<u8>>,
+    namespace: &str,
+    name: &str,
+    args: Term,
+) -> Fallible<Term> {
+    let data = cx.data_mut();
     let callback_id = data.next_callback_id;
     data.next_callback_id += 1;
     data.callers.push(callback_id);
     // The WASI output written so far reaches the BEAM before the callback does.
-    if data.wasi_enabled {
+    if data.wasi_enabled || data.component.has_wasi() {
         crate::output::flush_store(data.id);
     }
     data.shared.outbox.send(&term::tuple(vec![
         term::atom("callback"),
         term::uint(data.id),
         term::uint(callback_id),
-        term::binary(import.handler.to_vec()),
-        term::string(&import.namespace),
-        term::string(&import.name),
+        term::binary(handler.to_vec()),
+        term::string(namespace),
+        term::string(name),
         args,
     ]));
     // Dropped with the call if the call is stopped while this waits: the BEAM then learns
@@ -72,35 +96,30 @@ pub async fn invoke(
         outbox: data.shared.outbox.clone(),
         store_id: data.id,
         callback_id,
-        handler: import.handler.clone(),
+        handler: handler.clone(),
         armed: true,
     };
-    let outcome = wait(caller, callback_id, import).await;
+    let outcome = wait(cx, callback_id, handler).await;
     waiting.armed = false;
-    caller.data_mut().callers.pop();
-    let values = outcome.map_err(wasmtime::Error::msg)?;
-    write_results(import, &values, results).map_err(wasmtime::Error::msg)
+    cx.data_mut().callers.pop();
+    outcome
 }
 
-async fn wait(
-    caller: &mut Caller<'_, StoreData>,
-    callback_id: u64,
-    import: &Import,
-) -> Fallible<Term> {
+async fn wait(cx: &mut Cx<'_>, callback_id: u64, handler: &[u8]) -> Fallible<Term> {
     loop {
         // Stopped, or dropped (here or while a nested call waited for its own callback):
         // nobody will use this callback's answer.
-        let data = caller.data();
+        let data = cx.data();
         let stop = data.call.stop_reason().or_else(|| {
             data.dropped
                 .then(|| "the store was dropped while a callback was running".to_string())
         });
         if let Some(reason) = stop {
-            abandon(data, callback_id, import);
+            abandon(data, callback_id, handler);
             return Err(reason);
         }
         let deadline = data.call.deadline();
-        let Some(msg) = receive(caller.data_mut(), deadline) else {
+        let Some(msg) = receive(cx.data_mut(), deadline) else {
             // The deadline passed: the top of the loop says so.
             continue;
         };
@@ -110,17 +129,17 @@ async fn wait(
                 result,
             } if id == callback_id => return callback_result(result),
             StoreMsg::CallbackReturn { .. } | StoreMsg::Cancel => {}
-            StoreMsg::Request(req) => serve_while_waiting(caller, req).await,
-            StoreMsg::Drop => caller.data_mut().dropped = true,
+            StoreMsg::Request(req) => serve_while_waiting(cx, req).await,
+            StoreMsg::Drop => cx.data_mut().dropped = true,
         }
     }
 }
 
 /// Tells the BEAM that nobody waits for this callback any more, so it can stop it.
-fn abandon(data: &StoreData, callback_id: u64, import: &Import) {
+fn abandon(data: &StoreData, callback_id: u64, handler: &[u8]) {
     data.shared
         .outbox
-        .send(&abandoned(data.id, callback_id, &import.handler));
+        .send(&abandoned(data.id, callback_id, handler));
 }
 
 /// Tells the BEAM that nobody waits for a callback's answer any more.
@@ -153,10 +172,14 @@ impl Drop for Abandoned {
     }
 }
 
-async fn serve_while_waiting(caller: &mut Caller<'_, StoreData>, req: Request) {
+async fn serve_while_waiting(cx: &mut Cx<'_>, req: Request) {
     match req.args.first().map(Context::parse) {
-        Some(Ok(Context::Store(_))) => caller.data_mut().deferred.push_back(req),
-        _ => Box::pin(answer(caller.as_context_mut(), &req)).await,
+        // Component requests are served now: a call into the instance that is waiting
+        // here gets its error at once instead of waiting for itself (`component/serve.rs`).
+        Some(Ok(Context::Store(_))) if !crate::component::serve::serves_nested(&req) => {
+            cx.data_mut().deferred.push_back(req)
+        }
+        _ => Box::pin(answer(cx.as_context_mut(), &req)).await,
     }
 }
 

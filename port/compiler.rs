@@ -78,6 +78,12 @@ impl Compiler {
         &self.engine
     }
 
+    /// The on-disk cache of compiled code, when the engine has a cache directory
+    /// (components use it too, `component/registry.rs`).
+    pub fn artifacts(&self) -> Option<&ArtifactCache> {
+        self.artifacts.as_ref()
+    }
+
     /// Compiles `.wasm` or `.wat` bytes. `cancelled` is polled while a child compiles.
     /// With a `key` (the digest of these bytes, checked by the caller), a large module's
     /// artifact is kept in the cache directory, and a host that needs the same module again
@@ -113,6 +119,45 @@ impl Compiler {
     /// a module another host compiled maps it without seeing its source.
     pub fn cached(&self, key: &ModuleKey) -> Option<Module> {
         self.artifacts.as_ref()?.load(&self.engine, key)
+    }
+
+    /// Compiles a component (binary or text): in a compile child above the inline limit,
+    /// under the compile timeout and `cancelled`, like a module, and kept in the artifact
+    /// cache under `key`. `load::component` checks the bytes first, so a core module or
+    /// truncated bytes are named before any child starts.
+    pub fn compile_component(
+        &self,
+        bytes: &[u8],
+        key: &ModuleKey,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Fallible<wasmtime::component::Component> {
+        use crate::component::load;
+        let cache = self.artifacts.as_ref();
+        if let Some(component) = cache.and_then(|c| c.load_component(&self.engine, key)) {
+            return Ok(component);
+        }
+        let Some(exe) = self.child.as_ref().filter(|_| bytes.len() > INLINE_LIMIT) else {
+            let component = load::component(&self.engine, bytes).map_err(|e| e.to_string())?;
+            if let (Some(cache), Ok(artifact)) = (cache, component.serialize()) {
+                cache.keep(key, &artifact);
+            }
+            return Ok(component);
+        };
+        load::check(bytes).map_err(|e| e.to_string())?;
+        let artifact =
+            self.run_child(exe, "--compile", self.child_input(bytes, false), cancelled)?;
+        if Engine::detect_precompiled(&artifact) != Some(wasmtime::Precompiled::Component) {
+            return Err("the compiler process did not answer with a component".into());
+        }
+        // SAFETY: the artifact was just made by this program's compile child for an engine
+        // of the same settings; wasmtime checks it against this engine too.
+        let component =
+            unsafe { wasmtime::component::Component::deserialize(&self.engine, &artifact) }
+                .map_err(|e| format!("invalid component: {e:#}"))?;
+        if let Some(cache) = cache {
+            cache.keep(key, &artifact);
+        }
+        Ok(component)
     }
 
     /// Compiles to a serialized module (what `Wasmex.Engine.precompile_module/2` returns).
@@ -271,6 +316,13 @@ fn child_compile(input: &[u8]) -> Fallible<Vec<u8>> {
         _ => return Err("no options frame".into()),
     };
     let engine = options.build()?;
+    if crate::component::load::is_component(reader) {
+        let component =
+            crate::component::load::component(&engine, reader).map_err(|e| e.to_string())?;
+        return component
+            .serialize()
+            .map_err(|e| format!("Could not serialize component: {e:#}"));
+    }
     // Module::from_binary consults wasmtime's cache (when configured); serialize hands
     // the result to the parent.
     module::serialize(&module::compile(&engine, reader)?)

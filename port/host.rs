@@ -165,6 +165,10 @@ impl Host {
                     Ok(module::describe(&module))
                 });
             }
+            "component_compile" => {
+                off_thread(shared, req, crate::component::registry::compile_request);
+            }
+            "wit_exports" => off_thread(shared, req, crate::component::wit::exports_request),
             "module_serialize" => {
                 req.expect_arity(2)?;
                 off_thread(shared, req, |shared, req| {

@@ -136,6 +136,8 @@ pub struct StoreData {
     pub call: Arc<CallState>,
     /// How long the last wait for a message took (see `receive`).
     pub last_wait: Duration,
+    /// Component instances and their WASI preview 2 context (`component/state.rs`).
+    pub component: crate::component::ComponentState,
 }
 
 pub type Cx<'a> = StoreContextMut<'a, StoreData>;
@@ -403,11 +405,14 @@ struct StoreParts {
     fds: FdBudget,
     wasi_enabled: bool,
     call: Arc<CallState>,
+    component: crate::component::ComponentState,
 }
 
 fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts> {
     let limits = parse_limits(&init.limits)?;
-    let wasi_enabled = !term::is_nil(&init.wasi);
+    // `{p2, Options}`: WASI preview 2 for components (`component/wasi.rs`); preview 1 off.
+    let p2 = crate::component::wasi::p2_options(&init.wasi);
+    let wasi_enabled = !term::is_nil(&init.wasi) && p2.is_none();
     let call = Arc::new(CallState {
         cancellations: init.cancellations,
         ..CallState::default()
@@ -418,13 +423,24 @@ fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts> {
         stdin: init.stdin,
         call: call.clone(),
     };
-    let (wasi, fds) = wasi::build(wasi_enabled.then_some(&init.wasi), stdio)?;
+    let (wasi, fds, component) = match p2 {
+        Some(options) => (
+            wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
+            FdBudget::default(),
+            crate::component::wasi::build(options, stdio)?,
+        ),
+        None => {
+            let (wasi, fds) = wasi::build(wasi_enabled.then_some(&init.wasi), stdio)?;
+            (wasi, fds, Default::default())
+        }
+    };
     Ok(StoreParts {
         limits,
         wasi,
         fds,
         wasi_enabled,
         call,
+        component,
     })
 }
 
@@ -451,6 +467,7 @@ fn create(
         dropped: false,
         call: parts.call,
         last_wait: Duration::ZERO,
+        component: parts.component,
     };
     let mut store = Store::new(&engine, data);
     store.limiter(|d| &mut d.limits);
@@ -591,7 +608,7 @@ pub async fn answer(mut cx: Cx<'_>, req: &Request) {
     };
     pending.id = None;
     // The WASI output written so far goes out before the reply (see `output.rs`).
-    if cx.data().wasi_enabled {
+    if cx.data().wasi_enabled || cx.data().component.has_wasi() {
         crate::output::flush_store(cx.data().id);
     }
     let outbox = &cx.data().shared.outbox;
@@ -640,6 +657,9 @@ async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Answer, Term> {
             .await
             .map(Answer::Value)
             .map_err(|e| term::string(&e)),
+        op if op.starts_with("component_") => crate::component::serve::handle(cx, req)
+            .await
+            .map(Answer::Value),
         "memory_read" => memory::read_reply(cx, req)
             .map(Answer::Frame)
             .map_err(|e| term::string(&e)),

@@ -142,7 +142,7 @@ fn fill(
 
 /// An output stream's options: `nil` (discarded), `{events, Handler}`,
 /// `{messages, Handler, Window}` or `{pipe, Handler, Window, Room}`.
-fn output_spec(t: Option<&Term>, what: &str) -> Fallible<Option<SinkSpec>> {
+pub fn output_spec(t: Option<&Term>, what: &str) -> Fallible<Option<SinkSpec>> {
     let Some(t) = t.filter(|t| !term::is_nil(t)) else {
         return Ok(None);
     };

@@ -141,6 +141,10 @@ defmodule Wasmex.Callback do
   # Runs the Elixir function of import `ns`.`name`: `{:ok, results}` or `{:error, message}`.
   defp run(imports, context, ns, name, params) do
     case imports do
+      # A component import (Wasmex.Components): the params as they are, one result.
+      %{^ns => %{^name => {:fn, fun}}} ->
+        Wasmex.Components.Callbacks.run(fun, ns, name, params)
+
       %{^ns => %{^name => {:fn, _params, results, fun}}} ->
         try do
           metadata = %{namespace: ns, name: name, instance: context[:instance]}
@@ -194,6 +198,14 @@ defmodule Wasmex.Callback do
         @registry,
         {handler, stringify(imports), context(instance), memory_floor(instance)}
       )
+
+  @doc """
+  Registers the imports of the component instance served by the calling process
+  (`Wasmex.Components`), normalized by `Wasmex.Components.Imports`.
+  """
+  @spec register_component(map()) :: true
+  def register_component(imports),
+    do: :ets.insert(@registry, {self(), imports, %{pid: self(), memory: nil}, nil})
 
   @doc "Removes the rows `server` made with `register_for/3`."
   @spec unregister_for(pid()) :: true

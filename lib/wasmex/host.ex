@@ -94,7 +94,7 @@ defmodule Wasmex.Host do
   """
   @spec request(pid(), atom(), tuple()) :: {:ok, term()} | {:error, term()}
   def request(host, op, args)
-      when op in [:module_compile, :precompile, :preinitialize, :module_serialize] do
+      when op in [:module_compile, :precompile, :preinitialize, :module_serialize, :component_compile] do
     case call(host, :compile_timeout) do
       {:error, _} = error -> error
       :infinity -> call(host, {:request, op, args}, :infinity)
@@ -423,7 +423,7 @@ defmodule Wasmex.Host do
 
   # A call's caller is watched: if it dies before the answer, the call is cancelled and
   # the port stops running it.
-  defp watch_caller(state, :call, args, target, id) do
+  defp watch_caller(state, op, args, target, id) when op in [:call, :component_call] do
     store_id =
       case elem(args, 0) do
         {:caller, store_id, _} -> store_id
@@ -435,7 +435,7 @@ defmodule Wasmex.Host do
   end
 
   defp watch_caller(state, op, _args, {:reply, {pid, _}}, id)
-       when op in [:module_compile, :precompile, :preinitialize] do
+       when op in [:module_compile, :precompile, :preinitialize, :component_compile] do
     ref = Process.monitor(pid)
     {ref, %{state | monitors: Map.put(state.monitors, ref, {:call, id, nil})}}
   end

@@ -66,6 +66,13 @@ defmodule Wasmex.Store do
   def new_in(host, limits, wasi),
     do: with({:ok, wire} <- WasiOptions.to_wire(wasi), do: store_in(host, false, limits, wire))
 
+  @doc false
+  # A store whose WASI options are already in their wire form (WASI preview 2 for
+  # components, see Wasmex.Components.Store.new_wasi/3).
+  @spec new_wired(term(), StoreLimits.t() | nil, Engine.t() | nil) ::
+          {:ok, StoreOrCaller.t()} | {:error, term()}
+  def new_wired(wasi, limits, engine), do: create(limits, wasi, engine)
+
   defp create(limits, wasi, engine) do
     with {:ok, host, own?} <- host_for(engine), do: store_in(host, own?, limits, wasi)
   end

@@ -67,6 +67,19 @@ pub fn component(engine: &Engine, bytes: &[u8]) -> Result<Component, LoadError> 
     })
 }
 
+/// Checks `bytes` as `component` does before compiling (empty, a core module, a short
+/// header, text that does not parse), without compiling them.
+pub fn check(bytes: &[u8]) -> Result<(), LoadError> {
+    check_header(&binary(bytes)?)
+}
+
+/// Whether `bytes` are a component in the binary format (what a compile child is given
+/// after `check`: text is parsed there too, so it is tried as text otherwise).
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC) && bytes.len() >= 8 && bytes[6..8] == COMPONENT_LAYER
+        || (!bytes.starts_with(MAGIC) && check(bytes).is_ok())
+}
+
 /// The binary format of `bytes`: themselves, or the text format parsed.
 fn binary(bytes: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, LoadError> {
     if bytes.is_empty() {

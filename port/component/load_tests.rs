@@ -69,3 +69,15 @@ fn other_bytes_are_refused_with_what_they_are() {
         Err(LoadError::Invalid(_))
     ));
 }
+
+#[test]
+fn check_names_what_the_bytes_are_without_compiling() {
+    use super::load::{check, is_component, LoadError};
+    let types = super::testing::fixture_bytes("types.wasm");
+    assert_eq!(check(&types), Ok(()));
+    assert!(is_component(&types));
+    assert!(is_component(b"(component)"));
+    assert!(!is_component(b"(module)"));
+    assert_eq!(check(b"(module)"), Err(LoadError::CoreModule));
+    assert!(matches!(check(&types[..6]), Err(LoadError::Truncated(_))));
+}

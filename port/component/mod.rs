@@ -4,14 +4,28 @@
 //!   modules and truncated bytes.
 //! - [`values`]: Erlang terms to and from `wasmtime::component::Val`, guided by the WIT
 //!   type, as Wasmex 0.15.1 maps them; [`path`] says where a wrong value is.
+//! - [`registry`]: compiled components by key; [`names`]: the WIT names the BEAM makes
+//!   atoms of before any value carries them.
+//! - [`state`]: what a store keeps for components (instances, WASI preview 2);
+//!   [`serve`]: the requests a store serves for them; [`imports`]: host imports in Elixir;
+//!   [`wasi`]: WASI preview 2 options; [`wit`]: what a WIT world exports.
 
 pub mod from_term;
+pub mod imports;
 pub mod load;
+pub mod names;
 pub mod path;
+pub mod registry;
+pub mod serve;
+pub mod state;
 pub mod values;
+pub mod wasi;
+pub mod wit;
+
+pub use state::ComponentState;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 #[cfg(test)]
 mod fixtures_tests;

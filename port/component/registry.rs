@@ -1,0 +1,131 @@
+//! Compiled components, by key (the SHA-256 of `"component"` and the bytes, as
+//! `Wasmex.Components.Component` computes it), for every store of this program to
+//! instantiate. A host has one engine; an entry is used only with the engine that compiled
+//! it. The least recently used are dropped beyond [`CAPACITY`]; the BEAM then sends the
+//! bytes again (it does when told [`NOT_LOADED`]). Compiled components are kept on disk
+//! in the artifact cache (`artifact.rs`) beside modules, proved by the same trailer, so
+//! another host (or a later run) loads one instead of compiling it. Components over 4 KiB
+//! compile in a compile child, under the compile timeout, like modules (`compiler.rs`).
+
+use super::names;
+use crate::host::Shared;
+use crate::module_key::ModuleKey;
+use crate::protocol::Request;
+use crate::term::{self, Fallible};
+use eetf::Term;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// How many compiled components the program keeps.
+pub const CAPACITY: usize = 64;
+
+/// The error for a component this program dropped (or never had) when no bytes came.
+pub const NOT_LOADED: &str = "the component is not loaded in this host and no source was sent";
+
+/// The source kind hashed into a component's key.
+const KIND: &str = "component";
+
+#[derive(Default)]
+struct Entries {
+    components: HashMap<[u8; 32], (Component, u64)>,
+    clock: u64,
+}
+
+fn entries() -> std::sync::MutexGuard<'static, Entries> {
+    static ENTRIES: OnceLock<Mutex<Entries>> = OnceLock::new();
+    ENTRIES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn get(engine: &Engine, key: &[u8; 32]) -> Option<Component> {
+    let mut e = entries();
+    e.clock += 1;
+    let now = e.clock;
+    let (component, used) = e.components.get_mut(key)?;
+    if !Engine::same(component.engine(), engine) {
+        return None;
+    }
+    *used = now;
+    Some(component.clone())
+}
+
+fn insert(key: [u8; 32], component: Component) {
+    let mut e = entries();
+    e.clock += 1;
+    let now = e.clock;
+    e.components.insert(key, (component, now));
+    if e.components.len() > CAPACITY {
+        let oldest = e
+            .components
+            .iter()
+            .min_by_key(|(_, (_, used))| *used)
+            .map(|(k, _)| *k);
+        if let Some(k) = oldest {
+            e.components.remove(&k);
+        }
+    }
+}
+
+fn key_of(t: &Term) -> Fallible<[u8; 32]> {
+    term::as_bytes(t, "component key")?
+        .try_into()
+        .map_err(|_| "the component key must be 32 bytes".to_string())
+}
+
+/// The component under `key`, compiled from `source` (`{component, Bytes}` or `nil`)
+/// when this program does not have it.
+pub fn resolve(shared: &Shared, key: &Term, source: &Term) -> Fallible<Component> {
+    resolve_or_stop(shared, key, source, &|| false)
+}
+
+/// `resolve`, with a compile that stops when `cancelled` says so.
+fn resolve_or_stop(
+    shared: &Shared,
+    key: &Term,
+    source: &Term,
+    cancelled: &dyn Fn() -> bool,
+) -> Fallible<Component> {
+    let claimed = key_of(key)?;
+    if let Some(component) = get(&shared.engine, &claimed) {
+        return Ok(component);
+    }
+    if term::is_nil(source) {
+        return Err(NOT_LOADED.into());
+    }
+    let component = compile(shared, &claimed, source, cancelled)?;
+    insert(claimed, component.clone());
+    Ok(component)
+}
+
+fn compile(
+    shared: &Shared,
+    claimed: &[u8; 32],
+    source: &Term,
+    cancelled: &dyn Fn() -> bool,
+) -> Fallible<Component> {
+    let parts = term::as_tuple(source, 2, "component source")?;
+    if term::as_atom(&parts[0]) != Some(KIND) {
+        return Err(format!(
+            "a component source must be {{component, Bytes}}, got: {}",
+            term::show(&parts[0])
+        ));
+    }
+    let bytes = term::as_bytes(&parts[1], "component bytes")?;
+    let key = ModuleKey::verified(claimed, KIND, bytes)
+        .map_err(|_| "the component key is not the SHA-256 digest of its source".to_string())?;
+    shared.compiler.compile_component(bytes, &key, cancelled)
+}
+
+/// `{Key, Source}` -> `Names`: compiles the component (unless this program has it) and
+/// answers the WIT names its values may carry (see `names.rs`).
+pub fn compile_request(shared: &Shared, req: &Request) -> Fallible<Term> {
+    req.expect_arity(2)?;
+    let cancelled = || shared.cancellations.contains(req.id);
+    let component = resolve_or_stop(shared, req.arg(0)?, req.arg(1)?, &cancelled)?;
+    let names = names::of(&component, &shared.engine)?;
+    Ok(term::list(names.iter().map(|n| term::string(n)).collect()))
+}

@@ -1,0 +1,195 @@
+//! The component requests a store serves (dispatched from `store::handle`):
+//!
+//! - `component_instantiate {Ctx, Key, Source, Handler, Imports, Timeout}` -> `InstanceId`
+//! - `component_call {Ctx, InstanceId, Path, Params, Timeout}` -> the result
+//!
+//! Calls and instantiations run under the store's deadline and cancel handling like core
+//! ones (`store::enter`/`run`/`leave`): a call that times out is stopped, not left running.
+//!
+//! A WASI program's exit answers `ok` (status 0, as `wasi:cli/run` answers when it returns)
+//! or `{exit, Status}`; either way the instance has ended.
+//!
+//! A failed call poisons its instance: wasmtime will not enter a component instance again
+//! after a trap in it, and a stopped call leaves it in an unknown state. Later calls
+//! answer `the component instance stopped after an earlier failure (...)` without
+//! entering wasmtime; the caller starts a new instance when it wants one.
+
+use super::{imports, registry, values};
+use crate::instance::{describe_error, MAX_NESTED_CALLS};
+use crate::protocol::Request;
+use crate::store::{self, parse_timeout, Cx};
+use crate::term::{self, Fallible};
+use eetf::Term;
+use std::sync::Arc;
+use wasmtime::component::{ComponentExportIndex, Func, Val};
+use wasmtime::WasmBacktrace;
+
+/// The error of a call into an instance that is waiting in one of its own imports.
+pub const REENTERED: &str =
+    "the component instance is running a call already: an import cannot call into its own instance";
+
+/// Whether a request is served while an import of the store waits for the BEAM, rather
+/// than after the running call: component requests are, so that one into the waiting
+/// instance gets its error at once (see [`REENTERED`]) instead of waiting for itself.
+pub fn serves_nested(req: &Request) -> bool {
+    req.op.starts_with("component_")
+}
+
+/// Serves a component request.
+pub async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
+    match req.op.as_str() {
+        "component_instantiate" => instantiate(cx, req).await.map_err(|e| term::string(&e)),
+        "component_call" => call(cx, req).await,
+        other => Err(term::string(&format!("unknown op: {other}"))),
+    }
+}
+
+async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(6)?;
+    let shared = cx.data().shared.clone();
+    let component = registry::resolve(&shared, req.arg(1)?, req.arg(2)?)?;
+    let handler = Arc::new(term::as_bytes(req.arg(3)?, "handler")?.to_vec());
+    let wanted = imports::parse(req.arg(4)?)?;
+    let timeout = parse_timeout(req.arg(5)?)?;
+    let linker = imports::linker(cx.engine(), handler, &wanted)
+        .map_err(|e| format!("Could not build the linker: {e:#}"))?;
+    let scope = store::enter(cx, timeout);
+    let made = store::run(&scope, linker.instantiate_async(&mut *cx, &component)).await;
+    store::leave(cx, scope);
+    let instance = made.map_err(|e| describe_error(cx.data(), &e))?;
+    Ok(term::uint(cx.data_mut().component.add(instance, component)))
+}
+
+async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
+    let (id, func, params, timeout) = prepare(cx, req).map_err(|e| term::string(&e))?;
+    if cx.data().depth >= MAX_NESTED_CALLS {
+        return Err(term::string(&format!(
+            "wasm trap: call stack exhausted: calls nested through import callbacks may go \
+             {MAX_NESTED_CALLS} deep"
+        )));
+    }
+    let mut results = vec![Val::Bool(false); func.ty(&*cx).results().len()];
+    set_running(cx, id, true);
+    let scope = store::enter(cx, timeout);
+    let ran = store::run(&scope, func.call_async(&mut *cx, &params, &mut results)).await;
+    store::leave(cx, scope);
+    set_running(cx, id, false);
+    match ran {
+        Ok(()) => answer(results).map_err(|e| term::string(&e)),
+        Err(e) => {
+            let exit = e
+                .downcast_ref::<wasmtime_wasi::I32Exit>()
+                .map(|exit| exit.0);
+            let message = match exit {
+                Some(code) => format!("the program exited with status {code}"),
+                None => describe_error(cx.data(), &e),
+            };
+            if let Ok(entry) = cx.data_mut().component.get_mut(id) {
+                entry.poisoned = Some(message.clone());
+            }
+            match exit {
+                // As `wasi:cli/run` answers when it returns.
+                Some(0) => Ok(term::atom("ok")),
+                Some(code) => Err(term::tuple(vec![
+                    term::atom("exit"),
+                    term::int(i64::from(code)),
+                ])),
+                None if e.downcast_ref::<WasmBacktrace>().is_some() => Err(term::tuple(vec![
+                    term::atom("trap"),
+                    term::string(&message),
+                ])),
+                None => Err(term::string(&message)),
+            }
+        }
+    }
+}
+
+fn set_running(cx: &mut Cx<'_>, id: u64, running: bool) {
+    if let Ok(entry) = cx.data_mut().component.get_mut(id) {
+        entry.running = running;
+    }
+}
+
+/// The one result of a function as it is; a function without results answers `[]`.
+fn answer(results: Vec<Val>) -> Fallible<Term> {
+    let mut terms = values::vals_to_terms(&results)?;
+    Ok(match terms.len() {
+        1 => terms.remove(0),
+        _ => term::list(terms),
+    })
+}
+
+type Prepared = (u64, Func, Vec<Val>, Option<std::time::Duration>);
+
+fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
+    req.expect_arity(5)?;
+    let id = term::as_u64(req.arg(1)?, "component instance id")?;
+    let entry = cx.data().component.get(id)?;
+    if let Some(why) = &entry.poisoned {
+        return Err(format!(
+            "the component instance stopped after an earlier failure ({why}): start a new one"
+        ));
+    }
+    if entry.running {
+        return Err(REENTERED.into());
+    }
+    let path: Vec<String> = term::as_list(req.arg(2)?, "function path")?
+        .iter()
+        .map(|p| term::as_str(p, "function path").map(str::to_string))
+        .collect::<Fallible<_>>()?;
+    let func = lookup(cx, id, &path)?;
+    let params = term::as_list(req.arg(3)?, "params")?;
+    let params = values::params_to_vals(&func.ty(&*cx), &params)?;
+    Ok((id, func, params, parse_timeout(req.arg(4)?)?))
+}
+
+/// The exported function at `path`: a name, or an interface then a name. An interface
+/// named without its version (`wasi:cli/run`) finds the one version the component exports.
+fn lookup(cx: &mut Cx<'_>, id: u64, path: &[String]) -> Fallible<Func> {
+    let shown = match path {
+        [name] => format!("`{name}`"),
+        _ => format!("`{}`", path.join("#")),
+    };
+    let not_found = || format!("exported function {shown} not found");
+    let entry = cx.data().component.get(id)?;
+    let (instance, component) = (entry.instance, entry.component.clone());
+    if path.is_empty() || path.len() > 2 {
+        return Err(format!(
+            "a function path is a name or {{interface, name}}, got {} parts",
+            path.len()
+        ));
+    }
+    let mut index: Option<ComponentExportIndex> = None;
+    for (depth, name) in path.iter().enumerate() {
+        let found = instance.get_export_index(&mut *cx, index.as_ref(), name);
+        let found = match found {
+            Some(i) => Some(i),
+            None if depth == 0 && path.len() == 2 && !name.contains('@') => {
+                let versioned = unversioned_export(&component, cx.engine(), name);
+                versioned.and_then(|full| instance.get_export_index(&mut *cx, None, &full))
+            }
+            None => None,
+        };
+        index = Some(found.ok_or_else(not_found)?);
+    }
+    let index = index.ok_or_else(not_found)?;
+    instance
+        .get_func(&mut *cx, index)
+        .ok_or_else(|| format!("the export {shown} is not a function"))
+}
+
+/// The full name of the one export `name@<version>`, if there is exactly one.
+fn unversioned_export(
+    component: &wasmtime::component::Component,
+    engine: &wasmtime::Engine,
+    name: &str,
+) -> Option<String> {
+    let prefix = format!("{name}@");
+    let ty = component.component_type();
+    let mut found = ty
+        .exports(engine)
+        .map(|(n, _)| n.to_string())
+        .filter(|n| n.starts_with(&prefix));
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}

@@ -1,0 +1,150 @@
+//! WASI preview 2 for a store's components, from `Wasmex.Wasi.WasiP2Options`. The store is
+//! made with `{p2, Options}` as its WASI options (see `store::prepare`); `Options` is the
+//! map core WASI takes (`wasi.rs`: args, env, preopens, stdin/stdout/stderr as pipes or
+//! messages, `max_open_files`), checked the same way by the BEAM, plus:
+//!
+//! - `inherit_stdout`, `inherit_stderr`: without a stream of its own, the output goes to
+//!   the port's stderr (the BEAM node's stderr). The port's stdout is the wire: nothing
+//!   else ever writes there. Stdin is never inherited (the port's stdin is the wire too).
+//!
+//! The same sandbox as preview 1: only the preopened directories, read-only where asked
+//! (wasmtime keeps `..` and absolute paths inside them); the streams are the same bounded
+//! pipe and message streams (`stdio.rs`), whose waits the call's deadline stops. Open
+//! files are bounded by the resource table's capacity (the preopens, the streams and
+//! `max_open_files`, plus room for transient entries): past it the guest traps.
+
+use super::state::{ComponentState, P2};
+use crate::output::Outputs;
+use crate::output_stream::EventOutput;
+use crate::stdio::EventInput;
+use crate::term::{self, Fallible};
+use crate::wasi::{Stdio, DEFAULT_MAX_OPEN_FILES};
+use eetf::Term;
+use std::collections::HashMap;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// Room in the resource table for the streams and entries that live during one call.
+const TRANSIENT: usize = 64;
+
+/// The options of `{p2, Options}`, the WASI term of a store made for components.
+pub fn p2_options(wasi: &Term) -> Option<&Term> {
+    let parts = term::as_tuple(wasi, 2, "wasi").ok()?;
+    (term::as_atom(&parts[0]) == Some("p2")).then(|| &parts[1])
+}
+
+/// The component state of a store made with `{p2, Options}`: its WASI context.
+pub fn build(options: &Term, stdio: Stdio) -> Fallible<ComponentState> {
+    let m = term::as_map(options, "wasi p2 options")?;
+    let mut builder = WasiCtxBuilder::new();
+    if let Some(args) = term::map_get(m, "args") {
+        for a in term::as_list(args, "wasi args")?.iter() {
+            builder.arg(term::as_str(a, "wasi arg")?);
+        }
+    }
+    if let Some(env) = term::map_get(m, "env") {
+        for (k, v) in term::as_map(env, "wasi env")? {
+            builder.env(
+                term::as_str(k, "wasi env name")?,
+                term::as_str(v, "wasi env value")?,
+            );
+        }
+    }
+    let preopens = preopen(&mut builder, m)?;
+    streams(&mut builder, m, stdio)?;
+    let max_open_files = match term::map_u64(m, "max_open_files")? {
+        Some(0) => return Err("max_open_files must be at least 1, got: 0".into()),
+        Some(n) => n,
+        None => DEFAULT_MAX_OPEN_FILES,
+    };
+    let mut table = ResourceTable::new();
+    let held = preopens + 3 + usize::try_from(max_open_files).unwrap_or(usize::MAX);
+    table.set_max_capacity(held.saturating_add(TRANSIENT));
+    let mut state = ComponentState::default();
+    state.set_wasi(P2 {
+        ctx: builder.build(),
+        table,
+    })?;
+    Ok(state)
+}
+
+fn preopen(builder: &mut WasiCtxBuilder, m: &HashMap<Term, Term>) -> Fallible<usize> {
+    let Some(list) = term::map_get(m, "preopen") else {
+        return Ok(0);
+    };
+    let list = term::as_list(list, "preopen")?;
+    for p in list.iter() {
+        let p = term::as_tuple(p, 3, "preopen")?;
+        let host = term::as_str(&p[0], "preopen path")?;
+        let guest = term::as_str(&p[1], "preopen alias")?;
+        let perms = if term::as_bool(&p[2], "preopen read_only")? {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        builder
+            .preopened_dir(host, guest, perms)
+            .map_err(|e| format!("cannot preopen directory {host}: {e}"))?;
+    }
+    Ok(list.len())
+}
+
+fn streams(builder: &mut WasiCtxBuilder, m: &HashMap<Term, Term>, stdio: Stdio) -> Fallible<()> {
+    let Stdio {
+        outbox,
+        store_id,
+        stdin,
+        call,
+    } = stdio;
+    // The same bounded, buffered output streams as core WASI (`output.rs`).
+    let stdout = crate::wasi::output_spec(term::map_get(m, "stdout"), "stdout")?;
+    let stderr = crate::wasi::output_spec(term::map_get(m, "stderr"), "stderr")?;
+    let output =
+        (stdout.is_some() || stderr.is_some()).then(|| Outputs::new(outbox.clone(), store_id));
+    if let Some(t) = term::map_get(m, "stdin").filter(|t| !term::is_nil(t)) {
+        // `push`: the BEAM sends input unasked; `{pull, Handler}`: it is asked for it.
+        let puller = match term::as_atom(t) {
+            Some("push") => None,
+            _ => Some(handler(t, "pull", "stdin")?),
+        };
+        builder.stdin(EventInput::new(
+            stdin,
+            outbox,
+            store_id,
+            puller,
+            call,
+            output.clone(),
+        ));
+    }
+    match (&output, stdout) {
+        (Some(output), Some(spec)) => {
+            builder.stdout(EventOutput::new(output, spec));
+        }
+        _ if term::map_bool(m, "inherit_stdout")? => {
+            builder.stdout(std::io::stderr());
+        }
+        _ => {}
+    }
+    match (&output, stderr) {
+        (Some(output), Some(spec)) => {
+            builder.stderr(EventOutput::new(output, spec));
+        }
+        _ if term::map_bool(m, "inherit_stderr")? => {
+            builder.stderr(std::io::stderr());
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `{Tag, Handler}` -> Handler.
+fn handler(t: &Term, tag: &str, what: &str) -> Fallible<Vec<u8>> {
+    let p = term::as_tuple(t, 2, what)?;
+    if term::as_atom(&p[0]) != Some(tag) {
+        return Err(format!(
+            "{what} must be nil or {{{tag}, Handler}}, got: {}",
+            term::show(t)
+        ));
+    }
+    Ok(term::as_bytes(&p[1], what)?.to_vec())
+}
