@@ -94,7 +94,13 @@ defmodule Wasmex.Host do
   """
   @spec request(pid(), atom(), tuple()) :: {:ok, term()} | {:error, term()}
   def request(host, op, args)
-      when op in [:module_compile, :precompile, :preinitialize, :module_serialize, :component_compile] do
+      when op in [
+             :module_compile,
+             :precompile,
+             :preinitialize,
+             :module_serialize,
+             :component_compile
+           ] do
     case call(host, :compile_timeout) do
       {:error, _} = error -> error
       :infinity -> call(host, {:request, op, args}, :infinity)
