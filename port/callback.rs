@@ -96,7 +96,7 @@ async fn wait(
             return Err(reason);
         }
         let deadline = data.call.deadline();
-        let Some(msg) = receive(caller.data_mut(), deadline) else {
+        let Some(msg) = receive(caller.data_mut(), deadline).await else {
             // The deadline passed: the top of the loop says so.
             continue;
         };

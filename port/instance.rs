@@ -5,6 +5,7 @@ use crate::callback::{self, Import};
 use crate::engine::explain_pool_limit;
 use crate::errors;
 use crate::protocol::Request;
+use crate::shared::Shared;
 use crate::store::{self, parse_timeout, Cx, StoreData};
 use crate::term::{self, Fallible};
 use crate::values;
@@ -21,11 +22,14 @@ use wasmtime::{Extern, FuncType, Linker, Module, Trap, Val, ValType};
 pub async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     req.expect_arity(7)?;
     let shared = cx.data().shared.clone();
-    let module = shared.modules.resolve(
-        &shared.compiler,
-        term::as_bytes(req.arg(1)?, "module key")?,
-        req.arg(2)?,
-    )?;
+    // A module sent with its source may compile here: off the worker's other tasks.
+    let module = crate::executor::blocking(|| {
+        shared.modules.resolve(
+            &shared.compiler,
+            term::as_bytes(req.arg(1)?, "module key")?,
+            req.arg(2)?,
+        )
+    })?;
     let handler = Arc::new(term::as_bytes(req.arg(3)?, "handler")?.to_vec());
     let imports = term::as_list(req.arg(4)?, "imports")?
         .iter()
@@ -37,13 +41,19 @@ pub async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
             let p = term::as_tuple(l, 3, "link")?;
             let name = term::as_str(&p[0], "link name")?.to_string();
             let key = term::as_bytes(&p[1], "link module key")?;
-            Ok((name, shared.modules.resolve(&shared.compiler, key, &p[2])?))
+            let module =
+                crate::executor::blocking(|| shared.modules.resolve(&shared.compiler, key, &p[2]))?;
+            Ok((name, module))
         })
         .collect::<Fallible<Vec<_>>>()?;
     let timeout = parse_timeout(req.arg(6)?)?;
     let mut linker =
         linker(cx, &imports).map_err(|e| format!("Could not build the linker: {e}"))?;
-    wait_for_slots(cx, links.iter().map(|(_, m)| m).chain([&module]));
+    wait_for_slots(
+        cx.data().shared.clone(),
+        links.iter().map(|(_, m)| m).chain([&module]),
+    )
+    .await;
     let scope = store::enter(cx, timeout);
     let made = store::run(&scope, async {
         for (name, module) in &links {
@@ -71,8 +81,7 @@ const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// instantiation is then tried once, whatever the slots: a failed one would leave its
 /// linked instances in the store, and count against the store's limits, so it is not
 /// retried.
-fn wait_for_slots<'a>(cx: &Cx<'_>, modules: impl Iterator<Item = &'a Module>) {
-    let shared = cx.data().shared.clone();
+async fn wait_for_slots<'a>(shared: Arc<Shared>, modules: impl Iterator<Item = &'a Module>) {
     let Some(slots) = shared.instance_slots.map(u64::from) else {
         return;
     };
@@ -96,12 +105,11 @@ fn wait_for_slots<'a>(cx: &Cx<'_>, modules: impl Iterator<Item = &'a Module>) {
         return;
     }
     let until = Instant::now() + SLOT_WAIT;
-    // Not counted as running meanwhile: the drops queued behind this worker get one.
-    let _waiting = crate::workers::waiting();
+    // The task waits parked: the drops it waits for run meanwhile.
     loop {
         // Taken before the look at the slots: a drop done in between counts.
         let seen = shared.drops.done();
-        if !full() || !shared.drops.wait_past(seen, until) {
+        if !full() || !shared.drops.wait_past(seen, until).await {
             return;
         }
     }

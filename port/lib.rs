@@ -1,9 +1,7 @@
 //! The `wasmex_port` program as a library: everything but `main`, so that tests and the
 //! fuzz targets in `fuzz/` can drive the decoder and the dispatcher directly.
 
-pub mod affinity;
 pub mod artifact;
-pub mod beam_cpu;
 pub mod bulk;
 pub mod callback;
 pub mod compiler;
@@ -15,7 +13,6 @@ pub mod executor;
 pub mod frame;
 pub mod global;
 pub mod host;
-pub mod inbox;
 pub mod input;
 pub mod instance;
 pub mod memory;
@@ -25,10 +22,10 @@ pub mod os_limits;
 pub mod outbox;
 pub mod protocol;
 pub mod request_head;
+pub mod shared;
 pub mod stdio;
 pub mod store;
 pub mod term;
 pub mod values;
 pub mod wasi;
 pub mod wasi_fds;
-pub mod workers;

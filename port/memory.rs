@@ -85,7 +85,7 @@ fn bulk_range(cx: &mut Cx<'_>, req: &Request) -> Fallible<(Memory, u64, std::ops
     Ok((m, len, r))
 }
 
-fn shared_buffer(shared: &crate::host::Shared) -> Fallible<&crate::bulk::Bulk> {
+fn shared_buffer(shared: &crate::shared::Shared) -> Fallible<&crate::bulk::Bulk> {
     Ok(shared
         .bulk
         .as_ref()

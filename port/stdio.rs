@@ -237,9 +237,6 @@ impl Pollable for EventInput {
                 self.ask();
             }
             // Input, a cancellation (the host sends `Cancelled`) or the call's deadline.
-            // The worker blocks meanwhile: it must leave stdin, where the input comes
-            // from, to another thread.
-            let _blocked = crate::workers::waiting();
             let msg = match self.call.deadline() {
                 Some(deadline) => {
                     let deadline = tokio::time::Instant::from_std(deadline);
