@@ -26,6 +26,7 @@ pub mod shared;
 pub mod stdio;
 pub mod store;
 pub mod term;
+pub mod tuning;
 pub mod values;
 pub mod wasi;
 pub mod wasi_fds;
