@@ -13,7 +13,7 @@
 //! thus costs one thread wake-up in the port. A worker about to park spins first, for a
 //! bounded time, while requests come back-to-back (see [`spin`]).
 
-use crate::store::CallState;
+use crate::call_state::CallState;
 use std::any::Any;
 use std::future::{poll_fn, Future};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -165,7 +165,18 @@ pub mod spin {
     fn work_waits(fd: i32) -> bool {
         static METRICS: LazyLock<tokio::runtime::RuntimeMetrics> =
             LazyLock::new(|| super::runtime().metrics());
-        METRICS.global_queue_depth() > 0 || (fd >= 0 && crate::input::readable(fd, 0))
+        METRICS.global_queue_depth() > 0 || (fd >= 0 && readable(fd))
+    }
+    /// Whether `fd` has something to read (data, or its end) now.
+    fn readable(fd: i32) -> bool {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd on the stack.
+        let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+        n > 0 && pfd.revents != 0
     }
 }
 

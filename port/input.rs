@@ -227,18 +227,6 @@ unsafe fn read_raw(fd: i32, at: *mut u8, len: usize) -> std::io::Result<usize> {
     }
 }
 
-/// Whether `fd` has something to read (data, or its end) within `timeout_ms` (-1: wait).
-pub fn readable(fd: i32, timeout_ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on the stack.
-    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    n > 0 && pfd.revents != 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,11 +119,7 @@ async fn wait_for_slots<'a>(shared: Arc<Shared>, modules: impl Iterator<Item = &
 /// functions.
 fn linker(cx: &Cx<'_>, imports: &[Arc<Import>]) -> wasmtime::Result<Linker<StoreData>> {
     let engine = cx.engine();
-    let mut linker = cx
-        .data()
-        .shared
-        .base_linkers
-        .get(engine, cx.data().wasi_enabled)?;
+    let mut linker = cx.data().linkers.get(engine, cx.data().wasi_enabled)?;
     for import in imports {
         let ty = FuncType::new(
             engine,

@@ -3,9 +3,12 @@
 
 pub mod artifact;
 pub mod bulk;
+pub mod call_state;
 pub mod callback;
+pub mod code;
 pub mod compiler;
 pub mod component;
+pub mod drops;
 pub mod engine;
 pub mod errors;
 pub mod etf_guard;

@@ -2,11 +2,12 @@
 //! the modules, the way out to the BEAM, and the host's settings.
 
 use crate::bulk::Bulk;
+use crate::call_state::Cancellations;
 use crate::compiler::Compiler;
+use crate::drops::Drops;
 use crate::engine::Ticker;
 use crate::module::Registry;
 use crate::outbox::Outbox;
-use crate::store::{Cancellations, Drops};
 use std::sync::Arc;
 use wasmtime::Engine;
 
@@ -16,7 +17,6 @@ pub struct Shared {
     pub modules: Registry,
     pub outbox: Outbox,
     pub compiler: Compiler,
-    pub base_linkers: crate::instance::BaseLinkers,
     /// Host-wide requests (compiles) whose caller went away.
     pub cancellations: Cancellations,
     pub backtrace_details: bool,

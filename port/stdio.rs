@@ -7,8 +7,8 @@
 //!   `{stdin_read, StoreId, Handler}` event whenever it runs dry; an empty answer is EOF.
 //!   In push mode the BEAM sends data whenever it likes.
 
+use crate::call_state::CallState;
 use crate::outbox::Outbox;
-use crate::store::CallState;
 use crate::term;
 use bytes::{Bytes, BytesMut};
 use std::io;

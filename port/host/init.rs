@@ -65,7 +65,6 @@ impl Host {
             modules: Registry::default(),
             outbox: self.outbox.clone(),
             compiler,
-            base_linkers: Default::default(),
             cancellations: Cancellations::default(),
             backtrace_details: options.backtrace_details,
             drops: Default::default(),

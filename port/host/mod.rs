@@ -8,6 +8,7 @@ mod modules;
 #[cfg(test)]
 mod tests;
 
+use crate::instance::BaseLinkers;
 use crate::outbox::Outbox;
 use crate::protocol::{self, decode_request, reply, Context, Request};
 use crate::shared::Shared;
@@ -22,6 +23,8 @@ use std::sync::Arc;
 pub struct Host {
     outbox: Outbox,
     shared: Option<Arc<Shared>>,
+    /// The linkers the stores' instantiations start from, built once for the engine.
+    linkers: Arc<BaseLinkers>,
     stores: HashMap<u64, StoreEntry>,
     next_store_id: u64,
     /// Stores that ended (dropped, failed to start, or panicked), to forget.
@@ -44,6 +47,7 @@ impl Host {
         Host {
             outbox,
             shared: None,
+            linkers: Default::default(),
             stores: HashMap::new(),
             next_store_id: 1,
             ended: std::sync::mpsc::channel(),
@@ -148,6 +152,7 @@ impl Host {
                     wasi,
                     stdin: stdin_rx,
                     cancellations: cancellations.clone(),
+                    linkers: self.linkers.clone(),
                     ended: self.ended.0.clone(),
                 };
                 let entry = StoreEntry {

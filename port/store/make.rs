@@ -2,6 +2,7 @@
 //! callback that stops a call once it must stop.
 
 use super::{CallState, Cancellations, Inbox, StoreData};
+use crate::instance::BaseLinkers;
 use crate::shared::Shared;
 use crate::stdio::StdinReceiver;
 use crate::term::{self, Fallible};
@@ -20,6 +21,7 @@ pub struct StoreInit {
     pub wasi: Term,
     pub stdin: StdinReceiver,
     pub cancellations: Cancellations,
+    pub linkers: Arc<BaseLinkers>,
     /// Told the store's id when it ends.
     pub ended: Sender<u64>,
 }
@@ -31,6 +33,7 @@ pub struct StoreParts {
     fds: FdBudget,
     wasi_enabled: bool,
     call: Arc<CallState>,
+    linkers: Arc<BaseLinkers>,
 }
 
 /// Checks `init` and makes what store `id` needs.
@@ -51,6 +54,7 @@ pub fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts
         fds,
         wasi_enabled,
         call,
+        linkers: init.linkers,
     })
 }
 
@@ -60,6 +64,7 @@ pub fn create(shared: Arc<Shared>, id: u64, parts: StoreParts, inbox: Inbox) -> 
     let data = StoreData {
         id,
         shared,
+        linkers: parts.linkers,
         inbox,
         limits: parts.limits,
         wasi: parts.wasi,

@@ -7,19 +7,17 @@
 //! * `make.rs`: what a store is made of (limits, WASI);
 //! * `answer.rs`: one request, from its op to its reply;
 //! * `scope.rs`: a call or an instantiation, and its deadline;
-//! * `call_state.rs`: what decides that a running call must stop;
-//! * `drops.rs`: drops not yet done, for instantiations waiting on instance slots.
+//!
+//! What decides that a running call must stop is in `call_state.rs`; drops not yet done,
+//! which instantiations waiting for instance slots watch, in `drops.rs`.
 
 mod answer;
-mod call_state;
-mod drops;
 mod make;
 mod scope;
 mod task;
 
+pub use crate::call_state::{CallState, Cancellations, CANCELLED};
 pub use answer::answer;
-pub use call_state::{CallState, Cancellations, CANCELLED};
-pub use drops::Drops;
 pub use make::StoreInit;
 pub use scope::{enter, leave, parse_timeout, run, CallScope};
 pub use task::StoreHandle;
@@ -51,6 +49,8 @@ pub type Inbox = tokio::sync::mpsc::UnboundedReceiver<StoreMsg>;
 pub struct StoreData {
     pub id: u64,
     pub shared: Arc<Shared>,
+    /// The linkers its instances start from (see `instance::BaseLinkers`).
+    pub linkers: Arc<crate::instance::BaseLinkers>,
     pub inbox: Inbox,
     pub limits: StoreLimits,
     pub wasi: WasiP1Ctx,
@@ -71,6 +71,12 @@ pub struct StoreData {
 }
 
 pub type Cx<'a> = StoreContextMut<'a, StoreData>;
+
+impl crate::wasi_fds::FdHost for StoreData {
+    fn wasi_and_budget(&mut self) -> (&mut WasiP1Ctx, FdBudget) {
+        (&mut self.wasi, self.fds)
+    }
+}
 
 /// The answer to a request a store will not serve because it was dropped first.
 pub const STORE_DROPPED: &str = "the store was dropped before serving this request";

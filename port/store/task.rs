@@ -6,7 +6,8 @@
 //! one answer: those it holds or that come later are refused with the reason.
 
 use super::make::{create, prepare, StoreInit};
-use super::{answer, Drops, Inbox, StoreData, StoreMsg, STORE_DROPPED, STORE_FAILED};
+use super::{answer, Inbox, StoreData, StoreMsg, STORE_DROPPED, STORE_FAILED};
+use crate::drops::Drops;
 use crate::executor;
 use crate::outbox::Outbox;
 use crate::protocol::{reply, Request};

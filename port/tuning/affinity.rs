@@ -110,8 +110,8 @@ fn set_affinity(set: &libc::cpu_set_t) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::tuning::beam_cpu::{ended_thread_id, thread_id, BeamWatch};
     use super::*;
+    use crate::tuning::beam_cpu::{ended_thread_id, thread_id, BeamWatch};
 
     fn my_cpus() -> libc::cpu_set_t {
         current_cpus().unwrap()

@@ -25,7 +25,7 @@ impl CallState {
         }
     }
 
-    pub(super) fn begin(&self, request: u64) {
+    pub fn begin(&self, request: u64) {
         self.request.store(request, Ordering::Release);
     }
 
@@ -86,7 +86,7 @@ impl Cancellations {
 
     /// Forgets `request` and every earlier one: requests are served in the order their
     /// ids were given, so cancellations of those can no longer matter.
-    pub(super) fn settle(&self, request: u64) {
+    pub fn settle(&self, request: u64) {
         if let Ok(mut set) = self.0.lock() {
             set.retain(|&id| id > request);
         }
