@@ -3,7 +3,8 @@
 //! it serves requests addressed to its caller (memory, globals, fuel, nested calls),
 //! defers requests for the store itself, and returns when the callback's answer arrives.
 
-use crate::protocol::{Context, Request};
+use crate::protocol::Context;
+use crate::request::StoreRequest;
 use crate::store::{answer, receive, StoreData, StoreMsg};
 use crate::term::{self, Fallible};
 use crate::values;
@@ -149,10 +150,10 @@ impl Drop for Abandoned {
     }
 }
 
-async fn serve_while_waiting(caller: &mut Caller<'_, StoreData>, req: Request) {
-    match req.args.first().map(Context::parse) {
-        Some(Ok(Context::Store(_))) => caller.data_mut().deferred.push_back(req),
-        _ => Box::pin(answer(caller.as_context_mut(), &req)).await,
+async fn serve_while_waiting(caller: &mut Caller<'_, StoreData>, req: StoreRequest) {
+    match req.ctx {
+        Context::Store(_) => caller.data_mut().deferred.push_back(req),
+        Context::Caller { .. } => Box::pin(answer(caller.as_context_mut(), &req)).await,
     }
 }
 

@@ -4,9 +4,9 @@
 use crate::callback::{self, Import};
 use crate::engine::explain_pool_limit;
 use crate::errors;
-use crate::protocol::Request;
+use crate::request::{Export, Instantiation};
 use crate::shared::Shared;
-use crate::store::{self, parse_timeout, Cx, StoreData};
+use crate::store::{self, Cx, StoreData};
 use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
@@ -14,28 +14,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{Extern, FuncType, Linker, Module, Trap, Val, ValType};
 
-/// `{Ctx, ModuleKey, ModuleSource, Handler, Imports, Links, Timeout}` -> `InstanceId`.
+/// Instantiates a module (with its links) in the store: the new instance's id.
 ///
-/// `Links` is a list of `{Name, ModuleKey, ModuleSource}` in dependency order: each linked
-/// module is instantiated with everything before it available, and its exports become
-/// importable under `Name`.
-pub async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
-    req.expect_arity(7)?;
+/// The links come in dependency order: each linked module is instantiated with everything
+/// before it available, and its exports become importable under its name.
+pub async fn instantiate(cx: &mut Cx<'_>, what: &Instantiation) -> Fallible<Term> {
     let shared = cx.data().shared.clone();
     // A module sent with its source may compile here: off the worker's other tasks.
     let module = crate::executor::blocking(|| {
-        shared.modules.resolve(
-            &shared.compiler,
-            term::as_bytes(req.arg(1)?, "module key")?,
-            req.arg(2)?,
-        )
+        shared
+            .modules
+            .resolve(&shared.compiler, &what.key, &what.source)
     })?;
-    let handler = Arc::new(term::as_bytes(req.arg(3)?, "handler")?.to_vec());
-    let imports = term::as_list(req.arg(4)?, "imports")?
+    let handler = Arc::new(what.handler.clone());
+    let imports = what
+        .imports
         .iter()
         .map(|t| Import::parse(t, handler.clone()).map(Arc::new))
         .collect::<Fallible<Vec<_>>>()?;
-    let links = term::as_list(req.arg(5)?, "links")?
+    let links = what
+        .links
         .iter()
         .map(|l| {
             let p = term::as_tuple(l, 3, "link")?;
@@ -46,7 +44,7 @@ pub async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
             Ok((name, module))
         })
         .collect::<Fallible<Vec<_>>>()?;
-    let timeout = parse_timeout(req.arg(6)?)?;
+    let timeout = what.timeout;
     let mut linker =
         linker(cx, &imports).map_err(|e| format!("Could not build the linker: {e}"))?;
     wait_for_slots(
@@ -171,32 +169,38 @@ impl BaseLinkers {
     }
 }
 
-/// The export of request `{Ctx, InstanceId, Name, ...}`, picked as one `kind` of extern:
+/// The export `name` of one of the store's instances, picked as one `kind` of extern:
 /// `"function"`, `"memory"` or `"global"`.
 pub fn export<T>(
     cx: &mut Cx<'_>,
-    req: &Request,
+    name: &Export,
     kind: &str,
     pick: fn(Extern) -> Option<T>,
 ) -> Fallible<T> {
-    let id = term::as_u64(req.arg(1)?, "instance id")?;
+    let id = name.instance;
     let instance = cx
         .data()
         .instances
         .get(id as usize)
         .copied()
         .ok_or_else(|| format!("unknown instance {id}"))?;
-    let name = term::as_str(req.arg(2)?, "name").map_err(|e| format!("{kind} {e}"))?;
+    let name = name.name.as_str();
     instance
         .get_export(&mut *cx, name)
         .and_then(pick)
         .ok_or_else(|| format!("exported {kind} `{name}` not found"))
 }
 
-/// `{Ctx, InstanceId, Name, Params, Timeout}` -> `[Results]`. A WASI program that calls
-/// `proc_exit(0)` succeeds with no results; another exit code fails with `{exit, Code}`.
-pub async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
-    let (func, args, mut results, timeout) = prepare_call(cx, req).map_err(|e| term::string(&e))?;
+/// Calls `function` with `params`: `[Results]`. A WASI program that calls `proc_exit(0)`
+/// succeeds with no results; another exit code fails with `{exit, Code}`.
+pub async fn call(
+    cx: &mut Cx<'_>,
+    function: &Export,
+    params: &[Term],
+    timeout: Option<Duration>,
+) -> Result<Term, Term> {
+    let (func, args, mut results) =
+        prepare_call(cx, function, params).map_err(|e| term::string(&e))?;
     if cx.data().depth >= MAX_NESTED_CALLS {
         return Err(term::string(&format!(
             "wasm trap: call stack exhausted: calls nested through import callbacks may go \
@@ -224,24 +228,18 @@ pub async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
 /// one stack, would not end a recursion through callbacks.
 pub const MAX_NESTED_CALLS: u32 = 100;
 
-type PreparedCall = (
-    wasmtime::Func,
-    Vec<Val>,
-    Vec<Val>,
-    Option<std::time::Duration>,
-);
+type PreparedCall = (wasmtime::Func, Vec<Val>, Vec<Val>);
 
-fn prepare_call(cx: &mut Cx<'_>, req: &Request) -> Fallible<PreparedCall> {
-    req.expect_arity(5)?;
-    let func = export(cx, req, "function", Extern::into_func)?;
+fn prepare_call(cx: &mut Cx<'_>, function: &Export, params: &[Term]) -> Fallible<PreparedCall> {
+    let func = export(cx, function, "function", Extern::into_func)?;
     let ty = func.ty(&*cx);
     let param_types: Vec<ValType> = ty.params().collect();
-    let args = values::to_vals(&term::as_list(req.arg(3)?, "params")?, &param_types)?;
+    let args = values::to_vals(params, &param_types)?;
     let results: Vec<Val> = ty
         .results()
         .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
         .collect();
-    Ok((func, args, results, parse_timeout(req.arg(4)?)?))
+    Ok((func, args, results))
 }
 
 /// The error reason of a failed call: `{trap, Message}` for a failure while Wasm ran (a

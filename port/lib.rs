@@ -24,6 +24,7 @@ pub mod module_key;
 pub mod os_limits;
 pub mod outbox;
 pub mod protocol;
+pub mod request;
 pub mod request_head;
 pub mod shared;
 pub mod stdio;

@@ -1,5 +1,6 @@
 //! The wire protocol between the BEAM and this program. `lib/wasmex/wire.ex` is the
-//! Elixir twin of this file and `docs/protocol.md` describes both.
+//! Elixir twin of this file and `docs/protocol.md` describes both. A request read here
+//! is decoded into a typed value in `request.rs`.
 //!
 //! BEAM -> port, one term a frame:
 //!   `{Id, Op, Args}`: a request. `Id` is a positive integer chosen by the BEAM, `Op` an
@@ -65,6 +66,13 @@ const TAIL_MIN: usize = 1 << 16;
 pub struct Tail {
     frame: Vec<u8>,
     start: usize,
+}
+
+impl Tail {
+    /// The bytes, where they are in the frame.
+    pub fn bytes(&self) -> &[u8] {
+        &self.frame[self.start..]
+    }
 }
 
 /// Decodes a request's payload (a copy of it: see [`decode_frame`]).

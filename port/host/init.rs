@@ -7,23 +7,23 @@ use crate::engine::{EngineOptions, Ticker};
 use crate::module::Registry;
 use crate::os_limits::OsLimits;
 use crate::outbox::Outbox;
-use crate::protocol::{self, reply, Request};
+use crate::protocol::{self, reply};
 use crate::shared::Shared;
 use crate::store::Cancellations;
 use crate::term::{self, Fallible};
+use eetf::Term;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::Engine;
 
 impl Host {
-    /// `{Config}`: creates the engine. Only once per host.
-    pub(super) fn init(&mut self, req: &Request) -> Fallible<()> {
-        req.expect_arity(1)?;
+    /// Creates the engine from `config` and answers request `id`. Only once per host.
+    pub(super) fn init(&mut self, id: u64, config: &Term) -> Fallible<()> {
         if self.shared.is_some() {
             return Err("the host is already initialised".into());
         }
-        let mut options = EngineOptions::from_term(req.arg(0)?)?;
-        let config = term::as_map(req.arg(0)?, "engine config")?;
+        let mut options = EngineOptions::from_term(config)?;
+        let config = term::as_map(config, "engine config")?;
         let limits = OsLimits::from_term(term::map_get(config, "os_limits"))?;
         options.compact_memories = limits.address_space.is_some();
         limits.apply(&self.outbox)?;
@@ -79,7 +79,7 @@ impl Host {
             ])
         });
         self.shared = Some(shared);
-        self.outbox.send(&reply(req.id, Ok(bulk)));
+        self.outbox.send(&reply(id, Ok(bulk)));
         Ok(())
     }
 }

@@ -10,12 +10,12 @@ mod tests;
 
 use crate::instance::BaseLinkers;
 use crate::outbox::Outbox;
-use crate::protocol::{self, decode_request, reply, Context, Request};
+use crate::protocol::{self, decode_request, reply, Request};
+use crate::request::{Op, StoreRequest};
 use crate::shared::Shared;
 use crate::stdio::{StdinMsg, StdinSender};
 use crate::store::{Cancellations, StoreHandle, StoreInit, StoreMsg, STORE_FAILED};
 use crate::term::{self, Fallible};
-use eetf::Term;
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
@@ -120,33 +120,28 @@ impl Host {
 
     /// Either answers (or arranges for an answer) and returns Ok, or returns the error
     /// to reply with.
-    fn dispatch(&mut self, mut req: Request) -> Fallible<()> {
-        if req.op == "init" {
-            return self.init(&req);
+    fn dispatch(&mut self, req: Request) -> Fallible<()> {
+        let id = req.id;
+        let op = Op::decode(req)?;
+        if let Op::Init { config } = op {
+            return self.init(id, &config);
         }
         let shared = self
             .shared
             .clone()
             .ok_or("the host is not initialised: send init first")?;
-        match req.op.as_str() {
-            op if modules::OPS.contains(&op) => modules::start(shared, req)?,
-            "module_drop" => {
-                req.expect_arity(1)?;
-                shared
-                    .modules
-                    .remove(term::as_bytes(req.arg(0)?, "module key")?);
-            }
-            "store_new" => {
-                req.expect_arity(2)?;
-                let id = self.next_store_id;
+        match op {
+            Op::Init { .. } => unreachable!("handled above"),
+            Op::ModuleCompile { key, source } => modules::compile(shared, id, key, source),
+            Op::ModuleSerialize { key, source } => modules::serialize(shared, id, key, source),
+            Op::Precompile { bytes } => modules::precompile(shared, id, bytes),
+            Op::WatToWasm { text } => modules::wat_to_wasm(shared, id, text),
+            Op::ModuleDrop { key } => shared.modules.remove(&key),
+            Op::StoreNew { limits, wasi } => {
+                let store = self.next_store_id;
                 self.next_store_id += 1;
                 let (stdin, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
                 let cancellations = Cancellations::default();
-                let reply_id = req.id;
-                let [limits, wasi]: [Term; 2] = req
-                    .args
-                    .try_into()
-                    .map_err(|_| "store_new expects 2 arguments")?;
                 let init = StoreInit {
                     limits,
                     wasi,
@@ -156,59 +151,53 @@ impl Host {
                     ended: self.ended.0.clone(),
                 };
                 let entry = StoreEntry {
-                    task: StoreHandle::start(shared, id, reply_id, init),
+                    task: StoreHandle::start(shared, store, id, init),
                     cancellations,
                     stdin,
                 };
-                self.stores.insert(id, entry);
+                self.stores.insert(store, entry);
             }
-            "store_drop" => {
-                req.expect_arity(1)?;
-                let id = term::as_u64(req.arg(0)?, "store id")?;
+            Op::StoreDrop { store } => {
                 // Dropping the entry drops the store.
-                self.stores.remove(&id);
-                self.failed.remove(&id);
+                self.stores.remove(&store);
+                self.failed.remove(&store);
             }
-            "stdin_data" | "stdin_eof" => {
-                let id = term::as_u64(req.arg(0)?, "store id")?;
-                let msg = if req.op == "stdin_eof" {
-                    StdinMsg::Eof
-                } else {
-                    req.expect_arity(2)?;
-                    StdinMsg::Data(term::into_bytes(req.take_arg(1)?, "stdin data")?)
-                };
-                let _ = self.store(id)?.stdin.send(msg);
+            Op::StdinData { store, data } => {
+                let _ = self.store(store)?.stdin.send(StdinMsg::Data(data));
             }
-            "cancel" => {
-                req.expect_arity(2)?;
-                let request = term::as_u64(req.arg(1)?, "request id")?;
-                if term::is_nil(req.arg(0)?) {
-                    shared.cancellations.cancel(request);
-                    return Ok(());
-                }
-                let store = self.store(term::as_u64(req.arg(0)?, "store id")?)?;
+            Op::StdinEof { store } => {
+                let _ = self.store(store)?.stdin.send(StdinMsg::Eof);
+            }
+            Op::Cancel {
+                store: None,
+                request,
+            } => shared.cancellations.cancel(request),
+            Op::Cancel {
+                store: Some(store),
+                request,
+            } => {
+                let store = self.store(store)?;
                 store.cancellations.cancel(request);
                 store.task.send(StoreMsg::Cancel);
                 let _ = store.stdin.send(StdinMsg::Cancelled);
             }
-            "callback_return" => {
-                req.expect_arity(3)?;
-                let store_id = term::as_u64(req.arg(0)?, "store id")?;
-                let callback_id = term::as_u64(req.arg(1)?, "callback id")?;
+            Op::CallbackReturn {
+                store,
+                callback,
+                result,
+            } => {
                 // The store may have ended while the callback ran: nobody waits.
-                let Ok(store) = self.store(store_id) else {
-                    return Ok(());
-                };
-                let result = req.take_arg(2)?;
-                store.task.send(StoreMsg::CallbackReturn {
-                    callback_id,
-                    result,
-                });
+                if let Ok(store) = self.store(store) {
+                    store.task.send(StoreMsg::CallbackReturn {
+                        callback_id: callback,
+                        result,
+                    });
+                }
             }
-            _ => {
-                let ctx = Context::parse(req.arg(0)?)?;
+            Op::Store { ctx, request } => {
                 let store = self.store(ctx.store_id())?;
-                store.task.send(StoreMsg::Request(req));
+                let request = StoreRequest::decode(ctx, request)?;
+                store.task.send(StoreMsg::Request(request));
             }
         }
         Ok(())

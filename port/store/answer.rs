@@ -3,7 +3,8 @@
 
 use super::{CallState, Cx, CANCELLED, STORE_FAILED};
 use crate::outbox::Outbox;
-use crate::protocol::{reply, reply_term, Context, Request};
+use crate::protocol::{reply, reply_term, Context};
+use crate::request::{StoreOp, StoreRequest};
 use crate::term::{self, Fallible};
 use crate::{executor, global, instance, memory};
 use eetf::Term;
@@ -19,7 +20,7 @@ enum Answer {
 
 /// Runs a request against the store (or a waiting caller) and sends its reply.
 /// Notifications never reach a store: the host handles them.
-pub async fn answer(mut cx: Cx<'_>, req: &Request) {
+pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
     let top_level = cx.data().depth == 0;
     if top_level {
         cx.data().call.begin(req.id);
@@ -80,25 +81,35 @@ impl Drop for Unanswered {
 
 /// The answer to a request, or the reason it failed: a message binary, or `{exit, Code}`
 /// for a WASI program that exited with a non-zero code.
-async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Answer, Term> {
-    check_caller(cx, req).map_err(|e| term::string(&e))?;
-    match req.op.as_str() {
-        "call" => instance::call(cx, req).await.map(Answer::Value),
-        "instantiate" => instance::instantiate(cx, req)
+async fn handle(cx: &mut Cx<'_>, req: &StoreRequest) -> Result<Answer, Term> {
+    check_caller(cx, req.ctx).map_err(|e| term::string(&e))?;
+    match &req.op {
+        StoreOp::Call {
+            function,
+            params,
+            timeout,
+        } => instance::call(cx, function, params, *timeout)
+            .await
+            .map(Answer::Value),
+        StoreOp::Instantiate(what) => instance::instantiate(cx, what)
             .await
             .map(Answer::Value)
             .map_err(|e| term::string(&e)),
-        "memory_read" => memory::read_reply(cx, req)
+        StoreOp::MemoryRead {
+            memory,
+            offset,
+            len,
+        } => memory::read_reply(cx, req.id, memory, *offset, *len)
             .map(Answer::Frame)
             .map_err(|e| term::string(&e)),
-        _ => handle_op(cx, req)
+        op => handle_op(cx, op)
             .map(Answer::Value)
             .map_err(|e| term::string(&e)),
     }
 }
 
-fn check_caller(cx: &Cx<'_>, req: &Request) -> Fallible<()> {
-    if let Context::Caller { caller, .. } = Context::parse(req.arg(0)?)? {
+fn check_caller(cx: &Cx<'_>, ctx: Context) -> Fallible<()> {
+    if let Context::Caller { caller, .. } = ctx {
         if !cx.data().callers.contains(&caller) {
             return Err(
                 "the caller is no longer valid: it may only be used inside its import callback"
@@ -109,31 +120,43 @@ fn check_caller(cx: &Cx<'_>, req: &Request) -> Fallible<()> {
     Ok(())
 }
 
-fn handle_op(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
-    match req.op.as_str() {
-        "memory_size" => memory::size(cx, req),
-        "memory_grow" => memory::grow(cx, req),
-        "memory_write" => memory::write(cx, req),
-        "memory_write_bulk" => memory::write_bulk(cx, req),
-        "memory_read_bulk" => memory::read_bulk(cx, req),
-        "global_get" => global::get(cx, req),
-        "global_set" => global::set(cx, req),
-        "fuel_get" => {
-            req.expect_arity(1)?;
-            cx.get_fuel()
-                .map(term::uint)
-                .map_err(|e| format!("Could not get fuel: {e}"))
-        }
-        "fuel_set" => {
-            req.expect_arity(2)?;
-            let fuel = term::as_u64(req.arg(1)?, "fuel")?;
-            cx.set_fuel(fuel)
+fn handle_op(cx: &mut Cx<'_>, op: &StoreOp) -> Fallible<Term> {
+    match op {
+        StoreOp::MemorySize { memory } => memory::size(cx, memory),
+        StoreOp::MemoryGrow { memory, pages } => memory::grow(cx, memory, *pages),
+        StoreOp::MemoryWrite {
+            memory,
+            offset,
+            data,
+        } => memory::write(cx, memory, *offset, data),
+        StoreOp::MemoryWriteBulk {
+            memory,
+            offset,
+            len,
+        } => memory::write_bulk(cx, memory, *offset, *len),
+        StoreOp::MemoryReadBulk {
+            memory,
+            offset,
+            len,
+        } => memory::read_bulk(cx, memory, *offset, *len),
+        StoreOp::GlobalGet { global } => global::get(cx, global),
+        StoreOp::GlobalSet { global, value } => global::set(cx, global, value),
+        StoreOp::FuelGet => cx
+            .get_fuel()
+            .map(term::uint)
+            .map_err(|e| format!("Could not get fuel: {e}")),
+        StoreOp::FuelSet { fuel } => {
+            cx.set_fuel(*fuel)
                 .map_err(|e| format!("Could not set fuel: {e}"))?;
             Ok(term::atom("ok"))
         }
         // No panic message: `resume_unwind` skips the panic hook.
-        "fault_panic" if faults_enabled() => resume_unwind(Box::new("an injected fault")),
-        other => Err(format!("unknown op: {other}")),
+        StoreOp::FaultPanic if faults_enabled() => resume_unwind(Box::new("an injected fault")),
+        StoreOp::FaultPanic => Err("unknown op: fault_panic".into()),
+        // Answered by `handle`.
+        StoreOp::Call { .. } | StoreOp::Instantiate(_) | StoreOp::MemoryRead { .. } => {
+            Err("internal error: an op answered elsewhere reached handle_op".into())
+        }
     }
 }
 

@@ -19,10 +19,10 @@ mod task;
 pub use crate::call_state::{CallState, Cancellations, CANCELLED};
 pub use answer::answer;
 pub use make::StoreInit;
-pub use scope::{enter, leave, parse_timeout, run, CallScope};
+pub use scope::{enter, leave, run, CallScope};
 pub use task::StoreHandle;
 
-use crate::protocol::Request;
+use crate::request::StoreRequest;
 use crate::shared::Shared;
 use crate::wasi_fds::FdBudget;
 use eetf::Term;
@@ -33,7 +33,7 @@ use wasmtime::{Instance, StoreContextMut, StoreLimits};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
 pub enum StoreMsg {
-    Request(Request),
+    Request(StoreRequest),
     CallbackReturn {
         callback_id: u64,
         result: Term,
@@ -65,7 +65,7 @@ pub struct StoreData {
     pub callers: Vec<u64>,
     pub next_callback_id: u64,
     /// Requests for the store itself that arrived while a callback was waiting.
-    pub deferred: VecDeque<Request>,
+    pub deferred: VecDeque<StoreRequest>,
     pub dropped: bool,
     pub call: Arc<CallState>,
 }

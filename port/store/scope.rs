@@ -3,8 +3,6 @@
 
 use super::{CallState, Cx};
 use crate::executor;
-use crate::term::{self, Fallible};
-use eetf::Term;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,12 +53,4 @@ pub fn leave(cx: &mut Cx<'_>, scope: CallScope) {
         data.depth = 0;
         data.callers.clear();
     }
-}
-
-/// `infinity` or milliseconds.
-pub fn parse_timeout(t: &Term) -> Fallible<Option<Duration>> {
-    if term::as_atom(t) == Some("infinity") {
-        return Ok(None);
-    }
-    Ok(Some(Duration::from_millis(term::as_u64(t, "timeout")?)))
 }

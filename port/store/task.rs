@@ -10,7 +10,8 @@ use super::{answer, Inbox, StoreData, StoreMsg, STORE_DROPPED, STORE_FAILED};
 use crate::drops::Drops;
 use crate::executor;
 use crate::outbox::Outbox;
-use crate::protocol::{reply, Request};
+use crate::protocol::reply;
+use crate::request::StoreRequest;
 use crate::shared::Shared;
 use crate::term;
 use std::collections::VecDeque;
@@ -103,7 +104,7 @@ impl Life {
 
     /// The store is gone (with its instances): refuses what was deferred or still
     /// queued for it, and, by closing its channel, what comes later.
-    fn end(&self, inbox: Option<&mut Inbox>, deferred: VecDeque<Request>) {
+    fn end(&self, inbox: Option<&mut Inbox>, deferred: VecDeque<StoreRequest>) {
         let mut queued = Vec::new();
         if let Some(inbox) = inbox {
             inbox.close();
