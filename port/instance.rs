@@ -20,12 +20,7 @@ use wasmtime::{Extern, FuncType, Linker, Module, Trap, Val, ValType};
 /// before it available, and its exports become importable under its name.
 pub async fn instantiate(cx: &mut Cx<'_>, what: &Instantiation) -> Fallible<Term> {
     let shared = cx.data().shared.clone();
-    // A module sent with its source may compile here: off the worker's other tasks.
-    let module = crate::executor::blocking(|| {
-        shared
-            .modules
-            .resolve(&shared.compiler, &what.key, &what.source)
-    })?;
+    let module = resolve(&shared, &what.key, &what.source)?;
     let handler = Arc::new(what.handler.clone());
     let imports = what
         .imports
@@ -39,9 +34,7 @@ pub async fn instantiate(cx: &mut Cx<'_>, what: &Instantiation) -> Fallible<Term
             let p = term::as_tuple(l, 3, "link")?;
             let name = term::as_str(&p[0], "link name")?.to_string();
             let key = term::as_bytes(&p[1], "link module key")?;
-            let module =
-                crate::executor::blocking(|| shared.modules.resolve(&shared.compiler, key, &p[2]))?;
-            Ok((name, module))
+            Ok((name, resolve(&shared, key, &p[2])?))
         })
         .collect::<Fallible<Vec<_>>>()?;
     let timeout = what.timeout;
@@ -69,6 +62,16 @@ pub async fn instantiate(cx: &mut Cx<'_>, what: &Instantiation) -> Fallible<Term
     let instances = &mut cx.data_mut().instances;
     instances.push(instance);
     Ok(term::uint(instances.len() as u64 - 1))
+}
+
+/// The module under `key`. One the host does not have yet is loaded from `source`,
+/// which may compile it: that runs off the worker's other tasks (see
+/// `executor::blocking`).
+fn resolve(shared: &Shared, key: &[u8], source: &Term) -> Fallible<Module> {
+    match shared.modules.get(key) {
+        Some(module) => Ok(module),
+        None => crate::executor::blocking(|| shared.modules.resolve(&shared.compiler, key, source)),
+    }
 }
 
 /// How long an instantiation waits in all for dropped stores to free slots.
