@@ -3,7 +3,8 @@
 //! it serves requests addressed to its caller (memory, globals, fuel, nested calls),
 //! defers requests for the store itself, and returns when the callback's answer arrives.
 
-use crate::protocol::{Context, Request};
+use crate::protocol::Context;
+use crate::request::{StoreOp, StoreRequest};
 use crate::store::{answer, receive, Cx, StoreData, StoreMsg};
 use crate::term::{self, Fallible};
 use crate::values;
@@ -78,7 +79,7 @@ pub async fn call_beam(
     data.next_callback_id += 1;
     data.callers.push(callback_id);
     // The WASI output written so far reaches the BEAM before the callback does.
-    if data.wasi_enabled || data.component.has_wasi() {
+    if data.buffers_output() {
         crate::output::flush_store(data.id);
     }
     data.shared.outbox.send(&term::tuple(vec![
@@ -119,7 +120,7 @@ async fn wait(cx: &mut Cx<'_>, callback_id: u64, handler: &[u8]) -> Fallible<Ter
             return Err(reason);
         }
         let deadline = data.call.deadline();
-        let Some(msg) = receive(cx.data_mut(), deadline) else {
+        let Some(msg) = receive(cx.data_mut(), deadline).await else {
             // The deadline passed: the top of the loop says so.
             continue;
         };
@@ -172,14 +173,14 @@ impl Drop for Abandoned {
     }
 }
 
-async fn serve_while_waiting(cx: &mut Cx<'_>, req: Request) {
-    match req.args.first().map(Context::parse) {
+async fn serve_while_waiting(cx: &mut Cx<'_>, req: StoreRequest) {
+    match (&req.ctx, &req.op) {
         // Component requests are served now: a call into the instance that is waiting
         // here gets its error at once instead of waiting for itself (`component/serve.rs`).
-        Some(Ok(Context::Store(_))) if !crate::component::serve::serves_nested(&req) => {
-            cx.data_mut().deferred.push_back(req)
+        (Context::Store(_), StoreOp::Component(_)) | (Context::Caller { .. }, _) => {
+            Box::pin(answer(cx.as_context_mut(), &req)).await
         }
-        _ => Box::pin(answer(cx.as_context_mut(), &req)).await,
+        (Context::Store(_), _) => cx.data_mut().deferred.push_back(req),
     }
 }
 

@@ -13,8 +13,8 @@
 //! Without isolation (tests, fuzzing) compilation runs in-process.
 
 use crate::artifact::ArtifactCache;
+use crate::code as module;
 use crate::engine::EngineOptions;
-use crate::module;
 use crate::module_key::ModuleKey;
 use crate::os_limits::resident_bytes_of;
 use crate::term::{self, Fallible};

@@ -20,8 +20,8 @@ pub struct EngineOptions {
     pub cache_dir: Option<String>,
     /// Reserve only what each linear memory needs (set when the address space is capped).
     pub compact_memories: bool,
-    /// Microseconds a worker spins waiting for its next task (and a callback for its
-    /// answer) before blocking.
+    /// Microseconds a worker thread about to park spins first, watching for work (see
+    /// `executor::spin`).
     pub spin_us: u64,
     /// Compile on the calling thread only (no thread pool): for engines that compile
     /// small modules only.

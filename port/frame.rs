@@ -2,7 +2,7 @@
 //! that many bytes of Erlang External Term Format.
 
 use byteorder::{BigEndian, ByteOrder, ReadBytesExt};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 
 /// Frames longer than this are refused (their bytes are skipped, the stream stays in sync).
 pub const MAX_FRAME: usize = 1 << 30;
@@ -21,24 +21,6 @@ pub enum Frame {
 pub fn read_frame<R: Read>(reader: &mut R) -> io::Result<Option<Frame>> {
     read_frame_with(reader, |reader, len, payload| {
         reader.take(len as u64).read_to_end(payload).map(drop)
-    })
-}
-
-/// Reads the next frame from a buffered stream. The part of the payload the buffer does
-/// not hold yet is read past the buffer, straight into the frame: through the buffer, a
-/// megabyte memory write was copied once more (the buffer only serves reads smaller
-/// than itself).
-pub fn read_buffered_frame<R: Read>(reader: &mut BufReader<R>) -> io::Result<Option<Frame>> {
-    read_frame_with(reader, |reader, len, payload| {
-        let buffered = reader.buffer();
-        let n = buffered.len().min(len);
-        payload.extend_from_slice(&buffered[..n]);
-        reader.consume(n);
-        reader
-            .get_mut()
-            .take((len - n) as u64)
-            .read_to_end(payload)
-            .map(drop)
     })
 }
 
@@ -198,27 +180,6 @@ mod tests {
         );
         assert_eq!(read_frame(&mut r).unwrap(), Some(Frame::Data(vec![])));
         assert_eq!(read_frame(&mut r).unwrap(), None);
-    }
-
-    #[test]
-    fn a_buffered_stream_yields_frames_larger_and_smaller_than_its_buffer() {
-        let large: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
-        let mut bytes = framed(b"ab");
-        bytes.extend(framed(&large));
-        bytes.extend(framed(b"cd"));
-        let mut r = BufReader::with_capacity(16, &bytes[..]);
-        let mut next = || read_buffered_frame(&mut r).unwrap();
-        assert_eq!(next(), Some(Frame::Data(b"ab".to_vec())));
-        assert_eq!(next(), Some(Frame::Data(large.clone())));
-        assert_eq!(next(), Some(Frame::Data(b"cd".to_vec())));
-        assert_eq!(next(), None);
-    }
-
-    #[test]
-    fn a_buffered_stream_cut_inside_a_frame_ends() {
-        let bytes = framed(&[7; 100]);
-        let mut r = BufReader::with_capacity(16, &bytes[..60]);
-        assert_eq!(read_buffered_frame(&mut r).unwrap(), None);
     }
 
     #[test]

@@ -1,33 +1,31 @@
 //! Exported globals: read and write, on a store or through a waiting caller.
 
 use crate::instance::export;
-use crate::protocol::Request;
+use crate::request::Export;
 use crate::store::Cx;
 use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
 use wasmtime::{Extern, Global, Mutability};
 
-fn global(cx: &mut Cx<'_>, req: &Request) -> Fallible<Global> {
-    export(cx, req, "global", Extern::into_global)
+fn global(cx: &mut Cx<'_>, name: &Export) -> Fallible<Global> {
+    export(cx, name, "global", Extern::into_global)
 }
 
-/// `{Ctx, Instance, Name}` -> value.
-pub fn get(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
-    req.expect_arity(3)?;
-    let g = global(cx, req)?;
+/// The global's value.
+pub fn get(cx: &mut Cx<'_>, name: &Export) -> Fallible<Term> {
+    let g = global(cx, name)?;
     values::from_val(&g.get(&mut *cx))
 }
 
-/// `{Ctx, Instance, Name, Value}` -> ok.
-pub fn set(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
-    req.expect_arity(4)?;
-    let g = global(cx, req)?;
+/// Sets the global to `value`.
+pub fn set(cx: &mut Cx<'_>, name: &Export, value: &Term) -> Fallible<Term> {
+    let g = global(cx, name)?;
     let ty = g.ty(&*cx);
     if ty.mutability() == Mutability::Const {
         return Err("Could not set global: immutable global cannot be set".into());
     }
-    let value = values::to_val(req.arg(3)?, ty.content()).ok_or_else(|| {
+    let value = values::to_val(value, ty.content()).ok_or_else(|| {
         format!(
             "Cannot convert to a WebAssembly {} value.",
             values::type_name(ty.content())

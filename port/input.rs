@@ -1,176 +1,301 @@
-//! The port's stdin, read by whichever thread is free to. The main thread blocks on it;
-//! a worker spinning for its next task (see `workers.rs`) or a callback spinning for its
-//! answer (see `store::receive`) reads it too, so a request is read, dispatched and run
-//! without waking another thread.
+//! The port's stdin, read in one place: a task of the runtime (see `executor.rs`) that
+//! reads frames as they come and hands each to the host's dispatcher. A request for a
+//! store wakes that store's task on the reader's own thread, which runs it as soon as the
+//! reader has read what there is and waits again: no other thread is woken.
 //!
-//! While a spinning worker has taken over the reading (see [`take_reading`]), the main
-//! thread does not wait on stdin at all: every write of the BEAM would wake it for
-//! nothing, costing both sides. The worker gives the reading back before it blocks, and
-//! the worker monitor takes it back from a worker busy for longer than a tick.
-//!
-//! Frames are read and dispatched under one lock, a frame at a time, until neither the
-//! buffer nor the pipe holds more: whoever holds the lock leaves nothing behind, so a
-//! thread blocked in `poll` never sleeps on data already read.
+//! Frames are assembled from non-blocking reads; a large frame's payload is read
+//! straight into its buffer. Stdin EOF (or a read error) ends the process at once.
 
-use crate::frame::{self, read_buffered_frame, Frame};
+use crate::frame::{self, Frame};
 use crate::host::Host;
 use std::fs::File;
-use std::io::BufReader;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock, PoisonError, TryLockError};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
-struct Input {
-    reader: BufReader<File>,
-    host: Host,
+/// Bytes read at once when no large payload is being read.
+const CHUNK: usize = 1 << 20;
+
+/// Serves stdin (fd 0) with `host`, for good: the process exits when stdin ends.
+pub fn serve(host: Host) -> ! {
+    // SAFETY: fd 0 is this process's stdin, owned by the reader from here on.
+    let stdin = unsafe { File::from_raw_fd(0) };
+    let fd = stdin.as_raw_fd();
+    crate::executor::spin::watch_input(fd);
+    let reader = crate::executor::runtime().spawn(async move {
+        if set_nonblocking(&stdin).is_err() {
+            std::process::exit(1);
+        }
+        // SAFETY: a `File` owns its fd, open as long as the `File` lives and always the
+        // same.
+        let Ok(stdin) = (unsafe { AsyncFd::register_with_interest(stdin, Interest::READABLE) })
+        else {
+            std::process::exit(1);
+        };
+        read_loop(stdin, host).await
+    });
+    let _ = crate::executor::block_on(reader);
+    std::process::exit(0)
 }
 
-static INPUT: OnceLock<Mutex<Input>> = OnceLock::new();
-
-/// Serves `reader` with `host` on the calling thread, for good: the process exits when
-/// stdin ends.
-pub fn serve(reader: BufReader<File>, host: Host) -> ! {
-    let fd = reader.get_ref().as_raw_fd();
-    let input = INPUT.get_or_init(|| Mutex::new(Input { reader, host }));
-    let mut beam = crate::affinity::watch_beam();
-    loop {
-        wait_while_a_worker_reads();
-        crate::affinity::main_to_beams_cpu(&mut beam);
-        wait_readable(fd, -1);
-        crate::affinity::note_main_cpu();
-        input.lock().unwrap_or_else(PoisonError::into_inner).drain();
-    }
-}
-
-/// The worker that reads stdin in place of the main thread (a token, see `reader_token`),
-/// or 0: the main thread does.
-static READER: AtomicU64 = AtomicU64::new(0);
-
-/// Where the main thread waits while a worker reads; true while it waits.
-static MAIN_WAITS: Mutex<bool> = Mutex::new(false);
-static READING_GIVEN_BACK: Condvar = Condvar::new();
-
-/// This thread's token for [`READER`]: unique, never 0.
-pub fn reader_token() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static TOKEN: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
-    }
-    TOKEN.with(|t| *t)
-}
-
-/// Takes over reading stdin from the main thread; true if this thread took it now (not
-/// if it already had it, or another thread has it). The caller must drain stdin often (it
-/// spins), and give the reading back before it blocks or runs anything long.
-pub fn take_reading() -> bool {
-    INPUT.get().is_some()
-        && READER
-            .compare_exchange(0, reader_token(), Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-}
-
-/// The token of the worker reading stdin, or 0.
-pub fn reader() -> u64 {
-    READER.load(Ordering::SeqCst)
-}
-
-/// Gives the reading back to the main thread if this thread has it.
-pub fn give_back_reading() {
-    revoke_reading(reader_token());
-}
-
-/// Takes the reading back from the thread with token `holder`, if it still has it.
-pub fn revoke_reading(holder: u64) {
-    if holder == 0
-        || READER
-            .compare_exchange(holder, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_err()
-    {
-        return;
-    }
-    if *MAIN_WAITS.lock().unwrap_or_else(PoisonError::into_inner) {
-        READING_GIVEN_BACK.notify_one();
-    }
-}
-
-/// Whether this thread reads stdin in place of the main thread.
-pub fn reading_here() -> bool {
-    reader() == reader_token()
-}
-
-fn wait_while_a_worker_reads() {
-    if READER.load(Ordering::SeqCst) == 0 {
-        return;
-    }
-    let mut waits = MAIN_WAITS.lock().unwrap_or_else(PoisonError::into_inner);
-    *waits = true;
-    while READER.load(Ordering::SeqCst) != 0 {
-        waits = READING_GIVEN_BACK
-            .wait(waits)
-            .unwrap_or_else(PoisonError::into_inner);
-    }
-    *waits = false;
-}
-
-/// Reads and dispatches the frames waiting on stdin, unless another thread is reading.
-/// Does nothing in a process that does not serve stdin (tests, fuzz targets).
-pub fn drain_if_free() {
-    let Some(input) = INPUT.get() else { return };
-    // A thread that panicked while reading (a bug) leaves the frames where they were.
-    let mut input = match input.try_lock() {
-        Ok(input) => input,
-        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-        Err(TryLockError::WouldBlock) => return,
+fn set_nonblocking(file: &File) -> std::io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on an fd this process owns.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) >= 0
     };
-    input.drain();
+    if ok {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
-impl Input {
-    fn drain(&mut self) {
-        let fd = self.reader.get_ref().as_raw_fd();
-        while !self.reader.buffer().is_empty() || wait_readable(fd, 0) {
-            match read_buffered_frame(&mut self.reader) {
-                Ok(Some(Frame::Data(payload))) if payload.first() == Some(&frame::BATCH) => {
-                    match frame::batch_parts(&payload[1..]) {
-                        Ok(parts) => {
-                            for part in parts {
-                                self.dispatch(part.to_vec());
-                            }
-                        }
-                        Err(error) => self.host.reject(error),
+async fn read_loop(stdin: AsyncFd<File>, mut host: Host) {
+    let mut frames = Frames::default();
+    loop {
+        while let Some(frame) = frames.next_frame() {
+            dispatch_frame(&mut host, frame);
+        }
+        let mut ready = match stdin.readable().await {
+            Ok(ready) => ready,
+            Err(_) => std::process::exit(0),
+        };
+        match ready.try_io(|fd| frames.fill(fd.as_raw_fd())) {
+            // Stdin closed: the BEAM is gone or closed the port. Exit at once, even
+            // while Wasm runs on other threads.
+            Ok(Ok(0)) | Ok(Err(_)) => std::process::exit(0),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+}
+
+fn dispatch_frame(host: &mut Host, frame: Frame) {
+    match frame {
+        Frame::Data(payload) if payload.first() == Some(&frame::BATCH) => {
+            match frame::batch_parts(&payload[1..]) {
+                Ok(parts) => {
+                    for part in parts {
+                        dispatch(host, part.to_vec());
                     }
                 }
-                Ok(Some(Frame::Data(payload))) => self.dispatch(payload),
-                Ok(Some(Frame::TooLarge(len))) => self.host.reject(format!(
-                    "frame of {len} bytes is larger than the limit of {} bytes",
-                    frame::MAX_FRAME
-                )),
-                // stdin closed: the BEAM is gone or closed the port. Exit at once, even
-                // while Wasm is running on other threads.
-                Ok(None) | Err(_) => std::process::exit(0),
+                Err(error) => host.reject(error),
+            }
+        }
+        Frame::Data(payload) => dispatch(host, payload),
+        Frame::TooLarge(len) => host.reject(format!(
+            "frame of {len} bytes is larger than the limit of {} bytes",
+            frame::MAX_FRAME
+        )),
+    }
+}
+
+fn dispatch(host: &mut Host, payload: Vec<u8>) {
+    // A panic here would be a bug; it must not take the reader down with it.
+    if catch_unwind(AssertUnwindSafe(|| host.handle_frame(payload))).is_err() {
+        host.reject("internal error while dispatching a frame".into());
+    }
+}
+
+/// Frames assembled from the bytes read so far.
+#[derive(Default)]
+pub struct Frames {
+    /// Bytes read and not yet used, from `start`.
+    buffer: Vec<u8>,
+    start: usize,
+    state: State,
+}
+
+#[derive(Default)]
+enum State {
+    /// Waiting for a frame's 4-byte length.
+    #[default]
+    Length,
+    /// Reading a payload of `len` bytes.
+    Payload { len: usize, payload: Vec<u8> },
+    /// Skipping the payload of a frame over the limit: `left` of `len` bytes to go.
+    Skip { len: usize, left: usize },
+}
+
+impl Frames {
+    fn buffered(&self) -> &[u8] {
+        &self.buffer[self.start..]
+    }
+
+    /// The next complete frame among the bytes read.
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            match &mut self.state {
+                State::Length => {
+                    let head: [u8; 4] = self.buffered().get(..4)?.try_into().ok()?;
+                    self.start += 4;
+                    let len = u32::from_be_bytes(head) as usize;
+                    self.state = if len > frame::MAX_FRAME {
+                        State::Skip { len, left: len }
+                    } else {
+                        State::Payload {
+                            len,
+                            payload: Vec::with_capacity(len),
+                        }
+                    };
+                }
+                State::Payload { len, payload } => {
+                    let n = (*len - payload.len()).min(self.buffer.len() - self.start);
+                    payload.extend_from_slice(&self.buffer[self.start..self.start + n]);
+                    self.start += n;
+                    if payload.len() < *len {
+                        return None;
+                    }
+                    let State::Payload { payload, .. } = std::mem::take(&mut self.state) else {
+                        unreachable!()
+                    };
+                    return Some(Frame::Data(payload));
+                }
+                State::Skip { len, left } => {
+                    let n = (*left).min(self.buffer.len() - self.start);
+                    self.start += n;
+                    *left -= n;
+                    if *left > 0 {
+                        return None;
+                    }
+                    let len = *len;
+                    self.state = State::Length;
+                    return Some(Frame::TooLarge(len));
+                }
             }
         }
     }
 
-    fn dispatch(&mut self, payload: Vec<u8>) {
-        // A panic here would be a bug; it must not take the reading thread (maybe a
-        // worker holding the reading) down with it.
-        let host = &mut self.host;
-        if catch_unwind(AssertUnwindSafe(|| host.handle_frame(payload))).is_err() {
-            host.reject("internal error while dispatching a frame".into());
+    /// Reads what `fd` holds (without blocking): a large payload straight into its
+    /// buffer, anything else into the read buffer. The bytes read (0: the end).
+    pub fn fill(&mut self, fd: i32) -> std::io::Result<usize> {
+        if self.start == self.buffer.len() {
+            self.buffer.clear();
+            self.start = 0;
+        }
+        if let State::Payload { len, payload } = &mut self.state {
+            if self.start == self.buffer.len() && *len - payload.len() >= CHUNK {
+                let want = *len - payload.len();
+                // SAFETY: reads at most `want` bytes into the payload's spare capacity
+                // (its capacity is `len`), then counts exactly those as initialised.
+                let n = unsafe {
+                    let end = payload.as_mut_ptr().add(payload.len());
+                    read_raw(fd, end, want)?
+                };
+                unsafe { payload.set_len(payload.len() + n) };
+                return Ok(n);
+            }
+        }
+        if self.start > 0 && self.buffer.capacity() - self.buffer.len() < CHUNK / 4 {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+        self.buffer.reserve(CHUNK);
+        let room = self.buffer.capacity() - self.buffer.len();
+        // SAFETY: as above, into the read buffer's spare capacity.
+        let n = unsafe {
+            let end = self.buffer.as_mut_ptr().add(self.buffer.len());
+            read_raw(fd, end, room)?
+        };
+        unsafe { self.buffer.set_len(self.buffer.len() + n) };
+        Ok(n)
+    }
+
+    /// Takes `bytes` as if read (tests).
+    #[cfg(test)]
+    fn push(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+}
+
+/// One `read(2)` of up to `len` bytes to `at`.
+///
+/// # Safety
+/// `at` must be valid for writes of `len` bytes.
+unsafe fn read_raw(fd: i32, at: *mut u8, len: usize) -> std::io::Result<usize> {
+    loop {
+        let n = libc::read(fd, at.cast(), len);
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            return Err(error);
         }
     }
 }
 
-/// Whether `fd` has something to read (data, or its end) within `timeout_ms` (-1: wait).
-fn wait_readable(fd: i32, timeout_ms: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on the stack.
-    let n = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
-    n > 0 && pfd.revents != 0
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn framed(payload: &[u8]) -> Vec<u8> {
+        let mut v = (payload.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    #[test]
+    fn frames_split_anywhere_come_out_whole_and_in_order() {
+        let mut bytes = framed(b"one");
+        bytes.extend(framed(&[7; 300]));
+        bytes.extend(framed(b""));
+        for cut in 0..bytes.len() {
+            let mut frames = Frames::default();
+            let mut got = Vec::new();
+            for piece in [&bytes[..cut], &bytes[cut..]] {
+                frames.push(piece);
+                while let Some(Frame::Data(p)) = frames.next_frame() {
+                    got.push(p);
+                }
+            }
+            assert_eq!(
+                got,
+                vec![b"one".to_vec(), vec![7; 300], vec![]],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_frame_over_the_limit_is_skipped_and_the_next_one_read() {
+        let mut frames = Frames::default();
+        let len = frame::MAX_FRAME + 1;
+        frames.push(&(len as u32).to_be_bytes());
+        assert_eq!(frames.next_frame(), None);
+        frames.state = State::Skip { len, left: 3 };
+        frames.push(b"abc");
+        frames.push(&framed(b"next"));
+        assert_eq!(frames.next_frame(), Some(Frame::TooLarge(len)));
+        assert_eq!(frames.next_frame(), Some(Frame::Data(b"next".to_vec())));
+    }
+
+    #[test]
+    fn a_large_payload_is_read_from_the_fd_into_its_frame() {
+        let mut fds = [0; 2];
+        // SAFETY: a pipe of two fds this test owns.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let payload = vec![9u8; 3 * CHUNK];
+        let writer = {
+            let bytes = framed(&payload);
+            std::thread::spawn(move || {
+                // SAFETY: the pipe's write end.
+                let mut out = unsafe { File::from_raw_fd(fds[1]) };
+                std::io::Write::write_all(&mut out, &bytes).unwrap();
+            })
+        };
+        // SAFETY: the pipe's read end, closed when `input` goes.
+        let input = unsafe { File::from_raw_fd(fds[0]) };
+        let mut frames = Frames::default();
+        let frame = loop {
+            if let Some(frame) = frames.next_frame() {
+                break frame;
+            }
+            assert!(frames.fill(input.as_raw_fd()).unwrap() > 0);
+        };
+        writer.join().unwrap();
+        assert_eq!(frame, Frame::Data(payload));
+    }
 }

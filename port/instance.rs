@@ -4,8 +4,9 @@
 use crate::callback::{self, Import};
 use crate::engine::explain_pool_limit;
 use crate::errors;
-use crate::protocol::Request;
-use crate::store::{self, parse_timeout, Cx, StoreData};
+use crate::request::{Export, Instantiation};
+use crate::shared::Shared;
+use crate::store::{self, Cx, StoreData};
 use crate::term::{self, Fallible};
 use crate::values;
 use eetf::Term;
@@ -13,37 +14,37 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::{Extern, FuncType, Linker, Module, Trap, Val, ValType};
 
-/// `{Ctx, ModuleKey, ModuleSource, Handler, Imports, Links, Timeout}` -> `InstanceId`.
+/// Instantiates a module (with its links) in the store: the new instance's id.
 ///
-/// `Links` is a list of `{Name, ModuleKey, ModuleSource}` in dependency order: each linked
-/// module is instantiated with everything before it available, and its exports become
-/// importable under `Name`.
-pub async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
-    req.expect_arity(7)?;
+/// The links come in dependency order: each linked module is instantiated with everything
+/// before it available, and its exports become importable under its name.
+pub async fn instantiate(cx: &mut Cx<'_>, what: &Instantiation) -> Fallible<Term> {
     let shared = cx.data().shared.clone();
-    let module = shared.modules.resolve(
-        &shared.compiler,
-        term::as_bytes(req.arg(1)?, "module key")?,
-        req.arg(2)?,
-    )?;
-    let handler = Arc::new(term::as_bytes(req.arg(3)?, "handler")?.to_vec());
-    let imports = term::as_list(req.arg(4)?, "imports")?
+    let module = resolve(&shared, &what.key, &what.source)?;
+    let handler = Arc::new(what.handler.clone());
+    let imports = what
+        .imports
         .iter()
         .map(|t| Import::parse(t, handler.clone()).map(Arc::new))
         .collect::<Fallible<Vec<_>>>()?;
-    let links = term::as_list(req.arg(5)?, "links")?
+    let links = what
+        .links
         .iter()
         .map(|l| {
             let p = term::as_tuple(l, 3, "link")?;
             let name = term::as_str(&p[0], "link name")?.to_string();
             let key = term::as_bytes(&p[1], "link module key")?;
-            Ok((name, shared.modules.resolve(&shared.compiler, key, &p[2])?))
+            Ok((name, resolve(&shared, key, &p[2])?))
         })
         .collect::<Fallible<Vec<_>>>()?;
-    let timeout = parse_timeout(req.arg(6)?)?;
+    let timeout = what.timeout;
     let mut linker =
         linker(cx, &imports).map_err(|e| format!("Could not build the linker: {e}"))?;
-    wait_for_slots(cx, links.iter().map(|(_, m)| m).chain([&module]));
+    wait_for_slots(
+        cx.data().shared.clone(),
+        links.iter().map(|(_, m)| m).chain([&module]),
+    )
+    .await;
     let scope = store::enter(cx, timeout);
     let made = store::run(&scope, async {
         for (name, module) in &links {
@@ -63,6 +64,16 @@ pub async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     Ok(term::uint(instances.len() as u64 - 1))
 }
 
+/// The module under `key`. One the host does not have yet is loaded from `source`,
+/// which may compile it: that runs off the worker's other tasks (see
+/// `executor::blocking`).
+fn resolve(shared: &Shared, key: &[u8], source: &Term) -> Fallible<Module> {
+    match shared.modules.get(key) {
+        Some(module) => Ok(module),
+        None => crate::executor::blocking(|| shared.modules.resolve(&shared.compiler, key, source)),
+    }
+}
+
 /// How long an instantiation waits in all for dropped stores to free slots.
 const SLOT_WAIT: Duration = Duration::from_secs(1);
 
@@ -71,8 +82,7 @@ const SLOT_WAIT: Duration = Duration::from_secs(1);
 /// instantiation is then tried once, whatever the slots: a failed one would leave its
 /// linked instances in the store, and count against the store's limits, so it is not
 /// retried.
-fn wait_for_slots<'a>(cx: &Cx<'_>, modules: impl Iterator<Item = &'a Module>) {
-    let shared = cx.data().shared.clone();
+async fn wait_for_slots<'a>(shared: Arc<Shared>, modules: impl Iterator<Item = &'a Module>) {
     let Some(slots) = shared.instance_slots.map(u64::from) else {
         return;
     };
@@ -96,12 +106,11 @@ fn wait_for_slots<'a>(cx: &Cx<'_>, modules: impl Iterator<Item = &'a Module>) {
         return;
     }
     let until = Instant::now() + SLOT_WAIT;
-    // Not counted as running meanwhile: the drops queued behind this worker get one.
-    let _waiting = crate::workers::waiting();
+    // The task waits parked: the drops it waits for run meanwhile.
     loop {
         // Taken before the look at the slots: a drop done in between counts.
         let seen = shared.drops.done();
-        if !full() || !shared.drops.wait_past(seen, until) {
+        if !full() || !shared.drops.wait_past(seen, until).await {
             return;
         }
     }
@@ -111,11 +120,7 @@ fn wait_for_slots<'a>(cx: &Cx<'_>, modules: impl Iterator<Item = &'a Module>) {
 /// functions.
 fn linker(cx: &Cx<'_>, imports: &[Arc<Import>]) -> wasmtime::Result<Linker<StoreData>> {
     let engine = cx.engine();
-    let mut linker = cx
-        .data()
-        .shared
-        .base_linkers
-        .get(engine, cx.data().wasi_enabled)?;
+    let mut linker = cx.data().linkers.get(engine, cx.data().wasi_enabled)?;
     for import in imports {
         let ty = FuncType::new(
             engine,
@@ -167,32 +172,38 @@ impl BaseLinkers {
     }
 }
 
-/// The export of request `{Ctx, InstanceId, Name, ...}`, picked as one `kind` of extern:
+/// The export `name` of one of the store's instances, picked as one `kind` of extern:
 /// `"function"`, `"memory"` or `"global"`.
 pub fn export<T>(
     cx: &mut Cx<'_>,
-    req: &Request,
+    name: &Export,
     kind: &str,
     pick: fn(Extern) -> Option<T>,
 ) -> Fallible<T> {
-    let id = term::as_u64(req.arg(1)?, "instance id")?;
+    let id = name.instance;
     let instance = cx
         .data()
         .instances
         .get(id as usize)
         .copied()
         .ok_or_else(|| format!("unknown instance {id}"))?;
-    let name = term::as_str(req.arg(2)?, "name").map_err(|e| format!("{kind} {e}"))?;
+    let name = name.name.as_str();
     instance
         .get_export(&mut *cx, name)
         .and_then(pick)
         .ok_or_else(|| format!("exported {kind} `{name}` not found"))
 }
 
-/// `{Ctx, InstanceId, Name, Params, Timeout}` -> `[Results]`. A WASI program that calls
-/// `proc_exit(0)` succeeds with no results; another exit code fails with `{exit, Code}`.
-pub async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
-    let (func, args, mut results, timeout) = prepare_call(cx, req).map_err(|e| term::string(&e))?;
+/// Calls `function` with `params`: `[Results]`. A WASI program that calls `proc_exit(0)`
+/// succeeds with no results; another exit code fails with `{exit, Code}`.
+pub async fn call(
+    cx: &mut Cx<'_>,
+    function: &Export,
+    params: &[Term],
+    timeout: Option<Duration>,
+) -> Result<Term, Term> {
+    let (func, args, mut results) =
+        prepare_call(cx, function, params).map_err(|e| term::string(&e))?;
     if cx.data().depth >= MAX_NESTED_CALLS {
         return Err(term::string(&format!(
             "wasm trap: call stack exhausted: calls nested through import callbacks may go \
@@ -220,24 +231,18 @@ pub async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
 /// one stack, would not end a recursion through callbacks.
 pub const MAX_NESTED_CALLS: u32 = 100;
 
-type PreparedCall = (
-    wasmtime::Func,
-    Vec<Val>,
-    Vec<Val>,
-    Option<std::time::Duration>,
-);
+type PreparedCall = (wasmtime::Func, Vec<Val>, Vec<Val>);
 
-fn prepare_call(cx: &mut Cx<'_>, req: &Request) -> Fallible<PreparedCall> {
-    req.expect_arity(5)?;
-    let func = export(cx, req, "function", Extern::into_func)?;
+fn prepare_call(cx: &mut Cx<'_>, function: &Export, params: &[Term]) -> Fallible<PreparedCall> {
+    let func = export(cx, function, "function", Extern::into_func)?;
     let ty = func.ty(&*cx);
     let param_types: Vec<ValType> = ty.params().collect();
-    let args = values::to_vals(&term::as_list(req.arg(3)?, "params")?, &param_types)?;
+    let args = values::to_vals(params, &param_types)?;
     let results: Vec<Val> = ty
         .results()
         .map(|t| Val::default_for_ty(&t).unwrap_or(Val::I32(0)))
         .collect();
-    Ok((func, args, results, parse_timeout(req.arg(4)?)?))
+    Ok((func, args, results))
 }
 
 /// The error reason of a failed call: `{trap, Message}` for a failure while Wasm ran (a

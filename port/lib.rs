@@ -1,13 +1,14 @@
 //! The `wasmex_port` program as a library: everything but `main`, so that tests and the
 //! fuzz targets in `fuzz/` can drive the decoder and the dispatcher directly.
 
-pub mod affinity;
 pub mod artifact;
-pub mod beam_cpu;
 pub mod bulk;
+pub mod call_state;
 pub mod callback;
+pub mod code;
 pub mod compiler;
 pub mod component;
+pub mod drops;
 pub mod engine;
 pub mod errors;
 pub mod etf_guard;
@@ -15,7 +16,6 @@ pub mod executor;
 pub mod frame;
 pub mod global;
 pub mod host;
-pub mod inbox;
 pub mod input;
 pub mod instance;
 pub mod memory;
@@ -27,11 +27,13 @@ pub mod output;
 pub mod output_stream;
 pub mod preinit;
 pub mod protocol;
+pub mod request;
 pub mod request_head;
+pub mod shared;
 pub mod stdio;
 pub mod store;
 pub mod term;
+pub mod tuning;
 pub mod values;
 pub mod wasi;
 pub mod wasi_fds;
-pub mod workers;

@@ -2,7 +2,6 @@
 //! stdin/stdout. See `protocol.rs` for the wire and `docs/protocol.md` for the whole story.
 
 use std::fs::File;
-use std::io::BufReader;
 use std::os::fd::FromRawFd;
 use wasmex_port::{host, input, outbox, protocol};
 
@@ -19,18 +18,15 @@ fn main() {
     {
         std::process::exit(wasmex_port::preinit::child_main());
     }
-    // Whether threads can move between CPUs at all (see affinity.rs), before any does.
-    wasmex_port::affinity::several_cpus();
     enlarge_pipes();
     keep_freed_memory();
-    // SAFETY: fds 0 and 1 are this process's stdin and stdout, owned from here on by the
-    // input (input.rs) and the outbox respectively.
-    let stdin = unsafe { File::from_raw_fd(0) };
+    // SAFETY: fd 1 is this process's stdout, owned from here on by the outbox (stdin is
+    // the input's, see input.rs).
     let stdout = unsafe { File::from_raw_fd(1) };
     let outbox = outbox::Outbox::to_stream(stdout);
     outbox.send(&protocol::hello());
     let host = host::Host::new(outbox);
-    input::serve(BufReader::with_capacity(1 << 20, stdin), host)
+    input::serve(host)
 }
 
 /// Ask the kernel to send SIGTERM when the parent (erl_child_setup) dies, so a port

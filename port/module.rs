@@ -1,15 +1,15 @@
 //! Compiling, loading and describing modules. Modules live in a per-host registry keyed
 //! by an id the BEAM chooses, so any store of the host can instantiate them.
 
+pub use crate::code::{compile, deserialize, serialize};
 use crate::compiler::Compiler;
-use crate::engine::explain_pool_limit;
 use crate::module_key::ModuleKey;
 use crate::term::{self, Fallible};
 use crate::values::{ref_type_term, type_term};
 use eetf::Term;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use wasmtime::{Engine, ExternType, Module, Mutability};
+use wasmtime::{ExternType, Module, Mutability};
 
 /// How many modules a host keeps loaded; the least recently used beyond that are
 /// dropped (instances keep theirs alive; the BEAM sends the source again when needed).
@@ -121,30 +121,6 @@ pub fn load(
     }
 }
 
-pub fn compile(engine: &Engine, bytes: &[u8]) -> Fallible<Module> {
-    let wasm = wat::parse_bytes(bytes).map_err(|e| format!("Error while parsing bytes: {e}."))?;
-    Module::from_binary(engine, &wasm)
-        .map_err(|e| explain_pool_limit(format!("Could not compile module: {e:#}")))
-}
-
-pub fn deserialize(engine: &Engine, bytes: &[u8]) -> Fallible<Module> {
-    if Engine::detect_precompiled(bytes).is_none() {
-        return Err(
-            "Could not deserialize module: the bytes are not a serialized module".to_string(),
-        );
-    }
-    // SAFETY: the artifact is checked by wasmtime for its format and engine settings;
-    // like Wasmex's `unsafe_deserialize`, callers promise it came from `serialize`.
-    unsafe { Module::deserialize(engine, bytes) }
-        .map_err(|e| explain_pool_limit(format!("Could not deserialize module: {e:#}")))
-}
-
-pub fn serialize(module: &Module) -> Fallible<Vec<u8>> {
-    module
-        .serialize()
-        .map_err(|e| format!("Could not serialize module: {e:#}"))
-}
-
 /// `{Name | nil, Exports, Imports}`: what `Wasmex.Module.name/exports/imports` return.
 pub fn describe(module: &Module) -> Term {
     let name = module.name().map(term::string).unwrap_or_else(term::nil);
@@ -236,6 +212,7 @@ pub fn wat_to_wasm(text: &[u8]) -> Fallible<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wasmtime::Engine;
 
     fn engine() -> Engine {
         Engine::default()

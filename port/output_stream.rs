@@ -94,8 +94,6 @@ impl Pollable for EventOutput {
                 self.output.send_buffered(state, probe.then_some(self.sink));
                 seen
             };
-            // Acknowledgements come through stdin: a worker holding it must let go.
-            let _waiting = crate::workers::waiting();
             let acked = poll_fn(|cx| {
                 let mut state = self.output.lock();
                 if state.acks != seen {

@@ -6,9 +6,9 @@
 //!   `{stdin_read, StoreId, Handler}` event whenever it runs dry; an empty answer is EOF.
 //!   In push mode the BEAM sends data whenever it likes.
 
+use crate::call_state::CallState;
 use crate::outbox::Outbox;
 use crate::output::Outputs;
-use crate::store::CallState;
 use crate::term;
 use bytes::{Bytes, BytesMut};
 use std::io;
@@ -160,9 +160,6 @@ impl Pollable for EventInput {
                 self.ask();
             }
             // Input, a cancellation (the host sends `Cancelled`) or the call's deadline.
-            // The worker blocks meanwhile: it must leave stdin, where the input comes
-            // from, to another thread.
-            let _blocked = crate::workers::waiting();
             let msg = match self.call.deadline() {
                 Some(deadline) => {
                     let deadline = tokio::time::Instant::from_std(deadline);

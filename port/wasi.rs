@@ -11,11 +11,11 @@
 //! `output.rs`. Without options, or with a stream set to `nil`, stdin is empty and
 //! output is discarded: never the port's own stdio, which is the wire.
 
+use crate::call_state::CallState;
 use crate::outbox::Outbox;
 use crate::output::{Outputs, SinkSpec, DEFAULT_WINDOW};
 use crate::output_stream::EventOutput;
 use crate::stdio::{EventInput, StdinReceiver};
-use crate::store::CallState;
 use crate::term::{self, Fallible};
 use crate::wasi_fds::{FdBudget, STDIO};
 use eetf::Term;

@@ -15,10 +15,10 @@
 //! wasmtime-wasi's implementation with the caller's memory only when there is room. The
 //! table's own capacity, set a little above the budget in `wasi.rs`, backs this up.
 
-use crate::store::StoreData;
 use wasmtime::{AsContextMut, Caller, Extern, Linker};
 use wasmtime_wasi::p1::types::{self, Errno};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1;
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::WasiView;
 use wiggle::{GuestMemory, GuestPtr};
 
@@ -32,23 +32,28 @@ pub struct FdBudget {
     pub max_entries: usize,
 }
 
+/// A store's data that holds a WASI context and its budget (the store's `StoreData`).
+pub trait FdHost: Send + 'static {
+    fn wasi_and_budget(&mut self) -> (&mut WasiP1Ctx, FdBudget);
+}
+
 /// `path_open`'s parameters, as the guest passes them.
 type PathOpenArgs = (i32, i32, i32, i32, i32, i64, i64, i32, i32);
 
 /// Puts the budgeted `path_open` in front of wasmtime-wasi's in a linker that has WASI.
-pub fn add_to_linker(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: FdHost>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.func_wrap_async(
         "wasi_snapshot_preview1",
         "path_open",
-        |mut caller: Caller<'_, StoreData>, args: PathOpenArgs| {
+        |mut caller: Caller<'_, T>, args: PathOpenArgs| {
             Box::new(async move { path_open(&mut caller, args).await })
         },
     )?;
     Ok(())
 }
 
-async fn path_open(
-    caller: &mut Caller<'_, StoreData>,
+async fn path_open<T: FdHost>(
+    caller: &mut Caller<'_, T>,
     args: PathOpenArgs,
 ) -> wasmtime::Result<i32> {
     let (dirfd, dirflags, path, path_len, oflags, rights, inheriting, fdflags, opened) = args;
@@ -58,10 +63,11 @@ async fn path_open(
     // What bounds the work of one WASI call, as wasmtime-wasi's own functions set it.
     let fuel = caller.as_context_mut().hostcall_fuel();
     let (bytes, data) = memory.data_and_store_mut(&mut *caller);
-    if open_entries(data) >= data.fds.max_entries {
+    let (wasi, budget) = data.wasi_and_budget();
+    if open_entries(wasi) >= budget.max_entries {
         return Ok(Errno::Mfile as i32);
     }
-    data.wasi.set_hostcall_fuel(fuel);
+    wasi.set_hostcall_fuel(fuel);
     let mut memory = GuestMemory::Unshared(bytes);
     let lifted = (|| {
         Ok::<_, wiggle::GuestError>((
@@ -77,8 +83,7 @@ async fn path_open(
         Err(e) => return errno(types::Error::from(e)),
     };
     let path = GuestPtr::<str>::new((path as u32, path_len as u32));
-    let result = data
-        .wasi
+    let result = wasi
         .path_open(
             &mut memory,
             types::Fd::from(dirfd as u32),
@@ -105,6 +110,6 @@ fn errno(e: types::Error) -> wasmtime::Result<i32> {
 }
 
 /// The entries the store's resource table holds now: its streams, directories and files.
-fn open_entries(data: &mut StoreData) -> usize {
-    data.wasi.ctx().table.iter_mut().count()
+fn open_entries(wasi: &mut WasiP1Ctx) -> usize {
+    wasi.ctx().table.iter_mut().count()
 }

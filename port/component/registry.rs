@@ -8,9 +8,9 @@
 //! compile in a compile child, under the compile timeout, like modules (`compiler.rs`).
 
 use super::names;
-use crate::host::Shared;
 use crate::module_key::ModuleKey;
 use crate::protocol::Request;
+use crate::shared::Shared;
 use crate::term::{self, Fallible};
 use eetf::Term;
 use std::collections::HashMap;

@@ -17,7 +17,8 @@
 use super::{imports, registry, values};
 use crate::instance::{describe_error, MAX_NESTED_CALLS};
 use crate::protocol::Request;
-use crate::store::{self, parse_timeout, Cx};
+use crate::request::parse_timeout;
+use crate::store::{self, Cx};
 use crate::term::{self, Fallible};
 use eetf::Term;
 use std::sync::Arc;

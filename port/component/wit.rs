@@ -2,8 +2,8 @@
 //! function per exported function at compile time. Parsed with the `wit-parser` crate (the
 //! parser wasmtime's tooling uses), never by hand.
 
-use crate::host::Shared;
 use crate::protocol::Request;
+use crate::shared::Shared;
 use crate::term::{self, Fallible};
 use eetf::Term;
 use wit_parser::{Function, FunctionKind, Resolve, WorldItem};

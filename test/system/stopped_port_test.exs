@@ -22,6 +22,7 @@ defmodule Wasmex.System.StoppedPortTest do
     {:ok, memory} = Wasmex.memory(pid)
     os_pid = Wasmex.Host.os_pid(engine.host)
     {_, 0} = System.cmd("kill", ["-STOP", "#{os_pid}"])
+    :stopped = stopped(os_pid, System.monotonic_time(:millisecond) + 5_000)
 
     on_exit(fn ->
       System.cmd("kill", ["-CONT", "#{os_pid}"], stderr_to_stdout: true)
@@ -32,6 +33,27 @@ defmodule Wasmex.System.StoppedPortTest do
     end)
 
     %{engine: engine, store: store, pid: pid, memory: memory, os_pid: os_pid}
+  end
+
+  # A signal is delivered when one of the process's threads next runs: on a loaded
+  # machine the port may still serve a request after `kill` returned. Waits (polling, as
+  # there is nothing to wait on) until the kernel shows it stopped, or `until`.
+  defp stopped(os_pid, until) do
+    state = File.read!("/proc/#{os_pid}/status")
+
+    cond do
+      state =~ ~r/State:\s+T/ ->
+        :stopped
+
+      System.monotonic_time(:millisecond) > until ->
+        :still_running
+
+      true ->
+        receive do
+        after
+          1 -> stopped(os_pid, until)
+        end
+    end
   end
 
   # Runs `fun`, asserting it returns `{:error, _}` within `bound` ms; returns the error.

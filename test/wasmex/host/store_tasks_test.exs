@@ -1,8 +1,9 @@
-defmodule Wasmex.Host.WorkersTest do
+defmodule Wasmex.Host.StoreTasksTest do
   @moduledoc """
-  Stores share a small pool of worker threads in the port (port/workers.rs) instead of a
-  thread each. What a user must still be able to count on: a store busy in a long call,
-  or waiting in a callback, holds up no other store.
+  Every store is a task on the port's tokio runtime (port/store/task.rs), run by a worker
+  thread per CPU, instead of a thread each. What a user must still be able to count on: a
+  store busy in a long call, or waiting in a callback or a WASI sleep, holds up no other
+  store, and a waiting store holds no thread.
   """
   use ExUnit.Case, async: true
 
@@ -122,60 +123,69 @@ defmodule Wasmex.Host.WorkersTest do
     end
   end
 
+  describe "stores blocked in WASI sleeps" do
+    # `sleep(ms)` waits in WASI's poll_oneoff on a monotonic clock subscription.
+    @sleeper """
+    (module
+      (import "wasi_snapshot_preview1" "poll_oneoff"
+        (func $poll (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "sleep") (param $ms i64) (result i32)
+        (i64.store (i32.const 0) (i64.const 1))
+        (i32.store8 (i32.const 8) (i32.const 0))
+        (i32.store (i32.const 16) (i32.const 1))
+        (i64.store (i32.const 24) (i64.mul (local.get $ms) (i64.const 1000000)))
+        (i64.store (i32.const 32) (i64.const 0))
+        (i32.store16 (i32.const 40) (i32.const 0))
+        (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+      (func (export "answer") (result i32) (i32.const 42)))
+    """
+
+    defp os_threads(os_pid), do: "/proc/#{os_pid}/task" |> File.ls!() |> length()
+
+    test "200 at once hold no thread each, and the port is back to its threads once they stop",
+         %{engine: engine} do
+      {:ok, store0} = Wasmex.Store.new_wasi(%Wasmex.Wasi.WasiOptions{}, nil, engine)
+      {:ok, module} = Wasmex.Module.compile(store0, @sleeper)
+
+      pids =
+        for _ <- 1..200 do
+          {:ok, store} = Wasmex.Store.new_wasi(%Wasmex.Wasi.WasiOptions{}, nil, engine)
+          {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+          {:ok, [42]} = Wasmex.call_function(pid, "answer", [])
+          pid
+        end
+
+      os_pid = Host.os_pid(engine.host)
+      before = os_threads(os_pid)
+
+      sleeps =
+        Enum.map(pids, fn pid ->
+          Task.async(fn -> Wasmex.call_function(pid, "sleep", [60_000], 1_000) end)
+        end)
+
+      # All 200 sleep once a call queued behind the last one's sleep waits.
+      behind = Task.async(fn -> Wasmex.call_function(List.last(pids), "answer", [], 5_000) end)
+      assert Task.yield(behind, 200) == nil
+      # Another store is served meanwhile.
+      [other] = instances(engine, @sum, %{}, 1)
+      assert Wasmex.call_function(other, "sum", [1, 2]) == {:ok, [3]}
+      assert os_threads(os_pid) <= before + 2
+
+      # Stopped at their deadline, they leave the port's threads where they were.
+      assert Enum.map(sleeps, &Task.await/1) |> Enum.all?(&match?({:error, "timed out" <> _}, &1))
+      assert Task.await(behind) == {:ok, [42]}
+      assert os_threads(os_pid) <= before + 2
+    end
+  end
+
   describe "idle stores" do
     test "hold no thread each", %{engine: engine} do
       pids = instances(engine, @sum, %{}, 50)
       Enum.each(pids, fn pid -> {:ok, [3]} = Wasmex.call_function(pid, "sum", [1, 2]) end)
-      # Main, epoch ticker, worker monitor and a few workers; a thread per store was 50+.
+      # Main, epoch ticker, a worker per CPU and a few blocking-pool threads; a thread
+      # per store was 50+.
       assert threads(hd(pids)) < 12
-    end
-  end
-
-  describe "workers moved off the main thread's CPU during callbacks" do
-    @callback_loop """
-    (module (import "env" "cb" (func $cb (param i32) (result i32)))
-      (func (export "run") (param $n i32) (result i32) (local $acc i32)
-        (loop $l
-          (local.set $acc (i32.add (local.get $acc) (call $cb (local.get $n))))
-          (local.set $n (i32.sub (local.get $n) (i32.const 1)))
-          (br_if $l (local.get $n)))
-        (local.get $acc)))
-    """
-
-    defp cpus_allowed(os_pid) do
-      # A thread may end between the listing and the read (compile threads do).
-      for tid <- File.ls!("/proc/#{os_pid}/task"),
-          {:ok, status} <- [File.read("/proc/#{os_pid}/task/#{tid}/status")],
-          into: MapSet.new() do
-        [_, cpus] = Regex.run(~r/Cpus_allowed_list:\s+(\S+)/, status)
-        cpus
-      end
-    end
-
-    test "get every CPU back, and so do the threads started meanwhile", %{engine: engine} do
-      imports = %{env: %{cb: {:fn, [:i32], [:i32], fn _context, x -> x end}}}
-      [looping] = instances(engine, @callback_loop, imports, 1)
-      os_pid = Host.os_pid(engine.host)
-
-      # Stores created, called and dropped while the callbacks run make the port start
-      # workers (and a worker waiting for an answer may be the one that reads them).
-      churn =
-        for _ <- 1..4 do
-          Task.async(fn ->
-            for _ <- 1..10 do
-              {:ok, store} = Wasmex.Store.new(nil, engine)
-              {:ok, module} = Wasmex.Module.compile(store, @sum)
-              {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
-              {:ok, [3]} = Wasmex.call_function(pid, "sum", [1, 2])
-              GenServer.stop(pid)
-              Wasmex.Store.release(store, self())
-            end
-          end)
-        end
-
-      for _ <- 1..5, do: {:ok, _} = Wasmex.call_function(looping, "run", [2000], 60_000)
-      Task.await_many(churn, 60_000)
-      assert MapSet.size(cpus_allowed(os_pid)) == 1
     end
   end
 end

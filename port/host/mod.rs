@@ -1,0 +1,221 @@
+//! The dispatcher, run by the task that reads stdin (see `input.rs`): host-wide requests
+//! (engine, modules, stores) are answered here or on short-lived threads
+//! (`modules.rs`); store requests go to the store's task (see `store/task.rs`). Nothing
+//! here runs Wasm or waits for it.
+
+mod init;
+mod modules;
+#[cfg(test)]
+mod tests;
+
+use crate::instance::BaseLinkers;
+use crate::outbox::Outbox;
+use crate::protocol::{self, decode_request, reply, Request};
+use crate::request::{Op, StoreRequest};
+use crate::shared::Shared;
+use crate::stdio::{StdinMsg, StdinSender};
+use crate::store::{Cancellations, StoreHandle, StoreInit, StoreMsg, STORE_FAILED};
+use crate::term::{self, Fallible};
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+pub struct Host {
+    outbox: Outbox,
+    shared: Option<Arc<Shared>>,
+    /// The linkers the stores' instantiations start from, built once for the engine.
+    linkers: Arc<BaseLinkers>,
+    stores: HashMap<u64, StoreEntry>,
+    next_store_id: u64,
+    /// Stores that ended (dropped, failed to start, or panicked), to forget.
+    ended: (Sender<u64>, Receiver<u64>),
+    /// Stores that ended in a panic and that the BEAM has not dropped yet: requests for
+    /// them get the reason, not "unknown store".
+    failed: HashSet<u64>,
+}
+
+/// How the dispatcher reaches a store. Dropping it (the store was dropped, or the host
+/// is going away) drops the store.
+struct StoreEntry {
+    task: StoreHandle,
+    cancellations: Cancellations,
+    stdin: StdinSender,
+}
+
+impl Host {
+    pub fn new(outbox: Outbox) -> Host {
+        Host {
+            outbox,
+            shared: None,
+            linkers: Default::default(),
+            stores: HashMap::new(),
+            next_store_id: 1,
+            ended: std::sync::mpsc::channel(),
+            failed: HashSet::new(),
+        }
+    }
+
+    /// Handles one frame's payload. Every failure becomes an error reply.
+    pub fn handle_payload(&mut self, payload: &[u8]) {
+        self.handle_decoded(decode_request(payload));
+    }
+
+    /// Handles one frame's payload, taking it (see [`protocol::decode_frame`]).
+    pub fn handle_frame(&mut self, payload: Vec<u8>) {
+        self.handle_decoded(protocol::decode_frame(payload));
+    }
+
+    fn handle_decoded(&mut self, decoded: Result<Request, protocol::Rejected>) {
+        match decoded {
+            Ok(req) => self.handle(req),
+            Err(rejected) => match rejected.callback {
+                // A callback's answer that cannot be read fails that callback at once.
+                Some((store_id, callback_id)) => {
+                    let message = format!(
+                        "the callback's result could not be read: {}",
+                        rejected.reason
+                    );
+                    match self.store(store_id) {
+                        Ok(store) => store.task.send(StoreMsg::CallbackReturn {
+                            callback_id,
+                            result: term::tuple(vec![term::atom("error"), term::string(&message)]),
+                        }),
+                        Err(_) => self.log(&message),
+                    }
+                }
+                None => self.outbox.send(&reply(rejected.id, Err(rejected.reason))),
+            },
+        }
+    }
+
+    /// Tells the BEAM something worth a log line.
+    pub fn log(&self, message: &str) {
+        self.outbox.send(&protocol::log(message));
+    }
+
+    pub fn reject(&self, reason: String) {
+        self.outbox.send(&reply(0, Err(reason)));
+    }
+
+    fn handle(&mut self, req: Request) {
+        while let Ok(id) = self.ended.1.try_recv() {
+            if self
+                .stores
+                .remove(&id)
+                .is_some_and(|store| store.task.failed())
+            {
+                self.failed.insert(id);
+            }
+        }
+        let id = req.id;
+        let notification = req.is_notification();
+        if let Err(e) = self.dispatch(req) {
+            if notification {
+                self.log(&e);
+            } else {
+                self.outbox.send(&reply(id, Err(e)));
+            }
+        }
+    }
+
+    /// Either answers (or arranges for an answer) and returns Ok, or returns the error
+    /// to reply with.
+    fn dispatch(&mut self, req: Request) -> Fallible<()> {
+        let id = req.id;
+        let op = Op::decode(req)?;
+        if let Op::Init { config } = op {
+            return self.init(id, &config);
+        }
+        let shared = self
+            .shared
+            .clone()
+            .ok_or("the host is not initialised: send init first")?;
+        match op {
+            Op::Init { .. } => unreachable!("handled above"),
+            Op::ModuleCompile { key, source } => modules::compile(shared, id, key, source),
+            Op::ModuleSerialize { key, source } => modules::serialize(shared, id, key, source),
+            Op::Precompile { bytes } => modules::precompile(shared, id, bytes),
+            Op::Preinitialize { bytes, options } => {
+                modules::preinitialize(shared, id, bytes, options)
+            }
+            Op::ComponentCompile(req) => modules::component_compile(shared, req),
+            Op::WitExports(req) => modules::wit_exports(shared, req),
+            Op::OutputAck { args } => crate::output::ack(crate::output::Ack::parse(&args)?),
+            Op::WatToWasm { text } => modules::wat_to_wasm(shared, id, text),
+            Op::ModuleDrop { key } => shared.modules.remove(&key),
+            Op::StoreNew { limits, wasi } => {
+                let store = self.next_store_id;
+                self.next_store_id += 1;
+                let (stdin, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
+                let cancellations = Cancellations::default();
+                let init = StoreInit {
+                    limits,
+                    wasi,
+                    stdin: stdin_rx,
+                    cancellations: cancellations.clone(),
+                    linkers: self.linkers.clone(),
+                    ended: self.ended.0.clone(),
+                };
+                let entry = StoreEntry {
+                    task: StoreHandle::start(shared, store, id, init),
+                    cancellations,
+                    stdin,
+                };
+                self.stores.insert(store, entry);
+            }
+            Op::StoreDrop { store } => {
+                // Dropping the entry drops the store.
+                self.stores.remove(&store);
+                self.failed.remove(&store);
+            }
+            Op::StdinData { store, data } => {
+                let _ = self.store(store)?.stdin.send(StdinMsg::Data(data));
+            }
+            Op::StdinEof { store } => {
+                let _ = self.store(store)?.stdin.send(StdinMsg::Eof);
+            }
+            Op::Cancel {
+                store: None,
+                request,
+            } => shared.cancellations.cancel(request),
+            Op::Cancel {
+                store: Some(store),
+                request,
+            } => {
+                let store = self.store(store)?;
+                store.cancellations.cancel(request);
+                store.task.send(StoreMsg::Cancel);
+                let _ = store.stdin.send(StdinMsg::Cancelled);
+            }
+            Op::CallbackReturn {
+                store,
+                callback,
+                result,
+            } => {
+                // The store may have ended while the callback ran: nobody waits.
+                if let Ok(store) = self.store(store) {
+                    store.task.send(StoreMsg::CallbackReturn {
+                        callback_id: callback,
+                        result,
+                    });
+                }
+            }
+            Op::Store { ctx, request } => {
+                let store = self.store(ctx.store_id())?;
+                let request = StoreRequest::decode(ctx, request)?;
+                store.task.send(StoreMsg::Request(request));
+            }
+        }
+        Ok(())
+    }
+
+    fn store(&self, id: u64) -> Fallible<&StoreEntry> {
+        self.stores.get(&id).ok_or_else(|| {
+            if self.failed.contains(&id) {
+                STORE_FAILED.to_string()
+            } else {
+                format!("unknown store {id}")
+            }
+        })
+    }
+}

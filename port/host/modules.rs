@@ -1,0 +1,91 @@
+//! Host-wide module work: compiling, serialising, precompiling, WAT. Slow, so it runs on
+//! short-lived threads of its own, which reply themselves; the dispatcher goes on.
+
+use crate::module;
+use crate::protocol::{reply, Request};
+use crate::shared::Shared;
+use crate::term::{self, Fallible};
+use eetf::Term;
+use std::sync::Arc;
+use std::thread;
+
+/// Compiles (or loads) the module named `key` from `source` and keeps it: its description.
+pub fn compile(shared: Arc<Shared>, id: u64, key: Vec<u8>, source: Term) {
+    off_thread(shared, id, "module_compile", move |shared| {
+        let cancelled = || shared.cancellations.contains(id);
+        let module = module::load(&shared.compiler, &key, &source, &cancelled)?;
+        shared.modules.insert(key, module.clone());
+        Ok(module::describe(&module))
+    });
+}
+
+/// The artifact of the module named `key` (loaded from `source` if need be).
+pub fn serialize(shared: Arc<Shared>, id: u64, key: Vec<u8>, source: Term) {
+    off_thread(shared, id, "module_serialize", move |shared| {
+        let module = shared.modules.resolve(&shared.compiler, &key, &source)?;
+        Ok(term::binary(module::serialize(&module)?))
+    });
+}
+
+/// The artifact of `bytes`, compiled for this host's engine settings.
+pub fn precompile(shared: Arc<Shared>, id: u64, bytes: Vec<u8>) {
+    off_thread(shared, id, "precompile", move |shared| {
+        let cancelled = || shared.cancellations.contains(id);
+        Ok(term::binary(
+            shared.compiler.precompile(&bytes, &cancelled)?,
+        ))
+    });
+}
+
+/// The snapshot of `bytes` after its init export ran (`preinit.rs`).
+pub fn preinitialize(shared: Arc<Shared>, id: u64, bytes: Vec<u8>, options: Term) {
+    off_thread(shared, id, "preinitialize", move |shared| {
+        let options = crate::preinit::PreinitOptions::from_term(&options)?;
+        let cancelled = || shared.cancellations.contains(id);
+        let snapshot = shared
+            .compiler
+            .preinitialize(&bytes, &options, &cancelled)?;
+        Ok(term::binary(snapshot))
+    });
+}
+
+/// Compiles a component (`component/registry.rs`): its WIT names.
+pub fn component_compile(shared: Arc<Shared>, req: Request) {
+    let id = req.id;
+    off_thread(shared, id, "component_compile", move |shared| {
+        crate::component::registry::compile_request(shared, &req)
+    });
+}
+
+/// The exports of a WIT world (`component/wit.rs`).
+pub fn wit_exports(shared: Arc<Shared>, req: Request) {
+    let id = req.id;
+    off_thread(shared, id, "wit_exports", move |shared| {
+        crate::component::wit::exports_request(shared, &req)
+    });
+}
+
+/// The Wasm binary of WAT `text`.
+pub fn wat_to_wasm(shared: Arc<Shared>, id: u64, text: Vec<u8>) {
+    off_thread(shared, id, "wat_to_wasm", move |_| {
+        Ok(term::binary(module::wat_to_wasm(&text)?))
+    });
+}
+
+/// Runs slow host-wide work for request `id` on its own thread and replies from there.
+fn off_thread(
+    shared: Arc<Shared>,
+    id: u64,
+    name: &str,
+    work: impl FnOnce(&Shared) -> Fallible<Term> + Send + 'static,
+) {
+    let outbox = shared.outbox.clone();
+    let spawned = thread::Builder::new().name(name.into()).spawn(move || {
+        let result = work(&shared);
+        shared.cancellations.forget(id);
+        shared.outbox.send(&reply(id, result));
+    });
+    if let Err(e) = spawned {
+        outbox.send(&reply(id, Err(format!("cannot start a thread: {e}"))));
+    }
+}

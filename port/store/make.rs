@@ -1,0 +1,147 @@
+//! Making a store: its limits, its WASI context and its wasmtime `Store`, with the epoch
+//! callback that stops a call once it must stop.
+
+use super::{CallState, Cancellations, Inbox, StoreData};
+use crate::instance::BaseLinkers;
+use crate::shared::Shared;
+use crate::stdio::StdinReceiver;
+use crate::term::{self, Fallible};
+use crate::wasi;
+use crate::wasi_fds::FdBudget;
+use eetf::Term;
+use std::collections::VecDeque;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+/// What a new store starts from.
+pub struct StoreInit {
+    pub limits: Term,
+    pub wasi: Term,
+    pub stdin: StdinReceiver,
+    pub cancellations: Cancellations,
+    pub linkers: Arc<BaseLinkers>,
+    /// Told the store's id when it ends.
+    pub ended: Sender<u64>,
+}
+
+/// What a store is made of, checked before it is made.
+pub struct StoreParts {
+    limits: StoreLimits,
+    wasi: WasiP1Ctx,
+    fds: FdBudget,
+    wasi_enabled: bool,
+    call: Arc<CallState>,
+    linkers: Arc<BaseLinkers>,
+    component: crate::component::ComponentState,
+}
+
+/// Checks `init` and makes what store `id` needs.
+pub fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts> {
+    let limits = parse_limits(&init.limits)?;
+    // `{p2, Options}`: WASI preview 2 for components (`component/wasi.rs`); preview 1 off.
+    let p2 = crate::component::wasi::p2_options(&init.wasi);
+    let wasi_enabled = !term::is_nil(&init.wasi) && p2.is_none();
+    let call = Arc::new(CallState::with_cancellations(init.cancellations));
+    let stdio = wasi::Stdio {
+        outbox: shared.outbox.clone(),
+        store_id: id,
+        stdin: init.stdin,
+        call: call.clone(),
+    };
+    let (wasi, fds, component) = match p2 {
+        Some(options) => (
+            wasmtime_wasi::WasiCtxBuilder::new().build_p1(),
+            FdBudget::default(),
+            crate::component::wasi::build(options, stdio)?,
+        ),
+        None => {
+            let (wasi, fds) = wasi::build(wasi_enabled.then_some(&init.wasi), stdio)?;
+            (wasi, fds, Default::default())
+        }
+    };
+    Ok(StoreParts {
+        limits,
+        wasi,
+        fds,
+        wasi_enabled,
+        call,
+        linkers: init.linkers,
+        component,
+    })
+}
+
+/// The wasmtime store, reading its messages from `inbox`.
+pub fn create(shared: Arc<Shared>, id: u64, parts: StoreParts, inbox: Inbox) -> Store<StoreData> {
+    let engine = shared.engine.clone();
+    let data = StoreData {
+        id,
+        shared,
+        linkers: parts.linkers,
+        inbox,
+        limits: parts.limits,
+        wasi: parts.wasi,
+        fds: parts.fds,
+        wasi_enabled: parts.wasi_enabled,
+        instances: Vec::new(),
+        depth: 0,
+        callers: Vec::new(),
+        next_callback_id: 1,
+        deferred: VecDeque::new(),
+        dropped: false,
+        call: parts.call,
+        component: parts.component,
+    };
+    let mut store = Store::new(&engine, data);
+    store.limiter(|d| &mut d.limits);
+    store.epoch_deadline_callback(|cx| {
+        Ok(if cx.data().call.stop_reason().is_some() {
+            UpdateDeadline::Interrupt
+        } else {
+            // Lets the call's waiter (`executor::stoppable`) look at it every tick, and
+            // other tasks of the same worker run.
+            UpdateDeadline::Yield(1)
+        })
+    });
+    store
+}
+
+/// `nil` or `%{memory_size, table_elements, instances, tables, memories}` (each optional).
+fn parse_limits(t: &Term) -> Fallible<StoreLimits> {
+    let mut b = StoreLimitsBuilder::new();
+    if term::is_nil(t) {
+        return Ok(b.build());
+    }
+    let m = term::as_map(t, "store limits")?;
+    let get = |k: &str| Ok::<_, String>(term::map_u64(m, k)?.map(|n| n as usize));
+    if let Some(n) = get("memory_size")? {
+        b = b.memory_size(n);
+    }
+    if let Some(n) = get("table_elements")? {
+        b = b.table_elements(n);
+    }
+    if let Some(n) = get("instances")? {
+        b = b.instances(n);
+    }
+    if let Some(n) = get("tables")? {
+        b = b.tables(n);
+    }
+    if let Some(n) = get("memories")? {
+        b = b.memories(n);
+    }
+    Ok(b.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_nil_or_a_map_of_counts() {
+        assert!(parse_limits(&term::nil()).is_ok());
+        let negative = term::map(vec![(term::atom("memory_size"), term::int(-1))]);
+        assert!(parse_limits(&negative).is_err());
+        assert!(parse_limits(&term::int(3)).is_err());
+    }
+}

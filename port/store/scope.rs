@@ -1,0 +1,56 @@
+//! A call or an instantiation of a store, from [`enter`] to [`leave`]. Only the outermost
+//! one sets the deadline and may be stopped; calls nested inside callbacks share it.
+
+use super::{CallState, Cx};
+use crate::executor;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::AsContextMut;
+
+pub struct CallScope {
+    outermost: bool,
+    /// The outermost call's state, which says when it must stop.
+    call: Option<Arc<CallState>>,
+    _ticking: Option<crate::engine::TickGuard>,
+}
+
+/// Begins a call or an instantiation that must stop after `timeout`.
+pub fn enter(cx: &mut Cx<'_>, timeout: Option<Duration>) -> CallScope {
+    let outermost = cx.data().depth == 0;
+    let ticking = if outermost {
+        cx.data().call.set_timeout(timeout);
+        cx.as_context_mut().set_epoch_deadline(1);
+        Some(cx.data().shared.ticker.running())
+    } else {
+        None
+    };
+    cx.data_mut().depth += 1;
+    CallScope {
+        outermost,
+        call: outermost.then(|| cx.data().call.clone()),
+        _ticking: ticking,
+    }
+}
+
+/// Runs `future`, the Wasm of `scope`, and drops it if it is the outermost call and must
+/// stop (see `executor::stoppable`).
+pub async fn run<R>(
+    scope: &CallScope,
+    future: impl Future<Output = wasmtime::Result<R>>,
+) -> wasmtime::Result<R> {
+    executor::stoppable(scope.call.clone(), future)
+        .await
+        .unwrap_or_else(|reason| Err(wasmtime::Error::msg(reason)))
+}
+
+/// Ends a call or an instantiation.
+pub fn leave(cx: &mut Cx<'_>, scope: CallScope) {
+    let data = cx.data_mut();
+    data.depth -= 1;
+    if scope.outermost {
+        // A stopped call leaves no callback waiting and nothing nested.
+        data.depth = 0;
+        data.callers.clear();
+    }
+}
