@@ -12,7 +12,7 @@ defmodule Wasmex.Engine do
       true
   """
 
-  alias Wasmex.{EngineConfig, Host}
+  alias Wasmex.{EngineConfig, Host, Wire}
 
   @enforce_keys [:host, :config]
   # `resource` (the engine's host process) and `reference` (made with the engine) are the
@@ -140,6 +140,6 @@ defmodule Wasmex.Engine do
   """
   @spec precompile_module(t(), binary()) :: {:ok, binary()} | {:error, String.t()}
   def precompile_module(%__MODULE__{host: host}, bytes) when is_binary(bytes) do
-    Host.request(host, :precompile, {bytes})
+    Host.request(host, Wire.precompile(bytes))
   end
 end

@@ -26,7 +26,11 @@ defmodule Wasmex.Host.Startup do
 
   @doc "A payload with its 4-byte length in front (the port is a `:stream`)."
   @spec frame(iodata()) :: iodata()
-  def frame(payload), do: [<<IO.iodata_length(payload)::32>> | payload]
+  def frame(payload), do: frame(payload, IO.iodata_length(payload))
+
+  @doc "A payload of `size` bytes with its length in front."
+  @spec frame(iodata(), non_neg_integer()) :: iodata()
+  def frame(payload, size), do: [<<size::32>> | payload]
 
   @doc "An exit status, in words."
   @spec describe_status(non_neg_integer()) :: String.t()
@@ -108,7 +112,7 @@ defmodule Wasmex.Host.Startup do
         if(compile_timeout == :infinity, do: nil, else: compile_timeout)
       )
 
-    Port.command(port, frame(Wire.encode_request(1, :init, {options})))
+    Port.command(port, frame(Wire.encode_request(1, Wire.init(options))))
     await_init(port, start)
   end
 
@@ -155,7 +159,7 @@ defmodule Wasmex.Host.Startup do
   end
 
   defp close_with(port, error) do
-    safe_close(port)
+    close(port)
     error
   end
 
@@ -186,8 +190,11 @@ defmodule Wasmex.Host.Startup do
     end
   end
 
-  defp safe_close(port) do
+  @doc "Closes a host's port (the OS process ends as its stdin closes); a closed one is left."
+  @spec close(port()) :: :ok
+  def close(port) do
     Port.close(port)
+    :ok
   rescue
     ArgumentError -> :ok
   end
