@@ -71,6 +71,22 @@ defmodule Wasmex.Host.PendingTest do
     end
   end
 
+  describe "size/1, targets/1 and watched/1" do
+    test "count what is in flight, before and after many requests at once" do
+      pid = caller()
+      many = Enum.reduce(1..40, Pending.new(), &Pending.put(&2, &1, {:send, pid, &1}, 1, nil))
+      assert Pending.size(many) == 40
+      few = Enum.reduce(3..40, many, fn id, p -> elem(Pending.pop(p, id), 1) end)
+      assert Pending.size(few) == 2
+      assert Enum.sort(Pending.targets(few)) == [{:send, pid, 1}, {:send, pid, 2}]
+      assert Pending.watched(few) == 1
+      f = from()
+
+      assert {:cancel, 41, 1, _} =
+               few |> Pending.put(41, {:reply, f}, 1, nil) |> Pending.give_up(f)
+    end
+  end
+
   describe "give_up/2" do
     test "a watched request is taken out to be cancelled in its store" do
       f = from()
