@@ -66,22 +66,8 @@ defmodule Wasmex.Host do
   @doc false
   def start_link({config, owner, opts}) do
     executable = Keyword.get(opts, :executable, executable())
-
-    host_options = %{
-      os_limits:
-        Keyword.get_lazy(opts, :os_limits, fn -> Application.get_env(:wasmex, :os_limits) end),
-      compile_timeout:
-        Keyword.get_lazy(opts, :compile_timeout, fn ->
-          Application.get_env(:wasmex, :compile_timeout, 60_000)
-        end),
-      instance_slots: Keyword.get(opts, :instance_slots, false)
-    }
-
-    GenServer.start_link(
-      __MODULE__,
-      {config, owner, executable, host_options},
-      Keyword.take(opts, [:name])
-    )
+    init_args = {config, owner, executable, Startup.host_options(opts)}
+    GenServer.start_link(__MODULE__, init_args, Keyword.take(opts, [:name]))
   end
 
   @doc """

@@ -1,20 +1,21 @@
 defmodule Wasmex.Host.Pending do
   @moduledoc """
   The requests a host has sent and not yet seen answered, with what watches their callers:
-  a struct and functions, no process (monitors are made and removed by the process that
-  owns the struct, the host server).
+  a struct and functions, no process of its own (the monitors it makes and removes belong
+  to the process that keeps the struct, the host server).
 
   Each request in flight has an entry under its id: its target (where the answer goes,
   `t:Wasmex.Host.target/0`), whether its caller is *watched* (a Wasm call or a
   compilation: if the caller dies or gives up, the request is cancelled in the port) and
-  what the host keeps for module sources (see `Wasmex.Host.Sources`).
+  what the host keeps for module sources (see `Wasmex.Host.KnownModules`).
 
   Callers are indexed by pid: the tags of its synchronous requests (so that a caller that
   stops waiting, `{:give_up, from}`, finds its request), how many others (`{:send, ...}`
-  targets) it has in flight, and one monitor per caller, not per request. A monitor is made by the
-  first watched request of a caller and kept while the caller waits for any; a caller
-  left with nothing in flight keeps it too (its next call then needs no new monitor),
-  as long as at most #{1024} such idle callers are watched; beyond that it is removed.
+  targets) it has in flight, and one monitor per caller, not per request. A monitor is
+  made by the first watched request of a caller and kept while the caller waits for any;
+  a caller left with nothing in flight keeps it too (its next call then needs no new
+  monitor), as long as at most 1,024 such idle callers are watched; beyond that it is
+  removed. (A monitor and its removal cost the host about as much as the rest of a call.)
 
       iex> alias Wasmex.Host.Pending
       iex> from = {self(), [:alias | make_ref()]}

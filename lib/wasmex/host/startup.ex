@@ -24,6 +24,23 @@ defmodule Wasmex.Host.Startup do
     end
   end
 
+  @doc """
+  The host's options from `Wasmex.Host.start/3`'s: `:os_limits`, `:compile_timeout` (both
+  defaulting to the application environment) and `:instance_slots` (default `false`).
+  """
+  @spec host_options(keyword()) :: map()
+  def host_options(opts) do
+    %{
+      os_limits:
+        Keyword.get_lazy(opts, :os_limits, fn -> Application.get_env(:wasmex, :os_limits) end),
+      compile_timeout:
+        Keyword.get_lazy(opts, :compile_timeout, fn ->
+          Application.get_env(:wasmex, :compile_timeout, 60_000)
+        end),
+      instance_slots: Keyword.get(opts, :instance_slots, false)
+    }
+  end
+
   @doc "A payload with its 4-byte length in front (the port is a `:stream`)."
   @spec frame(iodata()) :: iodata()
   def frame(payload), do: frame(payload, IO.iodata_length(payload))
