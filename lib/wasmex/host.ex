@@ -38,7 +38,12 @@ defmodule Wasmex.Host do
     pending: Pending.new(),
     holders: Holders.new(),
     modules: KnownModules.new(),
-    outgoing: Outgoing.new()
+    outgoing: Outgoing.new(),
+    # Cancels of callers that died (Wasmex.Host.Requests.cancel_all/2): those not yet
+    # written, in order; each one's state (:queued or :sent); how many sent are unanswered.
+    cancel_queue: [],
+    cancel_ids: %{},
+    cancels_out: 0
   ]
 
   @typedoc "A reply target: where the result of a request goes."

@@ -64,6 +64,8 @@ defmodule Wasmex.System.FloodTest do
     refute Pending.sent_by?(state.pending, self())
     assert Pending.watched(state.pending) == baseline.watched
     assert Holders.count(state.holders) == baseline.holders
+    # Every cancel of a caller that died was written and answered.
+    assert {state.cancel_queue, state.cancel_ids, state.cancels_out} == {[], %{}, 0}
     :erlang.garbage_collect(host)
     {:memory, memory} = Process.info(host, :memory)
     assert memory < max(2 * baseline.memory, 5_000_000)

@@ -223,14 +223,18 @@ defmodule Wasmex.Host.Pending do
     end
   end
 
-  # The watched requests of `pid`: its synchronous ones are indexed; its `{:send, ...}`
+  # The watched requests of `pid`, oldest first (the port then stops the one running before
+  # it skips those queued behind it): its synchronous ones are indexed; its `{:send, ...}`
   # ones, if it has any, are found by a scan (once, as the caller exits).
   defp watched_ids(p, pid, sends, syncs) do
     synced = for {_tag, id} <- syncs, watched?(p.entries, id), do: id
 
     if sends == 0,
-      do: synced,
-      else: synced ++ for({id, {{:send, ^pid, _}, w, _}} <- p.entries, w != :unwatched, do: id)
+      do: Enum.sort(synced),
+      else:
+        Enum.sort(
+          synced ++ for({id, {{:send, ^pid, _}, w, _}} <- p.entries, w != :unwatched, do: id)
+        )
   end
 
   defp watched?(entries, id) do

@@ -10,6 +10,10 @@ defmodule Wasmex.Host.Requests do
   alias Wasmex.{Stats, Wire}
   alias Wasmex.Host.{Holders, KnownModules, Pending, Writer}
 
+  # At most this many cancels of callers that died are in the port unanswered at once;
+  # the others wait in the host server (see cancel_all/2).
+  @cancel_window 256
+
   @doc "Sends a request; its answer will go to `target` (see `t:Wasmex.Host.target/0`)."
   @spec send_request(struct(), Wire.request(), Wasmex.Host.target()) :: struct()
   def send_request(state, {op, args}, target) do
@@ -51,7 +55,7 @@ defmodule Wasmex.Host.Requests do
       # cancelled calls.
       {nil, _} ->
         if id == 0, do: Logger.warning("wasmex_port: #{inspect(result)}")
-        state
+        cancel_answered(state, id)
 
       {{target, _watch, data}, pending} ->
         state = %{state | pending: pending}
@@ -86,8 +90,7 @@ defmodule Wasmex.Host.Requests do
   def down(state, ref, pid) do
     case Pending.down(state.pending, ref, pid) do
       {:ok, cancels, pending} ->
-        state = %{state | pending: pending}
-        {:caller, Enum.reduce(cancels, state, fn {id, s}, state -> cancel(state, id, s) end)}
+        {:caller, cancel_all(%{state | pending: pending}, cancels)}
 
       :unknown ->
         case Holders.down(state.holders, ref, pid) do
@@ -102,6 +105,50 @@ defmodule Wasmex.Host.Requests do
   @spec drop_store(struct(), Holders.t(), non_neg_integer()) :: struct()
   def drop_store(state, holders, store_id),
     do: notify(%{state | holders: holders}, Wire.store_drop(store_id))
+
+  @doc """
+  Cancels the requests of a caller that died, `{id, store_id}` pairs, oldest first, at
+  most #{@cancel_window} unanswered in the port at a time: each answer to a cancelled
+  request lets the next cancel go. (A store checks its cancellations for each request it
+  serves, at a cost that grows with how many it holds: 100,000 cancels written at once
+  made skipping the 100,000 calls they named take seconds.)
+  """
+  @spec cancel_all(struct(), [{pos_integer(), term()}]) :: struct()
+  def cancel_all(state, cancels) do
+    ids = Enum.reduce(cancels, state.cancel_ids, fn {id, _}, ids -> Map.put(ids, id, :queued) end)
+    pump_cancels(%{state | cancel_queue: state.cancel_queue ++ cancels, cancel_ids: ids})
+  end
+
+  # Writes queued cancels while fewer than the window are unanswered; a request answered
+  # while its cancel waited is not cancelled any more.
+  defp pump_cancels(%{cancel_queue: [{id, store_id} | rest], cancels_out: out} = state)
+       when out < @cancel_window do
+    state = %{state | cancel_queue: rest}
+
+    case state.cancel_ids do
+      %{^id => :queued} ->
+        state = cancel(state, id, store_id)
+        ids = Map.put(state.cancel_ids, id, :sent)
+        pump_cancels(%{state | cancel_ids: ids, cancels_out: out + 1})
+
+      _ ->
+        pump_cancels(state)
+    end
+  end
+
+  defp pump_cancels(state), do: state
+
+  # An answer to a request no longer pending: if it was cancelled by cancel_all/2, its
+  # place in the window (or in the queue) is free.
+  defp cancel_answered(%{cancel_ids: ids} = state, _id) when map_size(ids) == 0, do: state
+
+  defp cancel_answered(state, id) do
+    case Map.pop(state.cancel_ids, id) do
+      {:sent, ids} -> pump_cancels(%{state | cancel_ids: ids, cancels_out: state.cancels_out - 1})
+      {:queued, ids} -> %{state | cancel_ids: ids}
+      {nil, _} -> state
+    end
+  end
 
   defp cancel(state, id, store_id) do
     Stats.add(:cancels)
