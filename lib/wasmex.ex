@@ -303,11 +303,17 @@ defmodule Wasmex do
           {:ok, [number()]} | {:error, any()}
   def call_function(pid, name, params, timeout \\ 5_000) do
     name = stringify(name)
-    metadata = %{instance: pid, function: name, timeout: timeout}
 
-    Wasmex.Telemetry.span([:call], metadata, fn ->
+    # Without :telemetry, no span (nor its metadata) is built.
+    if Wasmex.Telemetry.enabled?() do
+      metadata = %{instance: pid, function: name, timeout: timeout}
+
+      Wasmex.Telemetry.span([:call], metadata, fn ->
+        Wasmex.Server.call_function(pid, name, params, timeout)
+      end)
+    else
       Wasmex.Server.call_function(pid, name, params, timeout)
-    end)
+    end
   end
 
   @doc ~S'''

@@ -271,9 +271,10 @@ defmodule WasmexTest do
       assert Wasmex.call_function(pid, "count", []) == {:ok, [0]}
     end
 
-    test "a caller that stops waiting through the instance server cancels its call too" do
+    test "a caller without the route in its node's table cancels its call too" do
       pid = start_counter()
-      # Without its route a call goes through the instance server, as from another node.
+      # Without the route in the table the caller asks the server for it, as from another
+      # node, and then calls the host directly all the same.
       :ets.delete(Wasmex.Routes, pid)
       assert bump_behind_spin(pid) == {:error, "timed out: no answer within 100 ms"}
       assert Wasmex.call_function(pid, "count", []) == {:ok, [0]}

@@ -69,7 +69,10 @@ defmodule Wasmex.Callback do
         key = {host, store_id, callback_id}
 
         answer =
-          &Wasmex.Host.send_notification(port, :callback_return, {store_id, callback_id, &1})
+          &Wasmex.Host.send_notification(
+            port,
+            Wasmex.Wire.callback_return(store_id, callback_id, &1)
+          )
 
         spawn(fn ->
           {pid, ref} =

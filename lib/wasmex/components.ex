@@ -111,7 +111,7 @@ defmodule Wasmex.Components do
   @spec call_function(GenServer.server(), function_name_or_path(), list(), timeout()) ::
           {:ok, term()} | {:error, term()}
   def call_function(server, name_or_path, params, timeout \\ 5_000) do
-    wait = Wasmex.Host.Client.wait_for(:call, {timeout})
+    wait = Wasmex.Host.Client.for_call(timeout)
 
     case Wasmex.Host.Client.call(server, {:call_function, name_or_path, params, timeout}, wait) do
       {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}

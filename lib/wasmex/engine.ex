@@ -12,7 +12,7 @@ defmodule Wasmex.Engine do
       true
   """
 
-  alias Wasmex.{EngineConfig, Host}
+  alias Wasmex.{EngineConfig, Host, Wire}
 
   @enforce_keys [:host, :config]
   # `resource` (the engine's host process) and `reference` (made with the engine) are the
@@ -140,7 +140,7 @@ defmodule Wasmex.Engine do
   """
   @spec precompile_module(t(), binary()) :: {:ok, binary()} | {:error, String.t()}
   def precompile_module(%__MODULE__{host: host}, bytes) when is_binary(bytes) do
-    Host.request(host, :precompile, {bytes})
+    Host.request(host, Wire.precompile(bytes))
   end
 
   @doc """
@@ -179,7 +179,7 @@ defmodule Wasmex.Engine do
   def preinitialize_module(%__MODULE__{host: host}, bytes, options \\ [])
       when is_binary(bytes) and is_list(options) do
     with {:ok, init} <- preinit_options(options) do
-      Host.request(host, :preinitialize, {bytes, init})
+      Host.request(host, Wasmex.Wire.preinitialize(bytes, init))
     end
   end
 

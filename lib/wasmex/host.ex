@@ -23,7 +23,8 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Client, Events, Frames, KnownModules, Outgoing, Pending, Startup, Writer}
+  alias Wasmex.Host.{Client, Events, Frames, Holders, KnownModules, Outgoing, Pending}
+  alias Wasmex.Host.{Requests, Startup, Writer}
 
   defstruct [
     :port,
@@ -35,14 +36,15 @@ defmodule Wasmex.Host do
     fatal: nil,
     next_id: 1,
     pending: Pending.new(),
-    holders: %{},
-    monitors: %{},
-    modules: MapSet.new(),
-    outgoing: Outgoing.new()
+    holders: Holders.new(),
+    modules: KnownModules.new(),
+    outgoing: Outgoing.new(),
+    # Cancels of callers that died (Wasmex.Host.Requests.cancel_all/2): those not yet
+    # written, in order; each one's state (:queued or :sent); how many sent are unanswered.
+    cancel_queue: [],
+    cancel_ids: %{},
+    cancels_out: 0
   ]
-
-  # What the port answers when it no longer has a module (see port/module.rs).
-  @not_loaded "the module is not loaded in this host and no source was sent"
 
   @typedoc "A reply target: where the result of a request goes."
   @type target ::
@@ -69,31 +71,17 @@ defmodule Wasmex.Host do
   @doc false
   def start_link({config, owner, opts}) do
     executable = Keyword.get(opts, :executable, executable())
-
-    host_options = %{
-      os_limits:
-        Keyword.get_lazy(opts, :os_limits, fn -> Application.get_env(:wasmex, :os_limits) end),
-      compile_timeout:
-        Keyword.get_lazy(opts, :compile_timeout, fn ->
-          Application.get_env(:wasmex, :compile_timeout, 60_000)
-        end),
-      instance_slots: Keyword.get(opts, :instance_slots, false)
-    }
-
-    GenServer.start_link(
-      __MODULE__,
-      {config, owner, executable, host_options},
-      Keyword.take(opts, [:name])
-    )
+    init_args = {config, owner, executable, Startup.host_options(opts)}
+    GenServer.start_link(__MODULE__, init_args, Keyword.take(opts, [:name]))
   end
 
   @doc """
-  Sends a request and waits for its result, a bounded time (see `Wasmex.Host.Client`):
-  a caller that stops waiting gets `{:error, reason}` and its request is cancelled. Exits
-  of the host become `{:error, reason}`.
+  Sends a request (built by `Wasmex.Wire`) and waits for its result, a bounded time (see
+  `Wasmex.Host.Client`): a caller that stops waiting gets `{:error, reason}` and its
+  request is cancelled. Exits of the host become `{:error, reason}`.
   """
-  @spec request(pid(), atom(), tuple()) :: {:ok, term()} | {:error, term()}
-  def request(host, op, args)
+  @spec request(pid(), Wire.request()) :: {:ok, term()} | {:error, term()}
+  def request(host, {op, _args} = request)
       when op in [
              :module_compile,
              :precompile,
@@ -103,22 +91,29 @@ defmodule Wasmex.Host do
            ] do
     case call(host, :compile_timeout) do
       {:error, _} = error -> error
-      :infinity -> call(host, {:request, op, args}, :infinity)
-      ms -> call(host, {:request, op, args}, ms + Client.request_timeout())
+      :infinity -> call(host, {:request, request}, :infinity)
+      ms -> call(host, {:request, request}, ms + Client.request_timeout())
     end
   end
 
-  def request(host, op, args), do: call(host, {:request, op, args}, Client.wait_for(op, args))
+  def request(host, request), do: call(host, {:request, request}, Client.wait_for(request))
 
-  @doc "Sends a request whose result goes to `target` (see `t:target/0`)."
-  @spec cast_request(pid(), atom(), tuple(), target()) :: :ok
-  def cast_request(host, op, args, target) do
-    GenServer.cast(host, {:request, op, args, target})
-  end
+  @doc "Sends a request (built by `Wasmex.Wire`) whose result goes to `target` (see `t:target/0`)."
+  @spec cast_request(pid(), Wire.request(), target()) :: :ok
+  def cast_request(host, request, target), do: GenServer.cast(host, {:request, request, target})
 
-  @doc "Sends a notification: a request that gets no reply."
-  @spec notify(pid(), atom(), tuple()) :: :ok
-  def notify(host, op, args), do: GenServer.cast(host, {:notify, op, args})
+  @doc "Sends a notification (built by `Wasmex.Wire`): a request that gets no reply."
+  @spec notify(pid(), Wire.request()) :: :ok
+  def notify(host, request), do: GenServer.cast(host, {:notify, request})
+
+  # The same with op and args apart, for requests without a constructor in `Wasmex.Wire`
+  # (ops of test programs standing in for the port).
+  @doc false
+  def request(host, op, args), do: request(host, {op, args})
+  @doc false
+  def cast_request(host, op, args, target), do: cast_request(host, {op, args}, target)
+  @doc false
+  def notify(host, op, args), do: notify(host, {op, args})
 
   @doc "Creates a store in the host, held by `holder`."
   @spec new_store(pid(), term(), term(), pid()) :: {:ok, non_neg_integer()} | {:error, term()}
@@ -237,20 +232,19 @@ defmodule Wasmex.Host do
   end
 
   @impl true
-  def handle_call({:request, op, args}, from, state) do
-    {:noreply, send_request(state, op, args, {:reply, from})}
+  def handle_call({:request, request}, from, state) do
+    {:noreply, Requests.send_request(state, request, {:reply, from})}
   end
 
   def handle_call({:new_store, limits, wasi, holder}, from, state) do
-    {:noreply, send_request(state, :store_new, {limits, wasi}, {:new_store, from, holder})}
+    target = {:new_store, from, holder}
+    {:noreply, Requests.send_request(state, Wire.store_new(limits, wasi), target)}
   end
 
   def handle_call({:retain, store_id, pid}, _from, state) do
-    if Map.has_key?(state.holders, store_id) do
-      {:reply, :ok, hold(state, store_id, pid)}
-    else
-      {:reply, {:error, "unknown store #{store_id}"}, state}
-    end
+    if Holders.holds?(state.holders, store_id),
+      do: {:reply, :ok, %{state | holders: Holders.hold(state.holders, store_id, pid)}},
+      else: {:reply, {:error, "unknown store #{store_id}"}, state}
   end
 
   def handle_call({:release, _store_id, _pid} = release, from, state) do
@@ -259,19 +253,14 @@ defmodule Wasmex.Host do
   end
 
   def handle_call({:free_store, store_id}, _from, state) do
-    case state.holders do
-      %{^store_id => holders} ->
-        state =
-          Enum.reduce(holders, state, fn {pid, ref}, state ->
-            drop_holder(state, store_id, pid, ref)
-          end)
-
-        case maybe_stop(state) do
+    case Holders.free(state.holders, store_id) do
+      {:drop, holders} ->
+        case maybe_stop(Requests.drop_store(state, holders, store_id)) do
           {:noreply, state} -> {:reply, :ok, state}
           {:stop, reason, state} -> {:stop, reason, :ok, state}
         end
 
-      _ ->
+      :unknown ->
         {:reply, {:error, "unknown store #{store_id}"}, state}
     end
   end
@@ -285,13 +274,13 @@ defmodule Wasmex.Host do
   end
 
   @impl true
-  def handle_cast({:request, op, args, target}, state) do
-    {:noreply, send_request(state, op, args, target)}
+  def handle_cast({:request, request, target}, state) do
+    {:noreply, Requests.send_request(state, request, target)}
   end
 
   def handle_cast({:retain, store_id, pid}, state) do
-    if Map.has_key?(state.holders, store_id),
-      do: {:noreply, hold(state, store_id, pid)},
+    if Holders.holds?(state.holders, store_id),
+      do: {:noreply, %{state | holders: Holders.hold(state.holders, store_id, pid)}},
       else: {:noreply, state}
   end
 
@@ -300,17 +289,10 @@ defmodule Wasmex.Host do
     maybe_stop(%{state | owner: nil, owner_ref: nil})
   end
 
-  def handle_cast({:notify, op, args}, state) do
-    {:noreply, notify_port(state, op, args)}
-  end
+  def handle_cast({:notify, request}, state), do: {:noreply, Requests.notify(state, request)}
 
   # A caller stopped waiting (see Wasmex.Host.Client): its request is cancelled.
-  def handle_cast({:give_up, {_pid, tag}}, state) do
-    case Pending.take_tag(state.pending, tag) do
-      {nil, _} -> {:noreply, state}
-      {id, pending} -> {:noreply, give_up(%{state | pending: pending}, id)}
-    end
-  end
+  def handle_cast({:give_up, from}, state), do: {:noreply, Requests.give_up(state, from)}
 
   def handle_cast({:reclaim_bulk, token, holder}, state) do
     reclaim_bulk_later({:reclaim_bulk, token, holder})
@@ -318,14 +300,9 @@ defmodule Wasmex.Host do
   end
 
   def handle_cast({:release, store_id, pid}, state) do
-    case state.holders do
-      %{^store_id => %{^pid => ref}} ->
-        state
-        |> drop_holder(store_id, pid, ref)
-        |> maybe_stop()
-
-      _ ->
-        {:noreply, state}
+    case Holders.release(state.holders, store_id, pid) do
+      {:drop, holders} -> maybe_stop(Requests.drop_store(state, holders, store_id))
+      {:keep, holders} -> {:noreply, %{state | holders: holders}}
     end
   end
 
@@ -334,14 +311,17 @@ defmodule Wasmex.Host do
     Stats.add(:bytes_received, byte_size(data))
 
     case Frames.push(state.frames, data) do
+      {:ok, [payload], frames} ->
+        {:noreply, Events.handle(payload, %{state | frames: frames})}
+
       {:ok, payloads, frames} ->
         {:noreply, Enum.reduce(payloads, %{state | frames: frames}, &Events.handle/2)}
 
       # The stream can no longer be trusted: this host stops (and its port with it).
       {:error, reason} ->
         Logger.error("wasmex_port: #{reason}; stopping this host")
-        fail_pending(state, "the Wasm host exited: #{reason}")
-        {:stop, {:shutdown, {:port_exited, reason}}, %{state | pending: Pending.new()}}
+        state = Requests.fail_all(state, "the Wasm host exited: #{reason}")
+        {:stop, {:shutdown, {:port_exited, reason}}, state}
     end
   end
 
@@ -350,24 +330,24 @@ defmodule Wasmex.Host do
     Stats.add(:host_exits)
     Wasmex.Telemetry.event([:host, :exit], %{host: self(), os_pid: state.os_pid, reason: why})
     Logger.warning("wasmex_port exited: #{why}")
-    fail_pending(state, "the Wasm host exited: #{why}")
-    {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil, pending: Pending.new()}}
+    state = Requests.fail_all(state, "the Wasm host exited: #{why}")
+    {:stop, {:shutdown, {:port_exited, why}}, %{state | port: nil}}
   end
 
   def handle_info({:DOWN, ref, :process, pid, _reason}, state) do
-    case Map.pop(state.monitors, ref) do
-      {{:call, id, store_id}, monitors} ->
-        {:noreply, cancel(%{state | monitors: monitors}, id, store_id)}
+    case Requests.down(state, ref, pid) do
+      {:caller, state} ->
+        {:noreply, state}
 
-      {{store_id, ^pid}, monitors} ->
+      {:holder, _store_id, state} ->
         # A holder that was an instance server and did not run its terminate/2.
         Wasmex.forget_server(pid)
-        maybe_stop(unhold(%{state | monitors: monitors}, store_id, pid))
+        maybe_stop(state)
 
-      {nil, _} when pid == state.owner ->
+      :unknown when pid == state.owner ->
         maybe_stop(%{state | owner: nil})
 
-      {nil, _} ->
+      :unknown ->
         {:noreply, state}
     end
   end
@@ -380,7 +360,8 @@ defmodule Wasmex.Host do
     {:noreply, state}
   end
 
-  def handle_info(:write_outgoing, state), do: {:noreply, write_outgoing(state)}
+  def handle_info(:write_outgoing, state),
+    do: {:noreply, %{state | outgoing: Writer.flush(state.port, state.outgoing)}}
 
   def handle_info({:EXIT, port, _reason}, %{port: port} = state), do: {:noreply, state}
   def handle_info({:EXIT, _pid, reason}, state), do: {:stop, reason, state}
@@ -389,64 +370,14 @@ defmodule Wasmex.Host do
   @impl true
   def terminate(_reason, %{port: port} = state) do
     Wasmex.Host.Bulk.unregister(self())
-    fail_pending(state, "the Wasm host stopped")
+    Requests.fail_all(state, "the Wasm host stopped")
     Wasmex.Callback.abandon_all(self())
-    if port, do: safe_close(port)
+    if port, do: Startup.close(port)
     :ok
   end
 
   @doc false
   def executable, do: Application.app_dir(:wasmex, "priv/wasmex_port")
-
-  defp safe_close(port) do
-    Port.close(port)
-  rescue
-    ArgumentError -> :ok
-  end
-
-  defp send_request(state, op, args, target, strip_opts \\ []) do
-    id = state.next_id
-    {sent, {learn, stripped}} = KnownModules.strip(op, args, state.modules, strip_opts)
-    frame = Wire.encode_request(id, op, sent)
-    size = IO.iodata_length(frame)
-
-    if size > Wire.max_frame() do
-      # The port would skip the frame unread, unable to say which request it was.
-      error = "the request is #{size} bytes, over the frame limit of #{Wire.max_frame()}"
-      reply(target, {:error, error}, state)
-    else
-      Stats.add(:bytes_sent, size)
-      state = write(state, frame, size)
-      if op == :call, do: Stats.add(:calls)
-      {watch, state} = watch_caller(state, op, sent, target, id)
-      # A request sent without a module's source may need it after all (the port drops
-      # modules it has not used for long): keep what to send again.
-      resend = if stripped != [], do: {op, args, stripped}
-      pending = Pending.put(state.pending, id, target, learn, watch, resend)
-      %{state | next_id: id + 1, pending: pending}
-    end
-  end
-
-  # A call's caller is watched: if it dies before the answer, the call is cancelled and
-  # the port stops running it.
-  defp watch_caller(state, op, args, target, id) when op in [:call, :component_call] do
-    store_id =
-      case elem(args, 0) do
-        {:caller, store_id, _} -> store_id
-        store_id -> store_id
-      end
-
-    ref = Process.monitor(Pending.caller(target))
-    {ref, %{state | monitors: Map.put(state.monitors, ref, {:call, id, store_id})}}
-  end
-
-  defp watch_caller(state, op, _args, {:reply, {pid, _}}, id)
-       when op in [:module_compile, :precompile, :preinitialize, :component_compile] do
-    ref = Process.monitor(pid)
-    {ref, %{state | monitors: Map.put(state.monitors, ref, {:call, id, nil})}}
-  end
-
-  defp watch_caller(state, _op, _args, _target, _id), do: {nil, state}
 
   defp reclaim_bulk_later(message) do
     case Application.get_env(:wasmex, :bulk_reclaim_after, 100) do
@@ -455,184 +386,21 @@ defmodule Wasmex.Host do
     end
   end
 
-  defp cancel(state, id, store_id) do
-    case Pending.pop(state.pending, id) do
-      {nil, _} ->
-        state
-
-      {_entry, pending} ->
-        Stats.add(:cancels)
-        notify_port(%{state | pending: pending}, :cancel, {store_id, id})
-    end
-  end
-
-  # The caller of request `id` stopped waiting. A Wasm call or a compilation (whose caller
-  # is watched) is cancelled as if its caller had died; a store being created is dropped
-  # once it exists; any other request just loses its waiter.
-  defp give_up(state, id) do
-    case Pending.get(state.pending, id) do
-      {_target, _learn, watch, _resend} when watch != nil ->
-        {{:call, ^id, store_id}, monitors} = Map.pop(state.monitors, watch)
-        Process.demonitor(watch, [:flush])
-        cancel(%{state | monitors: monitors}, id, store_id)
-
-      {{:new_store, _from, _holder}, _learn, nil, _resend} ->
-        %{state | pending: Pending.retarget(state.pending, id, :drop_store)}
-
-      {_target, _learn, nil, _resend} ->
-        %{state | pending: elem(Pending.pop(state.pending, id), 1)}
-
-      nil ->
-        state
-    end
-  end
-
-  # Counts a failed call by its kind; a failure while Wasm ran comes as `{:trap, message}`
-  # and is passed on as the message.
-  defp count_failure({:error, {:trap, message}}) when is_binary(message) do
-    Stats.add(:traps)
-    Wasmex.Telemetry.event([:call, :trap], %{host: self(), message: message})
-    {:error, message}
-  end
-
-  defp count_failure({:error, "timed out" <> _ = message} = result) do
-    Stats.add(:timeouts)
-    Wasmex.Telemetry.event([:call, :timeout], %{host: self(), message: message})
-    result
-  end
-
-  defp count_failure(result), do: result
-
-  @doc false
-  # Writes a notification through this host's batching (Wasmex.Host.Writer).
-  def notify_port(state, op, args) do
-    {frame, size} = Writer.notification_frame(op, args)
-    write(state, frame, size)
-  end
-
-  defp write(state, frame, size),
-    do: %{state | outgoing: Writer.write(state.port, state.outgoing, frame, size)}
-
-  defp write_outgoing(state),
-    do: %{state | outgoing: Writer.flush(state.port, state.outgoing)}
-
   @doc """
   Writes a notification (a request without a reply) to `port`; any process may. Nothing
   happens when the port is closed (its host is gone).
   """
-  @spec send_notification(port(), atom(), tuple()) :: :ok
-  def send_notification(port, op, args) do
-    {frame, _size} = Writer.notification_frame(op, args)
-    Writer.command(port, frame)
-  end
-
-  defp unwatch(state, nil), do: state
-
-  defp unwatch(state, ref) do
-    Process.demonitor(ref, [:flush])
-    %{state | monitors: Map.delete(state.monitors, ref)}
-  end
-
-  @doc false
-  # The answer to request `id` reaches its target.
-  def deliver(state, id, result) do
-    case Pending.pop(state.pending, id) do
-      # Id 0 answers a frame the port could not read; other unknown ids are answers to
-      # cancelled calls.
-      {nil, _} ->
-        if id == 0, do: Logger.warning("wasmex_port: #{inspect(result)}")
-        state
-
-      {{target, _learn, watch, {op, args, stripped}}, pending}
-      when elem(result, 1) == @not_loaded ->
-        # The port dropped a module this server thought it had, or has no artifact of a
-        # module whose key went alone: forget it, send it again with its source.
-        state = unwatch(%{state | pending: pending}, watch)
-
-        state = %{
-          state
-          | modules: MapSet.difference(state.modules, MapSet.new(stripped))
-        }
-
-        send_request(state, op, args, target, probe: false)
-
-      {{target, learn, watch, _resend}, pending} ->
-        result = count_failure(result)
-        state = unwatch(%{state | pending: pending}, watch)
-
-        state =
-          if learn != [] and match?({:ok, _}, result),
-            do: %{state | modules: Enum.into(learn, state.modules)},
-            else: state
-
-        reply(target, result, state)
-    end
-  end
-
-  defp reply({:reply, from}, result, state),
-    do: tap(state, fn _ -> GenServer.reply(from, result) end)
-
-  defp reply({:send, pid, tag}, result, state),
-    do: tap(state, fn _ -> send(pid, {:returned_function_call, result, tag}) end)
-
-  # A store whose creator stopped waiting: nobody holds it.
-  defp reply(:drop_store, {:ok, store_id}, state),
-    do: notify_port(state, :store_drop, {store_id})
-
-  defp reply(:drop_store, _result, state), do: state
-
-  defp reply({:new_store, from, holder}, result, state) do
-    GenServer.reply(from, result)
-
-    case result do
-      {:ok, store_id} -> hold(state, store_id, holder)
-      _ -> state
-    end
-  end
-
-  defp hold(state, store_id, pid) do
-    holders = Map.get(state.holders, store_id, %{})
-
-    if Map.has_key?(holders, pid) do
-      state
-    else
-      ref = Process.monitor(pid)
-
-      %{
-        state
-        | holders: Map.put(state.holders, store_id, Map.put(holders, pid, ref)),
-          monitors: Map.put(state.monitors, ref, {store_id, pid})
-      }
-    end
-  end
-
-  # `pid` lets go of the store: its monitor goes, and the store with its last holder.
-  defp drop_holder(state, store_id, pid, ref) do
-    Process.demonitor(ref, [:flush])
-    unhold(%{state | monitors: Map.delete(state.monitors, ref)}, store_id, pid)
-  end
-
-  defp unhold(state, store_id, pid) do
-    holders = state.holders |> Map.get(store_id, %{}) |> Map.delete(pid)
-
-    if map_size(holders) == 0 do
-      %{
-        notify_port(state, :store_drop, {store_id})
-        | holders: Map.delete(state.holders, store_id)
-      }
-    else
-      %{state | holders: Map.put(state.holders, store_id, holders)}
-    end
+  @spec send_notification(port(), Wire.request()) :: :ok
+  def send_notification(port, request) do
+    {frame, size} = Writer.notification_frame(request)
+    Writer.command(port, frame, size)
   end
 
   # A host with no owner left and no store stops; the default engine's host (owner
   # `:forever`) never does.
-  defp maybe_stop(%{owner: nil, holders: holders} = state) when map_size(holders) == 0,
-    do: {:stop, :normal, state}
+  defp maybe_stop(%{owner: nil} = state) do
+    if Holders.empty?(state.holders), do: {:stop, :normal, state}, else: {:noreply, state}
+  end
 
   defp maybe_stop(state), do: {:noreply, state}
-
-  defp fail_pending(state, message) do
-    Enum.each(Pending.targets(state.pending), &reply(&1, {:error, message}, state))
-  end
 end

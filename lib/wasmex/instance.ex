@@ -6,11 +6,11 @@ defmodule Wasmex.Instance do
   Import callbacks of an instance made by a `Wasmex` server run by themselves (the server
   registers its imports, see `Wasmex.start_link/1`). A process that calls `new/4` itself
   receives `{:wasmex_callback, host, store_id, callback_id, namespace, name, params}` and
-  answers with `Wasmex.Host.notify(host, :callback_return, {store_id, callback_id, result})`,
+  answers with `Wasmex.Host.notify(host, Wasmex.Wire.callback_return(store_id, callback_id, result))`,
   `result` being `{:ok, [values]}` or `{:error, message}`.
   """
 
-  alias Wasmex.{Host, Module, StoreOrCaller}
+  alias Wasmex.{Host, Module, StoreOrCaller, Wire}
 
   @enforce_keys [:host, :store_id, :id, :module]
   # `resource` (`{host, store_id, instance_id}`: where the instance lives) and `reference`
@@ -55,13 +55,20 @@ defmodule Wasmex.Instance do
       links =
         Enum.map(links, fn %{name: name, module: m} -> {to_string(name), m.key, m.source} end)
 
-      args =
-        {StoreOrCaller.context(store), module.key, module.source, handler, import_specs, links,
-         @instantiate_timeout}
+      request =
+        Wire.instantiate(
+          StoreOrCaller.context(store),
+          module.key,
+          module.source,
+          handler,
+          import_specs,
+          links,
+          @instantiate_timeout
+        )
 
       Module.mark_instantiated(module)
 
-      with {:ok, id} <- Host.request(store.host, :instantiate, args) do
+      with {:ok, id} <- Host.request(store.host, request) do
         {:ok,
          %__MODULE__{
            resource: {store.host, store.store_id, id},
@@ -113,12 +120,8 @@ defmodule Wasmex.Instance do
   """
   @spec call_exported_function(StoreOrCaller.t(), t(), String.t(), [number()], term()) :: :ok
   def call_exported_function(store, instance, name, params, from, timeout \\ 5_000) do
-    Host.cast_request(
-      instance.host,
-      :call,
-      call_args(store, instance, name, params, timeout),
-      {:send, self(), from}
-    )
+    request = call_request(store, instance, name, params, timeout)
+    Host.cast_request(instance.host, request, {:send, self(), from})
   end
 
   @doc """
@@ -134,7 +137,7 @@ defmodule Wasmex.Instance do
   @spec get_global_value(StoreOrCaller.t(), t(), String.t()) ::
           {:ok, number()} | {:error, String.t()}
   def get_global_value(%StoreOrCaller{} = store, %__MODULE__{id: id}, name) do
-    Host.request(store.host, :global_get, {StoreOrCaller.context(store), id, to_string(name)})
+    Host.request(store.host, Wire.global_get(StoreOrCaller.context(store), id, to_string(name)))
   end
 
   @doc "Writes a mutable exported global."
@@ -144,8 +147,7 @@ defmodule Wasmex.Instance do
     with {:ok, :ok} <-
            Host.request(
              store.host,
-             :global_set,
-             {StoreOrCaller.context(store), id, to_string(name), value}
+             Wire.global_set(StoreOrCaller.context(store), id, to_string(name), value)
            ),
          do: :ok
   end
@@ -155,9 +157,11 @@ defmodule Wasmex.Instance do
   def memory(store, instance), do: Wasmex.Memory.from_instance(store, instance)
 
   @doc false
-  def call_args(store, %__MODULE__{id: id}, name, params, timeout) do
-    {StoreOrCaller.context(store), id, to_string(name), params, timeout}
-  end
+  # The `call` request for the instance's function `name`.
+  @spec call_request(StoreOrCaller.t(), t(), String.t() | atom(), list(), timeout()) ::
+          Wire.request()
+  def call_request(store, %__MODULE__{id: id}, name, params, timeout),
+    do: Wire.call(StoreOrCaller.context(store), id, to_string(name), params, timeout)
 
   # The earlier Wasmex API: instances that carry their store.
 

@@ -18,7 +18,7 @@ defmodule Wasmex.Memory do
 
   import Bitwise
 
-  alias Wasmex.{Host, Instance, StoreOrCaller}
+  alias Wasmex.{Host, Instance, StoreOrCaller, Wire}
   alias Wasmex.Callback.Writes
 
   @enforce_keys [:instance_id, :name]
@@ -74,7 +74,7 @@ defmodule Wasmex.Memory do
   @doc "The size of the memory in bytes."
   @spec size(StoreOrCaller.t(), t()) :: non_neg_integer() | {:error, String.t()}
   def size(store, %__MODULE__{} = memory) do
-    case store |> request(:memory_size, memory, {}) |> unwrap() do
+    case store |> request(memory, &Wire.memory_size/3) |> unwrap() do
       size when is_integer(size) -> tap(size, &Writes.reached(store, memory, &1))
       error -> error
     end
@@ -87,7 +87,7 @@ defmodule Wasmex.Memory do
           non_neg_integer() | {:error, String.t()}
   def grow(store, %__MODULE__{} = memory, pages) do
     check_index!(pages)
-    store |> request(:memory_grow, memory, {pages}) |> unwrap()
+    store |> request(memory, &Wire.memory_grow(&1, &2, &3, pages)) |> unwrap()
   end
 
   @doc "Reads the byte at `index`."
@@ -134,11 +134,11 @@ defmodule Wasmex.Memory do
   end
 
   defp read_part(store, memory, index, length) do
-    copy = fn -> request(store, :memory_read_bulk, memory, {index, length}) end
+    copy = fn -> request(store, memory, &Wire.memory_read_bulk(&1, &2, &3, index, length)) end
 
     result =
       with :pipe <- Wasmex.Host.Bulk.read(store.host, length, copy),
-           do: request(store, :memory_read, memory, {index, length})
+           do: request(store, memory, &Wire.memory_read(&1, &2, &3, index, length))
 
     unwrap(result)
   end
@@ -178,11 +178,13 @@ defmodule Wasmex.Memory do
   end
 
   defp write_part(store, memory, index, binary) do
-    copy = fn length -> request(store, :memory_write_bulk, memory, {index, length}) end
+    copy = fn length ->
+      request(store, memory, &Wire.memory_write_bulk(&1, &2, &3, index, length))
+    end
 
     result =
       with :pipe <- Wasmex.Host.Bulk.write(store.host, binary, copy),
-           do: request(store, :memory_write, memory, {index, binary})
+           do: request(store, memory, &Wire.memory_write(&1, &2, &3, index, binary))
 
     unwrap(result)
   end
@@ -221,10 +223,10 @@ defmodule Wasmex.Memory do
           String.t() | {:error, String.t()}
   def read_string(store, memory, index, length), do: read_binary(store, memory, index, length)
 
-  defp request(%StoreOrCaller{} = store, op, %__MODULE__{instance_id: id, name: name}, args) do
-    args = List.to_tuple([StoreOrCaller.context(store), id, name | Tuple.to_list(args)])
-    Host.request(store.host, op, args)
-  end
+  # The request `build.(context, instance_id, memory_name)` (a `Wasmex.Wire` constructor)
+  # for this memory, sent.
+  defp request(%StoreOrCaller{} = store, %__MODULE__{instance_id: id, name: name}, build),
+    do: Host.request(store.host, build.(StoreOrCaller.context(store), id, name))
 
   defp unwrap({:ok, :ok}), do: :ok
   defp unwrap({:ok, value}), do: value

@@ -14,7 +14,7 @@ defmodule Wasmex.Module do
       %{"f" => {:fn, [], [:i32]}}
   """
 
-  alias Wasmex.{Engine, Host, StoreOrCaller}
+  alias Wasmex.{Engine, Host, StoreOrCaller, Wire}
 
   @enforce_keys [:host, :key, :source]
   # `resource` (`{host, key}`: where the compiled code lives) and `reference` (made with
@@ -156,7 +156,7 @@ defmodule Wasmex.Module do
   """
   @spec serialize(t()) :: {:ok, binary()} | {:error, String.t()}
   def serialize(%__MODULE__{host: host, key: key, source: source}) do
-    Host.request(host, :module_serialize, {key, source})
+    Host.request(host, Wire.module_serialize(key, source))
   end
 
   @doc """
@@ -188,7 +188,7 @@ defmodule Wasmex.Module do
   defp compile_in(host, source) do
     key = key(source)
 
-    with {:ok, {name, exports, imports}} <- Host.request(host, :module_compile, {key, source}) do
+    with {:ok, {name, exports, imports}} <- Host.request(host, Wire.module_compile(key, source)) do
       {:ok,
        %__MODULE__{
          resource: {host, key},

@@ -210,7 +210,7 @@ defmodule Wasmex.Pipe do
 
   # A WASI program wants input: everything from the cursor (empty means end of input).
   def handle_info({:wasmex_pipe_read, host, store_id}, s) do
-    Wasmex.Host.notify(host, :stdin_data, {store_id, take(s)})
+    Wasmex.Host.notify(host, Wasmex.Wire.stdin_data(store_id, take(s)))
     {:noreply, %{s | cursor: byte_size(s.buffer)}}
   end
 

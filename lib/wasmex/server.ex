@@ -4,44 +4,60 @@ defmodule Wasmex.Server do
   # serves the `Wasmex` functions on it.
   use GenServer
 
-  alias Wasmex.{Callback, Host, Instance, Memory, Store, StoreOrCaller}
+  alias Wasmex.{Callback, Host, Instance, Memory, Store, StoreOrCaller, Wire}
   alias Wasmex.Host.Client
 
   @doc false
-  # Wasmex.call_function/4 without its telemetry span.
+  # Wasmex.call_function/4 without its telemetry span. A call goes from its caller straight
+  # to the instance's host, whatever the instance: the instance server publishes where its
+  # calls go (its route) in an ETS table, and a caller that cannot read it there (another
+  # node's instance) asks the server for it. The server is never on a call's path.
+  # A caller that stops waiting has its call cancelled (see Wasmex.Host.Client).
   @spec call_function(GenServer.server(), String.t(), [number()], timeout()) ::
           {:ok, [number()]} | {:error, any()}
-  def call_function(pid, name, params, timeout) do
-    wait = Client.wait_for(:call, {timeout})
+  def call_function(server, name, params, timeout) do
+    case route(server) do
+      {:ok, {host, context, id}} ->
+        request = Wire.call(context, id, name, params, timeout)
 
-    # A local instance's calls go straight to its host (one process hop less); the
-    # result is the same as through the instance server.
-    # A caller that stops waiting has its call cancelled (see Wasmex.Host.Client).
-    answer =
-      case route(pid) do
-        {host, context, id} ->
-          Client.call(host, {:request, :call, {context, id, name, params, timeout}}, wait)
+        case Client.call(host, {:request, request}, Client.wait_for(request)) do
+          {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
+          {:error, {:down, reason}} -> {:error, "the instance is not running: #{inspect(reason)}"}
+          answer -> answer
+        end
 
-        nil ->
-          Client.call(pid, {:call_function, name, params, timeout}, wait)
-      end
-
-    case answer do
-      {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
-      {:error, {:down, reason}} -> {:error, "the instance is not running: #{inspect(reason)}"}
-      answer -> answer
+      {:error, reason} ->
+        {:error, "the instance is not running: #{inspect(reason)}"}
     end
   end
 
-  # Where a live local instance server's calls can go directly: {host, context, instance id}.
+  # Where an instance server's calls go: `{host, context, instance id}`.
   defp route(pid) when is_pid(pid) and node(pid) == node() do
     case :ets.lookup(Wasmex.Routes, pid) do
-      [{^pid, host, context, id}] -> if Process.alive?(pid), do: {host, context, id}
-      [] -> nil
+      [{^pid, host, context, id}] ->
+        if Process.alive?(pid), do: {:ok, {host, context, id}}, else: {:error, :noproc}
+
+      [] ->
+        ask_route(pid)
     end
   end
 
-  defp route(_pid), do: nil
+  defp route(pid) when is_pid(pid), do: ask_route(pid)
+
+  defp route(name) do
+    case GenServer.whereis(name) do
+      pid when is_pid(pid) -> route(pid)
+      _ -> {:error, :noproc}
+    end
+  end
+
+  # A server whose route is not in this node's table (another node's, or one still
+  # starting) says it itself.
+  defp ask_route(pid) do
+    GenServer.call(pid, :route, Client.request_timeout())
+  catch
+    :exit, {reason, {GenServer, :call, _}} -> {:error, reason}
+  end
 
   @impl true
   def init(%{store: store, module: module, imports: imports} = args) do
@@ -92,11 +108,8 @@ defmodule Wasmex.Server do
   end
 
   @impl true
-  def handle_call({:call_function, name, params, timeout}, from, state) do
-    args = Instance.call_args(state.store, state.instance, name, params, timeout)
-    Host.cast_request(state.store.host, :call, args, {:reply, from})
-    {:noreply, state}
-  end
+  def handle_call(:route, _from, %{store: store, instance: instance} = state),
+    do: {:reply, {:ok, {store.host, StoreOrCaller.context(store), instance.id}}, state}
 
   def handle_call({:exported_function_exists, name}, _from, state) do
     {:reply, Instance.function_export_exists(state.store, state.instance, name), state}
@@ -111,13 +124,6 @@ defmodule Wasmex.Server do
   def handle_call(:store, _from, state), do: {:reply, {:ok, state.store}, state}
   def handle_call(:instance, _from, state), do: {:reply, {:ok, state.instance}, state}
   def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
-
-  # A caller of call_function/4 stopped waiting: its host cancels the call.
-  @impl true
-  def handle_cast({:give_up, from}, state) do
-    GenServer.cast(state.store.host, {:give_up, from})
-    {:noreply, state}
-  end
 
   @impl true
   def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state) do

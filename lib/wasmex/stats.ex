@@ -53,6 +53,8 @@ defmodule Wasmex.Stats do
 
   @doc false
   @spec add(atom(), integer()) :: :ok
-  def add(name, n \\ 1),
-    do: :counters.add(:persistent_term.get(__MODULE__), Map.fetch!(@index, name), n)
+  def add(name, n \\ 1), do: :counters.add(:persistent_term.get(__MODULE__), index(name), n)
+
+  # A counter's index, one clause per name (cheaper than a map lookup on every add).
+  for {name, i} <- @index, do: defp(index(unquote(name)), do: unquote(i))
 end

@@ -9,7 +9,7 @@ defmodule Wasmex.StoreOrCaller do
   when its callback returns.
   """
 
-  alias Wasmex.Host
+  alias Wasmex.{Host, Wire}
 
   @enforce_keys [:host, :store_id]
   # `resource` and `reference` are the fields Wasmex's struct has: `resource` is where the
@@ -52,13 +52,13 @@ defmodule Wasmex.StoreOrCaller do
   """
   @spec set_fuel(t(), non_neg_integer()) :: :ok | {:error, String.t()}
   def set_fuel(%__MODULE__{} = store, fuel) when is_integer(fuel) and fuel >= 0 do
-    with {:ok, _} <- Host.request(store.host, :fuel_set, {context(store), fuel}), do: :ok
+    with {:ok, _} <- Host.request(store.host, Wire.fuel_set(context(store), fuel)), do: :ok
   end
 
   @doc "Returns the fuel left in the store."
   @spec get_fuel(t()) :: {:ok, non_neg_integer()} | {:error, String.t()}
   def get_fuel(%__MODULE__{} = store) do
-    Host.request(store.host, :fuel_get, {context(store)})
+    Host.request(store.host, Wire.fuel_get(context(store)))
   end
 
   defimpl Inspect do

@@ -51,13 +51,13 @@ defmodule Wasmex.Wasi do
   @doc "Sends bytes to the program's stdin; a waiting read returns them."
   @spec write_stdin(StoreOrCaller.t(), binary()) :: :ok
   def write_stdin(%StoreOrCaller{host: host, store_id: id}, data) when is_binary(data) do
-    Host.notify(host, :stdin_data, {id, data})
+    Host.notify(host, Wasmex.Wire.stdin_data(id, data))
   end
 
   @doc "Ends the program's stdin: reads after the buffered data see the end of input."
   @spec close_stdin(StoreOrCaller.t()) :: :ok
   def close_stdin(%StoreOrCaller{host: host, store_id: id}),
-    do: Host.notify(host, :stdin_eof, {id})
+    do: Host.notify(host, Wasmex.Wire.stdin_eof(id))
 
   @doc """
   Acknowledges `bytes` of output the calling process received as

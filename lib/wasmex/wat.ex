@@ -10,7 +10,7 @@ defmodule Wasmex.Wat do
       <<0, 97, 115, 109, 1, 0, 0, 0>>
   """
 
-  alias Wasmex.{Engine, Host}
+  alias Wasmex.{Engine, Host, Wire}
 
   @doc """
   Converts WebAssembly text (a module, or a component) to its binary encoding.
@@ -24,5 +24,5 @@ defmodule Wasmex.Wat do
   """
   @spec to_wasm(String.t()) :: {:ok, binary()} | {:error, String.t()}
   def to_wasm(wat) when is_binary(wat),
-    do: Host.request(Engine.default().host, :wat_to_wasm, {wat})
+    do: Host.request(Engine.default().host, Wire.wat_to_wasm(wat))
 end

@@ -8,7 +8,15 @@ defmodule Wasmex.Wire do
 
     * BEAM -> port: `{id, op, args}` where `id` is a positive integer, `op` an atom and
       `args` a tuple. Each request gets exactly one `{:reply, id, result}`, except the
-      notifications (`:callback_return`, `:store_drop`, `:module_drop`).
+      notifications (`:callback_return`, `:store_drop`, `:module_drop`, `:stdin_data`,
+      `:stdin_eof`, `:cancel`). Each request has one constructor here, which gives its
+      `{op, args}`:
+
+          iex> Wasmex.Wire.call(3, 1, "sum", [1, 2], 5_000)
+          {:call, {3, 1, "sum", [1, 2], 5_000}}
+          iex> Wasmex.Wire.cancel(3, 17)
+          {:cancel, {3, 17}}
+
     * port -> BEAM: `{:hello, version, wasmtime}` once at start, `{:reply, id, {:ok, value} |
       {:error, reason}}`, `{:callback, store_id, callback_id, handler, namespace, name,
       params}` and `{:log, message}`.
@@ -65,6 +73,10 @@ defmodule Wasmex.Wire do
   (memory writes, module bytes), the frame is built around it instead of copying it: the
   rest is encoded with an empty binary in its place, whose 4-byte length ends the encoding.
   """
+  @spec encode_request(non_neg_integer(), request()) :: iodata()
+  def encode_request(id, {op, args}), do: encode_request(id, op, args)
+
+  @doc false
   @spec encode_request(non_neg_integer(), atom(), tuple()) :: iodata()
   def encode_request(id, op, args) when is_atom(op) and is_tuple(args) do
     last = tuple_size(args) - 1
@@ -82,6 +94,184 @@ defmodule Wasmex.Wire do
         :erlang.term_to_binary({id, op, args})
     end
   end
+
+  # Requests: one constructor each, the only place their shapes are written on this side
+  # (the port decodes them in port/protocol.rs; docs/protocol.md has the table).
+
+  @typedoc "A request or notification to the port: its op and its arguments."
+  @type request :: {atom(), tuple()}
+
+  @typedoc "A module's source, as `Wasmex.Module` keeps it; `nil` when the port has it."
+  @type source :: {:wasm, binary()} | {:precompiled, binary()} | nil
+
+  @doc "Builds the engine (the first request, before any other)."
+  @spec init(map()) :: request()
+  def init(options) when is_map(options), do: {:init, {options}}
+
+  @doc "Compiles a module and registers it under `key`."
+  @spec module_compile(binary(), source()) :: request()
+  def module_compile(key, source), do: {:module_compile, {key, source}}
+
+  @doc "The serialized compiled code of the module `key`."
+  @spec module_serialize(binary(), source()) :: request()
+  def module_serialize(key, source), do: {:module_serialize, {key, source}}
+
+  @doc "Compiles `bytes` and returns the serialized code, registering nothing."
+  @spec precompile(binary()) :: request()
+  def precompile(bytes), do: {:precompile, {bytes}}
+
+  @doc """
+  Runs the init export of `bytes` and returns the snapshot (`options`: `%{init:, args:,
+  env:}`, see `Wasmex.Engine.preinitialize_module/3`).
+  """
+  @spec preinitialize(binary(), map()) :: request()
+  def preinitialize(bytes, options), do: {:preinitialize, {bytes, options}}
+
+  @doc "Compiles the component `key` from `source` (`nil` once the host has it)."
+  @spec component_compile(binary(), {:component, binary()} | nil) :: request()
+  def component_compile(key, source), do: {:component_compile, {key, source}}
+
+  @doc "The exports of a WIT `world` (`nil`: the package's only world) of `wit` text."
+  @spec wit_exports(binary(), binary() | nil) :: request()
+  def wit_exports(wit, world), do: {:wit_exports, {wit, world}}
+
+  @doc "The binary encoding of WebAssembly text."
+  @spec wat_to_wasm(binary()) :: request()
+  def wat_to_wasm(text), do: {:wat_to_wasm, {text}}
+
+  @doc "A new store, with its limits and WASI options (`nil`: none)."
+  @spec store_new(term(), term()) :: request()
+  def store_new(limits, wasi), do: {:store_new, {limits, wasi}}
+
+  @doc """
+  Instantiates the module `key` in a store: `handler` is the encoded pid that gets its
+  import callbacks, `imports` `{namespace, name, params, results}` tuples, `links`
+  `{name, key, source}` tuples in dependency order.
+  """
+  @spec instantiate(context(), binary(), source(), binary(), list(), list(), timeout()) ::
+          request()
+  def instantiate(ctx, key, source, handler, imports, links, timeout),
+    do: {:instantiate, {ctx, key, source, handler, imports, links, timeout}}
+
+  @doc "Calls the exported function `name` of an instance."
+  @spec call(context(), non_neg_integer(), binary(), list(), timeout()) :: request()
+  def call(ctx, instance_id, name, params, timeout),
+    do: {:call, {ctx, instance_id, name, params, timeout}}
+
+  @doc "The size in bytes of an instance's memory."
+  @spec memory_size(context(), non_neg_integer(), binary() | nil) :: request()
+  def memory_size(ctx, instance_id, memory), do: {:memory_size, {ctx, instance_id, memory}}
+
+  @doc "Grows an instance's memory by `pages`."
+  @spec memory_grow(context(), non_neg_integer(), binary() | nil, non_neg_integer()) ::
+          request()
+  def memory_grow(ctx, instance_id, memory, pages),
+    do: {:memory_grow, {ctx, instance_id, memory, pages}}
+
+  @doc "Reads `length` bytes at `offset` of an instance's memory."
+  @spec memory_read(
+          context(),
+          non_neg_integer(),
+          binary() | nil,
+          non_neg_integer(),
+          non_neg_integer()
+        ) ::
+          request()
+  def memory_read(ctx, instance_id, memory, offset, length),
+    do: {:memory_read, {ctx, instance_id, memory, offset, length}}
+
+  @doc "Writes `binary` at `offset` of an instance's memory."
+  @spec memory_write(context(), non_neg_integer(), binary() | nil, non_neg_integer(), binary()) ::
+          request()
+  def memory_write(ctx, instance_id, memory, offset, binary),
+    do: {:memory_write, {ctx, instance_id, memory, offset, binary}}
+
+  @doc "Copies `length` bytes of the host's shared buffer to `offset` of an instance's memory."
+  @spec memory_write_bulk(
+          context(),
+          non_neg_integer(),
+          binary() | nil,
+          non_neg_integer(),
+          non_neg_integer()
+        ) ::
+          request()
+  def memory_write_bulk(ctx, instance_id, memory, offset, length),
+    do: {:memory_write_bulk, {ctx, instance_id, memory, offset, length}}
+
+  @doc "Copies `length` bytes at `offset` of an instance's memory to the host's shared buffer."
+  @spec memory_read_bulk(
+          context(),
+          non_neg_integer(),
+          binary() | nil,
+          non_neg_integer(),
+          non_neg_integer()
+        ) ::
+          request()
+  def memory_read_bulk(ctx, instance_id, memory, offset, length),
+    do: {:memory_read_bulk, {ctx, instance_id, memory, offset, length}}
+
+  @doc "Reads an exported global."
+  @spec global_get(context(), non_neg_integer(), binary()) :: request()
+  def global_get(ctx, instance_id, name), do: {:global_get, {ctx, instance_id, name}}
+
+  @doc "Writes a mutable exported global."
+  @spec global_set(context(), non_neg_integer(), binary(), number()) :: request()
+  def global_set(ctx, instance_id, name, value),
+    do: {:global_set, {ctx, instance_id, name, value}}
+
+  @doc "The fuel left in a store."
+  @spec fuel_get(context()) :: request()
+  def fuel_get(ctx), do: {:fuel_get, {ctx}}
+
+  @doc "Instantiates the component `key` in a store; `imports` as `Wasmex.Components` sends them."
+  @spec component_instantiate(context(), binary(), term(), binary(), list(), timeout()) ::
+          request()
+  def component_instantiate(ctx, key, source, handler, imports, timeout),
+    do: {:component_instantiate, {ctx, key, source, handler, imports, timeout}}
+
+  @doc "Calls the function at `path` of a component instance."
+  @spec component_call(context(), non_neg_integer(), [String.t()], list(), timeout()) ::
+          request()
+  def component_call(ctx, instance_id, path, params, timeout),
+    do: {:component_call, {ctx, instance_id, path, params, timeout}}
+
+  @doc "Sets the fuel of a store."
+  @spec fuel_set(context(), non_neg_integer()) :: request()
+  def fuel_set(ctx, fuel), do: {:fuel_set, {ctx, fuel}}
+
+  @doc "Notification: drop a store."
+  @spec store_drop(non_neg_integer()) :: request()
+  def store_drop(store_id), do: {:store_drop, {store_id}}
+
+  @doc "Notification: forget the module `key`."
+  @spec module_drop(binary()) :: request()
+  def module_drop(key), do: {:module_drop, {key}}
+
+  @doc "Notification: the answer to an import callback."
+  @spec callback_return(non_neg_integer(), non_neg_integer(), {:ok, list()} | {:error, term()}) ::
+          request()
+  def callback_return(store_id, callback_id, result),
+    do: {:callback_return, {store_id, callback_id, result}}
+
+  @doc "Notification: input for a WASI program reading its stdin pipe (empty: its end)."
+  @spec stdin_data(non_neg_integer(), binary()) :: request()
+  def stdin_data(store_id, bytes), do: {:stdin_data, {store_id, bytes}}
+
+  @doc "Notification: the end of a WASI program's stdin."
+  @spec stdin_eof(non_neg_integer()) :: request()
+  def stdin_eof(store_id), do: {:stdin_eof, {store_id}}
+
+  @doc """
+  Notification: the receiver of a store's WASI output stream `handler` consumed `bytes`
+  (`room`: a pipe's room left, `:closed` for a receiver gone, `nil` for messages).
+  """
+  @spec output_ack(non_neg_integer(), binary(), non_neg_integer(), term()) :: request()
+  def output_ack(store_id, handler, bytes, room),
+    do: {:output_ack, {store_id, handler, bytes, room}}
+
+  @doc "Notification: stop request `request_id` in a store (`nil`: a compilation of the host)."
+  @spec cancel(non_neg_integer() | nil, pos_integer()) :: request()
+  def cancel(store_id, request_id), do: {:cancel, {store_id, request_id}}
 
   @doc """
   Decodes a frame from the port. The `:safe` option keeps a misbehaving port from

@@ -7,6 +7,7 @@ defmodule Wasmex.System.FloodTest do
   use ExUnit.Case, async: true
 
   alias Wasmex.Instance
+  alias Wasmex.Host.{Holders, Pending}
 
   @moduletag timeout: 120_000
 
@@ -25,7 +26,11 @@ defmodule Wasmex.System.FloodTest do
       store: store,
       instance: :sys.get_state(pid).instance,
       host: host,
-      baseline: %{memory: memory, monitors: map_size(state.monitors)}
+      baseline: %{
+        memory: memory,
+        holders: Holders.count(state.holders),
+        watched: Pending.watched(state.pending)
+      }
     }
   end
 
@@ -51,11 +56,16 @@ defmodule Wasmex.System.FloodTest do
     refute_receive {:returned_function_call, _, _}, 100
   end
 
-  # Nothing of the flood is left in the host server.
+  # Nothing of the flood is left in the host server: no request, no monitor of a caller
+  # but those it had before (this process's, kept while it lives: see Wasmex.Host.Pending).
   defp assert_drained(%{host: host, baseline: baseline}) do
     state = :sys.get_state(host)
-    assert state.pending == Wasmex.Host.Pending.new()
-    assert map_size(state.monitors) == baseline.monitors
+    assert Pending.size(state.pending) == 0
+    refute Pending.sent_by?(state.pending, self())
+    assert Pending.watched(state.pending) == baseline.watched
+    assert Holders.count(state.holders) == baseline.holders
+    # Every cancel of a caller that died was written and answered.
+    assert {state.cancel_queue, state.cancel_ids, state.cancels_out} == {[], %{}, 0}
     :erlang.garbage_collect(host)
     {:memory, memory} = Process.info(host, :memory)
     assert memory < max(2 * baseline.memory, 5_000_000)
@@ -82,17 +92,24 @@ defmodule Wasmex.System.FloodTest do
       n = 10_000
       test_pid = self()
 
-      for i <- 1..n do
-        spawn_link(fn ->
-          send(test_pid, {:answer, i, Wasmex.call_function(pid, "sum", [i, 1], 60_000)})
-        end)
-      end
+      callers =
+        for i <- 1..n do
+          spawn_link(fn ->
+            send(test_pid, {:answer, i, Wasmex.call_function(pid, "sum", [i, 1], 60_000)})
+          end)
+        end
 
       answers =
         for _ <- 1..n, into: %{} do
           assert_receive {:answer, i, result}, 60_000
           {i, result}
         end
+
+      # The callers are gone (and so, with them, the host's monitors of them).
+      for caller <- callers do
+        ref = Process.monitor(caller)
+        assert_receive {:DOWN, ^ref, :process, ^caller, _}, 10_000
+      end
 
       assert map_size(answers) == n
       assert Enum.all?(answers, fn {i, result} -> result == {:ok, [i + 1]} end)

@@ -323,7 +323,12 @@ defmodule Wasmex.CallbackTest do
       {:ok, instance} = Instance.new(store, module, imports)
       :ok = Instance.call_exported_function(store, instance, "run", [1], :run, :infinity)
       assert_receive {:wasmex_callback, host, store_id, callback_id, "env", "cb", [1]}, 5_000
-      Wasmex.Host.notify(host, :callback_return, {store_id, callback_id, {:ok, [nested(10_000)]}})
+
+      Wasmex.Host.notify(
+        host,
+        Wasmex.Wire.callback_return(store_id, callback_id, {:ok, [nested(10_000)]})
+      )
+
       assert_receive {:returned_function_call, {:error, message}, :run}, 5_000
       assert message =~ "the callback's result could not be read: malformed frame: nested deeper"
     end
@@ -337,10 +342,10 @@ defmodule Wasmex.CallbackTest do
 
       assert {:error, "malformed frame: nested deeper than 512"} = result
       assert micros < 2_000_000
-      # The host let go of the call: no entry and no monitor left.
+      # The host let go of the call: no entry left, nothing waits for this process.
       state = :sys.get_state(store.host)
       assert Wasmex.Host.Pending.size(state.pending) == 0
-      refute Enum.any?(state.monitors, &match?({_, {:call, _, _}}, &1))
+      refute Wasmex.Host.Pending.sent_by?(state.pending, self())
     end
   end
 

@@ -63,8 +63,9 @@ defmodule Wasmex.Callback.Writes do
       when byte_size(binary) <= @max_quiet do
     with {port, floor} <- running(caller, memory),
          true <- index + byte_size(binary) <= :atomics.get(floor, 1) do
-      args = {StoreOrCaller.context(caller), memory.instance_id, memory.name, index, binary}
-      Writer.command(port, Wire.encode_request(Wire.unanswered_id(), :memory_write, args))
+      ctx = StoreOrCaller.context(caller)
+      request = Wire.memory_write(ctx, memory.instance_id, memory.name, index, binary)
+      Writer.command(port, Wire.encode_request(Wire.unanswered_id(), request))
     else
       _ -> :usual
     end

@@ -48,7 +48,7 @@ defmodule Wasmex.Components.Component do
     source = {:component, bytes}
     key = :crypto.hash(:sha256, ["component", bytes])
 
-    with {:ok, names} <- Host.request(host, :component_compile, {key, source}),
+    with {:ok, names} <- Host.request(host, Wasmex.Wire.component_compile(key, source)),
          :ok <- make_atoms(names) do
       {:ok,
        %__MODULE__{

@@ -14,14 +14,14 @@ defmodule Wasmex.Components.Instance do
   served by `Wasmex.Components`. A process that calls `new/3` itself receives
   `{:wasmex_callback, host, store_id, callback_id, interface, name, params}` for each
   import call (`interface` is `""` for a world-level import) and answers with
-  `Wasmex.Host.notify(host, :callback_return, {store_id, callback_id, {:ok, value}})`.
+  `Wasmex.Host.notify(host, Wasmex.Wire.callback_return(store_id, callback_id, {:ok, value}))`.
 
   After a failed call (a trap, a timeout, fuel running out, an import that failed) the
   instance cannot be entered again: later calls return `{:error, "the component
   instance stopped after an earlier failure (" <> reason}`. Start a new instance.
   """
 
-  alias Wasmex.{Host, StoreOrCaller}
+  alias Wasmex.{Host, StoreOrCaller, Wire}
   alias Wasmex.Components.{Component, Imports}
 
   @enforce_keys [:host, :store_id, :id]
@@ -59,13 +59,23 @@ defmodule Wasmex.Components.Instance do
     with {:ok, normalized} <- Imports.normalize(imports) do
       handler = :erlang.term_to_binary(self())
       ctx = StoreOrCaller.context(store)
-      args = {ctx, component.key, nil, handler, Imports.to_wire(normalized), @instantiate_timeout}
+      imports = Imports.to_wire(normalized)
+
+      instantiate = fn source ->
+        Wire.component_instantiate(
+          ctx,
+          component.key,
+          source,
+          handler,
+          imports,
+          @instantiate_timeout
+        )
+      end
 
       result =
-        case Host.request(store.host, :component_instantiate, args) do
+        case Host.request(store.host, instantiate.(nil)) do
           {:error, "the component is not loaded" <> _} ->
-            args = put_elem(args, 2, component.source)
-            Host.request(store.host, :component_instantiate, args)
+            Host.request(store.host, instantiate.(component.source))
 
           result ->
             result
@@ -101,11 +111,11 @@ defmodule Wasmex.Components.Instance do
   """
   @spec call(t(), function_name_or_path(), list(), timeout()) :: {:ok, term()} | {:error, term()}
   def call(%__MODULE__{} = instance, name_or_path, params, timeout \\ 5_000) do
-    with {:ok, args} <- call_args(instance, name_or_path, params, timeout) do
+    with {:ok, request} <- call_request(instance, name_or_path, params, timeout) do
       case Wasmex.Host.Client.call(
              instance.host,
-             {:request, :component_call, args},
-             Wasmex.Host.Client.wait_for(:call, {timeout})
+             {:request, request},
+             Wasmex.Host.Client.wait_for(request)
            ) do
         {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
         {:error, {:down, reason}} -> {:error, Host.down_message(reason)}
@@ -122,21 +132,22 @@ defmodule Wasmex.Components.Instance do
   """
   @spec call_function(t(), function_name_or_path(), list(), GenServer.from(), timeout()) :: :ok
   def call_function(%__MODULE__{} = instance, name_or_path, params, from, timeout \\ 5_000) do
-    case call_args(instance, name_or_path, params, timeout) do
-      {:ok, args} -> Host.cast_request(instance.host, :component_call, args, {:reply, from})
+    case call_request(instance, name_or_path, params, timeout) do
+      {:ok, request} -> Host.cast_request(instance.host, request, {:reply, from})
       {:error, _} = error -> GenServer.reply(from, error)
     end
 
     :ok
   end
 
-  defp call_args(instance, name_or_path, params, timeout) when is_list(params) do
+  defp call_request(instance, name_or_path, params, timeout) when is_list(params) do
     with {:ok, path} <- path(name_or_path) do
-      {:ok, {StoreOrCaller.context(instance.store), instance.id, path, params, timeout}}
+      ctx = StoreOrCaller.context(instance.store)
+      {:ok, Wire.component_call(ctx, instance.id, path, params, timeout)}
     end
   end
 
-  defp call_args(_instance, _name_or_path, params, _timeout),
+  defp call_request(_instance, _name_or_path, params, _timeout),
     do: {:error, "params must be a list, got: #{inspect(params)}"}
 
   @doc false

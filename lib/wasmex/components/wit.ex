@@ -19,6 +19,6 @@ defmodule Wasmex.Components.Wit do
   def exports(wit, world \\ nil) when is_binary(wit) do
     {:ok, _} = Application.ensure_all_started(:wasmex)
     host = Wasmex.Components.Store.default_engine().host
-    Wasmex.Host.request(host, :wit_exports, {wit, world})
+    Wasmex.Host.request(host, Wasmex.Wire.wit_exports(wit, world))
   end
 end

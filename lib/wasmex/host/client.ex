@@ -15,9 +15,9 @@ defmodule Wasmex.Host.Client do
 
   A caller that stops waiting gets `{:error, :timeout}` from `call/3`.
 
-      iex> Wasmex.Host.Client.wait_for(:memory_read, {1, 0, 0, 8}) == Wasmex.Host.Client.request_timeout()
+      iex> Wasmex.Host.Client.wait_for(Wasmex.Wire.memory_read(1, 0, nil, 0, 8)) == Wasmex.Host.Client.request_timeout()
       true
-      iex> Wasmex.Host.Client.wait_for(:call, {1, 1, "f", [], 100})
+      iex> Wasmex.Host.Client.wait_for(Wasmex.Wire.call(1, 1, "f", [], 100))
       2100
   """
 
@@ -30,13 +30,20 @@ defmodule Wasmex.Host.Client do
   def request_timeout, do: Application.get_env(:wasmex, :request_timeout, 30_000)
 
   @doc """
-  How long a caller waits for the answer to `op` with `args` (a compilation's bound is
-  added by `Wasmex.Host.request/3`, which knows the host's compile timeout).
+  How long a caller waits for the answer to a request (a compilation's bound is added by
+  `Wasmex.Host.request/2`, which knows the host's compile timeout).
   """
-  @spec wait_for(atom(), tuple()) :: timeout()
-  def wait_for(:call, args), do: with_grace(elem(args, tuple_size(args) - 1))
-  def wait_for(:instantiate, args), do: with_grace(elem(args, tuple_size(args) - 1))
-  def wait_for(_op, _args), do: request_timeout()
+  @spec wait_for(Wasmex.Wire.request()) :: timeout()
+  def wait_for({op, {_ctx, _instance, _name, _params, timeout}})
+      when op in [:call, :component_call],
+      do: with_grace(timeout)
+
+  def wait_for({:instantiate, args}), do: with_grace(elem(args, tuple_size(args) - 1))
+  def wait_for(_request), do: request_timeout()
+
+  @doc "How long a caller waits for a call of `timeout` ms (or `:infinity`) to come back."
+  @spec for_call(timeout()) :: timeout()
+  def for_call(timeout), do: with_grace(timeout)
 
   defp with_grace(:infinity), do: :infinity
   defp with_grace(ms) when is_integer(ms) and ms >= 0, do: ms + @reply_grace

@@ -7,8 +7,8 @@ defmodule Wasmex.Host.Events do
 
   require Logger
 
-  alias Wasmex.{Host, Stats, Wire}
-  alias Wasmex.Host.Incoming
+  alias Wasmex.{Stats, Wire}
+  alias Wasmex.Host.{Incoming, Requests}
 
   @doc "One frame's payload from the port: the host's state after acting on it."
   @spec handle(binary(), struct()) :: struct()
@@ -19,7 +19,7 @@ defmodule Wasmex.Host.Events do
     end
   end
 
-  defp handle_event({:reply, id, result}, state), do: Host.deliver(state, id, result)
+  defp handle_event({:reply, id, result}, state), do: Requests.deliver(state, id, result)
 
   defp handle_event({:callback, store_id, callback_id, pid, ns, name, params}, state),
     do: callback(state, store_id, callback_id, pid, ns, name, params)
@@ -63,7 +63,7 @@ defmodule Wasmex.Host.Events do
         state
       else
         error = {:error, "the process handling import #{ns}.#{name} is not running"}
-        Host.notify_port(state, :callback_return, {store_id, callback_id, error})
+        Requests.notify(state, Wire.callback_return(store_id, callback_id, error))
       end
     else
       _started -> state
@@ -79,7 +79,7 @@ defmodule Wasmex.Host.Events do
       send(pid, {:wasmex_pipe_read, self(), store_id})
       state
     else
-      Host.notify_port(state, :stdin_eof, {store_id})
+      Requests.notify(state, Wire.stdin_eof(store_id))
     end
   end
 end

@@ -40,7 +40,12 @@ defmodule Wasmex.Host.Frames do
     {:ok, [], %{frames | chunks: [frames.chunks | chunk], size: size + byte_size(chunk)}}
   end
 
-  # Nothing buffered (the usual case: a read ends on a frame's end): no copy.
+  # The usual case: nothing buffered and the read is one whole frame.
+  def push(%__MODULE__{size: 0, max: max} = frames, <<len::32, payload::binary-size(len)>>)
+      when len <= max,
+      do: {:ok, [payload], frames}
+
+  # Nothing buffered (a read ends on a frame's end): no copy.
   def push(%__MODULE__{size: 0} = frames, chunk), do: cut(chunk, frames.max, [])
 
   def push(%__MODULE__{} = frames, chunk) do

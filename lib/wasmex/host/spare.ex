@@ -12,7 +12,7 @@ defmodule Wasmex.Host.Spare do
 
   @refill_delay_ms 10
 
-  alias Wasmex.{EngineConfig, Host}
+  alias Wasmex.{EngineConfig, Host, Wire}
 
   @doc false
   def start_link(count), do: GenServer.start_link(__MODULE__, count, name: __MODULE__)
@@ -77,11 +77,11 @@ defmodule Wasmex.Host.Spare do
   defp warm_up(host) do
     key = Wasmex.Module.key(@warm_up_source)
 
-    with {:ok, _} <- Host.request(host, :module_compile, {key, @warm_up_source}),
+    with {:ok, _} <- Host.request(host, Wire.module_compile(key, @warm_up_source)),
          {:ok, store} <- Host.new_store(host, nil, nil, self()),
          {:ok, instance} <-
-           Host.request(host, :instantiate, {store, key, nil, <<>>, [], [], 1_000}) do
-      Host.request(host, :call, {store, instance, "f", [1], 1_000})
+           Host.request(host, Wire.instantiate(store, key, nil, <<>>, [], [], 1_000)) do
+      Host.request(host, Wire.call(store, instance, "f", [1], 1_000))
       Host.release(host, store, self())
     end
   end

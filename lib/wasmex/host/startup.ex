@@ -24,9 +24,30 @@ defmodule Wasmex.Host.Startup do
     end
   end
 
+  @doc """
+  The host's options from `Wasmex.Host.start/3`'s: `:os_limits`, `:compile_timeout` (both
+  defaulting to the application environment) and `:instance_slots` (default `false`).
+  """
+  @spec host_options(keyword()) :: map()
+  def host_options(opts) do
+    %{
+      os_limits:
+        Keyword.get_lazy(opts, :os_limits, fn -> Application.get_env(:wasmex, :os_limits) end),
+      compile_timeout:
+        Keyword.get_lazy(opts, :compile_timeout, fn ->
+          Application.get_env(:wasmex, :compile_timeout, 60_000)
+        end),
+      instance_slots: Keyword.get(opts, :instance_slots, false)
+    }
+  end
+
   @doc "A payload with its 4-byte length in front (the port is a `:stream`)."
   @spec frame(iodata()) :: iodata()
-  def frame(payload), do: [<<IO.iodata_length(payload)::32>> | payload]
+  def frame(payload), do: frame(payload, IO.iodata_length(payload))
+
+  @doc "A payload of `size` bytes with its length in front."
+  @spec frame(iodata(), non_neg_integer()) :: iodata()
+  def frame(payload, size), do: [<<size::32>> | payload]
 
   @doc "An exit status, in words."
   @spec describe_status(non_neg_integer()) :: String.t()
@@ -108,7 +129,7 @@ defmodule Wasmex.Host.Startup do
         if(compile_timeout == :infinity, do: nil, else: compile_timeout)
       )
 
-    Port.command(port, frame(Wire.encode_request(1, :init, {options})))
+    Port.command(port, frame(Wire.encode_request(1, Wire.init(options))))
     await_init(port, start)
   end
 
@@ -155,7 +176,7 @@ defmodule Wasmex.Host.Startup do
   end
 
   defp close_with(port, error) do
-    safe_close(port)
+    close(port)
     error
   end
 
@@ -186,8 +207,11 @@ defmodule Wasmex.Host.Startup do
     end
   end
 
-  defp safe_close(port) do
+  @doc "Closes a host's port (the OS process ends as its stdin closes); a closed one is left."
+  @spec close(port()) :: :ok
+  def close(port) do
     Port.close(port)
+    :ok
   rescue
     ArgumentError -> :ok
   end

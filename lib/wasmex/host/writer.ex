@@ -9,9 +9,9 @@ defmodule Wasmex.Host.Writer do
   alias Wasmex.Host.{Outgoing, Startup}
 
   @doc "A notification's frame and its size, counted as sent."
-  @spec notification_frame(atom(), tuple()) :: {iodata(), non_neg_integer()}
-  def notification_frame(op, args) do
-    frame = Wire.encode_request(0, op, args)
+  @spec notification_frame(Wire.request()) :: {iodata(), non_neg_integer()}
+  def notification_frame(request) do
+    frame = Wire.encode_request(0, request)
     size = IO.iodata_length(frame)
     Stats.add(:bytes_sent, size)
     {frame, size}
@@ -29,12 +29,12 @@ defmodule Wasmex.Host.Writer do
 
     cond do
       waiting == 0 and Process.info(self(), :message_queue_len) == {:message_queue_len, 0} ->
-        command(port, frame)
+        command(port, frame, size)
         outgoing
 
       not Outgoing.batchable?(size) ->
         outgoing = flush(port, outgoing)
-        command(port, frame)
+        command(port, frame, size)
         outgoing
 
       true ->
@@ -55,8 +55,12 @@ defmodule Wasmex.Host.Writer do
 
   @doc "Writes one payload, framed. A port that is gone takes nothing: its exit fails what waits for it."
   @spec command(port() | nil, iodata()) :: :ok
-  def command(port, data) do
-    Port.command(port, Startup.frame(data))
+  def command(port, data), do: command(port, data, IO.iodata_length(data))
+
+  @doc "Writes one payload of `size` bytes, framed (see `command/2`)."
+  @spec command(port() | nil, iodata(), non_neg_integer()) :: :ok
+  def command(port, data, size) do
+    Port.command(port, Startup.frame(data, size))
     :ok
   rescue
     ArgumentError -> :ok

@@ -54,23 +54,26 @@ defmodule Wasmex.Wasi.Output do
 
   defp closed(state, store_id, handler, bytes),
     do:
-      Host.notify_port(
+      Wasmex.Host.Requests.notify(
         state,
-        :output_ack,
-        {store_id, handler(handler), byte_size(bytes), :closed}
+        Wasmex.Wire.output_ack(store_id, handler(handler), byte_size(bytes), :closed)
       )
 
   @doc false
   # A pipe took `bytes` of a frame for `store_id` and has `room` left.
   @spec ack_pipe(port(), non_neg_integer(), pid(), non_neg_integer(), non_neg_integer()) :: :ok
   def ack_pipe(port, store_id, pipe, bytes, room),
-    do: Host.send_notification(port, :output_ack, {store_id, handler({:pipe, pipe}), bytes, room})
+    do:
+      Host.send_notification(
+        port,
+        Wasmex.Wire.output_ack(store_id, handler({:pipe, pipe}), bytes, room)
+      )
 
   @doc false
   # The calling process consumed `bytes` of `stream` from `store`.
   @spec ack(StoreOrCaller.t(), :stdout | :stderr, non_neg_integer()) :: :ok
   def ack(%StoreOrCaller{host: host, store_id: store_id}, stream, bytes) do
     handler = handler({:messages, self(), :"wasmex_#{stream}"})
-    Host.notify(host, :output_ack, {store_id, handler, bytes, nil})
+    Host.notify(host, Wasmex.Wire.output_ack(store_id, handler, bytes, nil))
   end
 end

@@ -2,6 +2,7 @@ defmodule Wasmex.Host.ClientTest do
   use ExUnit.Case, async: true
 
   alias Wasmex.Host.Client
+  alias Wasmex.Wire
 
   doctest Client
 
@@ -53,25 +54,25 @@ defmodule Wasmex.Host.ClientTest do
       {:ok, pid} = Wasmex.start_link(%{bytes: wat})
       {:ok, store} = Wasmex.store(pid)
       instance = :sys.get_state(pid).instance
-      args = Wasmex.Instance.call_args(store, instance, "spin", [], 60_000)
+      request = Wasmex.Instance.call_request(store, instance, "spin", [], 60_000)
 
       # Waits 200 ms for a call allowed 60 s.
-      assert Client.call(store.host, {:request, :call, args}, 200) == {:error, :timeout}
+      assert Client.call(store.host, {:request, request}, 200) == {:error, :timeout}
       {micros, result} = :timer.tc(fn -> Wasmex.call_function(pid, "one", [], 5_000) end)
       assert result == {:ok, [1]}
       assert micros < 3_000_000
     end
   end
 
-  describe "wait_for/2" do
+  describe "wait_for/1" do
     test "a call or an instantiation waits its own timeout plus 2 s, :infinity forever" do
-      assert Client.wait_for(:call, {1, 1, "f", [], 500}) == 2_500
-      assert Client.wait_for(:instantiate, {1, "k", nil, "", [], [], 1_000}) == 3_000
-      assert Client.wait_for(:call, {1, 1, "f", [], :infinity}) == :infinity
+      assert Client.wait_for(Wire.call(1, 1, "f", [], 500)) == 2_500
+      assert Client.wait_for(Wire.instantiate(1, "k", nil, "", [], [], 1_000)) == 3_000
+      assert Client.wait_for(Wire.call(1, 1, "f", [], :infinity)) == :infinity
     end
 
     test "anything else waits request_timeout" do
-      assert Client.wait_for(:store_new, {nil, nil}) == Client.request_timeout()
+      assert Client.wait_for(Wire.store_new(nil, nil)) == Client.request_timeout()
     end
   end
 end

@@ -1,0 +1,218 @@
+defmodule Wasmex.Host.Requests do
+  @moduledoc false
+  # A request's way through the host server: numbered, written to the port
+  # (Wasmex.Host.Writer), kept in flight (Wasmex.Host.Pending) until its answer reaches its
+  # target, or cancelled when its caller dies or gives up. Runs in the host server, on its
+  # state (`%Wasmex.Host{}`).
+
+  require Logger
+
+  alias Wasmex.{Stats, Wire}
+  alias Wasmex.Host.{Holders, KnownModules, Pending, Writer}
+
+  # At most this many cancels of callers that died are in the port unanswered at once;
+  # the others wait in the host server (see cancel_all/2).
+  @cancel_window 256
+
+  @doc "Sends a request; its answer will go to `target` (see `t:Wasmex.Host.target/0`)."
+  @spec send_request(struct(), Wire.request(), Wasmex.Host.target(), keyword()) :: struct()
+  def send_request(state, {op, args}, target, opts \\ []) do
+    id = state.next_id
+    {sent, data} = KnownModules.prepare(state.modules, op, args, opts)
+    frame = Wire.encode_request(id, op, sent)
+    size = IO.iodata_length(frame)
+
+    if size > Wire.max_frame() do
+      # The port would skip the frame unread, unable to say which request it was.
+      error = "the request is #{size} bytes, over the frame limit of #{Wire.max_frame()}"
+      reply(target, {:error, error}, state)
+    else
+      Stats.add(:bytes_sent, size)
+      state = write(state, frame, size)
+      if op == :call, do: Stats.add(:calls)
+      pending = Pending.put(state.pending, id, target, watch(op, sent, target), data)
+      %{state | next_id: id + 1, pending: pending}
+    end
+  end
+
+  # A call's caller is watched: if it dies or gives up before the answer, the call is
+  # cancelled and the port stops running it. So is a compilation's.
+  defp watch(op, args, _target) when op in [:call, :component_call] do
+    case elem(args, 0) do
+      {:caller, store_id, _} -> store_id
+      store_id -> store_id
+    end
+  end
+
+  defp watch(op, _args, {:reply, _})
+       when op in [:module_compile, :precompile, :preinitialize, :component_compile],
+       do: nil
+
+  defp watch(_op, _args, _target), do: :unwatched
+
+  @doc "The answer to request `id` reaches its target."
+  @spec deliver(struct(), non_neg_integer(), {:ok, term()} | {:error, term()}) :: struct()
+  def deliver(state, id, result) do
+    case Pending.pop(state.pending, id) do
+      # Id 0 answers a frame the port could not read; other unknown ids are answers to
+      # cancelled calls.
+      {nil, _} ->
+        if id == 0, do: Logger.warning("wasmex_port: #{inspect(result)}")
+        cancel_answered(state, id)
+
+      {{target, _watch, data}, pending} ->
+        state = %{state | pending: pending}
+
+        case KnownModules.answered(state.modules, data, result) do
+          # The port lacks a module whose source was left out: sent again, with it.
+          {:resend, op, args, modules} ->
+            send_request(%{state | modules: modules}, {op, args}, target, probe: false)
+
+          {:ok, modules} ->
+            reply(target, count_failure(result), %{state | modules: modules})
+        end
+    end
+  end
+
+  @doc "The caller with `from` stopped waiting (`Wasmex.Host.Client`)."
+  @spec give_up(struct(), GenServer.from()) :: struct()
+  def give_up(state, from) do
+    case Pending.give_up(state.pending, from) do
+      {:cancel, id, store_id, pending} -> cancel(%{state | pending: pending}, id, store_id)
+      {:ok, pending} -> %{state | pending: pending}
+    end
+  end
+
+  @doc """
+  A monitor of the host fired: a watched caller died (its calls are cancelled), or a store
+  holder did. `{:holder, store_id | nil, state}` for the second (with the store's id if it
+  is to be dropped), `{:caller, state}` or `:unknown`.
+  """
+  @spec down(struct(), reference(), pid()) ::
+          {:caller, struct()} | {:holder, non_neg_integer() | nil, struct()} | :unknown
+  def down(state, ref, pid) do
+    case Pending.down(state.pending, ref, pid) do
+      {:ok, cancels, pending} ->
+        {:caller, cancel_all(%{state | pending: pending}, cancels)}
+
+      :unknown ->
+        case Holders.down(state.holders, ref, pid) do
+          {:drop, store_id, holders} -> {:holder, store_id, drop_store(state, holders, store_id)}
+          {:keep, _store_id, holders} -> {:holder, nil, %{state | holders: holders}}
+          :unknown -> :unknown
+        end
+    end
+  end
+
+  @doc "The holders changed and the store `store_id` is to go: its drop is written."
+  @spec drop_store(struct(), Holders.t(), non_neg_integer()) :: struct()
+  def drop_store(state, holders, store_id),
+    do: notify(%{state | holders: holders}, Wire.store_drop(store_id))
+
+  @doc """
+  Cancels the requests of a caller that died, `{id, store_id}` pairs, oldest first, at
+  most #{@cancel_window} unanswered in the port at a time: each answer to a cancelled
+  request lets the next cancel go. (A store checks its cancellations for each request it
+  serves, at a cost that grows with how many it holds: 100,000 cancels written at once
+  made skipping the 100,000 calls they named take seconds.)
+  """
+  @spec cancel_all(struct(), [{pos_integer(), term()}]) :: struct()
+  def cancel_all(state, cancels) do
+    ids = Enum.reduce(cancels, state.cancel_ids, fn {id, _}, ids -> Map.put(ids, id, :queued) end)
+    pump_cancels(%{state | cancel_queue: state.cancel_queue ++ cancels, cancel_ids: ids})
+  end
+
+  # Writes queued cancels while fewer than the window are unanswered; a request answered
+  # while its cancel waited is not cancelled any more.
+  defp pump_cancels(%{cancel_queue: [{id, store_id} | rest], cancels_out: out} = state)
+       when out < @cancel_window do
+    state = %{state | cancel_queue: rest}
+
+    case state.cancel_ids do
+      %{^id => :queued} ->
+        state = cancel(state, id, store_id)
+        ids = Map.put(state.cancel_ids, id, :sent)
+        pump_cancels(%{state | cancel_ids: ids, cancels_out: out + 1})
+
+      _ ->
+        pump_cancels(state)
+    end
+  end
+
+  defp pump_cancels(state), do: state
+
+  # An answer to a request no longer pending: if it was cancelled by cancel_all/2, its
+  # place in the window (or in the queue) is free.
+  defp cancel_answered(%{cancel_ids: ids} = state, _id) when map_size(ids) == 0, do: state
+
+  defp cancel_answered(state, id) do
+    case Map.pop(state.cancel_ids, id) do
+      {:sent, ids} -> pump_cancels(%{state | cancel_ids: ids, cancels_out: state.cancels_out - 1})
+      {:queued, ids} -> %{state | cancel_ids: ids}
+      {nil, _} -> state
+    end
+  end
+
+  defp cancel(state, id, store_id) do
+    Stats.add(:cancels)
+    notify(state, Wire.cancel(store_id, id))
+  end
+
+  @doc "Every request in flight gets `{:error, message}` (the port is gone)."
+  @spec fail_all(struct(), String.t()) :: struct()
+  def fail_all(state, message) do
+    Enum.each(Pending.targets(state.pending), &reply(&1, {:error, message}, state))
+    %{state | pending: Pending.new()}
+  end
+
+  # Counts a failed call by its kind; a failure while Wasm ran comes as `{:trap, message}`
+  # and is passed on as the message.
+  defp count_failure({:ok, _} = result), do: result
+
+  defp count_failure({:error, {:trap, message}}) when is_binary(message) do
+    Stats.add(:traps)
+    Wasmex.Telemetry.event([:call, :trap], %{host: self(), message: message})
+    {:error, message}
+  end
+
+  defp count_failure({:error, "timed out" <> _ = message} = result) do
+    Stats.add(:timeouts)
+    Wasmex.Telemetry.event([:call, :timeout], %{host: self(), message: message})
+    result
+  end
+
+  defp count_failure(result), do: result
+
+  defp reply({:reply, from}, result, state) do
+    GenServer.reply(from, result)
+    state
+  end
+
+  defp reply({:send, pid, tag}, result, state) do
+    send(pid, {:returned_function_call, result, tag})
+    state
+  end
+
+  # A store whose creator stopped waiting: nobody holds it.
+  defp reply(:drop_store, {:ok, store_id}, state), do: notify(state, Wire.store_drop(store_id))
+  defp reply(:drop_store, _result, state), do: state
+
+  defp reply({:new_store, from, holder}, result, state) do
+    GenServer.reply(from, result)
+
+    case result do
+      {:ok, store_id} -> %{state | holders: Holders.hold(state.holders, store_id, holder)}
+      _ -> state
+    end
+  end
+
+  @doc "Writes a notification (a request without a reply) through the host's batching."
+  @spec notify(struct(), Wire.request()) :: struct()
+  def notify(state, request) do
+    {frame, size} = Writer.notification_frame(request)
+    write(state, frame, size)
+  end
+
+  defp write(state, frame, size),
+    do: %{state | outgoing: Writer.write(state.port, state.outgoing, frame, size)}
+end

@@ -1,0 +1,55 @@
+defmodule Wasmex.Host.RequestsTest do
+  # Drives a host server's state directly, with a port that swallows what is written.
+  use ExUnit.Case, async: true
+
+  alias Wasmex.Host.{Pending, Requests}
+  alias Wasmex.Wire
+
+  setup do
+    port = Port.open({:spawn, "cat > /dev/null"}, [:binary, :stream])
+    on_exit(fn -> Wasmex.Host.Startup.close(port) end)
+    %{state: %Wasmex.Host{port: port, next_id: 2}}
+  end
+
+  # A `from` whose replies reach this process, as a caller's do.
+  defp from, do: {self(), [:alias | :erlang.alias()]}
+
+  describe "send_request/3 and deliver/3" do
+    test "a request is numbered, kept in flight, and its answer reaches its caller", %{
+      state: state
+    } do
+      {_, [:alias | ref]} = f = from()
+      state = Requests.send_request(state, Wire.fuel_get(1), {:reply, f})
+      assert state.next_id == 3
+      assert Pending.size(state.pending) == 1
+      state = Requests.deliver(state, 2, {:ok, 10})
+      assert_received {[:alias | ^ref], {:ok, 10}}
+      assert Pending.size(state.pending) == 0
+    end
+
+    test "a call's trap comes out as its message", %{state: state} do
+      state = Requests.send_request(state, Wire.call(1, 1, "f", [], 5_000), {:send, self(), :t})
+      Requests.deliver(state, 2, {:error, {:trap, "wasm trap: unreachable"}})
+      assert_received {:returned_function_call, {:error, "wasm trap: unreachable"}, :t}
+    end
+  end
+
+  describe "cancel_all/2" do
+    test "keeps at most 256 cancels unanswered; each answer lets the next go", %{state: state} do
+      state = Requests.cancel_all(state, for(id <- 1..300, do: {id, 1}))
+      assert state.cancels_out == 256
+      assert length(state.cancel_queue) == 44
+
+      # The answer to a cancelled request frees its place: the next cancel goes.
+      state = Requests.deliver(state, 1, {:error, "cancelled: the caller stopped waiting"})
+      assert {state.cancels_out, length(state.cancel_queue)} == {256, 43}
+
+      # A request answered while its cancel waited is not cancelled any more.
+      state = Requests.deliver(state, 300, {:ok, [1]})
+      refute Map.has_key?(state.cancel_ids, 300)
+
+      state = Enum.reduce(2..299, state, &Requests.deliver(&2, &1, {:error, "cancelled"}))
+      assert {state.cancel_queue, state.cancel_ids, state.cancels_out} == {[], %{}, 0}
+    end
+  end
+end
