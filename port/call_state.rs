@@ -40,19 +40,42 @@ impl CallState {
     }
 
     /// Whether the running call must stop, and why.
-    pub fn stop_reason(&self) -> Option<String> {
+    pub fn stop(&self) -> Option<Stop> {
         if self
             .cancellations
             .contains(self.request.load(Ordering::Acquire))
         {
-            return Some(CANCELLED.into());
+            return Some(Stop::Cancelled);
         }
         match self.deadline.lock().ok().and_then(|d| *d) {
-            Some((at, timeout)) if Instant::now() >= at => Some(format!(
+            Some((at, timeout)) if Instant::now() >= at => Some(Stop::TimedOut(timeout)),
+            _ => None,
+        }
+    }
+
+    /// Whether the running call must stop, and why, in words.
+    pub fn stop_reason(&self) -> Option<String> {
+        self.stop().map(|stop| stop.message())
+    }
+}
+
+/// Why a running call must stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Its caller stopped waiting.
+    Cancelled,
+    /// Its timeout passed.
+    TimedOut(Duration),
+}
+
+impl Stop {
+    pub fn message(self) -> String {
+        match self {
+            Stop::Cancelled => CANCELLED.into(),
+            Stop::TimedOut(timeout) => format!(
                 "timed out: the call did not finish within {} ms and was stopped",
                 timeout.as_millis()
-            )),
-            _ => None,
+            ),
         }
     }
 }

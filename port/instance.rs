@@ -1,6 +1,7 @@
 //! Instantiating modules (with import callbacks, links and WASI) and calling their
 //! exported functions.
 
+use crate::call_state::Stop;
 use crate::callback::{self, Import};
 use crate::engine::explain_pool_limit;
 use crate::errors;
@@ -18,7 +19,41 @@ use wasmtime::{Extern, FuncType, Linker, Module, Trap, Val, ValType};
 ///
 /// The links come in dependency order: each linked module is instantiated with everything
 /// before it available, and its exports become importable under its name.
-pub async fn instantiate(cx: &mut Cx<'_>, what: &Instantiation) -> Fallible<Term> {
+pub async fn instantiate(cx: &mut Cx<'_>, what: &Instantiation) -> Result<Term, Term> {
+    let (module, links, mut linker) = prepare_instantiation(cx, what)
+        .await
+        .map_err(|e| term::string(&e))?;
+    let scope = store::enter(cx, what.timeout);
+    let made = store::run(&scope, async {
+        for (name, module) in &links {
+            let linked = linker
+                .instantiate_async(&mut *cx, module)
+                .await
+                .map_err(|e| e.context(format!("Could not instantiate linked module `{name}`")))?;
+            linker.instance(&mut *cx, name, linked)?;
+        }
+        linker.instantiate_async(&mut *cx, &module).await
+    })
+    .await;
+    store::leave(cx, scope);
+    // A trap in a start function is reported as a message, as Wasmex does; a stop at the
+    // deadline as `{timeout, Message}`.
+    let instance = made.map_err(|e| match describe(cx.data(), &e) {
+        (message, Failure::Timeout) => failure_term(message, Failure::Timeout),
+        (message, _) => term::string(&message),
+    })?;
+    let instances = &mut cx.data_mut().instances;
+    instances.push(instance);
+    Ok(term::uint(instances.len() as u64 - 1))
+}
+
+type PreparedInstantiation = (Module, Vec<(String, Module)>, Linker<StoreData>);
+
+/// The module, its links and the linker of an instantiation, once instance slots are free.
+async fn prepare_instantiation(
+    cx: &mut Cx<'_>,
+    what: &Instantiation,
+) -> Fallible<PreparedInstantiation> {
     let shared = cx.data().shared.clone();
     let module = resolve(&shared, &what.key, &what.source)?;
     let handler = Arc::new(what.handler.clone());
@@ -37,31 +72,13 @@ pub async fn instantiate(cx: &mut Cx<'_>, what: &Instantiation) -> Fallible<Term
             Ok((name, resolve(&shared, key, &p[2])?))
         })
         .collect::<Fallible<Vec<_>>>()?;
-    let timeout = what.timeout;
-    let mut linker =
-        linker(cx, &imports).map_err(|e| format!("Could not build the linker: {e}"))?;
+    let linker = linker(cx, &imports).map_err(|e| format!("Could not build the linker: {e}"))?;
     wait_for_slots(
         cx.data().shared.clone(),
         links.iter().map(|(_, m)| m).chain([&module]),
     )
     .await;
-    let scope = store::enter(cx, timeout);
-    let made = store::run(&scope, async {
-        for (name, module) in &links {
-            let linked = linker
-                .instantiate_async(&mut *cx, module)
-                .await
-                .map_err(|e| e.context(format!("Could not instantiate linked module `{name}`")))?;
-            linker.instance(&mut *cx, name, linked)?;
-        }
-        linker.instantiate_async(&mut *cx, &module).await
-    })
-    .await;
-    store::leave(cx, scope);
-    let instance = made.map_err(|e| describe_error(cx.data(), &e))?;
-    let instances = &mut cx.data_mut().instances;
-    instances.push(instance);
-    Ok(term::uint(instances.len() as u64 - 1))
+    Ok((module, links, linker))
 }
 
 /// The module under `key`. One the host does not have yet is loaded from `source`,
@@ -245,13 +262,31 @@ fn prepare_call(cx: &mut Cx<'_>, function: &Export, params: &[Term]) -> Fallible
     Ok((func, args, results))
 }
 
-/// The error reason of a failed call: `{trap, Message}` for a failure while Wasm ran (a
-/// trap, fuel running out, a failing import callback), which the BEAM counts as a trap and
-/// passes on as `Message`; the message alone otherwise (stopped, bad params, ...).
-fn failure_reason(data: &StoreData, e: &wasmtime::Error) -> Term {
-    match describe(data, e) {
-        (message, true) => term::tuple(vec![term::atom("trap"), term::string(&message)]),
-        (message, false) => term::string(&message),
+/// What kind of failure a call or an instantiation had, which its error reason carries as
+/// a value (the BEAM counts traps and timeouts by it, and passes the message on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// While Wasm ran: a trap, fuel running out, a failing import callback.
+    Trap,
+    /// Stopped at its deadline.
+    Timeout,
+    /// Anything else: cancelled, bad params, linking.
+    Other,
+}
+
+/// The error reason of a failed call: `{trap, Message}`, `{timeout, Message}`, or the
+/// message alone.
+pub fn failure_reason(data: &StoreData, e: &wasmtime::Error) -> Term {
+    let (message, kind) = describe(data, e);
+    failure_term(message, kind)
+}
+
+/// `message` as the error reason of a failure of `kind`.
+pub fn failure_term(message: String, kind: Failure) -> Term {
+    match kind {
+        Failure::Trap => term::tuple(vec![term::atom("trap"), term::string(&message)]),
+        Failure::Timeout => term::tuple(vec![term::atom("timeout"), term::string(&message)]),
+        Failure::Other => term::string(&message),
     }
 }
 
@@ -260,20 +295,28 @@ pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
     describe(data, e).0
 }
 
-/// The message of a failure, and whether it happened while Wasm ran.
-fn describe(data: &StoreData, e: &wasmtime::Error) -> (String, bool) {
+/// The message of a failure, and its kind.
+pub fn describe(data: &StoreData, e: &wasmtime::Error) -> (String, Failure) {
     // Stopped at the deadline or on a cancel, in Wasm (an epoch interrupt) or in a host call
     // (a read of stdin): say why.
-    if let Some(reason) = data.call.stop_reason() {
-        return (reason, false);
+    match data.call.stop() {
+        Some(stop @ Stop::TimedOut(_)) => return (stop.message(), Failure::Timeout),
+        Some(stop) => return (stop.message(), Failure::Other),
+        None => {}
     }
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        return ("interrupted".into(), false);
+        return ("interrupted".into(), Failure::Other);
     }
     // Wasmex's wording (typo included) for failures while Wasm ran, then what caused them
     // (the trap, the callback's error); other failures (linking) as they are.
     match e.downcast_ref::<wasmtime::WasmBacktrace>() {
-        Some(bt) => (errors::call_failure(bt, &e.root_cause().to_string()), true),
-        None => (errors::cap(explain_pool_limit(format!("{e:#}"))), false),
+        Some(bt) => (
+            errors::call_failure(bt, &e.root_cause().to_string()),
+            Failure::Trap,
+        ),
+        None => (
+            errors::cap(explain_pool_limit(format!("{e:#}"))),
+            Failure::Other,
+        ),
     }
 }

@@ -15,7 +15,7 @@
 //! entering wasmtime; the caller starts a new instance when it wants one.
 
 use super::{imports, registry, values};
-use crate::instance::{describe_error, MAX_NESTED_CALLS};
+use crate::instance::{describe, describe_error, failure_term, Failure, MAX_NESTED_CALLS};
 use crate::protocol::Request;
 use crate::request::parse_timeout;
 use crate::store::{self, Cx};
@@ -81,9 +81,12 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
             let exit = e
                 .downcast_ref::<wasmtime_wasi::I32Exit>()
                 .map(|exit| exit.0);
-            let message = match exit {
-                Some(code) => format!("the program exited with status {code}"),
-                None => describe_error(cx.data(), &e),
+            let (message, kind) = match exit {
+                Some(code) => (
+                    format!("the program exited with status {code}"),
+                    Failure::Other,
+                ),
+                None => describe(cx.data(), &e),
             };
             if let Ok(entry) = cx.data_mut().component.get_mut(id) {
                 entry.poisoned = Some(message.clone());
@@ -95,10 +98,10 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
                     term::atom("exit"),
                     term::int(i64::from(code)),
                 ])),
-                None if e.downcast_ref::<WasmBacktrace>().is_some() => Err(term::tuple(vec![
-                    term::atom("trap"),
-                    term::string(&message),
-                ])),
+                None if kind == Failure::Timeout => Err(failure_term(message, kind)),
+                None if e.downcast_ref::<WasmBacktrace>().is_some() => {
+                    Err(failure_term(message, Failure::Trap))
+                }
                 None => Err(term::string(&message)),
             }
         }

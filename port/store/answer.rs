@@ -95,10 +95,7 @@ async fn handle(cx: &mut Cx<'_>, req: &StoreRequest) -> Result<Answer, Term> {
         } => instance::call(cx, function, params, *timeout)
             .await
             .map(Answer::Value),
-        StoreOp::Instantiate(what) => instance::instantiate(cx, what)
-            .await
-            .map(Answer::Value)
-            .map_err(|e| term::string(&e)),
+        StoreOp::Instantiate(what) => instance::instantiate(cx, what).await.map(Answer::Value),
         StoreOp::Component(request) => crate::component::serve::handle(cx, request)
             .await
             .map(Answer::Value),

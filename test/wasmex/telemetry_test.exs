@@ -153,6 +153,12 @@ defmodule Wasmex.TelemetryTest do
       assert is_integer(m.system_time)
       assert_receive {:event, [:wasmex, :call, :stop], _, %{result: {:error, ^message}}}
     end
+
+    test "an instantiation stopped at its timeout emits [:wasmex, :call, :timeout] too" do
+      endless_start = "(module (func $start (loop (br 0))) (start $start))"
+      assert {:error, "timed out" <> _ = message} = Wasmex.start_link(%{bytes: endless_start})
+      assert_receive {:event, [:wasmex, :call, :timeout], _, %{message: ^message}}
+    end
   end
 
   describe "Wasmex.Module.compile/2" do

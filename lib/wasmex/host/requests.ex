@@ -165,8 +165,9 @@ defmodule Wasmex.Host.Requests do
     %{state | pending: Pending.new()}
   end
 
-  # Counts a failed call by its kind; a failure while Wasm ran comes as `{:trap, message}`
-  # and is passed on as the message.
+  # Counts a failed call by its kind, a value the port sends: `{:trap, message}` for a
+  # failure while Wasm ran, `{:timeout, message}` for a stop at the deadline; both are
+  # passed on as the message.
   defp count_failure({:ok, _} = result), do: result
 
   defp count_failure({:error, {:trap, message}}) when is_binary(message) do
@@ -175,10 +176,10 @@ defmodule Wasmex.Host.Requests do
     {:error, message}
   end
 
-  defp count_failure({:error, "timed out" <> _ = message} = result) do
+  defp count_failure({:error, {:timeout, message}}) when is_binary(message) do
     Stats.add(:timeouts)
     Wasmex.Telemetry.event([:call, :timeout], %{host: self(), message: message})
-    result
+    {:error, message}
   end
 
   defp count_failure(result), do: result
