@@ -73,11 +73,12 @@ fn limit_open_files(ctx: &mut WasiP1Ctx, preopens: usize, max_open_files: u64) -
     FdBudget { max_entries }
 }
 
-fn fill(
-    mut builder: WasiCtxBuilder,
+/// Gives `builder` the arguments, environment and preopened directories of the options
+/// (what preview 1 and preview 2, `component/wasi.rs`, share): how many directories.
+pub fn args_env_preopens(
+    builder: &mut WasiCtxBuilder,
     m: &std::collections::HashMap<Term, Term>,
-    stdio: Stdio,
-) -> Fallible<WasiP1Ctx> {
+) -> Fallible<usize> {
     if let Some(args) = term::map_get(m, "args") {
         for a in term::as_list(args, "wasi args")?.iter() {
             builder.arg(term::as_str(a, "wasi arg")?);
@@ -91,21 +92,32 @@ fn fill(
             );
         }
     }
-    if let Some(preopens) = term::map_get(m, "preopen") {
-        for p in term::as_list(preopens, "preopen")?.iter() {
-            let p = term::as_tuple(p, 3, "preopen")?;
-            let host = term::as_str(&p[0], "preopen path")?;
-            let guest = term::as_str(&p[1], "preopen alias")?;
-            let perms = if term::as_bool(&p[2], "preopen read_only")? {
-                FsPerms::ReadOnly
-            } else {
-                FsPerms::ReadWrite
-            };
-            builder
-                .preopened_dir(host, guest, perms)
-                .map_err(|e| format!("cannot preopen directory {host}: {e}"))?;
-        }
+    let Some(preopens) = term::map_get(m, "preopen") else {
+        return Ok(0);
+    };
+    let preopens = term::as_list(preopens, "preopen")?;
+    for p in preopens.iter() {
+        let p = term::as_tuple(p, 3, "preopen")?;
+        let host = term::as_str(&p[0], "preopen path")?;
+        let guest = term::as_str(&p[1], "preopen alias")?;
+        let perms = if term::as_bool(&p[2], "preopen read_only")? {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        builder
+            .preopened_dir(host, guest, perms)
+            .map_err(|e| format!("cannot preopen directory {host}: {e}"))?;
     }
+    Ok(preopens.len())
+}
+
+fn fill(
+    mut builder: WasiCtxBuilder,
+    m: &std::collections::HashMap<Term, Term>,
+    stdio: Stdio,
+) -> Fallible<WasiP1Ctx> {
+    args_env_preopens(&mut builder, m)?;
     let Stdio {
         outbox,
         store_id,

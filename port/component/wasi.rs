@@ -22,7 +22,7 @@ use crate::wasi::{Stdio, DEFAULT_MAX_OPEN_FILES};
 use eetf::Term;
 use std::collections::HashMap;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi::WasiCtxBuilder;
 
 /// Room in the resource table for the streams and entries that live during one call.
 const TRANSIENT: usize = 64;
@@ -37,20 +37,7 @@ pub fn p2_options(wasi: &Term) -> Option<&Term> {
 pub fn build(options: &Term, stdio: Stdio) -> Fallible<ComponentState> {
     let m = term::as_map(options, "wasi p2 options")?;
     let mut builder = WasiCtxBuilder::new();
-    if let Some(args) = term::map_get(m, "args") {
-        for a in term::as_list(args, "wasi args")?.iter() {
-            builder.arg(term::as_str(a, "wasi arg")?);
-        }
-    }
-    if let Some(env) = term::map_get(m, "env") {
-        for (k, v) in term::as_map(env, "wasi env")? {
-            builder.env(
-                term::as_str(k, "wasi env name")?,
-                term::as_str(v, "wasi env value")?,
-            );
-        }
-    }
-    let preopens = preopen(&mut builder, m)?;
+    let preopens = crate::wasi::args_env_preopens(&mut builder, m)?;
     streams(&mut builder, m, stdio)?;
     let max_open_files = match term::map_u64(m, "max_open_files")? {
         Some(0) => return Err("max_open_files must be at least 1, got: 0".into()),
@@ -66,27 +53,6 @@ pub fn build(options: &Term, stdio: Stdio) -> Fallible<ComponentState> {
         table,
     })?;
     Ok(state)
-}
-
-fn preopen(builder: &mut WasiCtxBuilder, m: &HashMap<Term, Term>) -> Fallible<usize> {
-    let Some(list) = term::map_get(m, "preopen") else {
-        return Ok(0);
-    };
-    let list = term::as_list(list, "preopen")?;
-    for p in list.iter() {
-        let p = term::as_tuple(p, 3, "preopen")?;
-        let host = term::as_str(&p[0], "preopen path")?;
-        let guest = term::as_str(&p[1], "preopen alias")?;
-        let perms = if term::as_bool(&p[2], "preopen read_only")? {
-            FsPerms::ReadOnly
-        } else {
-            FsPerms::ReadWrite
-        };
-        builder
-            .preopened_dir(host, guest, perms)
-            .map_err(|e| format!("cannot preopen directory {host}: {e}"))?;
-    }
-    Ok(list.len())
 }
 
 fn streams(builder: &mut WasiCtxBuilder, m: &HashMap<Term, Term>, stdio: Stdio) -> Fallible<()> {
