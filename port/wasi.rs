@@ -118,6 +118,17 @@ fn fill(
     stdio: Stdio,
 ) -> Fallible<WasiP1Ctx> {
     args_env_preopens(&mut builder, m)?;
+    streams(&mut builder, m, stdio)?;
+    Ok(builder.build_p1())
+}
+
+/// Gives `builder` the standard streams of the options (what preview 1 and preview 2,
+/// `component/wasi.rs`, share): whether stdout and stderr were given one each.
+pub fn streams(
+    builder: &mut WasiCtxBuilder,
+    m: &std::collections::HashMap<Term, Term>,
+    stdio: Stdio,
+) -> Fallible<(bool, bool)> {
     let Stdio {
         outbox,
         store_id,
@@ -126,9 +137,10 @@ fn fill(
     } = stdio;
     let stdout = output_spec(term::map_get(m, "stdout"), "stdout")?;
     let stderr = output_spec(term::map_get(m, "stderr"), "stderr")?;
+    let given = (stdout.is_some(), stderr.is_some());
     let output =
         (stdout.is_some() || stderr.is_some()).then(|| Outputs::new(outbox.clone(), store_id));
-    if let Some(t) = term::map_get(m, "stdin") {
+    if let Some(t) = term::map_get(m, "stdin").filter(|t| !term::is_nil(t)) {
         // `push`: the BEAM sends input unasked; `{pull, Handler}`: it is asked for it.
         let handler = match term::as_atom(t) {
             Some("push") => None,
@@ -149,7 +161,7 @@ fn fill(
     if let (Some(output), Some(spec)) = (&output, stderr) {
         builder.stderr(EventOutput::new(output, spec));
     }
-    Ok(builder.build_p1())
+    Ok(given)
 }
 
 /// An output stream's options: `nil` (discarded), `{events, Handler}`,

@@ -14,9 +14,6 @@
 //! `max_open_files`, plus room for transient entries): past it the guest traps.
 
 use super::state::{ComponentState, P2};
-use crate::output::Outputs;
-use crate::output_stream::EventOutput;
-use crate::stdio::EventInput;
 use crate::term::{self, Fallible};
 use crate::wasi::{Stdio, DEFAULT_MAX_OPEN_FILES};
 use eetf::Term;
@@ -55,62 +52,15 @@ pub fn build(options: &Term, stdio: Stdio) -> Fallible<ComponentState> {
     Ok(state)
 }
 
+/// The streams of core WASI (bounded, buffered output, `output.rs`); without a stream of
+/// its own, stdout or stderr goes to the port's stderr when inherited.
 fn streams(builder: &mut WasiCtxBuilder, m: &HashMap<Term, Term>, stdio: Stdio) -> Fallible<()> {
-    let Stdio {
-        outbox,
-        store_id,
-        stdin,
-        call,
-    } = stdio;
-    // The same bounded, buffered output streams as core WASI (`output.rs`).
-    let stdout = crate::wasi::output_spec(term::map_get(m, "stdout"), "stdout")?;
-    let stderr = crate::wasi::output_spec(term::map_get(m, "stderr"), "stderr")?;
-    let output =
-        (stdout.is_some() || stderr.is_some()).then(|| Outputs::new(outbox.clone(), store_id));
-    if let Some(t) = term::map_get(m, "stdin").filter(|t| !term::is_nil(t)) {
-        // `push`: the BEAM sends input unasked; `{pull, Handler}`: it is asked for it.
-        let puller = match term::as_atom(t) {
-            Some("push") => None,
-            _ => Some(handler(t, "pull", "stdin")?),
-        };
-        builder.stdin(EventInput::new(
-            stdin,
-            outbox,
-            store_id,
-            puller,
-            call,
-            output.clone(),
-        ));
+    let (stdout, stderr) = crate::wasi::streams(builder, m, stdio)?;
+    if !stdout && term::map_bool(m, "inherit_stdout")? {
+        builder.stdout(std::io::stderr());
     }
-    match (&output, stdout) {
-        (Some(output), Some(spec)) => {
-            builder.stdout(EventOutput::new(output, spec));
-        }
-        _ if term::map_bool(m, "inherit_stdout")? => {
-            builder.stdout(std::io::stderr());
-        }
-        _ => {}
-    }
-    match (&output, stderr) {
-        (Some(output), Some(spec)) => {
-            builder.stderr(EventOutput::new(output, spec));
-        }
-        _ if term::map_bool(m, "inherit_stderr")? => {
-            builder.stderr(std::io::stderr());
-        }
-        _ => {}
+    if !stderr && term::map_bool(m, "inherit_stderr")? {
+        builder.stderr(std::io::stderr());
     }
     Ok(())
-}
-
-/// `{Tag, Handler}` -> Handler.
-fn handler(t: &Term, tag: &str, what: &str) -> Fallible<Vec<u8>> {
-    let p = term::as_tuple(t, 2, what)?;
-    if term::as_atom(&p[0]) != Some(tag) {
-        return Err(format!(
-            "{what} must be nil or {{{tag}, Handler}}, got: {}",
-            term::show(t)
-        ));
-    }
-    Ok(term::as_bytes(&p[1], what)?.to_vec())
 }
