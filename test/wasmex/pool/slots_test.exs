@@ -34,10 +34,14 @@ defmodule Wasmex.Pool.SlotsTest do
         end)
 
       assert_receive :taken
-      ref = Process.monitor(holder)
+      # Watch the slots server receive the holder's :DOWN: a monitor of our own would tell
+      # when the holder died, not when the server heard of it.
+      server = Process.whereis(slots)
+      :erlang.trace(server, true, [:receive])
       Process.exit(holder, :kill)
-      assert_receive {:DOWN, ^ref, :process, ^holder, :killed}
-      # The slots server handles the holder's :DOWN before this call.
+      assert_receive {:trace, ^server, :receive, {:DOWN, _, :process, ^holder, :killed}}
+      :erlang.trace(server, false, [:receive])
+      # The server handles that :DOWN before this call.
       _ = :sys.get_state(slots)
       assert Slots.in_flight(slots) == 0
       assert {:ok, _} = Slots.take(slots)
