@@ -99,9 +99,11 @@ defmodule Wasmex do
 
   Inside `fun`, use the `caller` wherever a store is expected: those requests are served
   by the Wasm frame waiting for the callback. Requests through the store itself wait until
-  the running call ends. The caller is only valid until `fun` returns. Each callback runs
-  in a process of its own, so `fun` may call back into Wasm through the caller
-  (`Wasmex.Instance.call_exported_function/6` with the caller), however deeply.
+  the running call ends. The caller is only valid until `fun` returns. Callbacks run outside
+  the instance server, in a process that runs the instance's callbacks one after another
+  (a callback nested in a running one gets a process of its own), so `fun` may call back
+  into Wasm through the caller (`Wasmex.Instance.call_exported_function/6` with the
+  caller), however deeply.
 
   ## Linking multiple Wasm modules
 

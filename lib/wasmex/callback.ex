@@ -1,19 +1,21 @@
 defmodule Wasmex.Callback do
   @moduledoc false
   # Runs import callbacks. An instance server registers its imports here; when its Wasm
-  # calls an import, the host server starts a process that runs the Elixir function and
-  # writes the answer straight to the port: no hop through the instance server or back
-  # through the host server. Each callback has a process of its own, so callbacks nest
-  # (a callback may call back into Wasm whose import calls Elixir again), and one whose
-  # Wasm call was stopped can be killed.
+  # calls an import, the host server hands the callback to the server's runner
+  # (Wasmex.Callback.Runner), a process that runs the Elixir function and writes the
+  # answer straight to the port: no hop through the instance server or back through the
+  # host server. A callback nested in a running one gets a runner of its own, so
+  # callbacks nest (a callback may call back into Wasm whose import calls Elixir again),
+  # and one whose Wasm call was stopped can be killed.
   #
-  # Every callback gets exactly one answer: its process answers with its result, or, when
-  # it dies before (an exit signal from a linked process, a kill), a guard process that
-  # monitors it answers with an error saying so. The row in @running decides who answers:
-  # whoever takes it (the process, its guard, or abandon/4, after which nobody does).
+  # Every callback gets exactly one answer: its runner answers with its result, or, when
+  # it dies before (an exit signal from a linked process, a kill), the runner's guard
+  # answers with an error saying so. The callback's row in @running, `{key, runner, port,
+  # {namespace, name}}`, decides who answers: whoever takes it (the runner, its guard, or
+  # abandon/4, after which nobody does).
 
   alias Wasmex.{Memory, StoreOrCaller}
-  alias Wasmex.Callback.Writes
+  alias Wasmex.Callback.{Runner, Writes}
 
   @registry Wasmex.Callbacks
   @running Wasmex.Callbacks.Running
@@ -22,6 +24,7 @@ defmodule Wasmex.Callback do
   def setup do
     :ets.new(@registry, [:named_table, :public, :set, read_concurrency: true])
     :ets.new(@running, [:named_table, :public, :set, write_concurrency: true])
+    Runner.setup()
   end
 
   @doc """
@@ -60,39 +63,26 @@ defmodule Wasmex.Callback do
   end
 
   @doc """
-  Starts a process running the callback for `server`'s instance, answering on `port`.
-  `:unregistered` when `server` registered no imports.
+  Runs the callback for `server`'s instance on `server`'s runner (`Wasmex.Callback.Runner`),
+  answering on `port`. `:unregistered` when `server` registered no imports.
   """
   def start(host, port, server, store_id, callback_id, ns, name, params) do
     case :ets.lookup(@registry, server) do
       [{^server, imports, context, floor}] ->
         key = {host, store_id, callback_id}
 
-        answer =
-          &Wasmex.Host.send_notification(
-            port,
-            Wasmex.Wire.callback_return(store_id, callback_id, &1)
-          )
+        # A callback abandoned before it got here finds the mark abandon/4 left.
+        case :ets.lookup(@running, key) do
+          [{_, :abandoned, _, _}] ->
+            :ets.delete(@running, key)
 
-        spawn(fn ->
-          {pid, ref} =
-            spawn_monitor(fn ->
-              # A callback abandoned before it got here finds the mark abandon/4 left.
-              if :ets.insert_new(@running, {key, self()}) do
-                caller = StoreOrCaller.new(host, store_id, callback_id)
-                Writes.enter(port, caller, context.memory, floor)
-                result = run(imports, Map.put(context, :caller, caller), ns, name, params)
-                # From here on an exit signal cannot come between taking the row and
-                # answering.
-                Process.flag(:trap_exit, true)
-                if :ets.take(@running, key) != [], do: answer.(result)
-              else
-                :ets.delete(@running, key)
-              end
+          _ ->
+            Runner.dispatch(host, server, key, port, {ns, name}, fn ->
+              caller = StoreOrCaller.new(host, store_id, callback_id)
+              Writes.enter(port, caller, context.memory, floor)
+              run(imports, Map.put(context, :caller, caller), ns, name, params)
             end)
-
-          guard(key, pid, ref, answer, "#{ns}.#{name}")
-        end)
+        end
 
         :ok
 
@@ -101,32 +91,20 @@ defmodule Wasmex.Callback do
     end
   end
 
-  # Answers for a callback process that died before it could.
-  defp guard(key, pid, ref, answer, import) do
-    receive do
-      {:DOWN, ^ref, :process, ^pid, reason} ->
-        case :ets.take(@running, key) do
-          [{_, ^pid}] ->
-            answer.({:error, "the callback #{import} exited before returning: #{show(reason)}"})
-
-          _ ->
-            :ok
-        end
-    end
-  end
-
   @doc "Kills the process running a callback whose Wasm call stopped. Whether there was one."
   def abandon(host, store_id, callback_id, server) do
     key = {host, store_id, callback_id}
 
     case :ets.take(@running, key) do
-      [{_, pid}] when is_pid(pid) ->
+      [{_, pid, _, _}] when is_pid(pid) ->
         Process.exit(pid, :kill)
 
       _ ->
         # A callback of a registered server that has not started yet (or has already
         # answered): mark it, so that it does not start.
-        if :ets.member(@registry, server), do: :ets.insert(@running, {key, :abandoned})
+        if :ets.member(@registry, server),
+          do: :ets.insert(@running, {key, :abandoned, nil, nil})
+
         false
     end
   end
@@ -134,10 +112,9 @@ defmodule Wasmex.Callback do
   @doc "Kills the processes running callbacks for `host`, which is stopping."
   @spec abandon_all(pid()) :: :ok
   def abandon_all(host) do
-    for pid <- :ets.select(@running, [{{{host, :_, :_}, :"$1"}, [{:is_pid, :"$1"}], [:"$1"]}]),
-        do: Process.exit(pid, :kill)
-
-    :ets.match_delete(@running, {{host, :_, :_}, :_})
+    running = [{{{host, :_, :_}, :"$1", :_, :_}, [{:is_pid, :"$1"}], [:"$1"]}]
+    for pid <- :ets.select(@running, running), do: Process.exit(pid, :kill)
+    :ets.match_delete(@running, {{host, :_, :_}, :_, :_, :_})
     :ok
   end
 
