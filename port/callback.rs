@@ -100,6 +100,8 @@ pub async fn call_beam(
         handler: handler.clone(),
         armed: true,
     };
+    // The answer comes on stdin soon: the reader watches for it from this thread.
+    crate::watch::expect_input();
     let outcome = wait(cx, callback_id, handler).await;
     waiting.armed = false;
     cx.data_mut().callers.pop();

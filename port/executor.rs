@@ -161,11 +161,37 @@ pub mod spin {
         }
     }
 
-    /// Whether a request waits on stdin or a task in the runtime's shared queue.
-    fn work_waits(fd: i32) -> bool {
+    /// Whether the spin is on (a spin time is set).
+    pub fn enabled() -> bool {
+        SPIN_NS.load(Ordering::Relaxed) != 0
+    }
+
+    /// Watches `fd` for up to the spin time, from a task: whether it became readable.
+    /// Gives up early when a task waits in the runtime's shared queue, which this thread
+    /// should run instead.
+    pub fn until_readable(fd: i32) -> bool {
+        let spin = Duration::from_nanos(SPIN_NS.load(Ordering::Relaxed));
+        let start = Instant::now();
+        loop {
+            if readable(fd) {
+                return true;
+            }
+            if start.elapsed() >= spin || metrics().global_queue_depth() > 0 {
+                return false;
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    fn metrics() -> &'static tokio::runtime::RuntimeMetrics {
         static METRICS: LazyLock<tokio::runtime::RuntimeMetrics> =
             LazyLock::new(|| super::runtime().metrics());
-        METRICS.global_queue_depth() > 0 || (fd >= 0 && readable(fd))
+        &METRICS
+    }
+
+    /// Whether a request waits on stdin or a task in the runtime's shared queue.
+    fn work_waits(fd: i32) -> bool {
+        metrics().global_queue_depth() > 0 || (fd >= 0 && readable(fd))
     }
     /// Whether `fd` has something to read (data, or its end) now.
     fn readable(fd: i32) -> bool {

@@ -8,6 +8,7 @@
 
 use crate::frame::{self, Frame};
 use crate::host::Host;
+use crate::watch::{self, Woke};
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -55,19 +56,33 @@ fn set_nonblocking(file: &File) -> std::io::Result<()> {
 
 async fn read_loop(stdin: AsyncFd<File>, mut host: Host) {
     let mut frames = Frames::default();
+    let fd = stdin.as_raw_fd();
     loop {
         while let Some(frame) = frames.next_frame() {
             dispatch_frame(&mut host, frame);
         }
-        let mut ready = match stdin.readable().await {
-            Ok(ready) => ready,
-            Err(_) => std::process::exit(0),
-        };
-        match ready.try_io(|fd| frames.fill(fd.as_raw_fd())) {
-            // Stdin closed: the BEAM is gone or closed the port. Exit at once, even
-            // while Wasm runs on other threads.
-            Ok(Ok(0)) | Ok(Err(_)) => std::process::exit(0),
-            Ok(Ok(_)) | Err(_) => {}
+        match watch::next_input(&stdin).await {
+            Woke::Ready(mut ready) => match ready.try_io(|fd| frames.fill(fd.as_raw_fd())) {
+                // Stdin closed: the BEAM is gone or closed the port. Exit at once, even
+                // while Wasm runs on other threads.
+                Ok(Ok(0)) | Ok(Err(_)) => std::process::exit(0),
+                Ok(Ok(_)) | Err(_) => {}
+            },
+            // Kicked by a store that expects an answer soon: watch stdin from this task,
+            // on this thread, for a bounded time, and read what comes (the store it wakes
+            // then runs here too). Nothing come: wait as usual.
+            Woke::Kicked => {
+                if crate::executor::spin::until_readable(fd) {
+                    match frames.fill(fd) {
+                        Ok(0) => std::process::exit(0),
+                        Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                            std::process::exit(0)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Woke::Failed => std::process::exit(0),
         }
     }
 }

@@ -37,3 +37,4 @@ pub mod tuning;
 pub mod values;
 pub mod wasi;
 pub mod wasi_fds;
+pub mod watch;

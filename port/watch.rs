@@ -1,0 +1,113 @@
+//! A store about to wait for an answer from the BEAM (a callback's) kicks the stdin reader
+//! (`input.rs`): the reader, woken on the store's own thread, watches stdin there for up
+//! to the spin time (`executor::spin`) and reads the answer itself, so the store it wakes
+//! runs on that thread too. Left to itself, the reader would be woken by the runtime's
+//! I/O driver, which may be parked on another, halted CPU: one more wake-up per callback.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::task::{Poll, Waker};
+use tokio::io::unix::AsyncFd;
+
+/// Why the reader woke.
+pub enum Woke<'a> {
+    Ready(tokio::io::unix::AsyncFdReadyGuard<'a, File>),
+    Kicked,
+    Failed,
+}
+
+static KICKED: AtomicBool = AtomicBool::new(false);
+static READER: Mutex<Option<Waker>> = Mutex::new(None);
+
+/// Stdin is readable, or a store kicked the reader (see [`expect_input`]).
+pub async fn next_input(stdin: &AsyncFd<File>) -> Woke<'_> {
+    std::future::poll_fn(|cx| {
+        if KICKED.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(Woke::Kicked);
+        }
+        match stdin.poll_read_ready(cx) {
+            Poll::Ready(Ok(ready)) => Poll::Ready(Woke::Ready(ready)),
+            Poll::Ready(Err(_)) => Poll::Ready(Woke::Failed),
+            Poll::Pending => {
+                if let Ok(mut reader) = READER.lock() {
+                    *reader = Some(cx.waker().clone());
+                }
+                // A kick between the check above and storing the waker is not lost.
+                if KICKED.swap(false, Ordering::AcqRel) {
+                    return Poll::Ready(Woke::Kicked);
+                }
+                Poll::Pending
+            }
+        }
+    })
+    .await
+}
+
+/// Tells the reader that this store waits for an answer from the BEAM (a callback's),
+/// which comes soon: the reader, woken on this thread (the task that calls this runs on
+/// it), watches stdin for a bounded time instead of leaving the wake-up to the runtime's
+/// I/O driver, which may be parked on another, halted CPU.
+pub fn expect_input() {
+    // Not while other workers run: the watch would keep this thread from their tasks.
+    if !crate::executor::spin::enabled() || !crate::executor::spin::others_parked() {
+        return;
+    }
+    kick();
+}
+
+/// Wakes the reader to watch stdin (see [`next_input`]), wherever it waits.
+fn kick() {
+    KICKED.store(true, Ordering::Release);
+    let waker = READER.lock().ok().and_then(|mut reader| reader.take());
+    if let Some(waker) = waker {
+        waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+
+    /// A pipe: its read end registered with the runtime, its write end.
+    fn pipe() -> (AsyncFd<File>, File) {
+        let mut fds = [0; 2];
+        // SAFETY: a pipe of two fds this test owns, the read end made non-blocking.
+        let (read, write) = unsafe {
+            assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK), 0);
+            (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1]))
+        };
+        // SAFETY: the `File` owns its fd, open as long as it lives.
+        let read = unsafe { AsyncFd::register_with_interest(read, tokio::io::Interest::READABLE) };
+        (read.unwrap(), write)
+    }
+
+    #[test]
+    fn a_kick_wakes_the_reader_though_nothing_came() {
+        crate::executor::block_on(async {
+            let (read, _write) = pipe();
+            let waiting = crate::executor::runtime()
+                .spawn(async move { matches!(next_input(&read).await, Woke::Kicked) });
+            kick();
+            assert!(waiting.await.unwrap());
+        });
+    }
+
+    #[test]
+    fn input_wakes_the_reader_ready_to_read() {
+        crate::executor::block_on(async {
+            let (read, mut write) = pipe();
+            write.write_all(b"x").unwrap();
+            // A kick from another test may come first; input still makes it ready.
+            loop {
+                match next_input(&read).await {
+                    Woke::Ready(_) => break,
+                    Woke::Kicked => continue,
+                    Woke::Failed => panic!("the pipe failed"),
+                }
+            }
+        });
+    }
+}
