@@ -161,7 +161,8 @@ defmodule Wasmex.ControlTest do
     } do
       {micros, result} = :timer.tc(fn -> Wasmex.call_function(pid, "endless_loop", [], 200) end)
       assert {:error, "timed out: the call did not finish within 200 ms and was stopped"} = result
-      assert micros < 400_000
+      # Stopped by the port at its deadline, not by the BEAM giving up 2 s later.
+      assert micros < 1_500_000
       assert_idle(store)
       assert Wasmex.call_function(pid, "sum", [20, 22]) == {:ok, [42]}
     end
