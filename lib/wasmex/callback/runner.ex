@@ -28,21 +28,26 @@ defmodule Wasmex.Callback.Runner do
 
   @doc """
   Hands `job` (a function of no arguments returning the callback's result) to the idle
-  runner of `server` on `host`, or to a new runner when none is idle, having first made
-  the callback's row `{key, runner, port, import}` in @running, where `key` is `{host,
-  store_id, callback_id}` and `import` `{namespace, name}`. Runs in the host server.
+  runner of `server` on `host`, or to a new runner when none is idle. The callback's row
+  in @running is `{key, runner, port, import}`, where `key` is `{host, store_id,
+  callback_id}` and `import` `{namespace, name}`. Runs in the host server.
   """
   @spec dispatch(pid(), pid(), tuple(), port() | nil, {String.t(), String.t()}, (() -> term())) ::
           :ok
   def dispatch(host, server, key, port, import, job) do
-    runner = take_idle(host, server) || start(host, server)
-    :ets.insert(@running, {key, runner, port, import})
-    send(runner, {:run, key, job})
+    case take_idle(host, server) do
+      nil ->
+        start(host, server, {key, port, import, job})
 
-    # A runner that died while idle, with its row taken just now, would never run the
-    # job: its guard may already have looked for rows. Whoever takes the row answers.
-    if not Process.alive?(runner) and :ets.take(@running, key) != [] do
-      dispatch(host, server, key, port, import, job)
+      runner ->
+        :ets.insert(@running, {key, runner, port, import})
+        send(runner, {:run, key, job})
+
+        # A runner that died while idle, with its row taken just now, would never run
+        # the job: its guard may already have looked for rows. Whoever takes the row
+        # answers.
+        if not Process.alive?(runner) and :ets.take(@running, key) != [],
+          do: start(host, server, {key, port, import, job})
     end
 
     :ok
@@ -55,8 +60,8 @@ defmodule Wasmex.Callback.Runner do
     end
   end
 
-  # A new runner with its guard in place before it runs anything.
-  defp start(host, server) do
+  # A new runner for `first` (a callback), with its guard in place before it runs anything.
+  defp start(host, server, {key, port, import, job}) do
     spawn(fn ->
       me = self()
 
@@ -70,19 +75,33 @@ defmodule Wasmex.Callback.Runner do
       receive do: ({:guarded, ^guard} -> :ok)
       Process.monitor(host)
       Process.monitor(server)
-      loop(host, server)
+
+      # The row is made here: the host may meanwhile have marked the callback abandoned
+      # (see Wasmex.Callback.abandon/4), and then it does not run.
+      if :ets.insert_new(@running, {key, me, port, import}),
+        do: run(key, job),
+        else: :ets.delete(@running, key)
+
+      idle(host, server)
     end)
+  end
+
+  # Idle again, unless another runner is: then this one is not needed.
+  defp idle(host, server) do
+    if :ets.insert_new(@idle, {{host, server}, self()}), do: loop(host, server)
   end
 
   defp loop(host, server) do
     receive do
       {:run, key, job} ->
         run(key, job)
-        # Idle again, unless another runner is: then this one is not needed.
-        if :ets.insert_new(@idle, {{host, server}, self()}), do: loop(host, server)
+        idle(host, server)
 
-      {:DOWN, _ref, :process, pid, _reason} when pid in [host, server] ->
-        retire(host, server)
+      {:DOWN, _ref, :process, ^host, _reason} ->
+        retire(host, server, :host_down)
+
+      {:DOWN, _ref, :process, ^server, _reason} ->
+        retire(host, server, :server_down)
 
       # Whatever the callbacks' code left behind for this process.
       _other ->
@@ -90,14 +109,18 @@ defmodule Wasmex.Callback.Runner do
     end
   end
 
-  # Ends the runner once nothing can be on its way to it.
-  defp retire(host, server) do
+  # Ends the idle runner once nothing can be on its way to it: when its row is gone, the
+  # host took it and sends a callback, which comes before the host's :DOWN.
+  defp retire(host, server, why) do
     if :ets.select_delete(@idle, [{{{host, server}, self()}, [], [true]}]) == 0 do
+      # A host already gone sent whatever it sent before its :DOWN came.
+      wait = if why == :host_down, do: 0, else: :infinity
+
       receive do
         {:run, key, job} -> run(key, job)
+        {:DOWN, _ref, :process, ^host, _reason} -> :ok
       after
-        # Taken by a host that went before sending (its :DOWN came, so nothing will).
-        0 -> :ok
+        wait -> :ok
       end
     end
   end

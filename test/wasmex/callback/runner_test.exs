@@ -92,6 +92,30 @@ defmodule Wasmex.Callback.RunnerTest do
       assert Wasmex.call_function(pid, "run", [4]) == {:ok, [4]}
     end
 
+    test "runs a callback for a server already gone, then ends" do
+      test = self()
+      ran = fn _ctx -> send(test, {:ran_in, self()}) end
+
+      server =
+        spawn(fn ->
+          Wasmex.Callback.register(%{env: %{f: {:fn, [], [], ran}}}, nil)
+          send(test, :registered)
+          receive do: (:never -> :ok)
+        end)
+
+      assert_receive :registered
+      on_exit(fn -> Wasmex.Callback.unregister(server) end)
+      ref = Process.monitor(server)
+      Process.exit(server, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^server, :killed}
+
+      # A host that is this test, with no port: the answer goes nowhere.
+      :ok = Wasmex.Callback.start(self(), nil, server, 1, 1, "env", "f", [])
+      assert_receive {:ran_in, runner}
+      runner_ref = Process.monitor(runner)
+      assert_receive {:DOWN, ^runner_ref, :process, ^runner, :normal}
+    end
+
     test "a runner ends when its instance server stops" do
       pid = reporting_instance()
       {:ok, [1]} = Wasmex.call_function(pid, "run", [1])
