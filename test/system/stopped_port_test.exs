@@ -221,6 +221,7 @@ defmodule Wasmex.System.StoppedPortTest do
       os_pid = Wasmex.Host.os_pid(engine.host)
       {_, 0} = System.cmd("kill", ["-STOP", "#{os_pid}"])
       on_exit(fn -> System.cmd("kill", ["-CONT", "#{os_pid}"], stderr_to_stdout: true) end)
+      :stopped = stopped(os_pid, System.monotonic_time(:millisecond) + 5_000)
       %{pool: name}
     end
 

@@ -201,6 +201,7 @@ defmodule Wasmex.ControlTest do
         send(test_pid, {:callback, self()})
         Instance.call_exported_function(caller, instance, "spin", [], :nested, :infinity)
         receive do: ({:returned_function_call, _, :nested} -> nil)
+        send(test_pid, {:callback_returned, self()})
       end
 
       {:ok, pid} =
@@ -212,7 +213,16 @@ defmodule Wasmex.ControlTest do
 
       assert_receive {:callback, callback_pid}
       ref = Process.monitor(callback_pid)
-      assert_receive {:DOWN, ^ref, :process, ^callback_pid, _}, 1_000
+
+      # The callback ends: its nested call, stopped with the outer one, returns, or its
+      # process is killed first.
+      receive do
+        {:callback_returned, ^callback_pid} -> :ok
+        {:DOWN, ^ref, :process, ^callback_pid, _} -> :ok
+      after
+        1_000 -> flunk("the callback neither returned nor ended")
+      end
+
       assert_idle(store)
       assert Wasmex.call_function(pid, "spin", [], 50) |> elem(0) == :error
     end

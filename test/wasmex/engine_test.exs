@@ -206,9 +206,11 @@ defmodule Wasmex.EngineTest do
 
     test "waits at most a second for the drop" do
       {:ok, engine} = Engine.new(%EngineConfig{}, instance_slots: 1)
-      call = drop_while_busy(engine, 1_500)
       {:ok, store} = Wasmex.Store.new(nil, engine)
-      {took, result} = :timer.tc(fn -> Wasmex.start_link(%{bytes: @utils, store: store}) end)
+      # Compiled first, so that the start waits for the slot alone.
+      {:ok, module} = Wasmex.Module.compile(store, @utils)
+      call = drop_while_busy(engine, 3_000)
+      {took, result} = :timer.tc(fn -> Wasmex.start_link(%{module: module, store: store}) end)
       assert {:error, "maximum concurrent limit of 1 for core instances reached" <> _} = result
       assert took >= 1_000_000
       assert Task.await(call, 10_000) == {:ok, []}
