@@ -2,6 +2,8 @@
 //!
 //! - `component_instantiate {Ctx, Key, Source, Handler, Imports, Timeout}` -> `InstanceId`
 //! - `component_call {Ctx, InstanceId, Path, Params, Timeout}` -> the result
+//! - `component_timing {Ctx, InstanceId}` -> where the instance's calls spent their time
+//!   in the port (`timing.rs`)
 //!
 //! Calls and instantiations run under the store's deadline and cancel handling like core
 //! ones (`store::enter`/`run`/`leave`): a call that times out is stopped, not left running.
@@ -14,6 +16,7 @@
 //! answer `the component instance stopped after an earlier failure (...)` without
 //! entering wasmtime; the caller starts a new instance when it wants one.
 
+use super::timing::{timed, CallSteps};
 use super::{imports, registry, values};
 use crate::instance::{describe, describe_error, failure_term, Failure, MAX_NESTED_CALLS};
 use crate::protocol::Request;
@@ -41,6 +44,7 @@ pub async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     match req.op.as_str() {
         "component_instantiate" => instantiate(cx, req).await.map_err(|e| term::string(&e)),
         "component_call" => call(cx, req).await,
+        "component_timing" => timing(cx, req).map_err(|e| term::string(&e)),
         other => Err(term::string(&format!("unknown op: {other}"))),
     }
 }
@@ -61,8 +65,14 @@ async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     Ok(term::uint(cx.data_mut().component.add(instance, component)))
 }
 
+fn timing(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(2)?;
+    let id = term::as_u64(req.arg(1)?, "component instance id")?;
+    Ok(cx.data().component.get(id)?.timing.to_term())
+}
+
 async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
-    let (id, func, params, timeout) = prepare(cx, req).map_err(|e| term::string(&e))?;
+    let (id, func, params, timeout, mut steps) = prepare(cx, req).map_err(|e| term::string(&e))?;
     if cx.data().depth >= MAX_NESTED_CALLS {
         return Err(term::string(&format!(
             "wasm trap: call stack exhausted: calls nested through import callbacks may go \
@@ -72,12 +82,20 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     let mut results = vec![Val::Bool(false); func.ty(&*cx).results().len()];
     set_running(cx, id, true);
     let scope = store::enter(cx, timeout);
+    let started = std::time::Instant::now();
     let ran = store::run(&scope, func.call_async(&mut *cx, &params, &mut results)).await;
+    steps.call = started.elapsed();
     store::leave(cx, scope);
     set_running(cx, id, false);
     match ran {
-        Ok(()) => answer(results).map_err(|e| term::string(&e)),
+        Ok(()) => {
+            let (answered, took) = timed(|| answer(results));
+            steps.results = took;
+            record(cx, id, &steps);
+            answered.map_err(|e| term::string(&e))
+        }
         Err(e) => {
+            record(cx, id, &steps);
             let exit = e
                 .downcast_ref::<wasmtime_wasi::I32Exit>()
                 .map(|exit| exit.0);
@@ -108,6 +126,13 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     }
 }
 
+/// Adds a call's steps to its instance's timing.
+fn record(cx: &mut Cx<'_>, id: u64, steps: &CallSteps) {
+    if let Ok(entry) = cx.data_mut().component.get_mut(id) {
+        entry.timing.add(steps);
+    }
+}
+
 fn set_running(cx: &mut Cx<'_>, id: u64, running: bool) {
     if let Ok(entry) = cx.data_mut().component.get_mut(id) {
         entry.running = running;
@@ -123,7 +148,8 @@ fn answer(results: Vec<Val>) -> Fallible<Term> {
     })
 }
 
-type Prepared = (u64, Func, Vec<Val>, Option<std::time::Duration>);
+/// The instance, the function, its params, the timeout, and the steps measured so far.
+type Prepared = (u64, Func, Vec<Val>, Option<std::time::Duration>, CallSteps);
 
 fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
     req.expect_arity(5)?;
@@ -141,10 +167,16 @@ fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
         .iter()
         .map(|p| term::as_str(p, "function path").map(str::to_string))
         .collect::<Fallible<_>>()?;
-    let func = lookup(cx, id, &path)?;
+    let (func, lookup_took) = timed(|| lookup(cx, id, &path));
+    let func = func?;
     let params = term::as_list(req.arg(3)?, "params")?;
-    let params = values::params_to_vals(&func.ty(&*cx), &params)?;
-    Ok((id, func, params, parse_timeout(req.arg(4)?)?))
+    let (params, params_took) = timed(|| values::params_to_vals(&func.ty(&*cx), &params));
+    let steps = CallSteps {
+        lookup: lookup_took,
+        params: params_took,
+        ..CallSteps::default()
+    };
+    Ok((id, func, params?, parse_timeout(req.arg(4)?)?, steps))
 }
 
 /// The exported function at `path`: a name, or an interface then a name. An interface

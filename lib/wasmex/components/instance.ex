@@ -150,6 +150,63 @@ defmodule Wasmex.Components.Instance do
   defp call_request(_instance, _name_or_path, params, _timeout),
     do: {:error, "params must be a list, got: #{inspect(params)}"}
 
+  @typedoc """
+  Where an instance's calls spent their time in the port, in nanoseconds summed over
+  `calls` (see `timing/1`).
+  """
+  @type timing :: %{
+          calls: non_neg_integer(),
+          lookup_ns: non_neg_integer(),
+          params_ns: non_neg_integer(),
+          call_ns: non_neg_integer(),
+          results_ns: non_neg_integer()
+        }
+
+  @doc """
+  Where the instance's calls spent their time in the port, summed since it was made:
+  `calls` (those that reached wasmtime), and in nanoseconds `lookup_ns` (finding the
+  export along the call's path), `params_ns` (converting the params to the function's WIT
+  types), `call_ns` (wasmtime lowering them into the guest, the guest running, and
+  lifting its results) and `results_ns` (converting the results to terms). The rest of a
+  call's time is the BEAM's and the way there and back.
+
+      iex> {:ok, store} = Wasmex.Components.Store.new()
+      iex> {:ok, component} = Wasmex.Components.Component.new(store, File.read!("test/fixtures/components/types.wasm"))
+      iex> {:ok, instance} = Wasmex.Components.Instance.new(store, component, %{})
+      iex> {:ok, 3} = Wasmex.Components.Instance.call(instance, "add", [1, 2])
+      iex> {:ok, %{calls: 1, call_ns: call_ns}} = Wasmex.Components.Instance.timing(instance)
+      iex> call_ns > 0
+      true
+  """
+  @spec timing(t()) :: {:ok, timing()} | {:error, term()}
+  def timing(%__MODULE__{} = instance) do
+    ctx = StoreOrCaller.context(instance.store)
+
+    case Host.request(instance.host, {:component_timing, {ctx, instance.id}}) do
+      {:ok, {calls, lookup, params, call, results} = counts} ->
+        if Enum.all?(Tuple.to_list(counts), &(is_integer(&1) and &1 >= 0)),
+          do:
+            {:ok,
+             %{
+               calls: calls,
+               lookup_ns: lookup,
+               params_ns: params,
+               call_ns: call,
+               results_ns: results
+             }},
+          else: unexpected(counts)
+
+      {:ok, other} ->
+        unexpected(other)
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp unexpected(answer),
+    do: {:error, "unexpected answer to component_timing: #{inspect(answer)}"}
+
   @doc false
   # A function name or `{interface, name}` (or a list of them) as the port's path.
   @spec path(function_name_or_path()) :: {:ok, [String.t()]} | {:error, String.t()}
