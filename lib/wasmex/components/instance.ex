@@ -21,7 +21,7 @@ defmodule Wasmex.Components.Instance do
   instance stopped after an earlier failure (" <> reason}`. Start a new instance.
   """
 
-  alias Wasmex.{Host, StoreOrCaller, Wire}
+  alias Wasmex.{Host, Stats, StoreOrCaller, Wire}
   alias Wasmex.Components.{Component, Imports}
 
   @enforce_keys [:host, :store_id, :id]
@@ -56,6 +56,12 @@ defmodule Wasmex.Components.Instance do
   """
   @spec new(StoreOrCaller.t(), Component.t(), map()) :: {:ok, t()} | {:error, String.t()}
   def new(%StoreOrCaller{} = store, %Component{} = component, imports \\ %{}) do
+    Wasmex.Telemetry.span([:component, :instantiate], %{store: store, component: component}, fn ->
+      instantiate(store, component, imports)
+    end)
+  end
+
+  defp instantiate(store, component, imports) do
     with {:ok, normalized} <- Imports.normalize(imports) do
       handler = :erlang.term_to_binary(self())
       ctx = StoreOrCaller.context(store)
@@ -140,14 +146,29 @@ defmodule Wasmex.Components.Instance do
     :ok
   end
 
-  defp call_request(instance, name_or_path, params, timeout) when is_list(params) do
+  defp call_request(instance, name_or_path, params, timeout) do
+    ctx = StoreOrCaller.context(instance.store)
+    call_request(ctx, instance.id, name_or_path, params, timeout)
+  end
+
+  @doc false
+  # The `component_call` request, or the error of a bad path or params.
+  @spec call_request(
+          Wire.context(),
+          non_neg_integer(),
+          function_name_or_path(),
+          term(),
+          timeout()
+        ) ::
+          {:ok, Wire.request()} | {:error, String.t()}
+  def call_request(ctx, id, name_or_path, params, timeout) when is_list(params) do
     with {:ok, path} <- path(name_or_path) do
-      ctx = StoreOrCaller.context(instance.store)
-      {:ok, Wire.component_call(ctx, instance.id, path, params, timeout)}
+      Stats.add(:component_calls)
+      {:ok, Wire.component_call(ctx, id, path, params, timeout)}
     end
   end
 
-  defp call_request(_instance, _name_or_path, params, _timeout),
+  def call_request(_ctx, _id, _name_or_path, params, _timeout),
     do: {:error, "params must be a list, got: #{inspect(params)}"}
 
   @typedoc """
