@@ -263,6 +263,9 @@ end
 # WASI output figures (small writes, a guest flooding stdout): bench/output.exs.
 Process.put(:bench_output_loaded_by_run, true)
 Code.require_file("output.exs", __DIR__)
+# Component figures (record call against core sum, its cost split, instantiation, an
+# import round trip): bench/components.exs.
+Code.require_file("components.exs", __DIR__)
 
 defmodule Bench do
   @moduledoc false
@@ -287,7 +290,7 @@ defmodule Bench do
 
   @groups ~w(hops call_latency cpu_per_call_steady throughput_instances throughput_1_instance_64_callers
              callback memory start_link compile cpu_loop idle_host_rss pool_10000_callers
-             bare_port_roundtrip wasi_output flood)
+             bare_port_roundtrip wasi_output flood components)
 
   def main(argv) do
     {opts, _, _} =
@@ -1020,6 +1023,9 @@ defmodule Bench do
   # A guest flooding stdout for 10 s (2 s with --quick), to a pipe and as messages: the
   # BEAM's memory growth and the port's RSS growth at their peaks (target < 100 MB).
   def flood(cfg), do: Bench.Output.run(["flood"], cfg.quick, &Out.line/1)
+
+  @doc false
+  def components(cfg), do: Bench.Components.run(cfg)
 
   @doc false
   def pool_10000_callers(cfg) do
