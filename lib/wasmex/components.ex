@@ -245,22 +245,10 @@ defmodule Wasmex.Components do
   end
 
   @impl true
-  def handle_call({:call_function, name_or_path, params, timeout}, from, state) do
-    Instance.call_function(state.instance, name_or_path, params, from, timeout)
-    {:noreply, state}
-  end
-
   def handle_call(:instance, _from, state), do: {:reply, state.instance, state}
 
   def handle_call(:route, _from, %{store: store, instance: instance} = state),
     do: {:reply, {:ok, {store.host, route_context(store), instance.id}}, state}
-
-  # A caller of call_function/4 stopped waiting: its host cancels the call.
-  @impl true
-  def handle_cast({:give_up, from}, state) do
-    GenServer.cast(state.store.host, {:give_up, from})
-    {:noreply, state}
-  end
 
   @impl true
   def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state),

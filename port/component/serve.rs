@@ -72,14 +72,21 @@ fn timing(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
 }
 
 async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
-    let (id, func, params, timeout, mut steps) = prepare(cx, req).map_err(|e| term::string(&e))?;
+    let Prepared {
+        id,
+        func,
+        params,
+        results,
+        timeout,
+        mut steps,
+    } = prepare(cx, req).map_err(|e| term::string(&e))?;
     if cx.data().depth >= MAX_NESTED_CALLS {
         return Err(term::string(&format!(
             "wasm trap: call stack exhausted: calls nested through import callbacks may go \
              {MAX_NESTED_CALLS} deep"
         )));
     }
-    let mut results = vec![Val::Bool(false); func.ty(&*cx).results().len()];
+    let mut results = vec![Val::Bool(false); results];
     set_running(cx, id, true);
     let scope = store::enter(cx, timeout);
     let started = std::time::Instant::now();
@@ -148,8 +155,18 @@ fn answer(results: Vec<Val>) -> Fallible<Term> {
     })
 }
 
-/// The instance, the function, its params, the timeout, and the steps measured so far.
-type Prepared = (u64, Func, Vec<Val>, Option<std::time::Duration>, CallSteps);
+/// A call ready to run.
+struct Prepared {
+    /// The component instance.
+    id: u64,
+    func: Func,
+    params: Vec<Val>,
+    /// How many results the function has.
+    results: usize,
+    timeout: Option<std::time::Duration>,
+    /// The steps measured so far (finding the function, converting the params).
+    steps: CallSteps,
+}
 
 fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
     req.expect_arity(5)?;
@@ -170,37 +187,48 @@ fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
     let (func, lookup_took) = timed(|| lookup(cx, id, &path));
     let func = func?;
     let params = term::as_list(req.arg(3)?, "params")?;
-    let (params, params_took) = timed(|| values::params_to_vals(&func.ty(&*cx), &params));
+    let ((params, results), params_took) = timed(|| {
+        let ty = func.ty(&*cx);
+        let results = ty.results().len();
+        (values::params_to_vals(&ty, &params), results)
+    });
     let steps = CallSteps {
         lookup: lookup_took,
         params: params_took,
         ..CallSteps::default()
     };
-    Ok((id, func, params?, parse_timeout(req.arg(4)?)?, steps))
+    Ok(Prepared {
+        id,
+        func,
+        params: params?,
+        results,
+        timeout: parse_timeout(req.arg(4)?)?,
+        steps,
+    })
 }
 
 /// The exported function at `path`: a name, or an interface then a name. An interface
 /// named without its version (`wasi:cli/run`) finds the one version the component exports.
 fn lookup(cx: &mut Cx<'_>, id: u64, path: &[String]) -> Fallible<Func> {
-    let shown = match path {
+    // Built only for an error: a call that finds its function formats nothing.
+    let shown = || match path {
         [name] => format!("`{name}`"),
         _ => format!("`{}`", path.join("#")),
     };
-    let not_found = || format!("exported function {shown} not found");
-    let entry = cx.data().component.get(id)?;
-    let (instance, component) = (entry.instance, entry.component.clone());
+    let not_found = || format!("exported function {} not found", shown());
     if path.is_empty() || path.len() > 2 {
         return Err(format!(
             "a function path is a name or {{interface, name}}, got {} parts",
             path.len()
         ));
     }
+    let instance = cx.data().component.get(id)?.instance;
     let mut index: Option<ComponentExportIndex> = None;
     for (depth, name) in path.iter().enumerate() {
-        let found = instance.get_export_index(&mut *cx, index.as_ref(), name);
-        let found = match found {
+        let found = match instance.get_export_index(&mut *cx, index.as_ref(), name) {
             Some(i) => Some(i),
             None if depth == 0 && path.len() == 2 && !name.contains('@') => {
+                let component = cx.data().component.get(id)?.component.clone();
                 let versioned = unversioned_export(&component, cx.engine(), name);
                 versioned.and_then(|full| instance.get_export_index(&mut *cx, None, &full))
             }
@@ -211,7 +239,7 @@ fn lookup(cx: &mut Cx<'_>, id: u64, path: &[String]) -> Fallible<Func> {
     let index = index.ok_or_else(not_found)?;
     instance
         .get_func(&mut *cx, index)
-        .ok_or_else(|| format!("the export {shown} is not a function"))
+        .ok_or_else(|| format!("the export {} is not a function", shown()))
 }
 
 /// The full name of the one export `name@<version>`, if there is exactly one.
