@@ -172,7 +172,7 @@ defmodule Wasmex.Components do
 
   # A server whose route is not in this node's table (another node's) says it itself.
   defp ask_route(server) do
-    GenServer.call(server, :route, Client.request_timeout())
+    GenServer.call(server, :component_route, Client.request_timeout())
   catch
     :exit, {reason, {GenServer, :call, _}} -> {:down, reason}
   end
@@ -247,8 +247,12 @@ defmodule Wasmex.Components do
   @impl true
   def handle_call(:instance, _from, state), do: {:reply, state.instance, state}
 
-  def handle_call(:route, _from, %{store: store, instance: instance} = state),
+  def handle_call(:component_route, _from, %{store: store, instance: instance} = state),
     do: {:reply, {:ok, {store.host, route_context(store), instance.id}}, state}
+
+  # What `Wasmex.call_function/4` asks a server it finds no route for: this is not one.
+  def handle_call(:route, _from, state),
+    do: {:reply, {:error, "a component server: use Wasmex.Components.call_function/4"}, state}
 
   @impl true
   def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state),

@@ -270,8 +270,15 @@ defmodule Wasmex.ComponentsTest do
 
     test "a server asked by a caller without its route in the table answers it" do
       pid = start(path: @types)
-      assert {:ok, {host, _ctx, id}} = GenServer.call(pid, :route)
+      assert {:ok, {host, _ctx, id}} = GenServer.call(pid, :component_route)
       assert host == Components.instance(pid).host and id == Components.instance(pid).id
+    end
+
+    test "Wasmex.call_function/4 on a component server gets an error and leaves it running" do
+      pid = start(path: @types)
+      assert {:error, reason} = Wasmex.call_function(pid, "add", [1, 2])
+      assert reason =~ "use Wasmex.Components.call_function/4"
+      assert {:ok, 3} = Components.call_function(pid, "add", [1, 2])
     end
 
     test "the route goes when the server stops or is killed" do
