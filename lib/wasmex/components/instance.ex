@@ -231,7 +231,10 @@ defmodule Wasmex.Components.Instance do
   @doc false
   # A function name or `{interface, name}` (or a list of them) as the port's path.
   @spec path(function_name_or_path()) :: {:ok, [String.t()]} | {:error, String.t()}
-  def path(name) when is_binary(name) or is_atom(name), do: path([name])
+  # The common shapes first, without walking a list.
+  def path(name) when is_binary(name), do: {:ok, [name]}
+  def path({iface, name}) when is_binary(iface) and is_binary(name), do: {:ok, [iface, name]}
+  def path(name) when is_atom(name), do: path([name])
   def path({iface, name}), do: path([iface, name])
 
   def path(parts) when is_list(parts) and parts != [] do
