@@ -267,6 +267,9 @@ Code.require_file("output.exs", __DIR__)
 # bench/stopping.exs.
 Process.put(:bench_stopping_loaded_by_run, true)
 Code.require_file("stopping.exs", __DIR__)
+# Component figures (record call against core sum, its cost split, instantiation, an
+# import round trip): bench/components.exs.
+Code.require_file("components.exs", __DIR__)
 
 defmodule Bench do
   @moduledoc false
@@ -291,7 +294,7 @@ defmodule Bench do
 
   @groups ~w(hops call_latency cpu_per_call_steady throughput_instances throughput_1_instance_64_callers
              callback memory start_link compile cpu_loop idle_host_rss pool_10000_callers
-             bare_port_roundtrip wasi_output flood stopping)
+             bare_port_roundtrip wasi_output flood stopping components)
 
   def main(argv) do
     {opts, _, _} =
@@ -1029,6 +1032,9 @@ defmodule Bench do
   # A call stopped in a WASI sleep (how far past its deadline, the next call's latency),
   # a sleeping start function, and the port after 1,000 blocked instances are stopped.
   def stopping(cfg), do: Bench.Stopping.run(cfg.quick, &Out.line/1)
+
+  @doc false
+  def components(cfg), do: Bench.Components.run(cfg)
 
   @doc false
   def pool_10000_callers(cfg) do

@@ -55,6 +55,7 @@ defmodule Wasmex.Components do
   use GenServer
 
   alias Wasmex.{Callback, Host, StoreOrCaller}
+  alias Wasmex.Host.Client
   alias Wasmex.Components.{Component, Imports, Instance, Store}
 
   @type function_name_or_path :: Instance.function_name_or_path()
@@ -104,6 +105,10 @@ defmodule Wasmex.Components do
   Returns `{:ok, result}` or `{:error, reason}`; a call still running after `timeout`
   milliseconds is stopped and returns `{:error, "timed out: ..."}`.
 
+  The call goes from the caller straight to the instance's host, not through the server
+  process (as `Wasmex.call_function/4` does); a caller that dies has its call stopped. Each
+  call is a `[:wasmex, :component, :call]` telemetry span (see `docs/telemetry.md`).
+
       iex> {:ok, pid} = Wasmex.Components.start_link(path: "test/fixtures/components/types.wasm")
       iex> Wasmex.Components.call_function(pid, "no-such-function", [])
       {:error, "exported function `no-such-function` not found"}
@@ -111,13 +116,65 @@ defmodule Wasmex.Components do
   @spec call_function(GenServer.server(), function_name_or_path(), list(), timeout()) ::
           {:ok, term()} | {:error, term()}
   def call_function(server, name_or_path, params, timeout \\ 5_000) do
-    wait = Wasmex.Host.Client.for_call(timeout)
+    # Without :telemetry, no span (nor its metadata) is built.
+    if Wasmex.Telemetry.enabled?() do
+      metadata = %{instance: server, function: name_or_path, timeout: timeout}
 
-    case Wasmex.Host.Client.call(server, {:call_function, name_or_path, params, timeout}, wait) do
-      {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
-      {:error, {:down, reason}} -> {:error, "the component is not running: #{inspect(reason)}"}
-      answer -> answer
+      Wasmex.Telemetry.span([:component, :call], metadata, fn ->
+        call_direct(server, name_or_path, params, timeout)
+      end)
+    else
+      call_direct(server, name_or_path, params, timeout)
     end
+  end
+
+  # A call goes from its caller straight to the instance's host, like a core call
+  # (`Wasmex.Server`): the server publishes its route in `Wasmex.Routes` under
+  # `{Wasmex.Components, pid}`, and a caller that cannot read it there (another node's
+  # server) asks the server for it. The host watches the caller: one that dies or stops
+  # waiting has its call cancelled.
+  defp call_direct(server, name_or_path, params, timeout) do
+    with {:ok, {host, ctx, id}} <- route(server),
+         {:ok, request} <- Instance.call_request(ctx, id, name_or_path, params, timeout) do
+      case Client.call(host, {:request, request}, Client.for_call(timeout)) do
+        {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
+        {:error, {:down, reason}} -> not_running(reason)
+        answer -> answer
+      end
+    else
+      {:down, reason} -> not_running(reason)
+      {:error, _} = error -> error
+    end
+  end
+
+  defp not_running(reason), do: {:error, "the component is not running: #{inspect(reason)}"}
+
+  # Where a server's calls go: `{host, context, component instance id}`.
+  defp route(pid) when is_pid(pid) and node(pid) == node() do
+    case :ets.lookup(Wasmex.Routes, {__MODULE__, pid}) do
+      [{_, host, ctx, id}] ->
+        if Process.alive?(pid), do: {:ok, {host, ctx, id}}, else: {:down, :noproc}
+
+      [] ->
+        ask_route(pid)
+    end
+  end
+
+  defp route(pid) when is_pid(pid), do: ask_route(pid)
+
+  defp route(name) do
+    case GenServer.whereis(name) do
+      pid when is_pid(pid) -> route(pid)
+      {name, node} when node != node() -> ask_route({name, node})
+      _ -> {:down, :noproc}
+    end
+  end
+
+  # A server whose route is not in this node's table (another node's) says it itself.
+  defp ask_route(server) do
+    GenServer.call(server, :component_route, Client.request_timeout())
+  catch
+    :exit, {reason, {GenServer, :call, _}} -> {:down, reason}
   end
 
   @doc """
@@ -141,6 +198,12 @@ defmodule Wasmex.Components do
          {:ok, component} <- Component.new(store, opts.bytes),
          {:ok, instance} <- Instance.new(store, component, opts.imports) do
       Process.monitor(store.host)
+
+      :ets.insert(
+        Wasmex.Routes,
+        {{__MODULE__, self()}, store.host, route_context(store), instance.id}
+      )
+
       {:ok, %{store: store, own_store?: own?, component: component, instance: instance}}
     else
       {:error, reason} ->
@@ -161,6 +224,8 @@ defmodule Wasmex.Components do
     end
   end
 
+  defp route_context(store), do: StoreOrCaller.context(store)
+
   defp store(%{store: %StoreOrCaller{} = store}) do
     with :ok <- Wasmex.Store.retain(store, self()), do: {:ok, store, false}
   end
@@ -180,19 +245,14 @@ defmodule Wasmex.Components do
   end
 
   @impl true
-  def handle_call({:call_function, name_or_path, params, timeout}, from, state) do
-    Instance.call_function(state.instance, name_or_path, params, from, timeout)
-    {:noreply, state}
-  end
-
   def handle_call(:instance, _from, state), do: {:reply, state.instance, state}
 
-  # A caller of call_function/4 stopped waiting: its host cancels the call.
-  @impl true
-  def handle_cast({:give_up, from}, state) do
-    GenServer.cast(state.store.host, {:give_up, from})
-    {:noreply, state}
-  end
+  def handle_call(:component_route, _from, %{store: store, instance: instance} = state),
+    do: {:reply, {:ok, {store.host, route_context(store), instance.id}}, state}
+
+  # What `Wasmex.call_function/4` asks a server it finds no route for: this is not one.
+  def handle_call(:route, _from, state),
+    do: {:reply, {:error, "a component server: use Wasmex.Components.call_function/4"}, state}
 
   @impl true
   def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state),
@@ -202,6 +262,7 @@ defmodule Wasmex.Components do
 
   @impl true
   def terminate(_reason, state) do
+    :ets.delete(Wasmex.Routes, {__MODULE__, self()})
     Callback.unregister(self())
     Host.release_now(state.store.host, state.store.store_id, self())
     if state.own_store?, do: Wasmex.Store.release(state.store, self())

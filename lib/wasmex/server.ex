@@ -148,6 +148,7 @@ defmodule Wasmex.Server do
   @spec forget(pid()) :: :ok
   def forget(server) do
     :ets.delete(Wasmex.Routes, server)
+    :ets.delete(Wasmex.Routes, {Wasmex.Components, server})
     Callback.unregister(server)
     Callback.unregister_for(server)
     :ok

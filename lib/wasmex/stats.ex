@@ -11,9 +11,10 @@ defmodule Wasmex.Stats do
   | counter | counts |
   | --- | --- |
   | `calls` | Wasm function calls sent to a host |
+  | `component_calls` | component function calls (`Wasmex.Components.call_function/4`, `Wasmex.Components.Instance.call/4`) |
   | `callbacks` | import callbacks the hosts asked for |
-  | `traps` | calls that failed with a trap or a failing callback |
-  | `timeouts` | calls stopped at their timeout |
+  | `traps` | calls (core or component) that failed with a trap or a failing callback |
+  | `timeouts` | calls (core or component) stopped at their timeout |
   | `cancels` | calls cancelled because their caller went away |
   | `hosts_started` | port processes started |
   | `host_exits` | port processes that ended unexpectedly (crash, kill, cap) |
@@ -26,6 +27,7 @@ defmodule Wasmex.Stats do
 
   @names [
     :calls,
+    :component_calls,
     :callbacks,
     :traps,
     :timeouts,

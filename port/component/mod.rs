@@ -8,7 +8,8 @@
 //!   atoms of before any value carries them.
 //! - [`state`]: what a store keeps for components (instances, WASI preview 2);
 //!   [`serve`]: the requests a store serves for them; [`imports`]: host imports in Elixir;
-//!   [`wasi`]: WASI preview 2 options; [`wit`]: what a WIT world exports.
+//!   [`wasi`]: WASI preview 2 options; [`wit`]: what a WIT world exports; [`timing`]:
+//!   where an instance's calls spend their time.
 
 pub mod from_term;
 pub mod imports;
@@ -18,6 +19,7 @@ pub mod path;
 pub mod registry;
 pub mod serve;
 pub mod state;
+pub mod timing;
 pub mod values;
 pub mod wasi;
 pub mod wit;

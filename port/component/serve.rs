@@ -2,6 +2,8 @@
 //!
 //! - `component_instantiate {Ctx, Key, Source, Handler, Imports, Timeout}` -> `InstanceId`
 //! - `component_call {Ctx, InstanceId, Path, Params, Timeout}` -> the result
+//! - `component_timing {Ctx, InstanceId}` -> where the instance's calls spent their time
+//!   in the port (`timing.rs`)
 //!
 //! Calls and instantiations run under the store's deadline and cancel handling like core
 //! ones (`store::enter`/`run`/`leave`): a call that times out is stopped, not left running.
@@ -14,6 +16,7 @@
 //! answer `the component instance stopped after an earlier failure (...)` without
 //! entering wasmtime; the caller starts a new instance when it wants one.
 
+use super::timing::{timed, CallSteps};
 use super::{imports, registry, values};
 use crate::instance::{describe, describe_error, failure_term, Failure, MAX_NESTED_CALLS};
 use crate::protocol::Request;
@@ -41,6 +44,7 @@ pub async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     match req.op.as_str() {
         "component_instantiate" => instantiate(cx, req).await.map_err(|e| term::string(&e)),
         "component_call" => call(cx, req).await,
+        "component_timing" => timing(cx, req).map_err(|e| term::string(&e)),
         other => Err(term::string(&format!("unknown op: {other}"))),
     }
 }
@@ -61,23 +65,44 @@ async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     Ok(term::uint(cx.data_mut().component.add(instance, component)))
 }
 
+fn timing(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
+    req.expect_arity(2)?;
+    let id = term::as_u64(req.arg(1)?, "component instance id")?;
+    Ok(cx.data().component.get(id)?.timing.to_term())
+}
+
 async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
-    let (id, func, params, timeout) = prepare(cx, req).map_err(|e| term::string(&e))?;
+    let Prepared {
+        id,
+        func,
+        params,
+        results,
+        timeout,
+        mut steps,
+    } = prepare(cx, req).map_err(|e| term::string(&e))?;
     if cx.data().depth >= MAX_NESTED_CALLS {
         return Err(term::string(&format!(
             "wasm trap: call stack exhausted: calls nested through import callbacks may go \
              {MAX_NESTED_CALLS} deep"
         )));
     }
-    let mut results = vec![Val::Bool(false); func.ty(&*cx).results().len()];
+    let mut results = vec![Val::Bool(false); results];
     set_running(cx, id, true);
     let scope = store::enter(cx, timeout);
+    let started = std::time::Instant::now();
     let ran = store::run(&scope, func.call_async(&mut *cx, &params, &mut results)).await;
+    steps.call = started.elapsed();
     store::leave(cx, scope);
     set_running(cx, id, false);
     match ran {
-        Ok(()) => answer(results).map_err(|e| term::string(&e)),
+        Ok(()) => {
+            let (answered, took) = timed(|| answer(results));
+            steps.results = took;
+            record(cx, id, &steps);
+            answered.map_err(|e| term::string(&e))
+        }
         Err(e) => {
+            record(cx, id, &steps);
             let exit = e
                 .downcast_ref::<wasmtime_wasi::I32Exit>()
                 .map(|exit| exit.0);
@@ -108,6 +133,13 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     }
 }
 
+/// Adds a call's steps to its instance's timing.
+fn record(cx: &mut Cx<'_>, id: u64, steps: &CallSteps) {
+    if let Ok(entry) = cx.data_mut().component.get_mut(id) {
+        entry.timing.add(steps);
+    }
+}
+
 fn set_running(cx: &mut Cx<'_>, id: u64, running: bool) {
     if let Ok(entry) = cx.data_mut().component.get_mut(id) {
         entry.running = running;
@@ -123,7 +155,18 @@ fn answer(results: Vec<Val>) -> Fallible<Term> {
     })
 }
 
-type Prepared = (u64, Func, Vec<Val>, Option<std::time::Duration>);
+/// A call ready to run.
+struct Prepared {
+    /// The component instance.
+    id: u64,
+    func: Func,
+    params: Vec<Val>,
+    /// How many results the function has.
+    results: usize,
+    timeout: Option<std::time::Duration>,
+    /// The steps measured so far (finding the function, converting the params).
+    steps: CallSteps,
+}
 
 fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
     req.expect_arity(5)?;
@@ -141,34 +184,51 @@ fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
         .iter()
         .map(|p| term::as_str(p, "function path").map(str::to_string))
         .collect::<Fallible<_>>()?;
-    let func = lookup(cx, id, &path)?;
+    let (func, lookup_took) = timed(|| lookup(cx, id, &path));
+    let func = func?;
     let params = term::as_list(req.arg(3)?, "params")?;
-    let params = values::params_to_vals(&func.ty(&*cx), &params)?;
-    Ok((id, func, params, parse_timeout(req.arg(4)?)?))
+    let ((params, results), params_took) = timed(|| {
+        let ty = func.ty(&*cx);
+        let results = ty.results().len();
+        (values::params_to_vals(&ty, &params), results)
+    });
+    let steps = CallSteps {
+        lookup: lookup_took,
+        params: params_took,
+        ..CallSteps::default()
+    };
+    Ok(Prepared {
+        id,
+        func,
+        params: params?,
+        results,
+        timeout: parse_timeout(req.arg(4)?)?,
+        steps,
+    })
 }
 
 /// The exported function at `path`: a name, or an interface then a name. An interface
 /// named without its version (`wasi:cli/run`) finds the one version the component exports.
 fn lookup(cx: &mut Cx<'_>, id: u64, path: &[String]) -> Fallible<Func> {
-    let shown = match path {
+    // Built only for an error: a call that finds its function formats nothing.
+    let shown = || match path {
         [name] => format!("`{name}`"),
         _ => format!("`{}`", path.join("#")),
     };
-    let not_found = || format!("exported function {shown} not found");
-    let entry = cx.data().component.get(id)?;
-    let (instance, component) = (entry.instance, entry.component.clone());
+    let not_found = || format!("exported function {} not found", shown());
     if path.is_empty() || path.len() > 2 {
         return Err(format!(
             "a function path is a name or {{interface, name}}, got {} parts",
             path.len()
         ));
     }
+    let instance = cx.data().component.get(id)?.instance;
     let mut index: Option<ComponentExportIndex> = None;
     for (depth, name) in path.iter().enumerate() {
-        let found = instance.get_export_index(&mut *cx, index.as_ref(), name);
-        let found = match found {
+        let found = match instance.get_export_index(&mut *cx, index.as_ref(), name) {
             Some(i) => Some(i),
             None if depth == 0 && path.len() == 2 && !name.contains('@') => {
+                let component = cx.data().component.get(id)?.component.clone();
                 let versioned = unversioned_export(&component, cx.engine(), name);
                 versioned.and_then(|full| instance.get_export_index(&mut *cx, None, &full))
             }
@@ -179,7 +239,7 @@ fn lookup(cx: &mut Cx<'_>, id: u64, path: &[String]) -> Fallible<Func> {
     let index = index.ok_or_else(not_found)?;
     instance
         .get_func(&mut *cx, index)
-        .ok_or_else(|| format!("the export {shown} is not a function"))
+        .ok_or_else(|| format!("the export {} is not a function", shown()))
 }
 
 /// The full name of the one export `name@<version>`, if there is exactly one.

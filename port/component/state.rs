@@ -22,6 +22,8 @@ pub struct Entry {
     pub poisoned: Option<String>,
     /// Whether a call into it is running (an import of it is waiting for the BEAM).
     pub running: bool,
+    /// Where its calls spent their time in the port (`timing.rs`).
+    pub timing: super::timing::Timing,
 }
 
 /// The WASI preview 2 context of a store's components, and the resource table that holds
@@ -50,6 +52,7 @@ impl ComponentState {
             component,
             poisoned: None,
             running: false,
+            timing: Default::default(),
         });
         self.instances.len() as u64 - 1
     }

@@ -236,6 +236,72 @@ defmodule Wasmex.ComponentsTest do
       assert {:ok, 0} = Wasmex.StoreOrCaller.get_fuel(store)
     end
 
+    test "goes from the caller straight to the host: the server receives nothing" do
+      pid = start(path: @types)
+      :erlang.trace(pid, true, [:receive])
+      assert {:ok, 3} = Components.call_function(pid, "add", [1, 2])
+      # A message the trace reports after anything the call would have sent the server.
+      _ = Components.instance(pid)
+      assert_receive {:trace, ^pid, :receive, {:"$gen_call", _, :instance}}
+      refute_received {:trace, ^pid, :receive, _}
+      :erlang.trace(pid, false, [:receive])
+    end
+
+    test "a caller that dies has its call stopped, which poisons the instance" do
+      test = self()
+
+      blocked = fn _ ->
+        send(test, {:in_import, self()})
+        Process.sleep(:infinity)
+      end
+
+      pid = start(path: @imports, imports: imports(%{"log" => {:fn, blocked}}))
+      caller = spawn(fn -> Components.call_function(pid, "log-and-count", ["x"], :infinity) end)
+      assert_receive {:in_import, callback}
+      ref = Process.monitor(callback)
+      Process.exit(caller, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^callback, _}
+
+      assert {:error, "the component instance stopped after an earlier failure (" <> reason} =
+               Components.call_function(pid, "add-plus-one", [1, 2])
+
+      assert reason =~ "cancel"
+    end
+
+    test "a server asked by a caller without its route in the table answers it" do
+      pid = start(path: @types)
+      assert {:ok, {host, _ctx, id}} = GenServer.call(pid, :component_route)
+      assert host == Components.instance(pid).host and id == Components.instance(pid).id
+    end
+
+    test "Wasmex.call_function/4 on a component server gets an error and leaves it running" do
+      pid = start(path: @types)
+      assert {:error, reason} = Wasmex.call_function(pid, "add", [1, 2])
+      assert reason =~ "use Wasmex.Components.call_function/4"
+      assert {:ok, 3} = Components.call_function(pid, "add", [1, 2])
+    end
+
+    test "the route goes when the server stops or is killed" do
+      {:ok, pid} = Components.start_link(path: @types)
+      host = Components.instance(pid).host
+      assert [_] = :ets.lookup(Wasmex.Routes, {Components, pid})
+      :ok = GenServer.stop(pid)
+      assert [] = :ets.lookup(Wasmex.Routes, {Components, pid})
+
+      {:ok, pid} = Components.start_link(path: @types)
+      Process.unlink(pid)
+      :erlang.trace(host, true, [:receive])
+      Process.exit(pid, :kill)
+      assert_receive {:trace, ^host, :receive, {:DOWN, _, :process, ^pid, :killed}}
+      :erlang.trace(host, false, [:receive])
+      # The host has handled the :DOWN once it answers a later call.
+      _ = :sys.get_state(host)
+      assert [] = :ets.lookup(Wasmex.Routes, {Components, pid})
+
+      assert {:error, "the component is not running: :noproc"} =
+               Components.call_function(pid, "add", [1, 2])
+    end
+
     test "a server that is not running gives an error" do
       assert {:error, "the component is not running: :noproc"} =
                Components.call_function(:components_test_nobody, "add", [1, 2])

@@ -30,6 +30,30 @@ defmodule Wasmex.StatsTest do
       assert d.bytes_sent > 0 and d.bytes_received > 0
     end
 
+    test "counts component calls, and their traps and timeouts with the core ones" do
+      {:ok, types} = Wasmex.Components.start_link(path: "test/fixtures/components/types.wasm")
+      {:ok, spin} = Wasmex.Components.start_link(path: "test/fixtures/components/spin.wasm")
+
+      boom = ~s{(component (core module $m (func (export "boom") unreachable))
+             (core instance $i (instantiate $m))
+             (func (export "boom") (canon lift (core func $i "boom"))))}
+
+      {:ok, boom} = Wasmex.Components.start_link(bytes: boom)
+      instance = Wasmex.Components.instance(types)
+
+      d =
+        delta(fn ->
+          {:ok, 3} = Wasmex.Components.call_function(types, "add", [1, 2])
+          {:ok, 5} = Wasmex.Components.Instance.call(instance, "add", [2, 3])
+          {:error, _} = Wasmex.Components.call_function(boom, "boom", [])
+
+          {:error, "timed out" <> _} =
+            Wasmex.Components.call_function(spin, "spin-forever", [], 50)
+        end)
+
+      assert d.component_calls >= 4 and d.traps >= 1 and d.timeouts >= 1
+    end
+
     test "counts hosts started and hosts that died" do
       Process.flag(:trap_exit, true)
 

@@ -29,6 +29,12 @@ defmodule Wasmex.TelemetryTest do
     [:wasmex, :instantiate, :start],
     [:wasmex, :instantiate, :stop],
     [:wasmex, :instantiate, :exception],
+    [:wasmex, :component, :call, :start],
+    [:wasmex, :component, :call, :stop],
+    [:wasmex, :component, :call, :exception],
+    [:wasmex, :component, :instantiate, :start],
+    [:wasmex, :component, :instantiate, :stop],
+    [:wasmex, :component, :instantiate, :exception],
     [:wasmex, :callback, :start],
     [:wasmex, :callback, :stop],
     [:wasmex, :callback, :exception],
@@ -158,6 +164,89 @@ defmodule Wasmex.TelemetryTest do
       endless_start = "(module (func $start (loop (br 0))) (start $start))"
       assert {:error, "timed out" <> _ = message} = Wasmex.start_link(%{bytes: endless_start})
       assert_receive {:event, [:wasmex, :call, :timeout], _, %{message: ^message}}
+    end
+  end
+
+  describe "Wasmex.Components.call_function/4" do
+    @boom_component ~s{(component
+      (core module $m (func (export "boom") unreachable))
+      (core instance $i (instantiate $m))
+      (func (export "boom") (canon lift (core func $i "boom"))))}
+
+    test "is a [:wasmex, :component, :call] span with the server, function, timeout and result" do
+      {:ok, pid} = Wasmex.Components.start_link(path: "test/fixtures/components/types.wasm")
+      path = {"wasmex:types/roundtrip@0.1.0", "echo-point"}
+
+      assert {:ok, %{x: 1, y: 2}} =
+               Wasmex.Components.call_function(pid, path, [%{x: 1, y: 2}], 900)
+
+      meta = %{instance: pid, function: path, timeout: 900}
+      assert_receive {:event, [:wasmex, :component, :call, :start], m, start}
+      assert Map.take(start, [:instance, :function, :timeout]) == meta
+      context = assert_span_start(m, start)
+      assert_receive {:event, [:wasmex, :component, :call, :stop], m, stop}
+      assert_span_end(m, stop, context)
+      assert stop.result == {:ok, %{x: 1, y: 2}}
+      # Component calls are not core calls.
+      refute_received {:event, [:wasmex, :call, :start], _, _}
+    end
+
+    test "a trap ends the span with the error and emits [:wasmex, :call, :trap]" do
+      {:ok, pid} = Wasmex.Components.start_link(bytes: @boom_component)
+      host = Wasmex.Components.instance(pid).host
+      assert {:error, message} = Wasmex.Components.call_function(pid, "boom", [])
+      assert message =~ "unreachable"
+
+      assert_receive {:event, [:wasmex, :component, :call, :stop], _, %{result: result}}
+      assert result == {:error, message}
+      assert_receive {:event, [:wasmex, :call, :trap], _, %{host: ^host, message: ^message}}
+    end
+
+    test "a call stopped at its timeout ends the span with the error and emits [:wasmex, :call, :timeout]" do
+      {:ok, pid} = Wasmex.Components.start_link(path: "test/fixtures/components/spin.wasm")
+      host = Wasmex.Components.instance(pid).host
+
+      assert {:error, "timed out" <> _ = message} =
+               Wasmex.Components.call_function(pid, "spin-forever", [], 50)
+
+      assert_receive {:event, [:wasmex, :call, :timeout], _, %{host: ^host, message: ^message}}
+
+      assert_receive {:event, [:wasmex, :component, :call, :stop], _,
+                      %{function: "spin-forever", timeout: 50, result: {:error, ^message}}}
+    end
+
+    test "a server that is not running ends the span with the error" do
+      assert {:error, "the component is not running: :noproc"} =
+               Wasmex.Components.call_function(:telemetry_test_nobody, "f", [])
+
+      assert_receive {:event, [:wasmex, :component, :call, :stop], _,
+                      %{instance: :telemetry_test_nobody, result: {:error, _}}}
+    end
+  end
+
+  describe "Wasmex.Components.Instance.new/3" do
+    test "is a [:wasmex, :component, :instantiate] span with the store, component and result" do
+      {:ok, store} = Wasmex.Components.Store.new()
+      bytes = File.read!("test/fixtures/components/types.wasm")
+      {:ok, component} = Wasmex.Components.Component.new(store, bytes)
+      assert {:ok, instance} = Wasmex.Components.Instance.new(store, component)
+
+      assert_receive {:event, [:wasmex, :component, :instantiate, :start], m, start}
+      context = assert_span_start(m, start)
+      assert %{store: ^store, component: ^component} = start
+      assert_receive {:event, [:wasmex, :component, :instantiate, :stop], m, stop}
+      assert_span_end(m, stop, context)
+      assert stop.result == {:ok, instance}
+    end
+
+    test "a failed instantiation ends the span with the error" do
+      {:ok, store} = Wasmex.Components.Store.new()
+      bytes = File.read!("test/fixtures/components/imports.wasm")
+      {:ok, component} = Wasmex.Components.Component.new(store, bytes)
+      assert {:error, reason} = Wasmex.Components.Instance.new(store, component)
+
+      assert_receive {:event, [:wasmex, :component, :instantiate, :stop], _,
+                      %{result: {:error, ^reason}}}
     end
   end
 

@@ -21,7 +21,7 @@ defmodule Wasmex.Components.Instance do
   instance stopped after an earlier failure (" <> reason}`. Start a new instance.
   """
 
-  alias Wasmex.{Host, StoreOrCaller, Wire}
+  alias Wasmex.{Host, Stats, StoreOrCaller, Wire}
   alias Wasmex.Components.{Component, Imports}
 
   @enforce_keys [:host, :store_id, :id]
@@ -56,6 +56,12 @@ defmodule Wasmex.Components.Instance do
   """
   @spec new(StoreOrCaller.t(), Component.t(), map()) :: {:ok, t()} | {:error, String.t()}
   def new(%StoreOrCaller{} = store, %Component{} = component, imports \\ %{}) do
+    Wasmex.Telemetry.span([:component, :instantiate], %{store: store, component: component}, fn ->
+      instantiate(store, component, imports)
+    end)
+  end
+
+  defp instantiate(store, component, imports) do
     with {:ok, normalized} <- Imports.normalize(imports) do
       handler = :erlang.term_to_binary(self())
       ctx = StoreOrCaller.context(store)
@@ -140,20 +146,95 @@ defmodule Wasmex.Components.Instance do
     :ok
   end
 
-  defp call_request(instance, name_or_path, params, timeout) when is_list(params) do
+  defp call_request(instance, name_or_path, params, timeout) do
+    ctx = StoreOrCaller.context(instance.store)
+    call_request(ctx, instance.id, name_or_path, params, timeout)
+  end
+
+  @doc false
+  # The `component_call` request, or the error of a bad path or params.
+  @spec call_request(
+          Wire.context(),
+          non_neg_integer(),
+          function_name_or_path(),
+          term(),
+          timeout()
+        ) ::
+          {:ok, Wire.request()} | {:error, String.t()}
+  def call_request(ctx, id, name_or_path, params, timeout) when is_list(params) do
     with {:ok, path} <- path(name_or_path) do
-      ctx = StoreOrCaller.context(instance.store)
-      {:ok, Wire.component_call(ctx, instance.id, path, params, timeout)}
+      Stats.add(:component_calls)
+      {:ok, Wire.component_call(ctx, id, path, params, timeout)}
     end
   end
 
-  defp call_request(_instance, _name_or_path, params, _timeout),
+  def call_request(_ctx, _id, _name_or_path, params, _timeout),
     do: {:error, "params must be a list, got: #{inspect(params)}"}
+
+  @typedoc """
+  Where an instance's calls spent their time in the port, in nanoseconds summed over
+  `calls` (see `timing/1`).
+  """
+  @type timing :: %{
+          calls: non_neg_integer(),
+          lookup_ns: non_neg_integer(),
+          params_ns: non_neg_integer(),
+          call_ns: non_neg_integer(),
+          results_ns: non_neg_integer()
+        }
+
+  @doc """
+  Where the instance's calls spent their time in the port, summed since it was made:
+  `calls` (those that reached wasmtime), and in nanoseconds `lookup_ns` (finding the
+  export along the call's path), `params_ns` (converting the params to the function's WIT
+  types), `call_ns` (wasmtime lowering them into the guest, the guest running, and
+  lifting its results) and `results_ns` (converting the results to terms). The rest of a
+  call's time is the BEAM's and the way there and back.
+
+      iex> {:ok, store} = Wasmex.Components.Store.new()
+      iex> {:ok, component} = Wasmex.Components.Component.new(store, File.read!("test/fixtures/components/types.wasm"))
+      iex> {:ok, instance} = Wasmex.Components.Instance.new(store, component, %{})
+      iex> {:ok, 3} = Wasmex.Components.Instance.call(instance, "add", [1, 2])
+      iex> {:ok, %{calls: 1, call_ns: call_ns}} = Wasmex.Components.Instance.timing(instance)
+      iex> call_ns > 0
+      true
+  """
+  @spec timing(t()) :: {:ok, timing()} | {:error, term()}
+  def timing(%__MODULE__{} = instance) do
+    ctx = StoreOrCaller.context(instance.store)
+
+    case Host.request(instance.host, {:component_timing, {ctx, instance.id}}) do
+      {:ok, {calls, lookup, params, call, results} = counts} ->
+        if Enum.all?(Tuple.to_list(counts), &(is_integer(&1) and &1 >= 0)),
+          do:
+            {:ok,
+             %{
+               calls: calls,
+               lookup_ns: lookup,
+               params_ns: params,
+               call_ns: call,
+               results_ns: results
+             }},
+          else: unexpected(counts)
+
+      {:ok, other} ->
+        unexpected(other)
+
+      {:error, _} = error ->
+        error
+    end
+  end
+
+  defp unexpected(answer),
+    do: {:error, "unexpected answer to component_timing: #{inspect(answer)}"}
 
   @doc false
   # A function name or `{interface, name}` (or a list of them) as the port's path.
   @spec path(function_name_or_path()) :: {:ok, [String.t()]} | {:error, String.t()}
-  def path(name) when is_binary(name) or is_atom(name), do: path([name])
+  # The common shapes first, without walking a list.
+  def path(name) when is_binary(name), do: {:ok, [name]}
+  def path({iface, name}) when is_binary(iface) and is_binary(name), do: {:ok, [iface, name]}
+  def path(name) when is_atom(name), do: path([name])
   def path({iface, name}), do: path([iface, name])
 
   def path(parts) when is_list(parts) and parts != [] do

@@ -78,4 +78,41 @@ defmodule Wasmex.Components.InstanceTest do
       assert_receive {^ref, {:error, "a function is a name or {interface, name}, got: 7"}}
     end
   end
+
+  describe "timing/1" do
+    test "sums the port's steps over the calls that reached wasmtime" do
+      %{store: store, component: component} = component(@types)
+      {:ok, instance} = Instance.new(store, component)
+
+      assert {:ok, %{calls: 0, lookup_ns: 0, params_ns: 0, call_ns: 0, results_ns: 0}} =
+               Instance.timing(instance)
+
+      person = %{"full-name": "Ada", age: 36, tags: ["math"], home: :none}
+      path = {"wasmex:types/roundtrip@0.1.0", "echo-person"}
+      assert {:ok, ^person} = Instance.call(instance, path, [person])
+      {:ok, one} = Instance.timing(instance)
+      assert one.calls == 1
+      assert Enum.all?([one.lookup_ns, one.params_ns, one.call_ns, one.results_ns], &(&1 > 0))
+
+      # A wrong value never reaches wasmtime: not counted.
+      assert {:error, _} = Instance.call(instance, path, [%{person | age: 256}])
+      assert {:ok, ^one} = Instance.timing(instance)
+
+      assert {:ok, ^person} = Instance.call(instance, path, [person])
+      {:ok, two} = Instance.timing(instance)
+      assert two.calls == 2
+      assert two.call_ns > one.call_ns and two.results_ns > one.results_ns
+    end
+
+    test "counts a call that failed in wasmtime, and answers an unknown instance with an error" do
+      {:ok, store} = Store.new()
+      {:ok, component} = Component.new(store, File.read!("test/fixtures/components/spin.wasm"))
+      {:ok, instance} = Instance.new(store, component)
+      assert {:error, "timed out" <> _} = Instance.call(instance, "spin-forever", [], 50)
+      assert {:ok, %{calls: 1, call_ns: call_ns, results_ns: 0}} = Instance.timing(instance)
+      assert call_ns >= 50_000_000
+
+      assert {:error, "unknown component instance 999"} = Instance.timing(%{instance | id: 999})
+    end
+  end
 end
