@@ -19,7 +19,8 @@ defmodule Wasmex.Components do
     * `:imports` - host functions: `%{"name" => {:fn, fun}}` for world-level imports,
       `%{"ns:pkg/iface@ver" => %{"name" => {:fn, fun}}}` for functions of an imported
       interface. `fun` gets the params and returns the result (anything for a function
-      without one). Each call runs in a process of its own, outside this server;
+      without one). Each call runs outside this server, in the process that runs this
+      instance's imports one after another (a nested one gets a process of its own);
     * `:wasi` - a `Wasmex.Wasi.WasiP2Options` for WASI preview 2 (without it, a component
       importing WASI gets an empty context: no arguments, environment, directories or
       stdio);
