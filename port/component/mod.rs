@@ -9,18 +9,23 @@
 //! - [`state`]: what a store keeps for components (instances, WASI preview 2);
 //!   [`serve`]: the requests a store serves for them; [`imports`]: host imports in Elixir;
 //!   [`wasi`]: WASI preview 2 options; [`wit`]: what a WIT world exports.
+//! - [`resources`]: resource handles in values, guest resources and their table;
+//!   [`host_resources`]: resources the host implements in Elixir.
 
 pub mod from_term;
+pub mod host_resources;
 pub mod imports;
 pub mod load;
 pub mod names;
 pub mod path;
 pub mod registry;
+pub mod resources;
 pub mod serve;
 pub mod state;
 pub mod values;
 pub mod wasi;
 pub mod wit;
+pub mod wit_resources;
 
 pub use state::ComponentState;
 

@@ -14,7 +14,7 @@
 //! answer `the component instance stopped after an earlier failure (...)` without
 //! entering wasmtime; the caller starts a new instance when it wants one.
 
-use super::{imports, registry, values};
+use super::{imports, registry};
 use crate::instance::{describe, describe_error, failure_term, Failure, MAX_NESTED_CALLS};
 use crate::protocol::Request;
 use crate::request::parse_timeout;
@@ -41,6 +41,9 @@ pub async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     match req.op.as_str() {
         "component_instantiate" => instantiate(cx, req).await.map_err(|e| term::string(&e)),
         "component_call" => call(cx, req).await,
+        "component_resource_drop" => super::resources::drop(cx, req)
+            .await
+            .map_err(|e| term::string(&e)),
         other => Err(term::string(&format!("unknown op: {other}"))),
     }
 }
@@ -76,7 +79,7 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     store::leave(cx, scope);
     set_running(cx, id, false);
     match ran {
-        Ok(()) => answer(results).map_err(|e| term::string(&e)),
+        Ok(()) => answer(cx, id, &results).map_err(|e| term::string(&e)),
         Err(e) => {
             let exit = e
                 .downcast_ref::<wasmtime_wasi::I32Exit>()
@@ -115,8 +118,8 @@ fn set_running(cx: &mut Cx<'_>, id: u64, running: bool) {
 }
 
 /// The one result of a function as it is; a function without results answers `[]`.
-fn answer(results: Vec<Val>) -> Fallible<Term> {
-    let mut terms = values::vals_to_terms(&results)?;
+fn answer(cx: &mut Cx<'_>, id: u64, results: &[Val]) -> Fallible<Term> {
+    let mut terms = super::resources::results(cx, id, results)?;
     Ok(match terms.len() {
         1 => terms.remove(0),
         _ => term::list(terms),
@@ -143,7 +146,7 @@ fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
         .collect::<Fallible<_>>()?;
     let func = lookup(cx, id, &path)?;
     let params = term::as_list(req.arg(3)?, "params")?;
-    let params = values::params_to_vals(&func.ty(&*cx), &params)?;
+    let params = super::resources::params(cx, id, &path, func, &params)?;
     Ok((id, func, params, parse_timeout(req.arg(4)?)?))
 }
 

@@ -3,7 +3,9 @@
 //! component instances live in the same `wasmtime::Store`, so fuel, limits, deadlines and
 //! `Store.release/1` apply to both alike.
 
+use super::resources::{Exported, GuestTable};
 use crate::store::StoreData;
+use std::sync::Arc;
 use wasmtime::component::{Component, Instance, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -12,6 +14,8 @@ pub struct ComponentState {
     instances: Vec<Entry>,
     /// Made on first use: a store whose components never ask for WASI pays nothing.
     p2: Option<Box<P2>>,
+    /// The guest resource handles the BEAM holds (`resources.rs`).
+    pub guest: GuestTable,
 }
 
 /// A component instance of the store.
@@ -22,6 +26,8 @@ pub struct Entry {
     pub poisoned: Option<String>,
     /// Whether a call into it is running (an import of it is waiting for the BEAM).
     pub running: bool,
+    /// The resource types it exports, by name (found when a handle first needs one).
+    pub resources: Option<Arc<[Arc<Exported>]>>,
 }
 
 /// The WASI preview 2 context of a store's components, and the resource table that holds
@@ -50,6 +56,7 @@ impl ComponentState {
             component,
             poisoned: None,
             running: false,
+            resources: None,
         });
         self.instances.len() as u64 - 1
     }
