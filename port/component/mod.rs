@@ -39,4 +39,6 @@ mod imports_tests;
 #[cfg(test)]
 mod load_tests;
 #[cfg(test)]
+mod resources_tests;
+#[cfg(test)]
 mod values_tests;

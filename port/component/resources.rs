@@ -178,6 +178,11 @@ impl Handles for GuestHandles<'_, '_> {
             .live
             .get(&id)
             .ok_or_else(|| path.fail(table.gone(id)))?;
+        if handle.instance != self.instance {
+            return Err(path.fail(format!(
+                "resource handle {id} belongs to another component instance"
+            )));
+        }
         if handle.any.ty() != expected {
             let wanted = self
                 .name_of(expected)

@@ -132,6 +132,27 @@ defmodule Wasmex.Components.GuestResourceTest do
     end
   end
 
+  describe "handles of another instance of the store" do
+    test "are refused by methods and by drop" do
+      {:ok, store} = Wasmex.Components.Store.new()
+      {:ok, component} = Wasmex.Components.Component.new(store, File.read!(@wasm))
+      {:ok, first} = Wasmex.Components.Instance.new(store, component, %{})
+      {:ok, second} = Wasmex.Components.Instance.new(store, component, %{})
+      {:ok, a} = GuestResource.new(first, @counter, [1])
+      {:ok, b} = GuestResource.new(second, @counter, [2])
+
+      assert {:error, "resource handle " <> message} =
+               GuestResource.call(b, :method, "add-from", [a])
+
+      assert message =~ "belongs to another component instance at \"other\""
+
+      assert {:error, "resource handle " <> message} = GuestResource.drop(%{a | instance: second})
+
+      assert message =~ "belongs to another component instance"
+      assert {:ok, 1} = GuestResource.call(a, :method, "get-value")
+    end
+  end
+
   describe "call_static/6" do
     test "calls a static function, which may return a handle", %{pid: pid} do
       assert {:ok, %GuestResource{} = c} =

@@ -23,7 +23,11 @@ defmodule Wasmex.Components.HostResourceTest do
     def try_make(0), do: {:error, "zero"}
     def try_make(1), do: :bogus
     def try_make(value), do: {:ok, start(value)}
-    def increment(counter), do: Agent.get_and_update(counter, &{&1 + 1, &1 + 1})
+
+    def increment(counter) do
+      if Agent.get(counter, & &1) == 12, do: raise("twelve")
+      Agent.get_and_update(counter, &{&1 + 1, &1 + 1})
+    end
 
     def take_other(counter, other) do
       value = Agent.get(counter, & &1) + Agent.get(other, & &1)
@@ -126,6 +130,16 @@ defmodule Wasmex.Components.HostResourceTest do
 
       assert {:error, "the component instance stopped after an earlier failure" <> _} =
                call(pid, "run", [1])
+    end
+
+    test "an exception in a method traps the call; the term is released with the instance",
+         %{pid: pid} do
+      assert {:error, message} = call(pid, "run", [12])
+      assert message =~ "the import #{@iface}#[method]counter.increment raised: twelve"
+      assert Process.alive?(pid)
+      assert Table.count(pid) == 1, "the guest never dropped its counter"
+      GenServer.stop(pid)
+      assert_receive {:dropped, 12}
     end
 
     test "a constructor returning {:error, reason} traps the call", %{pid: pid} do
