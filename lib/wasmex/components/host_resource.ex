@@ -44,6 +44,30 @@ defmodule Wasmex.Components.HostResource do
 
       {:ok, pid} = Wasmex.Components.start_link(path: "host_resources.wasm", imports: CounterHost.imports())
 
+  A runnable one, whose terms are plain numbers:
+
+      iex> defmodule DocCounter do
+      ...>   use Wasmex.Components.HostResource,
+      ...>     wit_path: "test/fixtures/components/host_resources.wit",
+      ...>     resource: "counter"
+      ...>
+      ...>   def new(initial), do: initial
+      ...>   def with_value(value), do: value
+      ...>   def try_make(value), do: {:ok, value}
+      ...>   def increment(value), do: value + 1
+      ...>   def take_other(value, other), do: value + other
+      ...>   def peek(_value, other), do: other
+      ...> end
+      iex> {:ok, pid} =
+      ...>   Wasmex.Components.start_link(
+      ...>     path: "test/fixtures/components/host_resources.wasm",
+      ...>     imports: DocCounter.imports()
+      ...>   )
+      iex> Wasmex.Components.call_function(pid, "take", [3, 4])
+      {:ok, 7}
+      iex> Wasmex.Components.call_function(pid, "try-make", [41])
+      {:ok, {:ok, 42}}
+
   ## Callbacks
 
   A resource is any Elixir term (a pid, a reference, a struct...), kept in the BEAM: the
