@@ -133,24 +133,28 @@ fn exported(cx: &mut Cx<'_>, id: u64) -> Fallible<Arc<[Arc<Exported>]>> {
 struct GuestHandles<'c, 'a> {
     cx: &'c mut Cx<'a>,
     instance: u64,
-    exported: Arc<[Arc<Exported>]>,
+    /// Found when a handle first needs a name.
+    exported: Option<Arc<[Arc<Exported>]>>,
     /// Handles given in this call, and whether each moves (an `own<T>` parameter).
     used: Vec<(u64, bool)>,
 }
 
 impl<'c, 'a> GuestHandles<'c, 'a> {
-    fn new(cx: &'c mut Cx<'a>, instance: u64) -> Fallible<Self> {
-        let exported = exported(cx, instance)?;
-        Ok(GuestHandles {
+    fn new(cx: &'c mut Cx<'a>, instance: u64) -> Self {
+        GuestHandles {
             cx,
             instance,
-            exported,
+            exported: None,
             used: Vec::new(),
-        })
+        }
     }
 
-    fn name_of(&self, ty: ResourceType) -> Option<&Arc<Exported>> {
-        self.exported.iter().find(|e| e.ty == ty)
+    fn name_of(&mut self, ty: ResourceType) -> Option<Arc<Exported>> {
+        if self.exported.is_none() {
+            self.exported = exported(self.cx, self.instance).ok();
+        }
+        let found = self.exported.as_ref()?.iter().find(|e| e.ty == ty);
+        found.cloned()
     }
 
     /// The handles given to `own<T>` parameters leave the table: they are the guest's now.
@@ -178,18 +182,19 @@ impl Handles for GuestHandles<'_, '_> {
             .live
             .get(&id)
             .ok_or_else(|| path.fail(table.gone(id)))?;
-        if handle.instance != self.instance {
+        let (any, instance, name) = (handle.any, handle.instance, handle.resource.clone());
+        if instance != self.instance {
             return Err(path.fail(format!(
                 "resource handle {id} belongs to another component instance"
             )));
         }
-        if handle.any.ty() != expected {
+        if any.ty() != expected {
             let wanted = self
                 .name_of(expected)
                 .map_or_else(|| "another resource type".into(), |e| e.name.clone());
             return Err(path.fail(format!(
                 "resource handle {id} is a {}, not a {wanted}",
-                handle.resource.name
+                name.name
             )));
         }
         if let Some((_, moved)) = self.used.iter().find(|(used, _)| *used == id) {
@@ -201,7 +206,7 @@ impl Handles for GuestHandles<'_, '_> {
             }
         }
         self.used.push((id, own));
-        Ok(Val::Resource(handle.any))
+        Ok(Val::Resource(any))
     }
 
     fn lift(&mut self, r: ResourceAny, path: &Path) -> Result<Term, ValueError> {
@@ -210,7 +215,6 @@ impl Handles for GuestHandles<'_, '_> {
         }
         let resource = self
             .name_of(r.ty())
-            .cloned()
             .ok_or_else(|| path.fail("a resource handle of a type the instance does not export"))?;
         let table = &mut self.cx.data_mut().component.guest;
         let id = table.next;
@@ -269,7 +273,7 @@ pub fn params(
                 .into(),
         );
     }
-    let mut handles = GuestHandles::new(cx, instance)?;
+    let mut handles = GuestHandles::new(cx, instance);
     let vals = values::params_to_vals_with(&ty, params, &mut handles)?;
     handles.commit();
     Ok(vals)
@@ -277,7 +281,7 @@ pub fn params(
 
 /// A call's results as terms; each handle in them joins the table.
 pub fn results(cx: &mut Cx<'_>, instance: u64, results: &[Val]) -> Fallible<Vec<Term>> {
-    let mut handles = GuestHandles::new(cx, instance)?;
+    let mut handles = GuestHandles::new(cx, instance);
     Ok(values::vals_to_terms_with(results, &mut handles)?)
 }
 

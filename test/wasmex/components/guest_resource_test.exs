@@ -128,7 +128,9 @@ defmodule Wasmex.Components.GuestResourceTest do
       task = Task.async(fn -> GuestResource.call(a, :method, "increment") end)
       assert {:ok, 2} = Task.await(task)
       GenServer.stop(pid)
-      assert {:error, _} = GuestResource.call(a, :method, "increment")
+      # The server's store went with it, and the handle with the store.
+      assert {:error, "unknown store " <> _} = GuestResource.call(a, :method, "increment")
+      assert {:error, "unknown store " <> _} = GuestResource.drop(a)
     end
   end
 
