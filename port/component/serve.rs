@@ -2,6 +2,8 @@
 //!
 //! - `component_instantiate {Ctx, Key, Source, Handler, Imports, Timeout}` -> `InstanceId`
 //! - `component_call {Ctx, InstanceId, Path, Params, Timeout}` -> the result
+//! - `component_resource_drop {Ctx, InstanceId, HandleId, Timeout}` -> `ok` (`resources.rs`,
+//!   which also converts the resource handles in a call's params and results)
 //!
 //! Calls and instantiations run under the store's deadline and cancel handling like core
 //! ones (`store::enter`/`run`/`leave`): a call that times out is stopped, not left running.
