@@ -110,13 +110,24 @@ defmodule Wasmex.Components.GuestResource do
   """
   @spec call(t(), function_kind(), String.t() | atom(), list(), timeout()) ::
           {:ok, term()} | {:error, term()}
-  def call(%__MODULE__{} = resource, kind, function_name, params \\ [], timeout \\ 5_000)
-      when kind in [:method, :async_method] do
+  def call(resource, kind, function_name, params \\ [], timeout \\ 5_000)
+
+  def call(%__MODULE__{} = resource, kind, function_name, params, timeout)
+      when kind in [:method, :async_method] and is_list(params) do
     prefix = if kind == :method, do: "[method]", else: "[async method]"
     export = "#{prefix}#{resource.name}.#{function_name}"
     shown = "method #{function_name} of #{resource.name}"
     run(resource.instance, [resource.interface, export], [resource | params], timeout, shown)
   end
+
+  def call(%__MODULE__{}, _kind, _function_name, params, _timeout) when not is_list(params),
+    do: {:error, "params must be a list, got: #{inspect(params, limit: 10)}"}
+
+  def call(%__MODULE__{}, kind, _function_name, _params, _timeout),
+    do: {:error, "a method's kind is :method or :async_method, got: #{inspect(kind)}"}
+
+  def call(other, _kind, _function_name, _params, _timeout),
+    do: {:error, "expected a resource handle, got: #{inspect(other, limit: 10)}"}
 
   @doc """
   Calls static function `function_name` of the resource at `resource_path`. Static
@@ -138,6 +149,8 @@ defmodule Wasmex.Components.GuestResource do
         params \\ [],
         timeout \\ 5_000
       )
+
+  def call_static(instance_or_server, resource_path, kind, function_name, params, timeout)
       when kind in [:static, :async_static] do
     prefix = if kind == :static, do: "[static]", else: "[async static]"
 
@@ -154,6 +167,9 @@ defmodule Wasmex.Components.GuestResource do
       )
     end
   end
+
+  def call_static(_instance_or_server, _resource_path, kind, _function_name, _params, _timeout),
+    do: {:error, "a static function's kind is :static or :async_static, got: #{inspect(kind)}"}
 
   @doc """
   Drops the handle, running the guest's destructor. Dropping a dropped (or moved) handle

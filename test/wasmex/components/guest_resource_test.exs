@@ -116,6 +116,22 @@ defmodule Wasmex.Components.GuestResourceTest do
                GuestResource.call(a, :method, "nope")
     end
 
+    test "refuses params that are not a list, a wrong kind and a non-handle", %{pid: pid} do
+      {:ok, a} = GuestResource.new(pid, @counter, [1])
+
+      assert {:error, "a method's kind is :method or :async_method, got: :static"} =
+               GuestResource.call(a, :static, "get-value")
+
+      assert {:error, "expected a resource handle, got: :nope"} =
+               GuestResource.call(:nope, :method, "get-value")
+
+      assert {:error, "a static function's kind is :static or :async_static, got: :method"} =
+               GuestResource.call_static(pid, @counter, :method, "with-value", [1])
+
+      assert {:error, "params must be a list, got: 5"} =
+               GuestResource.call(a, :method, "add-from", 5)
+    end
+
     test "refuses a forged handle id", %{pid: pid} do
       {:ok, a} = GuestResource.new(pid, @counter, [1])
 
@@ -164,6 +180,9 @@ defmodule Wasmex.Components.GuestResourceTest do
 
       assert {:error, "the component exports no static function nope of counter"} =
                GuestResource.call_static(pid, @counter, :static, "nope", [])
+
+      assert {:error, "a resource path is [interface, resource name], got: [\"counter\"]"} =
+               GuestResource.call_static(pid, ["counter"], :static, "with-value", [1])
     end
   end
 

@@ -216,6 +216,45 @@ defmodule Wasmex.Components.HostResourceTest do
     end
   end
 
+  describe "Handles.put/4" do
+    test "makes a row for each term where the shape has a handle" do
+      owner = self()
+      shape = {:tuple, [nil, {:list, :handle}]}
+
+      assert {:ok, {"x", [{:wasmex_resource, _}, {:wasmex_resource, _}]}} =
+               Handles.put(owner, PlainHost, shape, {"x", [:a, :b]})
+
+      record = {:record, [{"main", :handle}]}
+
+      assert {:ok, %{main: {:wasmex_resource, _}, n: 1}} =
+               Handles.put(owner, PlainHost, record, %{main: :c, n: 1})
+
+      variant = {:variant, [{"one", :handle}, {"none", nil}]}
+
+      assert {:ok, {:one, {:wasmex_resource, _}}} =
+               Handles.put(owner, PlainHost, variant, {:one, :d})
+
+      assert {:ok, :none} = Handles.put(owner, PlainHost, variant, :none)
+      assert Table.count(owner) == 4
+    end
+
+    test "a result that does not fit its shape leaves no rows" do
+      owner = self()
+      shape = {:tuple, [:handle, {:option, :handle}]}
+
+      assert {:error, "expected :none or {:some, value}, got: :bad"} =
+               Handles.put(owner, PlainHost, shape, {:made, :bad})
+
+      assert {:error, "expected a tuple of 2 elements, got: :bad"} =
+               Handles.put(owner, PlainHost, shape, :bad)
+
+      assert {:error, "a label handle cannot be returned here: label is implemented elsewhere"} =
+               Handles.put(owner, PlainHost, {:foreign, "label"}, :x)
+
+      assert Table.count(owner) == 0
+    end
+  end
+
   describe "Handles.terms/2" do
     test "refuses ids the owner has no row for, and puts back what it took" do
       {:ok, id} = Table.put(self(), PlainHost, :kept)
