@@ -148,10 +148,8 @@ defmodule Wasmex.Components.GuestResourceTest do
       assert {:error, "unknown store " <> _} = GuestResource.call(a, :method, "increment")
       assert {:error, "unknown store " <> _} = GuestResource.drop(a)
     end
-  end
 
-  describe "handles of another instance of the store" do
-    test "are refused by methods and by drop" do
+    test "handles of another instance of the store are refused by methods and by drop" do
       {:ok, store} = Wasmex.Components.Store.new()
       {:ok, component} = Wasmex.Components.Component.new(store, File.read!(@wasm))
       {:ok, first} = Wasmex.Components.Instance.new(store, component, %{})
@@ -202,7 +200,7 @@ defmodule Wasmex.Components.GuestResourceTest do
     end
   end
 
-  describe "freestanding functions" do
+  describe "Wasmex.Components.call_function/3 with handles" do
     test "a freestanding function without handles is called as usual", %{pid: pid} do
       assert {:ok, 0} = live(pid)
     end
