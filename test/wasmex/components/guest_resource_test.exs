@@ -19,7 +19,8 @@ defmodule Wasmex.Components.GuestResourceTest do
     use Wasmex.Components.GuestResource,
       wit: File.read!("test/fixtures/components/resources.wit"),
       resource: "label",
-      interface: "wasmex:resources/counters@0.1.0"
+      interface: "wasmex:resources/counters@0.1.0",
+      world: "resources"
   end
 
   setup do
@@ -237,6 +238,21 @@ defmodule Wasmex.Components.GuestResourceTest do
       assert {:ok, "hello"} = Label.text(label)
       assert {:error, "expected a counter handle, got a label handle"} = Counter.increment(label)
       assert {:error, "expected a label handle, got: :nope"} = Label.drop(:nope)
+    end
+
+    test "an unknown world does not compile" do
+      assert_raise CompileError, ~r/no world to use in the WIT/, fn ->
+        Code.compile_quoted(
+          quote do
+            defmodule NoWorld do
+              use Wasmex.Components.GuestResource,
+                wit: File.read!("test/fixtures/components/resources.wit"),
+                resource: "counter",
+                world: "nope"
+            end
+          end
+        )
+      end
     end
 
     test "an unknown resource does not compile" do

@@ -58,7 +58,8 @@ defmodule Wasmex.Components.HostResourceTest do
     use Wasmex.Components.HostResource,
       wit: File.read!("test/fixtures/components/host_resources.wit"),
       resource: "counter",
-      interface: "wasmex:host-resources/counters@0.1.0"
+      interface: "wasmex:host-resources/counters@0.1.0",
+      world: "host-resources"
 
     def new(initial), do: {:plain, initial}
     def with_value(value), do: {:plain, value}
