@@ -110,7 +110,7 @@ impl Op {
                 }
             }
             "component_compile" => Op::ComponentCompile(req),
-            "wit_exports" => Op::WitExports(req),
+            "wit_exports" | "wit_resource" => Op::WitExports(req),
             "output_ack" => Op::OutputAck { args: req.args },
             "wat_to_wasm" => {
                 req.expect_arity(1)?;

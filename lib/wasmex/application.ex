@@ -22,6 +22,8 @@ defmodule Wasmex.Application do
       {DynamicSupervisor, name: Wasmex.HostSupervisor, strategy: :one_for_one},
       # Default hosts started ahead of need (Wasmex.Host.Spare).
       {Wasmex.Host.Spare, Application.get_env(:wasmex, :spare_hosts, 1)},
+      # The Elixir terms behind host resource handles (Wasmex.Components.HostResource).
+      Wasmex.Components.HostResource.Table,
       # Membership of Wasmex.Pool instances, across nodes.
       %{id: :pg, start: {:pg, :start_link, [Wasmex.Pool]}}
     ]

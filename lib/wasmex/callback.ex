@@ -125,6 +125,11 @@ defmodule Wasmex.Callback do
       %{^ns => %{^name => {:fn, fun}}} ->
         Wasmex.Components.Callbacks.run(fun, ns, name, params)
 
+      # A host resource's function (Wasmex.Components.HostResource): its terms are the
+      # instance server's.
+      %{^ns => %{^name => {:resource_fn, _, _, _, _} = spec}} ->
+        Wasmex.Components.Callbacks.run_resource(spec, context.pid, ns, name, params)
+
       %{^ns => %{^name => {:fn, _params, results, fun}}} ->
         try do
           metadata = %{namespace: ns, name: name, instance: context[:instance]}

@@ -32,7 +32,9 @@ defmodule Wasmex.Wire do
                  pipe messages wasmex_stdout wasmex_stderr
                  fn global memory table tag type mutability const var minimum maximum
                  shared memory64 i32 i64 f32 f64 v128 extern_ref reference trap
-                 nan infinity neg_infinity)a
+                 nan infinity neg_infinity
+                 wasmex_resource own borrow constructor method static async_method async_static
+                 handle list option result tuple record variant foreign)a
 
   @doc false
   @spec port_atoms() :: [atom()]
@@ -234,6 +236,26 @@ defmodule Wasmex.Wire do
           request()
   def component_call(ctx, instance_id, path, params, timeout),
     do: {:component_call, {ctx, instance_id, path, params, timeout}}
+
+  @doc "Drops the guest resource handle `handle_id` of a component instance."
+  @spec component_resource_drop(context(), non_neg_integer(), non_neg_integer(), timeout()) ::
+          request()
+  def component_resource_drop(ctx, instance_id, handle_id, timeout),
+    do: {:component_resource_drop, {ctx, instance_id, handle_id, timeout}}
+
+  @doc """
+  What a WIT resource offers: `source` is `{:text, wit}` or `{:path, file_or_dir}`,
+  `direction` `:export` (a guest resource) or `:import` (a host resource).
+  """
+  @spec wit_resource(
+          {:text | :path, String.t()},
+          String.t() | nil,
+          String.t(),
+          String.t() | nil,
+          :export | :import
+        ) :: request()
+  def wit_resource(source, world, resource, interface, direction),
+    do: {:wit_resource, {source, world, resource, interface, direction}}
 
   @doc "Sets the fuel of a store."
   @spec fuel_set(context(), non_neg_integer()) :: request()

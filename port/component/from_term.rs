@@ -5,6 +5,7 @@
 //! make it deeper than the type is.
 
 use super::path::{show, Path, ValueError};
+use super::resources::Handles;
 use crate::term;
 use eetf::Term;
 use std::collections::HashMap;
@@ -23,7 +24,13 @@ macro_rules! int {
 }
 
 /// Converts `t` to a value of type `ty`; `path` says where `t` is (for errors).
-pub fn to_val(t: &Term, ty: &Type, path: &mut Path) -> Result<Val, ValueError> {
+/// Resource handles (`own<T>`, `borrow<T>`) are `h`'s to convert.
+pub fn to_val(
+    t: &Term,
+    ty: &Type,
+    path: &mut Path,
+    h: &mut dyn Handles,
+) -> Result<Val, ValueError> {
     match ty {
         Type::Bool => match term::as_atom(t) {
             Some("true") => Ok(Val::Bool(true)),
@@ -44,15 +51,15 @@ pub fn to_val(t: &Term, ty: &Type, path: &mut Path) -> Result<Val, ValueError> {
             .ok_or_else(|| path.expected("an f64 (a float)", t)),
         Type::Char => char_val(t, path).map(Val::Char),
         Type::String => string_val(t, path).map(Val::String),
-        Type::List(list) => list_val(t, &list.ty(), path).map(Val::List),
-        Type::Tuple(tuple) => tuple_val(t, tuple, path),
-        Type::Record(record) => record_val(t, record, path),
-        Type::Variant(variant) => variant_val(t, variant, path),
+        Type::List(list) => list_val(t, &list.ty(), path, h).map(Val::List),
+        Type::Tuple(tuple) => tuple_val(t, tuple, path, h),
+        Type::Record(record) => record_val(t, record, path, h),
+        Type::Variant(variant) => variant_val(t, variant, path, h),
         Type::Enum(e) => enum_val(t, e, path),
         Type::Flags(flags) => flags_val(t, flags, path),
-        Type::Option(option) => option_val(t, option, path),
-        Type::Result(result) => result_val(t, result, path),
-        Type::Own(_) | Type::Borrow(_) => Err(path.fail("resource handles are not supported")),
+        Type::Option(option) => option_val(t, option, path, h),
+        Type::Result(result) => result_val(t, result, path, h),
+        Type::Own(_) | Type::Borrow(_) => h.lower(t, ty, path),
         Type::Map(_) | Type::FixedLengthList(_) => Err(path.fail(UNSTABLE)),
         Type::Future(_) | Type::Stream(_) | Type::ErrorContext => {
             Err(path.fail("futures, streams and error contexts are not supported"))
@@ -115,16 +122,26 @@ fn string_val(t: &Term, path: &Path) -> Result<String, ValueError> {
     }
 }
 
-fn list_val(t: &Term, item: &Type, path: &mut Path) -> Result<Vec<Val>, ValueError> {
+fn list_val(
+    t: &Term,
+    item: &Type,
+    path: &mut Path,
+    h: &mut dyn Handles,
+) -> Result<Vec<Val>, ValueError> {
     let items = term::as_list(t, "list").map_err(|_| path.expected("a list", t))?;
     items
         .iter()
         .enumerate()
-        .map(|(i, x)| path.within(Path::index(i), |p| to_val(x, item, p)))
+        .map(|(i, x)| path.within(Path::index(i), |p| to_val(x, item, p, h)))
         .collect()
 }
 
-fn tuple_val(t: &Term, tuple: &wit::Tuple, path: &mut Path) -> Result<Val, ValueError> {
+fn tuple_val(
+    t: &Term,
+    tuple: &wit::Tuple,
+    path: &mut Path,
+    h: &mut dyn Handles,
+) -> Result<Val, ValueError> {
     let types: Vec<Type> = tuple.types().collect();
     let items = match t {
         Term::Tuple(tp) if tp.elements.len() == types.len() => &tp.elements,
@@ -136,7 +153,7 @@ fn tuple_val(t: &Term, tuple: &wit::Tuple, path: &mut Path) -> Result<Val, Value
         .iter()
         .zip(&types)
         .enumerate()
-        .map(|(i, (x, ty))| path.within(Path::index(i), |p| to_val(x, ty, p)))
+        .map(|(i, (x, ty))| path.within(Path::index(i), |p| to_val(x, ty, p, h)))
         .collect::<Result<_, _>>()?;
     Ok(Val::Tuple(vals))
 }
@@ -191,7 +208,12 @@ fn named_entries<'a>(
     Ok(by_name)
 }
 
-fn record_val(t: &Term, record: &wit::Record, path: &mut Path) -> Result<Val, ValueError> {
+fn record_val(
+    t: &Term,
+    record: &wit::Record,
+    path: &mut Path,
+    h: &mut dyn Handles,
+) -> Result<Val, ValueError> {
     let fields: Vec<wit::Field> = record.fields().collect();
     let names: Vec<&str> = fields.iter().map(|f| f.name).collect();
     let Term::Map(m) = t else {
@@ -217,14 +239,19 @@ fn record_val(t: &Term, record: &wit::Record, path: &mut Path) -> Result<Val, Va
     let vals = fields
         .iter()
         .map(|f| {
-            let v = path.within(Path::field(f.name), |p| to_val(given[f.name], &f.ty, p))?;
+            let v = path.within(Path::field(f.name), |p| to_val(given[f.name], &f.ty, p, h))?;
             Ok((f.name.to_string(), v))
         })
         .collect::<Result<_, ValueError>>()?;
     Ok(Val::Record(vals))
 }
 
-fn variant_val(t: &Term, variant: &wit::Variant, path: &mut Path) -> Result<Val, ValueError> {
+fn variant_val(
+    t: &Term,
+    variant: &wit::Variant,
+    path: &mut Path,
+    h: &mut dyn Handles,
+) -> Result<Val, ValueError> {
     let cases: Vec<wit::Case> = variant.cases().collect();
     let names: Vec<&str> = cases.iter().map(|c| c.name).collect();
     let Some((tag, payload)) = tag_and_payload(t) else {
@@ -237,7 +264,7 @@ fn variant_val(t: &Term, variant: &wit::Variant, path: &mut Path) -> Result<Val,
             names.join(", ")
         )));
     };
-    let inner = payload_val(tag, case.ty.as_ref(), payload, path)?;
+    let inner = payload_val(tag, case.ty.as_ref(), payload, path, h)?;
     Ok(Val::Variant(tag.to_string(), inner))
 }
 
@@ -288,14 +315,19 @@ fn flags_val(t: &Term, flags: &wit::Flags, path: &mut Path) -> Result<Val, Value
     Ok(Val::Flags(set))
 }
 
-fn option_val(t: &Term, option: &wit::OptionType, path: &mut Path) -> Result<Val, ValueError> {
+fn option_val(
+    t: &Term,
+    option: &wit::OptionType,
+    path: &mut Path,
+    h: &mut dyn Handles,
+) -> Result<Val, ValueError> {
     match t {
         Term::Atom(a) if a.name == "none" => Ok(Val::Option(None)),
         Term::Tuple(tp)
             if tp.elements.len() == 2 && term::as_atom(&tp.elements[0]) == Some("some") =>
         {
             let v = path.within(Path::field("some"), |p| {
-                to_val(&tp.elements[1], &option.ty(), p)
+                to_val(&tp.elements[1], &option.ty(), p, h)
             })?;
             Ok(Val::Option(Some(Box::new(v))))
         }
@@ -303,7 +335,12 @@ fn option_val(t: &Term, option: &wit::OptionType, path: &mut Path) -> Result<Val
     }
 }
 
-fn result_val(t: &Term, result: &wit::ResultType, path: &mut Path) -> Result<Val, ValueError> {
+fn result_val(
+    t: &Term,
+    result: &wit::ResultType,
+    path: &mut Path,
+    h: &mut dyn Handles,
+) -> Result<Val, ValueError> {
     const WHAT: &str =
         "a result ({ok, Value} or {error, Value}; ok or error for a side without a type)";
     let (tag, payload) = match tag_and_payload(t) {
@@ -315,7 +352,7 @@ fn result_val(t: &Term, result: &wit::ResultType, path: &mut Path) -> Result<Val
     } else {
         result.err()
     };
-    let inner = payload_val(tag, ty.as_ref(), payload, path)?;
+    let inner = payload_val(tag, ty.as_ref(), payload, path, h)?;
     Ok(Val::Result(if tag == "ok" {
         Ok(inner)
     } else {
@@ -340,11 +377,12 @@ fn payload_val(
     ty: Option<&Type>,
     payload: Option<&Term>,
     path: &mut Path,
+    h: &mut dyn Handles,
 ) -> Result<Option<Box<Val>>, ValueError> {
     match (ty, payload) {
         (None, None) => Ok(None),
         (Some(ty), Some(p)) => {
-            let v = path.within(Path::field(tag), |path| to_val(p, ty, path))?;
+            let v = path.within(Path::field(tag), |path| to_val(p, ty, path, h))?;
             Ok(Some(Box::new(v)))
         }
         (Some(_), None) => Err(path.fail(format!("{tag} takes a value: pass {{{tag}, Value}}"))),

@@ -11,7 +11,12 @@
 //! does (`callback::call_beam`): the call's deadline or cancel stops the wait, and requests
 //! through the caller are served meanwhile. The answer is converted to the import's
 //! result type and checked like any value; a wrong one fails the call, naming the place.
+//!
+//! An import may also be a resource the host implements (`host_resources`): its
+//! constructor, methods and static functions are imports like the others, named as the
+//! component model names them (`[constructor]counter`, `[method]counter.increment`).
 
+use super::host_resources::{self, HostHandles};
 use super::values;
 use crate::callback;
 use crate::store::StoreData;
@@ -23,21 +28,33 @@ use wasmtime::component::types::ComponentFunc;
 use wasmtime::component::{Linker, Val};
 use wasmtime::{Engine, StoreContextMut};
 
-/// One import: `None` for a world-level function, or the interface it is in.
-pub type ImportPath = (Option<String>, String);
+/// One import: `None` for a world-level function, or the interface it is in; its name;
+/// whether it is a resource (else a function).
+pub type ImportPath = (Option<String>, String, bool);
 
-/// `[{Interface | nil, Name}]`.
+/// `[{Interface | nil, Name} | {Interface | nil, Name, resource}]`.
 pub fn parse(t: &Term) -> Fallible<Vec<ImportPath>> {
     term::as_list(t, "component imports")?
         .iter()
         .map(|i| {
-            let p = term::as_tuple(i, 2, "component import")?;
+            let p = match i {
+                Term::Tuple(tp) if tp.elements.len() == 3 => {
+                    if term::as_atom(&tp.elements[2]) != Some("resource") {
+                        return Err("a component import is {Interface, Name} or \
+                                    {Interface, Name, resource}"
+                            .to_string());
+                    }
+                    &tp.elements[..]
+                }
+                _ => term::as_tuple(i, 2, "component import")?,
+            };
             let iface = if term::is_nil(&p[0]) {
                 None
             } else {
                 Some(term::as_str(&p[0], "import interface")?.to_string())
             };
-            Ok((iface, term::as_str(&p[1], "import name")?.to_string()))
+            let name = term::as_str(&p[1], "import name")?.to_string();
+            Ok((iface, name, p.len() == 3))
         })
         .collect()
 }
@@ -49,12 +66,12 @@ pub fn linker(
     imports: &[ImportPath],
 ) -> wasmtime::Result<Linker<StoreData>> {
     let mut linker = base(engine)?;
-    let mut by_interface: BTreeMap<Option<&str>, Vec<&str>> = BTreeMap::new();
-    for (iface, name) in imports {
+    let mut by_interface: BTreeMap<Option<&str>, Vec<(&str, bool)>> = BTreeMap::new();
+    for (iface, name, resource) in imports {
         by_interface
             .entry(iface.as_deref())
             .or_default()
-            .push(name.as_str());
+            .push((name.as_str(), *resource));
     }
     for (iface, names) in by_interface {
         let mut root = linker.root();
@@ -62,7 +79,11 @@ pub fn linker(
             Some(iface) => root.instance(iface)?,
             None => root,
         };
-        for name in names {
+        for (name, resource) in names {
+            if resource {
+                host_resources::define(&mut scope, iface.unwrap_or(""), name, handler.clone())?;
+                continue;
+            }
             let handler = handler.clone();
             let namespace: Arc<str> = iface.unwrap_or("").into();
             let fname: Arc<str> = name.into();
@@ -109,14 +130,21 @@ async fn host_call(
     } else {
         format!("{namespace}#{name}")
     };
-    let args = values::vals_to_terms(params)
+    let args = values::vals_to_terms_with(params, &mut HostHandles::new(cx))
         .map_err(|e| wasmtime::Error::msg(format!("import {import}: {e}")))?;
     let answer = callback::call_beam(cx, handler, namespace, name, term::list(args))
         .await
         .map_err(wasmtime::Error::msg)?;
-    let vals = values::result_to_vals(ty, &answer).map_err(|e| {
-        wasmtime::Error::msg(format!("import {import} returned a wrong value: {e}"))
-    })?;
+    let mut handles = HostHandles::new(cx);
+    let vals = match values::result_to_vals(ty, &answer, &mut handles) {
+        Ok(vals) => vals,
+        Err(e) => {
+            handles.release().await;
+            return Err(wasmtime::Error::msg(format!(
+                "import {import} returned a wrong value: {e}"
+            )));
+        }
+    };
     for (slot, v) in results.iter_mut().zip(vals) {
         *slot = v;
     }

@@ -2,6 +2,7 @@
 //! (`vals_to_terms`), and what the host returns is converted to the import's result type
 //! (`result_to_vals`), checked like any other value.
 
+use super::resources::NoHandles;
 use super::testing::{call, call1, engine, fixture, func, store, tagged};
 use super::values;
 use crate::term::{self, atom, int, string};
@@ -29,7 +30,7 @@ fn define(linker: &mut LinkerInstance<'_, Host>, name: &str, reply: Reply) {
         .func_new(name, move |mut store, ty, params, results| {
             let args = values::vals_to_terms(params)?;
             let answer = reply(store.data_mut(), args);
-            let vals = values::result_to_vals(&ty, &answer)?;
+            let vals = values::result_to_vals(&ty, &answer, &mut NoHandles)?;
             for (slot, v) in results.iter_mut().zip(vals) {
                 *slot = v;
             }

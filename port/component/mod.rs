@@ -10,19 +10,24 @@
 //!   [`serve`]: the requests a store serves for them; [`imports`]: host imports in Elixir;
 //!   [`wasi`]: WASI preview 2 options; [`wit`]: what a WIT world exports; [`timing`]:
 //!   where an instance's calls spend their time.
+//! - [`resources`]: resource handles in values, guest resources and their table;
+//!   [`host_resources`]: resources the host implements in Elixir.
 
 pub mod from_term;
+pub mod host_resources;
 pub mod imports;
 pub mod load;
 pub mod names;
 pub mod path;
 pub mod registry;
+pub mod resources;
 pub mod serve;
 pub mod state;
 pub mod timing;
 pub mod values;
 pub mod wasi;
 pub mod wit;
+pub mod wit_resources;
 
 pub use state::ComponentState;
 
@@ -35,5 +40,7 @@ mod fixtures_tests;
 mod imports_tests;
 #[cfg(test)]
 mod load_tests;
+#[cfg(test)]
+mod resources_tests;
 #[cfg(test)]
 mod values_tests;

@@ -4,6 +4,8 @@
 //! - `component_call {Ctx, InstanceId, Path, Params, Timeout}` -> the result
 //! - `component_timing {Ctx, InstanceId}` -> where the instance's calls spent their time
 //!   in the port (`timing.rs`)
+//! - `component_resource_drop {Ctx, InstanceId, HandleId, Timeout}` -> `ok` (`resources.rs`,
+//!   which also converts the resource handles in a call's params and results)
 //!
 //! Calls and instantiations run under the store's deadline and cancel handling like core
 //! ones (`store::enter`/`run`/`leave`): a call that times out is stopped, not left running.
@@ -17,7 +19,7 @@
 //! entering wasmtime; the caller starts a new instance when it wants one.
 
 use super::timing::{timed, CallSteps};
-use super::{imports, registry, values};
+use super::{imports, registry};
 use crate::instance::{describe, describe_error, failure_term, Failure, MAX_NESTED_CALLS};
 use crate::protocol::Request;
 use crate::request::parse_timeout;
@@ -45,6 +47,9 @@ pub async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
         "component_instantiate" => instantiate(cx, req).await.map_err(|e| term::string(&e)),
         "component_call" => call(cx, req).await,
         "component_timing" => timing(cx, req).map_err(|e| term::string(&e)),
+        "component_resource_drop" => super::resources::drop(cx, req)
+            .await
+            .map_err(|e| term::string(&e)),
         other => Err(term::string(&format!("unknown op: {other}"))),
     }
 }
@@ -72,6 +77,13 @@ fn timing(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
 }
 
 async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
+    // Before the params convert: converting moves the handles passed to `own<T>` params.
+    if cx.data().depth >= MAX_NESTED_CALLS {
+        return Err(term::string(&format!(
+            "wasm trap: call stack exhausted: calls nested through import callbacks may go \
+             {MAX_NESTED_CALLS} deep"
+        )));
+    }
     let Prepared {
         id,
         func,
@@ -80,12 +92,6 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
         timeout,
         mut steps,
     } = prepare(cx, req).map_err(|e| term::string(&e))?;
-    if cx.data().depth >= MAX_NESTED_CALLS {
-        return Err(term::string(&format!(
-            "wasm trap: call stack exhausted: calls nested through import callbacks may go \
-             {MAX_NESTED_CALLS} deep"
-        )));
-    }
     let mut results = vec![Val::Bool(false); results];
     set_running(cx, id, true);
     let scope = store::enter(cx, timeout);
@@ -96,7 +102,7 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     set_running(cx, id, false);
     match ran {
         Ok(()) => {
-            let (answered, took) = timed(|| answer(results));
+            let (answered, took) = timed(|| answer(cx, id, &results));
             steps.results = took;
             record(cx, id, &steps);
             answered.map_err(|e| term::string(&e))
@@ -147,8 +153,8 @@ fn set_running(cx: &mut Cx<'_>, id: u64, running: bool) {
 }
 
 /// The one result of a function as it is; a function without results answers `[]`.
-fn answer(results: Vec<Val>) -> Fallible<Term> {
-    let mut terms = values::vals_to_terms(&results)?;
+fn answer(cx: &mut Cx<'_>, id: u64, results: &[Val]) -> Fallible<Term> {
+    let mut terms = super::resources::results(cx, id, results)?;
     Ok(match terms.len() {
         1 => terms.remove(0),
         _ => term::list(terms),
@@ -187,11 +193,8 @@ fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
     let (func, lookup_took) = timed(|| lookup(cx, id, &path));
     let func = func?;
     let params = term::as_list(req.arg(3)?, "params")?;
-    let ((params, results), params_took) = timed(|| {
-        let ty = func.ty(&*cx);
-        let results = ty.results().len();
-        (values::params_to_vals(&ty, &params), results)
-    });
+    let results = func.ty(&*cx).results().len();
+    let (params, params_took) = timed(|| super::resources::params(cx, id, &path, func, &params));
     let steps = CallSteps {
         lookup: lookup_took,
         params: params_took,

@@ -3,7 +3,9 @@
 //! component instances live in the same `wasmtime::Store`, so fuel, limits, deadlines and
 //! `Store.release/1` apply to both alike.
 
+use super::resources::{Exported, GuestTable};
 use crate::store::StoreData;
+use std::sync::Arc;
 use wasmtime::component::{Component, Instance, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -12,6 +14,8 @@ pub struct ComponentState {
     instances: Vec<Entry>,
     /// Made on first use: a store whose components never ask for WASI pays nothing.
     p2: Option<Box<P2>>,
+    /// The guest resource handles the BEAM holds (`resources.rs`).
+    pub guest: GuestTable,
 }
 
 /// A component instance of the store.
@@ -24,6 +28,8 @@ pub struct Entry {
     pub running: bool,
     /// Where its calls spent their time in the port (`timing.rs`).
     pub timing: super::timing::Timing,
+    /// The resource types it exports, by name (found when a handle first needs one).
+    pub resources: Option<Arc<[Arc<Exported>]>>,
 }
 
 /// The WASI preview 2 context of a store's components, and the resource table that holds
@@ -53,6 +59,7 @@ impl ComponentState {
             poisoned: None,
             running: false,
             timing: Default::default(),
+            resources: None,
         });
         self.instances.len() as u64 - 1
     }

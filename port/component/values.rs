@@ -25,6 +25,7 @@
 
 pub use super::from_term::to_val;
 use super::path::{Path, ValueError};
+use super::resources::{Handles, NoHandles};
 use crate::term;
 use eetf::Term;
 use wasmtime::component::types::{ComponentFunc, Type};
@@ -34,8 +35,17 @@ use wasmtime::component::Val;
 const MAX_ATOM_CHARS: usize = 255;
 
 /// Converts a call's params to the function's parameter types; each param's path starts
-/// with its WIT name.
+/// with its WIT name. Resource handles are refused.
 pub fn params_to_vals(func: &ComponentFunc, params: &[Term]) -> Result<Vec<Val>, ValueError> {
+    params_to_vals_with(func, params, &mut NoHandles)
+}
+
+/// `params_to_vals`, with resource handles converted by `h`.
+pub fn params_to_vals_with(
+    func: &ComponentFunc,
+    params: &[Term],
+    h: &mut dyn Handles,
+) -> Result<Vec<Val>, ValueError> {
     let types: Vec<(&str, Type)> = func.params().collect();
     if types.len() != params.len() {
         return Err(ValueError::at_root(format!(
@@ -47,29 +57,39 @@ pub fn params_to_vals(func: &ComponentFunc, params: &[Term]) -> Result<Vec<Val>,
     types
         .iter()
         .zip(params)
-        .map(|((name, ty), param)| to_val(param, ty, &mut Path::new(name)))
+        .map(|((name, ty), param)| to_val(param, ty, &mut Path::new(name), h))
         .collect()
 }
 
 /// Converts what a host function (an import) returned to the function's result types:
 /// nothing for a function without results, else the one result (the path's root is
-/// `result`).
-pub fn result_to_vals(func: &ComponentFunc, returned: &Term) -> Result<Vec<Val>, ValueError> {
+/// `result`). Resource handles are converted by `h`.
+pub fn result_to_vals(
+    func: &ComponentFunc,
+    returned: &Term,
+    h: &mut dyn Handles,
+) -> Result<Vec<Val>, ValueError> {
     func.results()
-        .map(|ty| to_val(returned, &ty, &mut Path::new("result")))
+        .map(|ty| to_val(returned, &ty, &mut Path::new("result"), h))
         .collect()
 }
 
-/// Converts values that came from the guest (an export's results, an import's params).
+/// Converts values that came from the guest (an export's results, an import's params);
+/// resource handles are refused.
 pub fn vals_to_terms(vals: &[Val]) -> Result<Vec<Term>, ValueError> {
+    vals_to_terms_with(vals, &mut NoHandles)
+}
+
+/// `vals_to_terms`, with resource handles converted by `h`.
+pub fn vals_to_terms_with(vals: &[Val], h: &mut dyn Handles) -> Result<Vec<Term>, ValueError> {
     vals.iter()
         .enumerate()
-        .map(|(i, v)| to_term(v, &mut Path::new(&format!("value[{i}]"))))
+        .map(|(i, v)| to_term(v, &mut Path::new(&format!("value[{i}]")), h))
         .collect()
 }
 
-/// Converts a value that came from the guest to a term.
-pub fn to_term(v: &Val, path: &mut Path) -> Result<Term, ValueError> {
+/// Converts a value that came from the guest to a term; `h` converts resource handles.
+pub fn to_term(v: &Val, path: &mut Path, h: &mut dyn Handles) -> Result<Term, ValueError> {
     Ok(match v {
         Val::Bool(b) => term::boolean(*b),
         Val::S8(i) => term::int((*i).into()),
@@ -88,14 +108,14 @@ pub fn to_term(v: &Val, path: &mut Path) -> Result<Term, ValueError> {
             items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| path.within(Path::index(i), |p| to_term(item, p)))
+                .map(|(i, item)| path.within(Path::index(i), |p| to_term(item, p, h)))
                 .collect::<Result<_, _>>()?,
         ),
         Val::Tuple(items) => term::tuple(
             items
                 .iter()
                 .enumerate()
-                .map(|(i, item)| path.within(Path::index(i), |p| to_term(item, p)))
+                .map(|(i, item)| path.within(Path::index(i), |p| to_term(item, p, h)))
                 .collect::<Result<_, _>>()?,
         ),
         Val::Record(fields) => term::map(
@@ -103,7 +123,7 @@ pub fn to_term(v: &Val, path: &mut Path) -> Result<Term, ValueError> {
                 .iter()
                 .map(|(name, value)| {
                     let key = atom(name, path)?;
-                    let value = path.within(Path::field(name), |p| to_term(value, p))?;
+                    let value = path.within(Path::field(name), |p| to_term(value, p, h))?;
                     Ok((key, value))
                 })
                 .collect::<Result<_, _>>()?,
@@ -111,21 +131,21 @@ pub fn to_term(v: &Val, path: &mut Path) -> Result<Term, ValueError> {
         Val::Variant(case, None) | Val::Enum(case) => atom(case, path)?,
         Val::Variant(case, Some(payload)) => term::tuple(vec![
             atom(case, path)?,
-            path.within(Path::field(case), |p| to_term(payload, p))?,
+            path.within(Path::field(case), |p| to_term(payload, p, h))?,
         ]),
         Val::Option(None) => term::atom("none"),
-        Val::Option(Some(v)) => tagged("some", v, path)?,
+        Val::Option(Some(v)) => tagged("some", v, path, h)?,
         Val::Result(Ok(None)) => term::atom("ok"),
-        Val::Result(Ok(Some(v))) => tagged("ok", v, path)?,
+        Val::Result(Ok(Some(v))) => tagged("ok", v, path, h)?,
         Val::Result(Err(None)) => term::atom("error"),
-        Val::Result(Err(Some(v))) => tagged("error", v, path)?,
+        Val::Result(Err(Some(v))) => tagged("error", v, path, h)?,
         Val::Flags(set) => term::map(
             set.iter()
                 .map(|name| Ok((atom(name, path)?, term::boolean(true))))
                 .collect::<Result<_, ValueError>>()?,
         ),
         Val::Map(_) | Val::FixedLengthList(_) => return Err(path.fail(super::from_term::UNSTABLE)),
-        Val::Resource(_) => return Err(path.fail("resource handles are not supported")),
+        Val::Resource(r) => h.lift(*r, path)?,
         Val::Future(_) | Val::Stream(_) | Val::ErrorContext(_) => {
             return Err(path.fail("futures, streams and error contexts are not supported"))
         }
@@ -133,8 +153,8 @@ pub fn to_term(v: &Val, path: &mut Path) -> Result<Term, ValueError> {
 }
 
 /// `{Tag, V}` with `V` converted under `.Tag` in the path.
-fn tagged(tag: &str, v: &Val, path: &mut Path) -> Result<Term, ValueError> {
-    let inner = path.within(Path::field(tag), |p| to_term(v, p))?;
+fn tagged(tag: &str, v: &Val, path: &mut Path, h: &mut dyn Handles) -> Result<Term, ValueError> {
+    let inner = path.within(Path::field(tag), |p| to_term(v, p, h))?;
     Ok(term::tuple(vec![term::atom(tag), inner]))
 }
 

@@ -11,7 +11,12 @@ use wit_parser::{Function, FunctionKind, Resolve, WorldItem};
 /// `{WitText, World | nil}` -> `[{Interface | nil, Name, [ParamName]}]`: the functions the
 /// world exports, world-level ones with `nil`, those of exported interfaces with the
 /// interface's name (`ns:pkg/iface@ver`). Resource methods and constructors are left out.
+///
+/// The same route serves `wit_resource` (`wit_resources.rs`).
 pub fn exports_request(_shared: &Shared, req: &Request) -> Fallible<Term> {
+    if req.op == "wit_resource" {
+        return super::wit_resources::request(req);
+    }
     req.expect_arity(2)?;
     let text = term::as_str(req.arg(0)?, "WIT")?;
     let world = match req.arg(1)? {

@@ -3,7 +3,9 @@ defmodule Wasmex.Components.Imports do
   # Host imports of a component: `%{"name" => {:fn, fun}}` for world-level functions and
   # `%{"ns:pkg/iface@ver" => %{"name" => {:fn, fun}}}` for functions of an interface.
   # Normalized to `%{interface | "" => %{name => {:fn, fun}}}`, the shape
-  # `Wasmex.Callback` looks callbacks up in.
+  # `Wasmex.Callback` looks callbacks up in. An interface may also hold a host resource
+  # (`Wasmex.Components.HostResource`): `name => {:resource, module}` for the type and
+  # `{:resource_fn, module, fun, kind, shape}` for its functions and its drop.
 
   @doc "The imports keyed by interface (`\"\"` for world-level ones), or what is wrong."
   @spec normalize(map()) :: {:ok, map()} | {:error, String.t()}
@@ -37,6 +39,14 @@ defmodule Wasmex.Components.Imports do
       {name, {:fn, fun}}, {:ok, acc} when is_function(fun) ->
         {:cont, {:ok, Map.put(acc, to_string(name), {:fn, fun})}}
 
+      {name, {:resource, module} = spec}, {:ok, acc} when is_atom(module) ->
+        {:cont, {:ok, Map.put(acc, to_string(name), spec)}}
+
+      {name, {:resource_fn, module, fun, kind, _shape} = spec}, {:ok, acc}
+      when is_atom(module) and is_atom(fun) and
+             kind in [:constructor, :method, :static, :async_method, :async_static, :drop] ->
+        {:cont, {:ok, Map.put(acc, to_string(name), spec)}}
+
       {name, other}, _acc ->
         {:halt,
          {:error, "import #{iface}##{name} must be {:fn, fun}, got: #{inspect(other, limit: 10)}"}}
@@ -46,9 +56,17 @@ defmodule Wasmex.Components.Imports do
   defp put_in_ns(acc, ns, name, fun),
     do: Map.update(acc, ns, %{name => {:fn, fun}}, &Map.put(&1, name, {:fn, fun}))
 
-  @doc "The imports as the port takes them: `[{interface | nil, name}]`."
-  @spec to_wire(map()) :: [{String.t() | nil, String.t()}]
+  @doc """
+  The imports as the port takes them: `[{interface | nil, name}]`, and `{interface, name,
+  :resource}` for a host resource type. A resource's drop is no import of the component.
+  """
+  @spec to_wire(map()) :: [{String.t() | nil, String.t()} | {String.t(), String.t(), :resource}]
   def to_wire(normalized) do
-    for {ns, fns} <- normalized, {name, _} <- fns, do: {if(ns == "", do: nil, else: ns), name}
+    for {ns, fns} <- normalized,
+        {name, spec} <- fns,
+        not match?({:resource_fn, _, _, :drop, _}, spec) do
+      iface = if ns == "", do: nil, else: ns
+      if match?({:resource, _}, spec), do: {iface, name, :resource}, else: {iface, name}
+    end
   end
 end
