@@ -48,6 +48,12 @@ pub enum Op {
         limits: Term,
         wasi: Term,
     },
+    /// A store under an id the BEAM chose, made without a reply (`store_open`).
+    StoreOpen {
+        store: u64,
+        limits: Term,
+        wasi: Term,
+    },
     StoreDrop {
         store: u64,
     },
@@ -129,6 +135,14 @@ impl Op {
                 Op::StoreNew {
                     limits: req.take_arg(0)?,
                     wasi: req.take_arg(1)?,
+                }
+            }
+            "store_open" => {
+                req.expect_arity(3)?;
+                Op::StoreOpen {
+                    store: term::as_u64(req.arg(0)?, "store id")?,
+                    limits: req.take_arg(1)?,
+                    wasi: req.take_arg(2)?,
                 }
             }
             "store_drop" => {
@@ -231,6 +245,9 @@ pub enum StoreOp {
         value: Term,
     },
     FuelGet,
+    /// `ok` once the store is made (`store_ready`); refused with the reason if it could
+    /// not be.
+    Ready,
     FuelSet {
         fuel: u64,
     },
@@ -377,6 +394,10 @@ impl StoreRequest {
                     global: export(&req, "global")?,
                     value: req.take_arg(3)?,
                 }
+            }
+            "store_ready" => {
+                req.expect_arity(1)?;
+                StoreOp::Ready
             }
             "fuel_get" => {
                 req.expect_arity(1)?;

@@ -21,6 +21,7 @@ defmodule Wasmex.Host do
   """
   use GenServer, restart: :temporary
   require Logger
+  import Bitwise, only: [<<<: 2]
 
   alias Wasmex.{Stats, Wire}
   alias Wasmex.Host.{Client, Events, Frames, Holders, KnownModules, Outgoing, Pending}
@@ -35,6 +36,7 @@ defmodule Wasmex.Host do
     compile_timeout: 60_000,
     fatal: nil,
     next_id: 1,
+    next_store_id: 1,
     pending: Pending.new(),
     holders: Holders.new(),
     modules: KnownModules.new(),
@@ -50,7 +52,7 @@ defmodule Wasmex.Host do
   @type target ::
           {:reply, GenServer.from()}
           | {:send, pid(), term()}
-          | {:new_store, GenServer.from(), pid()}
+          | {:new_store, GenServer.from(), pid(), pos_integer()}
 
   @doc """
   Starts a host under `Wasmex.HostSupervisor` with the given `Wasmex.EngineConfig`.
@@ -115,7 +117,13 @@ defmodule Wasmex.Host do
   @doc false
   def notify(host, op, args), do: notify(host, {op, args})
 
-  @doc "Creates a store in the host, held by `holder`."
+  @doc """
+  Creates a store in the host, held by `holder`. A store without WASI whose limits are
+  plain counts is answered at once, without waiting for the port (its id is the host
+  server's to choose): should the port fail to make it, every request on it gets
+  `{:error, "the store could not be created: " <> reason}`. A store with WASI, whose
+  options can fail in many ways (a missing directory), is answered once it is made.
+  """
   @spec new_store(pid(), term(), term(), pid()) :: {:ok, non_neg_integer()} | {:error, term()}
   def new_store(host, limits, wasi, holder),
     do: call(host, {:new_store, limits, wasi, holder})
@@ -237,8 +245,12 @@ defmodule Wasmex.Host do
   end
 
   def handle_call({:new_store, limits, wasi, holder}, from, state) do
-    target = {:new_store, from, holder}
-    {:noreply, Requests.send_request(state, Wire.store_new(limits, wasi), target)}
+    id = state.next_store_id
+    state = %{state | next_store_id: id + 1}
+
+    if wasi == nil and plain_limits?(limits),
+      do: {:reply, {:ok, id}, Requests.open_store(state, id, limits, nil, holder, nil)},
+      else: {:noreply, Requests.open_store(state, id, limits, wasi, holder, from)}
   end
 
   def handle_call({:retain, store_id, pid}, _from, state) do
@@ -395,6 +407,16 @@ defmodule Wasmex.Host do
     {frame, size} = Writer.notification_frame(request)
     Writer.command(port, frame, size)
   end
+
+  # Limits the port takes as they are (each nil or a count that fits 64 bits): a store
+  # with them is not waited for. Others are, so that their creator gets the port's reason.
+  defp plain_limits?(nil), do: true
+
+  defp plain_limits?(limits) when is_map(limits) do
+    Enum.all?(limits, fn {_key, n} -> n == nil or (is_integer(n) and n >= 0 and n < 1 <<< 64) end)
+  end
+
+  defp plain_limits?(_limits), do: false
 
   # A host with no owner left and no store stops; the default engine's host (owner
   # `:forever`) never does.

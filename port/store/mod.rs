@@ -91,6 +91,10 @@ impl crate::wasi_fds::FdHost for StoreData {
 /// The answer to a request a store will not serve because it was dropped first.
 pub const STORE_DROPPED: &str = "the store was dropped before serving this request";
 
+/// What requests for a store that could not be made (`store_open`) are refused with,
+/// followed by the reason.
+pub const STORE_UNMADE: &str = "the store could not be created";
+
 /// The answer to the request a store panicked on (a bug in this program), and to those
 /// it left: the store is gone, the host and its other stores work on.
 pub const STORE_FAILED: &str =

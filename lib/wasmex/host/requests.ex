@@ -24,8 +24,7 @@ defmodule Wasmex.Host.Requests do
 
     if size > Wire.max_frame() do
       # The port would skip the frame unread, unable to say which request it was.
-      error = "the request is #{size} bytes, over the frame limit of #{Wire.max_frame()}"
-      reply(target, {:error, error}, state)
+      reply(target, too_large(size), state)
     else
       Stats.add(:bytes_sent, size)
       state = write(state, frame, size)
@@ -194,16 +193,51 @@ defmodule Wasmex.Host.Requests do
     state
   end
 
-  # A store whose creator stopped waiting: nobody holds it.
-  defp reply(:drop_store, {:ok, store_id}, state), do: notify(state, Wire.store_drop(store_id))
-  defp reply(:drop_store, _result, state), do: state
+  # A store whose creator stopped waiting: nobody holds it (made or not, the port forgets
+  # it).
+  defp reply({:drop_store, store_id}, _result, state),
+    do: notify(state, Wire.store_drop(store_id))
 
-  defp reply({:new_store, from, holder}, result, state) do
-    GenServer.reply(from, result)
+  # A store whose creator waited for it to be made (`Wasmex.Host.new_store/4`).
+  defp reply({:new_store, from, holder, store_id}, {:ok, _}, state) do
+    GenServer.reply(from, {:ok, store_id})
+    %{state | holders: Holders.hold(state.holders, store_id, holder)}
+  end
 
-    case result do
-      {:ok, store_id} -> %{state | holders: Holders.hold(state.holders, store_id, holder)}
-      _ -> state
+  defp reply({:new_store, from, _holder, store_id}, error, state) do
+    GenServer.reply(from, unmade(error))
+    notify(state, Wire.store_drop(store_id))
+  end
+
+  # The creator waited for its store: it gets the port's reason as it is.
+  defp unmade({:error, "the store could not be created: " <> reason}), do: {:error, reason}
+  defp unmade(error), do: error
+
+  defp too_large(size),
+    do: {:error, "the request is #{size} bytes, over the frame limit of #{Wire.max_frame()}"}
+
+  @doc """
+  Creates store `store_id` in the port, held by `holder`. With `wait: false` nothing
+  waits for it: the store is held at once, and if the port cannot make it, its requests
+  are refused with the reason. With `wait: true` the answer goes to `from` once the store
+  is made (`{:ok, store_id}`) or not (`{:error, reason}`, the store forgotten).
+  """
+  @spec open_store(struct(), pos_integer(), term(), term(), pid(), GenServer.from() | nil) ::
+          struct()
+  def open_store(state, store_id, limits, wasi, holder, nil) do
+    state = notify(state, Wire.store_open(store_id, limits, wasi))
+    %{state | holders: Holders.hold(state.holders, store_id, holder)}
+  end
+
+  def open_store(state, store_id, limits, wasi, holder, from) do
+    {frame, size} = Writer.notification_frame(Wire.store_open(store_id, limits, wasi))
+
+    if size > Wire.max_frame() do
+      GenServer.reply(from, too_large(size))
+      state
+    else
+      state = write(state, frame, size)
+      send_request(state, Wire.store_ready(store_id), {:new_store, from, holder, store_id})
     end
   end
 
