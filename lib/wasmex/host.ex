@@ -41,6 +41,13 @@ defmodule Wasmex.Host do
     holders: Holders.new(),
     modules: KnownModules.new(),
     outgoing: Outgoing.new(),
+    # Stores opened without waiting whose `store_open` is not written yet: id => {frame,
+    # size}, written ahead of the next write (Wasmex.Host.Requests.open_store/6).
+    opening: %{},
+    # Drops of stores not written yet ({frame, size}, newest first), written ahead of the
+    # next write or by :write_drops (Wasmex.Host.Requests.drop_store/3).
+    dropping: [],
+    drop_timer: false,
     # Cancels of callers that died (Wasmex.Host.Requests.cancel_all/2): those not yet
     # written, in order; each one's state (:queued or :sent); how many sent are unanswered.
     cancel_queue: [],
@@ -371,6 +378,8 @@ defmodule Wasmex.Host do
 
     {:noreply, state}
   end
+
+  def handle_info(:write_drops, state), do: {:noreply, Requests.write_drops(state)}
 
   def handle_info(:write_outgoing, state),
     do: {:noreply, %{state | outgoing: Writer.flush(state.port, state.outgoing)}}

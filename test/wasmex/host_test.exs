@@ -64,4 +64,38 @@ defmodule Wasmex.HostTest do
       assert {:ok, _} = Store.new(%Wasmex.StoreLimits{memory_size: 65_536, instances: 2}, engine)
     end
   end
+
+  describe "free_store/2" do
+    test "a store freed before its first request never reaches the port", %{host: host} do
+      {:ok, id} = Host.new_store(host, nil, nil, self())
+      assert Map.has_key?(:sys.get_state(host).opening, id)
+      assert Host.free_store(host, id) == :ok
+      state = :sys.get_state(host)
+      refute Map.has_key?(state.opening, id)
+      assert state.dropping == []
+      assert Host.request(host, Wire.store_ready(id)) == {:error, "unknown store #{id}"}
+    end
+
+    test "a drop goes ahead of the next request, or alone once the drop timer runs out",
+         %{host: host, module: module} do
+      {:ok, id} = Host.new_store(host, nil, nil, self())
+      store = StoreOrCaller.new(host, id)
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      GenServer.stop(pid)
+      :erlang.trace(host, true, [:receive])
+      assert Host.free_store(host, id) == :ok
+      # No request follows: the timer writes it.
+      assert_receive {:trace, ^host, :receive, :write_drops}
+      assert :sys.get_state(host).dropping == []
+      :erlang.trace(host, false, [:receive])
+      assert Host.request(host, Wire.store_ready(id)) == {:error, "unknown store #{id}"}
+
+      # Freed, then used at once: the drop is written first.
+      {:ok, id} = Host.new_store(host, nil, nil, self())
+      {:ok, pid} = Wasmex.start_link(%{store: StoreOrCaller.new(host, id), module: module})
+      GenServer.stop(pid)
+      assert Host.free_store(host, id) == :ok
+      assert Host.request(host, Wire.store_ready(id)) == {:error, "unknown store #{id}"}
+    end
+  end
 end
