@@ -107,6 +107,15 @@ defmodule Wasmex.Host do
 
   def request(host, request), do: call(host, {:request, request}, Client.wait_for(request))
 
+  @doc """
+  Sends a request as `request/2` does, making `holder` a holder of store `store_id` first
+  (as `retain/3` does) with the same message: an instance server's instantiation.
+  """
+  @spec request_holding(pid(), Wire.request(), non_neg_integer(), pid()) ::
+          {:ok, term()} | {:error, term()}
+  def request_holding(host, request, store_id, holder),
+    do: call(host, {:request, request, {:hold, store_id, holder}}, Client.wait_for(request))
+
   @doc "Sends a request (built by `Wasmex.Wire`) whose result goes to `target` (see `t:target/0`)."
   @spec cast_request(pid(), Wire.request(), target()) :: :ok
   def cast_request(host, request, target), do: GenServer.cast(host, {:request, request, target})
@@ -248,6 +257,11 @@ defmodule Wasmex.Host do
 
   @impl true
   def handle_call({:request, request}, from, state) do
+    {:noreply, Requests.send_request(state, request, {:reply, from})}
+  end
+
+  def handle_call({:request, request, {:hold, store_id, holder}}, from, state) do
+    {:noreply, state} = handle_cast({:retain, store_id, holder}, state)
     {:noreply, Requests.send_request(state, request, {:reply, from})}
   end
 

@@ -98,4 +98,26 @@ defmodule Wasmex.HostTest do
       assert Host.request(host, Wire.store_ready(id)) == {:error, "unknown store #{id}"}
     end
   end
+
+  describe "request_holding/4" do
+    test "makes the holder hold the store with the request: the store lives as long as it does",
+         %{host: host, engine: engine} do
+      {:ok, store} = Store.new(nil, engine)
+      holder = spawn(fn -> receive do: (:exit -> :ok) end)
+      request = Wire.fuel_get(StoreOrCaller.context(store))
+
+      assert {:error, "Could not get fuel" <> _} =
+               Host.request_holding(host, request, store.store_id, holder)
+
+      Store.release(store, self())
+      assert {:error, "Could not get fuel" <> _} = StoreOrCaller.get_fuel(store)
+
+      # Once the host has the holder's :DOWN in its mailbox, what is sent next comes after.
+      :erlang.trace(host, true, [:receive])
+      send(holder, :exit)
+      assert_receive {:trace, ^host, :receive, {:DOWN, _, :process, ^holder, _}}
+      :erlang.trace(host, false, [:receive])
+      assert {:error, "unknown store" <> _} = StoreOrCaller.get_fuel(store)
+    end
+  end
 end
