@@ -21,11 +21,10 @@ defmodule Wasmex.Host do
   """
   use GenServer, restart: :temporary
   require Logger
-  import Bitwise, only: [<<<: 2]
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Client, Events, Frames, Holders, KnownModules, Outgoing, Pending}
-  alias Wasmex.Host.{Requests, Startup, Writer}
+  alias Wasmex.Host.{Bulk, Client, Events, Holders, KnownModules, Outgoing, Pending}
+  alias Wasmex.Host.{Requests, Startup, Stores, Writer}
 
   defstruct [
     :port,
@@ -238,7 +237,7 @@ defmodule Wasmex.Host do
       Wasmex.Telemetry.event([:host, :start], %{host: self(), os_pid: os_pid})
       # Where large memory writes go (Wasmex.Host.Bulk), if the port has a shared buffer.
       with {fd, size} <- bulk,
-           do: Wasmex.Host.Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
+           do: Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
 
       {:ok,
        %__MODULE__{
@@ -261,23 +260,16 @@ defmodule Wasmex.Host do
   end
 
   def handle_call({:request, request, {:hold, store_id, holder}}, from, state) do
-    {:noreply, state} = handle_cast({:retain, store_id, holder}, state)
+    {_, state} = Stores.retain(state, store_id, holder)
     {:noreply, Requests.send_request(state, request, {:reply, from})}
   end
 
-  def handle_call({:new_store, limits, wasi, holder}, from, state) do
-    id = state.next_store_id
-    state = %{state | next_store_id: id + 1}
-
-    if wasi == nil and plain_limits?(limits),
-      do: {:reply, {:ok, id}, Requests.open_store(state, id, limits, nil, holder, nil)},
-      else: {:noreply, Requests.open_store(state, id, limits, wasi, holder, from)}
-  end
+  def handle_call({:new_store, limits, wasi, holder}, from, state),
+    do: Stores.new(state, limits, wasi, holder, from)
 
   def handle_call({:retain, store_id, pid}, _from, state) do
-    if Holders.holds?(state.holders, store_id),
-      do: {:reply, :ok, %{state | holders: Holders.hold(state.holders, store_id, pid)}},
-      else: {:reply, {:error, "unknown store #{store_id}"}, state}
+    {reply, state} = Stores.retain(state, store_id, pid)
+    {:reply, reply, state}
   end
 
   def handle_call({:release, _store_id, _pid} = release, from, state) do
@@ -286,15 +278,13 @@ defmodule Wasmex.Host do
   end
 
   def handle_call({:free_store, store_id}, _from, state) do
-    case Holders.free(state.holders, store_id) do
-      {:drop, holders} ->
-        case maybe_stop(Requests.drop_store(state, holders, store_id)) do
-          {:noreply, state} -> {:reply, :ok, state}
-          {:stop, reason, state} -> {:stop, reason, :ok, state}
-        end
-
-      :unknown ->
-        {:reply, {:error, "unknown store #{store_id}"}, state}
+    with {:ok, state} <- Stores.free(state, store_id) do
+      case maybe_stop(state) do
+        {:noreply, state} -> {:reply, :ok, state}
+        {:stop, reason, state} -> {:stop, reason, :ok, state}
+      end
+    else
+      error -> {:reply, error, state}
     end
   end
 
@@ -311,11 +301,8 @@ defmodule Wasmex.Host do
     {:noreply, Requests.send_request(state, request, target)}
   end
 
-  def handle_cast({:retain, store_id, pid}, state) do
-    if Holders.holds?(state.holders, store_id),
-      do: {:noreply, %{state | holders: Holders.hold(state.holders, store_id, pid)}},
-      else: {:noreply, state}
-  end
+  def handle_cast({:retain, store_id, pid}, state),
+    do: {:noreply, elem(Stores.retain(state, store_id, pid), 1)}
 
   def handle_cast(:disown, state) do
     if state.owner_ref, do: Process.demonitor(state.owner_ref, [:flush])
@@ -327,36 +314,20 @@ defmodule Wasmex.Host do
   # A caller stopped waiting (see Wasmex.Host.Client): its request is cancelled.
   def handle_cast({:give_up, from}, state), do: {:noreply, Requests.give_up(state, from)}
 
-  def handle_cast({:reclaim_bulk, token, holder}, state) do
-    reclaim_bulk_later({:reclaim_bulk, token, holder})
+  def handle_cast({:reclaim_bulk, _token, _holder} = reclaim, state) do
+    Bulk.reclaim_later(reclaim)
     {:noreply, state}
   end
 
   def handle_cast({:release, store_id, pid}, state) do
-    case Holders.release(state.holders, store_id, pid) do
-      {:drop, holders} -> maybe_stop(Requests.drop_store(state, holders, store_id))
-      {:keep, holders} -> {:noreply, %{state | holders: holders}}
+    case Stores.release(state, store_id, pid) do
+      {:dropped, state} -> maybe_stop(state)
+      {:kept, state} -> {:noreply, state}
     end
   end
 
   @impl true
-  def handle_info({port, {:data, data}}, %{port: port} = state) do
-    Stats.add(:bytes_received, byte_size(data))
-
-    case Frames.push(state.frames, data) do
-      {:ok, [payload], frames} ->
-        {:noreply, Events.handle(payload, %{state | frames: frames})}
-
-      {:ok, payloads, frames} ->
-        {:noreply, Enum.reduce(payloads, %{state | frames: frames}, &Events.handle/2)}
-
-      # The stream can no longer be trusted: this host stops (and its port with it).
-      {:error, reason} ->
-        Logger.error("wasmex_port: #{reason}; stopping this host")
-        state = Requests.fail_all(state, "the Wasm host exited: #{reason}")
-        {:stop, {:shutdown, {:port_exited, reason}}, state}
-    end
-  end
+  def handle_info({port, {:data, data}}, %{port: port} = state), do: Events.data(data, state)
 
   def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
     why = state.fatal || Startup.describe_status(status)
@@ -387,8 +358,8 @@ defmodule Wasmex.Host do
 
   def handle_info({:reclaim_bulk, token, holder} = reclaim, state) do
     if Pending.sent_by?(state.pending, holder),
-      do: reclaim_bulk_later(reclaim),
-      else: Wasmex.Host.Bulk.reclaim(self(), token)
+      do: Bulk.reclaim_later(reclaim),
+      else: Bulk.reclaim(self(), token)
 
     {:noreply, state}
   end
@@ -404,7 +375,7 @@ defmodule Wasmex.Host do
 
   @impl true
   def terminate(_reason, %{port: port} = state) do
-    Wasmex.Host.Bulk.unregister(self())
+    Bulk.unregister(self())
     Requests.fail_all(state, "the Wasm host stopped")
     Wasmex.Callback.abandon_all(self())
     if port, do: Startup.close(port)
@@ -413,13 +384,6 @@ defmodule Wasmex.Host do
 
   @doc false
   def executable, do: Application.app_dir(:wasmex, "priv/wasmex_port")
-
-  defp reclaim_bulk_later(message) do
-    case Application.get_env(:wasmex, :bulk_reclaim_after, 100) do
-      0 -> send(self(), message)
-      ms -> Process.send_after(self(), message, ms)
-    end
-  end
 
   @doc """
   Writes a notification (a request without a reply) to `port`; any process may. Nothing
@@ -430,16 +394,6 @@ defmodule Wasmex.Host do
     {frame, size} = Writer.notification_frame(request)
     Writer.command(port, frame, size)
   end
-
-  # Limits the port takes as they are (each nil or a count that fits 64 bits): a store
-  # with them is not waited for. Others are, so that their creator gets the port's reason.
-  defp plain_limits?(nil), do: true
-
-  defp plain_limits?(limits) when is_map(limits) do
-    Enum.all?(limits, fn {_key, n} -> n == nil or (is_integer(n) and n >= 0 and n < 1 <<< 64) end)
-  end
-
-  defp plain_limits?(_limits), do: false
 
   # A host with no owner left and no store stops; the default engine's host (owner
   # `:forever`) never does.

@@ -5,6 +5,7 @@
 //!
 //! * `task.rs`: the store's life (made, served, ended) and the handle the host holds;
 //! * `make.rs`: what a store is made of (limits, WASI);
+//! * `request.rs`: a store request decoded into its op;
 //! * `answer.rs`: one request, from its op to its reply;
 //! * `scope.rs`: a call or an instantiation, and its deadline;
 //!
@@ -13,6 +14,7 @@
 
 mod answer;
 mod make;
+pub mod request;
 mod scope;
 mod task;
 
