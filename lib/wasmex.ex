@@ -227,10 +227,13 @@ defmodule Wasmex do
 
   defp start_with_store(%{store: store} = opts) do
     with {:ok, module} <- module_of(opts),
-         {:ok, links} <- Links.compile(store, opts.links, &module_of/1) do
+         {:ok, links} <- links_of(store, opts.links) do
       start_server(%{opts | links: links} |> Map.put(:module, module))
     end
   end
+
+  defp links_of(_store, links) when links == %{}, do: {:ok, []}
+  defp links_of(store, links), do: Links.compile(store, links, &module_of/1)
 
   defp start_server(opts) do
     args =

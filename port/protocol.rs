@@ -22,12 +22,13 @@ use crate::term::{self, Fallible};
 use eetf::Term;
 
 /// Bumped on every incompatible change of the wire; checked by the BEAM at start.
-pub const PROTOCOL_VERSION: i64 = 2;
+pub const PROTOCOL_VERSION: i64 = 3;
 
 /// Ops that get no reply.
 pub const NOTIFICATIONS: &[&str] = &[
     "callback_return",
     "store_drop",
+    "store_open",
     "module_drop",
     "stdin_data",
     "stdin_eof",

@@ -23,8 +23,8 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Client, Events, Frames, Holders, KnownModules, Outgoing, Pending}
-  alias Wasmex.Host.{Requests, Startup, Writer}
+  alias Wasmex.Host.{Bulk, Client, Events, Holders, KnownModules, Outgoing, Pending}
+  alias Wasmex.Host.{Requests, Startup, Stores, Writer}
 
   defstruct [
     :port,
@@ -35,10 +35,18 @@ defmodule Wasmex.Host do
     compile_timeout: 60_000,
     fatal: nil,
     next_id: 1,
+    next_store_id: 1,
     pending: Pending.new(),
     holders: Holders.new(),
     modules: KnownModules.new(),
     outgoing: Outgoing.new(),
+    # Stores opened without waiting whose `store_open` is not written yet: id => {frame,
+    # size}, written ahead of the next write (Wasmex.Host.Requests.open_store/6).
+    opening: %{},
+    # Drops of stores not written yet ({frame, size}, newest first), written ahead of the
+    # next write or by :write_drops (Wasmex.Host.Requests.drop_store/3).
+    dropping: [],
+    drop_timer: false,
     # Cancels of callers that died (Wasmex.Host.Requests.cancel_all/2): those not yet
     # written, in order; each one's state (:queued or :sent); how many sent are unanswered.
     cancel_queue: [],
@@ -50,7 +58,7 @@ defmodule Wasmex.Host do
   @type target ::
           {:reply, GenServer.from()}
           | {:send, pid(), term()}
-          | {:new_store, GenServer.from(), pid()}
+          | {:new_store, GenServer.from(), pid(), pos_integer()}
 
   @doc """
   Starts a host under `Wasmex.HostSupervisor` with the given `Wasmex.EngineConfig`.
@@ -98,6 +106,15 @@ defmodule Wasmex.Host do
 
   def request(host, request), do: call(host, {:request, request}, Client.wait_for(request))
 
+  @doc """
+  Sends a request as `request/2` does, making `holder` a holder of store `store_id` first
+  (as `retain/3` does) with the same message: an instance server's instantiation.
+  """
+  @spec request_holding(pid(), Wire.request(), non_neg_integer(), pid()) ::
+          {:ok, term()} | {:error, term()}
+  def request_holding(host, request, store_id, holder),
+    do: call(host, {:request, request, {:hold, store_id, holder}}, Client.wait_for(request))
+
   @doc "Sends a request (built by `Wasmex.Wire`) whose result goes to `target` (see `t:target/0`)."
   @spec cast_request(pid(), Wire.request(), target()) :: :ok
   def cast_request(host, request, target), do: GenServer.cast(host, {:request, request, target})
@@ -115,7 +132,13 @@ defmodule Wasmex.Host do
   @doc false
   def notify(host, op, args), do: notify(host, {op, args})
 
-  @doc "Creates a store in the host, held by `holder`."
+  @doc """
+  Creates a store in the host, held by `holder`. A store without WASI whose limits are
+  plain counts is answered at once, without waiting for the port (its id is the host
+  server's to choose): should the port fail to make it, every request on it gets
+  `{:error, "the store could not be created: " <> reason}`. A store with WASI, whose
+  options can fail in many ways (a missing directory), is answered once it is made.
+  """
   @spec new_store(pid(), term(), term(), pid()) :: {:ok, non_neg_integer()} | {:error, term()}
   def new_store(host, limits, wasi, holder),
     do: call(host, {:new_store, limits, wasi, holder})
@@ -214,7 +237,7 @@ defmodule Wasmex.Host do
       Wasmex.Telemetry.event([:host, :start], %{host: self(), os_pid: os_pid})
       # Where large memory writes go (Wasmex.Host.Bulk), if the port has a shared buffer.
       with {fd, size} <- bulk,
-           do: Wasmex.Host.Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
+           do: Bulk.register(self(), "/proc/#{os_pid}/fd/#{fd}", size)
 
       {:ok,
        %__MODULE__{
@@ -236,15 +259,17 @@ defmodule Wasmex.Host do
     {:noreply, Requests.send_request(state, request, {:reply, from})}
   end
 
-  def handle_call({:new_store, limits, wasi, holder}, from, state) do
-    target = {:new_store, from, holder}
-    {:noreply, Requests.send_request(state, Wire.store_new(limits, wasi), target)}
+  def handle_call({:request, request, {:hold, store_id, holder}}, from, state) do
+    {_, state} = Stores.retain(state, store_id, holder)
+    {:noreply, Requests.send_request(state, request, {:reply, from})}
   end
 
+  def handle_call({:new_store, limits, wasi, holder}, from, state),
+    do: Stores.new(state, limits, wasi, holder, from)
+
   def handle_call({:retain, store_id, pid}, _from, state) do
-    if Holders.holds?(state.holders, store_id),
-      do: {:reply, :ok, %{state | holders: Holders.hold(state.holders, store_id, pid)}},
-      else: {:reply, {:error, "unknown store #{store_id}"}, state}
+    {reply, state} = Stores.retain(state, store_id, pid)
+    {:reply, reply, state}
   end
 
   def handle_call({:release, _store_id, _pid} = release, from, state) do
@@ -253,15 +278,13 @@ defmodule Wasmex.Host do
   end
 
   def handle_call({:free_store, store_id}, _from, state) do
-    case Holders.free(state.holders, store_id) do
-      {:drop, holders} ->
-        case maybe_stop(Requests.drop_store(state, holders, store_id)) do
-          {:noreply, state} -> {:reply, :ok, state}
-          {:stop, reason, state} -> {:stop, reason, :ok, state}
-        end
-
-      :unknown ->
-        {:reply, {:error, "unknown store #{store_id}"}, state}
+    with {:ok, state} <- Stores.free(state, store_id) do
+      case maybe_stop(state) do
+        {:noreply, state} -> {:reply, :ok, state}
+        {:stop, reason, state} -> {:stop, reason, :ok, state}
+      end
+    else
+      error -> {:reply, error, state}
     end
   end
 
@@ -278,11 +301,8 @@ defmodule Wasmex.Host do
     {:noreply, Requests.send_request(state, request, target)}
   end
 
-  def handle_cast({:retain, store_id, pid}, state) do
-    if Holders.holds?(state.holders, store_id),
-      do: {:noreply, %{state | holders: Holders.hold(state.holders, store_id, pid)}},
-      else: {:noreply, state}
-  end
+  def handle_cast({:retain, store_id, pid}, state),
+    do: {:noreply, elem(Stores.retain(state, store_id, pid), 1)}
 
   def handle_cast(:disown, state) do
     if state.owner_ref, do: Process.demonitor(state.owner_ref, [:flush])
@@ -294,36 +314,20 @@ defmodule Wasmex.Host do
   # A caller stopped waiting (see Wasmex.Host.Client): its request is cancelled.
   def handle_cast({:give_up, from}, state), do: {:noreply, Requests.give_up(state, from)}
 
-  def handle_cast({:reclaim_bulk, token, holder}, state) do
-    reclaim_bulk_later({:reclaim_bulk, token, holder})
+  def handle_cast({:reclaim_bulk, _token, _holder} = reclaim, state) do
+    Bulk.reclaim_later(reclaim)
     {:noreply, state}
   end
 
   def handle_cast({:release, store_id, pid}, state) do
-    case Holders.release(state.holders, store_id, pid) do
-      {:drop, holders} -> maybe_stop(Requests.drop_store(state, holders, store_id))
-      {:keep, holders} -> {:noreply, %{state | holders: holders}}
+    case Stores.release(state, store_id, pid) do
+      {:dropped, state} -> maybe_stop(state)
+      {:kept, state} -> {:noreply, state}
     end
   end
 
   @impl true
-  def handle_info({port, {:data, data}}, %{port: port} = state) do
-    Stats.add(:bytes_received, byte_size(data))
-
-    case Frames.push(state.frames, data) do
-      {:ok, [payload], frames} ->
-        {:noreply, Events.handle(payload, %{state | frames: frames})}
-
-      {:ok, payloads, frames} ->
-        {:noreply, Enum.reduce(payloads, %{state | frames: frames}, &Events.handle/2)}
-
-      # The stream can no longer be trusted: this host stops (and its port with it).
-      {:error, reason} ->
-        Logger.error("wasmex_port: #{reason}; stopping this host")
-        state = Requests.fail_all(state, "the Wasm host exited: #{reason}")
-        {:stop, {:shutdown, {:port_exited, reason}}, state}
-    end
-  end
+  def handle_info({port, {:data, data}}, %{port: port} = state), do: Events.data(data, state)
 
   def handle_info({port, {:exit_status, status}}, %{port: port} = state) do
     why = state.fatal || Startup.describe_status(status)
@@ -354,11 +358,13 @@ defmodule Wasmex.Host do
 
   def handle_info({:reclaim_bulk, token, holder} = reclaim, state) do
     if Pending.sent_by?(state.pending, holder),
-      do: reclaim_bulk_later(reclaim),
-      else: Wasmex.Host.Bulk.reclaim(self(), token)
+      do: Bulk.reclaim_later(reclaim),
+      else: Bulk.reclaim(self(), token)
 
     {:noreply, state}
   end
+
+  def handle_info(:write_drops, state), do: {:noreply, Requests.write_drops(state)}
 
   def handle_info(:write_outgoing, state),
     do: {:noreply, %{state | outgoing: Writer.flush(state.port, state.outgoing)}}
@@ -369,7 +375,7 @@ defmodule Wasmex.Host do
 
   @impl true
   def terminate(_reason, %{port: port} = state) do
-    Wasmex.Host.Bulk.unregister(self())
+    Bulk.unregister(self())
     Requests.fail_all(state, "the Wasm host stopped")
     Wasmex.Callback.abandon_all(self())
     if port, do: Startup.close(port)
@@ -378,13 +384,6 @@ defmodule Wasmex.Host do
 
   @doc false
   def executable, do: Application.app_dir(:wasmex, "priv/wasmex_port")
-
-  defp reclaim_bulk_later(message) do
-    case Application.get_env(:wasmex, :bulk_reclaim_after, 100) do
-      0 -> send(self(), message)
-      ms -> Process.send_after(self(), message, ms)
-    end
-  end
 
   @doc """
   Writes a notification (a request without a reply) to `port`; any process may. Nothing

@@ -38,17 +38,18 @@ defmodule Wasmex.Instance do
   (string or atom keys). `links` lists modules to instantiate first, in dependency order,
   whose exports the module can import under their `name`.
   """
-  @spec new(StoreOrCaller.t(), Module.t(), map(), [link()]) :: {:ok, t()} | {:error, String.t()}
-  def new(%StoreOrCaller{} = store, %Module{} = module, imports, links \\ [])
+  @spec new(StoreOrCaller.t(), Module.t(), map(), [link()], keyword()) ::
+          {:ok, t()} | {:error, String.t()}
+  def new(%StoreOrCaller{} = store, %Module{} = module, imports, links \\ [], opts \\ [])
       when is_map(imports) do
     metadata = %{store: store, module: module}
 
     Wasmex.Telemetry.span([:instantiate], metadata, fn ->
-      instantiate(store, module, imports, links)
+      instantiate(store, module, imports, links, opts[:holder])
     end)
   end
 
-  defp instantiate(store, module, imports, links) do
+  defp instantiate(store, module, imports, links, holder) do
     with {:ok, import_specs} <- import_specs(imports) do
       handler = :erlang.term_to_binary(self())
 
@@ -68,7 +69,7 @@ defmodule Wasmex.Instance do
 
       Module.mark_instantiated(module)
 
-      with {:ok, id} <- Host.request(store.host, request) do
+      with {:ok, id} <- instantiate_request(store, request, holder) do
         {:ok,
          %__MODULE__{
            resource: {store.host, store.store_id, id},
@@ -81,6 +82,12 @@ defmodule Wasmex.Instance do
       end
     end
   end
+
+  # `holder` (an instance server) becomes a holder of the store with the same message.
+  defp instantiate_request(store, request, nil), do: Host.request(store.host, request)
+
+  defp instantiate_request(store, request, holder),
+    do: Host.request_holding(store.host, request, store.store_id, holder)
 
   defp import_specs(imports) do
     Enum.reduce_while(imports, {:ok, []}, fn {ns, fns}, {:ok, acc} ->

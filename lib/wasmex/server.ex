@@ -67,8 +67,7 @@ defmodule Wasmex.Server do
     given? = Map.has_key?(args, :instance)
     if callbacks? and not given?, do: Callback.register(imports, nil)
 
-    with :ok <- Store.retain(store, self()),
-         {:ok, instance} <- instance_of(args) do
+    with {:ok, instance} <- instance_of(args) do
       cond do
         # The port sends the callbacks of an instance given to start_link/1 to the process
         # that made it, usually the one starting this server: they run with these imports.
@@ -84,7 +83,9 @@ defmodule Wasmex.Server do
        %{
          store: store,
          module: module,
-         instance: instance
+         instance: instance,
+         # What terminate/2 unregisters: nothing without import callbacks.
+         callbacks: if(callbacks?, do: if(given?, do: :for, else: :own), else: :none)
        }}
     else
       {:error, reason} ->
@@ -93,12 +94,15 @@ defmodule Wasmex.Server do
     end
   end
 
-  # An instance given to start_link/1 is served as it is; otherwise the module is
-  # instantiated in the store.
-  defp instance_of(%{instance: %Instance{} = instance}), do: {:ok, instance}
+  # An instance given to start_link/1 is served as it is (this server holds its store from
+  # now on); otherwise the module is instantiated in the store, by a request that makes
+  # this server a holder of the store first.
+  defp instance_of(%{instance: %Instance{} = instance, store: store}) do
+    with :ok <- Store.retain(store, self()), do: {:ok, instance}
+  end
 
   defp instance_of(%{store: store, module: module, imports: imports, links: links}),
-    do: Instance.new(store, module, imports, links)
+    do: Instance.new(store, module, imports, links, holder: self())
 
   # Answers start_link with {:error, reason} and exits normally, so that a caller linked
   # to this process is not taken down by a failed start.
@@ -133,8 +137,15 @@ defmodule Wasmex.Server do
   def handle_info(_other, state), do: {:noreply, state}
 
   @impl true
-  def terminate(_reason, %{store: store}) do
-    forget(self())
+  def terminate(_reason, %{store: store} = state) do
+    :ets.delete(Wasmex.Routes, self())
+
+    case state.callbacks do
+      :none -> :ok
+      :own -> Callback.unregister(self())
+      :for -> Callback.unregister_for(self())
+    end
+
     # Let go of the store before exiting, not by the host's monitor: the monitor's message
     # can reach the host after the process that stopped this one sent its next request,
     # and a start right after a stop would then find the instance slots still taken. (A

@@ -43,7 +43,14 @@ defmodule Wasmex.Store do
   # The process dictionary key of the stores the calling process created and holds.
   @held {__MODULE__, :held}
 
-  @doc "Creates a store, optionally with limits and in a given engine."
+  @doc """
+  Creates a store, optionally with limits and in a given engine.
+
+  The store is made in its host's OS process along with its first request, so creating
+  it waits for no answer from there. Should that process fail to make it, every request
+  on the store returns `{:error, "the store could not be created: " <> reason}`.
+  (Limits that are not non-negative integers are checked first, and refused here.)
+  """
   @spec new(StoreLimits.t() | nil, Engine.t() | nil) ::
           {:ok, StoreOrCaller.t()} | {:error, term()}
   def new(limits \\ nil, engine \\ nil) do

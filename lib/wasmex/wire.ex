@@ -8,8 +8,8 @@ defmodule Wasmex.Wire do
 
     * BEAM -> port: `{id, op, args}` where `id` is a positive integer, `op` an atom and
       `args` a tuple. Each request gets exactly one `{:reply, id, result}`, except the
-      notifications (`:callback_return`, `:store_drop`, `:module_drop`, `:stdin_data`,
-      `:stdin_eof`, `:cancel`). Each request has one constructor here, which gives its
+      notifications (`:callback_return`, `:store_open`, `:store_drop`, `:module_drop`,
+      `:stdin_data`, `:stdin_eof`, `:cancel`, `:output_ack`). Each request has one constructor here, which gives its
       `{op, args}`:
 
           iex> Wasmex.Wire.call(3, 1, "sum", [1, 2], 5_000)
@@ -24,7 +24,7 @@ defmodule Wasmex.Wire do
 
   import Bitwise
 
-  @version 2
+  @version 3
 
   # Every atom the port may send. `decode/1` uses `binary_to_term/2` with `:safe`, which
   # refuses atoms that do not exist yet; naming them here makes them exist.
@@ -144,6 +144,18 @@ defmodule Wasmex.Wire do
   @doc "A new store, with its limits and WASI options (`nil`: none)."
   @spec store_new(term(), term()) :: request()
   def store_new(limits, wasi), do: {:store_new, {limits, wasi}}
+
+  @doc """
+  Notification: a new store under `store_id`, an id the host server chose, with its
+  limits and WASI options. Nothing answers it: if the store cannot be made, its requests
+  are refused with the reason until it is dropped (`store_ready/1` asks).
+  """
+  @spec store_open(pos_integer(), term(), term()) :: request()
+  def store_open(store_id, limits, wasi), do: {:store_open, {store_id, limits, wasi}}
+
+  @doc "`:ok` once the store is made; its reason if it could not be."
+  @spec store_ready(pos_integer()) :: request()
+  def store_ready(store_id), do: {:store_ready, {store_id}}
 
   @doc """
   Instantiates the module `key` in a store: `handler` is the encoded pid that gets its

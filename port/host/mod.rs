@@ -6,6 +6,8 @@
 mod init;
 mod modules;
 #[cfg(test)]
+mod open_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::instance::BaseLinkers;
@@ -14,9 +16,10 @@ use crate::protocol::{self, decode_request, reply, Request};
 use crate::request::{Op, StoreRequest};
 use crate::shared::Shared;
 use crate::stdio::{StdinMsg, StdinSender};
-use crate::store::{Cancellations, StoreHandle, StoreInit, StoreMsg, STORE_FAILED};
+use crate::store::{Cancellations, StoreHandle, StoreInit, StoreMsg};
 use crate::term::{self, Fallible};
-use std::collections::{HashMap, HashSet};
+use eetf::Term;
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
@@ -29,9 +32,9 @@ pub struct Host {
     next_store_id: u64,
     /// Stores that ended (dropped, failed to start, or panicked), to forget.
     ended: (Sender<u64>, Receiver<u64>),
-    /// Stores that ended in a panic and that the BEAM has not dropped yet: requests for
-    /// them get the reason, not "unknown store".
-    failed: HashSet<u64>,
+    /// Stores that ended in a panic, or could not be made (`store_open`), and that the
+    /// BEAM has not dropped yet: requests for them get the reason, not "unknown store".
+    failed: HashMap<u64, String>,
 }
 
 /// How the dispatcher reaches a store. Dropping it (the store was dropped, or the host
@@ -51,7 +54,7 @@ impl Host {
             stores: HashMap::new(),
             next_store_id: 1,
             ended: std::sync::mpsc::channel(),
-            failed: HashSet::new(),
+            failed: HashMap::new(),
         }
     }
 
@@ -99,12 +102,8 @@ impl Host {
 
     fn handle(&mut self, req: Request) {
         while let Ok(id) = self.ended.1.try_recv() {
-            if self
-                .stores
-                .remove(&id)
-                .is_some_and(|store| store.task.failed())
-            {
-                self.failed.insert(id);
+            if let Some(reason) = self.stores.remove(&id).and_then(|s| s.task.failure()) {
+                self.failed.insert(id, reason);
             }
         }
         let id = req.id;
@@ -144,24 +143,23 @@ impl Host {
             Op::WatToWasm { text } => modules::wat_to_wasm(shared, id, text),
             Op::ModuleDrop { key } => shared.modules.remove(&key),
             Op::StoreNew { limits, wasi } => {
+                // Ids the BEAM chose (`store_open`) are skipped.
+                while self.in_use(self.next_store_id) {
+                    self.next_store_id += 1;
+                }
                 let store = self.next_store_id;
                 self.next_store_id += 1;
-                let (stdin, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
-                let cancellations = Cancellations::default();
-                let init = StoreInit {
-                    limits,
-                    wasi,
-                    stdin: stdin_rx,
-                    cancellations: cancellations.clone(),
-                    linkers: self.linkers.clone(),
-                    ended: self.ended.0.clone(),
-                };
-                let entry = StoreEntry {
-                    task: StoreHandle::start(shared, store, id, init),
-                    cancellations,
-                    stdin,
-                };
-                self.stores.insert(store, entry);
+                self.open(shared, store, Some(id), limits, wasi);
+            }
+            Op::StoreOpen {
+                store,
+                limits,
+                wasi,
+            } => {
+                if self.in_use(store) {
+                    return Err(format!("store_open: store id {store} is in use"));
+                }
+                self.open(shared, store, None, limits, wasi);
             }
             Op::StoreDrop { store } => {
                 // Dropping the entry drops the store.
@@ -209,13 +207,44 @@ impl Host {
         Ok(())
     }
 
+    /// Starts store `store`; the reply to `reply`, if any, says whether it was made.
+    fn open(
+        &mut self,
+        shared: Arc<Shared>,
+        store: u64,
+        reply: Option<u64>,
+        limits: Term,
+        wasi: Term,
+    ) {
+        let (stdin, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
+        let cancellations = Cancellations::default();
+        let init = StoreInit {
+            limits,
+            wasi,
+            stdin: stdin_rx,
+            cancellations: cancellations.clone(),
+            linkers: self.linkers.clone(),
+            ended: self.ended.0.clone(),
+        };
+        let entry = StoreEntry {
+            task: StoreHandle::start(shared, store, reply, init),
+            cancellations,
+            stdin,
+        };
+        self.stores.insert(store, entry);
+    }
+
+    /// Whether a store has this id (live, or ended but not dropped by the BEAM).
+    fn in_use(&self, id: u64) -> bool {
+        self.stores.contains_key(&id) || self.failed.contains_key(&id)
+    }
+
     fn store(&self, id: u64) -> Fallible<&StoreEntry> {
-        self.stores.get(&id).ok_or_else(|| {
-            if self.failed.contains(&id) {
-                STORE_FAILED.to_string()
-            } else {
-                format!("unknown store {id}")
-            }
-        })
+        self.stores
+            .get(&id)
+            .ok_or_else(|| match self.failed.get(&id) {
+                Some(reason) => reason.clone(),
+                None => format!("unknown store {id}"),
+            })
     }
 }

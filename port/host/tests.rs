@@ -6,7 +6,7 @@ use eetf::Term;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-fn host() -> (Host, Receiver<Vec<u8>>) {
+pub(super) fn host() -> (Host, Receiver<Vec<u8>>) {
     let (outbox, rx) = Outbox::channel();
     (Host::new(outbox), rx)
 }
@@ -17,7 +17,7 @@ fn encode(t: &Term) -> Vec<u8> {
     v
 }
 
-fn request(id: i64, op: &str, args: Vec<Term>) -> Vec<u8> {
+pub(super) fn request(id: i64, op: &str, args: Vec<Term>) -> Vec<u8> {
     encode(&term::tuple(vec![
         term::int(id),
         term::atom(op),
@@ -26,7 +26,7 @@ fn request(id: i64, op: &str, args: Vec<Term>) -> Vec<u8> {
 }
 
 /// The next reply as `(Id, Result)` (events in between are skipped).
-fn next_reply(rx: &Receiver<Vec<u8>>) -> (u64, Result<Term, String>) {
+pub(super) fn next_reply(rx: &Receiver<Vec<u8>>) -> (u64, Result<Term, String>) {
     let t = loop {
         let frame = rx.recv_timeout(Duration::from_secs(10)).expect("a reply");
         let t = Term::decode(&frame[4..]).unwrap();
@@ -49,7 +49,7 @@ fn next_reply(rx: &Receiver<Vec<u8>>) -> (u64, Result<Term, String>) {
     }
 }
 
-fn init(host: &mut Host, rx: &Receiver<Vec<u8>>) {
+pub(super) fn init(host: &mut Host, rx: &Receiver<Vec<u8>>) {
     host.handle_payload(&request(1, "init", vec![term::map(vec![])]));
     let (id, bulk) = next_reply(rx);
     assert_eq!(id, 1);

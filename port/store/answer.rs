@@ -145,6 +145,7 @@ fn handle_op(cx: &mut Cx<'_>, op: &StoreOp) -> Fallible<Term> {
         } => memory::read_bulk(cx, memory, *offset, *len),
         StoreOp::GlobalGet { global } => global::get(cx, global),
         StoreOp::GlobalSet { global, value } => global::set(cx, global, value),
+        StoreOp::Ready => Ok(term::atom("ok")),
         StoreOp::FuelGet => cx
             .get_fuel()
             .map(term::uint)

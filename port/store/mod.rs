@@ -5,6 +5,7 @@
 //!
 //! * `task.rs`: the store's life (made, served, ended) and the handle the host holds;
 //! * `make.rs`: what a store is made of (limits, WASI);
+//! * `request.rs`: a store request decoded into its op;
 //! * `answer.rs`: one request, from its op to its reply;
 //! * `scope.rs`: a call or an instantiation, and its deadline;
 //!
@@ -13,6 +14,7 @@
 
 mod answer;
 mod make;
+pub mod request;
 mod scope;
 mod task;
 
@@ -90,6 +92,10 @@ impl crate::wasi_fds::FdHost for StoreData {
 
 /// The answer to a request a store will not serve because it was dropped first.
 pub const STORE_DROPPED: &str = "the store was dropped before serving this request";
+
+/// What requests for a store that could not be made (`store_open`) are refused with,
+/// followed by the reason.
+pub const STORE_UNMADE: &str = "the store could not be created";
 
 /// The answer to the request a store panicked on (a bug in this program), and to those
 /// it left: the store is gone, the host and its other stores work on.

@@ -6,7 +6,7 @@
 //! one answer: those it holds or that come later are refused with the reason.
 
 use super::make::{create, prepare, StoreInit};
-use super::{answer, Inbox, StoreData, StoreMsg, STORE_DROPPED, STORE_FAILED};
+use super::{answer, Inbox, StoreData, StoreMsg, STORE_DROPPED, STORE_FAILED, STORE_UNMADE};
 use crate::drops::Drops;
 use crate::executor;
 use crate::outbox::Outbox;
@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc::{error::SendError, unbounded_channel, UnboundedSender};
 use wasmtime::{AsContextMut, Store};
 
@@ -36,20 +36,30 @@ struct Life {
     drop_counted: AtomicBool,
     /// Whether the store ended in a panic (a bug): what it refuses then says so.
     failed: AtomicBool,
+    /// Why the store could not be made, when nobody was told at once (`store_open`):
+    /// what it refuses says so, and the host keeps saying so until the store is dropped.
+    unmade: OnceLock<String>,
     outbox: Outbox,
     /// Told the store's id when it ends.
     ended: Sender<u64>,
 }
 
 impl StoreHandle {
-    /// Starts store `id` as a task; the reply to `reply_id` says whether it was made.
-    pub fn start(shared: Arc<Shared>, id: u64, reply_id: u64, init: StoreInit) -> StoreHandle {
+    /// Starts store `id` as a task. The reply to `reply_id`, if any, says whether it was
+    /// made; without one (`store_open`), a failure is told to the store's requests.
+    pub fn start(
+        shared: Arc<Shared>,
+        id: u64,
+        reply_id: Option<u64>,
+        init: StoreInit,
+    ) -> StoreHandle {
         let (tx, rx) = unbounded_channel();
         let life = Arc::new(Life {
             id,
             drops: shared.drops.clone(),
             drop_counted: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            unmade: OnceLock::new(),
             outbox: shared.outbox.clone(),
             ended: init.ended.clone(),
         });
@@ -74,9 +84,10 @@ impl StoreHandle {
         }
     }
 
-    /// Whether the store ended in a panic (a bug).
-    pub fn failed(&self) -> bool {
-        self.life.failed.load(Ordering::Relaxed)
+    /// Why requests for the ended store are refused, if not just because it was dropped:
+    /// it ended in a panic (a bug), or could not be made and nobody was told at once.
+    pub fn failure(&self) -> Option<String> {
+        self.life.failure()
     }
 }
 
@@ -90,15 +101,19 @@ impl Drop for StoreHandle {
 impl Life {
     /// Answers requests the store will never serve, so that no caller waits forever.
     fn refuse(&self, msgs: impl IntoIterator<Item = StoreMsg>) {
-        let reason = if self.failed.load(Ordering::Relaxed) {
-            STORE_FAILED
-        } else {
-            STORE_DROPPED
-        };
+        let reason = self.failure().unwrap_or_else(|| STORE_DROPPED.into());
         for msg in msgs {
             if let StoreMsg::Request(req) = msg {
-                self.outbox.send(&reply(req.id, Err(reason.into())));
+                self.outbox.send(&reply(req.id, Err(reason.clone())));
             }
+        }
+    }
+
+    fn failure(&self) -> Option<String> {
+        if self.failed.load(Ordering::Relaxed) {
+            Some(STORE_FAILED.into())
+        } else {
+            self.unmade.get().map(|e| format!("{STORE_UNMADE}: {e}"))
         }
     }
 
@@ -122,8 +137,14 @@ impl Life {
     }
 }
 
-/// The store's task: makes it, answers `reply_id`, serves it until it ends.
-async fn run(life: Arc<Life>, shared: Arc<Shared>, reply_id: u64, init: StoreInit, rx: Inbox) {
+/// The store's task: makes it, answers `reply_id` (if any), serves it until it ends.
+async fn run(
+    life: Arc<Life>,
+    shared: Arc<Shared>,
+    reply_id: Option<u64>,
+    init: StoreInit,
+    rx: Inbox,
+) {
     let (id, outbox) = (life.id, life.outbox.clone());
     let mut rx = Some(rx);
     let made = catch_unwind(AssertUnwindSafe(|| {
@@ -134,16 +155,25 @@ async fn run(life: Arc<Life>, shared: Arc<Shared>, reply_id: u64, init: StoreIni
     let mut store = match made {
         Ok(Ok(store)) => store,
         Ok(Err(e)) => {
-            outbox.send(&reply(reply_id, Err(e)));
+            match reply_id {
+                Some(reply_id) => outbox.send(&reply(reply_id, Err(e))),
+                None => {
+                    let _ = life.unmade.set(e);
+                }
+            }
             return life.end(rx.as_mut(), VecDeque::new());
         }
         Err(_) => {
             life.fail();
-            outbox.send(&reply(reply_id, Err(STORE_FAILED.into())));
+            if let Some(reply_id) = reply_id {
+                outbox.send(&reply(reply_id, Err(STORE_FAILED.into())));
+            }
             return life.end(rx.as_mut(), VecDeque::new());
         }
     };
-    outbox.send(&reply(reply_id, Ok(term::uint(id))));
+    if let Some(reply_id) = reply_id {
+        outbox.send(&reply(reply_id, Ok(term::uint(id))));
+    }
     let served = executor::catching(serve(&mut store)).await;
     let data = store.data_mut();
     let deferred = std::mem::take(&mut data.deferred);

@@ -64,8 +64,17 @@ defmodule Wasmex.System.StoppedPortTest do
     reason
   end
 
-  test "Store.new/2 returns an error after request_timeout", %{engine: engine} do
-    reason = bounded(@request_timeout + 500, fn -> Store.new(nil, engine) end)
+  test "Store.new/2 answers without the port; the store's first request returns an error after request_timeout",
+       %{engine: engine} do
+    {micros, {:ok, store}} = :timer.tc(fn -> Store.new(nil, engine) end)
+    assert div(micros, 1000) < @request_timeout
+    reason = bounded(@request_timeout + 500, fn -> Wasmex.StoreOrCaller.get_fuel(store) end)
+    assert reason =~ "did not answer within #{@request_timeout} ms"
+  end
+
+  test "Store.new_wasi/3 returns an error after request_timeout", %{engine: engine} do
+    wasi = %Wasmex.Wasi.WasiOptions{args: ["a"]}
+    reason = bounded(@request_timeout + 500, fn -> Store.new_wasi(wasi, nil, engine) end)
     assert reason =~ "did not answer within #{@request_timeout} ms"
   end
 

@@ -119,6 +119,20 @@ defmodule Wasmex.Host.Bulk do
     :ok
   end
 
+  @doc """
+  Sends `message` (`{:reclaim_bulk, token, holder}`) to the calling host server after
+  `:bulk_reclaim_after` milliseconds (default 100), for it to look again.
+  """
+  @spec reclaim_later(tuple()) :: :ok
+  def reclaim_later(message) do
+    case Application.get_env(:wasmex, :bulk_reclaim_after, 100) do
+      0 -> send(self(), message)
+      ms -> Process.send_after(self(), message, ms)
+    end
+
+    :ok
+  end
+
   # Opened for reading too: opened for writing only, the file would be truncated.
   defp fill(path, binary), do: with_file(path, [:read, :write], &:file.pwrite(&1, 0, binary))
 

@@ -8,7 +8,29 @@ defmodule Wasmex.Host.Events do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Incoming, Requests}
+  alias Wasmex.Host.{Frames, Incoming, Requests}
+
+  @doc """
+  Bytes from the port: each whole frame is handled (`handle/2`). A stream that can no
+  longer be trusted stops the host (and its port with it): every request in flight fails.
+  """
+  @spec data(binary(), struct()) :: {:noreply, struct()} | {:stop, term(), struct()}
+  def data(data, state) do
+    Stats.add(:bytes_received, byte_size(data))
+
+    case Frames.push(state.frames, data) do
+      {:ok, [payload], frames} ->
+        {:noreply, handle(payload, %{state | frames: frames})}
+
+      {:ok, payloads, frames} ->
+        {:noreply, Enum.reduce(payloads, %{state | frames: frames}, &handle/2)}
+
+      {:error, reason} ->
+        Logger.error("wasmex_port: #{reason}; stopping this host")
+        state = Requests.fail_all(state, "the Wasm host exited: #{reason}")
+        {:stop, {:shutdown, {:port_exited, reason}}, state}
+    end
+  end
 
   @doc "One frame's payload from the port: the host's state after acting on it."
   @spec handle(binary(), struct()) :: struct()

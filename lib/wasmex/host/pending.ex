@@ -38,8 +38,11 @@ defmodule Wasmex.Host.Pending do
   # Callers with nothing in flight whose monitor is kept (see the moduledoc).
   @idle_monitors 1024
 
-  @typedoc "Where a request's answer goes (see `t:Wasmex.Host.target/0`), or `:drop_store`."
-  @type target :: Wasmex.Host.target() | :drop_store
+  @typedoc """
+  Where a request's answer goes (see `t:Wasmex.Host.target/0`), or `{:drop_store, id}`
+  (a store whose creator stopped waiting).
+  """
+  @type target :: Wasmex.Host.target() | {:drop_store, pos_integer()}
 
   @typedoc """
   What a watched request is cancelled with: the store it runs in (`nil` for a compilation);
@@ -89,7 +92,7 @@ defmodule Wasmex.Host.Pending do
   @doc """
   The caller with `from` stopped waiting. Its watched request is cancelled (taken out,
   `{:cancel, id, store_id, pending}`: the host tells the port); a store being created
-  will be dropped once it exists (its target becomes `:drop_store`); any other request
+  will be dropped once it exists (its target becomes `{:drop_store, id}`); any other request
   just loses its waiter. `{:ok, pending}` when nothing is to be cancelled.
   """
   @spec give_up(t(), GenServer.from()) :: {:cancel, pos_integer(), watch(), t()} | {:ok, t()}
@@ -100,8 +103,8 @@ defmodule Wasmex.Host.Pending do
         {{_target, watch, _}, p} when watch != :unwatched ->
           {:cancel, id, watch, p}
 
-        {{{:new_store, _, _}, watch, data}, p} ->
-          {:ok, %{p | entries: Map.put(p.entries, id, {:drop_store, watch, data})}}
+        {{{:new_store, _, _, store_id}, watch, data}, p} ->
+          {:ok, %{p | entries: Map.put(p.entries, id, {{:drop_store, store_id}, watch, data})}}
 
         {_entry, p} ->
           {:ok, p}
@@ -163,9 +166,12 @@ defmodule Wasmex.Host.Pending do
   # `{tag, id}` for a synchronous caller (`nil` for `{:send, ...}` targets, which are only
   # counted: they never give up).
   defp index({:reply, {pid, tag}}, watch, id), do: {pid, watch != :unwatched, {tag, id}}
-  defp index({:new_store, {pid, tag}, _}, watch, id), do: {pid, watch != :unwatched, {tag, id}}
+
+  defp index({:new_store, {pid, tag}, _, _}, watch, id),
+    do: {pid, watch != :unwatched, {tag, id}}
+
   defp index({:send, pid, _}, watch, _id), do: {pid, watch != :unwatched, nil}
-  defp index(:drop_store, _watch, _id), do: nil
+  defp index({:drop_store, _}, _watch, _id), do: nil
 
   defp pad(%__MODULE__{padded: false, entries: entries} = p) when map_size(entries) >= 32 do
     fillers = Map.new(1..@fillers, &{{:filler, &1}, nil})
@@ -244,10 +250,10 @@ defmodule Wasmex.Host.Pending do
     end
   end
 
-  @doc "The process that sent a request with `target` (`nil` for `:drop_store`)."
+  @doc "The process that sent a request with `target` (`nil` for `{:drop_store, id}`)."
   @spec caller(target()) :: pid() | nil
   def caller({:reply, {pid, _tag}}), do: pid
   def caller({:send, pid, _tag}), do: pid
-  def caller({:new_store, {pid, _tag}, _holder}), do: pid
-  def caller(:drop_store), do: nil
+  def caller({:new_store, {pid, _tag}, _holder, _store_id}), do: pid
+  def caller({:drop_store, _store_id}), do: nil
 end

@@ -14,6 +14,9 @@ defmodule Wasmex.Host.Requests do
   # the others wait in the host server (see cancel_all/2).
   @cancel_window 256
 
+  # How long a store's drop may wait for the next write before it is written alone (ms).
+  @drop_delay 1
+
   @doc "Sends a request; its answer will go to `target` (see `t:Wasmex.Host.target/0`)."
   @spec send_request(struct(), Wire.request(), Wasmex.Host.target(), keyword()) :: struct()
   def send_request(state, {op, args}, target, opts \\ []) do
@@ -24,8 +27,7 @@ defmodule Wasmex.Host.Requests do
 
     if size > Wire.max_frame() do
       # The port would skip the frame unread, unable to say which request it was.
-      error = "the request is #{size} bytes, over the frame limit of #{Wire.max_frame()}"
-      reply(target, {:error, error}, state)
+      reply(target, too_large(size), state)
     else
       Stats.add(:bytes_sent, size)
       state = write(state, frame, size)
@@ -106,8 +108,38 @@ defmodule Wasmex.Host.Requests do
 
   @doc "The holders changed and the store `store_id` is to go: its drop is written."
   @spec drop_store(struct(), Holders.t(), non_neg_integer()) :: struct()
-  def drop_store(state, holders, store_id),
-    do: notify(%{state | holders: holders}, Wire.store_drop(store_id))
+  def drop_store(state, holders, store_id) do
+    case Map.pop(state.opening, store_id) do
+      # Never sent: the port need not hear of it at all.
+      {{_frame, _size}, opening} ->
+        %{state | holders: holders, opening: opening}
+
+      # Written ahead of the next write, or within @drop_delay ms: a store released
+      # between two requests costs the port no wake-up of its own.
+      {nil, _} ->
+        frame = Wire.encode_request(0, Wire.store_drop(store_id))
+        dropping = [{frame, IO.iodata_length(frame)} | state.dropping]
+        state = %{state | holders: holders, dropping: dropping}
+
+        # One timer at a time: while it runs, drops ride on the writes meanwhile.
+        if state.drop_timer do
+          state
+        else
+          Process.send_after(self(), :write_drops, @drop_delay)
+          %{state | drop_timer: true}
+        end
+    end
+  end
+
+  @doc """
+  The drop timer ran out: writes the drops of stores still waiting for a write
+  (`drop_store/3`) now.
+  """
+  @spec write_drops(struct()) :: struct()
+  def write_drops(%{dropping: []} = state), do: %{state | drop_timer: false}
+
+  def write_drops(%{dropping: [{frame, size} | rest]} = state),
+    do: write(%{state | dropping: rest, drop_timer: false}, frame, size)
 
   @doc """
   Cancels the requests of a caller that died, `{id, store_id}` pairs, oldest first, at
@@ -194,16 +226,55 @@ defmodule Wasmex.Host.Requests do
     state
   end
 
-  # A store whose creator stopped waiting: nobody holds it.
-  defp reply(:drop_store, {:ok, store_id}, state), do: notify(state, Wire.store_drop(store_id))
-  defp reply(:drop_store, _result, state), do: state
+  # A store whose creator stopped waiting: nobody holds it (made or not, the port forgets
+  # it).
+  defp reply({:drop_store, store_id}, _result, state),
+    do: notify(state, Wire.store_drop(store_id))
 
-  defp reply({:new_store, from, holder}, result, state) do
-    GenServer.reply(from, result)
+  # A store whose creator waited for it to be made (`Wasmex.Host.new_store/4`).
+  defp reply({:new_store, from, holder, store_id}, {:ok, _}, state) do
+    GenServer.reply(from, {:ok, store_id})
+    %{state | holders: Holders.hold(state.holders, store_id, holder)}
+  end
 
-    case result do
-      {:ok, store_id} -> %{state | holders: Holders.hold(state.holders, store_id, holder)}
-      _ -> state
+  defp reply({:new_store, from, _holder, store_id}, error, state) do
+    GenServer.reply(from, unmade(error))
+    notify(state, Wire.store_drop(store_id))
+  end
+
+  # The creator waited for its store: it gets the port's reason as it is.
+  defp unmade({:error, "the store could not be created: " <> reason}), do: {:error, reason}
+  defp unmade(error), do: error
+
+  defp too_large(size),
+    do: {:error, "the request is #{size} bytes, over the frame limit of #{Wire.max_frame()}"}
+
+  @doc """
+  Creates store `store_id` in the port, held by `holder`. Without `from` nothing waits
+  for it: the store is held at once, its `store_open` goes to the port with the next
+  write (a store dropped before that is never sent), and if the port cannot make it, its
+  requests are refused with the reason. With `from`, the answer goes there once the store
+  is made (`{:ok, store_id}`) or not (`{:error, reason}`, the store forgotten).
+  """
+  @spec open_store(struct(), pos_integer(), term(), term(), pid(), GenServer.from() | nil) ::
+          struct()
+  def open_store(state, store_id, limits, wasi, holder, nil) do
+    # Written ahead of the next write, which is at the latest the store's first request:
+    # one write, and one wake-up of the port, for both.
+    frame = Wire.encode_request(0, Wire.store_open(store_id, limits, wasi))
+    opening = Map.put(state.opening, store_id, {frame, IO.iodata_length(frame)})
+    %{state | holders: Holders.hold(state.holders, store_id, holder), opening: opening}
+  end
+
+  def open_store(state, store_id, limits, wasi, holder, from) do
+    {frame, size} = Writer.notification_frame(Wire.store_open(store_id, limits, wasi))
+
+    if size > Wire.max_frame() do
+      GenServer.reply(from, too_large(size))
+      state
+    else
+      state = write(state, frame, size)
+      send_request(state, Wire.store_ready(store_id), {:new_store, from, holder, store_id})
     end
   end
 
@@ -214,6 +285,16 @@ defmodule Wasmex.Host.Requests do
     write(state, frame, size)
   end
 
-  defp write(state, frame, size),
-    do: %{state | outgoing: Writer.write(state.port, state.outgoing, frame, size)}
+  defp write(%{opening: opening, dropping: []} = state, frame, size)
+       when map_size(opening) == 0,
+       do: %{state | outgoing: Writer.write(state.port, state.outgoing, frame, size)}
+
+  # Drops and opens of stores since the last write go first (drops first, freeing
+  # instance slots), in the same write.
+  defp write(state, frame, size) do
+    first = Enum.reverse(state.dropping, Map.values(state.opening))
+    Stats.add(:bytes_sent, Enum.reduce(first, 0, fn {_, n}, sum -> sum + n end))
+    outgoing = Writer.write_after(state.port, state.outgoing, first, frame, size)
+    %{state | outgoing: outgoing, opening: %{}, dropping: []}
+  end
 end

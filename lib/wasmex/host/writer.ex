@@ -44,6 +44,51 @@ defmodule Wasmex.Host.Writer do
     end
   end
 
+  @doc """
+  Writes `first` (`{frame, size}` pairs: stores opened since the last write) and then a
+  request, in one write when the request may be batched: at once if no other message
+  waits in the host's mailbox, else with the batch. Returns what still waits.
+  """
+  @spec write_after(
+          port(),
+          Outgoing.t(),
+          [{iodata(), non_neg_integer()}],
+          iodata(),
+          non_neg_integer()
+        ) ::
+          Outgoing.t()
+  def write_after(port, outgoing, first, frame, size) do
+    waiting = Outgoing.count(outgoing)
+    outgoing = Enum.reduce(first, outgoing, fn {f, n}, out -> Outgoing.add(out, f, n) end)
+
+    if Outgoing.batchable?(size) do
+      outgoing = Outgoing.add(outgoing, frame, size)
+
+      cond do
+        Outgoing.full?(outgoing) ->
+          flush(port, outgoing)
+
+        waiting > 0 ->
+          outgoing
+
+        Process.info(self(), :message_queue_len) == {:message_queue_len, 0} ->
+          flush(port, outgoing)
+
+        true ->
+          schedule_flush(outgoing)
+      end
+    else
+      outgoing = flush(port, outgoing)
+      command(port, frame, size)
+      outgoing
+    end
+  end
+
+  defp schedule_flush(outgoing) do
+    send(self(), :write_outgoing)
+    outgoing
+  end
+
   @doc "Writes what waits, as one request or one batch; returns the emptied queue."
   @spec flush(port(), Outgoing.t()) :: Outgoing.t()
   def flush(port, outgoing) do

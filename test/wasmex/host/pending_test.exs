@@ -102,13 +102,13 @@ defmodule Wasmex.Host.PendingTest do
       assert {:cancel, 8, nil, _} = Pending.give_up(p, f)
     end
 
-    test "a store being created is re-addressed to :drop_store" do
+    test "a store being created is re-addressed to {:drop_store, id}" do
       f = from()
-      p = Pending.put(Pending.new(), 4, {:new_store, f, self()}, :unwatched, nil)
+      p = Pending.put(Pending.new(), 4, {:new_store, f, self(), 9}, :unwatched, nil)
       assert {:ok, p} = Pending.give_up(p, f)
-      assert Pending.targets(p) == [:drop_store]
+      assert Pending.targets(p) == [{:drop_store, 9}]
       refute Pending.sent_by?(p, self())
-      assert {{:drop_store, :unwatched, nil}, _} = Pending.pop(p, 4)
+      assert {{{:drop_store, 9}, :unwatched, nil}, _} = Pending.pop(p, 4)
     end
 
     test "any other request just loses its waiter" do
@@ -170,10 +170,10 @@ defmodule Wasmex.Host.PendingTest do
     end
 
     test "tell which process waits for a request" do
-      p = Pending.put(Pending.new(), 5, {:new_store, from(), self()}, :unwatched, nil)
+      p = Pending.put(Pending.new(), 5, {:new_store, from(), self(), 2}, :unwatched, nil)
       assert Pending.sent_by?(p, self())
       refute Pending.sent_by?(p, spawn(fn -> :ok end))
-      assert Pending.caller(:drop_store) == nil
+      assert Pending.caller({:drop_store, 2}) == nil
       assert Pending.caller({:send, self(), :t}) == self()
     end
   end
