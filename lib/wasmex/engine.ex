@@ -150,21 +150,29 @@ defmodule Wasmex.Engine do
 
   Options:
 
-    * `init:` the export to run, a function of no arguments and no results (default
-      `"wizer-initialize"`); a reactor's `_initialize` runs before it;
+    * `init:` the export to run, a function of no arguments returning nothing or an `i32`
+      status (default `"wizer-initialize"`). A status other than 0 fails the
+      pre-initialization with an error giving it (as C's `int init(void)`, e.g. QuickJS's
+      `qjs_init`); an export of any other shape is refused before it runs. A reactor's
+      `_initialize` runs before it;
     * `wasi:` a `Wasmex.Wasi.WasiOptions` whose `args` and `env` the export sees (default:
       none). It gets no files, no preopened directories and no stdin, and what it writes to
       stdout and stderr is discarded: options asking for more are refused.
 
+  The module may import functions from outside WASI (an interpreter's host hooks, say):
+  the host that will serve them is not there during pre-initialization, so each traps if
+  the export calls it, and the pre-initialization fails with an error naming the import.
+  The snapshot still imports them all (WASI's too); its instances are given them as usual.
+  The module must not import memories, tables or globals.
+
   The snapshot keeps the memories and globals as the export left them. It does not keep
   what lives outside the instance: open files, preopened directories (instances must be
   given what the program expects to find), or the clock; and whatever the export drew from
-  WASI's randomness (a hash seed, a PRNG state) is frozen into every instance. The
-  snapshot still imports what the module imported.
+  WASI's randomness (a hash seed, a PRNG state) is frozen into every instance.
 
   The export runs in a child process of the engine's, bounded by the engine's
   `compile_timeout` and its `resident_memory` cap, and stopped when the caller stops
-  waiting. The module must not import memories, tables or globals.
+  waiting.
 
       iex> {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
       iex> wat = ~s{(module (global $n (mut i32) (i32.const 0))
@@ -174,6 +182,23 @@ defmodule Wasmex.Engine do
       iex> {:ok, pid} = Wasmex.start_link(%{bytes: snapshot})
       iex> Wasmex.call_function(pid, "n", [])
       {:ok, [42]}
+
+  An init returning a status, in a module importing a host function it does not call
+  while initializing:
+
+      iex> wat = ~s{(module (import "env" "tick" (func $tick (result i32)))
+      ...>   (global $n (mut i32) (i32.const 0))
+      ...>   (func (export "init") (result i32) (global.set $n (i32.const 7)) (i32.const 0))
+      ...>   (func (export "n") (result i32) (i32.add (global.get $n) (call $tick)))
+      ...>   (func (export "bad_init") (result i32) (call $tick)))}
+      iex> {:ok, snapshot} = Wasmex.Engine.preinitialize_module(Wasmex.Engine.default(), wat, init: "init")
+      iex> imports = %{env: %{tick: {:fn, [], [:i32], fn _context -> 1 end}}}
+      iex> {:ok, pid} = Wasmex.start_link(%{bytes: snapshot, imports: imports})
+      iex> Wasmex.call_function(pid, "n", [])
+      {:ok, [8]}
+      iex> {:error, reason} = Wasmex.Engine.preinitialize_module(Wasmex.Engine.default(), wat, init: "bad_init")
+      iex> reason =~ "the import `env::tick` was called"
+      true
   """
   @spec preinitialize_module(t(), binary(), keyword()) :: {:ok, binary()} | {:error, String.t()}
   def preinitialize_module(%__MODULE__{host: host}, bytes, options \\ [])
