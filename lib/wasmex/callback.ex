@@ -32,26 +32,25 @@ defmodule Wasmex.Callback do
   being instantiated). Registering again replaces the row.
   """
   @spec register(map(), Wasmex.Instance.t() | nil) :: true
-  def register(imports, instance),
-    do:
-      :ets.insert(
-        @registry,
-        {self(), stringify(imports), context(instance), memory_floor(instance)}
-      )
+  def register(imports, instance) do
+    memory = instance && Memory.of_instance(instance)
+
+    :ets.insert(
+      @registry,
+      {self(), stringify(imports), context(instance, memory), memory_floor(instance, memory)}
+    )
+  end
 
   @doc "Whether an imports map defines any function."
   @spec any?(map()) :: boolean()
   def any?(imports), do: Enum.any?(imports, fn {_ns, fns} -> fns != %{} end)
 
   # What every callback of the server's instance gets, but its caller: worked out once.
-  defp context(instance) do
-    memory = instance && Memory.of_instance(instance)
-    %{memory: memory, instance: instance, pid: self()}
-  end
+  defp context(instance, memory), do: %{memory: memory, instance: instance, pid: self()}
 
   # How far the context memory surely reaches (`Wasmex.Callback.Writes`).
-  defp memory_floor(nil), do: nil
-  defp memory_floor(instance), do: Writes.new_floor(Memory.of_instance(instance), instance)
+  defp memory_floor(nil, _memory), do: nil
+  defp memory_floor(instance, memory), do: Writes.new_floor(memory, instance)
 
   @spec unregister(pid()) :: true
   def unregister(server), do: :ets.delete(@registry, server)
@@ -177,12 +176,14 @@ defmodule Wasmex.Callback do
   has a row already. `unregister_for/1` removes the row.
   """
   @spec register_for(pid(), map(), Wasmex.Instance.t()) :: boolean()
-  def register_for(handler, imports, instance),
-    do:
-      :ets.insert_new(
-        @registry,
-        {handler, stringify(imports), context(instance), memory_floor(instance)}
-      )
+  def register_for(handler, imports, instance) do
+    memory = Memory.of_instance(instance)
+
+    :ets.insert_new(
+      @registry,
+      {handler, stringify(imports), context(instance, memory), memory_floor(instance, memory)}
+    )
+  end
 
   @doc """
   Registers the imports of the component instance served by the calling process

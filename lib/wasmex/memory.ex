@@ -58,14 +58,20 @@ defmodule Wasmex.Memory do
   @doc false
   @spec of_instance(Instance.t()) :: t() | nil
   def of_instance(%Instance{id: id, module: module}) do
-    module.exports
-    |> Enum.filter(&match?({_, {:memory, _}}, &1))
-    |> Enum.sort()
-    |> case do
-      [{"memory", _} | _] -> handle(id, "memory")
-      [{name, _} | _] -> handle(id, name)
-      [] -> nil
-    end
+    # The first memory export by name, in one pass: modules may export hundreds of
+    # functions, and every instance with imports asks.
+    first =
+      :maps.fold(
+        fn
+          name, {:memory, _}, nil -> name
+          name, {:memory, _}, first when name < first -> name
+          _name, _export, first -> first
+        end,
+        nil,
+        module.exports
+      )
+
+    first && handle(id, first)
   end
 
   defp handle(id, name),

@@ -26,6 +26,15 @@ defmodule Wasmex.MemoryTest do
       assert id == instance.id and is_reference(ref)
     end
 
+    test "of several exported memories, finds the first by name" do
+      wat = ~s{(module (memory (export "zeta") 1) (memory (export "beta") 2) (func (export "f")))}
+      {:ok, pid} = Wasmex.start_link(%{bytes: wat})
+      {:ok, store} = Wasmex.store(pid)
+
+      assert {:ok, %Memory{name: "beta"}} =
+               Memory.from_instance(store, :sys.get_state(pid).instance)
+    end
+
     test "errors when the module exports no memory" do
       {:ok, pid} = Wasmex.start_link(%{bytes: "(module)"})
       {:ok, store} = Wasmex.store(pid)
