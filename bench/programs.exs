@@ -122,6 +122,10 @@ defmodule Programs do
     # the cold compile figure empties it.
     :ok = Application.stop(:wasmex)
     Application.put_env(:wasmex, :cache_dir, cache)
+    # WASMEX_SPIN_US=N runs the figures with another spin time (config :wasmex, spin_us:).
+    if spin = System.get_env("WASMEX_SPIN_US"),
+      do: Application.put_env(:wasmex, :spin_us, String.to_integer(spin))
+
     {:ok, _} = Application.ensure_all_started(:wasmex)
 
     Out.fact("date", DateTime.utc_now() |> DateTime.truncate(:second))
