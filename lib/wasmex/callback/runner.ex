@@ -22,6 +22,8 @@ defmodule Wasmex.Callback.Runner do
 
   @idle Wasmex.Callbacks.Runners
   @running Wasmex.Callbacks.Running
+  # Words of heap (256 KiB) above which an idle runner collects its garbage.
+  @large_heap 32_768
 
   @doc false
   def setup, do: :ets.new(@idle, [:named_table, :public, :set, write_concurrency: true])
@@ -86,8 +88,12 @@ defmodule Wasmex.Callback.Runner do
     end)
   end
 
-  # Idle again, unless another runner is: then this one is not needed.
+  # Idle again, unless another runner is: then this one is not needed. A runner may stay
+  # idle for long, so what a callback left on its heap is collected first when it is
+  # large.
   defp idle(host, server) do
+    {:total_heap_size, words} = Process.info(self(), :total_heap_size)
+    if words > @large_heap, do: :erlang.garbage_collect()
     if :ets.insert_new(@idle, {{host, server}, self()}), do: loop(host, server)
   end
 

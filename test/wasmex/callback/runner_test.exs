@@ -116,6 +116,28 @@ defmodule Wasmex.Callback.RunnerTest do
       assert_receive {:DOWN, ^runner_ref, :process, ^runner, :normal}
     end
 
+    test "collects what a callback left on its heap before it waits again" do
+      test = self()
+
+      fun = fn _ctx, x ->
+        # A large term, garbage from here on, made before the test watches.
+        _ = Enum.to_list(1..200_000)
+        send(test, {:ran_in, self()})
+        receive do: (:go -> x)
+      end
+
+      {:ok, pid} =
+        Wasmex.start_link(%{bytes: @calling, imports: %{env: %{cb: {:fn, [:i32], [:i32], fun}}}})
+
+      call = Task.async(fn -> Wasmex.call_function(pid, "run", [1]) end)
+      assert_receive {:ran_in, runner}
+      :erlang.trace(runner, true, [:garbage_collection])
+      send(runner, :go)
+      assert Task.await(call) == {:ok, [1]}
+      assert_receive {:trace, ^runner, :gc_major_end, info}
+      assert info[:heap_size] < 32_768
+    end
+
     test "a runner ends when its instance server stops" do
       pid = reporting_instance()
       {:ok, [1]} = Wasmex.call_function(pid, "run", [1])
