@@ -7,22 +7,8 @@
 defmodule Bench.Stopping do
   @moduledoc false
 
-  # `sleep(ms)` waits in WASI's poll_oneoff on a monotonic clock subscription.
-  @sleeper """
-  (module
-    (import "wasi_snapshot_preview1" "poll_oneoff"
-      (func $poll (param i32 i32 i32 i32) (result i32)))
-    (memory (export "memory") 1)
-    (func $sleep (export "sleep") (param $ms i64) (result i32)
-      (i64.store (i32.const 0) (i64.const 1))
-      (i32.store8 (i32.const 8) (i32.const 0))
-      (i32.store (i32.const 16) (i32.const 1))
-      (i64.store (i32.const 24) (i64.mul (local.get $ms) (i64.const 1000000)))
-      (i64.store (i32.const 32) (i64.const 0))
-      (i32.store16 (i32.const 40) (i32.const 0))
-      (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
-    (func (export "answer") (result i32) (i32.const 42)))
-  """
+  # `sleep(ms)` waits in WASI's poll_oneoff; `answer()` returns 42.
+  @sleeper File.read!(Path.expand("../test/fixtures/wasi_sleeper.wat", __DIR__))
 
   @sleeping_start String.replace(
                     @sleeper,

@@ -84,30 +84,31 @@ mod tests {
         (read.unwrap(), write)
     }
 
-    #[test]
-    fn a_kick_wakes_the_reader_though_nothing_came() {
-        crate::executor::block_on(async {
-            let (read, _write) = pipe();
-            let waiting = crate::executor::runtime()
-                .spawn(async move { matches!(next_input(&read).await, Woke::Kicked) });
-            kick();
-            assert!(waiting.await.unwrap());
-        });
+    /// `next_input` on `read`, or `None` after 5 s (a hang would be a failure, not a stall).
+    async fn woke(read: &AsyncFd<File>) -> Option<&'static str> {
+        let woke = tokio::time::timeout(std::time::Duration::from_secs(5), next_input(read));
+        match woke.await.ok()? {
+            Woke::Ready(_) => Some("ready"),
+            Woke::Kicked => Some("kicked"),
+            Woke::Failed => Some("failed"),
+        }
     }
 
+    // One test: the kick is one flag for the process, so two tests at once would take each
+    // other's kicks.
     #[test]
-    fn input_wakes_the_reader_ready_to_read() {
+    fn a_kick_wakes_the_reader_with_nothing_to_read_and_input_makes_it_ready() {
         crate::executor::block_on(async {
             let (read, mut write) = pipe();
+            let read = std::sync::Arc::new(read);
+            let waiting = {
+                let read = read.clone();
+                crate::executor::runtime().spawn(async move { woke(&read).await })
+            };
+            kick();
+            assert_eq!(waiting.await.unwrap(), Some("kicked"));
             write.write_all(b"x").unwrap();
-            // A kick from another test may come first; input still makes it ready.
-            loop {
-                match next_input(&read).await {
-                    Woke::Ready(_) => break,
-                    Woke::Kicked => continue,
-                    Woke::Failed => panic!("the pipe failed"),
-                }
-            }
+            assert_eq!(woke(&read).await, Some("ready"));
         });
     }
 }
