@@ -1,11 +1,8 @@
-//! The wasmtime engine of this host and the epoch ticker that lets calls be interrupted.
+//! The wasmtime engine of this host, built from `Wasmex.EngineConfig`'s settings (its
+//! epoch ticker is `ticker.rs`).
 
 use crate::term::{self, Fallible};
 use eetf::Term;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread::{self, Thread};
-use std::time::Duration;
 use wasmtime::{
     Cache, CacheConfig, Config, Engine, InstanceAllocationStrategy, OptLevel,
     PoolingAllocationConfig, WasmBacktraceDetails,
@@ -213,76 +210,6 @@ pub fn explain_pool_limit(message: String) -> String {
         )
     } else {
         message
-    }
-}
-
-/// Advances the engine's epoch every millisecond while at least one call is running,
-/// and sleeps otherwise, so an idle host uses no CPU.
-pub struct Ticker {
-    running: AtomicUsize,
-    /// Whether the ticker thread is parked (or about to park): only then do callers wake it.
-    parked: AtomicBool,
-    thread: Thread,
-}
-
-/// Ticks the ticker goes on for after the last call ended, before parking: calls that
-/// follow each other closely then cost no wake-up of the ticker.
-const LINGER_TICKS: u32 = 10;
-
-impl Ticker {
-    pub fn start(engine: Engine) -> Arc<Ticker> {
-        let (tx, rx) = std::sync::mpsc::channel::<Arc<Ticker>>();
-        let handle = thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                let Ok(ticker) = rx.recv() else { return };
-                let mut idle = 0;
-                loop {
-                    if ticker.running.load(Ordering::SeqCst) == 0 {
-                        idle += 1;
-                        if idle > LINGER_TICKS {
-                            // Announce the park before the last look at `running`: a call
-                            // starting now either is seen here or sees `parked` and wakes us.
-                            ticker.parked.store(true, Ordering::SeqCst);
-                            if ticker.running.load(Ordering::SeqCst) == 0 {
-                                thread::park();
-                            }
-                            ticker.parked.store(false, Ordering::SeqCst);
-                            idle = 0;
-                            continue;
-                        }
-                    } else {
-                        idle = 0;
-                    }
-                    thread::sleep(Duration::from_millis(1));
-                    engine.increment_epoch();
-                }
-            })
-            .expect("spawn the epoch ticker thread");
-        let ticker = Arc::new(Ticker {
-            running: AtomicUsize::new(0),
-            parked: AtomicBool::new(false),
-            thread: handle.thread().clone(),
-        });
-        let _ = tx.send(ticker.clone());
-        ticker
-    }
-
-    /// Marks a call as running for as long as the guard lives.
-    pub fn running(self: &Arc<Self>) -> TickGuard {
-        self.running.fetch_add(1, Ordering::SeqCst);
-        if self.parked.load(Ordering::SeqCst) {
-            self.thread.unpark();
-        }
-        TickGuard(self.clone())
-    }
-}
-
-pub struct TickGuard(Arc<Ticker>);
-
-impl Drop for TickGuard {
-    fn drop(&mut self) {
-        self.0.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -33,6 +33,7 @@ pub mod shared;
 pub mod stdio;
 pub mod store;
 pub mod term;
+pub mod ticker;
 pub mod tuning;
 pub mod values;
 pub mod wasi;

@@ -5,9 +5,9 @@ use crate::bulk::Bulk;
 use crate::call_state::Cancellations;
 use crate::compiler::Compiler;
 use crate::drops::Drops;
-use crate::engine::Ticker;
 use crate::module::Registry;
 use crate::outbox::Outbox;
+use crate::ticker::Ticker;
 use std::sync::Arc;
 use wasmtime::Engine;
 

@@ -3,7 +3,7 @@
 use super::Host;
 use crate::bulk::Bulk;
 use crate::compiler::Compiler;
-use crate::engine::{EngineOptions, Ticker};
+use crate::engine::EngineOptions;
 use crate::module::Registry;
 use crate::os_limits::OsLimits;
 use crate::outbox::Outbox;
@@ -11,6 +11,7 @@ use crate::protocol::{self, reply};
 use crate::shared::Shared;
 use crate::store::Cancellations;
 use crate::term::{self, Fallible};
+use crate::ticker::Ticker;
 use eetf::Term;
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,7 +12,7 @@ pub struct CallScope {
     outermost: bool,
     /// The outermost call's state, which says when it must stop.
     call: Option<Arc<CallState>>,
-    _ticking: Option<crate::engine::TickGuard>,
+    _ticking: Option<crate::ticker::TickGuard>,
 }
 
 /// Begins a call or an instantiation that must stop after `timeout`.

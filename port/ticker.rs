@@ -1,0 +1,212 @@
+//! The epoch ticker: the thread that advances the engine's epoch, which is what lets a
+//! running call be interrupted at its deadline (and yield its worker to other tasks).
+//!
+//! It ticks every millisecond while a call runs. Once none does, it does not park at
+//! once: it goes on looking, every 5 ms, for a while (about 20 ms) before it parks. A call
+//! that starts while it looks gets its first tick within 5 ms without having to wake it;
+//! only a call that finds it parked wakes it. Each tick is a thread wake-up, which on a VM
+//! costs tens of microseconds of CPU: calls a few milliseconds apart thus cost about one
+//! tick for every two calls, where ticking every millisecond between them cost two a call,
+//! and an idle host costs nothing. [`Pace`] decides, and is tested without a thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, Thread};
+use std::time::Duration;
+use wasmtime::Engine;
+
+/// Between ticks while a call runs.
+pub const FINE: Duration = Duration::from_millis(1);
+/// Between looks once no call runs.
+pub const COARSE: Duration = Duration::from_millis(5);
+/// Looks with no call running before the ticker parks.
+const LOOKS_BEFORE_PARKING: u32 = 4;
+
+/// What the ticker does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Sleep this long, then advance the epoch.
+    Sleep(Duration),
+    /// Sleep until a call wakes it.
+    Park,
+}
+
+/// When the ticker ticks, from whether a call ran at each look: a pure state machine.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Looks in a row that found no call running.
+    idle_looks: u32,
+}
+
+impl Pace {
+    /// The next step, given whether a call is running now.
+    pub fn next(&mut self, running: bool) -> Step {
+        if running {
+            self.idle_looks = 0;
+            return Step::Sleep(FINE);
+        }
+        if self.idle_looks >= LOOKS_BEFORE_PARKING {
+            self.idle_looks = 0;
+            return Step::Park;
+        }
+        self.idle_looks += 1;
+        Step::Sleep(COARSE)
+    }
+}
+
+/// Advances an engine's epoch while calls run (see the module's documentation).
+pub struct Ticker {
+    running: AtomicUsize,
+    /// Whether the ticker thread is parked (or about to park): only then do calls wake it.
+    parked: AtomicBool,
+    /// Epoch increments so far.
+    ticks: AtomicU64,
+    thread: Thread,
+}
+
+impl Ticker {
+    pub fn start(engine: Engine) -> Arc<Ticker> {
+        let (tx, rx) = std::sync::mpsc::channel::<Arc<Ticker>>();
+        let handle = thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                if let Ok(ticker) = rx.recv() {
+                    ticker.tick_for(&engine);
+                }
+            })
+            .expect("spawn the epoch ticker thread");
+        let ticker = Arc::new(Ticker {
+            running: AtomicUsize::new(0),
+            parked: AtomicBool::new(false),
+            ticks: AtomicU64::new(0),
+            thread: handle.thread().clone(),
+        });
+        let _ = tx.send(ticker.clone());
+        ticker
+    }
+
+    fn tick_for(&self, engine: &Engine) {
+        let mut pace = Pace::default();
+        loop {
+            match pace.next(self.running.load(Ordering::SeqCst) > 0) {
+                Step::Sleep(pause) => {
+                    thread::sleep(pause);
+                    engine.increment_epoch();
+                    self.ticks.fetch_add(1, Ordering::Relaxed);
+                }
+                Step::Park => {
+                    // Announce the park before the last look at `running`: a call starting
+                    // now either is seen here or sees `parked` and wakes us.
+                    self.parked.store(true, Ordering::SeqCst);
+                    if self.running.load(Ordering::SeqCst) == 0 {
+                        thread::park();
+                    }
+                    self.parked.store(false, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
+    /// Marks a call as running for as long as the guard lives.
+    pub fn running(self: &Arc<Self>) -> TickGuard {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst) {
+            self.thread.unpark();
+        }
+        TickGuard(self.clone())
+    }
+
+    /// How many times the epoch was advanced.
+    pub fn ticks(&self) -> u64 {
+        self.ticks.load(Ordering::Relaxed)
+    }
+
+    /// Whether the ticker thread is parked, waiting for a call.
+    pub fn is_parked(&self) -> bool {
+        self.parked.load(Ordering::SeqCst)
+    }
+}
+
+pub struct TickGuard(Arc<Ticker>);
+
+impl Drop for TickGuard {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn ticks_every_millisecond_while_a_call_runs() {
+        let mut pace = Pace::default();
+        let steps: Vec<Step> = (0..10).map(|_| pace.next(true)).collect();
+        assert_eq!(steps, vec![Step::Sleep(FINE); 10]);
+    }
+
+    #[test]
+    fn looks_coarsely_a_few_times_after_the_last_call_then_parks() {
+        let mut pace = Pace::default();
+        pace.next(true);
+        let steps: Vec<Step> = (0..=LOOKS_BEFORE_PARKING)
+            .map(|_| pace.next(false))
+            .collect();
+        let mut expected = vec![Step::Sleep(COARSE); LOOKS_BEFORE_PARKING as usize];
+        expected.push(Step::Park);
+        assert_eq!(steps, expected);
+    }
+
+    #[test]
+    fn a_call_seen_while_looking_brings_back_the_fine_ticks_and_the_full_wait() {
+        let mut pace = Pace::default();
+        pace.next(false);
+        pace.next(false);
+        assert_eq!(pace.next(true), Step::Sleep(FINE));
+        let steps: Vec<Step> = (0..LOOKS_BEFORE_PARKING)
+            .map(|_| pace.next(false))
+            .collect();
+        assert_eq!(
+            steps,
+            vec![Step::Sleep(COARSE); LOOKS_BEFORE_PARKING as usize]
+        );
+    }
+
+    #[test]
+    fn after_parking_the_pace_starts_over() {
+        let mut pace = Pace::default();
+        while pace.next(false) != Step::Park {}
+        assert_eq!(pace.next(false), Step::Sleep(COARSE));
+    }
+
+    /// Waits up to 5 s for `done`, looking every millisecond.
+    fn within_5s(done: impl Fn() -> bool) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if done() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn a_call_wakes_the_parked_ticker_which_parks_again_once_it_ends() {
+        let ticker = Ticker::start(Engine::default());
+        assert!(within_5s(|| ticker.is_parked()), "idle, it never parked");
+        let before = ticker.ticks();
+        let call = ticker.running();
+        assert!(
+            within_5s(|| ticker.ticks() >= before + 3),
+            "a running call got no ticks"
+        );
+        drop(call);
+        assert!(
+            within_5s(|| ticker.is_parked()),
+            "it never parked after the call"
+        );
+    }
+}
