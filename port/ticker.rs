@@ -4,7 +4,8 @@
 //! It ticks every millisecond while a call runs. Once none does, it does not park at
 //! once: it goes on looking, every 5 ms, for a while (about 20 ms) before it parks. A call
 //! that starts while it looks gets its first tick within 5 ms without having to wake it;
-//! only a call that finds it parked wakes it. Each tick is a thread wake-up, which on a VM
+//! only a call that finds it parked, or whose timeout is shorter than a look, wakes it
+//! (see [`must_wake`]), so a short timeout is kept as closely as before. Each tick is a thread wake-up, which on a VM
 //! costs tens of microseconds of CPU: calls a few milliseconds apart thus cost about one
 //! tick for every two calls, where ticking every millisecond between them cost two a call,
 //! and an idle host costs nothing. [`Pace`] decides, and is tested without a thread.
@@ -54,11 +55,19 @@ impl Pace {
     }
 }
 
+/// Whether a call starting now, with `timeout`, wakes the ticker: when it is parked, or
+/// when it looks only every [`COARSE`] and the call must stop sooner than that.
+pub fn must_wake(parked: bool, looking: bool, timeout: Option<Duration>) -> bool {
+    parked || (looking && timeout.is_some_and(|t| t < COARSE))
+}
+
 /// Advances an engine's epoch while calls run (see the module's documentation).
 pub struct Ticker {
     running: AtomicUsize,
-    /// Whether the ticker thread is parked (or about to park): only then do calls wake it.
+    /// Whether the ticker thread is parked (or about to park).
     parked: AtomicBool,
+    /// Whether it waits a [`COARSE`] pause, no call having run at its last look.
+    looking: AtomicBool,
     /// Epoch increments so far.
     ticks: AtomicU64,
     thread: Thread,
@@ -78,6 +87,7 @@ impl Ticker {
         let ticker = Arc::new(Ticker {
             running: AtomicUsize::new(0),
             parked: AtomicBool::new(false),
+            looking: AtomicBool::new(false),
             ticks: AtomicU64::new(0),
             thread: handle.thread().clone(),
         });
@@ -90,7 +100,10 @@ impl Ticker {
         loop {
             match pace.next(self.running.load(Ordering::SeqCst) > 0) {
                 Step::Sleep(pause) => {
-                    thread::sleep(pause);
+                    self.looking.store(pause == COARSE, Ordering::SeqCst);
+                    // A call with a short timeout may cut the pause short (see
+                    // `running`); ticking early does no harm.
+                    thread::park_timeout(pause);
                     engine.increment_epoch();
                     self.ticks.fetch_add(1, Ordering::Relaxed);
                 }
@@ -107,10 +120,12 @@ impl Ticker {
         }
     }
 
-    /// Marks a call as running for as long as the guard lives.
-    pub fn running(self: &Arc<Self>) -> TickGuard {
+    /// Marks a call that must stop after `timeout` as running for as long as the guard
+    /// lives.
+    pub fn running(self: &Arc<Self>, timeout: Option<Duration>) -> TickGuard {
         self.running.fetch_add(1, Ordering::SeqCst);
-        if self.parked.load(Ordering::SeqCst) {
+        let parked = self.parked.load(Ordering::SeqCst);
+        if must_wake(parked, self.looking.load(Ordering::SeqCst), timeout) {
             self.thread.unpark();
         }
         TickGuard(self.clone())
@@ -181,6 +196,18 @@ mod tests {
         assert_eq!(pace.next(false), Step::Sleep(COARSE));
     }
 
+    #[test]
+    fn only_a_parked_ticker_or_a_timeout_shorter_than_a_look_wakes_it() {
+        let short = Some(COARSE - Duration::from_millis(1));
+        let long = Some(Duration::from_secs(5));
+        assert!(must_wake(true, false, long));
+        assert!(must_wake(true, false, None));
+        assert!(must_wake(false, true, short));
+        assert!(!must_wake(false, true, long));
+        assert!(!must_wake(false, true, None));
+        assert!(!must_wake(false, false, short));
+    }
+
     /// Waits up to 5 s for `done`, looking every millisecond.
     fn within_5s(done: impl Fn() -> bool) -> bool {
         let start = Instant::now();
@@ -198,7 +225,7 @@ mod tests {
         let ticker = Ticker::start(Engine::default());
         assert!(within_5s(|| ticker.is_parked()), "idle, it never parked");
         let before = ticker.ticks();
-        let call = ticker.running();
+        let call = ticker.running(None);
         assert!(
             within_5s(|| ticker.ticks() >= before + 3),
             "a running call got no ticks"

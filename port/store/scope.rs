@@ -21,7 +21,7 @@ pub fn enter(cx: &mut Cx<'_>, timeout: Option<Duration>) -> CallScope {
     let ticking = if outermost {
         cx.data().call.set_timeout(timeout);
         cx.as_context_mut().set_epoch_deadline(1);
-        Some(cx.data().shared.ticker.running())
+        Some(cx.data().shared.ticker.running(timeout))
     } else {
         None
     };
