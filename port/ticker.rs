@@ -5,12 +5,13 @@
 //! once: it goes on looking, every 5 ms, for a while (about 20 ms) before it parks. A call
 //! that starts while it looks gets its first tick within 5 ms without having to wake it;
 //! only a call that finds it parked, or whose timeout is shorter than a look, wakes it
-//! (see [`must_wake`]), so a short timeout is kept as closely as before. Each tick is a thread wake-up, which on a VM
-//! costs tens of microseconds of CPU: calls a few milliseconds apart thus cost about one
-//! tick for every two calls, where ticking every millisecond between them cost two a call,
-//! and an idle host costs nothing. [`Pace`] decides, and is tested without a thread.
+//! (see [`must_wake`]), so a short timeout is kept as closely as before. Each tick is a
+//! thread wake-up, which on a VM costs tens of microseconds of CPU: calls a few
+//! milliseconds apart thus cost about one tick for every two calls, where ticking every
+//! millisecond between them cost two a call, and an idle host costs nothing. [`Pace`]
+//! decides, and is tested without a thread.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, Thread};
 use std::time::Duration;
@@ -23,13 +24,26 @@ pub const COARSE: Duration = Duration::from_millis(5);
 /// Looks with no call running before the ticker parks.
 const LOOKS_BEFORE_PARKING: u32 = 4;
 
-/// What the ticker does next.
+/// What the ticker does next (and, once chosen, what it is waiting in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Step {
-    /// Sleep this long, then advance the epoch.
-    Sleep(Duration),
+    /// Sleep [`FINE`], then advance the epoch.
+    Tick,
+    /// Sleep [`COARSE`], then advance the epoch.
+    Look,
     /// Sleep until a call wakes it.
     Park,
+}
+
+impl Step {
+    fn from_u8(code: u8) -> Step {
+        match code {
+            0 => Step::Tick,
+            1 => Step::Look,
+            _ => Step::Park,
+        }
+    }
 }
 
 /// When the ticker ticks, from whether a call ran at each look: a pure state machine.
@@ -44,30 +58,33 @@ impl Pace {
     pub fn next(&mut self, running: bool) -> Step {
         if running {
             self.idle_looks = 0;
-            return Step::Sleep(FINE);
+            return Step::Tick;
         }
         if self.idle_looks >= LOOKS_BEFORE_PARKING {
             self.idle_looks = 0;
             return Step::Park;
         }
         self.idle_looks += 1;
-        Step::Sleep(COARSE)
+        Step::Look
     }
 }
 
-/// Whether a call starting now, with `timeout`, wakes the ticker: when it is parked, or
-/// when it looks only every [`COARSE`] and the call must stop sooner than that.
-pub fn must_wake(parked: bool, looking: bool, timeout: Option<Duration>) -> bool {
-    parked || (looking && timeout.is_some_and(|t| t < COARSE))
+/// Whether a call starting now, with `timeout`, wakes the ticker waiting in `waiting`:
+/// when it is parked, or when it looks only every [`COARSE`] and the call must stop sooner
+/// than that.
+pub fn must_wake(waiting: Step, timeout: Option<Duration>) -> bool {
+    match waiting {
+        Step::Park => true,
+        Step::Look => timeout.is_some_and(|t| t < COARSE),
+        Step::Tick => false,
+    }
 }
 
 /// Advances an engine's epoch while calls run (see the module's documentation).
 pub struct Ticker {
     running: AtomicUsize,
-    /// Whether the ticker thread is parked (or about to park).
-    parked: AtomicBool,
-    /// Whether it waits a [`COARSE`] pause, no call having run at its last look.
-    looking: AtomicBool,
+    /// The [`Step`] the ticker thread is waiting in (`Park`: parked or about to park).
+    waiting: AtomicU8,
     /// Epoch increments so far.
     ticks: AtomicU64,
     thread: Thread,
@@ -86,8 +103,7 @@ impl Ticker {
             .expect("spawn the epoch ticker thread");
         let ticker = Arc::new(Ticker {
             running: AtomicUsize::new(0),
-            parked: AtomicBool::new(false),
-            looking: AtomicBool::new(false),
+            waiting: AtomicU8::new(Step::Tick as u8),
             ticks: AtomicU64::new(0),
             thread: handle.thread().clone(),
         });
@@ -98,23 +114,22 @@ impl Ticker {
     fn tick_for(&self, engine: &Engine) {
         let mut pace = Pace::default();
         loop {
-            match pace.next(self.running.load(Ordering::SeqCst) > 0) {
-                Step::Sleep(pause) => {
-                    self.looking.store(pause == COARSE, Ordering::SeqCst);
-                    // A call with a short timeout may cut the pause short (see
-                    // `running`); ticking early does no harm.
-                    thread::park_timeout(pause);
+            let step = pace.next(self.running.load(Ordering::SeqCst) > 0);
+            // Announced before the wait (for `Park`, before the last look at `running`):
+            // a call starting now either is seen below or sees the step and wakes us.
+            self.waiting.store(step as u8, Ordering::SeqCst);
+            match step {
+                // A call with a short timeout may cut a pause short (see `running`);
+                // ticking early does no harm.
+                Step::Tick | Step::Look => {
+                    thread::park_timeout(if step == Step::Tick { FINE } else { COARSE });
                     engine.increment_epoch();
                     self.ticks.fetch_add(1, Ordering::Relaxed);
                 }
                 Step::Park => {
-                    // Announce the park before the last look at `running`: a call starting
-                    // now either is seen here or sees `parked` and wakes us.
-                    self.parked.store(true, Ordering::SeqCst);
                     if self.running.load(Ordering::SeqCst) == 0 {
                         thread::park();
                     }
-                    self.parked.store(false, Ordering::SeqCst);
                 }
             }
         }
@@ -124,8 +139,7 @@ impl Ticker {
     /// lives.
     pub fn running(self: &Arc<Self>, timeout: Option<Duration>) -> TickGuard {
         self.running.fetch_add(1, Ordering::SeqCst);
-        let parked = self.parked.load(Ordering::SeqCst);
-        if must_wake(parked, self.looking.load(Ordering::SeqCst), timeout) {
+        if must_wake(Step::from_u8(self.waiting.load(Ordering::SeqCst)), timeout) {
             self.thread.unpark();
         }
         TickGuard(self.clone())
@@ -138,7 +152,7 @@ impl Ticker {
 
     /// Whether the ticker thread is parked, waiting for a call.
     pub fn is_parked(&self) -> bool {
-        self.parked.load(Ordering::SeqCst)
+        self.waiting.load(Ordering::SeqCst) == Step::Park as u8
     }
 }
 
@@ -159,7 +173,7 @@ mod tests {
     fn ticks_every_millisecond_while_a_call_runs() {
         let mut pace = Pace::default();
         let steps: Vec<Step> = (0..10).map(|_| pace.next(true)).collect();
-        assert_eq!(steps, vec![Step::Sleep(FINE); 10]);
+        assert_eq!(steps, vec![Step::Tick; 10]);
     }
 
     #[test]
@@ -169,7 +183,7 @@ mod tests {
         let steps: Vec<Step> = (0..=LOOKS_BEFORE_PARKING)
             .map(|_| pace.next(false))
             .collect();
-        let mut expected = vec![Step::Sleep(COARSE); LOOKS_BEFORE_PARKING as usize];
+        let mut expected = vec![Step::Look; LOOKS_BEFORE_PARKING as usize];
         expected.push(Step::Park);
         assert_eq!(steps, expected);
     }
@@ -179,33 +193,30 @@ mod tests {
         let mut pace = Pace::default();
         pace.next(false);
         pace.next(false);
-        assert_eq!(pace.next(true), Step::Sleep(FINE));
+        assert_eq!(pace.next(true), Step::Tick);
         let steps: Vec<Step> = (0..LOOKS_BEFORE_PARKING)
             .map(|_| pace.next(false))
             .collect();
-        assert_eq!(
-            steps,
-            vec![Step::Sleep(COARSE); LOOKS_BEFORE_PARKING as usize]
-        );
+        assert_eq!(steps, vec![Step::Look; LOOKS_BEFORE_PARKING as usize]);
     }
 
     #[test]
     fn after_parking_the_pace_starts_over() {
         let mut pace = Pace::default();
         while pace.next(false) != Step::Park {}
-        assert_eq!(pace.next(false), Step::Sleep(COARSE));
+        assert_eq!(pace.next(false), Step::Look);
     }
 
     #[test]
     fn only_a_parked_ticker_or_a_timeout_shorter_than_a_look_wakes_it() {
         let short = Some(COARSE - Duration::from_millis(1));
         let long = Some(Duration::from_secs(5));
-        assert!(must_wake(true, false, long));
-        assert!(must_wake(true, false, None));
-        assert!(must_wake(false, true, short));
-        assert!(!must_wake(false, true, long));
-        assert!(!must_wake(false, true, None));
-        assert!(!must_wake(false, false, short));
+        assert!(must_wake(Step::Park, long));
+        assert!(must_wake(Step::Park, None));
+        assert!(must_wake(Step::Look, short));
+        assert!(!must_wake(Step::Look, long));
+        assert!(!must_wake(Step::Look, None));
+        assert!(!must_wake(Step::Tick, short));
     }
 
     /// Waits up to 5 s for `done`, looking every millisecond.
