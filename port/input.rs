@@ -61,6 +61,7 @@ async fn read_loop(stdin: AsyncFd<File>, mut host: Host) {
         while let Some(frame) = frames.next_frame() {
             dispatch_frame(&mut host, frame);
         }
+        host.settle_retired();
         match watch::next_input(&stdin).await {
             Woke::Ready(mut ready) => match ready.try_io(|fd| frames.fill(fd.as_raw_fd())) {
                 // Stdin closed: the BEAM is gone or closed the port. Exit at once, even

@@ -8,6 +8,8 @@ mod modules;
 #[cfg(test)]
 mod open_tests;
 #[cfg(test)]
+mod succession_tests;
+#[cfg(test)]
 mod tests;
 
 use crate::instance::BaseLinkers;
@@ -35,6 +37,9 @@ pub struct Host {
     /// Stores that ended in a panic, or could not be made (`store_open`), and that the
     /// BEAM has not dropped yet: requests for them get the reason, not "unknown store".
     failed: HashMap<u64, String>,
+    /// A store the BEAM dropped while it was idle, kept until the next request: if that
+    /// opens a store, the new store runs on its task (see `store/succession.rs`).
+    retiring: Option<StoreEntry>,
 }
 
 /// How the dispatcher reaches a store. Dropping it (the store was dropped, or the host
@@ -55,6 +60,7 @@ impl Host {
             next_store_id: 1,
             ended: std::sync::mpsc::channel(),
             failed: HashMap::new(),
+            retiring: None,
         }
     }
 
@@ -129,6 +135,9 @@ impl Host {
             .shared
             .clone()
             .ok_or("the host is not initialised: send init first")?;
+        if !matches!(op, Op::StoreOpen { .. } | Op::StoreNew { .. }) {
+            self.settle_retired();
+        }
         match op {
             Op::Init { .. } => unreachable!("handled above"),
             Op::ModuleCompile { key, source } => modules::compile(shared, id, key, source),
@@ -163,7 +172,11 @@ impl Host {
             }
             Op::StoreDrop { store } => {
                 // Dropping the entry drops the store.
-                self.stores.remove(&store);
+                if let Some(entry) = self.stores.remove(&store) {
+                    if entry.task.idle() {
+                        self.retiring = Some(entry);
+                    }
+                }
                 self.failed.remove(&store);
             }
             Op::StdinData { store, data } => {
@@ -226,12 +239,23 @@ impl Host {
             linkers: self.linkers.clone(),
             ended: self.ended.0.clone(),
         };
+        // Handed over before the dropped store is told to drop, so its task cannot end
+        // first.
+        let retiring = self.retiring.take();
+        let idle = retiring.as_ref().and_then(|entry| entry.task.idle_task());
         let entry = StoreEntry {
-            task: StoreHandle::start(shared, store, reply, init),
+            task: StoreHandle::start(shared, store, reply, init, idle),
             cancellations,
             stdin,
         };
+        drop(retiring);
         self.stores.insert(store, entry);
+    }
+
+    /// Drops the store kept since the BEAM dropped it (see `retiring`), if any: called
+    /// before any request but an open, and once the input read so far is handled.
+    pub fn settle_retired(&mut self) {
+        self.retiring = None;
     }
 
     /// Whether a store has this id (live, or ended but not dropped by the BEAM).

@@ -63,7 +63,7 @@ pub(super) fn init(host: &mut Host, rx: &Receiver<Vec<u8>>) {
 
 /// Makes a store (request 2) and instantiates `wat` in it with `imports` (request 3):
 /// the store's and the instance's ids.
-fn store_with_instance(
+pub(super) fn store_with_instance(
     host: &mut Host,
     rx: &Receiver<Vec<u8>>,
     wat: &[u8],

@@ -80,6 +80,7 @@ pub fn create(shared: Arc<Shared>, id: u64, parts: StoreParts, inbox: Inbox) -> 
         shared,
         linkers: parts.linkers,
         inbox,
+        taken: 0,
         limits: parts.limits,
         wasi: parts.wasi,
         fds: parts.fds,

@@ -4,6 +4,7 @@
 //! `callback.rs`).
 //!
 //! * `task.rs`: the store's life (made, served, ended) and the handle the host holds;
+//! * `succession.rs`: a task going on with the next store once its store is dropped;
 //! * `make.rs`: what a store is made of (limits, WASI);
 //! * `request.rs`: a store request decoded into its op;
 //! * `answer.rs`: one request, from its op to its reply;
@@ -16,13 +17,14 @@ mod answer;
 mod make;
 pub mod request;
 mod scope;
+mod succession;
 mod task;
 
 pub use crate::call_state::{CallState, Cancellations, CANCELLED};
 pub use answer::answer;
 pub use make::StoreInit;
 pub use scope::{enter, leave, run, CallScope};
-pub use task::StoreHandle;
+pub use task::{IdleTask, StoreHandle};
 
 use crate::request::StoreRequest;
 use crate::shared::Shared;
@@ -54,6 +56,8 @@ pub struct StoreData {
     /// The linkers its instances start from (see `instance::BaseLinkers`).
     pub linkers: Arc<crate::instance::BaseLinkers>,
     pub inbox: Inbox,
+    /// Messages taken from the inbox, `Drop` aside (see `StoreHandle::idle`).
+    pub taken: u64,
     pub limits: StoreLimits,
     pub wasi: WasiP1Ctx,
     /// How many files the WASI program may hold open (`wasi_fds.rs`).
@@ -75,6 +79,13 @@ pub struct StoreData {
 }
 
 impl StoreData {
+    /// Counts `msg` as taken from the inbox (the host counts what it sends, `Drop` aside).
+    pub fn count_taken(&mut self, msg: &StoreMsg) {
+        if !matches!(msg, StoreMsg::Drop) {
+            self.taken += 1;
+        }
+    }
+
     /// Whether the store has WASI output, buffered until a reply or a callback flushes
     /// it (`output.rs`).
     pub fn buffers_output(&self) -> bool {
@@ -113,5 +124,7 @@ pub async fn receive(data: &mut StoreData, deadline: Option<Instant>) -> Option<
         }
         None => data.inbox.recv().await,
     };
-    Some(next.unwrap_or(StoreMsg::Drop))
+    let msg = next.unwrap_or(StoreMsg::Drop);
+    data.count_taken(&msg);
+    Some(msg)
 }

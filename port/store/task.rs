@@ -4,8 +4,12 @@
 //!
 //! Whatever ends a store (a drop, a failed start, a panic), every request sent to it gets
 //! one answer: those it holds or that come later are refused with the reason.
+//!
+//! A task whose store was dropped while idle may go on with the next store the host opens
+//! (see `succession.rs`).
 
 use super::make::{create, prepare, StoreInit};
+use super::succession::Succession;
 use super::{answer, Inbox, StoreData, StoreMsg, STORE_DROPPED, STORE_FAILED, STORE_UNMADE};
 use crate::drops::Drops;
 use crate::executor;
@@ -16,7 +20,7 @@ use crate::shared::Shared;
 use crate::term;
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc::{error::SendError, unbounded_channel, UnboundedSender};
@@ -26,6 +30,20 @@ use wasmtime::{AsContextMut, Store};
 pub struct StoreHandle {
     tx: UnboundedSender<StoreMsg>,
     life: Arc<Life>,
+    /// What the store's task does once this store has ended.
+    succession: Arc<Succession<Start>>,
+}
+
+/// The task of a store dropped while idle: it may run the next store the host opens.
+pub struct IdleTask(Arc<Succession<Start>>);
+
+/// A store for a task to run: what [`run`] takes.
+struct Start {
+    life: Arc<Life>,
+    shared: Arc<Shared>,
+    reply_id: Option<u64>,
+    init: StoreInit,
+    rx: Inbox,
 }
 
 /// What outlives the store's task: how to answer what it will not serve.
@@ -39,19 +57,26 @@ struct Life {
     /// Why the store could not be made, when nobody was told at once (`store_open`):
     /// what it refuses says so, and the host keeps saying so until the store is dropped.
     unmade: OnceLock<String>,
+    /// Messages the host sent (counted by the host), and how many of them the store had
+    /// served when it last waited with nothing left to do (counted by the task): equal
+    /// while the store is idle.
+    sent: AtomicU64,
+    done: AtomicU64,
     outbox: Outbox,
     /// Told the store's id when it ends.
     ended: Sender<u64>,
 }
 
 impl StoreHandle {
-    /// Starts store `id` as a task. The reply to `reply_id`, if any, says whether it was
-    /// made; without one (`store_open`), a failure is told to the store's requests.
+    /// Starts store `id`, on `idle`'s task if it takes it, else as a task of its own.
+    /// The reply to `reply_id`, if any, says whether it was made; without one
+    /// (`store_open`), a failure is told to the store's requests.
     pub fn start(
         shared: Arc<Shared>,
         id: u64,
         reply_id: Option<u64>,
         init: StoreInit,
+        idle: Option<IdleTask>,
     ) -> StoreHandle {
         let (tx, rx) = unbounded_channel();
         let life = Arc::new(Life {
@@ -60,18 +85,55 @@ impl StoreHandle {
             drop_counted: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             unmade: OnceLock::new(),
+            sent: AtomicU64::new(0),
+            done: AtomicU64::new(0),
             outbox: shared.outbox.clone(),
             ended: init.ended.clone(),
         });
-        executor::spawn(run(life.clone(), shared, reply_id, init, rx));
-        StoreHandle { tx, life }
+        let start = Start {
+            life: life.clone(),
+            shared,
+            reply_id,
+            init,
+            rx,
+        };
+        let succession = match idle {
+            Some(IdleTask(task)) => match task.hand_over(start) {
+                Ok(()) => task,
+                Err(start) => spawn_task(start),
+            },
+            None => spawn_task(start),
+        };
+        StoreHandle {
+            tx,
+            life,
+            succession,
+        }
     }
 
     /// Gives `msg` to the store. A request for a store that has ended is refused at once.
     pub fn send(&self, msg: StoreMsg) {
+        self.life.sent.fetch_add(1, Ordering::Relaxed);
         if let Err(SendError(msg)) = self.tx.send(msg) {
             self.life.refuse([msg]);
         }
+    }
+
+    /// Whether the store has served everything sent to it and waits for more.
+    pub fn idle(&self) -> bool {
+        self.life.done.load(Ordering::Acquire) == self.life.sent.load(Ordering::Relaxed)
+    }
+
+    /// Which task runs the store (tests: whether two stores share one).
+    #[cfg(test)]
+    pub fn task_id(&self) -> usize {
+        Arc::as_ptr(&self.succession) as usize
+    }
+
+    /// The store's task, to run the next store once this one is dropped, if the store
+    /// is idle.
+    pub fn idle_task(&self) -> Option<IdleTask> {
+        self.idle().then(|| IdleTask(self.succession.clone()))
     }
 
     /// Tells the store to drop once it has served what it holds. Counted as a pending
@@ -137,14 +199,30 @@ impl Life {
     }
 }
 
-/// The store's task: makes it, answers `reply_id` (if any), serves it until it ends.
-async fn run(
-    life: Arc<Life>,
-    shared: Arc<Shared>,
-    reply_id: Option<u64>,
-    init: StoreInit,
-    rx: Inbox,
-) {
+/// Spawns a task for `start`, and for whatever stores are handed to it after.
+fn spawn_task(start: Start) -> Arc<Succession<Start>> {
+    let succession = Arc::new(Succession::default());
+    let task = succession.clone();
+    executor::spawn(async move {
+        let mut next = Some(start);
+        while let Some(start) = next {
+            run(start).await;
+            next = task.next();
+        }
+    });
+    succession
+}
+
+/// A store's life on its task: makes it, answers `reply_id` (if any), serves it until
+/// it ends.
+async fn run(start: Start) {
+    let Start {
+        life,
+        shared,
+        reply_id,
+        init,
+        rx,
+    } = start;
     let (id, outbox) = (life.id, life.outbox.clone());
     let mut rx = Some(rx);
     let made = catch_unwind(AssertUnwindSafe(|| {
@@ -174,7 +252,7 @@ async fn run(
     if let Some(reply_id) = reply_id {
         outbox.send(&reply(reply_id, Ok(term::uint(id))));
     }
-    let served = executor::catching(serve(&mut store)).await;
+    let served = executor::catching(serve(&mut store, &life)).await;
     let data = store.data_mut();
     let deferred = std::mem::take(&mut data.deferred);
     let mut inbox = std::mem::replace(&mut data.inbox, unbounded_channel().1);
@@ -190,15 +268,22 @@ async fn run(
 
 /// Serves the store's messages, requests deferred by a callback first, until it is
 /// dropped.
-async fn serve(store: &mut Store<StoreData>) {
+async fn serve(store: &mut Store<StoreData>, life: &Life) {
     loop {
-        let next = match store.data_mut().deferred.pop_front() {
+        let data = store.data_mut();
+        let next = match data.deferred.pop_front() {
             Some(req) => StoreMsg::Request(req),
-            None => match store.data_mut().inbox.recv().await {
-                Some(msg) => msg,
-                // The host is gone.
-                None => return,
-            },
+            None => {
+                life.done.store(data.taken, Ordering::Release);
+                match data.inbox.recv().await {
+                    Some(msg) => {
+                        data.count_taken(&msg);
+                        msg
+                    }
+                    // The host is gone.
+                    None => return,
+                }
+            }
         };
         match next {
             StoreMsg::Request(req) => answer(store.as_context_mut(), &req).await,
