@@ -9,7 +9,9 @@
 # Each figure is one line `name value unit`: the median over the repeats, then lines
 # `name.spread` (min and max), `name.beam_cpu` and `name.port_cpu` (CPU time per operation
 # of the BEAM and of the port OS processes, from /proc/<pid>/stat: less noisy than wall time
-# on a loaded machine). Machine facts and the load average come first as `# key value`.
+# on a loaded machine). Isolation also gives `name.port_switches`, the port's thread
+# context switches per request (its wake-ups). Machine facts and the load average come
+# first as `# key value`.
 
 defmodule Programs.Proc do
   @moduledoc false
@@ -26,6 +28,16 @@ defmodule Programs.Proc do
       _ ->
         0.0
     end
+  end
+
+  # Context switches of all threads of an OS process so far (each is a thread that
+  # waited and was woken, or was preempted).
+  def switches(os_pid) do
+    for status <- Path.wildcard("/proc/#{os_pid}/task/*/status"),
+        {:ok, text} <- [File.read(status)],
+        [_, n] <- Regex.scan(~r/ctxt_switches:\s+(\d+)/, text),
+        reduce: 0,
+        do: (sum -> sum + String.to_integer(n))
   end
 
   def beam, do: cpu(System.pid() |> String.to_integer())
@@ -393,15 +405,17 @@ defmodule Programs do
 
       rates =
         for _ <- 1..3 do
-          {beam0, p0, t0} = {Proc.beam(), Proc.cpu(os), System.monotonic_time()}
+          {beam0, p0, s0} = {Proc.beam(), Proc.cpu(os), Proc.switches(os)}
+          t0 = System.monotonic_time()
           run.()
           t = System.convert_time_unit(System.monotonic_time() - t0, :native, :microsecond)
+          n = per * procs
 
-          {per * procs * 1_000_000 / t, (Proc.beam() - beam0) / (per * procs),
-           (Proc.cpu(os) - p0) / (per * procs)}
+          {n * 1_000_000 / t, (Proc.beam() - beam0) / n, (Proc.cpu(os) - p0) / n,
+           (Proc.switches(os) - s0) / n}
         end
 
-      {r, b, p} = Enum.at(Enum.sort(rates), 1)
+      {r, b, p, s} = Enum.at(Enum.sort(rates), 1)
       Out.figure("isolation_requests_#{procs}_procs", r, "req/s")
 
       Out.figure(
@@ -412,6 +426,7 @@ defmodule Programs do
 
       Out.figure("isolation_requests_#{procs}_procs.beam_cpu", b * 1_000_000, "us/req")
       Out.figure("isolation_requests_#{procs}_procs.port_cpu", p * 1_000_000, "us/req")
+      Out.figure("isolation_requests_#{procs}_procs.port_switches", s, "per req")
     end
 
     GenServer.stop(engine.host)
