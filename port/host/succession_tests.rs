@@ -4,6 +4,7 @@
 
 use super::tests::{host, init, next_reply, request, store_with_instance};
 use crate::term;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 fn open(host: &mut super::Host, store: i64) {
@@ -31,6 +32,15 @@ fn wait_idle(host: &super::Host, store: u64) {
     }
 }
 
+/// A host whose store 10 was opened and then dropped before it served anything (idle).
+fn host_with_store_10_dropped() -> (super::Host, Receiver<Vec<u8>>) {
+    let (mut host, rx) = host();
+    init(&mut host, &rx);
+    open(&mut host, 10);
+    drop_store(&mut host, 10);
+    (host, rx)
+}
+
 #[test]
 fn a_store_opened_after_an_idle_store_is_dropped_runs_on_its_task() {
     let (mut host, rx) = host();
@@ -47,10 +57,7 @@ fn a_store_opened_after_an_idle_store_is_dropped_runs_on_its_task() {
 
 #[test]
 fn a_store_dropped_while_idle_is_dropped_by_the_next_request_that_opens_none() {
-    let (mut host, rx) = host();
-    init(&mut host, &rx);
-    open(&mut host, 10);
-    drop_store(&mut host, 10);
+    let (mut host, rx) = host_with_store_10_dropped();
     assert!(host.retiring.is_some());
     host.handle_payload(&request(2, "store_ready", vec![term::int(10)]));
     assert!(host.retiring.is_none());
@@ -59,20 +66,14 @@ fn a_store_dropped_while_idle_is_dropped_by_the_next_request_that_opens_none() {
 
 #[test]
 fn a_store_dropped_while_idle_is_dropped_once_the_input_read_is_handled() {
-    let (mut host, rx) = host();
-    init(&mut host, &rx);
-    open(&mut host, 10);
-    drop_store(&mut host, 10);
+    let (mut host, _rx) = host_with_store_10_dropped();
     host.settle_retired();
     assert!(host.retiring.is_none());
 }
 
 #[test]
 fn a_store_handed_over_serves_requests_and_the_dropped_one_is_gone() {
-    let (mut host, rx) = host();
-    init(&mut host, &rx);
-    open(&mut host, 10);
-    drop_store(&mut host, 10);
+    let (mut host, rx) = host_with_store_10_dropped();
     open(&mut host, 11);
     host.handle_payload(&request(2, "store_ready", vec![term::int(11)]));
     assert_eq!(next_reply(&rx), (2, Ok(term::atom("ok"))));
