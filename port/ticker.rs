@@ -1,15 +1,15 @@
 //! The epoch ticker: the thread that advances the engine's epoch, which is what lets a
 //! running call be interrupted at its deadline (and yield its worker to other tasks).
 //!
-//! It ticks every millisecond while a call runs. Once none does, it does not park at
-//! once: it goes on looking, every 5 ms, for a while (about 20 ms) before it parks. A call
-//! that starts while it looks gets its first tick within 5 ms without having to wake it;
-//! only a call that finds it parked, or whose timeout is shorter than a look, wakes it
-//! (see [`must_wake`]), so a short timeout is kept as closely as before. Each tick is a
+//! It ticks every millisecond while a call runs. Between calls it only looks, every
+//! 20 ms, for as long as calls keep coming (a call started since the last look counts,
+//! however short), and parks after two looks without one. A call that starts while it
+//! looks gets its first tick within 20 ms without having to wake it; only a call that
+//! finds it parked, or whose timeout is shorter than a look, wakes it (see
+//! [`must_wake`]), so a short timeout is kept as closely as before. Each look is a
 //! thread wake-up, which on a VM costs tens of microseconds of CPU: calls a few
-//! milliseconds apart thus cost about one tick for every two calls, where ticking every
-//! millisecond between them cost two a call, and an idle host costs nothing. [`Pace`]
-//! decides, and is tested without a thread.
+//! milliseconds apart cost a look for every ten calls, and an idle host costs nothing.
+//! [`Pace`] decides, and is tested without a thread.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -20,9 +20,10 @@ use wasmtime::Engine;
 /// Between ticks while a call runs.
 pub const FINE: Duration = Duration::from_millis(1);
 /// Between looks once no call runs.
-pub const COARSE: Duration = Duration::from_millis(5);
-/// Looks with no call running before the ticker parks.
-const LOOKS_BEFORE_PARKING: u32 = 4;
+pub const COARSE: Duration = Duration::from_millis(20);
+/// Looks in a row that saw no call (none running, none started since the last look)
+/// before the ticker parks.
+const LOOKS_BEFORE_PARKING: u32 = 2;
 
 /// What the ticker does next (and, once chosen, what it is waiting in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,19 +47,27 @@ impl Step {
     }
 }
 
-/// When the ticker ticks, from whether a call ran at each look: a pure state machine.
+/// When the ticker ticks, from what it sees at each look: a pure state machine.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pace {
-    /// Looks in a row that found no call running.
+    /// Looks in a row that saw no call.
     idle_looks: u32,
+    /// Calls started, as counted at the last look.
+    started: u64,
 }
 
 impl Pace {
-    /// The next step, given whether a call is running now.
-    pub fn next(&mut self, running: bool) -> Step {
+    /// The next step, given whether a call is running now and how many calls were
+    /// started so far.
+    pub fn next(&mut self, running: bool, started: u64) -> Step {
+        let new_calls = std::mem::replace(&mut self.started, started) != started;
         if running {
             self.idle_looks = 0;
             return Step::Tick;
+        }
+        if new_calls {
+            self.idle_looks = 0;
+            return Step::Look;
         }
         if self.idle_looks >= LOOKS_BEFORE_PARKING {
             self.idle_looks = 0;
@@ -83,6 +92,8 @@ pub fn must_wake(waiting: Step, timeout: Option<Duration>) -> bool {
 /// Advances an engine's epoch while calls run (see the module's documentation).
 pub struct Ticker {
     running: AtomicUsize,
+    /// Calls started so far.
+    started: AtomicU64,
     /// The [`Step`] the ticker thread is waiting in (`Park`: parked or about to park).
     waiting: AtomicU8,
     /// Epoch increments so far.
@@ -103,6 +114,7 @@ impl Ticker {
             .expect("spawn the epoch ticker thread");
         let ticker = Arc::new(Ticker {
             running: AtomicUsize::new(0),
+            started: AtomicU64::new(0),
             waiting: AtomicU8::new(Step::Tick as u8),
             ticks: AtomicU64::new(0),
             thread: handle.thread().clone(),
@@ -114,7 +126,8 @@ impl Ticker {
     fn tick_for(&self, engine: &Engine) {
         let mut pace = Pace::default();
         loop {
-            let step = pace.next(self.running.load(Ordering::SeqCst) > 0);
+            let running = self.running.load(Ordering::SeqCst) > 0;
+            let step = pace.next(running, self.started.load(Ordering::Relaxed));
             // Announced before the wait (for `Park`, before the last look at `running`):
             // a call starting now either is seen below or sees the step and wakes us.
             self.waiting.store(step as u8, Ordering::SeqCst);
@@ -139,6 +152,7 @@ impl Ticker {
     /// lives.
     pub fn running(self: &Arc<Self>, timeout: Option<Duration>) -> TickGuard {
         self.running.fetch_add(1, Ordering::SeqCst);
+        self.started.fetch_add(1, Ordering::Relaxed);
         if must_wake(Step::from_u8(self.waiting.load(Ordering::SeqCst)), timeout) {
             self.thread.unpark();
         }
@@ -172,16 +186,16 @@ mod tests {
     #[test]
     fn ticks_every_millisecond_while_a_call_runs() {
         let mut pace = Pace::default();
-        let steps: Vec<Step> = (0..10).map(|_| pace.next(true)).collect();
+        let steps: Vec<Step> = (0..10).map(|_| pace.next(true, 1)).collect();
         assert_eq!(steps, vec![Step::Tick; 10]);
     }
 
     #[test]
     fn looks_coarsely_a_few_times_after_the_last_call_then_parks() {
         let mut pace = Pace::default();
-        pace.next(true);
+        pace.next(true, 1);
         let steps: Vec<Step> = (0..=LOOKS_BEFORE_PARKING)
-            .map(|_| pace.next(false))
+            .map(|_| pace.next(false, 1))
             .collect();
         let mut expected = vec![Step::Look; LOOKS_BEFORE_PARKING as usize];
         expected.push(Step::Park);
@@ -191,20 +205,27 @@ mod tests {
     #[test]
     fn a_call_seen_while_looking_brings_back_the_fine_ticks_and_the_full_wait() {
         let mut pace = Pace::default();
-        pace.next(false);
-        pace.next(false);
-        assert_eq!(pace.next(true), Step::Tick);
+        pace.next(false, 0);
+        pace.next(false, 0);
+        assert_eq!(pace.next(true, 1), Step::Tick);
         let steps: Vec<Step> = (0..LOOKS_BEFORE_PARKING)
-            .map(|_| pace.next(false))
+            .map(|_| pace.next(false, 1))
             .collect();
         assert_eq!(steps, vec![Step::Look; LOOKS_BEFORE_PARKING as usize]);
     }
 
     #[test]
+    fn calls_that_start_and_end_between_looks_keep_it_looking() {
+        let mut pace = Pace::default();
+        let steps: Vec<Step> = (1..=10).map(|started| pace.next(false, started)).collect();
+        assert_eq!(steps, vec![Step::Look; 10]);
+    }
+
+    #[test]
     fn after_parking_the_pace_starts_over() {
         let mut pace = Pace::default();
-        while pace.next(false) != Step::Park {}
-        assert_eq!(pace.next(false), Step::Look);
+        while pace.next(false, 0) != Step::Park {}
+        assert_eq!(pace.next(false, 0), Step::Look);
     }
 
     #[test]
