@@ -13,6 +13,8 @@
 # context switches per request (its wake-ups). Machine facts and the load average come
 # first as `# key value`.
 
+Code.require_file("threads.exs", __DIR__)
+
 defmodule Programs.Proc do
   @moduledoc false
 
@@ -28,16 +30,6 @@ defmodule Programs.Proc do
       _ ->
         0.0
     end
-  end
-
-  # Context switches of all threads of an OS process so far (each is a thread that
-  # waited and was woken, or was preempted).
-  def switches(os_pid) do
-    for status <- Path.wildcard("/proc/#{os_pid}/task/*/status"),
-        {:ok, text} <- [File.read(status)],
-        [_, n] <- Regex.scan(~r/ctxt_switches:\s+(\d+)/, text),
-        reduce: 0,
-        do: (sum -> sum + String.to_integer(n))
   end
 
   def beam, do: cpu(System.pid() |> String.to_integer())
@@ -405,14 +397,14 @@ defmodule Programs do
 
       rates =
         for _ <- 1..3 do
-          {beam0, p0, s0} = {Proc.beam(), Proc.cpu(os), Proc.switches(os)}
+          {beam0, p0, s0} = {Proc.beam(), Proc.cpu(os), Bench.Threads.switches(os)}
           t0 = System.monotonic_time()
           run.()
           t = System.convert_time_unit(System.monotonic_time() - t0, :native, :microsecond)
           n = per * procs
 
           {n * 1_000_000 / t, (Proc.beam() - beam0) / n, (Proc.cpu(os) - p0) / n,
-           (Proc.switches(os) - s0) / n}
+           (Bench.Threads.switches(os) - s0) / n}
         end
 
       {r, b, p, s} = Enum.at(Enum.sort(rates), 1)

@@ -267,6 +267,8 @@ Code.require_file("output.exs", __DIR__)
 # bench/stopping.exs.
 Process.put(:bench_stopping_loaded_by_run, true)
 Code.require_file("stopping.exs", __DIR__)
+# Context switches per operation: bench/threads.exs.
+Code.require_file("threads.exs", __DIR__)
 # Component figures (record call against core sum, its cost split, instantiation, an
 # import round trip): bench/components.exs.
 Code.require_file("components.exs", __DIR__)
@@ -702,6 +704,7 @@ defmodule Bench do
     calls = rate * seconds
     os_pids = [System.pid(), host_os_pid(pid)]
     cpu0 = cpu_s(os_pids)
+    switches0 = Enum.map(os_pids, &Bench.Threads.switches/1)
     t0 = now()
     step = System.convert_time_unit(1, :second, :native) |> div(rate)
 
@@ -713,7 +716,14 @@ defmodule Bench do
     end
 
     cpu = cpu_s(os_pids) - cpu0
+
+    [beam_switches, port_switches] =
+      Enum.zip_with(os_pids, switches0, &(Bench.Threads.switches(&1) - &2))
+
     Out.figure("cpu_per_call_at_500_per_s", cpu * 1_000_000 / calls, "us")
+    # Thread wake-ups per call, each side: a count, steadier than CPU time on a busy VM.
+    Out.figure("cpu_per_call_at_500_per_s.beam_switches", beam_switches / calls, "per call")
+    Out.figure("cpu_per_call_at_500_per_s.port_switches", port_switches / calls, "per call")
     stop_all([pid])
     stop_engine(engine)
   end
