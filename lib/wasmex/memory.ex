@@ -114,6 +114,11 @@ defmodule Wasmex.Memory do
     write_binary(store, memory, index, <<value>>)
   end
 
+  # One message to or from the host carries at most `Wasmex.Wire.max_frame/0` bytes: a
+  # longer transfer goes in parts of this size.
+  @part_bytes 256 * 1024 * 1024
+  @address_limit 0x1_0000_0000_0000_0000
+
   @doc """
   Reads `length` bytes starting at `index`.
 
@@ -128,14 +133,16 @@ defmodule Wasmex.Memory do
     check_index!(index)
     check_index!(length)
 
-    case parts(index, length) do
-      [_] -> read_part(store, memory, index, length)
-      parts -> read_in_parts(store, memory, parts)
+    cond do
+      # No memory reaches past 2^64 bytes.
+      index + length > @address_limit -> {:error, "out of bounds memory access"}
+      length <= @part_bytes -> read_part(store, memory, index, length)
+      true -> read_in_parts(store, memory, index, length)
     end
   end
 
-  defp read_in_parts(store, memory, parts) do
-    with {:ok, [last | others]} <- last_first(parts, &read_part(store, memory, &1, &2)),
+  defp read_in_parts(store, memory, index, length) do
+    with {:ok, [last | others]} <- last_first(index, length, &read_part(store, memory, &1, &2)),
          do: IO.iodata_to_binary([others | last])
   end
 
@@ -161,10 +168,9 @@ defmodule Wasmex.Memory do
   def write_binary(store, %__MODULE__{} = memory, index, binary) when is_binary(binary) do
     check_index!(index)
 
-    case parts(index, byte_size(binary)) do
-      [_] -> write_one(store, memory, index, binary)
-      parts -> write_in_parts(store, memory, index, binary, parts)
-    end
+    if byte_size(binary) <= @part_bytes,
+      do: write_one(store, memory, index, binary),
+      else: write_in_parts(store, memory, index, binary)
   end
 
   # Inside a callback, a write known to fit goes without a round trip.
@@ -175,12 +181,12 @@ defmodule Wasmex.Memory do
     end
   end
 
-  defp write_in_parts(store, memory, index, binary, parts) do
+  defp write_in_parts(store, memory, index, binary) do
     write = fn at, length ->
       write_part(store, memory, at, binary_part(binary, at - index, length))
     end
 
-    with {:ok, _} <- last_first(parts, write), do: :ok
+    with {:ok, _} <- last_first(index, byte_size(binary), write), do: :ok
   end
 
   defp write_part(store, memory, index, binary) do
@@ -195,32 +201,31 @@ defmodule Wasmex.Memory do
     unwrap(result)
   end
 
-  # One message to or from the host carries at most `Wasmex.Wire.max_frame/0` bytes: a
-  # longer transfer goes in parts of this size, as `{index, length}` pairs (one, maybe
-  # empty, for a short one).
-  @part_bytes 256 * 1024 * 1024
+  # Runs `transfer.(at, length)` for each part of the `length` bytes from `index`, the
+  # last one first: when it fails (a range past the end fails there), no other runs, and
+  # the other parts are never listed (a bogus length could name billions of them; once
+  # the last part is in range, they are bounded by the memory's size). Then the others in
+  # order. `{:ok, [last result | the others' results in order]}`, or the first error.
+  defp last_first(index, length, transfer) do
+    full_parts = div(length - 1, @part_bytes)
+    before_last = full_parts * @part_bytes
 
-  defp parts(index, length) when length <= @part_bytes, do: [{index, length}]
+    case transfer.(index + before_last, length - before_last) do
+      {:error, _} = error ->
+        error
 
-  defp parts(index, length),
-    do: [{index, @part_bytes} | parts(index + @part_bytes, length - @part_bytes)]
-
-  # Runs `transfer.(index, length)` for each part, the last one first (when it fails, no
-  # other runs: a range past the end fails there), then the others in order. `{:ok,
-  # [last result | the others' results in order]}`, or the first error.
-  defp last_first(parts, transfer) do
-    {others, [last]} = Enum.split(parts, -1)
-
-    [last | others]
-    |> Enum.reduce_while([], fn {at, length}, done ->
-      case transfer.(at, length) do
-        {:error, _} = error -> {:halt, error}
-        result -> {:cont, [result | done]}
-      end
-    end)
-    |> case do
-      {:error, _} = error -> error
-      done -> {:ok, Enum.reverse(done)}
+      last ->
+        0..(full_parts - 1)//1
+        |> Enum.reduce_while([last], fn part, done ->
+          case transfer.(index + part * @part_bytes, @part_bytes) do
+            {:error, _} = error -> {:halt, error}
+            result -> {:cont, [result | done]}
+          end
+        end)
+        |> case do
+          {:error, _} = error -> error
+          [_ | _] = done -> {:ok, [last | tl(Enum.reverse(done))]}
+        end
     end
   end
 

@@ -314,6 +314,21 @@ defmodule Wasmex.MemoryTest do
                {:error, "out of bounds memory access"}
     end
 
+    test "a length no memory can hold is refused at once, however many parts it names", %{
+      store: store,
+      memory: memory
+    } do
+      # 2^64 - 65,530 bytes from 65,535 would be 2^36 parts of 256 MiB: listing them would
+      # hang this test and take gigabytes.
+      assert Memory.read_binary(store, memory, 65_535, 2 ** 64 - 65_530) ==
+               {:error, "out of bounds memory access"}
+    end
+
+    test "a range that ends past 2^64 bytes is out of bounds", %{store: store, memory: memory} do
+      assert Memory.read_binary(store, memory, 10, 2 ** 64) ==
+               {:error, "out of bounds memory access"}
+    end
+
     test "a write in parts that does not fit changes nothing" do
       %{store: store, memory: memory} = memory_of_pages(5_000)
       size = Memory.size(store, memory)
