@@ -228,17 +228,17 @@ impl Compiler {
             return Err("compiler process has no output".into());
         };
         // The child reads all its input before it writes, so feeding it first is safe; the
-        // output is collected on another thread so that this one can watch the clock.
+        // output is collected on other threads so that this one can watch the clock. Its
+        // error message is read at the same time as its output: one longer than a pipe
+        // holds would otherwise block the child, and this side with it, until the timeout.
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
+            let errors = thread::spawn(move || read_message(&mut stderr));
             let written = stdin.write_all(&input);
             drop(stdin);
             let mut out = Vec::new();
-            let mut err = String::new();
-            let read = stdout
-                .read_to_end(&mut out)
-                .and_then(|_| stderr.read_to_string(&mut err))
-                .map(|_| ());
+            let read = stdout.read_to_end(&mut out).map(|_| ());
+            let err = errors.join().unwrap_or_default();
             let _ = tx.send((written.and(read), out, err));
         });
         let deadline = self.timeout.map(|t| Instant::now() + t);
@@ -272,6 +272,21 @@ impl Compiler {
             (false, Ok(())) => Err(format!("the compiler process failed ({status})")),
         }
     }
+}
+
+/// The longest error message kept from a child; the rest is read and dropped.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// A child's error message (stderr), read to its end and kept up to [`MAX_MESSAGE`] bytes.
+fn read_message(stderr: &mut impl Read) -> String {
+    let mut kept = Vec::new();
+    let _ = stderr.take(MAX_MESSAGE as u64).read_to_end(&mut kept);
+    let dropped = std::io::copy(stderr, &mut std::io::sink()).unwrap_or(0);
+    let mut message = String::from_utf8_lossy(&kept).into_owned();
+    if dropped > 0 {
+        message.push_str(&format!("... ({dropped} more bytes)"));
+    }
+    message
 }
 
 impl Compiler {
@@ -420,6 +435,23 @@ mod tests {
         assert!(child_compile(&input)
             .unwrap_err()
             .starts_with("Error while parsing bytes"));
+    }
+
+    #[test]
+    fn a_message_is_kept_whole_up_to_the_cap() {
+        let text = "e".repeat(MAX_MESSAGE);
+        assert_eq!(read_message(&mut text.as_bytes()), text);
+    }
+
+    #[test]
+    fn a_longer_message_is_read_to_its_end_and_cut_at_the_cap() {
+        let text = "e".repeat(MAX_MESSAGE + 10);
+        let mut input = text.as_bytes();
+        let message = read_message(&mut input);
+        assert_eq!(
+            (message.len(), message.ends_with("... (10 more bytes)"), input.len()),
+            (MAX_MESSAGE + "... (10 more bytes)".len(), true, 0)
+        );
     }
 
     #[test]

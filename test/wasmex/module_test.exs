@@ -28,6 +28,16 @@ defmodule Wasmex.ModuleTest do
       assert {:error, "Error while parsing bytes: " <> _} = Module.compile(store, "wat is this?")
     end
 
+    test "reports an error message longer than a pipe holds, not a timeout" do
+      # The compile child's message (over 64 KiB: it quotes the line) must not block it.
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, compile_timeout: 10_000)
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      source = "(module " <> String.duplicate("a", 70_000) <> ")"
+
+      assert {:error, "Error while parsing bytes: expected `(`" <> _} =
+               Module.compile(store, source)
+    end
+
     test "reports an invalid Wasm binary", %{store: store} do
       assert {:error, "Could not compile module" <> _} =
                Module.compile(store, <<0, "asm", 1, 0, 0, 0, 99>>)
