@@ -449,7 +449,11 @@ mod tests {
         let mut input = text.as_bytes();
         let message = read_message(&mut input);
         assert_eq!(
-            (message.len(), message.ends_with("... (10 more bytes)"), input.len()),
+            (
+                message.len(),
+                message.ends_with("... (10 more bytes)"),
+                input.len()
+            ),
             (MAX_MESSAGE + "... (10 more bytes)".len(), true, 0)
         );
     }
