@@ -12,9 +12,16 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct CallState {
     request: AtomicU64,
-    /// The deadline and the timeout it came from.
-    deadline: Mutex<Option<(Instant, Duration)>>,
+    timing: Mutex<Timing>,
     pub cancellations: Cancellations,
+}
+
+/// When the request came (its timeout counts from then, time spent queued behind other
+/// requests included), and the deadline with the timeout it came from.
+#[derive(Default)]
+struct Timing {
+    received: Option<Instant>,
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl CallState {
@@ -25,18 +32,33 @@ impl CallState {
         }
     }
 
-    pub fn begin(&self, request: u64) {
+    /// Begins serving `request`, which came at `received`.
+    pub fn begin(&self, request: u64, received: Instant) {
         self.request.store(request, Ordering::Release);
-    }
-
-    pub fn set_timeout(&self, timeout: Option<Duration>) {
-        if let Ok(mut d) = self.deadline.lock() {
-            *d = timeout.map(|t| (Instant::now() + t, t));
+        if let Ok(mut timing) = self.timing.lock() {
+            *timing = Timing {
+                received: Some(received),
+                deadline: None,
+            };
         }
     }
 
+    /// Sets the deadline: `timeout` after the request came (or after now, for one that
+    /// was not begun). Returns the time left until it.
+    pub fn set_timeout(&self, timeout: Option<Duration>) -> Option<Duration> {
+        let mut timing = self.timing.lock().ok()?;
+        let from = timing.received.unwrap_or_else(Instant::now);
+        timing.deadline = timeout.map(|t| (from + t, t));
+        timing
+            .deadline
+            .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+    }
+
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline.lock().ok().and_then(|d| d.map(|(at, _)| at))
+        self.timing
+            .lock()
+            .ok()
+            .and_then(|t| t.deadline.map(|(at, _)| at))
     }
 
     /// Whether the running call must stop, and why.
@@ -47,7 +69,7 @@ impl CallState {
         {
             return Some(Stop::Cancelled);
         }
-        match self.deadline.lock().ok().and_then(|d| *d) {
+        match self.timing.lock().ok().and_then(|t| t.deadline) {
             Some((at, timeout)) if Instant::now() >= at => Some(Stop::TimedOut(timeout)),
             _ => None,
         }
@@ -123,7 +145,7 @@ mod tests {
     #[test]
     fn a_cancelled_request_must_stop_and_a_settled_one_no_longer_counts() {
         let call = CallState::default();
-        call.begin(7);
+        call.begin(7, Instant::now());
         call.cancellations.cancel(7);
         assert_eq!(call.stop_reason().as_deref(), Some(CANCELLED));
         call.cancellations.settle(7);
@@ -137,5 +159,26 @@ mod tests {
         assert!(call.stop_reason().unwrap().starts_with("timed out"));
         call.set_timeout(None);
         assert_eq!(call.stop_reason(), None);
+    }
+
+    #[test]
+    fn a_timeout_counts_from_when_the_request_came() {
+        let call = CallState::default();
+        let came = Instant::now() - Duration::from_millis(300);
+        call.begin(7, came);
+        let left = call.set_timeout(Some(Duration::from_millis(500)));
+        assert_eq!(
+            (call.deadline(), left.is_some_and(|l| l <= Duration::from_millis(200))),
+            (Some(came + Duration::from_millis(500)), true)
+        );
+    }
+
+    #[test]
+    fn a_request_that_waited_longer_than_its_timeout_must_stop_at_once() {
+        let call = CallState::default();
+        call.begin(7, Instant::now() - Duration::from_millis(300));
+        let left = call.set_timeout(Some(Duration::from_millis(200)));
+        assert_eq!(left, Some(Duration::ZERO));
+        assert!(call.stop_reason().unwrap().starts_with("timed out"));
     }
 }

@@ -216,6 +216,11 @@ where
     let Some(call) = call else {
         return Ok(future.await);
     };
+    // A request that waited past its deadline, or was cancelled, before it began does
+    // not run at all.
+    if let Some(reason) = call.stop_reason() {
+        return Err(reason);
+    }
     let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
     poll_fn(|cx| {
         if let Poll::Ready(r) = future.as_mut().poll(cx) {

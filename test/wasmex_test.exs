@@ -274,6 +274,20 @@ defmodule WasmexTest do
       assert Wasmex.call_function(pid, "count", []) == {:ok, [0]}
     end
 
+    test "a call's timeout counts from when it was made: past it while queued, it never runs" do
+      pid = start_counter()
+      spin = Task.async(fn -> Wasmex.call_function(pid, "spin", [], 1_000) end)
+      assert_receive :spinning, 5_000
+
+      # Queued behind the spin for about a second: answered by the port once the spin is
+      # stopped (its caller would give up only after 100 ms + 2 s), without running.
+      assert Wasmex.call_function(pid, "bump", [], 100) ==
+               {:error, "timed out: the call did not finish within 100 ms and was stopped"}
+
+      assert {:error, "timed out" <> _} = Task.await(spin)
+      assert Wasmex.call_function(pid, "count", []) == {:ok, [0]}
+    end
+
     test "a caller without the route in its node's table cancels its call too" do
       pid = start_counter()
       # Without the route in the table the caller asks the server for it, as from another

@@ -23,7 +23,7 @@ enum Answer {
 pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
     let top_level = cx.data().depth == 0;
     if top_level {
-        cx.data().call.begin(req.id);
+        cx.data().call.begin(req.id, req.received);
     }
     // A nested request whose outer call is stopped is dropped unanswered: this answers it.
     let mut pending = Unanswered {

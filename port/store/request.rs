@@ -5,13 +5,15 @@
 use crate::protocol::{Context, Request, Tail};
 use crate::term::{self, Fallible};
 use eetf::Term;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A request for a store (or for the caller of one of its waiting callbacks).
 pub struct StoreRequest {
     pub id: u64,
     pub ctx: Context,
     pub op: StoreOp,
+    /// When the request was read: its timeout, if it has one, counts from then.
+    pub received: Instant,
 }
 
 /// An export of an instance of the store: `{InstanceId, Name}` in a request.
@@ -129,6 +131,7 @@ impl StoreRequest {
                 id,
                 ctx,
                 op: StoreOp::Component(req),
+                received: Instant::now(),
             });
         }
         let op = match req.op.as_str() {
@@ -233,7 +236,12 @@ impl StoreRequest {
             "fault_panic" => StoreOp::FaultPanic,
             other => return Err(format!("unknown op: {other}")),
         };
-        Ok(StoreRequest { id, ctx, op })
+        Ok(StoreRequest {
+            id,
+            ctx,
+            op,
+            received: Instant::now(),
+        })
     }
 }
 

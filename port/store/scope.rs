@@ -19,9 +19,9 @@ pub struct CallScope {
 pub fn enter(cx: &mut Cx<'_>, timeout: Option<Duration>) -> CallScope {
     let outermost = cx.data().depth == 0;
     let ticking = if outermost {
-        cx.data().call.set_timeout(timeout);
+        let left = cx.data().call.set_timeout(timeout);
         cx.as_context_mut().set_epoch_deadline(1);
-        Some(cx.data().shared.ticker.running(timeout))
+        Some(cx.data().shared.ticker.running(left))
     } else {
         None
     };
