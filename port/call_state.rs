@@ -168,7 +168,10 @@ mod tests {
         call.begin(7, came);
         let left = call.set_timeout(Some(Duration::from_millis(500)));
         assert_eq!(
-            (call.deadline(), left.is_some_and(|l| l <= Duration::from_millis(200))),
+            (
+                call.deadline(),
+                left.is_some_and(|l| l <= Duration::from_millis(200))
+            ),
             (Some(came + Duration::from_millis(500)), true)
         );
     }
