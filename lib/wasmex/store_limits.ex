@@ -1,9 +1,13 @@
 defmodule Wasmex.StoreLimits do
   @moduledoc """
-  Limits on what the Wasm in one store may allocate. `nil` means no limit of that kind.
+  Limits on what the Wasm in one store may allocate. `nil` means no limit of that kind,
+  except for `table_elements`.
 
     * `memory_size` - bytes each linear memory may grow to;
-    * `table_elements` - elements each table may grow to;
+    * `table_elements` - elements each table may grow to; `nil` (and a store made without
+      limits) means 10,000,000, as for each table of an engine with instance slots:
+      growing a table cannot be stopped half way at a call's deadline, and its elements
+      are written out (300 million of them take gigabytes);
     * `instances`, `tables`, `memories` - how many of each the store may create.
 
   Growth past a limit fails the way Wasm specifies (`memory.grow` returns -1);

@@ -108,9 +108,15 @@ pub fn create(shared: Arc<Shared>, id: u64, parts: StoreParts, inbox: Inbox) -> 
     store
 }
 
+/// Elements a table may grow to when the store's limits name no number: the same as each
+/// table of an engine with instance slots (`engine::pool_config`). Growing a table is one
+/// step the deadline cannot interrupt, and its elements are written out: 300 million of
+/// them took 2 s and 2.3 GB.
+pub const DEFAULT_TABLE_ELEMENTS: usize = 10_000_000;
+
 /// `nil` or `%{memory_size, table_elements, instances, tables, memories}` (each optional).
 fn parse_limits(t: &Term) -> Fallible<StoreLimits> {
-    let mut b = StoreLimitsBuilder::new();
+    let mut b = StoreLimitsBuilder::new().table_elements(DEFAULT_TABLE_ELEMENTS);
     if term::is_nil(t) {
         return Ok(b.build());
     }

@@ -108,6 +108,13 @@ defmodule Wasmex.ControlTest do
       assert Wasmex.call_function(pid, "grow_table", [1]) == {:ok, [-1]}
     end
 
+    test "without a table_elements limit, a table grows to 10,000,000 elements and no further" do
+      {_store, _module, {:ok, pid}} = start_limited(nil)
+      # The table starts with one element.
+      assert Wasmex.call_function(pid, "grow_table", [10_000_000]) == {:ok, [-1]}
+      assert Wasmex.call_function(pid, "grow_table", [9_999_999]) == {:ok, [1]}
+    end
+
     test "a module whose memory exceeds the limit fails to instantiate" do
       wat = ~s{(module (memory 10))}
       {_store, _module, result} = start_limited(%StoreLimits{memory_size: 65_536}, wat)
