@@ -58,6 +58,8 @@ defmodule Wasmex.Pipe do
   @type t :: %__MODULE__{resource: pid(), reference: reference(), pid: pid()}
 
   @default_capacity 4 * 1024 * 1024
+  # What the port counts a pipe's room in (64 bits).
+  @max_capacity 0xFFFF_FFFF_FFFF_FFFF
 
   @doc "The capacity of a pipe made without one: #{@default_capacity} bytes (4 MiB)."
   @spec default_capacity() :: pos_integer()
@@ -88,6 +90,9 @@ defmodule Wasmex.Pipe do
     case Keyword.split(opts, [:capacity]) do
       {known, []} ->
         case Keyword.get(known, :capacity, @default_capacity) do
+          n when is_integer(n) and n > @max_capacity ->
+            {:error, "pipe capacity must be at most #{@max_capacity} bytes, got: #{n}"}
+
           n when is_integer(n) and n > 0 ->
             {:ok, n}
 

@@ -53,6 +53,10 @@ defmodule Wasmex.PipeTest do
                   "pipe capacity must be a positive integer (bytes), got: #{inspect(bad)}"}
       end
 
+      assert Pipe.new(capacity: 2 ** 64) ==
+               {:error,
+                "pipe capacity must be at most 18446744073709551615 bytes, got: 18446744073709551616"}
+
       assert Pipe.new(capacty: 10) == {:error, "unknown pipe option :capacty (known: :capacity)"}
 
       assert Pipe.new(%{capacity: 10}) ==

@@ -69,11 +69,15 @@ defmodule Wasmex.Wasi.Output do
         Wasmex.Wire.output_ack(store_id, handler({:pipe, pipe}), bytes, room)
       )
 
+  @max_u64 0xFFFF_FFFF_FFFF_FFFF
+
   @doc false
   # The calling process consumed `bytes` of `stream` from `store`.
   @spec ack(StoreOrCaller.t(), :stdout | :stderr, non_neg_integer()) :: :ok
   def ack(%StoreOrCaller{host: host, store_id: store_id}, stream, bytes) do
     handler = handler({:messages, self(), :"wasmex_#{stream}"})
+    # More than was ever sent frees what was sent: the port counts in 64 bits.
+    bytes = min(bytes, @max_u64)
     Host.notify(host, Wasmex.Wire.output_ack(store_id, handler, bytes, nil))
   end
 end

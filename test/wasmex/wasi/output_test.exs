@@ -190,6 +190,15 @@ defmodule Wasmex.Wasi.OutputTest do
       assert Task.await(task) == {:ok, [30, 0]}
     end
 
+    test "an acknowledgement past 64 bits frees what was sent, as any larger one does",
+         %{pid: pid, store: store} do
+      task = Task.async(fn -> Wasmex.call_function(pid, :write, [1, 30, 100], 10_000) end)
+      assert take_output(store, false) == 1000
+      :ok = Wasmex.Wasi.ack_output(store, :stdout, 2 ** 70)
+      assert take_output(store, true) == 2000
+      assert Task.await(task) == {:ok, [30, 0]}
+    end
+
     test "acknowledging ahead of the output frees nothing in advance", %{pid: pid, store: store} do
       :ok = Wasmex.Wasi.ack_output(store, :stdout, 1_000_000)
       task = Task.async(fn -> Wasmex.call_function(pid, :write, [1, 30, 100], 10_000) end)
