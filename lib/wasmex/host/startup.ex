@@ -49,12 +49,26 @@ defmodule Wasmex.Host.Startup do
   @spec frame(iodata(), non_neg_integer()) :: iodata()
   def frame(payload, size), do: [<<size::32>> | payload]
 
-  @doc "An exit status, in words."
+  @doc """
+  An exit status, in words; the signals a port is usually ended by are named.
+
+      iex> Wasmex.Host.Startup.describe_status(152)
+      "killed by signal 24 (SIGXCPU: its cpu_seconds cap was reached) (exit status 152)"
+      iex> Wasmex.Host.Startup.describe_status(3)
+      "exit status 3"
+  """
   @spec describe_status(non_neg_integer()) :: String.t()
   def describe_status(status) when status > 128,
-    do: "killed by signal #{status - 128} (exit status #{status})"
+    do: "killed by signal #{status - 128}#{signal_name(status - 128)} (exit status #{status})"
 
   def describe_status(status), do: "exit status #{status}"
+
+  defp signal_name(6), do: " (SIGABRT)"
+  defp signal_name(9), do: " (SIGKILL)"
+  defp signal_name(11), do: " (SIGSEGV)"
+  defp signal_name(15), do: " (SIGTERM)"
+  defp signal_name(24), do: " (SIGXCPU: its cpu_seconds cap was reached)"
+  defp signal_name(_), do: ""
 
   defp open_port(path) do
     if File.exists?(path) do
