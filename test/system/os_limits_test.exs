@@ -68,7 +68,7 @@ defmodule Wasmex.System.OsLimitsTest do
       {pid, store} = start_capped([cpu_seconds: 1], wat)
       ref = Process.monitor(store.host)
       assert {:error, message} = Wasmex.call_function(pid, "spin", [], :infinity)
-      assert message =~ "killed by signal 24"
+      assert message =~ "killed by signal 24 (SIGXCPU: its cpu_seconds cap was reached)"
       assert_receive {:DOWN, ^ref, :process, _, _}
     end
   end
