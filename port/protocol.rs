@@ -24,7 +24,8 @@ use eetf::Term;
 /// Bumped on every incompatible change of the wire; checked by the BEAM at start.
 pub const PROTOCOL_VERSION: i64 = 3;
 
-/// Ops that get no reply.
+/// Ops that get no reply when sent under id 0, as the BEAM sends them. `stdin_data` may
+/// also come as a request (`Wasmex.Wasi.write_stdin/2`), under an id, and is answered.
 pub const NOTIFICATIONS: &[&str] = &[
     "callback_return",
     "store_drop",
@@ -202,7 +203,7 @@ impl Request {
     }
 
     pub fn is_notification(&self) -> bool {
-        NOTIFICATIONS.contains(&self.op.as_str())
+        self.id == 0 && NOTIFICATIONS.contains(&self.op.as_str())
     }
 }
 

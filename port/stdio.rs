@@ -13,6 +13,7 @@ use crate::term;
 use bytes::{Bytes, BytesMut};
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -30,8 +31,73 @@ pub enum StdinMsg {
     Cancelled,
 }
 
-pub type StdinSender = UnboundedSender<StdinMsg>;
-pub type StdinReceiver = UnboundedReceiver<StdinMsg>;
+/// The most bytes of input a store holds that its program has not read yet: data past it
+/// is refused (`Wasmex.Wasi.write_stdin/2` returns an error), so a caller writing faster
+/// than the program reads cannot fill the port's memory.
+pub const MAX_UNREAD_STDIN: usize = 16 << 20;
+
+/// The dispatcher's end of a store's stdin, and the count of bytes sent and not yet read.
+pub struct StdinSender {
+    tx: UnboundedSender<StdinMsg>,
+    unread: Arc<AtomicUsize>,
+}
+
+/// The store's end of its stdin.
+pub struct StdinReceiver {
+    rx: UnboundedReceiver<StdinMsg>,
+    unread: Arc<AtomicUsize>,
+}
+
+/// A store's stdin channel.
+pub fn stdin_channel() -> (StdinSender, StdinReceiver) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let unread = Arc::new(AtomicUsize::new(0));
+    (
+        StdinSender {
+            tx,
+            unread: unread.clone(),
+        },
+        StdinReceiver { rx, unread },
+    )
+}
+
+impl StdinSender {
+    /// Sends an end of input or a cancellation (a store already gone takes nothing).
+    pub fn send(&self, msg: StdinMsg) {
+        let _ = self.tx.send(msg);
+    }
+
+    /// Sends input, unless the store would then hold more than [`MAX_UNREAD_STDIN`]
+    /// bytes its program has not read.
+    pub fn send_data(&self, data: Vec<u8>) -> Result<(), String> {
+        let len = data.len();
+        let unread = self.unread.fetch_add(len, Ordering::AcqRel);
+        if unread.saturating_add(len) > MAX_UNREAD_STDIN {
+            self.unread.fetch_sub(len, Ordering::AcqRel);
+            return Err(format!(
+                "stdin is full: {unread} bytes written to it are not read yet, and {len} more \
+                 would pass the limit of {MAX_UNREAD_STDIN}"
+            ));
+        }
+        let _ = self.tx.send(StdinMsg::Data(data));
+        Ok(())
+    }
+}
+
+impl StdinReceiver {
+    fn try_recv(&mut self) -> Option<StdinMsg> {
+        self.rx.try_recv().ok()
+    }
+
+    async fn recv(&mut self) -> Option<StdinMsg> {
+        self.rx.recv().await
+    }
+
+    /// The program read `n` bytes.
+    fn read(&self, n: usize) {
+        self.unread.fetch_sub(n, Ordering::AcqRel);
+    }
+}
 
 struct InputState {
     rx: StdinReceiver,
@@ -114,7 +180,7 @@ impl InputState {
                 "reading stdin was interrupted"
             )));
         }
-        while let Ok(msg) = self.rx.try_recv() {
+        while let Some(msg) = self.rx.try_recv() {
             self.accept(Some(msg), call);
         }
         if self.buffer.is_empty() {
@@ -125,6 +191,7 @@ impl InputState {
             };
         }
         let n = size.min(self.buffer.len());
+        self.rx.read(n);
         Ok(self.buffer.split_to(n).freeze())
     }
 }

@@ -48,10 +48,18 @@ defmodule Wasmex.Wasi do
 
   alias Wasmex.{Host, StoreOrCaller}
 
-  @doc "Sends bytes to the program's stdin; a waiting read returns them."
-  @spec write_stdin(StoreOrCaller.t(), binary()) :: :ok
+  @doc """
+  Sends bytes to the program's stdin; a waiting read returns them. A store holds at most
+  16 MiB written and not yet read by its program: a write past that takes nothing and
+  returns `{:error, "stdin is full: ..."}` (write again once the program has read), as
+  does a write to a store that is gone (`{:error, "unknown store ..."}`).
+  """
+  @spec write_stdin(StoreOrCaller.t(), binary()) :: :ok | {:error, String.t()}
   def write_stdin(%StoreOrCaller{host: host, store_id: id}, data) when is_binary(data) do
-    Host.notify(host, Wasmex.Wire.stdin_data(id, data))
+    case Host.request(host, Wasmex.Wire.stdin_data(id, data)) do
+      {:ok, :ok} -> :ok
+      {:error, _} = error -> error
+    end
   end
 
   @doc "Ends the program's stdin: reads after the buffered data see the end of input."

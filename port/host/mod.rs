@@ -180,10 +180,15 @@ impl Host {
                 self.failed.remove(&store);
             }
             Op::StdinData { store, data } => {
-                let _ = self.store(store)?.stdin.send(StdinMsg::Data(data));
+                self.store(store)?.stdin.send_data(data)?;
+                // Sent as a request (`Wasmex.Wasi.write_stdin/2`), it is answered; as a
+                // notification (a `Wasmex.Pipe`'s answer to a read), it is not.
+                if id != 0 {
+                    self.outbox.send(&reply(id, Ok(term::atom("ok"))));
+                }
             }
             Op::StdinEof { store } => {
-                let _ = self.store(store)?.stdin.send(StdinMsg::Eof);
+                self.store(store)?.stdin.send(StdinMsg::Eof);
             }
             Op::Cancel {
                 store: None,
@@ -196,7 +201,7 @@ impl Host {
                 let store = self.store(store)?;
                 store.cancellations.cancel(request);
                 store.task.send(StoreMsg::Cancel);
-                let _ = store.stdin.send(StdinMsg::Cancelled);
+                store.stdin.send(StdinMsg::Cancelled);
             }
             Op::CallbackReturn {
                 store,
@@ -229,7 +234,7 @@ impl Host {
         limits: Term,
         wasi: Term,
     ) {
-        let (stdin, stdin_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (stdin, stdin_rx) = crate::stdio::stdin_channel();
         let cancellations = Cancellations::default();
         let init = StoreInit {
             limits,

@@ -154,6 +154,37 @@ defmodule Wasmex.WasiTest do
     end
   end
 
+  describe "Wasmex.Wasi.write_stdin/2" do
+    setup do
+      {:ok, store} = Wasmex.Store.new_wasi(%WasiOptions{args: ["w", "echo"], stdin: :messages})
+      %{store: store, mib16: :binary.copy("x", 16 * 1024 * 1024)}
+    end
+
+    test "holds at most 16 MiB the program has not read: a write past it takes nothing",
+         %{store: store, mib16: mib16} do
+      assert Wasmex.Wasi.write_stdin(store, mib16) == :ok
+
+      assert Wasmex.Wasi.write_stdin(store, "y") ==
+               {:error,
+                "stdin is full: 16777216 bytes written to it are not read yet, and 1 more would pass the limit of 16777216"}
+    end
+
+    test "what the program reads makes room again", %{store: store, mib16: mib16} do
+      :ok = Wasmex.Wasi.write_stdin(store, mib16)
+      :ok = Wasmex.Wasi.close_stdin(store)
+      {:ok, pid} = Wasmex.start_link(%{bytes: @wasi_test, store: store})
+      assert Wasmex.call_function(pid, :_start, [], 30_000) == {:ok, []}
+      assert Wasmex.Wasi.write_stdin(store, "y") == :ok
+    end
+
+    test "a write to a store that is gone is an error" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+      {:ok, store} = Wasmex.Store.new_wasi(%WasiOptions{stdin: :messages}, nil, engine)
+      :ok = Wasmex.Store.release(store)
+      assert {:error, "unknown store" <> _} = Wasmex.Wasi.write_stdin(store, "y")
+    end
+  end
+
   describe "a program blocked reading stdin" do
     setup do
       {:ok, store} = Wasmex.Store.new_wasi(%WasiOptions{args: ["w", "echo"], stdin: :messages})

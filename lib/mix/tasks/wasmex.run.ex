@@ -87,6 +87,20 @@ defmodule Mix.Tasks.Wasmex.Run do
     end
   end
 
+  # The program reads its input in its own time: while the store holds as much unread
+  # input as it takes, wait a little and write again. A store that is gone takes nothing
+  # (the call's result says why).
+  defp feed(store, data) do
+    case Wasmex.Wasi.write_stdin(store, data) do
+      {:error, "stdin is full" <> _} ->
+        Process.sleep(10)
+        feed(store, data)
+
+      _written_or_gone ->
+        :ok
+    end
+  end
+
   defp run_start(pid, store) do
     pump = spawn_link(fn -> pump_stdin(store) end)
     call = Task.async(fn -> Wasmex.call_function(pid, "_start", [], :infinity) end)
@@ -104,7 +118,7 @@ defmodule Mix.Tasks.Wasmex.Run do
   defp pump_stdin(store) do
     case IO.binread(:stdio, :line) do
       data when is_binary(data) ->
-        Wasmex.Wasi.write_stdin(store, data)
+        feed(store, data)
         pump_stdin(store)
 
       _eof_or_error ->

@@ -9,7 +9,7 @@ defmodule Wasmex.Wasi.WasiOptions do
     * `stdin`: a `Wasmex.Pipe` (the program reads what is in the pipe from its cursor;
       an empty pipe is the end of input), or `:messages` (the program's input is fed with
       `Wasmex.Wasi.write_stdin/2` and ended with `Wasmex.Wasi.close_stdin/1`; a read waits
-      until data arrives).
+      until data arrives; at most 16 MiB written and not yet read is held).
     * `stdout`, `stderr`: a `Wasmex.Pipe` (output is written to the pipe as the program
       writes), or `{:messages, pid}`: `pid` receives `{:wasmex_stdout, store, binary}` or
       `{:wasmex_stderr, store, binary}` with the program's writes, in order, while the
