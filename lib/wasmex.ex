@@ -293,7 +293,8 @@ defmodule Wasmex do
   The default timeout is 5000 ms. When it passes, the Wasm is stopped (not left running)
   and `{:error, reason}` says it timed out; the instance stays usable. It counts from when
   the call is made, as a `GenServer.call/3` timeout does: a call queued behind others on
-  the same store gets what is left of it, and one still queued when it passes never runs.
+  the same store gets what is left of it, and one still queued when it passes is answered
+  then and never runs.
 
   Each call is a `[:wasmex, :call]` span of `:telemetry` events when `:telemetry` is
   present (see `Wasmex.Telemetry`).

@@ -1,6 +1,10 @@
 //! What decides whether a store's running call must stop: the request it serves at the
 //! top level, that call's deadline, and the requests the BEAM cancelled.
 
+use crate::outbox::Outbox;
+use crate::protocol::reply_term;
+use crate::term;
+use crate::waiting::Waiting;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +18,10 @@ pub struct CallState {
     request: AtomicU64,
     timing: Mutex<Timing>,
     pub cancellations: Cancellations,
+    /// The store's requests with a timeout that wait for their turn, and where to answer
+    /// those that pass their deadline meanwhile (see `waiting.rs`).
+    pub waiting: Waiting,
+    outbox: Option<Outbox>,
 }
 
 /// When the request came (its timeout counts from then, time spent queued behind other
@@ -25,10 +33,28 @@ struct Timing {
 }
 
 impl CallState {
-    pub fn with_cancellations(cancellations: Cancellations) -> CallState {
+    pub fn new(
+        cancellations: Cancellations,
+        waiting: Waiting,
+        outbox: Option<Outbox>,
+    ) -> CallState {
         CallState {
             cancellations,
+            waiting,
+            outbox,
             ..CallState::default()
+        }
+    }
+
+    /// Answers "timed out" for the requests waiting behind the running one whose
+    /// deadline has passed (they are skipped when their turn comes).
+    pub fn answer_expired(&self) {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        for (id, timeout) in self.waiting.expire(Instant::now()) {
+            let message = Stop::TimedOut(timeout).message();
+            outbox.send(&reply_term(id, Err(term::string(&message))));
         }
     }
 

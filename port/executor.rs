@@ -230,8 +230,12 @@ where
             if let Some(reason) = call.stop_reason() {
                 return Poll::Ready(Err(reason));
             }
+            call.answer_expired();
             let next = Instant::now() + CANCEL_CHECK;
-            let at = call.deadline().map_or(next, |d| d.min(next));
+            let at = [call.deadline(), call.waiting.next_deadline()]
+                .into_iter()
+                .flatten()
+                .fold(next, Instant::min);
             let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at.into())));
             if sleep.deadline() != at.into() {
                 sleep.as_mut().reset(at.into());

@@ -36,6 +36,7 @@ pub mod term;
 pub mod ticker;
 pub mod tuning;
 pub mod values;
+pub mod waiting;
 pub mod wasi;
 pub mod wasi_fds;
 pub mod watch;

@@ -47,6 +47,7 @@ pub struct Host {
 struct StoreEntry {
     task: StoreHandle,
     cancellations: Cancellations,
+    waiting: crate::waiting::Waiting,
     stdin: StdinSender,
 }
 
@@ -219,6 +220,9 @@ impl Host {
             Op::Store { ctx, request } => {
                 let store = self.store(ctx.store_id())?;
                 let request = StoreRequest::decode(ctx, request)?;
+                if let Some(timeout) = request.timeout() {
+                    store.waiting.note(request.id, request.received, timeout);
+                }
                 store.task.send(StoreMsg::Request(request));
             }
         }
@@ -236,11 +240,13 @@ impl Host {
     ) {
         let (stdin, stdin_rx) = crate::stdio::stdin_channel();
         let cancellations = Cancellations::default();
+        let waiting = crate::waiting::Waiting::default();
         let init = StoreInit {
             limits,
             wasi,
             stdin: stdin_rx,
             cancellations: cancellations.clone(),
+            waiting: waiting.clone(),
             linkers: self.linkers.clone(),
             ended: self.ended.0.clone(),
         };
@@ -251,6 +257,7 @@ impl Host {
         let entry = StoreEntry {
             task: StoreHandle::start(shared, store, reply, init, idle),
             cancellations,
+            waiting,
             stdin,
         };
         drop(retiring);

@@ -21,6 +21,10 @@ enum Answer {
 /// Runs a request against the store (or a waiting caller) and sends its reply.
 /// Notifications never reach a store: the host handles them.
 pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
+    // Answered "timed out" already, while it waited for its turn.
+    if !cx.data().call.waiting.take_turn(req.id) {
+        return;
+    }
     let top_level = cx.data().depth == 0;
     if top_level {
         cx.data().call.begin(req.id, req.received);

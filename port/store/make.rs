@@ -21,6 +21,8 @@ pub struct StoreInit {
     pub wasi: Term,
     pub stdin: StdinReceiver,
     pub cancellations: Cancellations,
+    /// Its requests with a timeout, waiting for their turn (noted by the dispatcher).
+    pub waiting: crate::waiting::Waiting,
     pub linkers: Arc<BaseLinkers>,
     /// Told the store's id when it ends.
     pub ended: Sender<u64>,
@@ -43,7 +45,11 @@ pub fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts
     // `{p2, Options}`: WASI preview 2 for components (`component/wasi.rs`); preview 1 off.
     let p2 = crate::component::wasi::p2_options(&init.wasi);
     let wasi_enabled = !term::is_nil(&init.wasi) && p2.is_none();
-    let call = Arc::new(CallState::with_cancellations(init.cancellations));
+    let call = Arc::new(CallState::new(
+        init.cancellations,
+        init.waiting,
+        Some(shared.outbox.clone()),
+    ));
     let stdio = wasi::Stdio {
         outbox: shared.outbox.clone(),
         store_id: id,

@@ -111,6 +111,16 @@ impl Data {
 }
 
 impl StoreRequest {
+    /// How long the request may take, counted from when it was read (calls and
+    /// instantiations).
+    pub fn timeout(&self) -> Option<Duration> {
+        match &self.op {
+            StoreOp::Call { timeout, .. } => *timeout,
+            StoreOp::Instantiate(instantiation) => instantiation.timeout,
+            _ => None,
+        }
+    }
+
     /// Decodes the op of a request addressed to `ctx`.
     pub fn decode(ctx: Context, mut req: Request) -> Fallible<StoreRequest> {
         let export = |req: &Request, kind: &str| -> Fallible<Export> {
