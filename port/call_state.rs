@@ -6,7 +6,7 @@ use crate::protocol::reply_term;
 use crate::term;
 use crate::waiting::Waiting;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,9 @@ impl CallState {
 
     /// Whether the running call must stop, and why.
     pub fn stop(&self) -> Option<Stop> {
+        if self.cancellations.all() {
+            return Some(Stop::Released);
+        }
         if self
             .cancellations
             .contains(self.request.load(Ordering::Acquire))
@@ -112,6 +115,8 @@ impl CallState {
 pub enum Stop {
     /// Its caller stopped waiting.
     Cancelled,
+    /// Its store was released (dropped) by the BEAM.
+    Released,
     /// Its timeout passed.
     TimedOut(Duration),
 }
@@ -120,6 +125,7 @@ impl Stop {
     pub fn message(self) -> String {
         match self {
             Stop::Cancelled => CANCELLED.into(),
+            Stop::Released => RELEASED.into(),
             Stop::TimedOut(timeout) => format!(
                 "timed out: the call did not finish within {} ms and was stopped",
                 timeout.as_millis()
@@ -131,11 +137,14 @@ impl Stop {
 /// Why a cancelled request was stopped or skipped.
 pub const CANCELLED: &str = "cancelled: the caller stopped waiting";
 
+/// Why a request of a released store was stopped or skipped.
+pub const RELEASED: &str = "stopped: the store was released";
+
 /// Ids of requests the BEAM stopped waiting for (their caller went away). Shared with the
 /// dispatcher, which adds to it; the store skips such requests, or interrupts the one
 /// it is running.
 #[derive(Clone, Default)]
-pub struct Cancellations(Arc<Mutex<HashSet<u64>>>);
+pub struct Cancellations(Arc<Mutex<HashSet<u64>>>, Arc<AtomicBool>);
 
 impl Cancellations {
     pub fn cancel(&self, request: u64) {
@@ -144,8 +153,18 @@ impl Cancellations {
         }
     }
 
+    /// Cancels every request, the running one and those to come (the store was released).
+    pub fn cancel_all(&self) {
+        self.1.store(true, Ordering::Release);
+    }
+
+    /// Whether every request is cancelled.
+    pub fn all(&self) -> bool {
+        self.1.load(Ordering::Acquire)
+    }
+
     pub fn contains(&self, request: u64) -> bool {
-        self.0.lock().is_ok_and(|set| set.contains(&request))
+        self.all() || self.0.lock().is_ok_and(|set| set.contains(&request))
     }
 
     /// Forgets `request` (a host-wide request that has been answered).
@@ -176,6 +195,20 @@ mod tests {
         assert_eq!(call.stop_reason().as_deref(), Some(CANCELLED));
         call.cancellations.settle(7);
         assert_eq!(call.stop_reason(), None);
+    }
+
+    #[test]
+    fn every_request_of_a_released_store_must_stop() {
+        let call = CallState::default();
+        call.begin(7, Instant::now());
+        call.cancellations.cancel_all();
+        assert_eq!(
+            (
+                call.stop_reason().as_deref(),
+                call.cancellations.contains(8)
+            ),
+            (Some(RELEASED), true)
+        );
     }
 
     #[test]

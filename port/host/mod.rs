@@ -172,10 +172,15 @@ impl Host {
                 self.open(shared, store, None, limits, wasi);
             }
             Op::StoreDrop { store } => {
-                // Dropping the entry drops the store.
+                // Dropping the entry drops the store. A busy one first stops what it runs
+                // and refuses what waits: nobody holds the store any more.
                 if let Some(entry) = self.stores.remove(&store) {
                     if entry.task.idle() {
                         self.retiring = Some(entry);
+                    } else {
+                        entry.cancellations.cancel_all();
+                        entry.task.send(StoreMsg::Cancel);
+                        entry.stdin.send(StdinMsg::Cancelled);
                     }
                 }
                 self.failed.remove(&store);

@@ -87,6 +87,23 @@ defmodule Wasmex.StoreTest do
                    (global.set $n (i32.add (global.get $n) (i32.const 1)))
                    (global.get $n)))}
 
+    test "stops the call running on the store, and refuses those waiting" do
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+      {:ok, store} = Store.new(nil, engine)
+      test = self()
+      started = {:fn, [], [], fn _context -> send(test, :spinning) end}
+      wat = ~s{(module (import "env" "started" (func $started))
+                 (func (export "spin") (call $started) (loop br 0)))}
+
+      {:ok, pid} =
+        Wasmex.start_link(%{bytes: wat, store: store, imports: %{env: %{started: started}}})
+
+      spin = Task.async(fn -> Wasmex.call_function(pid, "spin", [], :infinity) end)
+      assert_receive :spinning, 5_000
+      assert Store.release(store) == :ok
+      assert Task.await(spin) == {:error, "stopped: the store was released"}
+    end
+
     test "frees the store now: its instance servers and later calls get a clear error" do
       {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
       {:ok, store} = Store.new(nil, engine)
