@@ -294,7 +294,8 @@ defmodule Wasmex do
   and `{:error, reason}` says it timed out; the instance stays usable. It counts from when
   the call is made, as a `GenServer.call/3` timeout does: a call queued behind others on
   the same store gets what is left of it, and one still queued when it passes is answered
-  then and never runs.
+  then and never runs. Stopping the instance's server (`GenServer.stop/1`) stops a call
+  running on it (`{:error, "stopped: the instance's server stopped"}`).
 
   Each call is a `[:wasmex, :call]` span of `:telemetry` events when `:telemetry` is
   present (see `Wasmex.Telemetry`).

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct CallState {
     request: AtomicU64,
+    /// The instance the request calls, plus one (0: none).
+    instance: AtomicU64,
     timing: Mutex<Timing>,
     pub cancellations: Cancellations,
     /// The store's requests with a timeout that wait for their turn, and where to answer
@@ -58,9 +60,11 @@ impl CallState {
         }
     }
 
-    /// Begins serving `request`, which came at `received`.
-    pub fn begin(&self, request: u64, received: Instant) {
+    /// Begins serving `request`, which came at `received` and calls `instance`, if any.
+    pub fn begin(&self, request: u64, received: Instant, instance: Option<u64>) {
         self.request.store(request, Ordering::Release);
+        let instance = instance.map_or(0, |i| i.saturating_add(1));
+        self.instance.store(instance, Ordering::Release);
         if let Ok(mut timing) = self.timing.lock() {
             *timing = Timing {
                 received: Some(received),
@@ -92,6 +96,10 @@ impl CallState {
         if self.cancellations.all() {
             return Some(Stop::Released);
         }
+        let instance = self.instance.load(Ordering::Acquire);
+        if instance != 0 && self.cancellations.instance_stopped(instance - 1) {
+            return Some(Stop::InstanceStopped);
+        }
         if self
             .cancellations
             .contains(self.request.load(Ordering::Acquire))
@@ -117,6 +125,8 @@ pub enum Stop {
     Cancelled,
     /// Its store was released (dropped) by the BEAM.
     Released,
+    /// The server of the instance it calls stopped.
+    InstanceStopped,
     /// Its timeout passed.
     TimedOut(Duration),
 }
@@ -126,6 +136,7 @@ impl Stop {
         match self {
             Stop::Cancelled => CANCELLED.into(),
             Stop::Released => RELEASED.into(),
+            Stop::InstanceStopped => INSTANCE_STOPPED.into(),
             Stop::TimedOut(timeout) => format!(
                 "timed out: the call did not finish within {} ms and was stopped",
                 timeout.as_millis()
@@ -140,11 +151,19 @@ pub const CANCELLED: &str = "cancelled: the caller stopped waiting";
 /// Why a request of a released store was stopped or skipped.
 pub const RELEASED: &str = "stopped: the store was released";
 
+/// Why a call on an instance whose server stopped was stopped or refused.
+pub const INSTANCE_STOPPED: &str = "stopped: the instance's server stopped";
+
 /// Ids of requests the BEAM stopped waiting for (their caller went away). Shared with the
 /// dispatcher, which adds to it; the store skips such requests, or interrupts the one
 /// it is running.
 #[derive(Clone, Default)]
-pub struct Cancellations(Arc<Mutex<HashSet<u64>>>, Arc<AtomicBool>);
+pub struct Cancellations(
+    Arc<Mutex<HashSet<u64>>>,
+    Arc<AtomicBool>,
+    /// Instances whose server stopped.
+    Arc<Mutex<HashSet<u64>>>,
+);
 
 impl Cancellations {
     pub fn cancel(&self, request: u64) {
@@ -156,6 +175,18 @@ impl Cancellations {
     /// Cancels every request, the running one and those to come (the store was released).
     pub fn cancel_all(&self) {
         self.1.store(true, Ordering::Release);
+    }
+
+    /// Stops the calls on `instance`, the running one and those to come.
+    pub fn stop_instance(&self, instance: u64) {
+        if let Ok(mut set) = self.2.lock() {
+            set.insert(instance);
+        }
+    }
+
+    /// Whether `instance`'s server stopped.
+    pub fn instance_stopped(&self, instance: u64) -> bool {
+        self.2.lock().is_ok_and(|set| set.contains(&instance))
     }
 
     /// Whether every request is cancelled.
@@ -190,7 +221,7 @@ mod tests {
     #[test]
     fn a_cancelled_request_must_stop_and_a_settled_one_no_longer_counts() {
         let call = CallState::default();
-        call.begin(7, Instant::now());
+        call.begin(7, Instant::now(), None);
         call.cancellations.cancel(7);
         assert_eq!(call.stop_reason().as_deref(), Some(CANCELLED));
         call.cancellations.settle(7);
@@ -200,7 +231,7 @@ mod tests {
     #[test]
     fn every_request_of_a_released_store_must_stop() {
         let call = CallState::default();
-        call.begin(7, Instant::now());
+        call.begin(7, Instant::now(), None);
         call.cancellations.cancel_all();
         assert_eq!(
             (
@@ -209,6 +240,18 @@ mod tests {
             ),
             (Some(RELEASED), true)
         );
+    }
+
+    #[test]
+    fn a_call_on_an_instance_whose_server_stopped_must_stop() {
+        let call = CallState::default();
+        call.begin(7, Instant::now(), Some(0));
+        call.cancellations.stop_instance(0);
+        assert_eq!(call.stop_reason().as_deref(), Some(INSTANCE_STOPPED));
+        call.begin(8, Instant::now(), Some(1));
+        assert_eq!(call.stop_reason(), None);
+        call.begin(9, Instant::now(), None);
+        assert_eq!(call.stop_reason(), None);
     }
 
     #[test]
@@ -224,7 +267,7 @@ mod tests {
     fn a_timeout_counts_from_when_the_request_came() {
         let call = CallState::default();
         let came = Instant::now() - Duration::from_millis(300);
-        call.begin(7, came);
+        call.begin(7, came, None);
         let left = call.set_timeout(Some(Duration::from_millis(500)));
         assert_eq!(
             (
@@ -238,7 +281,7 @@ mod tests {
     #[test]
     fn a_request_that_waited_longer_than_its_timeout_must_stop_at_once() {
         let call = CallState::default();
-        call.begin(7, Instant::now() - Duration::from_millis(300));
+        call.begin(7, Instant::now() - Duration::from_millis(300), None);
         let left = call.set_timeout(Some(Duration::from_millis(200)));
         assert_eq!(left, Some(Duration::ZERO));
         assert!(call.stop_reason().unwrap().starts_with("timed out"));

@@ -34,6 +34,7 @@ pub const NOTIFICATIONS: &[&str] = &[
     "stdin_data",
     "stdin_eof",
     "cancel",
+    "instance_stop",
     "output_ack",
 ];
 

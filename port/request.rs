@@ -63,6 +63,11 @@ pub enum Op {
     StdinEof {
         store: u64,
     },
+    /// An instance server stopped: calls on its instance stop, and later ones are refused.
+    InstanceStop {
+        store: u64,
+        instance: u64,
+    },
     /// `store` is `None` for a host-wide request (a compile).
     Cancel {
         store: Option<u64>,
@@ -159,6 +164,13 @@ impl Op {
             "stdin_eof" => Op::StdinEof {
                 store: term::as_u64(req.arg(0)?, "store id")?,
             },
+            "instance_stop" => {
+                req.expect_arity(2)?;
+                Op::InstanceStop {
+                    store: term::as_u64(req.arg(0)?, "store id")?,
+                    instance: term::as_u64(req.arg(1)?, "instance id")?,
+                }
+            }
             "cancel" => {
                 req.expect_arity(2)?;
                 let request = term::as_u64(req.arg(1)?, "request id")?;

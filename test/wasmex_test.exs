@@ -276,6 +276,21 @@ defmodule WasmexTest do
         else: :ok
     end
 
+    test "stopping the instance's server stops the call running on it; its store serves on" do
+      {:ok, store} = Wasmex.Store.new()
+      test = self()
+      started = {:fn, [], [], fn _context -> send(test, :spinning) end}
+      imports = %{env: %{started: started}}
+      {:ok, pid} = Wasmex.start_link(%{bytes: @counter, store: store, imports: imports})
+      spin = Task.async(fn -> Wasmex.call_function(pid, "spin", [], :infinity) end)
+      assert_receive :spinning, 5_000
+      :ok = GenServer.stop(pid)
+      assert Task.await(spin) == {:error, "stopped: the instance's server stopped"}
+
+      {:ok, other} = Wasmex.start_link(%{bytes: @counter, store: store, imports: imports})
+      assert Wasmex.call_function(other, "bump", []) == {:ok, [1]}
+    end
+
     test "a caller that dies cancels its call: queued, it never runs" do
       pid = start_counter()
       bump_behind_spin(pid)

@@ -85,7 +85,9 @@ defmodule Wasmex.Server do
          module: module,
          instance: instance,
          # What terminate/2 unregisters: nothing without import callbacks.
-         callbacks: if(callbacks?, do: if(given?, do: :for, else: :own), else: :none)
+         callbacks: if(callbacks?, do: if(given?, do: :for, else: :own), else: :none),
+         # An instance made here is this server's alone: its calls stop with it.
+         own_instance: not given?
        }}
     else
       {:error, reason} ->
@@ -145,6 +147,11 @@ defmodule Wasmex.Server do
       :own -> Callback.unregister(self())
       :for -> Callback.unregister_for(self())
     end
+
+    # A call still running on this instance stops, and later ones are refused: nobody
+    # serves the instance any more. (A caller context's store is its own caller's.)
+    if state.own_instance and is_nil(store.caller_id),
+      do: Host.notify(store.host, Wire.instance_stop(store.store_id, state.instance.id))
 
     # Let go of the store before exiting, not by the host's monitor: the monitor's message
     # can reach the host after the process that stopped this one sent its next request,

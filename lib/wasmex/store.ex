@@ -17,6 +17,11 @@ defmodule Wasmex.Store do
   collected; a store here lives in another OS process, which cannot see that, so a store
   lives as long as the processes holding it.)
 
+  An instance lives as long as its store, as in wasmtime: stopping its server stops any
+  call running on it and refuses later ones, but its memory and its engine slot are
+  freed only with the store. Starting and stopping instances over and over in one store
+  thus grows it; give each short-lived instance a store of its own.
+
   A long-lived process that creates stores as it works (a GenServer handling jobs) must
   call `release/1` on each store it is done with; otherwise they pile up until it exits,
   and an engine refuses more instances than its `instance_slots`. A process that holds
@@ -123,7 +128,8 @@ defmodule Wasmex.Store do
 
   @doc """
   Frees the store now, whoever holds it: its instances and their memory go (in the
-  port process), and instance servers using it get `{:error, reason}` from then on. Any
+  port process), a call running on it is stopped (`{:error, "stopped: the store was
+  released"}`), and instance servers using it get `{:error, reason}` from then on. Any
   later request on the store returns `{:error, "unknown store " <> _}`, as does releasing
   it again. A caller (inside an import callback) cannot be released.
 

@@ -9,7 +9,7 @@ defmodule Wasmex.Wire do
     * BEAM -> port: `{id, op, args}` where `id` is a positive integer, `op` an atom and
       `args` a tuple. Each request gets exactly one `{:reply, id, result}`, except the
       notifications (`:callback_return`, `:store_open`, `:store_drop`, `:module_drop`,
-      `:stdin_data`, `:stdin_eof`, `:cancel`, `:output_ack`). Each request has one constructor here, which gives its
+      `:stdin_data` (also a request), `:stdin_eof`, `:cancel`, `:instance_stop`, `:output_ack`). Each request has one constructor here, which gives its
       `{op, args}`:
 
           iex> Wasmex.Wire.call(3, 1, "sum", [1, 2], 5_000)
@@ -302,6 +302,13 @@ defmodule Wasmex.Wire do
   @spec output_ack(non_neg_integer(), binary(), non_neg_integer(), term()) :: request()
   def output_ack(store_id, handler, bytes, room),
     do: {:output_ack, {store_id, handler, bytes, room}}
+
+  @doc """
+  Notification: the server of instance `instance_id` of a store stopped; a call running on
+  the instance stops, and later ones are refused.
+  """
+  @spec instance_stop(non_neg_integer(), non_neg_integer()) :: request()
+  def instance_stop(store_id, instance_id), do: {:instance_stop, {store_id, instance_id}}
 
   @doc "Notification: stop request `request_id` in a store (`nil`: a compilation of the host)."
   @spec cancel(non_neg_integer() | nil, pos_integer()) :: request()

@@ -196,6 +196,14 @@ impl Host {
             Op::StdinEof { store } => {
                 self.store(store)?.stdin.send(StdinMsg::Eof);
             }
+            Op::InstanceStop { store, instance } => {
+                // A store already gone has nothing running.
+                if let Ok(store) = self.store(store) {
+                    store.cancellations.stop_instance(instance);
+                    store.task.send(StoreMsg::Cancel);
+                    store.stdin.send(StdinMsg::Cancelled);
+                }
+            }
             Op::Cancel {
                 store: None,
                 request,

@@ -2,6 +2,7 @@
 //! whatever happens on the way (a stopped outer call, a panic).
 
 use super::{CallState, Cx, CANCELLED, STORE_DROPPED, STORE_FAILED};
+use crate::call_state::INSTANCE_STOPPED;
 use crate::outbox::Outbox;
 use crate::protocol::{reply, reply_term, Context};
 use crate::request::{StoreOp, StoreRequest};
@@ -27,7 +28,7 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
     }
     let top_level = cx.data().depth == 0;
     if top_level {
-        cx.data().call.begin(req.id, req.received);
+        cx.data().call.begin(req.id, req.received, req.instance());
     }
     // A nested request whose outer call is stopped is dropped unanswered: this answers it.
     let mut pending = Unanswered {
@@ -42,6 +43,11 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
         Err(term::string(STORE_DROPPED))
     } else if top_level && cx.data().call.cancellations.contains(req.id) {
         Err(term::string(CANCELLED))
+    } else if req
+        .instance()
+        .is_some_and(|i| cx.data().call.cancellations.instance_stopped(i))
+    {
+        Err(term::string(INSTANCE_STOPPED))
     } else {
         executor::catching(handle(&mut cx, req))
             .await

@@ -111,6 +111,14 @@ impl Data {
 }
 
 impl StoreRequest {
+    /// The instance a call calls (`None` for any other request).
+    pub fn instance(&self) -> Option<u64> {
+        match &self.op {
+            StoreOp::Call { function, .. } => Some(function.instance),
+            _ => None,
+        }
+    }
+
     /// How long the request may take, counted from when it was read (calls and
     /// instantiations).
     pub fn timeout(&self) -> Option<Duration> {
