@@ -91,12 +91,20 @@ defmodule Wasmex.Pool do
         call_any(pool, name, params, timeout, opts, nil)
 
       {counters, slots} ->
-        with {:ok, slot} <- Slots.take(slots) do
-          try do
-            call_any(pool, name, params, timeout, opts, counters)
-          after
-            Slots.give_back(slots, slot)
-          end
+        case Slots.take(slots) do
+          {:ok, slot} ->
+            try do
+              call_any(pool, name, params, timeout, opts, counters)
+            after
+              Slots.give_back(slots, slot)
+            end
+
+          # The pool stopped: as for a pool that never ran, no instance answers.
+          {:error, :not_running} ->
+            call_any(pool, name, params, timeout, opts, nil)
+
+          {:error, :queue_full} = error ->
+            error
         end
     end
   end

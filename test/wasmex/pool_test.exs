@@ -108,6 +108,14 @@ defmodule Wasmex.PoolTest do
       assert Pool.in_flight(pool) == 0
     end
 
+    test "a pool that stopped says so, as an unknown one does" do
+      pool = start_pool(size: 1)
+      :ok = stop_supervised(Pool)
+
+      assert Pool.call_function(pool, "count", []) ==
+               {:error, "the pool #{inspect(pool)} has no running instance"}
+    end
+
     test "an unknown pool is an error" do
       assert {:error, "the pool :no_such_pool has no running instance"} =
                Pool.call_function(:no_such_pool, "f", [])

@@ -33,10 +33,10 @@ defmodule Wasmex.Pool.Slots do
 
   @doc """
   Takes a slot for the calling process, or `{:error, :queue_full}` when `max_queue` calls
-  are in flight. Under a burst of callers a few may be refused just below the bound; none
-  is ever admitted above it.
+  are in flight (`{:error, :not_running}` when the pool is not running). Under a burst of
+  callers a few may be refused just below the bound; none is ever admitted above it.
   """
-  @spec take(atom()) :: {:ok, slot()} | {:error, :queue_full}
+  @spec take(atom()) :: {:ok, slot()} | {:error, :queue_full | :not_running}
   def take(name) do
     slot = make_ref()
     # Monitored first, then counted: a kill between the two leaves nothing behind.
@@ -53,8 +53,8 @@ defmodule Wasmex.Pool.Slots do
         {:ok, slot}
       end
     rescue
-      # The table is gone with its owner (the pool is stopping or restarting).
-      ArgumentError -> {:error, :queue_full}
+      # The table is gone with its owner (the pool stopped, or is restarting).
+      ArgumentError -> {:error, :not_running}
     end
   end
 

@@ -49,9 +49,9 @@ defmodule Wasmex.Pool.SlotsTest do
       assert {:ok, _} = Slots.take(slots)
     end
 
-    test "a pool whose slots are gone refuses calls instead of crashing the caller" do
+    test "a pool whose slots are gone says it is not running instead of crashing the caller" do
       assert Slots.take(:"no_such_slots_#{System.unique_integer([:positive])}") ==
-               {:error, :queue_full}
+               {:error, :not_running}
     end
   end
 end
