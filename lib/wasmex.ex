@@ -417,6 +417,8 @@ defmodule Wasmex do
 
   defp stringify(name) when is_atom(name), do: Atom.to_string(name)
   defp stringify(name) when is_binary(name), do: name
+  # A charlist: a string as Erlang writes it ("sum").
+  defp stringify(name) when is_list(name), do: List.to_string(name)
 
   @doc false
   # Removes what an instance server registered; see `Wasmex.Server.forget/1`.

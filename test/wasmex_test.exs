@@ -291,6 +291,10 @@ defmodule WasmexTest do
       assert Wasmex.call_function(other, "bump", []) == {:ok, [1]}
     end
 
+    test "takes the function's name as a charlist too, as Erlang writes strings", %{pid: pid} do
+      assert Wasmex.call_function(pid, ~c"sum", [1, 2]) == {:ok, [3]}
+    end
+
     test "a caller that dies cancels its call: queued, it never runs" do
       pid = start_counter()
       bump_behind_spin(pid)
