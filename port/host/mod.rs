@@ -200,8 +200,12 @@ impl Host {
                 // A store already gone has nothing running.
                 if let Ok(store) = self.store(store) {
                     store.cancellations.stop_instance(instance);
-                    store.task.send(StoreMsg::Cancel);
-                    store.stdin.send(StdinMsg::Cancelled);
+                    // Only a busy store has a call to wake; an idle one stays idle (its
+                    // drop, often next, may then hand its task on: `succession.rs`).
+                    if !store.task.idle() {
+                        store.task.send(StoreMsg::Cancel);
+                        store.stdin.send(StdinMsg::Cancelled);
+                    }
                 }
             }
             Op::Cancel {

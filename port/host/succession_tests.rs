@@ -56,6 +56,26 @@ fn a_store_opened_after_an_idle_store_is_dropped_runs_on_its_task() {
 }
 
 #[test]
+fn an_idle_store_whose_instance_server_stopped_still_hands_its_task_on() {
+    let (mut host, rx) = host();
+    init(&mut host, &rx);
+    open(&mut host, 10);
+    host.handle_payload(&request(2, "store_ready", vec![term::int(10)]));
+    assert_eq!(next_reply(&rx), (2, Ok(term::atom("ok"))));
+    wait_idle(&host, 10);
+    let task = task_of(&host, 10);
+    // As an instance server's stop sends them: its instance, then its store, dropped.
+    host.handle_payload(&request(
+        0,
+        "instance_stop",
+        vec![term::int(10), term::int(0)],
+    ));
+    drop_store(&mut host, 10);
+    open(&mut host, 11);
+    assert_eq!(task_of(&host, 11), task);
+}
+
+#[test]
 fn a_store_dropped_while_idle_is_dropped_by_the_next_request_that_opens_none() {
     let (mut host, rx) = host_with_store_10_dropped();
     assert!(host.retiring.is_some());
