@@ -41,8 +41,8 @@ fn host_with_store_10_dropped() -> (super::Host, Receiver<Vec<u8>>) {
     (host, rx)
 }
 
-#[test]
-fn a_store_opened_after_an_idle_store_is_dropped_runs_on_its_task() {
+/// A host with store 10 opened, made and idle: the host, and store 10's task.
+fn host_with_idle_store_10() -> (super::Host, usize) {
     let (mut host, rx) = host();
     init(&mut host, &rx);
     open(&mut host, 10);
@@ -50,6 +50,12 @@ fn a_store_opened_after_an_idle_store_is_dropped_runs_on_its_task() {
     assert_eq!(next_reply(&rx), (2, Ok(term::atom("ok"))));
     wait_idle(&host, 10);
     let task = task_of(&host, 10);
+    (host, task)
+}
+
+#[test]
+fn a_store_opened_after_an_idle_store_is_dropped_runs_on_its_task() {
+    let (mut host, task) = host_with_idle_store_10();
     drop_store(&mut host, 10);
     open(&mut host, 11);
     assert_eq!(task_of(&host, 11), task);
@@ -57,19 +63,10 @@ fn a_store_opened_after_an_idle_store_is_dropped_runs_on_its_task() {
 
 #[test]
 fn an_idle_store_whose_instance_server_stopped_still_hands_its_task_on() {
-    let (mut host, rx) = host();
-    init(&mut host, &rx);
-    open(&mut host, 10);
-    host.handle_payload(&request(2, "store_ready", vec![term::int(10)]));
-    assert_eq!(next_reply(&rx), (2, Ok(term::atom("ok"))));
-    wait_idle(&host, 10);
-    let task = task_of(&host, 10);
+    let (mut host, task) = host_with_idle_store_10();
     // As an instance server's stop sends them: its instance, then its store, dropped.
-    host.handle_payload(&request(
-        0,
-        "instance_stop",
-        vec![term::int(10), term::int(0)],
-    ));
+    let stop = vec![term::int(10), term::int(0)];
+    host.handle_payload(&request(0, "instance_stop", stop));
     drop_store(&mut host, 10);
     open(&mut host, 11);
     assert_eq!(task_of(&host, 11), task);
