@@ -7,6 +7,10 @@ defmodule Wasmex.Server do
   alias Wasmex.{Callback, Host, Instance, Memory, Store, StoreOrCaller, Wire}
   alias Wasmex.Host.Client
 
+  @waiting_for_callback "the instance's store is waiting for this callback to return: " <>
+                          "call into it through the callback's caller instead " <>
+                          "(Wasmex.Instance.call_exported_function/6 with context.caller)"
+
   @doc false
   # Wasmex.call_function/4 without its telemetry span. A call goes from its caller straight
   # to the instance's host, whatever the instance: the instance server publishes where its
@@ -18,16 +22,24 @@ defmodule Wasmex.Server do
   def call_function(server, name, params, timeout) do
     case route(server) do
       {:ok, {host, context, id}} ->
-        request = Wire.call(context, id, name, params, timeout)
-
-        case Client.call(host, {:request, request}, Client.wait_for(request)) do
-          {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
-          {:error, {:down, reason}} -> {:error, "the instance is not running: #{inspect(reason)}"}
-          answer -> answer
-        end
+        # A callback calling an instance of the store whose call waits for it: the store
+        # serves nothing else until that call ends.
+        if Process.get(:wasmex_waiting_store) == {host, context},
+          do: {:error, @waiting_for_callback},
+          else: call(host, context, id, name, params, timeout)
 
       {:error, reason} ->
         {:error, "the instance is not running: #{inspect(reason)}"}
+    end
+  end
+
+  defp call(host, context, id, name, params, timeout) do
+    request = Wire.call(context, id, name, params, timeout)
+
+    case Client.call(host, {:request, request}, Client.wait_for(request)) do
+      {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}
+      {:error, {:down, reason}} -> {:error, "the instance is not running: #{inspect(reason)}"}
+      answer -> answer
     end
   end
 

@@ -229,6 +229,22 @@ defmodule Wasmex.CallbackTest do
       assert Wasmex.call_function(pid, "run", [9]) == {:ok, [9]}
       assert_receive {:read_after_call, 0}, 2_000
     end
+
+    test "a call to its own instance server is refused at once, not left to wait out its timeout" do
+      test_pid = self()
+
+      fun = fn %{pid: server}, x ->
+        send(test_pid, {:inner, Wasmex.call_function(server, "run", [1], 60_000)})
+        x
+      end
+
+      pid = start(module_calling([:i32], [:i32]), fun, [:i32], [:i32])
+      assert Wasmex.call_function(pid, "run", [9], 5_000) == {:ok, [9]}
+
+      assert_receive {:inner,
+                      {:error,
+                       "the instance's store is waiting for this callback to return: " <> _}}
+    end
   end
 
   describe "concurrency" do

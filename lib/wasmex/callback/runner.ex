@@ -132,8 +132,12 @@ defmodule Wasmex.Callback.Runner do
   end
 
   # Runs a job and answers it, unless its row is gone (abandoned meanwhile).
-  defp run(key, job) do
+  defp run({host, store_id, _callback_id} = key, job) do
+    # The store whose call waits for this callback: a call into it by an instance server
+    # from here could only wait for that call to end (see Wasmex.Server).
+    Process.put(:wasmex_waiting_store, {host, store_id})
     result = job.()
+    Process.delete(:wasmex_waiting_store)
     # From taking the row until the answer is sent an exit signal must not come between.
     trapping = Process.flag(:trap_exit, true)
 
