@@ -99,7 +99,8 @@ defmodule Wasmex do
 
   Inside `fun`, use the `caller` wherever a store is expected: those requests are served
   by the Wasm frame waiting for the callback. Requests through the store itself wait until
-  the running call ends. The caller is only valid until `fun` returns. Callbacks run outside
+  the running call ends; a `call_function/4` to an instance server of that store, which
+  could only wait for the callback's own call, is refused at once. The caller is only valid until `fun` returns. Callbacks run outside
   the instance server, in a process that runs the instance's callbacks one after another
   (a callback nested in a running one gets a process of its own), so `fun` may call back
   into Wasm through the caller (`Wasmex.Instance.call_exported_function/6` with the
