@@ -67,6 +67,13 @@ impl StdinSender {
         let _ = self.tx.send(msg);
     }
 
+    /// Sends input the program asked for (a `Wasmex.Pipe`'s answer to its read), however
+    /// much.
+    pub fn send_asked(&self, data: Vec<u8>) {
+        self.unread.fetch_add(data.len(), Ordering::AcqRel);
+        let _ = self.tx.send(StdinMsg::Data(data));
+    }
+
     /// Sends input, unless the store would then hold more than [`MAX_UNREAD_STDIN`]
     /// bytes its program has not read.
     pub fn send_data(&self, data: Vec<u8>) -> Result<(), String> {

@@ -186,10 +186,13 @@ impl Host {
                 self.failed.remove(&store);
             }
             Op::StdinData { store, data } => {
-                self.store(store)?.stdin.send_data(data)?;
-                // Sent as a request (`Wasmex.Wasi.write_stdin/2`), it is answered; as a
-                // notification (a `Wasmex.Pipe`'s answer to a read), it is not.
-                if id != 0 {
+                let stdin = &self.store(store)?.stdin;
+                // As a request (`Wasmex.Wasi.write_stdin/2`) it is bounded and answered; as
+                // a notification it is a `Wasmex.Pipe`'s answer to the program's read.
+                if id == 0 {
+                    stdin.send_asked(data);
+                } else {
+                    stdin.send_data(data)?;
                     self.outbox.send(&reply(id, Ok(term::atom("ok"))));
                 }
             }

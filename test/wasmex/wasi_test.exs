@@ -177,6 +177,15 @@ defmodule Wasmex.WasiTest do
       assert Wasmex.Wasi.write_stdin(store, "y") == :ok
     end
 
+    test "is not what bounds a stdin pipe: a program reads a pipe of more than 16 MiB whole" do
+      {:ok, stdin} = Wasmex.Pipe.new(capacity: 20 * 1024 * 1024)
+      {:ok, _} = Wasmex.Pipe.write(stdin, :binary.copy("x", 17 * 1024 * 1024))
+      Wasmex.Pipe.seek(stdin, 0)
+      {:ok, store} = Wasmex.Store.new_wasi(%WasiOptions{args: ["w", "echo"], stdin: stdin})
+      {:ok, pid} = Wasmex.start_link(%{bytes: @wasi_test, store: store})
+      assert Wasmex.call_function(pid, :_start, [], 30_000) == {:ok, []}
+    end
+
     test "a write to a store that is gone is an error" do
       {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
       {:ok, store} = Wasmex.Store.new_wasi(%WasiOptions{stdin: :messages}, nil, engine)
