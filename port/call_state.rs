@@ -132,6 +132,14 @@ pub enum Stop {
 }
 
 impl Stop {
+    /// Why a request stopped before it began is refused.
+    pub fn refusal(self) -> String {
+        match self {
+            Stop::Released => crate::store::STORE_DROPPED.into(),
+            other => other.message(),
+        }
+    }
+
     pub fn message(self) -> String {
         match self {
             Stop::Cancelled => CANCELLED.into(),

@@ -1,8 +1,7 @@
 //! Answering one request of a store: which op it is, running it, and sending its reply,
 //! whatever happens on the way (a stopped outer call, a panic).
 
-use super::{CallState, Cx, CANCELLED, STORE_DROPPED, STORE_FAILED};
-use crate::call_state::INSTANCE_STOPPED;
+use super::{CallState, Cx, STORE_FAILED};
 use crate::outbox::Outbox;
 use crate::protocol::{reply, reply_term, Context};
 use crate::request::{StoreOp, StoreRequest};
@@ -39,15 +38,15 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
     // A panic (a bug) ends the store (see `task.rs`), but this request, and any it is
     // nested in, still get an answer on the way out.
     let mut panic = None;
-    let result = if top_level && cx.data().call.cancellations.all() {
-        Err(term::string(STORE_DROPPED))
-    } else if top_level && cx.data().call.cancellations.contains(req.id) {
-        Err(term::string(CANCELLED))
-    } else if req
-        .instance()
-        .is_some_and(|i| cx.data().call.cancellations.instance_stopped(i))
-    {
-        Err(term::string(INSTANCE_STOPPED))
+    // One the BEAM stopped before its turn (its caller gone, its store released, its
+    // instance's server stopped) is refused without running.
+    let stopped = if top_level {
+        cx.data().call.stop()
+    } else {
+        None
+    };
+    let result = if let Some(stop) = stopped {
+        Err(term::string(&stop.refusal()))
     } else {
         executor::catching(handle(&mut cx, req))
             .await
