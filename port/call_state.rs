@@ -1,10 +1,12 @@
 //! What decides whether a store's running call must stop: the request it serves at the
 //! top level, that call's deadline, and the requests the BEAM cancelled.
 
+use crate::errors::{failure_term, Failure};
 use crate::outbox::Outbox;
 use crate::protocol::reply_term;
 use crate::term;
 use crate::waiting::Waiting;
+use eetf::Term;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,8 +18,6 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub struct CallState {
     request: AtomicU64,
-    /// The instance the request calls, plus one (0: none).
-    instance: AtomicU64,
     timing: Mutex<Timing>,
     pub cancellations: Cancellations,
     /// The store's requests with a timeout that wait for their turn, and where to answer
@@ -27,11 +27,20 @@ pub struct CallState {
 }
 
 /// When the request came (its timeout counts from then, time spent queued behind other
-/// requests included), and the deadline with the timeout it came from.
+/// requests included), the deadline with the timeout it came from, and the instance the
+/// request calls, if any.
 #[derive(Default)]
 struct Timing {
     received: Option<Instant>,
     deadline: Option<(Instant, Duration)>,
+    instance: Option<InstanceRef>,
+}
+
+/// An instance of a store: core instances and component instances are numbered apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InstanceRef {
+    Core(u64),
+    Component(u64),
 }
 
 impl CallState {
@@ -54,21 +63,23 @@ impl CallState {
         let Some(outbox) = &self.outbox else {
             return;
         };
-        for (id, timeout) in self.waiting.expire(Instant::now()) {
-            let message = Stop::TimedOut(timeout).message();
-            outbox.send(&reply_term(id, Err(term::string(&message))));
+        for expired in self.waiting.expire(Instant::now()) {
+            let message = Stop::TimedOut(expired.timeout).message();
+            outbox.send(&reply_term(
+                expired.id,
+                Err(failure_term(message, expired.kind)),
+            ));
         }
     }
 
     /// Begins serving `request`, which came at `received` and calls `instance`, if any.
-    pub fn begin(&self, request: u64, received: Instant, instance: Option<u64>) {
+    pub fn begin(&self, request: u64, received: Instant, instance: Option<InstanceRef>) {
         self.request.store(request, Ordering::Release);
-        let instance = instance.map_or(0, |i| i.saturating_add(1));
-        self.instance.store(instance, Ordering::Release);
         if let Ok(mut timing) = self.timing.lock() {
             *timing = Timing {
                 received: Some(received),
                 deadline: None,
+                instance,
             };
         }
     }
@@ -96,8 +107,11 @@ impl CallState {
         if self.cancellations.all() {
             return Some(Stop::Released);
         }
-        let instance = self.instance.load(Ordering::Acquire);
-        if instance != 0 && self.cancellations.instance_stopped(instance - 1) {
+        let (instance, deadline) = match self.timing.lock() {
+            Ok(timing) => (timing.instance, timing.deadline),
+            Err(_) => (None, None),
+        };
+        if instance.is_some_and(|i| self.cancellations.instance_stopped(i)) {
             return Some(Stop::InstanceStopped);
         }
         if self
@@ -106,7 +120,7 @@ impl CallState {
         {
             return Some(Stop::Cancelled);
         }
-        match self.timing.lock().ok().and_then(|t| t.deadline) {
+        match deadline {
             Some((at, timeout)) if Instant::now() >= at => Some(Stop::TimedOut(timeout)),
             _ => None,
         }
@@ -132,11 +146,13 @@ pub enum Stop {
 }
 
 impl Stop {
-    /// Why a request stopped before it began is refused.
-    pub fn refusal(self) -> String {
+    /// Why a request stopped before it began is refused; a timeout is a failure of
+    /// `timeout_kind`, the kind the request's own stop at its deadline would be.
+    pub fn refusal(self, timeout_kind: Failure) -> Term {
         match self {
-            Stop::Released => crate::store::STORE_DROPPED.into(),
-            other => other.message(),
+            Stop::Released => term::string(crate::store::STORE_DROPPED),
+            Stop::TimedOut(_) => failure_term(self.message(), timeout_kind),
+            other => term::string(&other.message()),
         }
     }
 
@@ -170,7 +186,7 @@ pub struct Cancellations(
     Arc<Mutex<HashSet<u64>>>,
     Arc<AtomicBool>,
     /// Instances whose server stopped.
-    Arc<Mutex<HashSet<u64>>>,
+    Arc<Mutex<HashSet<InstanceRef>>>,
 );
 
 impl Cancellations {
@@ -186,14 +202,14 @@ impl Cancellations {
     }
 
     /// Stops the calls on `instance`, the running one and those to come.
-    pub fn stop_instance(&self, instance: u64) {
+    pub fn stop_instance(&self, instance: InstanceRef) {
         if let Ok(mut set) = self.2.lock() {
             set.insert(instance);
         }
     }
 
     /// Whether `instance`'s server stopped.
-    pub fn instance_stopped(&self, instance: u64) -> bool {
+    pub fn instance_stopped(&self, instance: InstanceRef) -> bool {
         self.2.lock().is_ok_and(|set| set.contains(&instance))
     }
 
@@ -253,13 +269,32 @@ mod tests {
     #[test]
     fn a_call_on_an_instance_whose_server_stopped_must_stop() {
         let call = CallState::default();
-        call.begin(7, Instant::now(), Some(0));
-        call.cancellations.stop_instance(0);
+        call.begin(7, Instant::now(), Some(InstanceRef::Core(0)));
+        call.cancellations.stop_instance(InstanceRef::Core(0));
         assert_eq!(call.stop_reason().as_deref(), Some(INSTANCE_STOPPED));
-        call.begin(8, Instant::now(), Some(1));
+        call.begin(8, Instant::now(), Some(InstanceRef::Core(1)));
         assert_eq!(call.stop_reason(), None);
         call.begin(9, Instant::now(), None);
         assert_eq!(call.stop_reason(), None);
+    }
+
+    #[test]
+    fn a_stopped_component_instance_is_not_the_core_instance_of_the_same_number() {
+        let call = CallState::default();
+        call.cancellations.stop_instance(InstanceRef::Component(0));
+        call.begin(7, Instant::now(), Some(InstanceRef::Core(0)));
+        assert_eq!(call.stop_reason(), None);
+        call.begin(8, Instant::now(), Some(InstanceRef::Component(0)));
+        assert_eq!(call.stop_reason().as_deref(), Some(INSTANCE_STOPPED));
+    }
+
+    #[test]
+    fn a_refusal_at_the_deadline_is_a_failure_of_the_kind_given() {
+        let stop = Stop::TimedOut(Duration::from_millis(5));
+        assert_eq!(
+            stop.refusal(Failure::Timeout),
+            failure_term(stop.message(), Failure::Timeout)
+        );
     }
 
     #[test]

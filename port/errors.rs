@@ -8,6 +8,8 @@
 //! A guest controls the names in its backtrace (a module can name a function with megabytes)
 //! and the depth of its stack, so names, frames and the whole message are capped.
 
+use crate::term;
+use eetf::Term;
 use std::fmt::{self, Write};
 use wasmtime::{FrameInfo, WasmBacktrace};
 
@@ -20,6 +22,27 @@ pub const MAX_MESSAGE: usize = 16 * 1024;
 
 /// What follows a message cut at [`MAX_MESSAGE`] or a name cut at [`MAX_NAME`].
 const CUT: &str = "...";
+
+/// What kind of failure a call or an instantiation had, which its error reason carries as
+/// a value (the BEAM counts traps and timeouts by it, and passes the message on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// While Wasm ran: a trap, fuel running out, a failing import callback.
+    Trap,
+    /// Stopped at its deadline.
+    Timeout,
+    /// Anything else: cancelled, bad params, linking.
+    Other,
+}
+
+/// `message` as the error reason of a failure of `kind`.
+pub fn failure_term(message: String, kind: Failure) -> Term {
+    match kind {
+        Failure::Trap => term::tuple(vec![term::atom("trap"), term::string(&message)]),
+        Failure::Timeout => term::tuple(vec![term::atom("timeout"), term::string(&message)]),
+        Failure::Other => term::string(&message),
+    }
+}
 
 /// Wasmex's message for a failure while Wasm ran, with `cause` after it.
 pub fn call_failure(backtrace: &WasmBacktrace, cause: &str) -> String {

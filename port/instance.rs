@@ -4,7 +4,7 @@
 use crate::call_state::Stop;
 use crate::callback::{self, Import};
 use crate::engine::explain_pool_limit;
-use crate::errors;
+use crate::errors::{self, failure_term, Failure};
 use crate::request::{Export, Instantiation};
 use crate::shared::Shared;
 use crate::store::{self, Cx, StoreData};
@@ -262,32 +262,11 @@ fn prepare_call(cx: &mut Cx<'_>, function: &Export, params: &[Term]) -> Fallible
     Ok((func, args, results))
 }
 
-/// What kind of failure a call or an instantiation had, which its error reason carries as
-/// a value (the BEAM counts traps and timeouts by it, and passes the message on).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// While Wasm ran: a trap, fuel running out, a failing import callback.
-    Trap,
-    /// Stopped at its deadline.
-    Timeout,
-    /// Anything else: cancelled, bad params, linking.
-    Other,
-}
-
 /// The error reason of a failed call: `{trap, Message}`, `{timeout, Message}`, or the
 /// message alone.
 pub fn failure_reason(data: &StoreData, e: &wasmtime::Error) -> Term {
     let (message, kind) = describe(data, e);
     failure_term(message, kind)
-}
-
-/// `message` as the error reason of a failure of `kind`.
-pub fn failure_term(message: String, kind: Failure) -> Term {
-    match kind {
-        Failure::Trap => term::tuple(vec![term::atom("trap"), term::string(&message)]),
-        Failure::Timeout => term::tuple(vec![term::atom("timeout"), term::string(&message)]),
-        Failure::Other => term::string(&message),
-    }
 }
 
 /// The message a failed call or instantiation reports.

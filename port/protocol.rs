@@ -35,6 +35,7 @@ pub const NOTIFICATIONS: &[&str] = &[
     "stdin_eof",
     "cancel",
     "instance_stop",
+    "component_instance_stop",
     "output_ack",
 ];
 

@@ -3,6 +3,7 @@
 //! `match` dispatches it (host-wide ops in `host/`, store ops in `store/answer.rs`; a
 //! store op is decoded in `store/request.rs`). The wire's shapes are unchanged.
 
+use crate::call_state::InstanceRef;
 use crate::protocol::{Context, Request};
 use crate::term::{self, Fallible};
 use eetf::Term;
@@ -66,7 +67,7 @@ pub enum Op {
     /// An instance server stopped: calls on its instance stop, and later ones are refused.
     InstanceStop {
         store: u64,
-        instance: u64,
+        instance: InstanceRef,
     },
     /// `store` is `None` for a host-wide request (a compile).
     Cancel {
@@ -164,11 +165,15 @@ impl Op {
             "stdin_eof" => Op::StdinEof {
                 store: term::as_u64(req.arg(0)?, "store id")?,
             },
-            "instance_stop" => {
+            op @ ("instance_stop" | "component_instance_stop") => {
                 req.expect_arity(2)?;
+                let id = term::as_u64(req.arg(1)?, "instance id")?;
                 Op::InstanceStop {
                     store: term::as_u64(req.arg(0)?, "store id")?,
-                    instance: term::as_u64(req.arg(1)?, "instance id")?,
+                    instance: match op {
+                        "instance_stop" => InstanceRef::Core(id),
+                        _ => InstanceRef::Component(id),
+                    },
                 }
             }
             "cancel" => {

@@ -133,3 +133,36 @@ fn host_ops_decode_and_a_store_op_waits_for_its_store() {
         "module_compile expects 2 arguments, got 1"
     );
 }
+
+#[test]
+fn an_instance_stop_names_a_core_or_a_component_instance() {
+    let stop = |op| Op::decode(request(op, vec![term::int(3), term::int(5)])).unwrap();
+    let stopped = [stop("instance_stop"), stop("component_instance_stop")].map(|op| match op {
+        Op::InstanceStop { store: 3, instance } => Some(instance),
+        _ => None,
+    });
+    assert_eq!(
+        stopped,
+        [Some(InstanceRef::Core(5)), Some(InstanceRef::Component(5))]
+    );
+}
+
+#[test]
+fn a_component_call_says_its_instance_and_timeout_before_it_is_served() {
+    let args = vec![
+        term::int(3),
+        term::int(4),
+        term::list(vec![term::string("run")]),
+        term::list(vec![]),
+        term::int(250),
+    ];
+    let call = store_request("component_call", args).unwrap();
+    assert_eq!(
+        (call.instance(), call.timeout(), call.timeout_kind()),
+        (
+            Some(InstanceRef::Component(4)),
+            Some(std::time::Duration::from_millis(250)),
+            crate::errors::Failure::Timeout
+        )
+    );
+}

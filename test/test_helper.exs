@@ -33,6 +33,16 @@ defmodule TestHelper do
   end
 
   @doc """
+  Returns once `host` has at least `n` requests in flight (a call is then running or
+  queued in the port), polling its state.
+  """
+  def wait_until_pending(host, n \\ 1) do
+    if Wasmex.Host.Pending.size(:sys.get_state(host).pending) < n,
+      do: wait_until_pending(host, n),
+      else: :ok
+  end
+
+  @doc """
   Returns once the OS process `os_pid` is gone (`tail --pid` waits for it, checking every
   50 ms); fails the test after `timeout` ms.
   """

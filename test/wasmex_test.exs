@@ -263,17 +263,11 @@ defmodule WasmexTest do
       assert_receive :spinning, 5_000
       bumper = spawn(fn -> Wasmex.call_function(pid, "bump", [], 60_000) end)
       bump_ref = Process.monitor(bumper)
-      wait_until_pending(store.host, 2)
+      TestHelper.wait_until_pending(store.host, 2)
       Process.exit(bumper, :kill)
       assert_receive {:DOWN, ^bump_ref, :process, ^bumper, :killed}
       Process.exit(busy, :kill)
       assert_receive {:DOWN, ^ref, :process, ^busy, :killed}
-    end
-
-    defp wait_until_pending(host, n) do
-      if Wasmex.Host.Pending.size(:sys.get_state(host).pending) < n,
-        do: wait_until_pending(host, n),
-        else: :ok
     end
 
     test "stopping the instance's server stops the call running on it; its store serves on" do

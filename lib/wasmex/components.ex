@@ -49,13 +49,17 @@ defmodule Wasmex.Components do
     * A call still running at its timeout is stopped, not left running in the background.
     * A failed call (trap, timeout, fuel, failed import) poisons the instance: later calls
       return `{:error, "the component instance stopped after an earlier failure (...)"}`.
-      Start a new server for a fresh instance.
+      Start a new server for a fresh instance. wasmtime enters no component instance of
+      that store again, so on a store given with `:store` the others stop too (`"the
+      store's component instances stopped after an earlier failure in one of them
+      (...)"`), and a new instance in it is refused: start them in a new store.
+    * Stopping the server stops a call still running on its instance.
     * A function without a result returns `{:ok, []}`.
   """
 
   use GenServer
 
-  alias Wasmex.{Callback, Host, StoreOrCaller}
+  alias Wasmex.{Callback, Host, StoreOrCaller, Wire}
   alias Wasmex.Host.Client
   alias Wasmex.Components.{Component, Imports, Instance, Store}
 
@@ -265,7 +269,14 @@ defmodule Wasmex.Components do
   def terminate(_reason, state) do
     :ets.delete(Wasmex.Routes, {__MODULE__, self()})
     Callback.unregister(self())
-    Host.release_now(state.store.host, state.store.store_id, self())
+    store = state.store
+
+    # A call still running on this instance stops, and later ones are refused: nobody
+    # serves the instance any more. (A caller context's store is its own caller's.)
+    if is_nil(store.caller_id),
+      do: Host.notify(store.host, Wire.component_instance_stop(store.store_id, state.instance.id))
+
+    Host.release_now(store.host, store.store_id, self())
     if state.own_store?, do: Wasmex.Store.release(state.store, self())
     :ok
   end

@@ -9,8 +9,9 @@ defmodule Wasmex.Wire do
     * BEAM -> port: `{id, op, args}` where `id` is a positive integer, `op` an atom and
       `args` a tuple. Each request gets exactly one `{:reply, id, result}`, except the
       notifications (`:callback_return`, `:store_open`, `:store_drop`, `:module_drop`,
-      `:stdin_data` (also a request), `:stdin_eof`, `:cancel`, `:instance_stop`, `:output_ack`). Each request has one constructor here, which gives its
-      `{op, args}`:
+      `:stdin_data` (also a request), `:stdin_eof`, `:cancel`, `:instance_stop`,
+      `:component_instance_stop`, `:output_ack`). Each request has one constructor here,
+      which gives its `{op, args}`:
 
           iex> Wasmex.Wire.call(3, 1, "sum", [1, 2], 5_000)
           {:call, {3, 1, "sum", [1, 2], 5_000}}
@@ -309,6 +310,14 @@ defmodule Wasmex.Wire do
   """
   @spec instance_stop(non_neg_integer(), non_neg_integer()) :: request()
   def instance_stop(store_id, instance_id), do: {:instance_stop, {store_id, instance_id}}
+
+  @doc """
+  Notification: the server of component instance `instance_id` of a store stopped; a call
+  running on the instance stops, and later ones are refused.
+  """
+  @spec component_instance_stop(non_neg_integer(), non_neg_integer()) :: request()
+  def component_instance_stop(store_id, instance_id),
+    do: {:component_instance_stop, {store_id, instance_id}}
 
   @doc "Notification: stop request `request_id` in a store (`nil`: a compilation of the host)."
   @spec cancel(non_neg_integer() | nil, pos_integer()) :: request()

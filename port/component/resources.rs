@@ -329,7 +329,7 @@ pub async fn drop(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     if entry.running {
         return Err(super::serve::REENTERED.into());
     }
-    let poisoned = entry.poisoned.is_some();
+    let poisoned = cx.data().component.check_enter(Some(instance)).is_err();
     let any = cx
         .data_mut()
         .component
@@ -352,7 +352,7 @@ pub async fn drop(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
         Ok(()) => Ok(term::atom("ok")),
         Err(e) => {
             let (message, _) = describe(cx.data(), &e);
-            cx.data_mut().component.get_mut(instance)?.poisoned = Some(message.clone());
+            cx.data_mut().component.fail(instance, &message);
             Err(message)
         }
     }

@@ -20,7 +20,8 @@
 
 use super::timing::{timed, CallSteps};
 use super::{imports, registry};
-use crate::instance::{describe, describe_error, failure_term, Failure, MAX_NESTED_CALLS};
+use crate::errors::{failure_term, Failure};
+use crate::instance::{describe, describe_error, MAX_NESTED_CALLS};
 use crate::protocol::Request;
 use crate::request::parse_timeout;
 use crate::store::{self, Cx};
@@ -61,6 +62,7 @@ async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     let handler = Arc::new(term::as_bytes(req.arg(3)?, "handler")?.to_vec());
     let wanted = imports::parse(req.arg(4)?)?;
     let timeout = parse_timeout(req.arg(5)?)?;
+    cx.data().component.check_enter(None)?;
     let linker = imports::linker(cx.engine(), handler, &wanted)
         .map_err(|e| format!("Could not build the linker: {e:#}"))?;
     let scope = store::enter(cx, timeout);
@@ -119,9 +121,7 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
                 ),
                 None => describe(cx.data(), &e),
             };
-            if let Ok(entry) = cx.data_mut().component.get_mut(id) {
-                entry.poisoned = Some(message.clone());
-            }
+            cx.data_mut().component.fail(id, &message);
             match exit {
                 // As `wasi:cli/run` answers when it returns.
                 Some(0) => Ok(term::atom("ok")),
@@ -178,11 +178,7 @@ fn prepare(cx: &mut Cx<'_>, req: &Request) -> Fallible<Prepared> {
     req.expect_arity(5)?;
     let id = term::as_u64(req.arg(1)?, "component instance id")?;
     let entry = cx.data().component.get(id)?;
-    if let Some(why) = &entry.poisoned {
-        return Err(format!(
-            "the component instance stopped after an earlier failure ({why}): start a new one"
-        ));
-    }
+    cx.data().component.check_enter(Some(id))?;
     if entry.running {
         return Err(REENTERED.into());
     }

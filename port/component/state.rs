@@ -16,6 +16,10 @@ pub struct ComponentState {
     p2: Option<Box<P2>>,
     /// The guest resource handles the BEAM holds (`resources.rs`).
     pub guest: GuestTable,
+    /// Why none of the store's component instances can run any more: once a call into
+    /// one of them failed (a trap, a stop, an exit), wasmtime enters none of them again,
+    /// nor any made later in the store.
+    failed: Option<String>,
 }
 
 /// A component instance of the store.
@@ -64,6 +68,31 @@ impl ComponentState {
         self.instances.len() as u64 - 1
     }
 
+    /// Records that a call into instance `id` failed, and why.
+    pub fn fail(&mut self, id: u64, why: &str) {
+        if let Ok(entry) = self.get_mut(id) {
+            entry.poisoned = Some(why.to_string());
+        }
+        self.failed.get_or_insert_with(|| why.to_string());
+    }
+
+    /// Whether instance `id` (`None`: a new instance) can be entered: the reason it
+    /// cannot, if not.
+    pub fn check_enter(&self, id: Option<u64>) -> Result<(), String> {
+        if let Some(why) = id.and_then(|id| self.get(id).ok()?.poisoned.as_ref()) {
+            return Err(format!(
+                "the component instance stopped after an earlier failure ({why}): start a new one"
+            ));
+        }
+        match &self.failed {
+            Some(why) => Err(format!(
+                "the store's component instances stopped after an earlier failure in one of \
+                 them ({why}): start components in a new store"
+            )),
+            None => Ok(()),
+        }
+    }
+
     pub fn get(&self, id: u64) -> Result<&Entry, String> {
         usize::try_from(id)
             .ok()
@@ -108,5 +137,25 @@ impl WasiView for StoreData {
             ctx: &mut p2.ctx,
             table: &mut p2.table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_a_failed_call_no_component_instance_of_the_store_is_entered() {
+        let mut state = ComponentState::default();
+        assert_eq!(state.check_enter(None), Ok(()));
+        state.fail(0, "wasm trap: unreachable");
+        assert_eq!(
+            state.check_enter(None),
+            Err(
+                "the store's component instances stopped after an earlier failure in one of \
+                 them (wasm trap: unreachable): start components in a new store"
+                    .to_string()
+            )
+        );
     }
 }

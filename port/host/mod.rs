@@ -241,7 +241,10 @@ impl Host {
                 let store = self.store(ctx.store_id())?;
                 let request = StoreRequest::decode(ctx, request)?;
                 if let Some(timeout) = request.timeout() {
-                    store.waiting.note(request.id, request.received, timeout);
+                    let kind = request.timeout_kind();
+                    store
+                        .waiting
+                        .note(request.id, request.received, timeout, kind);
                 }
                 store.task.send(StoreMsg::Request(request));
             }

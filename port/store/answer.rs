@@ -46,7 +46,7 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
         None
     };
     let result = if let Some(stop) = stopped {
-        Err(term::string(&stop.refusal()))
+        Err(stop.refusal(req.timeout_kind()))
     } else {
         executor::catching(handle(&mut cx, req))
             .await
@@ -107,7 +107,7 @@ async fn handle(cx: &mut Cx<'_>, req: &StoreRequest) -> Result<Answer, Term> {
             .await
             .map(Answer::Value),
         StoreOp::Instantiate(what) => instance::instantiate(cx, what).await.map(Answer::Value),
-        StoreOp::Component(request) => crate::component::serve::handle(cx, request)
+        StoreOp::Component(c) => crate::component::serve::handle(cx, &c.request)
             .await
             .map(Answer::Value),
         StoreOp::MemoryRead {

@@ -2,6 +2,8 @@
 //! caller of one of its waiting callbacks), decoded once its store is found (see
 //! `request.rs` for the host-wide ops).
 
+use crate::call_state::InstanceRef;
+use crate::errors::Failure;
 use crate::protocol::{Context, Request, Tail};
 use crate::term::{self, Fallible};
 use eetf::Term;
@@ -76,9 +78,35 @@ pub enum StoreOp {
     },
     /// A panic on purpose, for tests (only with `WASMEX_PORT_FAULTS` set).
     FaultPanic,
-    /// A component op (`component_instantiate`, `component_call`), decoded by
-    /// `component/serve.rs`.
-    Component(Request),
+    /// A component op (`component_instantiate`, `component_call`, ...).
+    Component(ComponentRequest),
+}
+
+/// A component op, whose arguments `component/serve.rs` decodes, with what the store
+/// needs to know before it runs: the component instance it is for and its timeout (`None`
+/// for either when the op has none, or when it is malformed: serving it says why).
+pub struct ComponentRequest {
+    pub request: Request,
+    pub instance: Option<u64>,
+    pub timeout: Option<Duration>,
+}
+
+impl ComponentRequest {
+    fn new(request: Request) -> ComponentRequest {
+        let u64_at = |i| term::as_u64(request.arg(i).ok()?, "").ok();
+        let timeout_at = |i| parse_timeout(request.arg(i).ok()?).ok().flatten();
+        let (instance, timeout) = match request.op.as_str() {
+            "component_call" => (u64_at(1), timeout_at(4)),
+            "component_resource_drop" => (u64_at(1), timeout_at(3)),
+            "component_instantiate" => (None, timeout_at(5)),
+            _ => (None, None),
+        };
+        ComponentRequest {
+            request,
+            instance,
+            timeout,
+        }
+    }
 }
 
 /// What an instantiation needs.
@@ -111,10 +139,11 @@ impl Data {
 }
 
 impl StoreRequest {
-    /// The instance a call calls (`None` for any other request).
-    pub fn instance(&self) -> Option<u64> {
+    /// The instance a call calls (`None` for a request that does not run one).
+    pub fn instance(&self) -> Option<InstanceRef> {
         match &self.op {
-            StoreOp::Call { function, .. } => Some(function.instance),
+            StoreOp::Call { function, .. } => Some(InstanceRef::Core(function.instance)),
+            StoreOp::Component(c) => c.instance.map(InstanceRef::Component),
             _ => None,
         }
     }
@@ -125,7 +154,19 @@ impl StoreRequest {
         match &self.op {
             StoreOp::Call { timeout, .. } => *timeout,
             StoreOp::Instantiate(instantiation) => instantiation.timeout,
+            StoreOp::Component(c) => c.timeout,
             _ => None,
+        }
+    }
+
+    /// The kind of failure a stop at the request's deadline is, as the op itself reports
+    /// one: a timeout for a call or an instantiation (the BEAM counts those), a plain
+    /// failure for anything else.
+    pub fn timeout_kind(&self) -> Failure {
+        match &self.op {
+            StoreOp::Call { .. } | StoreOp::Instantiate(_) => Failure::Timeout,
+            StoreOp::Component(c) if c.request.op == "component_call" => Failure::Timeout,
+            _ => Failure::Other,
         }
     }
 
@@ -148,7 +189,7 @@ impl StoreRequest {
             return Ok(StoreRequest {
                 id,
                 ctx,
-                op: StoreOp::Component(req),
+                op: StoreOp::Component(ComponentRequest::new(req)),
                 received: Instant::now(),
             });
         }

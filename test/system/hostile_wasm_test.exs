@@ -225,7 +225,7 @@ defmodule Wasmex.System.HostileWasmTest do
           "(func (export \"f\") " <> nested("loop ", "end ", 8_000) <> "))"
 
       compile = Task.async(fn -> Wasmex.Module.compile(host.store, slow) end)
-      wait_until_pending(host.store.host)
+      TestHelper.wait_until_pending(host.store.host)
 
       {micros, result} = :timer.tc(fn -> Wasmex.call_function(pid, "sum", [1, 2]) end)
       assert result == {:ok, [3]}
@@ -473,12 +473,6 @@ defmodule Wasmex.System.HostileWasmTest do
       assert message =~ ":instance_slots"
       assert_serving(host)
     end
-  end
-
-  defp wait_until_pending(host) do
-    if Wasmex.Host.Pending.size(:sys.get_state(host).pending) == 0,
-      do: wait_until_pending(host),
-      else: :ok
   end
 
   describe "64-bit memories" do

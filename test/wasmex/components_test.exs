@@ -268,6 +268,59 @@ defmodule Wasmex.ComponentsTest do
       assert reason =~ "cancel"
     end
 
+    test "stopping the server stops the call running on its instance" do
+      test = self()
+
+      blocked = fn _ ->
+        send(test, {:in_import, self()})
+        Process.sleep(:infinity)
+      end
+
+      {:ok, store} = Components.Store.new()
+      imports = imports(%{"log" => {:fn, blocked}})
+      {:ok, pid} = Components.start_link(path: @imports, imports: imports, store: store)
+
+      call =
+        Task.async(fn -> Components.call_function(pid, "log-and-count", ["x"], :infinity) end)
+
+      assert_receive {:in_import, _callback}
+      :ok = GenServer.stop(pid)
+      assert Task.await(call) == {:error, "stopped: the instance's server stopped"}
+    end
+
+    test "after a failed call no component instance of its store runs, and a new one is refused" do
+      {:ok, store} = Components.Store.new()
+      spin = start(path: @spin, store: store)
+      other = start(path: @types, store: store)
+      assert {:error, "timed out" <> _} = Components.call_function(spin, "spin-forever", [], 50)
+
+      assert {:error,
+              "the store's component instances stopped after an earlier failure in one of them (timed out: " <>
+                _} = Components.call_function(other, "add", [1, 2])
+
+      assert {:error, "the store's component instances stopped" <> _} =
+               Components.start_link(path: @types, store: store)
+    end
+
+    test "a call past its timeout while queued behind another is answered at its deadline" do
+      # A call from another process while an import waits is served as a nested one (and
+      # refused): the queued call here waits behind Wasm that spins.
+      {:ok, store} = Components.Store.new()
+      spin = start(path: @spin, store: store)
+      pid = start(path: @types, store: store)
+      busy = Task.async(fn -> Components.call_function(spin, "spin-forever", [], 2_000) end)
+      :ok = TestHelper.wait_until_pending(store.host, 1)
+      started = System.monotonic_time(:millisecond)
+
+      assert {:error, "timed out: the call did not finish within 100 ms and was stopped"} =
+               Components.call_function(pid, "add", [1, 2], 100)
+
+      # The port's answer at the deadline, while the spin still runs (the caller itself
+      # would give up later, and with another message).
+      assert System.monotonic_time(:millisecond) - started < 1_000
+      assert {:error, "timed out" <> _} = Task.await(busy)
+    end
+
     test "a server asked by a caller without its route in the table answers it" do
       pid = start(path: @types)
       assert {:ok, {host, _ctx, id}} = GenServer.call(pid, :component_route)

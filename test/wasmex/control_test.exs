@@ -185,7 +185,7 @@ defmodule Wasmex.ControlTest do
       caller = spawn(fn -> Wasmex.call_function(pid, "endless_loop", [], 60_000) end)
       ref = Process.monitor(caller)
       # Wait until the call is running (the host has it in flight), then kill the caller.
-      wait_until_pending(store.host)
+      TestHelper.wait_until_pending(store.host)
       Process.exit(caller, :kill)
       assert_receive {:DOWN, ^ref, :process, ^caller, :killed}
       # The store is free again long before the 60 s timeout.
@@ -313,14 +313,6 @@ defmodule Wasmex.ControlTest do
 
     {:ok, pid} = Wasmex.start_link(%{bytes: wat, imports: %{env: %{hang: {:fn, [], [], hang}}}})
     pid
-  end
-
-  defp wait_until_pending(host) do
-    if Wasmex.Host.Pending.size(:sys.get_state(host).pending) == 0 do
-      wait_until_pending(host)
-    else
-      :ok
-    end
   end
 
   describe "engine options" do

@@ -160,6 +160,17 @@ defmodule Wasmex.TelemetryTest do
       assert_receive {:event, [:wasmex, :call, :stop], _, %{result: {:error, ^message}}}
     end
 
+    test "a call past its timeout while queued emits [:wasmex, :call, :timeout] too" do
+      pid = start_instance()
+      spin = Task.async(fn -> Wasmex.call_function(pid, "spin", [], 2_000) end)
+      {:ok, store} = Wasmex.store(pid)
+      :ok = TestHelper.wait_until_pending(store.host, 1)
+
+      assert {:error, "timed out" <> _ = message} = Wasmex.call_function(pid, "sum", [1, 2], 50)
+      assert_receive {:event, [:wasmex, :call, :timeout], _, %{message: ^message}}
+      assert {:error, "timed out" <> _} = Task.await(spin)
+    end
+
     test "an instantiation stopped at its timeout emits [:wasmex, :call, :timeout] too" do
       endless_start = "(module (func $start (loop (br 0))) (start $start))"
       assert {:error, "timed out" <> _ = message} = Wasmex.start_link(%{bytes: endless_start})

@@ -210,7 +210,7 @@ defmodule Wasmex.WasiTest do
 
     test "is stopped when its caller dies", %{pid: pid, store: store} do
       caller = spawn(fn -> Wasmex.call_function(pid, :_start, [], 60_000) end)
-      wait_until_pending(store.host)
+      TestHelper.wait_until_pending(store.host)
       Process.exit(caller, :kill)
       # A store request runs once the cancelled call has ended (it queues behind it); then
       # input for the next run is read by that run.
@@ -219,12 +219,6 @@ defmodule Wasmex.WasiTest do
       Wasmex.Wasi.write_stdin(store, "next\n")
       assert Task.await(task) == {:ok, []}
     end
-  end
-
-  defp wait_until_pending(host) do
-    if Wasmex.Host.Pending.size(:sys.get_state(host).pending) == 0,
-      do: wait_until_pending(host),
-      else: :ok
   end
 
   describe "proc_exit" do
