@@ -302,6 +302,15 @@ defmodule Wasmex.ComponentsTest do
                Components.start_link(path: @types, store: store)
     end
 
+    test "after a failed component call, core instances of its store still run" do
+      {:ok, store} = Components.Store.new()
+      spin = start(path: @spin, store: store)
+      wat = ~s{(module (func (export "seven") (result i32) i32.const 7))}
+      {:ok, core} = Wasmex.start_link(%{bytes: wat, store: store})
+      assert {:error, "timed out" <> _} = Components.call_function(spin, "spin-forever", [], 50)
+      assert Wasmex.call_function(core, "seven", []) == {:ok, [7]}
+    end
+
     test "a call past its timeout while queued behind another is answered at its deadline" do
       # A call from another process while an import waits is served as a nested one (and
       # refused): the queued call here waits behind Wasm that spins.
