@@ -1,4 +1,5 @@
 use super::*;
+use crate::compiler::Waiter;
 use crate::module;
 
 /// A fresh cache directory for one test.
@@ -168,7 +169,12 @@ fn a_module_sent_by_key_alone_is_mapped_from_its_artifact() {
         .keep(&key, &artifact_of(&options, SEVEN));
     let engine = options.build().unwrap();
     let compiler = crate::compiler::Compiler::new(engine.clone(), options, None, None);
-    let loaded = module::load(&compiler, key.as_bytes(), &crate::term::nil(), &|| false);
+    let loaded = module::load(
+        &compiler,
+        key.as_bytes(),
+        &crate::term::nil(),
+        &Waiter::now(),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(run_f(&engine, &loaded.unwrap()), 7);
 }
@@ -179,7 +185,12 @@ fn a_module_sent_by_key_alone_without_an_artifact_asks_for_its_source() {
     let options = options(&dir);
     let key = ModuleKey::of("wasm", EIGHT);
     let compiler = crate::compiler::Compiler::new(options.build().unwrap(), options, None, None);
-    let loaded = module::load(&compiler, key.as_bytes(), &crate::term::nil(), &|| false);
+    let loaded = module::load(
+        &compiler,
+        key.as_bytes(),
+        &crate::term::nil(),
+        &Waiter::now(),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(loaded.err().as_deref(), Some(module::NOT_LOADED));
 }

@@ -35,6 +35,24 @@ const POLL: Duration = Duration::from_millis(5);
 /// nesting depth; 7.5 KB of nested loops, the most that fits, compiled in 0.25 s).
 pub const INLINE_LIMIT: usize = 4096;
 
+/// Who waits for a compile: when they asked (the compile timeout counts from then, so the
+/// time spent checking the key and feeding the child counts too), and whether they
+/// stopped waiting (polled while a child compiles).
+pub struct Waiter<'a> {
+    pub asked: Instant,
+    pub cancelled: &'a dyn Fn() -> bool,
+}
+
+impl Waiter<'static> {
+    /// A waiter asking now that never stops waiting.
+    pub fn now() -> Waiter<'static> {
+        Waiter {
+            asked: Instant::now(),
+            cancelled: &|| false,
+        }
+    }
+}
+
 pub struct Compiler {
     engine: Engine,
     options: EngineOptions,
@@ -84,7 +102,7 @@ impl Compiler {
         self.artifacts.as_ref()
     }
 
-    /// Compiles `.wasm` or `.wat` bytes. `cancelled` is polled while a child compiles.
+    /// Compiles `.wasm` or `.wat` bytes for `waiter`.
     /// With a `key` (the digest of these bytes, checked by the caller), a large module's
     /// artifact is kept in the cache directory, and a host that needs the same module again
     /// maps it instead of compiling.
@@ -92,7 +110,7 @@ impl Compiler {
         &self,
         bytes: &[u8],
         key: Option<&ModuleKey>,
-        cancelled: &dyn Fn() -> bool,
+        waiter: &Waiter<'_>,
     ) -> Fallible<Module> {
         let Some(exe) = self.child.as_ref().filter(|_| bytes.len() > INLINE_LIMIT) else {
             return module::compile(&self.engine, bytes);
@@ -106,7 +124,7 @@ impl Compiler {
         // zstd-compresses the entry before it answers (for a 26 MB module, a 27 MB
         // artifact, 11 MB compressed: about 0.15 s of one CPU on the compile's path).
         let input = self.child_input(bytes, cache.is_none());
-        let artifact = self.run_child(exe, "--compile", input, cancelled)?;
+        let artifact = self.run_child(exe, "--compile", input, waiter)?;
         let module = module::deserialize(&self.engine, &artifact)?;
         if let Some((key, cache)) = cache {
             cache.keep(key, &artifact);
@@ -122,14 +140,14 @@ impl Compiler {
     }
 
     /// Compiles a component (binary or text): in a compile child above the inline limit,
-    /// under the compile timeout and `cancelled`, like a module, and kept in the artifact
+    /// under the compile timeout, for `waiter`, like a module, and kept in the artifact
     /// cache under `key`. `load::component` checks the bytes first, so a core module or
     /// truncated bytes are named before any child starts.
     pub fn compile_component(
         &self,
         bytes: &[u8],
         key: &ModuleKey,
-        cancelled: &dyn Fn() -> bool,
+        waiter: &Waiter<'_>,
     ) -> Fallible<wasmtime::component::Component> {
         use crate::component::load;
         let cache = self.artifacts.as_ref();
@@ -144,8 +162,7 @@ impl Compiler {
             return Ok(component);
         };
         load::check(bytes).map_err(|e| e.to_string())?;
-        let artifact =
-            self.run_child(exe, "--compile", self.child_input(bytes, false), cancelled)?;
+        let artifact = self.run_child(exe, "--compile", self.child_input(bytes, false), waiter)?;
         if Engine::detect_precompiled(&artifact) != Some(wasmtime::Precompiled::Component) {
             return Err("the compiler process did not answer with a component".into());
         }
@@ -161,10 +178,10 @@ impl Compiler {
     }
 
     /// Compiles to a serialized module (what `Wasmex.Engine.precompile_module/2` returns).
-    pub fn precompile(&self, bytes: &[u8], cancelled: &dyn Fn() -> bool) -> Fallible<Vec<u8>> {
+    pub fn precompile(&self, bytes: &[u8], waiter: &Waiter<'_>) -> Fallible<Vec<u8>> {
         match &self.child {
             Some(exe) if bytes.len() > INLINE_LIMIT => {
-                self.run_child(exe, "--compile", self.child_input(bytes, true), cancelled)
+                self.run_child(exe, "--compile", self.child_input(bytes, true), waiter)
             }
             _ => module::serialize(&module::compile(&self.engine, bytes)?),
         }
@@ -176,7 +193,7 @@ impl Compiler {
         &self,
         bytes: &[u8],
         options: &crate::preinit::PreinitOptions,
-        cancelled: &dyn Fn() -> bool,
+        waiter: &Waiter<'_>,
     ) -> Fallible<Vec<u8>> {
         let Some(exe) = &self.child else {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -186,7 +203,7 @@ impl Compiler {
             return runtime.block_on(crate::preinit::snapshot(&self.engine, options, bytes));
         };
         let input = crate::preinit::child_input(&self.options, options, bytes);
-        self.run_child(exe, "--preinitialize", input, cancelled)
+        self.run_child(exe, "--preinitialize", input, waiter)
     }
 
     /// What a compile child reads: the engine options, then the bytes. Without
@@ -212,7 +229,7 @@ impl Compiler {
         exe: &PathBuf,
         mode: &str,
         input: Vec<u8>,
-        cancelled: &dyn Fn() -> bool,
+        waiter: &Waiter<'_>,
     ) -> Fallible<Vec<u8>> {
         let mut child = Command::new(exe)
             .arg(mode)
@@ -241,7 +258,7 @@ impl Compiler {
             let err = errors.join().unwrap_or_default();
             let _ = tx.send((written.and(read), out, err));
         });
-        let deadline = self.timeout.map(|t| Instant::now() + t);
+        let deadline = self.timeout.map(|t| waiter.asked + t);
         let (io, out, err) = loop {
             match rx.recv_timeout(POLL) {
                 Ok(result) => break result,
@@ -250,7 +267,7 @@ impl Compiler {
                     break (Ok(()), Vec::new(), String::new())
                 }
             }
-            let stop = if cancelled() {
+            let stop = if (waiter.cancelled)() {
                 Some("compilation cancelled: the caller stopped waiting".to_string())
             } else if deadline.is_some_and(|d| Instant::now() >= d) {
                 let ms = self.timeout.map_or(0, |t| t.as_millis());
@@ -455,6 +472,40 @@ mod tests {
                 input.len()
             ),
             (MAX_MESSAGE + "... (10 more bytes)".len(), true, 0)
+        );
+    }
+
+    #[test]
+    fn the_timeout_counts_from_when_the_compile_was_asked_for() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("wasmex-slow-child-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("slow");
+        std::fs::write(&exe, "#!/bin/sh\nexec sleep 60\n").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let timeout = Duration::from_secs(5);
+        let compiler = Compiler::new(
+            Engine::default(),
+            EngineOptions::default(),
+            Some(exe),
+            Some(timeout),
+        );
+        // Asked for longer ago than the timeout (its source took that long to come): the
+        // child is stopped at once, not a whole timeout after it started.
+        let waiter = Waiter {
+            asked: Instant::now() - timeout,
+            cancelled: &|| false,
+        };
+        let started = Instant::now();
+        let result = compiler.precompile(&[0; INLINE_LIMIT + 1], &waiter);
+        let took = started.elapsed();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(
+            (result.unwrap_err(), took < timeout),
+            (
+                "Could not compile module: compilation did not finish within 5000 ms and was stopped".to_string(),
+                true
+            )
         );
     }
 

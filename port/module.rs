@@ -2,7 +2,7 @@
 //! by an id the BEAM chooses, so any store of the host can instantiate them.
 
 pub use crate::code::{compile, deserialize, serialize};
-use crate::compiler::Compiler;
+use crate::compiler::{Compiler, Waiter};
 use crate::module_key::ModuleKey;
 use crate::term::{self, Fallible};
 use crate::values::{ref_type_term, type_term};
@@ -83,7 +83,7 @@ impl Registry {
         if let Some(m) = self.get(key) {
             return Ok(m);
         }
-        let module = load(compiler, key, source, &|| false)?;
+        let module = load(compiler, key, source, &Waiter::now())?;
         self.insert(key.to_vec(), module.clone());
         Ok(module)
     }
@@ -97,7 +97,7 @@ pub fn load(
     compiler: &Compiler,
     key: &[u8],
     source: &Term,
-    cancelled: &dyn Fn() -> bool,
+    waiter: &Waiter<'_>,
 ) -> Fallible<Module> {
     if term::is_nil(source) {
         let key = ModuleKey::named(key)?;
@@ -108,7 +108,7 @@ pub fn load(
     match term::as_atom(&parts[0]) {
         Some(kind @ "wasm") => {
             let key = ModuleKey::verified(key, kind, bytes)?;
-            compiler.compile(bytes, Some(&key), cancelled)
+            compiler.compile(bytes, Some(&key), waiter)
         }
         Some(kind @ "precompiled") => {
             ModuleKey::verified(key, kind, bytes)?;

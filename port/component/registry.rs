@@ -8,6 +8,7 @@
 //! compile in a compile child, under the compile timeout, like modules (`compiler.rs`).
 
 use super::names;
+use crate::compiler::Waiter;
 use crate::module_key::ModuleKey;
 use crate::protocol::Request;
 use crate::shared::Shared;
@@ -15,6 +16,7 @@ use crate::term::{self, Fallible};
 use eetf::Term;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -79,15 +81,15 @@ fn key_of(t: &Term) -> Fallible<[u8; 32]> {
 /// The component under `key`, compiled from `source` (`{component, Bytes}` or `nil`)
 /// when this program does not have it.
 pub fn resolve(shared: &Shared, key: &Term, source: &Term) -> Fallible<Component> {
-    resolve_or_stop(shared, key, source, &|| false)
+    resolve_or_stop(shared, key, source, &Waiter::now())
 }
 
-/// `resolve`, with a compile that stops when `cancelled` says so.
+/// `resolve`, with a compile for `waiter`.
 fn resolve_or_stop(
     shared: &Shared,
     key: &Term,
     source: &Term,
-    cancelled: &dyn Fn() -> bool,
+    waiter: &Waiter<'_>,
 ) -> Fallible<Component> {
     let claimed = key_of(key)?;
     if let Some(component) = get(&shared.engine, &claimed) {
@@ -96,7 +98,7 @@ fn resolve_or_stop(
     if term::is_nil(source) {
         return Err(NOT_LOADED.into());
     }
-    let component = compile(shared, &claimed, source, cancelled)?;
+    let component = compile(shared, &claimed, source, waiter)?;
     insert(claimed, component.clone());
     Ok(component)
 }
@@ -105,7 +107,7 @@ fn compile(
     shared: &Shared,
     claimed: &[u8; 32],
     source: &Term,
-    cancelled: &dyn Fn() -> bool,
+    waiter: &Waiter<'_>,
 ) -> Fallible<Component> {
     let parts = term::as_tuple(source, 2, "component source")?;
     if term::as_atom(&parts[0]) != Some(KIND) {
@@ -117,15 +119,19 @@ fn compile(
     let bytes = term::as_bytes(&parts[1], "component bytes")?;
     let key = ModuleKey::verified(claimed, KIND, bytes)
         .map_err(|_| "the component key is not the SHA-256 digest of its source".to_string())?;
-    shared.compiler.compile_component(bytes, &key, cancelled)
+    shared.compiler.compile_component(bytes, &key, waiter)
 }
 
 /// `{Key, Source}` -> `Names`: compiles the component (unless this program has it) and
 /// answers the WIT names its values may carry (see `names.rs`).
-pub fn compile_request(shared: &Shared, req: &Request) -> Fallible<Term> {
+pub fn compile_request(shared: &Shared, req: &Request, asked: Instant) -> Fallible<Term> {
     req.expect_arity(2)?;
     let cancelled = || shared.cancellations.contains(req.id);
-    let component = resolve_or_stop(shared, req.arg(0)?, req.arg(1)?, &cancelled)?;
+    let waiter = Waiter {
+        asked,
+        cancelled: &cancelled,
+    };
+    let component = resolve_or_stop(shared, req.arg(0)?, req.arg(1)?, &waiter)?;
     let names = names::of(&component, &shared.engine)?;
     Ok(term::list(names.iter().map(|n| term::string(n)).collect()))
 }

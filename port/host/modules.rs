@@ -1,6 +1,7 @@
 //! Host-wide module work: compiling, serialising, precompiling, WAT. Slow, so it runs on
 //! short-lived threads of its own, which reply themselves; the dispatcher goes on.
 
+use crate::compiler::Waiter;
 use crate::module;
 use crate::protocol::{reply, Request};
 use crate::shared::Shared;
@@ -8,12 +9,18 @@ use crate::term::{self, Fallible};
 use eetf::Term;
 use std::sync::Arc;
 use std::thread;
+use std::time::Instant;
 
 /// Compiles (or loads) the module named `key` from `source` and keeps it: its description.
 pub fn compile(shared: Arc<Shared>, id: u64, key: Vec<u8>, source: Term) {
+    let asked = Instant::now();
     off_thread(shared, id, "module_compile", move |shared| {
         let cancelled = || shared.cancellations.contains(id);
-        let module = module::load(&shared.compiler, &key, &source, &cancelled)?;
+        let waiter = Waiter {
+            asked,
+            cancelled: &cancelled,
+        };
+        let module = module::load(&shared.compiler, &key, &source, &waiter)?;
         shared.modules.insert(key, module.clone());
         Ok(module::describe(&module))
     });
@@ -29,22 +36,28 @@ pub fn serialize(shared: Arc<Shared>, id: u64, key: Vec<u8>, source: Term) {
 
 /// The artifact of `bytes`, compiled for this host's engine settings.
 pub fn precompile(shared: Arc<Shared>, id: u64, bytes: Vec<u8>) {
+    let asked = Instant::now();
     off_thread(shared, id, "precompile", move |shared| {
         let cancelled = || shared.cancellations.contains(id);
-        Ok(term::binary(
-            shared.compiler.precompile(&bytes, &cancelled)?,
-        ))
+        let waiter = Waiter {
+            asked,
+            cancelled: &cancelled,
+        };
+        Ok(term::binary(shared.compiler.precompile(&bytes, &waiter)?))
     });
 }
 
 /// The snapshot of `bytes` after its init export ran (`preinit.rs`).
 pub fn preinitialize(shared: Arc<Shared>, id: u64, bytes: Vec<u8>, options: Term) {
+    let asked = Instant::now();
     off_thread(shared, id, "preinitialize", move |shared| {
         let options = crate::preinit::PreinitOptions::from_term(&options)?;
         let cancelled = || shared.cancellations.contains(id);
-        let snapshot = shared
-            .compiler
-            .preinitialize(&bytes, &options, &cancelled)?;
+        let waiter = Waiter {
+            asked,
+            cancelled: &cancelled,
+        };
+        let snapshot = shared.compiler.preinitialize(&bytes, &options, &waiter)?;
         Ok(term::binary(snapshot))
     });
 }
@@ -52,8 +65,9 @@ pub fn preinitialize(shared: Arc<Shared>, id: u64, bytes: Vec<u8>, options: Term
 /// Compiles a component (`component/registry.rs`): its WIT names.
 pub fn component_compile(shared: Arc<Shared>, req: Request) {
     let id = req.id;
+    let asked = Instant::now();
     off_thread(shared, id, "component_compile", move |shared| {
-        crate::component::registry::compile_request(shared, &req)
+        crate::component::registry::compile_request(shared, &req, asked)
     });
 }
 
