@@ -138,12 +138,14 @@ defmodule Wasmex.Engine do
 
   @doc """
   Compiles Wasm (or WAT) bytes with this engine's settings and returns the serialized
-  artifact, loadable with `Wasmex.Module.unsafe_deserialize/2` into an engine of the same
-  configuration.
+  artifact, sealed under this node's artifact key (`Wasmex.Module.Seal`), loadable with
+  `Wasmex.Module.unsafe_deserialize/2` into an engine of the same configuration.
   """
   @spec precompile_module(t(), binary()) :: {:ok, binary()} | {:error, String.t()}
   def precompile_module(%__MODULE__{host: host}, bytes) when is_binary(bytes) do
-    Host.request(host, Wire.precompile(bytes))
+    with {:ok, key} <- Wasmex.Module.Seal.key(),
+         {:ok, artifact} <- Host.request(host, Wire.precompile(bytes)),
+         do: {:ok, Wasmex.Module.Seal.seal(artifact, key)}
   end
 
   @doc """

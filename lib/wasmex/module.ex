@@ -15,6 +15,7 @@ defmodule Wasmex.Module do
   """
 
   alias Wasmex.{Engine, Host, StoreOrCaller, Wire}
+  alias Wasmex.Module.Seal
 
   @enforce_keys [:host, :key, :source]
   # `resource` (`{host, key}`: where the compiled code lives) and `reference` (made with
@@ -156,21 +157,29 @@ defmodule Wasmex.Module do
   """
   @spec serialize(t()) :: {:ok, binary()} | {:error, String.t()}
   def serialize(%__MODULE__{host: host, key: key, source: source}) do
-    Host.request(host, Wire.module_serialize(key, source))
+    with {:ok, seal_key} <- Seal.key(),
+         {:ok, artifact} <- Host.request(host, Wire.module_serialize(key, source)),
+         do: {:ok, Seal.seal(artifact, seal_key)}
   end
 
   @doc """
   Loads a module serialized by `serialize/1` or `Wasmex.Engine.precompile_module/2` into
   `engine` (the default engine when `nil`).
 
-  Only pass bytes that came from `serialize/1` on this machine: a crafted artifact is
-  executable code. Bytes that are not an artifact, or one compiled with another engine
-  configuration, are refused with an error.
+  An artifact is executable code, so it is sealed when it is made (`Wasmex.Module.Seal`):
+  only artifacts sealed under this node's artifact key load, and anything else (bytes
+  changed after sealing, sealed under another key, or not an artifact) is refused with an
+  error before it reaches the port. To load artifacts made on another machine, set the
+  same `config :wasmex, artifact_key: ...` on both. An artifact compiled with another
+  engine configuration is refused too.
   """
   @spec unsafe_deserialize(binary(), Engine.t() | nil) :: {:ok, t()} | {:error, String.t()}
   def unsafe_deserialize(bytes, engine \\ nil) when is_binary(bytes) do
     %Engine{host: host} = engine || Engine.default()
-    load(host, {:precompiled, bytes})
+
+    with {:ok, seal_key} <- Seal.key(),
+         {:ok, artifact, digest} <- Seal.open(bytes, seal_key),
+         do: load(host, {:precompiled, artifact}, digest)
   end
 
   @doc false
@@ -180,14 +189,16 @@ defmodule Wasmex.Module do
   @spec key(source()) :: binary()
   def key({kind, bytes}), do: :crypto.hash(:sha256, [Atom.to_string(kind), bytes])
 
-  defp load(host, {kind, bytes} = source) do
+  defp load(host, source, key \\ nil) do
+    {kind, bytes} = source
     metadata = %{host: host, source: kind, byte_size: byte_size(bytes)}
-    Wasmex.Telemetry.span([:module, :compile], metadata, fn -> compile_in(host, source) end)
+
+    Wasmex.Telemetry.span([:module, :compile], metadata, fn ->
+      compile_in(host, source, key || key(source))
+    end)
   end
 
-  defp compile_in(host, source) do
-    key = key(source)
-
+  defp compile_in(host, source, key) do
     with {:ok, {name, exports, imports}} <- Host.request(host, Wire.module_compile(key, source)) do
       {:ok,
        %__MODULE__{

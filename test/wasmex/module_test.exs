@@ -143,6 +143,21 @@ defmodule Wasmex.ModuleTest do
                Module.unsafe_deserialize("not an artifact")
     end
 
+    test "refuses an artifact changed after it was serialized; the engine serves on", %{
+      store: store
+    } do
+      {:ok, module} = Module.compile(store, File.read!(TestHelper.wasm_test_file_path()))
+      {:ok, serialized} = Module.serialize(module)
+      at = div(byte_size(serialized), 2)
+      <<before::binary-size(at), byte, rest::binary>> = serialized
+      tampered = <<before::binary, Bitwise.bxor(byte, 0xFF), rest::binary>>
+
+      assert {:error, "Could not deserialize module: the artifact's seal does not match" <> _} =
+               Module.unsafe_deserialize(tampered)
+
+      assert {:ok, _} = Module.unsafe_deserialize(serialized)
+    end
+
     test "refuses an artifact of an engine with another configuration", %{store: store} do
       {:ok, module} = Module.compile(store, "(module)")
       {:ok, serialized} = Module.serialize(module)
