@@ -98,26 +98,28 @@ defmodule Wasmex.Module.Seal do
   defp default_path,
     do: Path.join(to_string(:filename.basedir(:user_cache, ~c"wasmex_port")), "artifact_key")
 
-  # A new key file is written whole under another name, then linked to `path`: a reader
-  # never sees a partial key, and two nodes making it at once keep the first one made.
+  # A new key is written whole in a private folder of its own (closed to others before the
+  # key is in it), then linked to `path`: a reader never sees a partial key, no one else
+  # can read it on the way, and two nodes making it at once keep the first one linked.
   defp make_key_file(path) do
     if File.exists?(path) do
       :ok
     else
       dir = Path.dirname(path)
-      part = Path.join(dir, ".artifact_key.#{System.unique_integer([:positive])}")
+      private_dir = Path.join(dir, ".artifact_key.#{System.unique_integer([:positive])}")
+      part = Path.join(private_dir, "key")
 
-      with :ok <- File.mkdir_p(dir),
-           :ok <- File.write(part, :crypto.strong_rand_bytes(@min_key), [:exclusive]),
-           :ok <- File.chmod(part, 0o600) do
-        linked = File.ln(part, path)
-        File.rm(part)
-        if linked in [:ok, {:error, :eexist}], do: :ok, else: key_file_error(path, linked)
-      else
-        error ->
-          File.rm(part)
-          key_file_error(path, error)
-      end
+      result =
+        with :ok <- File.mkdir_p(dir),
+             :ok <- File.mkdir(private_dir),
+             :ok <- File.chmod(private_dir, 0o700),
+             :ok <- File.write(part, :crypto.strong_rand_bytes(@min_key), [:exclusive]),
+             :ok <- File.chmod(part, 0o600),
+             linked when linked in [:ok, {:error, :eexist}] <- File.ln(part, path),
+             do: :ok
+
+      File.rm_rf(private_dir)
+      if result == :ok, do: :ok, else: key_file_error(path, result)
     end
   end
 
