@@ -100,7 +100,7 @@ pub fn linker(
 }
 
 /// The linker every instantiation starts from: WASI preview 2, built once per engine.
-fn base(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
+pub fn base(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
     static BASE: OnceLock<Mutex<Option<Linker<StoreData>>>> = OnceLock::new();
     let mut slot = BASE
         .get_or_init(Mutex::default)

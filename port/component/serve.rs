@@ -63,13 +63,34 @@ async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     let wanted = imports::parse(req.arg(4)?)?;
     let timeout = parse_timeout(req.arg(5)?)?;
     cx.data().component.check_enter(None)?;
-    let linker = imports::linker(cx.engine(), handler, &wanted)
-        .map_err(|e| format!("Could not build the linker: {e:#}"))?;
+    // Without imports of Elixir the component's linking is the same in every store: done
+    // once, and kept with it (a failure to link is the instantiation's failure).
+    let linking = if wanted.is_empty() {
+        let key = registry::key_of(req.arg(1)?)?;
+        registry::pre_linked(cx.engine(), &key, &component).map(Linking::Pre)
+    } else {
+        let linker = imports::linker(cx.engine(), handler, &wanted)
+            .map_err(|e| format!("Could not build the linker: {e:#}"))?;
+        Ok(Linking::Linker(Box::new(linker)))
+    };
     let scope = store::enter(cx, timeout);
-    let made = store::run(&scope, linker.instantiate_async(&mut *cx, &component)).await;
+    let made = match linking {
+        Ok(Linking::Pre(pre)) => store::run(&scope, pre.instantiate_async(&mut *cx)).await,
+        Ok(Linking::Linker(linker)) => {
+            store::run(&scope, linker.instantiate_async(&mut *cx, &component)).await
+        }
+        Err(e) => Err(e),
+    };
     store::leave(cx, scope);
     let instance = made.map_err(|e| describe_error(cx.data(), &e))?;
     Ok(term::uint(cx.data_mut().component.add(instance, component)))
+}
+
+/// How an instantiation links its component: pre-linked against WASI alone, or with a
+/// linker holding its imports of Elixir.
+enum Linking {
+    Pre(wasmtime::component::InstancePre<crate::store::StoreData>),
+    Linker(Box<wasmtime::component::Linker<crate::store::StoreData>>),
 }
 
 fn timing(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {

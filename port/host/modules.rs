@@ -7,28 +7,35 @@ use crate::protocol::{reply, Request};
 use crate::shared::Shared;
 use crate::term::{self, Fallible};
 use eetf::Term;
-use std::sync::Arc;
-use std::thread;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 /// Compiles (or loads) the module named `key` from `source` and keeps it: its description.
 pub fn compile(shared: Arc<Shared>, id: u64, key: Vec<u8>, source: Term) {
     let asked = Instant::now();
-    off_thread(shared, id, "module_compile", move |shared| {
+    off_thread(shared, id, move |shared| {
         let cancelled = || shared.cancellations.contains(id);
         let waiter = Waiter {
             asked,
             cancelled: &cancelled,
         };
-        let module = module::load(&shared.compiler, &key, &source, &waiter)?;
-        shared.modules.insert(key, module.clone());
+        // A module this host already has under `key` (checked against its bytes when it
+        // was loaded) is not compiled again.
+        let module = match shared.modules.get(&key) {
+            Some(module) => module,
+            None => {
+                let module = module::load(&shared.compiler, &key, &source, &waiter)?;
+                shared.modules.insert(key, module.clone());
+                module
+            }
+        };
         Ok(module::describe(&module))
     });
 }
 
 /// The artifact of the module named `key` (loaded from `source` if need be).
 pub fn serialize(shared: Arc<Shared>, id: u64, key: Vec<u8>, source: Term) {
-    off_thread(shared, id, "module_serialize", move |shared| {
+    off_thread(shared, id, move |shared| {
         let module = shared.modules.resolve(&shared.compiler, &key, &source)?;
         Ok(term::binary(module::serialize(&module)?))
     });
@@ -37,7 +44,7 @@ pub fn serialize(shared: Arc<Shared>, id: u64, key: Vec<u8>, source: Term) {
 /// The artifact of `bytes`, compiled for this host's engine settings.
 pub fn precompile(shared: Arc<Shared>, id: u64, bytes: Vec<u8>) {
     let asked = Instant::now();
-    off_thread(shared, id, "precompile", move |shared| {
+    off_thread(shared, id, move |shared| {
         let cancelled = || shared.cancellations.contains(id);
         let waiter = Waiter {
             asked,
@@ -50,7 +57,7 @@ pub fn precompile(shared: Arc<Shared>, id: u64, bytes: Vec<u8>) {
 /// The snapshot of `bytes` after its init export ran (`preinit.rs`).
 pub fn preinitialize(shared: Arc<Shared>, id: u64, bytes: Vec<u8>, options: Term) {
     let asked = Instant::now();
-    off_thread(shared, id, "preinitialize", move |shared| {
+    off_thread(shared, id, move |shared| {
         let options = crate::preinit::PreinitOptions::from_term(&options)?;
         let cancelled = || shared.cancellations.contains(id);
         let waiter = Waiter {
@@ -66,7 +73,7 @@ pub fn preinitialize(shared: Arc<Shared>, id: u64, bytes: Vec<u8>, options: Term
 pub fn component_compile(shared: Arc<Shared>, req: Request) {
     let id = req.id;
     let asked = Instant::now();
-    off_thread(shared, id, "component_compile", move |shared| {
+    off_thread(shared, id, move |shared| {
         crate::component::registry::compile_request(shared, &req, asked)
     });
 }
@@ -74,32 +81,59 @@ pub fn component_compile(shared: Arc<Shared>, req: Request) {
 /// The exports of a WIT world (`component/wit.rs`).
 pub fn wit_exports(shared: Arc<Shared>, req: Request) {
     let id = req.id;
-    off_thread(shared, id, "wit_exports", move |shared| {
+    off_thread(shared, id, move |shared| {
         crate::component::wit::exports_request(shared, &req)
     });
 }
 
 /// The Wasm binary of WAT `text`.
 pub fn wat_to_wasm(shared: Arc<Shared>, id: u64, text: Vec<u8>) {
-    off_thread(shared, id, "wat_to_wasm", move |_| {
+    off_thread(shared, id, move |_| {
         Ok(term::binary(module::wat_to_wasm(&text)?))
     });
 }
 
-/// Runs slow host-wide work for request `id` on its own thread and replies from there.
+/// Runs slow host-wide work for request `id` on a thread of the module-work pool, which
+/// replies from there.
 fn off_thread(
     shared: Arc<Shared>,
     id: u64,
-    name: &str,
     work: impl FnOnce(&Shared) -> Fallible<Term> + Send + 'static,
 ) {
     let outbox = shared.outbox.clone();
-    let spawned = thread::Builder::new().name(name.into()).spawn(move || {
+    let job = move || {
         let result = work(&shared);
         shared.cancellations.forget(id);
         shared.outbox.send(&reply(id, result));
-    });
-    if let Err(e) = spawned {
+    };
+    let started = match pool() {
+        Some(pool) => {
+            pool.spawn_blocking(job);
+            Ok(())
+        }
+        None => std::thread::Builder::new()
+            .name("module-work".into())
+            .spawn(job)
+            .map(drop),
+    };
+    if let Err(e) = started {
         outbox.send(&reply(id, Err(format!("cannot start a thread: {e}"))));
     }
+}
+
+/// The threads that do module work: a tokio blocking pool of its own (the stores' one
+/// serves WASI's file operations, which compiles lasting up to the compile timeout must
+/// not crowd out). A thread is reused while it keeps getting work, so a request for a
+/// module the host already has costs no thread start; idle ones end after 10 s. `None`
+/// if the pool could not start: each job then gets a thread of its own.
+fn pool() -> Option<&'static tokio::runtime::Runtime> {
+    static POOL: OnceLock<Option<tokio::runtime::Runtime>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .thread_name("module-work")
+            .max_blocking_threads(64)
+            .build()
+            .ok()
+    })
+    .as_ref()
 }

@@ -38,6 +38,18 @@ defmodule Wasmex.ComponentsTest do
       assert {:ok, 3} = Components.call_function(pid, "add", [1, 2])
     end
 
+    test "without the imports its component needs, says which one is missing" do
+      assert {:error, "component imports instance `wasmex:host/kv@0.1.0`, but a matching " <> _} =
+               Components.start_link(path: @imports)
+    end
+
+    test "starts a component without imports in many stores, each its own instance" do
+      pids = for _ <- 1..3, do: start(path: @types)
+
+      assert Enum.map(pids, &Components.call_function(&1, "add", [1, 2])) ==
+               List.duplicate({:ok, 3}, 3)
+    end
+
     test "registers the server under :name" do
       start(path: @types, name: :components_test_named)
       assert {:ok, 7} = Components.call_function(:components_test_named, "add", [3, 4])
