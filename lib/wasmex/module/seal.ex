@@ -24,7 +24,8 @@ defmodule Wasmex.Module.Seal do
   loaded on other machines need it). Without it, each user has a key of their own: 32
   random bytes in `artifact_key` in the user's cache directory (`wasmex_port` under
   `:filename.basedir(:user_cache, ...)`), made on first use, readable only by its owner.
-  A key file that others can read or write is refused, not used.
+  A key file that others can read or write, that belongs to another user, or that is a
+  link is refused, not used.
   """
 
   @marker "wasmexS1"
@@ -124,33 +125,46 @@ defmodule Wasmex.Module.Seal do
   end
 
   defp read_key_file(path) do
-    with {:ok, %File.Stat{mode: mode, type: :regular}} <- File.stat(path),
-         :ok <- private(path, mode),
+    with {:ok, stat} <- File.lstat(path),
+         :ok <- check_key_file(path, stat, own_uid()),
          {:ok, key} when byte_size(key) >= @min_key <- File.read(path) do
       {:ok, key}
     else
-      {:ok, %File.Stat{type: type}} ->
-        {:error, "the artifact key #{path} is a #{type}, not a file"}
+      {:ok, short} when is_binary(short) -> {:error, "the artifact key #{path} is too short"}
+      {:error, "the artifact key" <> _} = error -> error
+      error -> key_file_error(path, error)
+    end
+  end
 
-      {:ok, short} when is_binary(short) ->
-        {:error, "the artifact key #{path} is too short"}
+  @doc false
+  # Whether the file at `path`, as `stat` describes it, may hold the key of a node running
+  # as user `uid` (`nil`: unknown, where there is no /proc): a regular file, not a link,
+  # that only its owner can read or write, and that owner the node's user.
+  @spec check_key_file(Path.t(), File.Stat.t(), non_neg_integer() | nil) ::
+          :ok | {:error, String.t()}
+  def check_key_file(path, %File.Stat{type: :regular, mode: mode, uid: owner}, uid) do
+    cond do
+      Bitwise.band(mode, 0o077) != 0 -> private(path, mode)
+      uid != nil and owner != uid -> {:error, "the artifact key #{path} belongs to another user"}
+      true -> :ok
+    end
+  end
 
-      {:error, "the artifact key" <> _} = error ->
-        error
+  def check_key_file(path, %File.Stat{}, _uid),
+    do: {:error, "the artifact key #{path} is not a regular file (a link is not followed)"}
 
-      error ->
-        key_file_error(path, error)
+  defp own_uid do
+    case File.stat("/proc/self") do
+      {:ok, %File.Stat{uid: uid}} -> uid
+      {:error, _} -> nil
     end
   end
 
   defp private(path, mode) do
-    if Bitwise.band(mode, 0o077) == 0,
-      do: :ok,
-      else:
-        {:error,
-         "the artifact key #{path} can be read or written by others (mode " <>
-           "#{Integer.to_string(Bitwise.band(mode, 0o777), 8)}): make it readable by its " <>
-           "owner only (chmod 600)"}
+    {:error,
+     "the artifact key #{path} can be read or written by others (mode " <>
+       "#{Integer.to_string(Bitwise.band(mode, 0o777), 8)}): make it readable by its " <>
+       "owner only (chmod 600)"}
   end
 
   defp key_file_error(path, {:error, reason}),

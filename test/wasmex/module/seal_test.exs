@@ -65,6 +65,36 @@ defmodule Wasmex.Module.SealTest do
       assert message =~ "can be read or written by others (mode 644)"
     end
 
+    test "refuses a key file that belongs to another user" do
+      stat = %File.Stat{type: :regular, mode: 0o100600, uid: 65_534}
+
+      assert Seal.check_key_file("k", stat, 1000) ==
+               {:error, "the artifact key k belongs to another user"}
+    end
+
+    test "takes a private key file of the node's own user" do
+      assert Seal.check_key_file("k", %File.Stat{type: :regular, mode: 0o100600, uid: 7}, 7) ==
+               :ok
+    end
+
+    test "refuses a key file that is a link" do
+      path = tmp_path("artifact_key")
+      {:ok, _} = Seal.load(nil, path <> ".real")
+      File.ln_s!(path <> ".real", path)
+      assert {:error, "the artifact key " <> message} = Seal.load(nil, path)
+      assert message =~ "is not a regular file"
+    end
+
+    test "two nodes making the key at once get the same key" do
+      path = tmp_path("artifact_key")
+      script = ~s{IO.write(:erlang.term_to_binary(Wasmex.Module.Seal.load(nil, "#{path}")))}
+      ebin = Path.join(Mix.Project.build_path(), "lib/wasmex/ebin")
+      run = fn -> Task.async(fn -> System.cmd("elixir", ["-pa", ebin, "-e", script]) end) end
+      results = [run.(), run.()] |> Task.await_many(30_000)
+      keys = Enum.map(results, fn {out, 0} -> :erlang.binary_to_term(out) end)
+      assert [{:ok, key}, {:ok, key}] = keys
+    end
+
     test "refuses a key file that is too short" do
       path = tmp_path("artifact_key")
       File.mkdir_p!(Path.dirname(path))
