@@ -423,6 +423,6 @@ defmodule Wasmex do
 
   @doc false
   # Removes what an instance server registered; see `Wasmex.Server.forget/1`.
-  @spec forget_server(pid()) :: :ok
+  @spec forget_server(pid()) :: [Wasmex.Wire.request()]
   defdelegate forget_server(server), to: Wasmex.Server, as: :forget
 end

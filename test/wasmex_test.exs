@@ -285,6 +285,19 @@ defmodule WasmexTest do
       assert Wasmex.call_function(other, "bump", []) == {:ok, [1]}
     end
 
+    test "a server killed while a call runs on its instance stops the call too" do
+      {:ok, store} = Wasmex.Store.new()
+      test = self()
+      started = {:fn, [], [], fn _context -> send(test, :spinning) end}
+      imports = %{env: %{started: started}}
+      {:ok, pid} = Wasmex.start_link(%{bytes: @counter, store: store, imports: imports})
+      Process.unlink(pid)
+      spin = Task.async(fn -> Wasmex.call_function(pid, "spin", [], :infinity) end)
+      assert_receive :spinning, 5_000
+      Process.exit(pid, :kill)
+      assert Task.await(spin) == {:error, "stopped: the instance's server stopped"}
+    end
+
     test "takes the function's name as a charlist too, as Erlang writes strings", %{pid: pid} do
       assert Wasmex.call_function(pid, ~c"sum", [1, 2]) == {:ok, [3]}
     end

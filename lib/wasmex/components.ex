@@ -61,6 +61,7 @@ defmodule Wasmex.Components do
 
   alias Wasmex.{Callback, Host, StoreOrCaller, Wire}
   alias Wasmex.Host.Client
+  alias Wasmex.Server.Stops
   alias Wasmex.Components.{Component, Imports, Instance, Store}
 
   @type function_name_or_path :: Instance.function_name_or_path()
@@ -209,6 +210,11 @@ defmodule Wasmex.Components do
         {{__MODULE__, self()}, store.host, route_context(store), instance.id}
       )
 
+      # What stops a call still running on the instance when this server ends (see
+      # `Wasmex.Server.Stops`). A caller context's store is its own caller's.
+      if is_nil(store.caller_id),
+        do: Stops.put(self(), Wire.component_instance_stop(store.store_id, instance.id))
+
       {:ok, %{store: store, own_store?: own?, component: component, instance: instance}}
     else
       {:error, reason} ->
@@ -272,9 +278,8 @@ defmodule Wasmex.Components do
     store = state.store
 
     # A call still running on this instance stops, and later ones are refused: nobody
-    # serves the instance any more. (A caller context's store is its own caller's.)
-    if is_nil(store.caller_id),
-      do: Host.notify(store.host, Wire.component_instance_stop(store.store_id, state.instance.id))
+    # serves the instance any more.
+    Enum.each(Stops.take(self()), &Host.notify(store.host, &1))
 
     Host.release_now(store.host, store.store_id, self())
     if state.own_store?, do: Wasmex.Store.release(state.store, self())

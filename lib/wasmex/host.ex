@@ -344,9 +344,10 @@ defmodule Wasmex.Host do
         {:noreply, state}
 
       {:holder, _store_id, state} ->
-        # A holder that was an instance server and did not run its terminate/2.
-        Wasmex.forget_server(pid)
-        maybe_stop(state)
+        # A holder that was an instance server and did not run its terminate/2: what it
+        # registered goes, and a call still running on its instance stops.
+        stops = Wasmex.forget_server(pid)
+        maybe_stop(Enum.reduce(stops, state, &Requests.notify(&2, &1)))
 
       :unknown when pid == state.owner ->
         maybe_stop(%{state | owner: nil})

@@ -6,6 +6,7 @@ defmodule Wasmex.Server do
 
   alias Wasmex.{Callback, Host, Instance, Memory, Store, StoreOrCaller, Wire}
   alias Wasmex.Host.Client
+  alias Wasmex.Server.Stops
 
   @waiting_for_callback "the instance's store is waiting for this callback to return: " <>
                           "call into it through the callback's caller instead " <>
@@ -91,15 +92,19 @@ defmodule Wasmex.Server do
       Process.monitor(store.host)
       :ets.insert(Wasmex.Routes, {self(), store.host, StoreOrCaller.context(store), instance.id})
 
+      # What stops a call still running on the instance when this server ends: sent by
+      # terminate/2, or by the host should this server end without running it (killed, or
+      # shut down by its supervisor). A caller context's store is its own caller's.
+      if not given? and is_nil(store.caller_id),
+        do: Stops.put(self(), Wire.instance_stop(store.store_id, instance.id))
+
       {:ok,
        %{
          store: store,
          module: module,
          instance: instance,
          # What terminate/2 unregisters: nothing without import callbacks.
-         callbacks: if(callbacks?, do: if(given?, do: :for, else: :own), else: :none),
-         # An instance made here is this server's alone: its calls stop with it.
-         own_instance: not given?
+         callbacks: if(callbacks?, do: if(given?, do: :for, else: :own), else: :none)
        }}
     else
       {:error, reason} ->
@@ -161,9 +166,8 @@ defmodule Wasmex.Server do
     end
 
     # A call still running on this instance stops, and later ones are refused: nobody
-    # serves the instance any more. (A caller context's store is its own caller's.)
-    if state.own_instance and is_nil(store.caller_id),
-      do: Host.notify(store.host, Wire.instance_stop(store.store_id, state.instance.id))
+    # serves the instance any more.
+    Enum.each(Stops.take(self()), &Host.notify(store.host, &1))
 
     # Let go of the store before exiting, not by the host's monitor: the monitor's message
     # can reach the host after the process that stopped this one sent its next request,
@@ -173,14 +177,15 @@ defmodule Wasmex.Server do
   end
 
   @doc false
-  # Removes what an instance server registered (its call route and its imports); also
-  # called by the host when a server ends without running terminate/2.
-  @spec forget(pid()) :: :ok
+  # Removes what an instance server registered (its call route and its imports); called
+  # by the host when a server ends without running terminate/2. Returns the notifications
+  # that stop a call still running on the server's instance, for the host to send.
+  @spec forget(pid()) :: [Wire.request()]
   def forget(server) do
     :ets.delete(Wasmex.Routes, server)
     :ets.delete(Wasmex.Routes, {Wasmex.Components, server})
     Callback.unregister(server)
     Callback.unregister_for(server)
-    :ok
+    Stops.take(server)
   end
 end

@@ -300,6 +300,27 @@ defmodule Wasmex.ComponentsTest do
       assert Task.await(call) == {:error, "stopped: the instance's server stopped"}
     end
 
+    test "a server shut down by its supervisor stops the call running on its instance" do
+      test = self()
+
+      blocked = fn _ ->
+        send(test, {:in_import, self()})
+        Process.sleep(:infinity)
+      end
+
+      {:ok, store} = Components.Store.new()
+      imports = imports(%{"log" => {:fn, blocked}})
+      spec = {Components, path: @imports, imports: imports, store: store}
+      pid = start_supervised!(Supervisor.child_spec(spec, id: :shut_down))
+
+      call =
+        Task.async(fn -> Components.call_function(pid, "log-and-count", ["x"], :infinity) end)
+
+      assert_receive {:in_import, _callback}
+      :ok = stop_supervised!(:shut_down)
+      assert Task.await(call) == {:error, "stopped: the instance's server stopped"}
+    end
+
     test "after a failed call no component instance of its store runs, and a new one is refused" do
       {:ok, store} = Components.Store.new()
       spin = start(path: @spin, store: store)
