@@ -4,7 +4,7 @@
 //! defers requests for the store itself, and returns when the callback's answer arrives.
 
 use crate::protocol::Context;
-use crate::request::{StoreOp, StoreRequest};
+use crate::request::StoreRequest;
 use crate::store::{answer, receive, Cx, StoreData, StoreMsg};
 use crate::term::{self, Fallible};
 use crate::values;
@@ -176,13 +176,11 @@ impl Drop for Abandoned {
 }
 
 async fn serve_while_waiting(cx: &mut Cx<'_>, req: StoreRequest) {
-    match (&req.ctx, &req.op) {
-        // Component requests are served now: a call into the instance that is waiting
-        // here gets its error at once instead of waiting for itself (`component/serve.rs`).
-        (Context::Store(_), StoreOp::Component(_)) | (Context::Caller { .. }, _) => {
-            Box::pin(answer(cx.as_context_mut(), &req)).await
-        }
-        (Context::Store(_), _) => cx.data_mut().deferred.push_back(req),
+    // Requests through the caller (an import calling back into its store, core or
+    // component) are served inside the waiting call; any other waits until it ends.
+    match &req.ctx {
+        Context::Caller { .. } => Box::pin(answer(cx.as_context_mut(), &req)).await,
+        Context::Store(_) => cx.data_mut().deferred.push_back(req),
     }
 }
 

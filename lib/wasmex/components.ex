@@ -141,6 +141,7 @@ defmodule Wasmex.Components do
   # waiting has its call cancelled.
   defp call_direct(server, name_or_path, params, timeout) do
     with {:ok, {host, ctx, id}} <- route(server),
+         ctx = Instance.request_context(host, ctx),
          {:ok, request} <- Instance.call_request(ctx, id, name_or_path, params, timeout) do
       case Client.call(host, {:request, request}, Client.for_call(timeout)) do
         {:error, :timeout} -> {:error, "timed out: no answer within #{timeout} ms"}

@@ -25,7 +25,7 @@ defmodule Wasmex.Server do
       {:ok, {host, context, id}} ->
         # A callback calling an instance of the store whose call waits for it: the store
         # serves nothing else until that call ends.
-        if Process.get(:wasmex_waiting_store) == {host, context},
+        if match?({^host, ^context, _}, Process.get(:wasmex_waiting_store)),
           do: {:error, @waiting_for_callback},
           else: call(host, context, id, name, params, timeout)
 

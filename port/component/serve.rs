@@ -35,13 +35,6 @@ use wasmtime::WasmBacktrace;
 pub const REENTERED: &str =
     "the component instance is running a call already: an import cannot call into its own instance";
 
-/// Whether a request is served while an import of the store waits for the BEAM, rather
-/// than after the running call: component requests are, so that one into the waiting
-/// instance gets its error at once (see [`REENTERED`]) instead of waiting for itself.
-pub fn serves_nested(req: &Request) -> bool {
-    req.op.starts_with("component_")
-}
-
 /// Serves a component request.
 pub async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     match req.op.as_str() {

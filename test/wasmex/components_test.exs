@@ -443,6 +443,39 @@ defmodule Wasmex.ComponentsTest do
       assert reason =~ "the import log raised: boom"
     end
 
+    test "an import calls into another instance of its store, inside the waiting call" do
+      {:ok, store} = Components.Store.new()
+      adder = start(path: @types, store: store)
+      test = self()
+      log = fn _ -> send(test, {:inner, Components.call_function(adder, "add", [20, 22])}) end
+      pid = start(path: @imports, imports: imports(%{"log" => {:fn, log}}), store: store)
+      assert {:ok, _} = Components.call_function(pid, "log-and-count", ["x"], 2_000)
+      assert_received {:inner, {:ok, 42}}
+    end
+
+    test "a call from another process waits for the store's running call; past its deadline it never runs" do
+      test = self()
+
+      log = fn _ ->
+        send(test, {:in_import, self()})
+        receive do: (:go -> :ok)
+      end
+
+      {:ok, store} = Components.Store.new()
+      spin = start(path: @spin, store: store)
+      pid = start(path: @imports, imports: imports(%{"log" => {:fn, log}}), store: store)
+      outer = Task.async(fn -> Components.call_function(pid, "log-and-count", ["x"], 5_000) end)
+      assert_receive {:in_import, callback}
+
+      # Queued behind the waiting call (not run inside it), and answered at its deadline.
+      assert {:error, "timed out: the call did not finish within 200 ms and was stopped"} =
+               Components.call_function(spin, "spin-forever", [], 200)
+
+      send(callback, :go)
+      assert {:ok, _} = Task.await(outer)
+      assert {:ok, 42} = Components.call_function(spin, "ping", [])
+    end
+
     test "an import that calls into its own instance gets an error at once, never hangs" do
       test = self()
 

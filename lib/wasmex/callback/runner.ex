@@ -132,10 +132,11 @@ defmodule Wasmex.Callback.Runner do
   end
 
   # Runs a job and answers it, unless its row is gone (abandoned meanwhile).
-  defp run({host, store_id, _callback_id} = key, job) do
-    # The store whose call waits for this callback: a call into it by an instance server
-    # from here could only wait for that call to end (see Wasmex.Server).
-    Process.put(:wasmex_waiting_store, {host, store_id})
+  defp run({host, store_id, callback_id} = key, job) do
+    # The store whose call waits for this callback: a core call into it from here could
+    # only wait for that call to end (see Wasmex.Server); a component call from here is
+    # served inside it (see Wasmex.Components).
+    Process.put(:wasmex_waiting_store, {host, store_id, callback_id})
     result = job.()
     Process.delete(:wasmex_waiting_store)
     # From taking the row until the answer is sent an exit signal must not come between.

@@ -177,7 +177,7 @@ defmodule Wasmex.Components.GuestResource do
   """
   @spec drop(t(), timeout()) :: :ok | {:error, term()}
   def drop(%__MODULE__{instance: instance, id: id}, timeout \\ 5_000) do
-    ctx = StoreOrCaller.context(instance.store)
+    ctx = Instance.request_context(instance.host, StoreOrCaller.context(instance.store))
     request = Wire.component_resource_drop(ctx, instance.id, id, timeout)
     wait = Wasmex.Host.Client.for_call(timeout)
 

@@ -64,7 +64,7 @@ defmodule Wasmex.Components.Instance do
   defp instantiate(store, component, imports) do
     with {:ok, normalized} <- Imports.normalize(imports) do
       handler = :erlang.term_to_binary(self())
-      ctx = StoreOrCaller.context(store)
+      ctx = request_context(store.host, StoreOrCaller.context(store))
       imports = Imports.to_wire(normalized)
 
       instantiate = fn source ->
@@ -147,9 +147,24 @@ defmodule Wasmex.Components.Instance do
   end
 
   defp call_request(instance, name_or_path, params, timeout) do
-    ctx = StoreOrCaller.context(instance.store)
+    ctx = request_context(instance.host, StoreOrCaller.context(instance.store))
     call_request(ctx, instance.id, name_or_path, params, timeout)
   end
+
+  @doc false
+  # The context of a component request to store context `ctx` on `host`: through the
+  # caller when the calling process is an import of the store's running call, which then
+  # serves it inside that call (as a core request through the import's caller is); any
+  # other waits for the running call to end, like every request for the store.
+  @spec request_context(pid(), Wire.context()) :: Wire.context()
+  def request_context(host, store_id) when is_integer(store_id) do
+    case Process.get(:wasmex_waiting_store) do
+      {^host, ^store_id, callback_id} -> {:caller, store_id, callback_id}
+      _ -> store_id
+    end
+  end
+
+  def request_context(_host, ctx), do: ctx
 
   @doc false
   # The `component_call` request, or the error of a bad path or params.
@@ -201,7 +216,7 @@ defmodule Wasmex.Components.Instance do
   """
   @spec timing(t()) :: {:ok, timing()} | {:error, term()}
   def timing(%__MODULE__{} = instance) do
-    ctx = StoreOrCaller.context(instance.store)
+    ctx = request_context(instance.host, StoreOrCaller.context(instance.store))
 
     case Host.request(instance.host, {:component_timing, {ctx, instance.id}}) do
       {:ok, {calls, lookup, params, call, results} = counts} ->
