@@ -57,6 +57,24 @@ impl CallState {
         }
     }
 
+    /// The state of a request served inside the running call (through a callback's
+    /// caller), which `request`, read at `received`, makes of `instance`: it stops on its
+    /// own cancel, deadline or instance's stop, and with the store's release, leaving the
+    /// call around it running. It shares the store's cancellations.
+    pub fn nested(
+        &self,
+        request: u64,
+        received: Instant,
+        instance: Option<InstanceRef>,
+    ) -> CallState {
+        let nested = CallState {
+            cancellations: self.cancellations.clone(),
+            ..CallState::default()
+        };
+        nested.begin(request, received, instance);
+        nested
+    }
+
     /// Answers "timed out" for the requests waiting behind the running one whose
     /// deadline has passed (they are skipped when their turn comes).
     pub fn answer_expired(&self) {
@@ -295,6 +313,20 @@ mod tests {
             stop.refusal(Failure::Timeout),
             failure_term(stop.message(), Failure::Timeout)
         );
+    }
+
+    #[test]
+    fn a_nested_request_stops_on_its_own_instance_and_with_the_store() {
+        let call = CallState::default();
+        call.begin(7, Instant::now(), Some(InstanceRef::Core(0)));
+        let nested = call.nested(8, Instant::now(), Some(InstanceRef::Core(1)));
+        call.cancellations.stop_instance(InstanceRef::Core(1));
+        assert_eq!(
+            (call.stop_reason(), nested.stop_reason().as_deref()),
+            (None, Some(INSTANCE_STOPPED))
+        );
+        call.cancellations.cancel_all();
+        assert_eq!(nested.stop_reason().as_deref(), Some(RELEASED));
     }
 
     #[test]

@@ -278,7 +278,10 @@ pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
 pub fn describe(data: &StoreData, e: &wasmtime::Error) -> (String, Failure) {
     // Stopped at the deadline or on a cancel, in Wasm (an epoch interrupt) or in a host call
     // (a read of stdin): say why.
-    match data.call.stop() {
+    // The innermost request served inside the running call first: a nested call stopped
+    // on its own, with the call around it going on.
+    let stopped = data.nested.last().and_then(|nested| nested.stop());
+    match stopped.or_else(|| data.call.stop()) {
         Some(stop @ Stop::TimedOut(_)) => return (stop.message(), Failure::Timeout),
         Some(stop) => return (stop.message(), Failure::Other),
         None => {}

@@ -26,13 +26,19 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
         return;
     }
     let top_level = cx.data().depth == 0;
-    if top_level {
+    // The state that says when this request must stop: the store's running call, or one
+    // of its own inside it.
+    let call = if top_level {
         cx.data().call.begin(req.id, req.received, req.instance());
-    }
+        cx.data().call.clone()
+    } else {
+        let outer = &cx.data().call;
+        Arc::new(outer.nested(req.id, req.received, req.instance()))
+    };
     // A nested request whose outer call is stopped is dropped unanswered: this answers it.
     let mut pending = Unanswered {
         outbox: cx.data().shared.outbox.clone(),
-        call: cx.data().call.clone(),
+        call: call.clone(),
         id: Some(req.id),
     };
     // A panic (a bug) ends the store (see `task.rs`), but this request, and any it is
@@ -40,20 +46,22 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
     let mut panic = None;
     // One the BEAM stopped before its turn (its caller gone, its store released, its
     // instance's server stopped) is refused without running.
-    let stopped = if top_level {
-        cx.data().call.stop()
-    } else {
-        None
-    };
-    let result = if let Some(stop) = stopped {
+    let result = if let Some(stop) = call.stop() {
         Err(stop.refusal(req.timeout_kind()))
     } else {
-        executor::catching(handle(&mut cx, req))
+        if !top_level {
+            cx.data_mut().nested.push(call.clone());
+        }
+        let handled = executor::catching(handle(&mut cx, req))
             .await
             .unwrap_or_else(|p| {
                 panic = Some(p);
                 Err(term::string(STORE_FAILED))
-            })
+            });
+        if !top_level {
+            cx.data_mut().nested.pop();
+        }
+        handled
     };
     pending.id = None;
     // The WASI output written so far goes out before the reply (see `output.rs`).

@@ -96,6 +96,7 @@ pub fn create(shared: Arc<Shared>, id: u64, parts: StoreParts, inbox: Inbox) -> 
         callers: Vec::new(),
         next_callback_id: 1,
         deferred: VecDeque::new(),
+        nested: Vec::new(),
         dropped: false,
         call: parts.call,
         component: parts.component,

@@ -74,6 +74,9 @@ pub struct StoreData {
     pub deferred: VecDeque<StoreRequest>,
     pub dropped: bool,
     pub call: Arc<CallState>,
+    /// The states of the requests served inside the running call (through a callback's
+    /// caller), innermost last: each stops on its own (`scope.rs`).
+    pub nested: Vec<Arc<CallState>>,
     /// Component instances and their WASI preview 2 context (`component/state.rs`).
     pub component: crate::component::ComponentState,
 }

@@ -1,5 +1,7 @@
-//! A call or an instantiation of a store, from [`enter`] to [`leave`]. Only the outermost
-//! one sets the deadline and may be stopped; calls nested inside callbacks share it.
+//! A call or an instantiation of a store, from [`enter`] to [`leave`]. The outermost one
+//! sets the store's epoch deadline; each, nested ones (inside callbacks) included, stops
+//! at its own deadline, cancel or instance's stop, and a stop of the outermost one stops
+//! everything inside it.
 
 use super::{CallState, Cx};
 use crate::executor;
@@ -18,17 +20,25 @@ pub struct CallScope {
 /// Begins a call or an instantiation that must stop after `timeout`.
 pub fn enter(cx: &mut Cx<'_>, timeout: Option<Duration>) -> CallScope {
     let outermost = cx.data().depth == 0;
+    // A nested call is stopped by the state of the request it serves (`answer.rs`).
+    let call = if outermost {
+        Some(cx.data().call.clone())
+    } else {
+        cx.data().nested.last().cloned()
+    };
+    let left = call.as_ref().and_then(|call| call.set_timeout(timeout));
     let ticking = if outermost {
-        let left = cx.data().call.set_timeout(timeout);
         cx.as_context_mut().set_epoch_deadline(1);
         Some(cx.data().shared.ticker.running(left))
     } else {
-        None
+        // The outermost call keeps the ticker running; a nested deadline sooner than it
+        // looks makes it look sooner.
+        left.map(|left| cx.data().shared.ticker.running(Some(left)))
     };
     cx.data_mut().depth += 1;
     CallScope {
         outermost,
-        call: outermost.then(|| cx.data().call.clone()),
+        call,
         _ticking: ticking,
     }
 }
@@ -52,5 +62,6 @@ pub fn leave(cx: &mut Cx<'_>, scope: CallScope) {
         // A stopped call leaves no callback waiting and nothing nested.
         data.depth = 0;
         data.callers.clear();
+        data.nested.clear();
     }
 }

@@ -453,6 +453,25 @@ defmodule Wasmex.ComponentsTest do
       assert_received {:inner, {:ok, 42}}
     end
 
+    test "stopping the server of an instance running inside an import's call stops that call" do
+      {:ok, store} = Components.Store.new()
+      {:ok, spinner} = Components.start_link(path: @spin, store: store)
+      test = self()
+
+      log = fn _ ->
+        send(test, {:nested_running, self()})
+        send(test, {:nested, Components.call_function(spinner, "spin-forever", [], :infinity)})
+      end
+
+      pid = start(path: @imports, imports: imports(%{"log" => {:fn, log}}), store: store)
+      outer = Task.async(fn -> Components.call_function(pid, "log-and-count", ["x"], 5_000) end)
+      assert_receive {:nested_running, _}
+      :ok = TestHelper.wait_until_pending(store.host, 2)
+      :ok = GenServer.stop(spinner)
+      assert_receive {:nested, {:error, "stopped: the instance's server stopped"}}, 2_000
+      Task.await(outer)
+    end
+
     test "a call from another process waits for the store's running call; past its deadline it never runs" do
       test = self()
 

@@ -193,6 +193,35 @@ defmodule Wasmex.ControlTest do
       assert_idle(store)
     end
 
+    test "a call nested in a callback stops at its own timeout; the call around it goes on" do
+      wat = """
+      (module
+        (import "env" "reenter" (func $reenter (result i32)))
+        (func (export "spin") (loop br 0))
+        (func (export "run") (result i32) call $reenter))
+      """
+
+      test_pid = self()
+
+      reenter = fn %{caller: caller, instance: instance} ->
+        Instance.call_exported_function(caller, instance, "spin", [], :nested, 100)
+
+        receive do:
+                  ({:returned_function_call, result, :nested} ->
+                     send(test_pid, {:nested, result}))
+
+        7
+      end
+
+      imports = %{env: %{reenter: {:fn, [], [:i32], reenter}}}
+      {:ok, pid} = Wasmex.start_link(%{bytes: wat, imports: imports})
+      assert Wasmex.call_function(pid, "run", [], 5_000) == {:ok, [7]}
+
+      assert_received {:nested,
+                       {:error,
+                        "timed out: the call did not finish within 100 ms and was stopped"}}
+    end
+
     test "a loop inside an import callback chain is stopped too" do
       # Wasm -> Elixir callback -> Wasm (nested, through the caller) that loops forever.
       wat = """
