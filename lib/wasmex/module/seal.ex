@@ -107,7 +107,11 @@ defmodule Wasmex.Module.Seal do
       :ok
     else
       dir = Path.dirname(path)
-      private_dir = Path.join(dir, ".artifact_key.#{System.unique_integer([:positive])}")
+      # A random name: unique_integer/1 repeats from one VM to the next, and two VMs may
+      # make the key at once.
+      private_dir =
+        Path.join(dir, ".artifact_key." <> Base.url_encode64(:crypto.strong_rand_bytes(12)))
+
       part = Path.join(private_dir, "key")
 
       result =
