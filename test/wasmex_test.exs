@@ -247,10 +247,11 @@ defmodule WasmexTest do
       (func (export "spin") (call $started) (loop br 0)))
     """
 
-    defp start_counter do
+    defp start_counter(opts \\ %{}) do
       test = self()
       started = {:fn, [], [], fn _context -> send(test, :spinning) end}
-      {:ok, pid} = Wasmex.start_link(%{bytes: @counter, imports: %{env: %{started: started}}})
+      opts = Map.merge(%{bytes: @counter, imports: %{env: %{started: started}}}, opts)
+      {:ok, pid} = Wasmex.start_link(opts)
       pid
     end
 
@@ -272,25 +273,19 @@ defmodule WasmexTest do
 
     test "stopping the instance's server stops the call running on it; its store serves on" do
       {:ok, store} = Wasmex.Store.new()
-      test = self()
-      started = {:fn, [], [], fn _context -> send(test, :spinning) end}
-      imports = %{env: %{started: started}}
-      {:ok, pid} = Wasmex.start_link(%{bytes: @counter, store: store, imports: imports})
+      pid = start_counter(%{store: store})
       spin = Task.async(fn -> Wasmex.call_function(pid, "spin", [], :infinity) end)
       assert_receive :spinning, 5_000
       :ok = GenServer.stop(pid)
       assert Task.await(spin) == {:error, "stopped: the instance's server stopped"}
 
-      {:ok, other} = Wasmex.start_link(%{bytes: @counter, store: store, imports: imports})
+      other = start_counter(%{store: store})
       assert Wasmex.call_function(other, "bump", []) == {:ok, [1]}
     end
 
     test "a server killed while a call runs on its instance stops the call too" do
       {:ok, store} = Wasmex.Store.new()
-      test = self()
-      started = {:fn, [], [], fn _context -> send(test, :spinning) end}
-      imports = %{env: %{started: started}}
-      {:ok, pid} = Wasmex.start_link(%{bytes: @counter, store: store, imports: imports})
+      pid = start_counter(%{store: store})
       Process.unlink(pid)
       spin = Task.async(fn -> Wasmex.call_function(pid, "spin", [], :infinity) end)
       assert_receive :spinning, 5_000

@@ -58,32 +58,45 @@ fn get(engine: &Engine, key: &[u8; 32]) -> Option<Component> {
     let mut e = entries();
     e.clock += 1;
     let now = e.clock;
-    let entry = e.components.get_mut(key)?;
-    if !Engine::same(entry.component.engine(), engine) {
-        return None;
-    }
+    let entry = entry_of(&mut e, engine, key)?;
     entry.used = now;
     Some(entry.component.clone())
 }
 
 /// The names of the component under `key`, found once and kept with it.
 fn names_of(engine: &Engine, key: &[u8; 32], component: &Component) -> Fallible<Arc<[String]>> {
-    let kept = |e: &Entries| {
-        e.components
-            .get(key)
-            .filter(|entry| Engine::same(entry.component.engine(), engine))
-            .and_then(|entry| entry.names.clone())
-    };
-    if let Some(names) = kept(&entries()) {
-        return Ok(names);
+    kept_or_made(
+        engine,
+        key,
+        |entry| &mut entry.names,
+        || Ok(names::of(component, engine)?.into()),
+    )
+}
+
+/// The entry under `key`, if it is for `engine`.
+fn entry_of<'a>(e: &'a mut Entries, engine: &Engine, key: &[u8; 32]) -> Option<&'a mut Entry> {
+    e.components
+        .get_mut(key)
+        .filter(|entry| Engine::same(entry.component.engine(), engine))
+}
+
+/// What `slot` of the entry under `key` keeps, or, the first time, what `make` makes,
+/// then kept there (unless the entry went, or is another engine's, meanwhile).
+fn kept_or_made<V: Clone, E>(
+    engine: &Engine,
+    key: &[u8; 32],
+    slot: impl Fn(&mut Entry) -> &mut Option<V>,
+    make: impl FnOnce() -> Result<V, E>,
+) -> Result<V, E> {
+    if let Some(kept) = entry_of(&mut entries(), engine, key).and_then(|e| slot(e).clone()) {
+        return Ok(kept);
     }
-    let names: Arc<[String]> = names::of(component, engine)?.into();
-    if let Some(entry) = entries().components.get_mut(key) {
-        if Engine::same(entry.component.engine(), engine) {
-            entry.names = Some(names.clone());
-        }
+    // Made without the lock: it may take a while, and another thread may make it too.
+    let made = make()?;
+    if let Some(entry) = entry_of(&mut entries(), engine, key) {
+        *slot(entry) = Some(made.clone());
     }
-    Ok(names)
+    Ok(made)
 }
 
 fn insert(key: [u8; 32], component: Component) {
@@ -119,22 +132,12 @@ pub fn pre_linked(
     key: &[u8; 32],
     component: &Component,
 ) -> wasmtime::Result<InstancePre<StoreData>> {
-    let kept = |e: &Entries| {
-        e.components
-            .get(key)
-            .filter(|entry| Engine::same(entry.component.engine(), engine))
-            .and_then(|entry| entry.pre.clone())
-    };
-    if let Some(pre) = kept(&entries()) {
-        return Ok(pre);
-    }
-    let pre = imports::base(engine)?.instantiate_pre(component)?;
-    if let Some(entry) = entries().components.get_mut(key) {
-        if Engine::same(entry.component.engine(), engine) {
-            entry.pre = Some(pre.clone());
-        }
-    }
-    Ok(pre)
+    kept_or_made(
+        engine,
+        key,
+        |entry| &mut entry.pre,
+        || imports::base(engine)?.instantiate_pre(component),
+    )
 }
 
 /// The 32-byte key in a request.

@@ -13,6 +13,17 @@ defmodule Wasmex.ComponentsTest do
   defp start(opts),
     do: start_supervised!(Supervisor.child_spec({Components, opts}, id: make_ref()))
 
+  # An import that tells the test process it runs (with its process), then never returns.
+  defp blocking_import do
+    test = self()
+
+    {:fn,
+     fn _ ->
+       send(test, {:in_import, self()})
+       Process.sleep(:infinity)
+     end}
+  end
+
   # Imports for the imports fixture that report to the test process.
   defp imports(overrides \\ %{}) do
     test = self()
@@ -260,14 +271,7 @@ defmodule Wasmex.ComponentsTest do
     end
 
     test "a caller that dies has its call stopped, which poisons the instance" do
-      test = self()
-
-      blocked = fn _ ->
-        send(test, {:in_import, self()})
-        Process.sleep(:infinity)
-      end
-
-      pid = start(path: @imports, imports: imports(%{"log" => {:fn, blocked}}))
+      pid = start(path: @imports, imports: imports(%{"log" => blocking_import()}))
       caller = spawn(fn -> Components.call_function(pid, "log-and-count", ["x"], :infinity) end)
       assert_receive {:in_import, callback}
       ref = Process.monitor(callback)
@@ -281,15 +285,8 @@ defmodule Wasmex.ComponentsTest do
     end
 
     test "stopping the server stops the call running on its instance" do
-      test = self()
-
-      blocked = fn _ ->
-        send(test, {:in_import, self()})
-        Process.sleep(:infinity)
-      end
-
       {:ok, store} = Components.Store.new()
-      imports = imports(%{"log" => {:fn, blocked}})
+      imports = imports(%{"log" => blocking_import()})
       {:ok, pid} = Components.start_link(path: @imports, imports: imports, store: store)
 
       call =
@@ -301,15 +298,8 @@ defmodule Wasmex.ComponentsTest do
     end
 
     test "a server shut down by its supervisor stops the call running on its instance" do
-      test = self()
-
-      blocked = fn _ ->
-        send(test, {:in_import, self()})
-        Process.sleep(:infinity)
-      end
-
       {:ok, store} = Components.Store.new()
-      imports = imports(%{"log" => {:fn, blocked}})
+      imports = imports(%{"log" => blocking_import()})
       spec = {Components, path: @imports, imports: imports, store: store}
       pid = start_supervised!(Supervisor.child_spec(spec, id: :shut_down))
 
