@@ -1,5 +1,5 @@
 //! The dispatcher, run by the task that reads stdin (see `input.rs`): host-wide requests
-//! (engine, modules, stores) are answered here or on short-lived threads
+//! (engine, modules, stores) are answered here or on the module-work pool
 //! (`modules.rs`); store requests go to the store's task (see `store/task.rs`). Nothing
 //! here runs Wasm or waits for it.
 

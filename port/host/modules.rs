@@ -1,5 +1,5 @@
 //! Host-wide module work: compiling, serialising, precompiling, WAT. Slow, so it runs on
-//! short-lived threads of its own, which reply themselves; the dispatcher goes on.
+//! a pool of threads of its own, which reply themselves; the dispatcher goes on.
 
 use crate::compiler::Waiter;
 use crate::module;
