@@ -39,6 +39,7 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
     let mut pending = Unanswered {
         outbox: cx.data().shared.outbox.clone(),
         call: call.clone(),
+        outer: cx.data().call.clone(),
         id: Some(req.id),
     };
     // A panic (a bug) ends the store (see `task.rs`), but this request, and any it is
@@ -86,7 +87,10 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
 /// stopped): its caller learns why.
 struct Unanswered {
     outbox: Outbox,
+    /// The request's own state, and the store's running call's (the same at the top
+    /// level): a nested request dropped with the call around it says why that stopped.
     call: Arc<CallState>,
+    outer: Arc<CallState>,
     id: Option<u64>,
 }
 
@@ -96,6 +100,7 @@ impl Drop for Unanswered {
             let reason = self
                 .call
                 .stop_reason()
+                .or_else(|| self.outer.stop_reason())
                 .unwrap_or_else(|| "stopped: the call it was part of ended".into());
             self.outbox.send(&reply(id, Err(reason)));
         }
