@@ -459,7 +459,7 @@ defmodule Wasmex.ComponentsTest do
       :ok = TestHelper.wait_until_pending(store.host, 2)
       :ok = GenServer.stop(spinner)
       assert_receive {:nested, {:error, "stopped: the instance's server stopped"}}, 2_000
-      Task.await(outer)
+      Task.await(outer, 10_000)
     end
 
     test "a call from another process waits for the store's running call; past its deadline it never runs" do
