@@ -143,9 +143,7 @@ defmodule Wasmex.Engine do
   """
   @spec precompile_module(t(), binary()) :: {:ok, binary()} | {:error, String.t()}
   def precompile_module(%__MODULE__{host: host}, bytes) when is_binary(bytes) do
-    with {:ok, key} <- Wasmex.Module.Seal.key(),
-         {:ok, artifact} <- Host.request(host, Wire.precompile(bytes)),
-         do: {:ok, Wasmex.Module.Seal.seal(artifact, key)}
+    Wasmex.Module.Seal.sealed(Host.request(host, Wire.precompile(bytes)))
   end
 
   @doc """

@@ -157,9 +157,7 @@ defmodule Wasmex.Module do
   """
   @spec serialize(t()) :: {:ok, binary()} | {:error, String.t()}
   def serialize(%__MODULE__{host: host, key: key, source: source}) do
-    with {:ok, seal_key} <- Seal.key(),
-         {:ok, artifact} <- Host.request(host, Wire.module_serialize(key, source)),
-         do: {:ok, Seal.seal(artifact, seal_key)}
+    Seal.sealed(Host.request(host, Wire.module_serialize(key, source)))
   end
 
   @doc """

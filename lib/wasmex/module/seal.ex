@@ -38,6 +38,17 @@ defmodule Wasmex.Module.Seal do
     do: artifact <> tag(digest(artifact), key) <> @marker
 
   @doc """
+  A port's answer carrying an artifact, with the artifact sealed under this node's key;
+  an error as it is.
+  """
+  @spec sealed({:ok, binary()} | {:error, String.t()}) :: {:ok, binary()} | {:error, String.t()}
+  def sealed({:ok, artifact}) do
+    with {:ok, key} <- key(), do: {:ok, seal(artifact, key)}
+  end
+
+  def sealed({:error, _} = error), do: error
+
+  @doc """
   The artifact inside `sealed`, and its module digest, when the seal matches `key`.
   """
   @spec open(binary(), binary()) :: {:ok, binary(), binary()} | {:error, String.t()}

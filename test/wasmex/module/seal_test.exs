@@ -38,6 +38,18 @@ defmodule Wasmex.Module.SealTest do
     end
   end
 
+  describe "sealed/1" do
+    test "seals the artifact of an answer under this node's key" do
+      {:ok, key} = Seal.key()
+      {:ok, sealed} = Seal.sealed({:ok, "code"})
+      assert {:ok, "code", _} = Seal.open(sealed, key)
+    end
+
+    test "passes an error on" do
+      assert Seal.sealed({:error, "no"}) == {:error, "no"}
+    end
+  end
+
   describe "load/2" do
     test "takes a configured key of 32 bytes or more" do
       assert Seal.load(@key, tmp_path("unused")) == {:ok, @key}
