@@ -149,26 +149,25 @@ pub fn key_of(t: &Term) -> Fallible<[u8; 32]> {
 
 /// The component under `key`, compiled from `source` (`{component, Bytes}` or `nil`)
 /// when this program does not have it.
-pub fn resolve(shared: &Shared, key: &Term, source: &Term) -> Fallible<Component> {
+pub fn resolve(shared: &Shared, key: &[u8; 32], source: &Term) -> Fallible<Component> {
     resolve_or_stop(shared, key, source, &Waiter::now())
 }
 
 /// `resolve`, with a compile for `waiter`.
 fn resolve_or_stop(
     shared: &Shared,
-    key: &Term,
+    claimed: &[u8; 32],
     source: &Term,
     waiter: &Waiter<'_>,
 ) -> Fallible<Component> {
-    let claimed = key_of(key)?;
-    if let Some(component) = get(&shared.engine, &claimed) {
+    if let Some(component) = get(&shared.engine, claimed) {
         return Ok(component);
     }
     if term::is_nil(source) {
         return Err(NOT_LOADED.into());
     }
-    let component = compile(shared, &claimed, source, waiter)?;
-    insert(claimed, component.clone());
+    let component = compile(shared, claimed, source, waiter)?;
+    insert(*claimed, component.clone());
     Ok(component)
 }
 
@@ -200,7 +199,8 @@ pub fn compile_request(shared: &Shared, req: &Request, asked: Instant) -> Fallib
         asked,
         cancelled: &cancelled,
     };
-    let component = resolve_or_stop(shared, req.arg(0)?, req.arg(1)?, &waiter)?;
-    let names = names_of(&shared.engine, &key_of(req.arg(0)?)?, &component)?;
+    let key = key_of(req.arg(0)?)?;
+    let component = resolve_or_stop(shared, &key, req.arg(1)?, &waiter)?;
+    let names = names_of(&shared.engine, &key, &component)?;
     Ok(term::list(names.iter().map(|n| term::string(n)).collect()))
 }

@@ -51,7 +51,8 @@ pub async fn handle(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
 async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     req.expect_arity(6)?;
     let shared = cx.data().shared.clone();
-    let component = registry::resolve(&shared, req.arg(1)?, req.arg(2)?)?;
+    let key = registry::key_of(req.arg(1)?)?;
+    let component = registry::resolve(&shared, &key, req.arg(2)?)?;
     let handler = Arc::new(term::as_bytes(req.arg(3)?, "handler")?.to_vec());
     let wanted = imports::parse(req.arg(4)?)?;
     let timeout = parse_timeout(req.arg(5)?)?;
@@ -59,7 +60,6 @@ async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     // Without imports of Elixir the component's linking is the same in every store: done
     // once, and kept with it (a failure to link is the instantiation's failure).
     let linking = if wanted.is_empty() {
-        let key = registry::key_of(req.arg(1)?)?;
         registry::pre_linked(cx.engine(), &key, &component).map(Linking::Pre)
     } else {
         let linker = imports::linker(cx.engine(), handler, &wanted)
