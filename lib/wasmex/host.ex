@@ -43,10 +43,11 @@ defmodule Wasmex.Host do
     # Stores opened without waiting whose `store_open` is not written yet: id => {frame,
     # size}, written ahead of the next write (Wasmex.Host.Requests.open_store/6).
     opening: %{},
-    # Drops of stores not written yet ({frame, size}, newest first), written ahead of the
-    # next write or by :write_drops (Wasmex.Host.Requests.drop_store/3).
-    dropping: [],
-    drop_timer: false,
+    # Notifications not written yet ({frame, size}, newest first): drops of stores and
+    # stops of idle instances, written ahead of the next write or by :write_deferred
+    # (Wasmex.Host.Requests.notify/2, drop_store/3).
+    deferred: [],
+    defer_timer: false,
     # Cancels of callers that died (Wasmex.Host.Requests.cancel_all/2): those not yet
     # written, in order; each one's state (:queued or :sent); how many sent are unanswered.
     cancel_queue: [],
@@ -365,7 +366,7 @@ defmodule Wasmex.Host do
     {:noreply, state}
   end
 
-  def handle_info(:write_drops, state), do: {:noreply, Requests.write_drops(state)}
+  def handle_info(:write_deferred, state), do: {:noreply, Requests.write_deferred(state)}
 
   def handle_info(:write_outgoing, state),
     do: {:noreply, %{state | outgoing: Writer.flush(state.port, state.outgoing)}}

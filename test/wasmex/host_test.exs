@@ -72,7 +72,7 @@ defmodule Wasmex.HostTest do
       assert Host.free_store(host, id) == :ok
       state = :sys.get_state(host)
       refute Map.has_key?(state.opening, id)
-      assert state.dropping == []
+      assert state.deferred == []
       assert Host.request(host, Wire.store_ready(id)) == {:error, "unknown store #{id}"}
     end
 
@@ -85,8 +85,8 @@ defmodule Wasmex.HostTest do
       :erlang.trace(host, true, [:receive])
       assert Host.free_store(host, id) == :ok
       # No request follows: the timer writes it.
-      assert_receive {:trace, ^host, :receive, :write_drops}
-      assert :sys.get_state(host).dropping == []
+      assert_receive {:trace, ^host, :receive, :write_deferred}
+      assert :sys.get_state(host).deferred == []
       :erlang.trace(host, false, [:receive])
       assert Host.request(host, Wire.store_ready(id)) == {:error, "unknown store #{id}"}
 
@@ -96,6 +96,33 @@ defmodule Wasmex.HostTest do
       GenServer.stop(pid)
       assert Host.free_store(host, id) == :ok
       assert Host.request(host, Wire.store_ready(id)) == {:error, "unknown store #{id}"}
+    end
+  end
+
+  describe "notify/2" do
+    test "an idle instance's stop is written with the next request: a call after it is refused",
+         %{host: host, module: module} do
+      {:ok, id} = Host.new_store(host, nil, nil, self())
+      store = StoreOrCaller.new(host, id)
+      {:ok, pid} = Wasmex.start_link(%{store: store, module: module})
+      instance = :sys.get_state(pid).instance
+      GenServer.stop(pid)
+      ref = make_ref()
+      Wasmex.Instance.call_exported_function(store, instance, "sum", [1, 2], ref)
+
+      assert_receive {:returned_function_call, {:error, "stopped: the instance's server stopped"},
+                      ^ref}
+    end
+
+    test "with no request after it, the stop is written alone by the defer timer",
+         %{host: host, module: module} do
+      {:ok, id} = Host.new_store(host, nil, nil, self())
+      {:ok, pid} = Wasmex.start_link(%{store: StoreOrCaller.new(host, id), module: module})
+      :erlang.trace(host, true, [:receive])
+      GenServer.stop(pid)
+      assert_receive {:trace, ^host, :receive, :write_deferred}
+      :erlang.trace(host, false, [:receive])
+      assert :sys.get_state(host).deferred == []
     end
   end
 

@@ -38,6 +38,9 @@ defmodule Wasmex.Host.Pending do
   # Callers with nothing in flight whose monitor is kept (see the moduledoc).
   @idle_monitors 1024
 
+  # Requests in flight runs_in?/2 looks through at most.
+  @scan_limit 64
+
   @typedoc """
   Where a request's answer goes (see `t:Wasmex.Host.target/0`), or `{:drop_store, id}`
   (a store whose creator stopped waiting).
@@ -146,6 +149,20 @@ defmodule Wasmex.Host.Pending do
       %{^pid => {_ref, sends, syncs}} -> sends > 0 or syncs != []
       _ -> false
     end
+  end
+
+  @doc """
+  Whether a call may be running in store `store_id`: a watched request of the store is in
+  flight. Past #{@scan_limit} requests in flight it does not look, and says yes.
+
+      iex> alias Wasmex.Host.Pending
+      iex> pending = Pending.put(Pending.new(), 7, {:send, self(), :tag}, 3, nil)
+      iex> {Pending.runs_in?(pending, 3), Pending.runs_in?(pending, 4)}
+      {true, false}
+  """
+  @spec runs_in?(t(), non_neg_integer()) :: boolean()
+  def runs_in?(%__MODULE__{entries: entries} = p, store_id) do
+    size(p) > @scan_limit or Enum.any?(entries, &match?({_, {_, ^store_id, _}}, &1))
   end
 
   @doc "The targets of every request in flight."

@@ -14,8 +14,9 @@ defmodule Wasmex.Host.Requests do
   # the others wait in the host server (see cancel_all/2).
   @cancel_window 256
 
-  # How long a store's drop may wait for the next write before it is written alone (ms).
-  @drop_delay 1
+  # How long a deferred notification (a store's drop, an idle instance's stop) may wait
+  # for the next write before it is written alone (ms).
+  @defer_delay 1
 
   @doc "Sends a request; its answer will go to `target` (see `t:Wasmex.Host.target/0`)."
   @spec send_request(struct(), Wire.request(), Wasmex.Host.target(), keyword()) :: struct()
@@ -114,32 +115,38 @@ defmodule Wasmex.Host.Requests do
       {{_frame, _size}, opening} ->
         %{state | holders: holders, opening: opening}
 
-      # Written ahead of the next write, or within @drop_delay ms: a store released
-      # between two requests costs the port no wake-up of its own.
+      # A store released between two requests costs the port no wake-up of its own.
       {nil, _} ->
-        frame = Wire.encode_request(0, Wire.store_drop(store_id))
-        dropping = [{frame, IO.iodata_length(frame)} | state.dropping]
-        state = %{state | holders: holders, dropping: dropping}
-
-        # One timer at a time: while it runs, drops ride on the writes meanwhile.
-        if state.drop_timer do
-          state
-        else
-          Process.send_after(self(), :write_drops, @drop_delay)
-          %{state | drop_timer: true}
-        end
+        defer(%{state | holders: holders}, Wire.store_drop(store_id))
     end
   end
 
   @doc """
-  The drop timer ran out: writes the drops of stores still waiting for a write
-  (`drop_store/3`) now.
+  The defer timer ran out: writes the notifications still waiting for a write
+  (`defer/2`) now.
   """
-  @spec write_drops(struct()) :: struct()
-  def write_drops(%{dropping: []} = state), do: %{state | drop_timer: false}
+  @spec write_deferred(struct()) :: struct()
+  def write_deferred(%{deferred: []} = state), do: %{state | defer_timer: false}
 
-  def write_drops(%{dropping: [{frame, size} | rest]} = state),
-    do: write(%{state | dropping: rest, drop_timer: false}, frame, size)
+  def write_deferred(%{deferred: [{frame, size} | rest]} = state),
+    do: write(%{state | deferred: rest, defer_timer: false}, frame, size)
+
+  # Writes `notification` ahead of the next write, or alone within @defer_delay ms: for
+  # notifications whose only need is to reach the port before any later request (drops,
+  # and stops of instances with nothing running). In the order they were deferred.
+  defp defer(state, notification) do
+    frame = Wire.encode_request(0, notification)
+    state = %{state | deferred: [{frame, IO.iodata_length(frame)} | state.deferred]}
+
+    # One timer at a time: while it runs, deferred notifications ride on the writes
+    # meanwhile.
+    if state.defer_timer do
+      state
+    else
+      Process.send_after(self(), :write_deferred, @defer_delay)
+      %{state | defer_timer: true}
+    end
+  end
 
   @doc """
   Cancels the requests of a caller that died, `{id, store_id}` pairs, oldest first, at
@@ -278,23 +285,36 @@ defmodule Wasmex.Host.Requests do
     end
   end
 
-  @doc "Writes a notification (a request without a reply) through the host's batching."
+  @doc """
+  Writes a notification (a request without a reply) through the host's batching. The stop
+  of an instance whose store has no call in flight is deferred (see `defer/2`): it only
+  has to refuse later requests, and those are written after it.
+  """
   @spec notify(struct(), Wire.request()) :: struct()
-  def notify(state, request) do
+  def notify(state, {op, {store_id, _instance_id}} = request)
+      when op in [:instance_stop, :component_instance_stop] do
+    if Pending.runs_in?(state.pending, store_id),
+      do: write_now(state, request),
+      else: defer(state, request)
+  end
+
+  def notify(state, request), do: write_now(state, request)
+
+  defp write_now(state, request) do
     {frame, size} = Writer.notification_frame(request)
     write(state, frame, size)
   end
 
-  defp write(%{opening: opening, dropping: []} = state, frame, size)
+  defp write(%{opening: opening, deferred: []} = state, frame, size)
        when map_size(opening) == 0,
        do: %{state | outgoing: Writer.write(state.port, state.outgoing, frame, size)}
 
-  # Drops and opens of stores since the last write go first (drops first, freeing
-  # instance slots), in the same write.
+  # Deferred notifications and opens of stores since the last write go first (drops
+  # first, freeing instance slots), in the same write.
   defp write(state, frame, size) do
-    first = Enum.reverse(state.dropping, Map.values(state.opening))
+    first = Enum.reverse(state.deferred, Map.values(state.opening))
     Stats.add(:bytes_sent, Enum.reduce(first, 0, fn {_, n}, sum -> sum + n end))
     outgoing = Writer.write_after(state.port, state.outgoing, first, frame, size)
-    %{state | outgoing: outgoing, opening: %{}, dropping: []}
+    %{state | outgoing: outgoing, opening: %{}, deferred: []}
   end
 end

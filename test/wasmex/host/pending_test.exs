@@ -177,4 +177,25 @@ defmodule Wasmex.Host.PendingTest do
       assert Pending.caller({:send, self(), :t}) == self()
     end
   end
+
+  describe "runs_in?/2" do
+    test "a watched request of the store is in flight" do
+      p = Pending.put(Pending.new(), 1, {:send, self(), :t}, 3, nil)
+      assert Pending.runs_in?(p, 3)
+    end
+
+    test "unwatched requests of the store do not count" do
+      p = Pending.put(Pending.new(), 1, {:send, self(), :t}, :unwatched, nil)
+      refute Pending.runs_in?(p, 3)
+    end
+
+    test "past 64 requests in flight it does not look and says yes" do
+      p =
+        Enum.reduce(1..65, Pending.new(), fn id, p ->
+          Pending.put(p, id, {:send, self(), :t}, :unwatched, nil)
+        end)
+
+      assert Pending.runs_in?(p, 3)
+    end
+  end
 end

@@ -52,4 +52,38 @@ defmodule Wasmex.Host.RequestsTest do
       assert {state.cancel_queue, state.cancel_ids, state.cancels_out} == {[], %{}, 0}
     end
   end
+
+  describe "notify/2" do
+    test "an instance's stop waits for the next write when no call is in flight in its store",
+         %{state: state} do
+      state = Requests.notify(state, Wire.instance_stop(1, 4))
+      assert length(state.deferred) == 1
+      assert_receive :write_deferred
+    end
+
+    test "an instance's stop is written at once while a call is in flight in its store",
+         %{state: state} do
+      state = Requests.send_request(state, Wire.call(1, 4, "f", [], 5_000), {:send, self(), :t})
+      state = Requests.notify(state, Wire.component_instance_stop(1, 4))
+      assert state.deferred == []
+    end
+
+    test "a call in another store does not hold back the stop", %{state: state} do
+      state = Requests.send_request(state, Wire.call(2, 4, "f", [], 5_000), {:send, self(), :t})
+      state = Requests.notify(state, Wire.instance_stop(1, 4))
+      assert length(state.deferred) == 1
+    end
+
+    test "the next request takes what was deferred ahead of it, in one write", %{state: state} do
+      state = Requests.notify(state, Wire.instance_stop(1, 4))
+      state = Requests.send_request(state, Wire.fuel_get(1), {:send, self(), :t})
+      assert state.deferred == []
+    end
+
+    test "other notifications are written at once", %{state: state} do
+      state = Requests.notify(state, Wire.stdin_eof(1))
+      assert state.deferred == []
+      refute state.defer_timer
+    end
+  end
 end
