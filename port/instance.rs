@@ -183,6 +183,7 @@ impl BaseLinkers {
         if wasi {
             wasmtime_wasi::p1::add_to_linker_async(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
             crate::wasi_fds::add_to_linker(&mut linker)?;
+            crate::wasi_readdir::add_to_linker(&mut linker)?;
         }
         *slot = Some(linker.clone());
         Ok(linker)

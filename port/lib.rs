@@ -39,4 +39,5 @@ pub mod values;
 pub mod waiting;
 pub mod wasi;
 pub mod wasi_fds;
+pub mod wasi_readdir;
 pub mod watch;

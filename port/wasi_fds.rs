@@ -105,7 +105,7 @@ async fn path_open<T: FdHost>(
 }
 
 /// The errno of an error of wasmtime-wasi's, or the trap it stands for.
-fn errno(e: types::Error) -> wasmtime::Result<i32> {
+pub fn errno(e: types::Error) -> wasmtime::Result<i32> {
     Ok(e.downcast()? as i32)
 }
 

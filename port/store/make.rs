@@ -90,6 +90,7 @@ pub fn create(shared: Arc<Shared>, id: u64, parts: StoreParts, inbox: Inbox) -> 
         limits: parts.limits,
         wasi: parts.wasi,
         fds: parts.fds,
+        listing: None,
         wasi_enabled: parts.wasi_enabled,
         instances: Vec::new(),
         depth: 0,

@@ -62,6 +62,8 @@ pub struct StoreData {
     pub wasi: WasiP1Ctx,
     /// How many files the WASI program may hold open (`wasi_fds.rs`).
     pub fds: FdBudget,
+    /// The directory listing its WASI program reads now (`wasi_readdir.rs`).
+    pub listing: Option<crate::wasi_readdir::Listing>,
     /// Whether instances of this store get the WASI imports.
     pub wasi_enabled: bool,
     pub instances: Vec<Instance>,
@@ -101,6 +103,12 @@ pub type Cx<'a> = StoreContextMut<'a, StoreData>;
 impl crate::wasi_fds::FdHost for StoreData {
     fn wasi_and_budget(&mut self) -> (&mut WasiP1Ctx, FdBudget) {
         (&mut self.wasi, self.fds)
+    }
+}
+
+impl crate::wasi_readdir::ListingHost for StoreData {
+    fn wasi_and_listing(&mut self) -> (&mut WasiP1Ctx, &mut Option<crate::wasi_readdir::Listing>) {
+        (&mut self.wasi, &mut self.listing)
     }
 }
 
