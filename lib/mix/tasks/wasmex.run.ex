@@ -46,6 +46,10 @@ defmodule Mix.Tasks.Wasmex.Run do
 
     Mix.Task.run("app.start")
     bytes = File.read!(file)
+    # The program's input and output are bytes: the terminal's devices pass them through
+    # as they are, not as Latin-1 to re-encode in UTF-8.
+    :ok = :io.setopts(:standard_io, encoding: :latin1)
+    :ok = :io.setopts(:standard_error, encoding: :latin1)
 
     wasi = %WasiOptions{
       args: [Path.basename(file) | program_args],
