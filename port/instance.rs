@@ -184,6 +184,7 @@ impl BaseLinkers {
             wasmtime_wasi::p1::add_to_linker_async(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
             crate::wasi_fds::add_to_linker(&mut linker)?;
             crate::wasi_readdir::add_to_linker(&mut linker)?;
+            crate::wasi_exit::add_to_linker(&mut linker)?;
         }
         *slot = Some(linker.clone());
         Ok(linker)
@@ -237,7 +238,7 @@ pub async fn call(
             Some(exit) if exit.0 == 0 => Ok(term::list(vec![])),
             Some(exit) => Err(term::tuple(vec![
                 term::atom("exit"),
-                term::int(i64::from(exit.0)),
+                term::int(i64::from(crate::wasi_exit::code(exit))),
             ])),
             None => Err(failure_reason(cx.data(), &e)),
         },

@@ -38,6 +38,7 @@ pub mod tuning;
 pub mod values;
 pub mod waiting;
 pub mod wasi;
+pub mod wasi_exit;
 pub mod wasi_fds;
 pub mod wasi_readdir;
 pub mod watch;

@@ -228,6 +228,13 @@ defmodule Wasmex.WasiTest do
       assert Wasmex.call_function(pid, :_start, []) == {:error, {:exit, 3}}
     end
 
+    test "exit codes of 126 and above are exit codes too" do
+      for code <- [126, 255, 300] do
+        pid = start_wasi(%WasiOptions{args: ["wasi_test", "exit", "#{code}"]})
+        assert Wasmex.call_function(pid, :_start, []) == {:error, {:exit, code}}
+      end
+    end
+
     test "exit code 0 is success" do
       pid = start_wasi(%WasiOptions{args: ["wasi_test", "exit", "0"]})
       assert Wasmex.call_function(pid, :_start, []) == {:ok, []}
