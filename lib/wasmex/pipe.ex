@@ -6,7 +6,9 @@ defmodule Wasmex.Pipe do
   in `Wasmex.Wasi.WasiOptions`. A program's output is written to the pipe while the
   program runs (at the cursor, which advances); a program's input is read from the cursor
   to the end whenever the program asks for more, and an empty read is the end of input.
-  One pipe can serve several programs. A pipe lives as long as the process that created it.
+  One pipe can serve several programs. A pipe lives as long as the process that created it,
+  or until `close/1`: a long-lived process that makes a pipe per program closes each once
+  it has read it.
 
   ## Capacity
 
@@ -163,6 +165,26 @@ defmodule Wasmex.Pipe do
     do: or_error(Bounded.call(pid, {:set_len, length}))
 
   def set_len(%__MODULE__{}, _length), do: :error
+
+  @doc """
+  Ends the pipe and frees what it holds. Later calls on it fail as on a pipe whose
+  process is gone; output a program writes to it afterwards is dropped (its writes fail
+  with `EPIPE` once the port has learnt that the pipe is gone). Closing a pipe that is
+  already closed is `:ok`.
+
+      iex> {:ok, pipe} = Wasmex.Pipe.new()
+      iex> Wasmex.Pipe.close(pipe)
+      :ok
+      iex> Wasmex.Pipe.write(pipe, "late")
+      :error
+  """
+  @spec close(t()) :: :ok
+  def close(%__MODULE__{pid: pid}) do
+    GenServer.stop(pid, :normal, Wasmex.Host.Client.request_timeout())
+  catch
+    # Gone already, or ended while being stopped.
+    :exit, _reason -> :ok
+  end
 
   defp or_error({:ok, answer}), do: answer
   defp or_error({:error, _reason}), do: :error

@@ -84,6 +84,19 @@ defmodule Wasmex.PipeTest do
     end
   end
 
+  describe "close/1" do
+    test "ends the pipe's process", %{pipe: pipe} do
+      ref = Process.monitor(pipe.pid)
+      assert Pipe.close(pipe) == :ok
+      assert_receive {:DOWN, ^ref, :process, _, :normal}
+    end
+
+    test "closing a closed pipe is :ok", %{pipe: pipe} do
+      Pipe.close(pipe)
+      assert Pipe.close(pipe) == :ok
+    end
+  end
+
   describe "read/1" do
     test "reads from the cursor to the end and advances", %{pipe: pipe} do
       Pipe.write(pipe, "abc")
