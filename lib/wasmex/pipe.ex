@@ -12,12 +12,14 @@ defmodule Wasmex.Pipe do
 
   ## Capacity
 
-  A pipe holds at most `capacity` bytes (`new/1`, default #{4 * 1024 * 1024}, 4 MiB):
-  nothing is written past that offset. A program writing past it keeps what fits and
-  its write fails with `ENOSPC` ("no space left on device"); `write/2` keeps what fits
-  and returns how many bytes that was. Reading does not free room (the bytes stay, as in
-  Wasmex, for `seek/2` to read again); what is written goes at the cursor, so the room
-  is `capacity` minus the cursor: `seek/2` back, or `set_len/2` to truncate, makes room.
+  A program writes at most `capacity` bytes into a pipe (`new/1`, default
+  #{4 * 1024 * 1024}, 4 MiB): nothing it writes goes past that offset. A program writing
+  past it keeps what fits and its write fails with `ENOSPC` ("no space left on device").
+  The host's own `write/2` (a program's input, say) is kept whole, as in Wasmex: the
+  capacity bounds what a guest can make the BEAM hold. Reading does not free room (the
+  bytes stay, as in Wasmex, for `seek/2` to read again); what is written goes at the
+  cursor, so a program's room is `capacity` minus the cursor: `seek/2` back, or
+  `set_len/2` to truncate, makes room.
   While a program writes to a pipe, the port asks it before failing a write, so room
   made meanwhile counts. Several programs writing to one pipe at once each see the room
   as of the pipe's last answer to them: one may lose the part of a write that another
@@ -25,11 +27,9 @@ defmodule Wasmex.Pipe do
 
       iex> {:ok, pipe} = Wasmex.Pipe.new(capacity: 4)
       iex> Wasmex.Pipe.write(pipe, "hello")
-      {:ok, 4}
-      iex> Wasmex.Pipe.seek(pipe, 0)
-      :ok
-      iex> Wasmex.Pipe.read(pipe)
-      "hell"
+      {:ok, 5}
+      iex> Wasmex.Pipe.size(pipe)
+      5
 
   A pipe answers without asking any Wasm host. When its process is gone or does not answer
   within `request_timeout` (see `Wasmex.Host.Client`), `write/2` and `set_len/2` return
@@ -110,7 +110,7 @@ defmodule Wasmex.Pipe do
   defp capacity_option(other),
     do: {:error, "pipe options must be a keyword list, got: #{inspect(other)}"}
 
-  @doc "The most bytes the pipe holds."
+  @doc "The offset a program's writes into the pipe stop at."
   @spec capacity(t()) :: pos_integer()
   def capacity(%__MODULE__{pid: pid}), do: Bounded.call!(pid, :capacity)
 
@@ -140,8 +140,8 @@ defmodule Wasmex.Pipe do
   def read(%__MODULE__{pid: pid}), do: Bounded.call!(pid, :read)
 
   @doc """
-  Writes at the cursor, overwriting and extending, and moves the cursor past it. Keeps
-  what fits within the capacity and returns `{:ok, bytes_kept}`.
+  Writes at the cursor, overwriting and extending, and moves the cursor past it; returns
+  `{:ok, bytes_written}`, all of them: the capacity bounds a program's writes only.
   """
   @spec write(t(), binary()) :: {:ok, non_neg_integer()} | :error
   def write(%__MODULE__{pid: pid}, binary) when is_binary(binary),
@@ -207,10 +207,8 @@ defmodule Wasmex.Pipe do
 
   def handle_call(:read, _from, s), do: {:reply, take(s), %{s | cursor: byte_size(s.buffer)}}
 
-  def handle_call({:write, data}, _from, s) do
-    {kept, s} = put(s, data)
-    {:reply, {:ok, kept}, s}
-  end
+  def handle_call({:write, data}, _from, s),
+    do: {:reply, {:ok, byte_size(data)}, place(s, data)}
 
   def handle_call({:set_len, length}, _from, s) when length > s.capacity,
     do: {:reply, :error, s}
