@@ -16,12 +16,14 @@ defmodule Wasmex.Wasi.WasiOptions do
       program runs (consecutive small writes may come as one message; `store` is the
       `Wasmex.StoreOrCaller` of the program).
 
-  Output is bounded. A pipe holds at most its capacity (`Wasmex.Pipe.new/1`); a write
-  past it fails inside the program with `ENOSPC`. A `{:messages, pid}` receiver
+  Output is bounded. A program writes into a pipe up to its capacity
+  (`Wasmex.Pipe.new/1`); a write past it fails inside the program with `ENOSPC`. A `{:messages, pid}` receiver
   acknowledges what it consumed with `Wasmex.Wasi.ack_output/3`: at most
   `output_window` bytes (default 1 MiB) per stream are sent and not yet acknowledged,
   and a program writing more waits (within its call's timeout) until acknowledgements
-  come. Output to a receiver that has exited fails inside the program with `EPIPE`.
+  come. Output to a receiver (or pipe) that has exited fails inside the program with
+  `EPIPE` as a write to a closed socket does: from the write after the host has seen
+  the exit, when the output written before it reaches the BEAM.
   Output is buffered in the port for at most about a millisecond, and always reaches
   its pipe or process before the reply of the call that wrote it, before an import
   callback's call, and before the program waits for input.
