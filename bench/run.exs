@@ -267,6 +267,9 @@ Code.require_file("output.exs", __DIR__)
 # bench/stopping.exs.
 Process.put(:bench_stopping_loaded_by_run, true)
 Code.require_file("stopping.exs", __DIR__)
+# WASI file system figures (a directory listing, a file read): bench/files.exs.
+Process.put(:bench_files_loaded_by_run, true)
+Code.require_file("files.exs", __DIR__)
 # Context switches per operation: bench/threads.exs.
 Code.require_file("threads.exs", __DIR__)
 # Component figures (record call against core sum, its cost split, instantiation, an
@@ -296,7 +299,7 @@ defmodule Bench do
 
   @groups ~w(hops call_latency cpu_per_call_steady throughput_instances throughput_1_instance_64_callers
              callback memory start_link compile cpu_loop idle_host_rss pool_10000_callers
-             bare_port_roundtrip wasi_output flood stopping components)
+             bare_port_roundtrip wasi_output flood wasi_files stopping components)
 
   def main(argv) do
     {opts, _, _} =
@@ -1037,6 +1040,10 @@ defmodule Bench do
   # A guest flooding stdout for 10 s (2 s with --quick), to a pipe and as messages: the
   # BEAM's memory growth and the port's RSS growth at their peaks (target < 100 MB).
   def flood(cfg), do: Bench.Output.run(["flood"], cfg.quick, &Out.line/1)
+
+  @doc false
+  # A program listing a directory of 4,000 files, and reading one file.
+  def wasi_files(cfg), do: Bench.Files.run(cfg.quick, &Out.line/1)
 
   @doc false
   # A call stopped in a WASI sleep (how far past its deadline, the next call's latency),
