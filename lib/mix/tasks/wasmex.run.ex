@@ -46,10 +46,6 @@ defmodule Mix.Tasks.Wasmex.Run do
 
     Mix.Task.run("app.start")
     bytes = File.read!(file)
-    # The program's input and output are bytes: the terminal's devices pass them through
-    # as they are, not as Latin-1 to re-encode in UTF-8.
-    :ok = :io.setopts(:standard_io, encoding: :latin1)
-    :ok = :io.setopts(:standard_error, encoding: :latin1)
 
     wasi = %WasiOptions{
       args: [Path.basename(file) | program_args],
@@ -106,17 +102,34 @@ defmodule Mix.Tasks.Wasmex.Run do
   end
 
   defp run_start(pid, store) do
-    pump = spawn_link(fn -> pump_stdin(store) end)
-    call = Task.async(fn -> Wasmex.call_function(pid, "_start", [], :infinity) end)
-    result = relay_output(call)
-    Process.unlink(pump)
-    Process.exit(pump, :kill)
+    result = with_byte_stdio(fn -> relay_start(pid, store) end)
 
     case result do
       {:ok, _} -> :ok
       {:error, {:exit, code}} -> exit({:shutdown, code})
       {:error, reason} -> Mix.raise("the program failed: #{reason}")
     end
+  end
+
+  defp relay_start(pid, store) do
+    pump = spawn_link(fn -> pump_stdin(store) end)
+    call = Task.async(fn -> Wasmex.call_function(pid, "_start", [], :infinity) end)
+    result = relay_output(call)
+    Process.unlink(pump)
+    Process.exit(pump, :kill)
+    result
+  end
+
+  # The program's input and output are bytes: while it runs, the terminal's devices pass
+  # them through as they are, not as Latin-1 to re-encode in UTF-8. Mix's own messages
+  # afterwards are text again.
+  defp with_byte_stdio(fun) do
+    :ok = :io.setopts(:standard_io, encoding: :latin1)
+    :ok = :io.setopts(:standard_error, encoding: :latin1)
+    fun.()
+  after
+    :io.setopts(:standard_io, encoding: :unicode)
+    :io.setopts(:standard_error, encoding: :unicode)
   end
 
   defp pump_stdin(store) do
