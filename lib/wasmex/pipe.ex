@@ -60,6 +60,10 @@ defmodule Wasmex.Pipe do
   @type t :: %__MODULE__{resource: pid(), reference: reference(), pid: pid()}
 
   @default_capacity 4 * 1024 * 1024
+
+  # The most input a program is sent at once: the host's writes are not bounded by the
+  # capacity, and one message to the port must stay well below a frame's limit.
+  @read_chunk 1024 * 1024
   # What the port counts a pipe's room in (64 bits).
   @max_capacity 0xFFFF_FFFF_FFFF_FFFF
 
@@ -233,10 +237,12 @@ defmodule Wasmex.Pipe do
     {:noreply, s}
   end
 
-  # A WASI program wants input: everything from the cursor (empty means end of input).
+  # A WASI program wants input: what follows the cursor, at most @read_chunk bytes of it
+  # (the program asks again for more; empty means end of input).
   def handle_info({:wasmex_pipe_read, host, store_id}, s) do
-    Wasmex.Host.notify(host, Wasmex.Wire.stdin_data(store_id, take(s)))
-    {:noreply, %{s | cursor: byte_size(s.buffer)}}
+    chunk = binary_part(s.buffer, s.cursor, min(byte_size(s.buffer) - s.cursor, @read_chunk))
+    Wasmex.Host.notify(host, Wasmex.Wire.stdin_data(store_id, chunk))
+    {:noreply, %{s | cursor: s.cursor + byte_size(chunk)}}
   end
 
   def handle_info({:DOWN, _ref, :process, _owner, _reason}, s), do: {:stop, :normal, s}

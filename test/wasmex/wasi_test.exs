@@ -183,9 +183,13 @@ defmodule Wasmex.WasiTest do
       size = 17 * 1024 * 1024
       {:ok, ^size} = Wasmex.Pipe.write(stdin, :binary.copy("x", size))
       Wasmex.Pipe.seek(stdin, 0)
-      {:ok, store} = Wasmex.Store.new_wasi(%WasiOptions{args: ["w", "echo"], stdin: stdin})
+      {:ok, stdout} = Wasmex.Pipe.new(capacity: 20 * 1024 * 1024)
+      wasi = %WasiOptions{args: ["w", "echo"], stdin: stdin, stdout: stdout}
+      {:ok, store} = Wasmex.Store.new_wasi(wasi)
       {:ok, pid} = Wasmex.start_link(%{bytes: @wasi_test, store: store})
-      assert Wasmex.call_function(pid, :_start, [], 30_000) == {:ok, []}
+      {:ok, []} = Wasmex.call_function(pid, :_start, [], 30_000)
+      # Sent a MiB at a time, echoed whole with its "\n".
+      assert Wasmex.Pipe.size(stdout) == size + 1
     end
 
     test "a write to a store that is gone is an error" do
