@@ -56,13 +56,13 @@ defmodule Mix.Tasks.Wasmex.Run do
       stderr: {:messages, self()}
     }
 
-    {:ok, store} = Wasmex.Store.new_wasi(wasi)
+    store = ok!(Wasmex.Store.new_wasi(wasi))
     module = ok!(Wasmex.Module.compile(store, bytes))
     pid = ok!(Wasmex.start_link(%{store: store, module: module}))
 
     case opts[:invoke] do
       nil -> run_start(pid, store)
-      name -> invoke(pid, module, name, invoke_args)
+      name -> invoke(pid, store, module, name, invoke_args)
     end
   end
 
@@ -102,22 +102,24 @@ defmodule Mix.Tasks.Wasmex.Run do
   end
 
   defp run_start(pid, store) do
-    result = with_byte_stdio(fn -> relay_start(pid, store) end)
-
-    case result do
+    case run_relayed(pid, store, "_start", []) do
       {:ok, _} -> :ok
       {:error, {:exit, code}} -> exit({:shutdown, code})
       {:error, reason} -> Mix.raise("the program failed: #{reason}")
     end
   end
 
-  defp relay_start(pid, store) do
-    pump = spawn_link(fn -> pump_stdin(store) end)
-    call = Task.async(fn -> Wasmex.call_function(pid, "_start", [], :infinity) end)
-    result = relay_output(call)
-    Process.unlink(pump)
-    Process.exit(pump, :kill)
-    result
+  # Calls `name` with the terminal's input fed to the program and its output relayed to
+  # the terminal, as bytes; returns the call's result.
+  defp run_relayed(pid, store, name, values) do
+    with_byte_stdio(fn ->
+      pump = spawn_link(fn -> pump_stdin(store) end)
+      call = Task.async(fn -> Wasmex.call_function(pid, name, values, :infinity) end)
+      result = relay_output(call)
+      Process.unlink(pump)
+      Process.exit(pump, :kill)
+      result
+    end)
   end
 
   # The program's input and output are bytes: while it runs, the terminal's devices pass
@@ -173,13 +175,14 @@ defmodule Mix.Tasks.Wasmex.Run do
     end
   end
 
-  defp invoke(pid, module, name, args) do
+  defp invoke(pid, store, module, name, args) do
     case Wasmex.Module.exports(module)[name] do
       {:fn, params, _results} when length(params) == length(args) ->
         values = Enum.zip_with(params, args, &parse_value/2)
 
-        case Wasmex.call_function(pid, name, values, :infinity) do
+        case run_relayed(pid, store, name, values) do
           {:ok, results} -> Enum.each(results, &IO.puts(format_value(&1)))
+          {:error, {:exit, code}} -> exit({:shutdown, code})
           {:error, reason} -> Mix.raise("#{name} failed: #{inspect(reason)}")
         end
 
