@@ -41,4 +41,5 @@ pub mod wasi;
 pub mod wasi_exit;
 pub mod wasi_fds;
 pub mod wasi_readdir;
+pub mod wasi_wrap;
 pub mod watch;

@@ -15,7 +15,8 @@
 //! wasmtime-wasi's implementation with the caller's memory only when there is room. The
 //! table's own capacity, set a little above the budget in `wasi.rs`, backs this up.
 
-use wasmtime::{AsContextMut, Caller, Extern, Linker};
+use crate::wasi_wrap::{errno, guest};
+use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::types::{self, Errno};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -57,12 +58,7 @@ async fn path_open<T: FdHost>(
     args: PathOpenArgs,
 ) -> wasmtime::Result<i32> {
     let (dirfd, dirflags, path, path_len, oflags, rights, inheriting, fdflags, opened) = args;
-    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-        return Err(wasmtime::Error::msg("missing required memory export"));
-    };
-    // What bounds the work of one WASI call, as wasmtime-wasi's own functions set it.
-    let fuel = caller.as_context_mut().hostcall_fuel();
-    let (bytes, data) = memory.data_and_store_mut(&mut *caller);
+    let (bytes, data, fuel) = guest(caller)?;
     let (wasi, budget) = data.wasi_and_budget();
     if open_entries(wasi) >= budget.max_entries {
         return Ok(Errno::Mfile as i32);
@@ -102,11 +98,6 @@ async fn path_open<T: FdHost>(
         },
         Err(e) => errno(e),
     }
-}
-
-/// The errno of an error of wasmtime-wasi's, or the trap it stands for.
-pub fn errno(e: types::Error) -> wasmtime::Result<i32> {
-    Ok(e.downcast()? as i32)
 }
 
 /// The entries the store's resource table holds now: its streams, directories and files.

@@ -19,8 +19,8 @@
 //!
 //! Filling the listing awaits wasmtime-wasi as before, so a deadline still stops it.
 
-use crate::wasi_fds::errno;
-use wasmtime::{AsContextMut, Caller, Extern, Linker};
+use crate::wasi_wrap::{errno, guest};
+use wasmtime::{Caller, Linker};
 use wasmtime_wasi::p1::types::{self, Errno};
 use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -128,14 +128,10 @@ async fn fd_readdir<T: ListingHost>(
     caller: &mut Caller<'_, T>,
     (fd, buf, buf_len, cookie, used_at): ReaddirArgs,
 ) -> wasmtime::Result<i32> {
-    let Some(Extern::Memory(memory)) = caller.get_export("memory") else {
-        return Err(wasmtime::Error::msg("missing required memory export"));
-    };
-    let fuel = caller.as_context_mut().hostcall_fuel();
-    let (guest, data) = memory.data_and_store_mut(&mut *caller);
+    let (bytes, data, fuel) = guest(caller)?;
     let (wasi, kept) = data.wasi_and_listing();
     wasi.set_hostcall_fuel(fuel);
-    let mut guest = GuestMemory::Unshared(guest);
+    let mut guest = GuestMemory::Unshared(bytes);
     let fd = fd as u32;
     let cookie = cookie as u64;
     let (buf, buf_len) = (buf as u32, buf_len as u32);

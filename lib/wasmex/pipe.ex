@@ -64,6 +64,7 @@ defmodule Wasmex.Pipe do
   # The most input a program is sent at once: the host's writes are not bounded by the
   # capacity, and one message to the port must stay well below a frame's limit.
   @read_chunk 1024 * 1024
+
   # What the port counts a pipe's room in (64 bits).
   @max_capacity 0xFFFF_FFFF_FFFF_FFFF
 
@@ -240,7 +241,7 @@ defmodule Wasmex.Pipe do
   # A WASI program wants input: what follows the cursor, at most @read_chunk bytes of it
   # (the program asks again for more; empty means end of input).
   def handle_info({:wasmex_pipe_read, host, store_id}, s) do
-    chunk = binary_part(s.buffer, s.cursor, min(byte_size(s.buffer) - s.cursor, @read_chunk))
+    chunk = take(s, @read_chunk)
     Wasmex.Host.notify(host, Wasmex.Wire.stdin_data(store_id, chunk))
     {:noreply, %{s | cursor: s.cursor + byte_size(chunk)}}
   end
@@ -248,8 +249,11 @@ defmodule Wasmex.Pipe do
   def handle_info({:DOWN, _ref, :process, _owner, _reason}, s), do: {:stop, :normal, s}
   def handle_info(_other, s), do: {:noreply, s}
 
-  defp take(%{buffer: buffer, cursor: cursor}),
-    do: binary_part(buffer, cursor, byte_size(buffer) - cursor)
+  # What follows the cursor, at most `max` bytes of it.
+  defp take(%{buffer: buffer, cursor: cursor}, max \\ :all) do
+    left = byte_size(buffer) - cursor
+    binary_part(buffer, cursor, if(max == :all, do: left, else: min(left, max)))
+  end
 
   defp room_left(%{capacity: capacity, cursor: cursor}), do: max(capacity - cursor, 0)
 

@@ -17,8 +17,9 @@ defmodule Wasmex.Wasi.WasiOptions do
       `Wasmex.StoreOrCaller` of the program).
 
   Output is bounded. A program writes into a pipe up to its capacity
-  (`Wasmex.Pipe.new/1`); a write past it fails inside the program with `ENOSPC`. A `{:messages, pid}` receiver
-  acknowledges what it consumed with `Wasmex.Wasi.ack_output/3`: at most
+  (`Wasmex.Pipe.new/1`); a write past it fails inside the program with `ENOSPC`. A
+  `{:messages, pid}` receiver acknowledges what it consumed with
+  `Wasmex.Wasi.ack_output/3`: at most
   `output_window` bytes (default 1 MiB) per stream are sent and not yet acknowledged,
   and a program writing more waits (within its call's timeout) until acknowledgements
   come. Output to a receiver (or pipe) that has exited fails inside the program with
