@@ -201,6 +201,10 @@ defmodule Wasmex do
   def start_link(%{} = opts) do
     opts = opts |> Map.put_new(:imports, %{}) |> Map.put_new(:links, %{})
 
+    with :ok <- Instance.check_imports(opts.imports), do: start_checked(opts)
+  end
+
+  defp start_checked(opts) do
     case opts do
       %{instance: %Instance{}, store: _, module: _} -> start_server(opts)
       %{instance: _} -> {:error, :must_specify_store_and_module_used_to_instantiate_instance}
@@ -249,6 +253,12 @@ defmodule Wasmex do
   end
 
   defp module_of(%{module: %Module{} = module}), do: {:ok, module}
+
+  defp module_of(%{module: other}),
+    do: {:error, ":module must be a Wasmex.Module, got: #{inspect(other, limit: 5)}"}
+
+  defp module_of(%{bytes: bytes}) when not is_binary(bytes),
+    do: {:error, ":bytes must be a binary (Wasm or WAT), got: #{inspect(bytes, limit: 5)}"}
 
   defp module_of(%{bytes: bytes, store: store}) do
     with {:ok, module} <- Module.compile(store, bytes), do: {:ok, %{module | sealed: true}}

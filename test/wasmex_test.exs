@@ -88,6 +88,29 @@ defmodule WasmexTest do
                Wasmex.start_link(%{bytes: <<0, 97, 115, 109, 9>>})
     end
 
+    test "refuses bytes that are not a binary, and a module that is not a Wasmex.Module" do
+      assert Wasmex.start_link(%{bytes: 42}) ==
+               {:error, ":bytes must be a binary (Wasm or WAT), got: 42"}
+
+      {:ok, store} = Wasmex.Store.new()
+
+      assert Wasmex.start_link(%{store: store, module: :nope}) ==
+               {:error, ":module must be a Wasmex.Module, got: :nope"}
+    end
+
+    test "refuses malformed imports before starting a server, leaving the caller alive" do
+      bytes = File.read!(TestHelper.wasm_test_file_path())
+
+      assert Wasmex.start_link(%{bytes: bytes, imports: :nope}) ==
+               {:error, "imports must be a map of namespaces to maps of functions, got: :nope"}
+
+      assert Wasmex.start_link(%{bytes: bytes, imports: %{env: :nope}}) ==
+               {:error, "import namespace env must be a map, got: :nope"}
+
+      assert {:error, "import env.f must be {:fn, params, results, fun}, got: :nope"} =
+               Wasmex.start_link(%{bytes: bytes, imports: %{env: %{f: :nope}}})
+    end
+
     test "names a missing import" do
       wat = ~s{(module (import "env" "missing" (func)))}
       assert {:error, message} = Wasmex.start_link(%{bytes: wat})

@@ -89,6 +89,18 @@ defmodule Wasmex.Instance do
   defp instantiate_request(store, request, holder),
     do: Host.request_holding(store.host, request, store.store_id, holder)
 
+  @doc false
+  # The shape of an imports map, checked before a server starts (whose init would fail on
+  # a malformed one, taking a linked caller along).
+  @spec check_imports(term()) :: :ok | {:error, String.t()}
+  def check_imports(imports) when is_map(imports) do
+    with {:ok, _specs} <- import_specs(imports), do: :ok
+  end
+
+  def check_imports(other),
+    do:
+      {:error, "imports must be a map of namespaces to maps of functions, got: #{inspect(other)}"}
+
   defp import_specs(imports) do
     Enum.reduce_while(imports, {:ok, []}, fn {ns, fns}, {:ok, acc} ->
       case namespace_specs(to_string(ns), fns) do

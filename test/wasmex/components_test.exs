@@ -2,6 +2,8 @@ defmodule Wasmex.ComponentsTest do
   use ExUnit.Case, async: true
   doctest Wasmex.Components
 
+  import Wasmex.Test.ComponentFixtures
+
   alias Wasmex.Components
 
   @types "test/fixtures/components/types.wasm"
@@ -9,37 +11,6 @@ defmodule Wasmex.ComponentsTest do
   @spin "test/fixtures/components/spin.wasm"
   @roundtrip "wasmex:types/roundtrip@0.1.0"
   @kv "wasmex:host/kv@0.1.0"
-
-  defp start(opts),
-    do: start_supervised!(Supervisor.child_spec({Components, opts}, id: make_ref()))
-
-  # An import that tells the test process it runs (with its process), then never returns.
-  defp blocking_import do
-    test = self()
-
-    {:fn,
-     fn _ ->
-       send(test, {:in_import, self()})
-       Process.sleep(:infinity)
-     end}
-  end
-
-  # Imports for the imports fixture that report to the test process.
-  defp imports(overrides \\ %{}) do
-    test = self()
-
-    Map.merge(
-      %{
-        "log" => {:fn, fn message -> send(test, {:logged, message, self()}) end},
-        "add" => {:fn, fn a, b -> a + b end},
-        @kv => %{
-          "get" => {:fn, fn key -> {:some, "value of " <> key} end},
-          "set" => {:fn, fn key, value -> send(test, {:set, key, value}) end}
-        }
-      },
-      overrides
-    )
-  end
 
   describe "start_link/1" do
     test "starts from bytes or a path, given as a map or a keyword list" do
@@ -96,6 +67,16 @@ defmodule Wasmex.ComponentsTest do
 
       assert {:error, "cannot read /no/such.wasm: no such file or directory"} =
                Components.start_link(path: "/no/such.wasm")
+    end
+
+    test "refuses a path that is not a string and bytes that are not a binary" do
+      assert Components.start_link(path: nil) == {:error, ":path must be a string, got: nil"}
+      assert Components.start_link(bytes: 42) == {:error, ":bytes must be a binary, got: 42"}
+    end
+
+    test "reads a path given as a charlist" do
+      assert {:ok, pid} = Components.start_link(path: String.to_charlist(@types))
+      assert {:ok, 5} = Components.call_function(pid, "add", [2, 3])
     end
 
     test "refuses imports that are not functions, naming them" do
@@ -229,162 +210,6 @@ defmodule Wasmex.ComponentsTest do
 
       assert {:error, "a function is a name or {interface, name}, got: 42"} =
                Components.call_function(pid, 42, [])
-    end
-
-    test "a call still running at its timeout is stopped, and later calls say the instance stopped" do
-      pid = start(path: @spin)
-      assert {:ok, 42} = Components.call_function(pid, "ping", [])
-      started = System.monotonic_time(:millisecond)
-
-      assert {:error, "timed out: the call did not finish within 100 ms and was stopped"} =
-               Components.call_function(pid, "spin-forever", [], 100)
-
-      assert System.monotonic_time(:millisecond) - started < 1_000
-
-      assert {:error, "the component instance stopped after an earlier failure (timed out: " <> _} =
-               Components.call_function(pid, "ping", [])
-
-      # A new server gets a fresh instance.
-      assert {:ok, 42} = Components.call_function(start(path: @spin), "ping", [])
-    end
-
-    test "fuel bounds a component like a core instance" do
-      config = %Wasmex.EngineConfig{consume_fuel: true, wasm_component_model: true}
-      {:ok, engine} = Wasmex.Engine.new(config)
-      {:ok, store} = Components.Store.new(nil, engine)
-      :ok = Wasmex.StoreOrCaller.set_fuel(store, 100_000)
-      pid = start(path: @spin, store: store)
-      assert {:error, reason} = Components.call_function(pid, "spin-forever", [], :infinity)
-      assert reason =~ "all fuel consumed"
-      assert {:ok, 0} = Wasmex.StoreOrCaller.get_fuel(store)
-    end
-
-    test "goes from the caller straight to the host: the server receives nothing" do
-      pid = start(path: @types)
-      :erlang.trace(pid, true, [:receive])
-      assert {:ok, 3} = Components.call_function(pid, "add", [1, 2])
-      # A message the trace reports after anything the call would have sent the server.
-      _ = Components.instance(pid)
-      assert_receive {:trace, ^pid, :receive, {:"$gen_call", _, :instance}}
-      refute_received {:trace, ^pid, :receive, _}
-      :erlang.trace(pid, false, [:receive])
-    end
-
-    test "a caller that dies has its call stopped, which poisons the instance" do
-      pid = start(path: @imports, imports: imports(%{"log" => blocking_import()}))
-      caller = spawn(fn -> Components.call_function(pid, "log-and-count", ["x"], :infinity) end)
-      assert_receive {:in_import, callback}
-      ref = Process.monitor(callback)
-      Process.exit(caller, :kill)
-      assert_receive {:DOWN, ^ref, :process, ^callback, _}
-
-      assert {:error, "the component instance stopped after an earlier failure (" <> reason} =
-               Components.call_function(pid, "add-plus-one", [1, 2])
-
-      assert reason =~ "cancel"
-    end
-
-    test "stopping the server stops the call running on its instance" do
-      {:ok, store} = Components.Store.new()
-      imports = imports(%{"log" => blocking_import()})
-      {:ok, pid} = Components.start_link(path: @imports, imports: imports, store: store)
-
-      call =
-        Task.async(fn -> Components.call_function(pid, "log-and-count", ["x"], :infinity) end)
-
-      assert_receive {:in_import, _callback}
-      :ok = GenServer.stop(pid)
-      assert Task.await(call) == {:error, "stopped: the instance's server stopped"}
-    end
-
-    test "a server shut down by its supervisor stops the call running on its instance" do
-      {:ok, store} = Components.Store.new()
-      imports = imports(%{"log" => blocking_import()})
-      spec = {Components, path: @imports, imports: imports, store: store}
-      pid = start_supervised!(Supervisor.child_spec(spec, id: :shut_down))
-
-      call =
-        Task.async(fn -> Components.call_function(pid, "log-and-count", ["x"], :infinity) end)
-
-      assert_receive {:in_import, _callback}
-      :ok = stop_supervised!(:shut_down)
-      assert Task.await(call) == {:error, "stopped: the instance's server stopped"}
-    end
-
-    test "after a failed call no component instance of its store runs, and a new one is refused" do
-      {:ok, store} = Components.Store.new()
-      spin = start(path: @spin, store: store)
-      other = start(path: @types, store: store)
-      assert {:error, "timed out" <> _} = Components.call_function(spin, "spin-forever", [], 50)
-
-      assert {:error,
-              "the store's component instances stopped after an earlier failure in one of them (timed out: " <>
-                _} = Components.call_function(other, "add", [1, 2])
-
-      assert {:error, "the store's component instances stopped" <> _} =
-               Components.start_link(path: @types, store: store)
-    end
-
-    test "after a failed component call, core instances of its store still run" do
-      {:ok, store} = Components.Store.new()
-      spin = start(path: @spin, store: store)
-      wat = ~s{(module (func (export "seven") (result i32) i32.const 7))}
-      {:ok, core} = Wasmex.start_link(%{bytes: wat, store: store})
-      assert {:error, "timed out" <> _} = Components.call_function(spin, "spin-forever", [], 50)
-      assert Wasmex.call_function(core, "seven", []) == {:ok, [7]}
-    end
-
-    test "a call past its timeout while queued behind another is answered at its deadline" do
-      # A call from another process while an import waits is served as a nested one (and
-      # refused): the queued call here waits behind Wasm that spins.
-      {:ok, store} = Components.Store.new()
-      spin = start(path: @spin, store: store)
-      pid = start(path: @types, store: store)
-      busy = Task.async(fn -> Components.call_function(spin, "spin-forever", [], 2_000) end)
-      :ok = TestHelper.wait_until_pending(store.host, 1)
-      started = System.monotonic_time(:millisecond)
-
-      assert {:error, "timed out: the call did not finish within 100 ms and was stopped"} =
-               Components.call_function(pid, "add", [1, 2], 100)
-
-      # The port's answer at the deadline, while the spin still runs (the caller itself
-      # would give up later, and with another message).
-      assert System.monotonic_time(:millisecond) - started < 1_000
-      assert {:error, "timed out" <> _} = Task.await(busy)
-    end
-
-    test "a server asked by a caller without its route in the table answers it" do
-      pid = start(path: @types)
-      assert {:ok, {host, _ctx, id}} = GenServer.call(pid, :component_route)
-      assert host == Components.instance(pid).host and id == Components.instance(pid).id
-    end
-
-    test "Wasmex.call_function/4 on a component server gets an error and leaves it running" do
-      pid = start(path: @types)
-      assert {:error, reason} = Wasmex.call_function(pid, "add", [1, 2])
-      assert reason =~ "use Wasmex.Components.call_function/4"
-      assert {:ok, 3} = Components.call_function(pid, "add", [1, 2])
-    end
-
-    test "the route goes when the server stops or is killed" do
-      {:ok, pid} = Components.start_link(path: @types)
-      host = Components.instance(pid).host
-      assert [_] = :ets.lookup(Wasmex.Routes, {Components, pid})
-      :ok = GenServer.stop(pid)
-      assert [] = :ets.lookup(Wasmex.Routes, {Components, pid})
-
-      {:ok, pid} = Components.start_link(path: @types)
-      Process.unlink(pid)
-      :erlang.trace(host, true, [:receive])
-      Process.exit(pid, :kill)
-      assert_receive {:trace, ^host, :receive, {:DOWN, _, :process, ^pid, :killed}}
-      :erlang.trace(host, false, [:receive])
-      # The host has handled the :DOWN once it answers a later call.
-      _ = :sys.get_state(host)
-      assert [] = :ets.lookup(Wasmex.Routes, {Components, pid})
-
-      assert {:error, "the component is not running: :noproc"} =
-               Components.call_function(pid, "add", [1, 2])
     end
 
     test "a server that is not running gives an error" do
