@@ -71,14 +71,12 @@ defmodule Bench.Calls do
 
   @doc false
   def call_latency(cfg) do
-    engine = shared_engine()
-    [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
-    {m, samples} = latency(fn -> sum!(pid) end, cfg.rounds, cfg.lat_n, cfg.warmup)
-    Out.figure("call_latency_sum_median", m, "us")
-    Out.figure("call_latency_sum_p99", percentile(samples, 99), "us")
-    ratio("call_latency", m, :call_latency)
-    stop_all([pid])
-    stop_engine(engine)
+    with_sum_instance(fn pid ->
+      {m, samples} = latency(fn -> sum!(pid) end, cfg.rounds, cfg.lat_n, cfg.warmup)
+      Out.figure("call_latency_sum_median", m, "us")
+      Out.figure("call_latency_sum_p99", percentile(samples, 99), "us")
+      ratio("call_latency", m, :call_latency)
+    end)
 
     # The same through an instance with a host of its own.
     {:ok, pid} = Wasmex.start_link(%{bytes: Wasm.sum_module()})
@@ -93,36 +91,34 @@ defmodule Bench.Calls do
   idle gaps included (threads that spin or wake for nothing show up here).
   """
   def cpu_per_call_steady(cfg) do
-    engine = shared_engine()
-    [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
-    for _ <- 1..cfg.warmup, do: sum!(pid)
-    rate = 500
-    seconds = if cfg.rounds > 3, do: 6, else: 2
-    calls = rate * seconds
-    os_pids = [System.pid(), host_os_pid(pid)]
-    cpu0 = cpu_s(os_pids)
-    switches0 = Enum.map(os_pids, &Bench.Threads.switches/1)
-    t0 = now()
-    step = System.convert_time_unit(1, :second, :native) |> div(rate)
+    with_sum_instance(fn pid ->
+      for _ <- 1..cfg.warmup, do: sum!(pid)
+      rate = 500
+      seconds = if cfg.rounds > 3, do: 6, else: 2
+      calls = rate * seconds
+      os_pids = [System.pid(), host_os_pid(pid)]
+      cpu0 = cpu_s(os_pids)
+      switches0 = Enum.map(os_pids, &Bench.Threads.switches/1)
+      t0 = now()
+      step = System.convert_time_unit(1, :second, :native) |> div(rate)
 
-    for i <- 1..calls do
-      due = t0 + i * step
-      wait = System.convert_time_unit(due - now(), :native, :millisecond)
-      if wait > 0, do: receive(after: (wait -> :ok))
-      sum!(pid)
-    end
+      for i <- 1..calls do
+        due = t0 + i * step
+        wait = System.convert_time_unit(due - now(), :native, :millisecond)
+        if wait > 0, do: receive(after: (wait -> :ok))
+        sum!(pid)
+      end
 
-    cpu = cpu_s(os_pids) - cpu0
+      cpu = cpu_s(os_pids) - cpu0
 
-    [beam_switches, port_switches] =
-      Enum.zip_with(os_pids, switches0, &(Bench.Threads.switches(&1) - &2))
+      [beam_switches, port_switches] =
+        Enum.zip_with(os_pids, switches0, &(Bench.Threads.switches(&1) - &2))
 
-    Out.figure("cpu_per_call_at_500_per_s", cpu * 1_000_000 / calls, "us")
-    # Thread wake-ups per call, each side: a count, steadier than CPU time on a busy VM.
-    Out.figure("cpu_per_call_at_500_per_s.beam_switches", beam_switches / calls, "per call")
-    Out.figure("cpu_per_call_at_500_per_s.port_switches", port_switches / calls, "per call")
-    stop_all([pid])
-    stop_engine(engine)
+      Out.figure("cpu_per_call_at_500_per_s", cpu * 1_000_000 / calls, "us")
+      # Thread wake-ups per call, each side: a count, steadier than CPU time on a busy VM.
+      Out.figure("cpu_per_call_at_500_per_s.beam_switches", beam_switches / calls, "per call")
+      Out.figure("cpu_per_call_at_500_per_s.port_switches", port_switches / calls, "per call")
+    end)
   end
 
   @doc false
@@ -132,22 +128,23 @@ defmodule Bench.Calls do
     for n <- [2, 8, 32] do
       engine = shared_engine()
       pids = instances_on_engine(engine, bytes, n)
-      {tput, errors, cpu} = throughput_rounds(pids, n, cfg)
-      Out.figure("throughput_#{n}_instances_shared_engine", tput, "calls/s")
-      cpu_figures("throughput_#{n}_instances_shared_engine", cpu)
-      ratio("throughput_#{n}_instances_shared_engine", tput, :"throughput_#{n}")
-      if errors > 0, do: Out.figure("throughput_#{n}_instances_shared_engine_errors", errors, "")
+      throughput_figures("throughput_#{n}_instances_shared_engine", pids, n, cfg)
       stop_all(pids)
       stop_engine(engine)
 
       pids = instances_own_hosts(bytes, n)
-      {tput, errors, cpu} = throughput_rounds(pids, n, cfg)
-      Out.figure("throughput_#{n}_instances_own_hosts", tput, "calls/s")
-      cpu_figures("throughput_#{n}_instances_own_hosts", cpu)
-      ratio("throughput_#{n}_instances_own_hosts", tput, :"throughput_#{n}")
-      if errors > 0, do: Out.figure("throughput_#{n}_instances_own_hosts_errors", errors, "")
+      throughput_figures("throughput_#{n}_instances_own_hosts", pids, n, cfg)
       stop_all(pids)
     end
+  end
+
+  # Throughput of `n` callers over `pids`, its CPU per call and its ratio to the NIF's.
+  defp throughput_figures(name, pids, n, cfg) do
+    {tput, errors, cpu} = throughput_rounds(pids, n, cfg)
+    Out.figure(name, tput, "calls/s")
+    cpu_figures(name, cpu)
+    ratio(name, tput, :"throughput_#{n}")
+    if errors > 0, do: Out.figure("#{name}_errors", errors, "")
   end
 
   # CPU per call of the BEAM and the ports together, and of the BEAM alone (the kernel
@@ -159,14 +156,12 @@ defmodule Bench.Calls do
 
   @doc false
   def throughput_1_instance_64_callers(cfg) do
-    engine = shared_engine()
-    [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
-    {tput, errors, cpu} = throughput_rounds([pid], 64, cfg)
-    Out.figure("throughput_1_instance_64_callers", tput, "calls/s")
-    cpu_figures("throughput_1_instance_64_callers", cpu)
-    if errors > 0, do: Out.figure("throughput_1_instance_64_callers_errors", errors, "")
-    stop_all([pid])
-    stop_engine(engine)
+    with_sum_instance(fn pid ->
+      {tput, errors, cpu} = throughput_rounds([pid], 64, cfg)
+      Out.figure("throughput_1_instance_64_callers", tput, "calls/s")
+      cpu_figures("throughput_1_instance_64_callers", cpu)
+      if errors > 0, do: Out.figure("throughput_1_instance_64_callers_errors", errors, "")
+    end)
   end
 
   @doc false
@@ -205,30 +200,28 @@ defmodule Bench.Calls do
 
   @doc false
   def memory(cfg) do
-    engine = shared_engine()
-    [pid] = instances_on_engine(engine, Wasm.sum_module(), 1)
-    {:ok, store} = Wasmex.store(pid)
-    {:ok, memory} = Wasmex.memory(pid)
-    size = 1_048_576
-    data = :crypto.strong_rand_bytes(size)
+    with_sum_instance(fn pid ->
+      {:ok, store} = Wasmex.store(pid)
+      {:ok, memory} = Wasmex.memory(pid)
+      size = 1_048_576
+      data = :crypto.strong_rand_bytes(size)
 
-    write = fn -> :ok = Wasmex.Memory.write_binary(store, memory, 0, data) end
-    read = fn -> ^size = byte_size(Wasmex.Memory.read_binary(store, memory, 0, size)) end
+      write = fn -> :ok = Wasmex.Memory.write_binary(store, memory, 0, data) end
+      read = fn -> ^size = byte_size(Wasmex.Memory.read_binary(store, memory, 0, size)) end
 
-    {w, _} = latency(write, cfg.rounds, cfg.mem_n, 5)
-    {r, _} = latency(read, cfg.rounds, cfg.mem_n, 5)
-    ^data = Wasmex.Memory.read_binary(store, memory, 0, size)
+      {w, _} = latency(write, cfg.rounds, cfg.mem_n, 5)
+      {r, _} = latency(read, cfg.rounds, cfg.mem_n, 5)
+      ^data = Wasmex.Memory.read_binary(store, memory, 0, size)
 
-    read_gbs = size / (r * 1_000)
-    write_gbs = size / (w * 1_000)
-    Out.figure("memory_read_1mib", read_gbs, "GB/s")
-    Out.figure("memory_read_1mib_time", r, "us")
-    ratio("memory_read_1mib", read_gbs, :memory_read_1mib)
-    Out.figure("memory_write_1mib", write_gbs, "GB/s")
-    Out.figure("memory_write_1mib_time", w, "us")
-    ratio("memory_write_1mib", write_gbs, :memory_write_1mib)
-    stop_all([pid])
-    stop_engine(engine)
+      read_gbs = size / (r * 1_000)
+      write_gbs = size / (w * 1_000)
+      Out.figure("memory_read_1mib", read_gbs, "GB/s")
+      Out.figure("memory_read_1mib_time", r, "us")
+      ratio("memory_read_1mib", read_gbs, :memory_read_1mib)
+      Out.figure("memory_write_1mib", write_gbs, "GB/s")
+      Out.figure("memory_write_1mib_time", w, "us")
+      ratio("memory_write_1mib", write_gbs, :memory_write_1mib)
+    end)
   end
 
   @doc false

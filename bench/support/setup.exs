@@ -49,6 +49,20 @@ defmodule Bench.Setup do
     end
   end
 
+  # Runs `fun` with the pid of one instance of the `sum` module on an engine of its own;
+  # both are stopped afterwards.
+  def with_sum_instance(fun) do
+    engine = shared_engine()
+    [pid] = instances_on_engine(engine, Bench.Wasm.sum_module(), 1)
+
+    try do
+      fun.(pid)
+    after
+      stop_all([pid])
+      stop_engine(engine)
+    end
+  end
+
   def stop_all(pids), do: Enum.each(pids, &GenServer.stop(&1, :normal, 10_000))
 
   def stop_engine(%Wasmex.Engine{host: host}) do
