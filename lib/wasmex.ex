@@ -246,10 +246,7 @@ defmodule Wasmex do
       |> Map.take([:store, :module, :links, :imports, :instance])
       |> Map.put(:caller, self())
 
-    case opts do
-      %{name: name} -> GenServer.start_link(Wasmex.Server, args, name: name)
-      _ -> GenServer.start_link(Wasmex.Server, args)
-    end
+    Wasmex.Server.Start.start_link(args, opts[:name])
   end
 
   defp module_of(%{module: %Module{} = module}), do: {:ok, module}

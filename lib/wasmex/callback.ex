@@ -28,16 +28,17 @@ defmodule Wasmex.Callback do
   end
 
   @doc """
-  Registers the imports of the instance served by the calling process (`nil` while it is
-  being instantiated). Registering again replaces the row.
+  Registers the imports of the instance `server` serves (`nil` while it is being
+  instantiated). Registering again replaces the row.
   """
-  @spec register(map(), Wasmex.Instance.t() | nil) :: true
-  def register(imports, instance) do
+  @spec register(pid(), map(), Wasmex.Instance.t() | nil) :: true
+  def register(server, imports, instance) do
     memory = instance && Memory.of_instance(instance)
 
     :ets.insert(
       @registry,
-      {self(), stringify(imports), context(instance, memory), memory_floor(instance, memory)}
+      {server, stringify(imports), context(server, instance, memory),
+       memory_floor(instance, memory)}
     )
   end
 
@@ -46,7 +47,7 @@ defmodule Wasmex.Callback do
   def any?(imports), do: Enum.any?(imports, fn {_ns, fns} -> fns != %{} end)
 
   # What every callback of the server's instance gets, but its caller: worked out once.
-  defp context(instance, memory), do: %{memory: memory, instance: instance, pid: self()}
+  defp context(server, instance, memory), do: %{memory: memory, instance: instance, pid: server}
 
   # How far the context memory surely reaches (`Wasmex.Callback.Writes`).
   defp memory_floor(nil, _memory), do: nil
@@ -170,18 +171,19 @@ defmodule Wasmex.Callback do
   defp show(term), do: inspect(term, limit: 10, printable_limit: 200)
 
   @doc """
-  Registers, for the calling instance server, the imports of an instance that `handler`
+  Registers, for instance server `server`, the imports of an instance that `handler`
   made (`Wasmex.start_link/1` with `instance:`): the port sends that instance's callbacks
   to `handler`, and they run here as a server's do. Does nothing (false) when `handler`
   has a row already. `unregister_for/1` removes the row.
   """
-  @spec register_for(pid(), map(), Wasmex.Instance.t()) :: boolean()
-  def register_for(handler, imports, instance) do
+  @spec register_for(pid(), pid(), map(), Wasmex.Instance.t()) :: boolean()
+  def register_for(handler, server, imports, instance) do
     memory = Memory.of_instance(instance)
 
     :ets.insert_new(
       @registry,
-      {handler, stringify(imports), context(instance, memory), memory_floor(instance, memory)}
+      {handler, stringify(imports), context(server, instance, memory),
+       memory_floor(instance, memory)}
     )
   end
 

@@ -45,13 +45,13 @@ defmodule Wasmex.Instance do
     metadata = %{store: store, module: module}
 
     Wasmex.Telemetry.span([:instantiate], metadata, fn ->
-      instantiate(store, module, imports, links, opts[:holder])
+      instantiate(store, module, imports, links, opts[:holder], opts[:handler] || self())
     end)
   end
 
-  defp instantiate(store, module, imports, links, holder) do
+  defp instantiate(store, module, imports, links, holder, handler) do
     with {:ok, import_specs} <- import_specs(imports) do
-      handler = :erlang.term_to_binary(self())
+      handler = :erlang.term_to_binary(handler)
 
       links =
         Enum.map(links, fn %{name: name, module: m} -> {to_string(name), m.key, m.source} end)

@@ -4,7 +4,7 @@ defmodule Wasmex.Server do
   # serves the `Wasmex` functions on it.
   use GenServer
 
-  alias Wasmex.{Callback, Host, Instance, Memory, Store, StoreOrCaller, Wire}
+  alias Wasmex.{Callback, Host, Instance, Memory, StoreOrCaller, Wire}
   alias Wasmex.Host.Client
   alias Wasmex.Server.Stops
 
@@ -73,62 +73,9 @@ defmodule Wasmex.Server do
   end
 
   @impl true
-  def init(%{store: store, module: module, imports: imports} = args) do
-    # Imports are registered first: a start function may call them while instantiating.
-    # Without imports no callback can come: nothing to register.
-    callbacks? = Callback.any?(imports)
-    given? = Map.has_key?(args, :instance)
-    if callbacks? and not given?, do: Callback.register(imports, nil)
-
-    with {:ok, instance} <- instance_of(args) do
-      cond do
-        # The port sends the callbacks of an instance given to start_link/1 to the process
-        # that made it, usually the one starting this server: they run with these imports.
-        callbacks? and given? -> Callback.register_for(args.caller, imports, instance)
-        callbacks? -> Callback.register(imports, instance)
-        true -> :ok
-      end
-
-      Process.monitor(store.host)
-      :ets.insert(Wasmex.Routes, {self(), store.host, StoreOrCaller.context(store), instance.id})
-
-      # What stops a call still running on the instance when this server ends: sent by
-      # terminate/2, or by the host should this server end without running it (killed, or
-      # shut down by its supervisor). A caller context's store is its own caller's.
-      if not given? and is_nil(store.caller_id),
-        do: Stops.put(self(), Wire.instance_stop(store.store_id, instance.id))
-
-      {:ok,
-       %{
-         store: store,
-         module: module,
-         instance: instance,
-         # What terminate/2 unregisters: nothing without import callbacks.
-         callbacks: if(callbacks?, do: if(given?, do: :for, else: :own), else: :none)
-       }}
-    else
-      {:error, reason} ->
-        Callback.unregister(self())
-        fail_start(reason)
-    end
-  end
-
-  # An instance given to start_link/1 is served as it is (this server holds its store from
-  # now on); otherwise the module is instantiated in the store, by a request that makes
-  # this server a holder of the store first.
-  defp instance_of(%{instance: %Instance{} = instance, store: store}) do
-    with :ok <- Store.retain(store, self()), do: {:ok, instance}
-  end
-
-  defp instance_of(%{store: store, module: module, imports: imports, links: links}),
-    do: Instance.new(store, module, imports, links, holder: self())
-
-  # Answers start_link with {:error, reason} and exits normally, so that a caller linked
-  # to this process is not taken down by a failed start.
-  defp fail_start(reason) do
-    :proc_lib.init_ack({:error, reason})
-    exit(:normal)
-  end
+  # A server starts through Wasmex.Server.Start, which hands it a state made for it and
+  # enters the GenServer loop; GenServer.start_link/3 has nothing to start it from.
+  def init(_args), do: {:stop, "a Wasmex.Server starts through Wasmex.start_link/1"}
 
   @impl true
   def handle_call(:route, _from, %{store: store, instance: instance} = state),

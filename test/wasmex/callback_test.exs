@@ -369,7 +369,7 @@ defmodule Wasmex.CallbackTest do
     test "a callback abandoned before its process started never runs" do
       test_pid = self()
       ran = fn _ctx -> send(test_pid, :ran) end
-      Wasmex.Callback.register(%{env: %{f: {:fn, [], [], ran}}}, nil)
+      Wasmex.Callback.register(self(), %{env: %{f: {:fn, [], [], ran}}}, nil)
       on_exit(fn -> Wasmex.Callback.unregister(test_pid) end)
       host = spawn(fn -> :ok end)
 

@@ -98,7 +98,7 @@ defmodule Wasmex.Callback.RunnerTest do
 
       server =
         spawn(fn ->
-          Wasmex.Callback.register(%{env: %{f: {:fn, [], [], ran}}}, nil)
+          Wasmex.Callback.register(self(), %{env: %{f: {:fn, [], [], ran}}}, nil)
           send(test, :registered)
           receive do: (:never -> :ok)
         end)

@@ -150,6 +150,7 @@ defmodule Wasmex.Host.StoreTasksTest do
           Task.async(fn -> Wasmex.call_function(pid, "sleep", [60_000], 1_000) end)
         end)
 
+      Enum.each(sleeps, &Wasmex.Test.Await.waiting_for_answer(&1.pid))
       # All 200 sleep once a call queued behind the last one's sleep waits.
       behind = Task.async(fn -> Wasmex.call_function(List.last(pids), "answer", [], 5_000) end)
       assert Task.yield(behind, 200) == nil

@@ -10,6 +10,7 @@ defmodule Wasmex.Wasi.StoppingTest do
   use ExUnit.Case, async: false
 
   alias Wasmex.{Engine, EngineConfig, Host}
+  alias Wasmex.Test.Await
 
   # `sleep(ms)` waits in WASI's poll_oneoff; `answer()` returns 42.
   @sleeper_path Path.expand("../../fixtures/wasi_sleeper.wat", __DIR__)
@@ -43,6 +44,7 @@ defmodule Wasmex.Wasi.StoppingTest do
       {:ok, pid} = Wasmex.start_link(%{bytes: @sleeper, wasi: true})
       caller = spawn(fn -> Wasmex.call_function(pid, "sleep", [60_000], :infinity) end)
       ref = Process.monitor(caller)
+      Await.waiting_for_answer(caller)
       # The sleep has begun once a call queued behind it waits.
       behind = Task.async(fn -> Wasmex.call_function(pid, "answer", [], 5_000) end)
       assert Task.yield(behind, 100) == nil
@@ -98,6 +100,7 @@ defmodule Wasmex.Wasi.StoppingTest do
           spawn(fn -> Wasmex.call_function(pid, "sleep", [600_000], :infinity) end)
         end
 
+      Enum.each(callers, &Await.waiting_for_answer/1)
       # All 1,000 are blocked once one more call on the last waits behind its sleep.
       behind = Task.async(fn -> Wasmex.call_function(List.last(pids), "answer", [], 60_000) end)
       assert Task.yield(behind, 200) == nil
