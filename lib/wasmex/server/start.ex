@@ -17,7 +17,7 @@ defmodule Wasmex.Server.Start do
   # `GenServer.start_link/3` does, and as `Registry` requires): a name already taken gives
   # `{:error, {:already_started, pid}}`.
 
-  alias Wasmex.{Callback, Instance, Store, StoreOrCaller, Wire}
+  alias Wasmex.{Callback, Host, Instance, Store, StoreOrCaller, Wire}
   alias Wasmex.Server.Stops
 
   @doc """
@@ -33,7 +33,8 @@ defmodule Wasmex.Server.Start do
 
     try do
       with :ok <- register(server, name),
-           {:ok, state} <- prepare(server, args) do
+           {:ok, state} <- prepare(server, args),
+           :ok <- alive(server, args.store) do
         send(server, {:wasmex_serve, caller, state, name})
         {:ok, server}
       else
@@ -45,6 +46,19 @@ defmodule Wasmex.Server.Start do
       kind, reason ->
         abandon(server, caller)
         :erlang.raise(kind, reason, __STACKTRACE__)
+    end
+  end
+
+  # A server killed while its state was made (it is not returned yet, so only through a
+  # link) may have been forgotten by its host already (Wasmex.Host forgets a holder that
+  # ends): what was registered for it since goes here. Past this check, its host forgets
+  # it when it ends.
+  defp alive(server, store) do
+    if Process.alive?(server) do
+      :ok
+    else
+      Enum.each(Wasmex.Server.forget(server), &Host.notify(store.host, &1))
+      {:error, "the instance server exited before it started"}
     end
   end
 

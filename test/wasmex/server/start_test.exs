@@ -87,6 +87,32 @@ defmodule Wasmex.Server.StartTest do
     end
   end
 
+  describe "start_link/2 with a server killed while it starts" do
+    test "returns an error and leaves nothing registered for it" do
+      Process.flag(:trap_exit, true)
+      test = self()
+
+      # The start function calls the import, which kills the server it runs for.
+      wat = ~s{(module (import "env" "kill" (func $kill)) (func $s call $kill) (start $s))}
+
+      kill = fn %{pid: server} ->
+        send(test, {:server, server})
+        Process.exit(server, :kill)
+        nil
+      end
+
+      args = %{args(wat) | imports: %{env: %{kill: {:fn, [], [], kill}}}}
+
+      assert Start.start_link(args, nil) ==
+               {:error, "the instance server exited before it started"}
+
+      assert_received {:server, server}
+      assert_receive {:EXIT, ^server, :killed}
+      assert :ets.lookup(Wasmex.Routes, server) == []
+      assert :ets.lookup(Wasmex.Callbacks, server) == []
+    end
+  end
+
   describe "Wasmex.Server.init/1" do
     test "refuses a start through GenServer.start_link/3" do
       assert GenServer.start(Wasmex.Server, args()) ==
