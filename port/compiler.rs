@@ -271,7 +271,11 @@ impl Compiler {
                 Some("compilation cancelled: the caller stopped waiting".to_string())
             } else if deadline.is_some_and(|d| Instant::now() >= d) {
                 let ms = self.timeout.map_or(0, |t| t.as_millis());
-                Some(format!("Could not compile module: compilation did not finish within {ms} ms and was stopped"))
+                Some(format!(
+                    "Could not compile module: compilation did not finish within {ms} ms and \
+                     was stopped (raise it with compile_timeout: of Wasmex.Engine.new/2, or \
+                     config :wasmex, compile_timeout: for stores without an engine)"
+                ))
             } else {
                 self.over_resident_cap(child.id())
             };

@@ -110,7 +110,9 @@ fn the_timeout_counts_from_when_the_compile_was_asked_for() {
     assert_eq!(
         (result.unwrap_err(), took < timeout),
         (
-            "Could not compile module: compilation did not finish within 5000 ms and was stopped"
+            "Could not compile module: compilation did not finish within 5000 ms and was stopped \
+             (raise it with compile_timeout: of Wasmex.Engine.new/2, or config :wasmex, \
+             compile_timeout: for stores without an engine)"
                 .to_string(),
             true
         )

@@ -329,7 +329,9 @@ defmodule Wasmex.System.HostileModulesTest do
 
       assert result ==
                {:error,
-                "Could not compile module: compilation did not finish within 300 ms and was stopped"}
+                "Could not compile module: compilation did not finish within 300 ms and was stopped " <>
+                  "(raise it with compile_timeout: of Wasmex.Engine.new/2, or config :wasmex, " <>
+                  "compile_timeout: for stores without an engine)"}
 
       assert micros < 2_000_000
       assert children_gone_within?(Wasmex.Host.os_pid(engine.host), 1_000)
