@@ -7,7 +7,7 @@ defmodule Wasmex.Server.Start do
   # store's holder and its callbacks' handler), the registration of its imports, its call
   # route and the stop it leaves for when it ends. It hands that state over, and the
   # server enters its `GenServer` loop with it; should anything fail, the server is
-  # abandoned and ends normally, and `start_link/2` returns the error.
+  # abandoned, and `start_link/2` returns the error once it has ended (normally).
   #
   # A start thus costs the caller what `Wasmex.Instance.new/4` costs it (one round trip to
   # the port) and a spawn: a new process making the round trip itself and then reporting
@@ -62,9 +62,22 @@ defmodule Wasmex.Server.Start do
     end
   end
 
+  # The server ends before this returns: a name it took is free again, and a caller that
+  # traps exits finds no exit signal of it left in its mailbox.
   defp abandon(server, caller) do
+    ref = Process.monitor(server)
     Process.unlink(server)
     send(server, {:wasmex_abandon, caller})
+
+    receive do
+      {:DOWN, ^ref, :process, ^server, _reason} -> :ok
+    end
+
+    receive do
+      {:EXIT, ^server, _reason} -> :ok
+    after
+      0 -> :ok
+    end
   end
 
   @doc false
@@ -79,6 +92,8 @@ defmodule Wasmex.Server.Start do
 
       {:wasmex_serve, ^caller, state, name} ->
         Process.monitor(state.store.host)
+        # What tools and crash reports name the process by, as for any GenServer.
+        Process.put(:"$initial_call", {Wasmex.Server, :init, 1})
 
         if name,
           do: :gen_server.enter_loop(Wasmex.Server, [], state, gen_name(name)),
