@@ -241,11 +241,7 @@ defmodule Wasmex do
   defp links_of(store, links), do: Links.compile(store, links, &module_of/1)
 
   defp start_server(opts) do
-    args =
-      opts
-      |> Map.take([:store, :module, :links, :imports, :instance])
-      |> Map.put(:caller, self())
-
+    args = Map.take(opts, [:store, :module, :links, :imports, :instance])
     Wasmex.Server.Start.start_link(args, opts[:name])
   end
 

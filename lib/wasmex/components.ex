@@ -99,20 +99,24 @@ defmodule Wasmex.Components do
   defp component_bytes(%{bytes: bytes}),
     do: {:error, ":bytes must be a binary, got: #{inspect(bytes, limit: 5)}"}
 
-  defp component_bytes(%{path: path}) when is_binary(path) or is_list(path) do
-    with true <- is_binary(path) or :io_lib.printable_unicode_list(path),
-         {:ok, bytes} <- File.read(path) do
-      {:ok, bytes}
-    else
-      false -> {:error, ":path must be a string, got: #{inspect(path, limit: 5)}"}
-      {:error, reason} -> {:error, "cannot read #{path}: #{:file.format_error(reason)}"}
+  defp component_bytes(%{path: path}) do
+    with {:ok, path} <- path_string(path) do
+      case File.read(path) do
+        {:ok, bytes} -> {:ok, bytes}
+        {:error, reason} -> {:error, "cannot read #{path}: #{:file.format_error(reason)}"}
+      end
     end
   end
 
-  defp component_bytes(%{path: path}),
-    do: {:error, ":path must be a string, got: #{inspect(path, limit: 5)}"}
-
   defp component_bytes(_opts), do: {:error, "either :bytes or :path must be given"}
+
+  defp path_string(path) when is_binary(path), do: {:ok, path}
+
+  defp path_string(path) do
+    if is_list(path) and :io_lib.printable_unicode_list(path),
+      do: {:ok, List.to_string(path)},
+      else: {:error, ":path must be a string, got: #{inspect(path, limit: 5)}"}
+  end
 
   @doc """
   Calls an exported function by name, or by `{"ns:pkg/iface@ver", "name"}` (an interface

@@ -22,7 +22,7 @@ defmodule Wasmex.Server.Start do
 
   @doc """
   Starts a server linked to the caller for `args` (`:store`, `:module`, `:imports`,
-  `:links`, `:caller`, and `:instance` for an instance made already), registered under
+  `:links`, and `:instance` for an instance the caller made already), registered under
   `name` unless it is nil.
   """
   @spec start_link(map(), GenServer.name() | nil) :: {:ok, pid()} | {:error, term()}
@@ -39,12 +39,12 @@ defmodule Wasmex.Server.Start do
         {:ok, server}
       else
         {:error, _} = error ->
-          abandon(server, caller)
+          abandon(server)
           error
       end
     catch
       kind, reason ->
-        abandon(server, caller)
+        abandon(server)
         :erlang.raise(kind, reason, __STACKTRACE__)
     end
   end
@@ -64,10 +64,10 @@ defmodule Wasmex.Server.Start do
 
   # The server ends before this returns: a name it took is free again, and a caller that
   # traps exits finds no exit signal of it left in its mailbox.
-  defp abandon(server, caller) do
+  defp abandon(server) do
     ref = Process.monitor(server)
     Process.unlink(server)
-    send(server, {:wasmex_abandon, caller})
+    send(server, {:wasmex_abandon, self()})
 
     receive do
       {:DOWN, ^ref, :process, ^server, _reason} -> :ok
@@ -189,11 +189,11 @@ defmodule Wasmex.Server.Start do
   end
 
   # The port sends the callbacks of an instance given to start_link/1 to the process that
-  # made it, usually the one starting this server: they run with these imports.
+  # made it, usually the one starting this server (this one): they run with these imports.
   defp register_callbacks(_server, _args, false = _callbacks?, _given?, _instance), do: :ok
 
   defp register_callbacks(server, args, true, true = _given?, instance),
-    do: Callback.register_for(args.caller, server, args.imports, instance)
+    do: Callback.register_for(self(), server, args.imports, instance)
 
   defp register_callbacks(server, args, true, false, instance),
     do: Callback.register(server, args.imports, instance)

@@ -13,7 +13,7 @@ defmodule Wasmex.Server.StartTest do
   defp args(wat \\ @sum) do
     {:ok, store} = Wasmex.Store.new()
     {:ok, module} = Wasmex.Module.compile(store, wat)
-    %{store: store, module: module, imports: %{}, links: [], caller: self()}
+    %{store: store, module: module, imports: %{}, links: []}
   end
 
   defp forward_to(pid) do
