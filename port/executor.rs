@@ -1,5 +1,6 @@
-//! How Wasm runs: on wasmtime's async API, driven by tokio. Every store is a task on one
-//! multi-threaded runtime (see `store.rs`), fed by a channel; every call and instantiation
+//! How Wasm runs: on wasmtime's async API, driven by tokio. Every store is a task (see
+//! `store.rs`), fed by a channel, on the light runtime or, while a request of its
+//! computes for long, on the heavy one (see `roam.rs`); every call and instantiation
 //! is a future (`call_async`, `instantiate_async`, WASI preview 1 through the async
 //! linker). A store that waits (a WASI sleep, a stdin read, a callback's answer, a free
 //! instance slot) is a parked task and holds no thread. The outermost call or
@@ -7,11 +8,11 @@
 //! cancelled, the future is dropped wherever it waits, and wasmtime unwinds it, leaving
 //! the store usable.
 //!
-//! The port's stdin is read by a task of the same runtime (see `input.rs`): a request
-//! wakes the store it is for on the thread that read it (tokio's LIFO slot), which runs
-//! it as soon as the reader waits again and writes the reply itself. A sequential call
-//! thus costs one thread wake-up in the port. A worker about to park spins first, for a
-//! bounded time, while requests come back-to-back (see [`spin`]).
+//! The port's stdin is read by a task of the light runtime (see `input.rs`), whose one
+//! worker runs the store a request is for as soon as the reader waits again; the store
+//! writes the reply itself. A sequential call thus costs one thread wake-up in the port,
+//! or none: the worker, about to park, spins first for a bounded time while requests
+//! come back-to-back (see [`spin`]).
 
 use crate::call_state::CallState;
 use std::any::Any;
@@ -26,18 +27,19 @@ use tokio::runtime::{Builder, Runtime};
 /// How often a waiting call looks for a cancellation (a deadline wakes it on time).
 const CANCEL_CHECK: Duration = Duration::from_millis(5);
 
-/// The runtime that runs every store, the stdin reader and WASI's timers and file I/O
-/// (its blocking pool). One worker thread per CPU this process may use.
+/// The runtime of the stdin reader and of every store while its requests are short (see
+/// `roam.rs`), with WASI's timers and file I/O (its blocking pool): one worker thread, so
+/// that a request and its reply never cross threads.
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        spin::set_workers(workers);
+        spin::set_workers(1);
         let mut builder = Builder::new_multi_thread();
         builder
-            .worker_threads(workers)
+            .worker_threads(1)
             .max_blocking_threads(8)
             .thread_name("store-worker")
+            .on_thread_start(|| LIGHT.with(|light| light.set(true)))
             .enable_all();
         // The tuning (docs/tuning.md), if switched on, runs in the same hooks; otherwise
         // they are the spin's alone.
@@ -62,12 +64,30 @@ pub fn runtime() -> &'static Runtime {
     })
 }
 
-/// Runs `future` as a task of the runtime.
-pub fn spawn<F>(future: F)
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    drop(runtime().spawn(future));
+thread_local! {
+    static LIGHT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread is one of the light runtime's (see [`runtime`]).
+pub fn on_light_runtime() -> bool {
+    LIGHT.with(|light| light.get())
+}
+
+/// The runtime of stores while a request of theirs computes for long (see `roam.rs`):
+/// one worker thread per CPU this process may use, so that such stores run in parallel.
+/// Its workers never spin.
+pub fn heavy_runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Builder::new_multi_thread()
+            .worker_threads(workers)
+            .max_blocking_threads(8)
+            .thread_name("heavy-worker")
+            .enable_all()
+            .build()
+            .expect("start the heavy tokio runtime")
+    })
 }
 
 /// Runs `future` to its end on this thread, inside the runtime's context (tests, and the

@@ -24,6 +24,8 @@ pub fn serve(host: Host) -> ! {
     let stdin = unsafe { File::from_raw_fd(0) };
     let fd = stdin.as_raw_fd();
     crate::executor::spin::watch_input(fd);
+    // Its threads start with the host's, not during a call that computes for long.
+    crate::executor::heavy_runtime();
     let reader = crate::executor::runtime().spawn(async move {
         if set_nonblocking(&stdin).is_err() {
             std::process::exit(1);

@@ -29,6 +29,7 @@ pub mod preinit;
 pub mod protocol;
 pub mod request;
 pub mod request_head;
+pub mod roam;
 pub mod shared;
 pub mod stdio;
 pub mod store;

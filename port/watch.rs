@@ -50,7 +50,11 @@ pub async fn next_input(stdin: &AsyncFd<File>) -> Woke<'_> {
 /// I/O driver, which may be parked on another, halted CPU.
 pub fn expect_input() {
     // Not while other workers run: the watch would keep this thread from their tasks.
-    if !crate::executor::spin::enabled() || !crate::executor::spin::others_parked() {
+    // Not from the heavy runtime either: the reader runs on the light one.
+    if !crate::executor::spin::enabled()
+        || !crate::executor::spin::others_parked()
+        || !crate::executor::on_light_runtime()
+    {
         return;
     }
     kick();

@@ -81,6 +81,15 @@ defmodule WasmexTest do
       assert Wasmex.start_link(%{instance: instance, module: module}) == error
     end
 
+    test "returns an error for an instance whose store's host has stopped" do
+      %{store: store, module: module} = TestHelper.wasm_module()
+      {:ok, instance} = Wasmex.Instance.new(store, module, %{})
+      :ok = GenServer.stop(store.host)
+
+      assert Wasmex.start_link(%{store: store, module: module, instance: instance}) ==
+               {:error, "the Wasm host is not running"}
+    end
+
     test "returns the compile error for invalid bytes and leaves the caller alive" do
       assert {:error, "Error while parsing bytes: " <> _} = Wasmex.start_link(%{bytes: "(modul"})
 

@@ -84,7 +84,8 @@ defmodule Wasmex.Components do
     opts = Map.new(opts)
     {server_opts, opts} = Map.split(opts, [:name, :debug, :spawn_opt, :hibernate_after])
 
-    with {:ok, bytes} <- component_bytes(opts),
+    with :ok <- check_options(opts),
+         {:ok, bytes} <- component_bytes(opts),
          {:ok, imports} <- Imports.normalize(Map.get(opts, :imports, %{})) do
       GenServer.start_link(
         __MODULE__,
@@ -92,6 +93,26 @@ defmodule Wasmex.Components do
         Map.to_list(server_opts)
       )
     end
+  end
+
+  # The options whose value must be a struct of one kind (nil: not given).
+  @option_kinds [
+    store: {StoreOrCaller, "a store (Wasmex.Components.Store.new/0)"},
+    engine: {Wasmex.Engine, "a %Wasmex.Engine{}"},
+    store_limits: {Wasmex.StoreLimits, "a %Wasmex.StoreLimits{}"}
+  ]
+
+  defp check_options(%{bytes: _, path: _}),
+    do: {:error, ":bytes and :path are mutually exclusive"}
+
+  defp check_options(opts) do
+    Enum.find_value(@option_kinds, :ok, fn {key, {struct, kind}} ->
+      case Map.get(opts, key) do
+        nil -> nil
+        %{__struct__: ^struct} -> nil
+        other -> {:error, ":#{key} must be #{kind}, got: #{inspect(other, limit: 5)}"}
+      end
+    end)
   end
 
   defp component_bytes(%{bytes: bytes}) when is_binary(bytes), do: {:ok, bytes}

@@ -148,8 +148,11 @@ defmodule Wasmex.Host do
   @spec retain(pid(), non_neg_integer(), pid()) :: :ok | {:error, term()}
   def retain(host, store_id, pid) when node(host) == node() do
     # A cast is enough locally: requests this process sends next reach the host after it,
-    # and fail by themselves if the store is unknown.
-    GenServer.cast(host, {:retain, store_id, pid})
+    # and fail by themselves if the store is unknown. A host that is gone already says so
+    # here, rather than by the exit of what was to hold the store.
+    if Process.alive?(host),
+      do: GenServer.cast(host, {:retain, store_id, pid}),
+      else: {:error, down_message(:noproc)}
   end
 
   def retain(host, store_id, pid), do: call(host, {:retain, store_id, pid})

@@ -95,6 +95,11 @@ defmodule Wasmex.Server do
   def handle_call(:instance, _from, state), do: {:reply, {:ok, state.instance}, state}
   def handle_call(:module, _from, state), do: {:reply, {:ok, state.module}, state}
 
+  # What `Wasmex.Components.call_function/4` asks a server it finds no route for: this is
+  # not a component's.
+  def handle_call(:component_route, _from, state),
+    do: {:reply, {:error, "a core instance server: use Wasmex.call_function/4"}, state}
+
   @impl true
   def handle_info({:DOWN, _ref, :process, host, reason}, %{store: %{host: host}} = state) do
     {:stop, {:shutdown, {:wasmex_host_down, reason}}, state}

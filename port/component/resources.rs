@@ -330,20 +330,29 @@ pub async fn drop(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
         return Err(super::serve::REENTERED.into());
     }
     let poisoned = cx.data().component.check_enter(Some(instance)).is_err();
-    let any = cx
+    if poisoned {
+        // Nothing can run in the instance any more: its handles go with it.
+        cx.data_mut().component.guest.live.remove(&id);
+        return Ok(term::atom("ok"));
+    }
+    let scope = store::enter(cx, timeout);
+    if let Some(reason) = scope.stop_reason() {
+        // Stopped before the destructor began: the handle stays, to be dropped again.
+        store::leave(cx, scope);
+        return Err(reason);
+    }
+    let Some(any) = cx
         .data_mut()
         .component
         .guest
         .live
         .remove(&id)
         .map(|h| h.any)
-        .ok_or_else(|| format!("unknown resource handle {id}"))?;
-    if poisoned {
-        // Nothing can run in the instance any more: its handles go with it.
-        return Ok(term::atom("ok"));
-    }
+    else {
+        store::leave(cx, scope);
+        return Err(format!("unknown resource handle {id}"));
+    };
     cx.data_mut().component.get_mut(instance)?.running = true;
-    let scope = store::enter(cx, timeout);
     let ran = store::run(&scope, any.resource_drop_async(&mut *cx)).await;
     store::leave(cx, scope);
     let entry = cx.data_mut().component.get_mut(instance)?;

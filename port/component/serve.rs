@@ -16,7 +16,8 @@
 //! A failed call poisons its instance: wasmtime will not enter a component instance again
 //! after a trap in it, and a stopped call leaves it in an unknown state. Later calls
 //! answer `the component instance stopped after an earlier failure (...)` without
-//! entering wasmtime; the caller starts a new instance when it wants one.
+//! entering wasmtime; the caller starts a new instance when it wants one. A call stopped
+//! before it entered the instance (its deadline passed while it waited) poisons nothing.
 
 use super::timing::{timed, CallSteps};
 use super::{imports, registry};
@@ -111,6 +112,9 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     let mut results = vec![Val::Bool(false); results];
     set_running(cx, id, true);
     let scope = store::enter(cx, timeout);
+    // A call stopped before it began (its deadline passed while it waited, or a timeout
+    // of 0) never enters the instance, which stays usable.
+    let entered = scope.stop_reason().is_none();
     let started = std::time::Instant::now();
     let ran = store::run(&scope, func.call_async(&mut *cx, &params, &mut results)).await;
     steps.call = started.elapsed();
@@ -135,7 +139,9 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
                 ),
                 None => describe(cx.data(), &e),
             };
-            cx.data_mut().component.fail(id, &message);
+            if entered {
+                cx.data_mut().component.fail(id, &message);
+            }
             match exit {
                 // As `wasi:cli/run` answers when it returns.
                 Some(0) => Ok(term::atom("ok")),

@@ -3,6 +3,7 @@
 
 use super::{CallState, Cancellations, Inbox, StoreData};
 use crate::instance::BaseLinkers;
+use crate::roam::Weight;
 use crate::shared::Shared;
 use crate::stdio::StdinReceiver;
 use crate::term::{self, Fallible};
@@ -79,7 +80,13 @@ pub fn prepare(shared: &Shared, id: u64, init: StoreInit) -> Fallible<StoreParts
 }
 
 /// The wasmtime store, reading its messages from `inbox`.
-pub fn create(shared: Arc<Shared>, id: u64, parts: StoreParts, inbox: Inbox) -> Store<StoreData> {
+pub fn create(
+    shared: Arc<Shared>,
+    id: u64,
+    parts: StoreParts,
+    inbox: Inbox,
+    weight: Arc<Weight>,
+) -> Store<StoreData> {
     let engine = shared.engine.clone();
     let data = StoreData {
         id,
@@ -101,6 +108,7 @@ pub fn create(shared: Arc<Shared>, id: u64, parts: StoreParts, inbox: Inbox) -> 
         dropped: false,
         call: parts.call,
         component: parts.component,
+        weight,
     };
     let mut store = Store::new(&engine, data);
     store.limiter(|d| &mut d.limits);
@@ -108,6 +116,8 @@ pub fn create(shared: Arc<Shared>, id: u64, parts: StoreParts, inbox: Inbox) -> 
         Ok(if cx.data().call.stop_reason().is_some() {
             UpdateDeadline::Interrupt
         } else {
+            // A request that computes for long moves its store to the heavy runtime.
+            cx.data().weight.tick();
             // Lets the call's waiter (`executor::stoppable`) look at it every tick, and
             // other tasks of the same worker run.
             UpdateDeadline::Yield(1)

@@ -81,6 +81,8 @@ pub struct StoreData {
     pub nested: Vec<Arc<CallState>>,
     /// Component instances and their WASI preview 2 context (`component/state.rs`).
     pub component: crate::component::ComponentState,
+    /// How long its current request has run Wasm: where its task runs (`roam.rs`).
+    pub weight: Arc<crate::roam::Weight>,
 }
 
 impl StoreData {

@@ -17,6 +17,13 @@ pub struct CallScope {
     _ticking: Option<crate::ticker::TickGuard>,
 }
 
+impl CallScope {
+    /// Why the call must stop, if it must already: then [`run`] would not start it.
+    pub fn stop_reason(&self) -> Option<String> {
+        self.call.as_ref().and_then(|call| call.stop_reason())
+    }
+}
+
 /// Begins a call or an instantiation that must stop after `timeout`.
 pub fn enter(cx: &mut Cx<'_>, timeout: Option<Duration>) -> CallScope {
     let outermost = cx.data().depth == 0;

@@ -16,6 +16,7 @@ use crate::executor;
 use crate::outbox::Outbox;
 use crate::protocol::reply;
 use crate::request::StoreRequest;
+use crate::roam::{self, Weight};
 use crate::shared::Shared;
 use crate::term;
 use std::collections::VecDeque;
@@ -203,19 +204,24 @@ impl Life {
 fn spawn_task(start: Start) -> Arc<Succession<Start>> {
     let succession = Arc::new(Succession::default());
     let task = succession.clone();
-    executor::spawn(async move {
-        let mut next = Some(start);
-        while let Some(start) = next {
-            run(start).await;
-            next = task.next();
-        }
-    });
+    let weight = Arc::new(Weight::default());
+    let counted = weight.clone();
+    roam::spawn(
+        async move {
+            let mut next = Some(start);
+            while let Some(start) = next {
+                run(start, &counted).await;
+                next = task.next();
+            }
+        },
+        weight,
+    );
     succession
 }
 
 /// A store's life on its task: makes it, answers `reply_id` (if any), serves it until
 /// it ends.
-async fn run(start: Start) {
+async fn run(start: Start, weight: &Arc<Weight>) {
     let Start {
         life,
         shared,
@@ -228,7 +234,7 @@ async fn run(start: Start) {
     let made = catch_unwind(AssertUnwindSafe(|| {
         let parts = prepare(&shared, id, init)?;
         let rx = rx.take().expect("the store's channel");
-        Ok(create(shared, id, parts, rx))
+        Ok(create(shared, id, parts, rx, weight.clone()))
     }));
     let mut store = match made {
         Ok(Ok(store)) => store,
@@ -286,7 +292,10 @@ async fn serve(store: &mut Store<StoreData>, life: &Life) {
             }
         };
         match next {
-            StoreMsg::Request(req) => answer(store.as_context_mut(), &req).await,
+            StoreMsg::Request(req) => {
+                answer(store.as_context_mut(), &req).await;
+                store.data().weight.clear();
+            }
             // A late answer to a callback whose call already ended, or a wake-up for a
             // cancellation that came after the call: nobody waits.
             StoreMsg::CallbackReturn { .. } | StoreMsg::Cancel => {}

@@ -74,6 +74,22 @@ defmodule Wasmex.ComponentsTest do
       assert Components.start_link(bytes: 42) == {:error, ":bytes must be a binary, got: 42"}
     end
 
+    test "refuses :bytes given together with :path" do
+      assert Components.start_link(bytes: File.read!(@types), path: @types) ==
+               {:error, ":bytes and :path are mutually exclusive"}
+    end
+
+    test "refuses a :store, :engine or :store_limits of the wrong kind, leaving the caller alone" do
+      assert Components.start_link(path: @types, store: :nope) ==
+               {:error, ":store must be a store (Wasmex.Components.Store.new/0), got: :nope"}
+
+      assert Components.start_link(path: @types, engine: :x) ==
+               {:error, ":engine must be a %Wasmex.Engine{}, got: :x"}
+
+      assert Components.start_link(path: @types, store_limits: %{memory_size: 1}) ==
+               {:error, ":store_limits must be a %Wasmex.StoreLimits{}, got: %{memory_size: 1}"}
+    end
+
     test "reads a path given as a charlist" do
       assert {:ok, pid} = Components.start_link(path: String.to_charlist(@types))
       assert {:ok, 5} = Components.call_function(pid, "add", [2, 3])
@@ -115,6 +131,15 @@ defmodule Wasmex.ComponentsTest do
   describe "call_function/3,4" do
     setup do
       %{pid: start(path: @types)}
+    end
+
+    test "a call stopped before it begins leaves the instance usable", %{pid: pid} do
+      assert {:error, "timed out" <> _} = Components.call_function(pid, "add", [1, 2], 0)
+      assert Components.call_function(pid, "add", [1, 2]) == {:ok, 3}
+    end
+
+    test "takes a timeout longer than a receive can wait", %{pid: pid} do
+      assert Components.call_function(pid, "add", [1, 2], Bitwise.bsl(1, 40)) == {:ok, 3}
     end
 
     test "calls world-level exports by name, string or atom", %{pid: pid} do

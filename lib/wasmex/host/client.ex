@@ -46,7 +46,8 @@ defmodule Wasmex.Host.Client do
   def for_call(timeout), do: with_grace(timeout)
 
   defp with_grace(:infinity), do: :infinity
-  defp with_grace(ms) when is_integer(ms) and ms >= 0, do: ms + @reply_grace
+  # The longest wait `receive` takes (about 49 days); a longer call is waited for that long.
+  defp with_grace(ms) when is_integer(ms) and ms >= 0, do: min(ms + @reply_grace, 0xFFFFFFFF)
   defp with_grace(_), do: request_timeout()
 
   @doc """

@@ -195,6 +195,14 @@ defmodule Wasmex.Components.GuestResourceTest do
       assert {:error, "resource handle " <> _} = GuestResource.call(a, :method, "get-value")
     end
 
+    test "stopped before the destructor begins, keeps the handle and the instance", %{pid: pid} do
+      {:ok, a} = GuestResource.new(pid, @counter, [1])
+      assert {:error, "timed out" <> _} = GuestResource.drop(a, 0)
+      assert {:ok, 1} = live(pid)
+      assert :ok = GuestResource.drop(a)
+      assert {:ok, 0} = live(pid)
+    end
+
     test "refuses an id the port never gave", %{pid: pid} do
       {:ok, a} = GuestResource.new(pid, @counter, [1])
       assert {:error, "unknown resource handle 999"} = GuestResource.drop(%{a | id: 999})

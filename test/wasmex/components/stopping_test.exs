@@ -150,6 +150,13 @@ defmodule Wasmex.Components.StoppingTest do
       assert {:ok, 3} = Components.call_function(pid, "add", [1, 2])
     end
 
+    test "call_function/4 on a core instance server gets an error and leaves it running" do
+      {:ok, core} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+      assert {:error, reason} = Components.call_function(core, "add", [1, 2])
+      assert reason =~ "use Wasmex.call_function/4"
+      assert Wasmex.call_function(core, "sum", [1, 2]) == {:ok, [3]}
+    end
+
     test "the route goes when the server stops or is killed" do
       {:ok, pid} = Components.start_link(path: @types)
       host = Components.instance(pid).host
