@@ -22,7 +22,7 @@
 use super::timing::{timed, CallSteps};
 use super::{imports, registry};
 use crate::errors::{failure_term, Failure};
-use crate::instance::{describe, describe_error, MAX_NESTED_CALLS};
+use crate::instance::{describe, MAX_NESTED_CALLS};
 use crate::protocol::Request;
 use crate::request::parse_timeout;
 use crate::store::{self, Cx};
@@ -68,6 +68,7 @@ async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
         Ok(Linking::Linker(Box::new(linker)))
     };
     let scope = store::enter(cx, timeout);
+    let entered = scope.stop_reason().is_none();
     let made = match linking {
         Ok(Linking::Pre(pre)) => store::run(&scope, pre.instantiate_async(&mut *cx)).await,
         Ok(Linking::Linker(linker)) => {
@@ -75,8 +76,17 @@ async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
         }
         Err(e) => Err(e),
     };
+    let stopped = cx.data().call.stop().is_some();
     store::leave(cx, scope);
-    let instance = made.map_err(|e| describe_error(cx.data(), &e))?;
+    let instance = made.map_err(|e| {
+        let (message, kind) = describe(cx.data(), &e);
+        // Start functions that trapped or were stopped leave the store's component state
+        // unknown: no instance of it is entered again, as after a failed call.
+        if entered && (kind == Failure::Trap || stopped) {
+            cx.data_mut().component.fail_store(&message);
+        }
+        message
+    })?;
     Ok(term::uint(cx.data_mut().component.add(instance, component)))
 }
 

@@ -76,6 +76,11 @@ impl ComponentState {
         self.failed.get_or_insert_with(|| why.to_string());
     }
 
+    /// Records that an instantiation in the store failed while its Wasm ran, and why.
+    pub fn fail_store(&mut self, why: &str) {
+        self.failed.get_or_insert_with(|| why.to_string());
+    }
+
     /// Whether instance `id` (`None`: a new instance) can be entered: the reason it
     /// cannot, if not.
     pub fn check_enter(&self, id: Option<u64>) -> Result<(), String> {

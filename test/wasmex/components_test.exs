@@ -103,6 +103,16 @@ defmodule Wasmex.ComponentsTest do
                Components.start_link(path: @imports, imports: %{@kv => %{"get" => 1}})
     end
 
+    test "refuses import names that are neither strings nor atoms" do
+      fun = {:fn, fn -> :ok end}
+
+      assert Components.start_link(path: @imports, imports: %{{:a} => fun}) ==
+               {:error, "import names must be strings or atoms, got: {:a}"}
+
+      assert Components.start_link(path: @imports, imports: %{@kv => %{1 => fun}}) ==
+               {:error, "import names must be strings or atoms, got: 1"}
+    end
+
     test "names an import the component needs and was not given" do
       imports = Map.delete(imports(), @kv)
       assert {:error, reason} = Components.start_link(path: @imports, imports: imports)

@@ -13,7 +13,9 @@ defmodule Wasmex.Components.Component do
 
   The component's WIT names (record fields, cases, flags) become atoms when it is
   compiled, so that values carrying them can come back from the port, which may not create
-  atoms. A component may use at most 10,000 distinct names.
+  atoms. A component may use at most 10,000 distinct names, and a component whose new
+  names would take the node's atom table past half full is refused (atoms are never
+  freed, and a node whose atom table is full stops).
   """
 
   alias Wasmex.{Host, StoreOrCaller}
@@ -61,14 +63,40 @@ defmodule Wasmex.Components.Component do
     end
   end
 
-  # The port is untrusted: only a bounded list of short strings becomes atoms.
+  # The port is untrusted: only a bounded list of short strings becomes atoms. Atoms are
+  # never freed, and a node whose atom table is full stops: names that are not atoms yet
+  # are made only while the table stays at most half full.
   defp make_atoms(names) when is_list(names) and length(names) <= @max_names do
     if Enum.all?(names, &(is_binary(&1) and String.length(&1) <= @max_atom)) do
-      Enum.each(names, &String.to_atom/1)
+      new = Enum.reject(names, &atom?/1)
+      count = :erlang.system_info(:atom_count)
+      limit = :erlang.system_info(:atom_limit)
+
+      if room_for_atoms?(length(new), count, limit),
+        do: Enum.each(new, &String.to_atom/1),
+        else: {:error, too_many_atoms(length(new), count, limit)}
     else
       {:error, "the Wasm host sent malformed component names"}
     end
   end
 
   defp make_atoms(_names), do: {:error, "the Wasm host sent malformed component names"}
+
+  defp atom?(name) do
+    _ = String.to_existing_atom(name)
+    true
+  rescue
+    ArgumentError -> false
+  end
+
+  @doc false
+  # Whether `new` more atoms keep a table of `limit` atoms, `count` of them taken, at most
+  # half full.
+  @spec room_for_atoms?(non_neg_integer(), non_neg_integer(), pos_integer()) :: boolean()
+  def room_for_atoms?(new, count, limit), do: count + new <= div(limit, 2)
+
+  defp too_many_atoms(new, count, limit) do
+    "the component's WIT names would make #{new} new atoms, and the node's atom table " <>
+      "(#{count} of #{limit} taken) is kept at most half full: atoms are never freed"
+  end
 end

@@ -11,6 +11,9 @@ defmodule Wasmex.Components.Imports do
   @spec normalize(map()) :: {:ok, map()} | {:error, String.t()}
   def normalize(imports) when is_map(imports) do
     Enum.reduce_while(imports, {:ok, %{}}, fn
+      {name, _}, _acc when not (is_binary(name) or is_atom(name)) ->
+        {:halt, not_a_name(name)}
+
       {name, {:fn, fun}}, {:ok, acc} when is_function(fun) ->
         {:cont, {:ok, put_in_ns(acc, "", to_string(name), fun)}}
 
@@ -34,8 +37,14 @@ defmodule Wasmex.Components.Imports do
   def normalize(other),
     do: {:error, "imports must be a map, got: #{inspect(other, limit: 10)}"}
 
+  defp not_a_name(name),
+    do: {:error, "import names must be strings or atoms, got: #{inspect(name, limit: 10)}"}
+
   defp interface(iface, fns) do
     Enum.reduce_while(fns, {:ok, %{}}, fn
+      {name, _}, _acc when not (is_binary(name) or is_atom(name)) ->
+        {:halt, not_a_name(name)}
+
       {name, {:fn, fun}}, {:ok, acc} when is_function(fun) ->
         {:cont, {:ok, Map.put(acc, to_string(name), {:fn, fun})}}
 

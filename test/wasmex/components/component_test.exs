@@ -43,6 +43,12 @@ defmodule Wasmex.Components.ComponentTest do
       assert is_atom(String.to_existing_atom(name))
     end
 
+    test "makes new atoms only while the node's atom table stays at most half full" do
+      assert Component.room_for_atoms?(10_000, 500_000, 1_048_576)
+      refute Component.room_for_atoms?(10_000, 520_000, 1_048_576)
+      assert Component.room_for_atoms?(0, 524_288, 1_048_576)
+    end
+
     test "a compiled component is kept on disk, and another host loads it instead of compiling",
          %{store: store} do
       wat = ~s{(component (core module (func (export "f#{System.unique_integer()}"))))}

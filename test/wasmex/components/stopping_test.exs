@@ -54,6 +54,18 @@ defmodule Wasmex.Components.StoppingTest do
       :erlang.trace(pid, false, [:receive])
     end
 
+    test "a start function that traps leaves no component of its store to be entered again" do
+      {:ok, store} = Components.Store.new()
+
+      traps =
+        ~s{(component (core module $m (func $s unreachable) (start $s)) (core instance $i (instantiate $m)))}
+
+      assert {:error, _trap} = Components.start_link(bytes: traps, store: store)
+
+      assert {:error, "the store's component instances stopped after an earlier failure" <> _} =
+               Components.start_link(path: @types, store: store)
+    end
+
     test "a caller that dies has its call stopped, which poisons the instance" do
       pid = start(path: @imports, imports: imports(%{"log" => blocking_import()}))
       caller = spawn(fn -> Components.call_function(pid, "log-and-count", ["x"], :infinity) end)
