@@ -78,6 +78,9 @@ pub async fn call_beam(
     let callback_id = data.next_callback_id;
     data.next_callback_id += 1;
     data.callers.push(callback_id);
+    // Waiting for the BEAM is not computing: the call starts light again (`roam.rs`), so
+    // that a call making many callbacks stays on the thread that reads their answers.
+    data.weight.clear();
     // The WASI output written so far reaches the BEAM before the callback does.
     if data.buffers_output() {
         crate::output::flush_store(data.id);
