@@ -109,6 +109,10 @@ impl Future for Roaming {
 }
 
 #[cfg(test)]
+#[path = "roam_tests.rs"]
+mod integration_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::mpsc;

@@ -151,6 +151,7 @@ defmodule Bench.Starts do
       m = median(for _ <- 1..cfg.loop_rounds, do: ms(time(run)))
       Out.figure("cpu_loop_100m_#{level}", m, "ms")
       ratio("cpu_loop_100m_#{level}", m, :"cpu_loop_#{level}")
+      if level == :none, do: two_loops_at_once(cfg, engine, m)
       stop_all([pid])
       stop_engine(engine)
     end
@@ -172,6 +173,29 @@ defmodule Bench.Starts do
       stop_all([pid])
       stop_engine(engine)
     end
+  end
+
+  # The same loop in two stores of one engine at once: a store whose call computes moves
+  # to a runtime with a thread per CPU, so on two CPUs both take about as long as one.
+  defp two_loops_at_once(cfg, engine, one) do
+    pids =
+      for _ <- 1..2 do
+        {:ok, store} = Wasmex.Store.new(nil, engine)
+        {:ok, pid} = Wasmex.start_link(%{bytes: Wasm.loop_wat(), store: store})
+        pid
+      end
+
+    n = 100_000_000
+    call = fn pid -> Task.async(fn -> Wasmex.call_function(pid, "count", [n], 120_000) end) end
+
+    run = fn ->
+      [{:ok, [^n]}, {:ok, [^n]}] = pids |> Enum.map(call) |> Task.await_many(120_000)
+    end
+
+    both = median(for _ <- 1..cfg.loop_rounds, do: ms(time(run)))
+    Out.figure("cpu_loop_100m_none_two_stores_at_once", both, "ms")
+    Out.figure("cpu_loop_100m_none_two_stores_at_once_share_of_one", both / one, "x")
+    stop_all(pids)
   end
 
   @doc false
