@@ -2,7 +2,6 @@
 //! name, or `result`), then `.field` for a record field, variant case, option or result
 //! side, and `[i]` for a list or tuple element: `"people[1].home.some.x"`.
 
-use crate::term;
 use eetf::Term;
 use std::fmt;
 
@@ -58,23 +57,8 @@ impl Path {
     }
 }
 
-/// A short rendering of a term as Elixir writes it where that is simple (`"text"`,
-/// `:atom`, `nil`), else as Erlang does; at most about 80 characters.
-pub fn show(t: &Term) -> String {
-    const MAX: usize = 60;
-    match t {
-        Term::Atom(a) if matches!(a.name.as_str(), "nil" | "true" | "false") => a.name.clone(),
-        Term::Atom(a) if a.name.chars().all(|c| c.is_alphanumeric() || c == '_') => {
-            format!(":{}", a.name)
-        }
-        Term::Binary(b) => match std::str::from_utf8(&b.bytes) {
-            Ok(text) if text.chars().count() <= MAX => format!("{text:?}"),
-            Ok(text) => format!("{:?}...", text.chars().take(MAX).collect::<String>()),
-            Err(_) => term::show(t),
-        },
-        _ => term::show(t),
-    }
-}
+/// A term as Elixir writes it, short (see `shown.rs`).
+pub use super::shown::show;
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -128,17 +112,7 @@ impl From<ValueError> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shows_terms_as_elixir_writes_them_and_bounded() {
-        assert_eq!(show(&term::atom("pi")), ":pi");
-        assert_eq!(show(&term::atom("nil")), "nil");
-        assert_eq!(show(&term::atom("full-name")), "'full-name'");
-        assert_eq!(show(&term::string("1")), "\"1\"");
-        assert_eq!(show(&term::int(-3)), "-3");
-        assert!(show(&term::string(&"x".repeat(500))).len() < 80);
-        assert!(show(&term::binary(vec![0xff; 500])).len() <= 80);
-    }
+    use crate::term;
 
     #[test]
     fn renders_fields_and_indices_after_the_root() {

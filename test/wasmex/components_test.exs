@@ -236,6 +236,14 @@ defmodule Wasmex.ComponentsTest do
       assert {:ok, 2} = Components.call_function(pid, "add", [1, 1])
     end
 
+    test "shows the wrong value as Elixir writes it", %{pid: pid} do
+      assert {:error, "expected a u32 (an integer), got: 1.0 at \"v\""} =
+               Components.call_function(pid, {@roundtrip, "echo-u32"}, [1.0])
+
+      assert {:error, "expected a u32 (an integer), got: {:circle, 1, 2} at \"v\""} =
+               Components.call_function(pid, {@roundtrip, "echo-u32"}, [{:circle, 1, 2}])
+    end
+
     test "names a function that is not exported, and a bad path", %{pid: pid} do
       assert {:error, "exported function `nope` not found"} =
                Components.call_function(pid, "nope", [])
