@@ -22,7 +22,7 @@ pub fn show(t: &Term) -> String {
     out
 }
 
-fn full(out: &String) -> bool {
+fn full(out: &str) -> bool {
     out.len() > MAX
 }
 
