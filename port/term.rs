@@ -146,9 +146,12 @@ pub fn as_f64(t: &Term) -> Option<f64> {
         Term::Float(f) => Some(f.value),
         Term::FixInteger(i) => Some(f64::from(i.value)),
         // Beyond i64 but within f64's range (about 2^1024); past it, not a float.
-        Term::BigInteger(b) if b.value.bits() <= 1024 => {
-            b.value.to_string().parse::<f64>().ok().filter(|f| f.is_finite())
-        }
+        Term::BigInteger(b) if b.value.bits() <= 1024 => b
+            .value
+            .to_string()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite()),
         Term::BigInteger(_) => None,
         Term::Atom(a) => match a.name.as_str() {
             "nan" => Some(f64::NAN),
@@ -272,9 +275,13 @@ mod tests {
         assert_eq!(float(f64::INFINITY), atom("infinity"));
         assert!(as_f64(&float(f64::NAN)).unwrap().is_nan());
         assert_eq!(as_f64(&float(1.5)), Some(1.5));
-        let two_to_70 = Term::from(eetf::BigInteger { value: BigInt::from(1) << 70 });
+        let two_to_70 = Term::from(eetf::BigInteger {
+            value: BigInt::from(1) << 70,
+        });
         assert_eq!(as_f64(&two_to_70), Some(2f64.powi(70)));
-        let two_to_2000 = Term::from(eetf::BigInteger { value: BigInt::from(1) << 2000 });
+        let two_to_2000 = Term::from(eetf::BigInteger {
+            value: BigInt::from(1) << 2000,
+        });
         assert_eq!(as_f64(&two_to_2000), None);
     }
 
