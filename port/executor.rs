@@ -33,7 +33,6 @@ const CANCEL_CHECK: Duration = Duration::from_millis(5);
 pub fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        spin::set_workers(1);
         let mut builder = Builder::new_multi_thread();
         builder
             .worker_threads(1)
@@ -47,9 +46,7 @@ pub fn runtime() -> &'static Runtime {
             builder
                 .on_thread_park(|| {
                     spin::before_park();
-                    if spin::others_parked() {
-                        crate::tuning::before_park();
-                    }
+                    crate::tuning::before_park();
                 })
                 .on_thread_unpark(|| {
                     spin::after_unpark();
@@ -108,24 +105,21 @@ pub fn blocking<R>(work: impl FnOnce() -> R) -> R {
 }
 
 pub mod spin {
-    //! The one place the port spins: a worker thread about to park, while requests come
-    //! back-to-back, first watches stdin and the runtime's queue for up to the host's spin
-    //! time (`spin_us`); what arrives meanwhile then costs no wake-up (the spinner parks
-    //! on the runtime's I/O driver, which has the request ready). It spins only while
-    //! every other worker is parked (under load a spinner would take a CPU from the
-    //! workers and the BEAM: 32 instances made 44,000 calls/s with it, 56,000 without),
-    //! and only if the last idle stretch was at most twice the spin time, so an idle or
-    //! lightly loaded port does not spin at all.
+    //! The one place the port spins: the light runtime's worker about to park, while
+    //! requests come back-to-back, first watches stdin and the runtime's queue for up to
+    //! the host's spin time (`spin_us`); what arrives meanwhile then costs no wake-up (the
+    //! spinner parks on the runtime's I/O driver, which has the request ready). It spins
+    //! only if its last idle stretch was at most twice the spin time, so an idle or
+    //! lightly loaded port does not spin at all, and one thread at a time (a thread that
+    //! takes the worker's place during `block_in_place` may park too). The heavy
+    //! runtime's workers never spin.
 
-    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::LazyLock;
     use std::time::{Duration, Instant};
 
     static SPIN_NS: AtomicU64 = AtomicU64::new(0);
     static SPINNING: AtomicBool = AtomicBool::new(false);
-    /// Worker threads, and those parked now.
-    static WORKERS: AtomicUsize = AtomicUsize::new(1);
-    static PARKED: AtomicUsize = AtomicUsize::new(0);
     /// Nanoseconds the last worker to wake had been idle (u64::MAX: not known).
     static LAST_IDLE_NS: AtomicU64 = AtomicU64::new(u64::MAX);
     /// The fd the BEAM's requests come on (-1: none, as in tests).
@@ -148,21 +142,12 @@ pub mod spin {
         INPUT_FD.store(fd, Ordering::Relaxed);
     }
 
-    pub(super) fn set_workers(n: usize) {
-        WORKERS.store(n, Ordering::Relaxed);
-    }
-
-    /// Whether every worker but the calling one is parked: requests come one at a time.
-    pub fn others_parked() -> bool {
-        PARKED.load(Ordering::Relaxed) + 1 >= WORKERS.load(Ordering::Relaxed)
-    }
-
     pub(super) fn before_park() {
         let spin = SPIN_NS.load(Ordering::Relaxed);
         let start = Instant::now();
         PARKED_AT.with(|p| p.set(Some(start)));
         let close = LAST_IDLE_NS.load(Ordering::Relaxed) <= spin.saturating_mul(2);
-        if spin != 0 && close && others_parked() && !SPINNING.swap(true, Ordering::Acquire) {
+        if spin != 0 && close && !SPINNING.swap(true, Ordering::Acquire) {
             let spin = Duration::from_nanos(spin);
             let fd = INPUT_FD.load(Ordering::Relaxed);
             while start.elapsed() < spin && !work_waits(fd) {
@@ -170,11 +155,9 @@ pub mod spin {
             }
             SPINNING.store(false, Ordering::Release);
         }
-        PARKED.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn after_unpark() {
-        let _ = PARKED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         if let Some(at) = PARKED_AT.with(|p| p.take()) {
             let idle = at.elapsed().as_nanos().min(u64::MAX as u128) as u64;
             LAST_IDLE_NS.store(idle, Ordering::Relaxed);

@@ -1,8 +1,8 @@
 //! A store about to wait for an answer from the BEAM (a callback's) kicks the stdin reader
-//! (`input.rs`): the reader, woken on the store's own thread, watches stdin there for up
-//! to the spin time (`executor::spin`) and reads the answer itself, so the store it wakes
-//! runs on that thread too. Left to itself, the reader would be woken by the runtime's
-//! I/O driver, which may be parked on another, halted CPU: one more wake-up per callback.
+//! (`input.rs`): the reader, on the light worker, watches stdin there for up to the spin
+//! time (`executor::spin`) and reads the answer itself, so the store it wakes runs at
+//! once. Left to itself, the worker would park on the runtime's I/O driver and be woken
+//! for the answer: one more thread wake-up per callback.
 
 use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,16 +45,12 @@ pub async fn next_input(stdin: &AsyncFd<File>) -> Woke<'_> {
 }
 
 /// Tells the reader that this store waits for an answer from the BEAM (a callback's),
-/// which comes soon: the reader, woken on this thread (the task that calls this runs on
-/// it), watches stdin for a bounded time instead of leaving the wake-up to the runtime's
-/// I/O driver, which may be parked on another, halted CPU.
+/// which comes soon: the reader, woken on this thread (the light worker, where the task
+/// that calls this runs), watches stdin for a bounded time instead of leaving the
+/// wake-up to the runtime's I/O driver.
 pub fn expect_input() {
-    // Not while other workers run: the watch would keep this thread from their tasks.
-    // Not from the heavy runtime either: the reader runs on the light one.
-    if !crate::executor::spin::enabled()
-        || !crate::executor::spin::others_parked()
-        || !crate::executor::on_light_runtime()
-    {
+    // Not from the heavy runtime: the reader runs on the light one.
+    if !crate::executor::spin::enabled() || !crate::executor::on_light_runtime() {
         return;
     }
     kick();

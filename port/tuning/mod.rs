@@ -2,8 +2,8 @@
 //! variable `WASMEX_PORT_TUNING` (`1`, `true` or `on`), read once when the runtime
 //! starts. See docs/tuning.md for what it does, what it costs and when to turn it on.
 //!
-//! With it on, a worker thread about to park while every other worker is parked (requests
-//! come one at a time) first moves itself to the CPU of the BEAM's busiest scheduler
+//! With it on, the light runtime's worker about to park (see `roam.rs`) first moves
+//! itself to the CPU of the BEAM's busiest scheduler
 //! (`beam_cpu.rs`, `affinity.rs`), so that the next request wakes it there instead of on
 //! a halted vCPU. With it off, nothing here runs: the runtime's park hook is the spin
 //! alone (see `executor::spin`).
@@ -27,7 +27,7 @@ pub fn enabled() -> bool {
 /// The BEAM's schedulers, once looked for (`None` inside: none to follow).
 static BEAM: Mutex<Option<Option<beam_cpu::BeamWatch>>> = Mutex::new(None);
 
-/// Called by a worker about to park, after its spin, when every other worker is parked.
+/// Called by the light worker about to park, after its spin.
 pub fn before_park() {
     // One mover at a time; another parking thread just parks.
     let Ok(mut beam) = BEAM.try_lock() else {
