@@ -31,6 +31,7 @@ pub mod request;
 pub mod request_head;
 pub mod roam;
 pub mod shared;
+pub mod shown;
 pub mod stdio;
 pub mod store;
 pub mod term;

@@ -81,19 +81,9 @@ pub fn ok(value: Term) -> Term {
     tuple(vec![atom("ok"), value])
 }
 
-/// A short, bounded rendering of a term for error messages.
-pub fn show(t: &Term) -> String {
-    let s = t.to_string();
-    if s.len() > 80 {
-        let mut cut = 77;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        format!("{}...", &s[..cut])
-    } else {
-        s
-    }
-}
+/// A short, bounded rendering of a term for error messages, as Elixir writes it (see
+/// `shown.rs`).
+pub use crate::shown::show;
 
 pub fn as_atom(t: &Term) -> Option<&str> {
     match t {

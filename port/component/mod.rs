@@ -22,7 +22,6 @@ pub mod path;
 pub mod registry;
 pub mod resources;
 pub mod serve;
-pub mod shown;
 pub mod state;
 pub mod timing;
 pub mod values;

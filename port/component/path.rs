@@ -57,8 +57,7 @@ impl Path {
     }
 }
 
-/// A term as Elixir writes it, short (see `shown.rs`).
-pub use super::shown::show;
+pub use crate::term::show;
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,6 +1,6 @@
-//! A term as Elixir writes it, short: for error messages about values a caller gave
-//! (`expected a u32 (an integer), got: 1.0`). Bounded in length and depth, whatever the
-//! term; the rest is left out as `...`.
+//! A term as Elixir writes it, short: for error messages about what a caller sent
+//! (`expected a u32 (an integer), got: 1.0`). Bounded in length, depth and work,
+//! whatever the term; the rest is left out as `...`.
 
 use eetf::Term;
 use std::fmt::Write;
@@ -10,12 +10,12 @@ const MAX: usize = 80;
 /// Levels of nesting written before deeper ones are left out.
 const MAX_DEPTH: usize = 6;
 
-/// `t` as Elixir writes it, at most about [`MAX`] characters.
+/// `t` as Elixir writes it, at most [`MAX`] characters.
 pub fn show(t: &Term) -> String {
     let mut out = String::new();
     write_term(&mut out, t, 0);
     if out.chars().count() > MAX {
-        let mut cut: String = out.chars().take(MAX).collect();
+        let mut cut: String = out.chars().take(MAX - 3).collect();
         cut.push_str("...");
         return cut;
     }
@@ -242,7 +242,7 @@ mod tests {
     #[test]
     fn long_and_deep_terms_are_cut() {
         let long = term::list((0..1000).map(term::int).collect());
-        assert!(show(&long).chars().count() <= MAX + 3);
+        assert!(show(&long).chars().count() <= MAX);
         let mut deep = term::int(0);
         for _ in 0..1000 {
             deep = term::list(vec![deep]);
