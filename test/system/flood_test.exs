@@ -13,6 +13,11 @@ defmodule Wasmex.System.FloodTest do
 
   @wasm_test File.read!(TestHelper.wasm_test_file_path())
 
+  # A flooded call's deadline counts from when it is sent, so the last of a flood waits
+  # behind all the others: long enough that a slow or busy machine still answers every
+  # one. These tests are about answers and memory, not speed.
+  @flood_call_timeout 60_000
+
   setup do
     {:ok, pid} = Wasmex.start_link(%{bytes: @wasm_test})
     {:ok, store} = Wasmex.store(pid)
@@ -78,7 +83,14 @@ defmodule Wasmex.System.FloodTest do
       n = 200_000
 
       for i <- 1..n do
-        Instance.call_exported_function(store, instance, "sum", [i, 1], {:f, i})
+        Instance.call_exported_function(
+          store,
+          instance,
+          "sum",
+          [i, 1],
+          {:f, i},
+          @flood_call_timeout
+        )
       end
 
       receive_sums(n, 90_000)
@@ -125,7 +137,14 @@ defmodule Wasmex.System.FloodTest do
       Instance.call_exported_function(store, instance, "endless_loop", [], :stuck, 1_000)
 
       for i <- 1..n do
-        Instance.call_exported_function(store, instance, "sum", [i, 1], {:f, i})
+        Instance.call_exported_function(
+          store,
+          instance,
+          "sum",
+          [i, 1],
+          {:f, i},
+          @flood_call_timeout
+        )
       end
 
       assert_receive {:returned_function_call, {:error, "timed out" <> _}, :stuck}, 30_000
@@ -144,7 +163,14 @@ defmodule Wasmex.System.FloodTest do
           Instance.call_exported_function(store, instance, "endless_loop", [], :stuck, 60_000)
 
           for i <- 1..n do
-            Instance.call_exported_function(store, instance, "sum", [i, 1], {:f, i})
+            Instance.call_exported_function(
+              store,
+              instance,
+              "sum",
+              [i, 1],
+              {:f, i},
+              @flood_call_timeout
+            )
           end
 
           send(test_pid, :flooded)

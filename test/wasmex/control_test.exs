@@ -6,22 +6,52 @@ defmodule Wasmex.ControlTest do
 
   @wasm_test File.read!(TestHelper.wasm_test_file_path())
 
-  # CPU time (user + system, in clock ticks) the OS process has used so far.
-  defp cpu_ticks(os_pid) do
-    stat = File.read!("/proc/#{os_pid}/stat")
-    # Fields after the command name (which is in parentheses).
-    [_, rest] = String.split(stat, ") ", parts: 2)
-    fields = String.split(rest)
-    String.to_integer(Enum.at(fields, 11)) + String.to_integer(Enum.at(fields, 12))
+  # CPU time (user + system, in clock ticks) each thread of the OS process has used so
+  # far, by thread id, with the thread's name.
+  defp thread_ticks(os_pid) do
+    for tid <- File.ls!("/proc/#{os_pid}/task"), into: %{} do
+      {tid, {thread_name(os_pid, tid), stat_ticks("/proc/#{os_pid}/task/#{tid}/stat")}}
+    end
   end
 
-  # Asserts the port uses no CPU over a window (a measurement, so it needs the wait).
+  defp thread_name(os_pid, tid) do
+    case File.read("/proc/#{os_pid}/task/#{tid}/comm") do
+      {:ok, name} -> String.trim(name)
+      {:error, _} -> "gone"
+    end
+  end
+
+  defp stat_ticks(path) do
+    case File.read(path) do
+      {:ok, stat} ->
+        # Fields after the command name (which is in parentheses).
+        [_, rest] = String.split(stat, ") ", parts: 2)
+        fields = String.split(rest)
+        String.to_integer(Enum.at(fields, 11)) + String.to_integer(Enum.at(fields, 12))
+
+      # A thread that ended between listing and reading.
+      {:error, _} ->
+        0
+    end
+  end
+
+  # Asserts the port uses no CPU over a window (a measurement, so it needs the wait). On
+  # failure, the message names the threads that used it.
   defp assert_idle(store) do
     os_pid = Host.os_pid(store.host)
-    before = cpu_ticks(os_pid)
+    before = stat_ticks("/proc/#{os_pid}/stat")
+    threads_before = thread_ticks(os_pid)
     Process.sleep(300)
+    used = stat_ticks("/proc/#{os_pid}/stat") - before
+
+    busy =
+      for {tid, {name, ticks}} <- thread_ticks(os_pid),
+          {_, earlier} = Map.get(threads_before, tid, {name, 0}),
+          ticks > earlier,
+          do: {name, ticks - earlier}
+
     # One clock tick is 10 ms; allow one for the sampling boundary.
-    assert cpu_ticks(os_pid) - before <= 1
+    assert used <= 1, "the port used #{used} ticks in 300 ms: #{inspect(busy)}"
   end
 
   defp start_fuel_instance(wat \\ @wasm_test, imports \\ %{}) do
