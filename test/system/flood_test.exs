@@ -39,6 +39,20 @@ defmodule Wasmex.System.FloodTest do
     }
   end
 
+  # Casts `n` calls of `sum` at `instance`, tagged `{:f, i}` for i in 1..n.
+  defp cast_sums(store, instance, n) do
+    for i <- 1..n do
+      Instance.call_exported_function(
+        store,
+        instance,
+        "sum",
+        [i, 1],
+        {:f, i},
+        @flood_call_timeout
+      )
+    end
+  end
+
   # Receives `n` answers tagged `{:f, i}` for i in 1..n, each with `i + 1`, each once.
   defp receive_sums(n, timeout) do
     seen = :atomics.new(n, [])
@@ -82,16 +96,7 @@ defmodule Wasmex.System.FloodTest do
          %{store: store, instance: instance, pid: pid} = ctx do
       n = 200_000
 
-      for i <- 1..n do
-        Instance.call_exported_function(
-          store,
-          instance,
-          "sum",
-          [i, 1],
-          {:f, i},
-          @flood_call_timeout
-        )
-      end
+      cast_sums(store, instance, n)
 
       receive_sums(n, 90_000)
       assert_drained(ctx)
@@ -136,16 +141,7 @@ defmodule Wasmex.System.FloodTest do
       n = 100_000
       Instance.call_exported_function(store, instance, "endless_loop", [], :stuck, 1_000)
 
-      for i <- 1..n do
-        Instance.call_exported_function(
-          store,
-          instance,
-          "sum",
-          [i, 1],
-          {:f, i},
-          @flood_call_timeout
-        )
-      end
+      cast_sums(store, instance, n)
 
       assert_receive {:returned_function_call, {:error, "timed out" <> _}, :stuck}, 30_000
       receive_sums(n, 60_000)
@@ -162,16 +158,7 @@ defmodule Wasmex.System.FloodTest do
           # The store thread is busy for up to 60 s; the flood queues behind it.
           Instance.call_exported_function(store, instance, "endless_loop", [], :stuck, 60_000)
 
-          for i <- 1..n do
-            Instance.call_exported_function(
-              store,
-              instance,
-              "sum",
-              [i, 1],
-              {:f, i},
-              @flood_call_timeout
-            )
-          end
+          cast_sums(store, instance, n)
 
           send(test_pid, :flooded)
           receive do: (:never -> :ok)
