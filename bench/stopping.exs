@@ -40,6 +40,51 @@ defmodule Bench.Stopping do
     {median(Enum.map(samples, &elem(&1, 0))), median(Enum.map(samples, &elem(&1, 1)))}
   end
 
+  # `fill_loop()` asks WASI for 64 MiB of random bytes over and over.
+  @random_loop """
+  (module
+    (import "wasi_snapshot_preview1" "random_get" (func $random_get (param i32 i32) (result i32)))
+    (memory (export "memory") 1025)
+    (func (export "fill_loop")
+      (loop (drop (call $random_get (i32.const 0) (i32.const 67108864))) (br 0))))
+  """
+
+  @doc """
+  A call looping on 64 MiB `random_get`s with a 200 ms timeout, beside a store of the same
+  engine called every 5 ms: how long past its deadline the loop returned, and the longest
+  the other store's call took meanwhile (medians over the rounds).
+  """
+  def random_loop_stopped(rounds) do
+    {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
+    {:ok, store} = Wasmex.Store.new_wasi(%Wasmex.Wasi.WasiOptions{}, nil, engine)
+    {:ok, looping} = Wasmex.start_link(%{bytes: @random_loop, store: store})
+    {:ok, other} = Wasmex.Store.new(nil, engine)
+    answer = ~s{(module (func (export "answer") (result i32) i32.const 42))}
+    {:ok, summing} = Wasmex.start_link(%{bytes: answer, store: other})
+
+    samples =
+      for _ <- 1..rounds do
+        t0 = now_us()
+        loop = Task.async(fn -> Wasmex.call_function(looping, "fill_loop", [], 200) end)
+
+        waits =
+          Stream.repeatedly(fn ->
+            t = now_us()
+            {:ok, [42]} = Wasmex.call_function(summing, "answer", [], 1_000)
+            Process.sleep(5)
+            now_us() - t - 5_000
+          end)
+          |> Enum.take(30)
+
+        {:error, "timed out" <> _} = Task.await(loop, 5_000)
+        {(now_us() - t0) / 1000 - 200, Enum.max(waits) / 1000}
+      end
+
+    Enum.each([looping, summing], &GenServer.stop/1)
+    GenServer.stop(engine.host)
+    {median(Enum.map(samples, &elem(&1, 0))), median(Enum.map(samples, &elem(&1, 1)))}
+  end
+
   @doc "`start_link/1` of a module whose start function sleeps: ms until `{:error, _}`."
   def sleeping_start do
     {:ok, store} = Wasmex.Store.new_wasi(%Wasmex.Wasi.WasiOptions{})
@@ -109,6 +154,9 @@ defmodule Bench.Stopping do
     {past, next_us} = sleep_stopped(if quick, do: 5, else: 15)
     line.("stopped_wasi_sleep_past_deadline #{Float.round(past, 1)} ms")
     line.("stopped_wasi_sleep_next_call #{next_us} us")
+    {past, other_ms} = random_loop_stopped(if quick, do: 3, else: 7)
+    line.("stopped_random_get_loop_past_deadline #{Float.round(past, 1)} ms")
+    line.("random_get_loop_other_store_longest_call #{Float.round(other_ms, 1)} ms")
     line.("sleeping_start_function_start_link_error #{Float.round(sleeping_start(), 1)} ms")
     n = if quick, do: 200, else: 1_000
     {before, blocked, after_stop} = blocked(n)

@@ -184,6 +184,7 @@ impl BaseLinkers {
             wasmtime_wasi::p1::add_to_linker_async(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
             crate::wasi_fds::add_to_linker(&mut linker)?;
             crate::wasi_readdir::add_to_linker(&mut linker)?;
+            crate::wasi_random::add_to_linker(&mut linker)?;
             crate::wasi_exit::add_to_linker(&mut linker)?;
         }
         *slot = Some(linker.clone());

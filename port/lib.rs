@@ -42,6 +42,7 @@ pub mod waiting;
 pub mod wasi;
 pub mod wasi_exit;
 pub mod wasi_fds;
+pub mod wasi_random;
 pub mod wasi_readdir;
 pub mod wasi_wrap;
 pub mod watch;

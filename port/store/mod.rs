@@ -108,6 +108,12 @@ impl crate::wasi_fds::FdHost for StoreData {
     }
 }
 
+impl crate::wasi_random::RandomHost for StoreData {
+    fn wasi_and_weight(&mut self) -> (&mut WasiP1Ctx, &crate::roam::Weight) {
+        (&mut self.wasi, &self.weight)
+    }
+}
+
 impl crate::wasi_readdir::ListingHost for StoreData {
     fn wasi_and_listing(&mut self) -> (&mut WasiP1Ctx, &mut Option<crate::wasi_readdir::Listing>) {
         (&mut self.wasi, &mut self.listing)
