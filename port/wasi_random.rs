@@ -18,7 +18,7 @@ use wasmtime_wasi::p1::wasi_snapshot_preview1::WasiSnapshotPreview1;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wiggle::{GuestMemory, GuestPtr};
 
-/// Bytes filled between two yields: about a millisecond of wasmtime-wasi's work.
+/// Bytes filled between two yields: under 2 ms of wasmtime-wasi's work on the project's VM.
 pub const CHUNK: u32 = 1 << 20;
 
 /// wasmtime-wasi's limit on one request (its `max_random_size`, left at its default).
