@@ -112,6 +112,7 @@ pub fn base(engine: &Engine) -> wasmtime::Result<Linker<StoreData>> {
     let mut linker = Linker::new(engine);
     linker.allow_shadowing(true);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    super::random::add_to_linker(&mut linker)?;
     *slot = Some(linker.clone());
     Ok(linker)
 }

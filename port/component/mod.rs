@@ -19,6 +19,7 @@ pub mod imports;
 pub mod load;
 pub mod names;
 pub mod path;
+pub mod random;
 pub mod registry;
 pub mod resources;
 pub mod serve;

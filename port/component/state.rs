@@ -135,6 +135,12 @@ impl ComponentState {
     }
 }
 
+impl super::random::RandomHost for StoreData {
+    fn weight(&self) -> &crate::roam::Weight {
+        &self.weight
+    }
+}
+
 impl WasiView for StoreData {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         let p2 = self.component.p2();
