@@ -264,6 +264,21 @@ pub async fn catching<F: Future>(future: F) -> Result<F::Output, Box<dyn Any + S
     .await
 }
 
+/// Runs `future` to its end, with the times it yielded (returned `Pending`) on the way:
+/// for tests of what yields.
+#[cfg(test)]
+pub async fn counting_yields<F: Future>(future: F) -> (F::Output, usize) {
+    let mut future = pin!(future);
+    let mut yields = 0;
+    let output = poll_fn(|cx| {
+        let poll = future.as_mut().poll(cx);
+        yields += usize::from(poll.is_pending());
+        poll
+    })
+    .await;
+    (output, yields)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

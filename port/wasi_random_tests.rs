@@ -1,7 +1,4 @@
 use super::*;
-use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::task::Poll;
 use wasmtime::{Config, Engine, Module, Store};
 
 struct Host {
@@ -48,19 +45,10 @@ fn fill(chunked: bool, buf: u32, len: u32) -> (Result<i32, String>, Vec<u8>, usi
         let f = instance
             .get_typed_func::<(i32, i32), i32>(&mut store, "fill")
             .unwrap();
-        let mut yields = 0;
-        let result = {
-            let mut call = pin!(f.call_async(&mut store, (buf as i32, len as i32)));
-            poll_fn(|cx| match call.as_mut().poll(cx) {
-                Poll::Pending => {
-                    yields += 1;
-                    Poll::Pending
-                }
-                ready => ready,
-            })
-            .await
-            .map_err(|e| format!("{e:#}"))
-        };
+        let (result, yields) =
+            crate::executor::counting_yields(f.call_async(&mut store, (buf as i32, len as i32)))
+                .await;
+        let result = result.map_err(|e| format!("{e:#}"));
         let memory = instance.get_memory(&mut store, "memory").unwrap();
         let bytes = memory.data(&store).to_vec();
         (result, bytes, yields, store.data().weight.heavy())

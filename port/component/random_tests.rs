@@ -1,7 +1,4 @@
 use super::*;
-use std::future::{poll_fn, Future};
-use std::pin::pin;
-use std::task::Poll;
 use wasmtime::component::{Component, ResourceTable};
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::WasiCtx;
@@ -87,20 +84,9 @@ fn fill(
         let f = instance
             .get_typed_func::<(u64,), (u32,)>(&mut store, "fill")
             .unwrap();
-        let mut yields = 0;
-        let result = {
-            let mut call = pin!(f.call_async(&mut store, (len,)));
-            poll_fn(|cx| match call.as_mut().poll(cx) {
-                Poll::Pending => {
-                    yields += 1;
-                    Poll::Pending
-                }
-                ready => ready,
-            })
-            .await
-            .map(|(n,)| n)
-            .map_err(|e| format!("{e:#}"))
-        };
+        let (result, yields) =
+            crate::executor::counting_yields(f.call_async(&mut store, (len,))).await;
+        let result = result.map(|(n,)| n).map_err(|e| format!("{e:#}"));
         (result, yields, store.data().weight.heavy())
     })
 }
