@@ -29,6 +29,10 @@ Code.require_file("output.exs", __DIR__)
 # bench/stopping.exs.
 Process.put(:bench_stopping_loaded_by_run, true)
 Code.require_file("stopping.exs", __DIR__)
+# What a store's 256 MiB memory read costs another store of its engine:
+# bench/neighbours.exs.
+Process.put(:bench_neighbours_loaded_by_run, true)
+Code.require_file("neighbours.exs", __DIR__)
 # WASI file system figures (a directory listing, a file read): bench/files.exs.
 Process.put(:bench_files_loaded_by_run, true)
 Code.require_file("files.exs", __DIR__)
@@ -60,6 +64,7 @@ defmodule Bench do
     flood: Bench,
     wasi_files: Bench,
     stopping: Bench,
+    neighbours: Bench,
     components: Bench
   ]
 
@@ -181,6 +186,10 @@ defmodule Bench do
   # A call stopped in a WASI sleep (how far past its deadline, the next call's latency),
   # a sleeping start function, and the port after 1,000 blocked instances are stopped.
   def stopping(cfg), do: Bench.Stopping.run(cfg.quick, &Out.line/1)
+
+  @doc false
+  # A 256 MiB memory read beside another store of its engine, called back-to-back.
+  def neighbours(cfg), do: Bench.Neighbours.run(cfg.quick, &Out.line/1)
 
   @doc false
   def components(cfg), do: Bench.Components.run(cfg)

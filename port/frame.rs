@@ -108,18 +108,40 @@ pub fn encode_frame(term: &eetf::Term) -> Vec<u8> {
 /// length prefix could wrap (the BEAM reads larger memory in parts).
 pub fn binary_reply_frame(id: u64, bytes: &[u8]) -> crate::term::Fallible<Vec<u8>> {
     use crate::term;
-    if bytes.len() > MAX_FRAME {
+    let ok = |empty| term::tuple(vec![term::atom("ok"), empty]);
+    binary_frame(bytes, |empty| {
+        term::tuple(vec![term::atom("reply"), term::uint(id), ok(empty)])
+    })
+}
+
+/// The frame of `{reply_part, Id, Bytes}`: one part of a memory read's answer, which
+/// comes in parts (see `memory::read_reply`) ahead of its `reply`.
+pub fn binary_part_frame(id: u64, bytes: &[u8]) -> crate::term::Fallible<Vec<u8>> {
+    use crate::term;
+    binary_frame(bytes, |empty| {
+        term::tuple(vec![term::atom("reply_part"), term::uint(id), empty])
+    })
+}
+
+/// Refuses a read of `len` bytes over the frame limit: its answer, even in parts, could
+/// not be taken by the BEAM in one piece (which reads larger memory in parts itself).
+pub fn check_read(len: usize) -> crate::term::Fallible<()> {
+    if len > MAX_FRAME {
         return Err(format!(
-            "a read of {} bytes is over the frame limit of {MAX_FRAME}",
-            bytes.len()
+            "a read of {len} bytes is over the frame limit of {MAX_FRAME}"
         ));
     }
-    let head = term::tuple(vec![
-        term::atom("reply"),
-        term::uint(id),
-        term::tuple(vec![term::atom("ok"), term::binary(Vec::new())]),
-    ]);
-    let mut frame = encode_frame(&head);
+    Ok(())
+}
+
+/// The frame of the term `around` makes of an empty binary, with `bytes` in its place:
+/// the binary must be the last thing the term encodes.
+fn binary_frame(
+    bytes: &[u8],
+    around: impl FnOnce(eetf::Term) -> eetf::Term,
+) -> crate::term::Fallible<Vec<u8>> {
+    check_read(bytes.len())?;
+    let mut frame = encode_frame(&around(crate::term::binary(Vec::new())));
     // The encoding ends with the empty binary's 4-byte length: put the real one there.
     frame.truncate(frame.len() - 4);
     frame.reserve(4 + bytes.len());
@@ -214,6 +236,17 @@ mod tests {
         let bytes: Vec<u8> = (0..70_000u32).map(|i| i as u8).collect();
         let term = crate::protocol::reply(12, Ok(term::binary(bytes.clone())));
         assert_eq!(binary_reply_frame(12, &bytes), Ok(encode_frame(&term)));
+    }
+
+    #[test]
+    fn a_binary_part_frame_is_the_frame_of_the_reply_part_term() {
+        let bytes: Vec<u8> = (0..70_000u32).map(|i| (i * 7) as u8).collect();
+        let term = term::tuple(vec![
+            term::atom("reply_part"),
+            term::uint(9),
+            term::binary(bytes.clone()),
+        ]);
+        assert_eq!(binary_part_frame(9, &bytes), Ok(encode_frame(&term)));
     }
 
     #[test]

@@ -37,9 +37,20 @@ pub fn grow(cx: &mut Cx<'_>, name: &Export, pages: u64) -> Fallible<Term> {
         .map_err(|e| format!("Failed to grow the memory: {e}."))
 }
 
+/// Reads of more than this many bytes are answered in parts of this size (see
+/// [`read_reply`]).
+pub const READ_PART: usize = 1 << 20;
+
 /// The bytes at `[offset, offset + len)`, as the reply to request `id`: a frame built
 /// around the bytes (one copy), not through a term.
-pub fn read_reply(
+///
+/// A read of more than [`READ_PART`] bytes (the BEAM sends up to 256 MiB in one request)
+/// first moves the store to the heavy runtime, then sends all but its last part as
+/// `{reply_part, Id, Bytes}` frames, yielding after each: the light worker, and the pipe
+/// to the BEAM, serve the host's other stores between the parts, where one frame held
+/// them up for the whole transfer. The store answers nothing else meanwhile, so the parts
+/// make one snapshot of the memory.
+pub async fn read_reply(
     cx: &mut Cx<'_>,
     id: u64,
     name: &Export,
@@ -48,7 +59,19 @@ pub fn read_reply(
 ) -> Fallible<Vec<u8>> {
     let m = memory(cx, name)?;
     let r = range(cx, &m, offset, len)?;
-    crate::frame::binary_reply_frame(id, &m.data(&*cx)[r])
+    crate::frame::check_read(r.len())?;
+    let mut start = r.start;
+    if r.len() > READ_PART {
+        crate::roam::to_heavy(&cx.data().weight).await;
+        let outbox = cx.data().shared.outbox.clone();
+        while r.end - start > READ_PART {
+            let part = start..start + READ_PART;
+            outbox.send_frame(crate::frame::binary_part_frame(id, &m.data(&*cx)[part])?);
+            start += READ_PART;
+            tokio::task::yield_now().await;
+        }
+    }
+    crate::frame::binary_reply_frame(id, &m.data(&*cx)[start..r.end])
 }
 
 /// Writes the first `len` bytes of the shared buffer (see `bulk.rs`), which the BEAM

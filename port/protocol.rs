@@ -10,6 +10,8 @@
 //!   `{hello, Version, WasmtimeVersion}`: sent once at start, before anything else.
 //!   `{reply, Id, {ok, Value} | {error, Reason}}`: the answer to request `Id`
 //!   (`Id` 0 when the request was too broken to carry one).
+//!   `{reply_part, Id, Bytes}`: a part of the answer to request `Id`, ahead of its reply
+//!   (a memory read of more than 1 MiB: see `memory::read_reply`).
 //!   `{callback, StoreId, CallbackId, Handler, Namespace, Name, Params}`: an import
 //!   callback; answered with the `callback_return` notification.
 //!   `{callback_abandoned, StoreId, CallbackId, Handler}`: nobody waits for that callback.
@@ -22,7 +24,7 @@ use crate::term::{self, Fallible};
 use eetf::Term;
 
 /// Bumped on every incompatible change of the wire; checked by the BEAM at start.
-pub const PROTOCOL_VERSION: i64 = 3;
+pub const PROTOCOL_VERSION: i64 = 4;
 
 /// Ops that get no reply when sent under id 0, as the BEAM sends them. `stdin_data` may
 /// also come as a request (`Wasmex.Wasi.write_stdin/2`), under an id, and is answered.

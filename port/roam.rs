@@ -40,6 +40,11 @@ impl Weight {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_add(1));
     }
 
+    /// Makes the running request heavy at once: its work is known to be long.
+    pub fn make_heavy(&self) {
+        self.0.fetch_max(HEAVY_AFTER_TICKS, Ordering::Relaxed);
+    }
+
     /// The request has been answered: the next one starts light.
     pub fn clear(&self) {
         self.0.store(0, Ordering::Relaxed);
@@ -48,6 +53,16 @@ impl Weight {
     /// Whether the running request belongs on the heavy runtime.
     pub fn heavy(&self) -> bool {
         self.0.load(Ordering::Relaxed) >= HEAVY_AFTER_TICKS
+    }
+}
+
+/// Moves the task of the store whose weight this is to the heavy runtime before it goes
+/// on, for work known to be long that is not Wasm (a large memory read): a yield, after
+/// which the task is polled on the heavy runtime. Nothing when it is heavy already.
+pub async fn to_heavy(weight: &Weight) {
+    if !weight.heavy() {
+        weight.make_heavy();
+        tokio::task::yield_now().await;
     }
 }
 
@@ -175,6 +190,35 @@ mod tests {
         weight.clear();
         assert!(next_poll_on(&rx, "store-worker"));
         end.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn to_heavy_moves_a_light_task_to_the_heavy_runtime_before_it_goes_on() {
+        let (tx, rx) = mpsc::channel();
+        let weight = Arc::new(Weight::default());
+        let counted = weight.clone();
+        spawn(
+            async move {
+                let before = thread_name();
+                to_heavy(&counted).await;
+                let _ = tx.send((before, thread_name()));
+            },
+            weight,
+        );
+        let (before, after) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            (before.as_str(), after.as_str()),
+            ("store-worker", "heavy-worker")
+        );
+    }
+
+    #[test]
+    fn make_heavy_is_heavy_at_once_and_cleared_like_ticks() {
+        let weight = Weight::default();
+        weight.make_heavy();
+        assert!(weight.heavy());
+        weight.clear();
+        assert!(!weight.heavy());
     }
 
     #[test]

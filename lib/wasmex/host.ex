@@ -23,7 +23,7 @@ defmodule Wasmex.Host do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Bulk, Client, Events, Holders, KnownModules, Outgoing, Pending}
+  alias Wasmex.Host.{Bulk, Client, Events, Holders, KnownModules, Outgoing, Parts, Pending}
   alias Wasmex.Host.{Requests, Startup, Stores, Writer}
 
   defstruct [
@@ -37,6 +37,8 @@ defmodule Wasmex.Host do
     next_id: 1,
     next_store_id: 1,
     pending: Pending.new(),
+    # The parts of answers that come in pieces (large memory reads), until their reply.
+    parts: Parts.new(),
     holders: Holders.new(),
     modules: KnownModules.new(),
     outgoing: Outgoing.new(),

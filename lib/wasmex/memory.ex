@@ -240,6 +240,8 @@ defmodule Wasmex.Memory do
     do: Host.request(store.host, build.(StoreOrCaller.context(store), id, name))
 
   defp unwrap({:ok, :ok}), do: :ok
+  # A read the port answered in parts (see Wasmex.Host.Parts).
+  defp unwrap({:ok, {:parts, iodata}}), do: IO.iodata_to_binary(iodata)
   defp unwrap({:ok, value}), do: value
   defp unwrap({:error, _} = error), do: error
 

@@ -19,17 +19,20 @@ defmodule Wasmex.Wire do
           {:cancel, {3, 17}}
 
     * port -> BEAM: `{:hello, version, wasmtime}` once at start, `{:reply, id, {:ok, value} |
-      {:error, reason}}`, `{:callback, store_id, callback_id, handler, namespace, name,
-      params}` and `{:log, message}`.
+      {:error, reason}}` (for a large memory read, after `{:reply_part, id, bytes}`
+      frames), `{:callback, store_id, callback_id, handler, namespace, name, params}`,
+      `{:callback_abandoned, store_id, callback_id, handler}`, `{:stdio, store_id,
+      handler, bytes}`, `{:stdin_read, store_id, handler}`, `{:log, message}` and
+      `{:fatal, message}` (`port/protocol.rs` lists them with their meaning).
   """
 
   import Bitwise
 
-  @version 3
+  @version 4
 
   # Every atom the port may send. `decode/1` uses `binary_to_term/2` with `:safe`, which
   # refuses atoms that do not exist yet; naming them here makes them exist.
-  @port_atoms ~w(hello reply ok error callback log nil true false stdio stdin_read exit callback_abandoned fatal
+  @port_atoms ~w(hello reply reply_part ok error callback log nil true false stdio stdin_read exit callback_abandoned fatal
                  pipe messages wasmex_stdout wasmex_stderr
                  fn global memory table tag type mutability const var minimum maximum
                  shared memory64 i32 i64 f32 f64 v128 extern_ref reference trap

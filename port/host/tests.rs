@@ -361,3 +361,49 @@ fn a_store_that_failed_to_start_is_forgotten() {
     }
     assert!(host.stores.is_empty());
 }
+
+#[test]
+fn a_memory_read_of_more_than_a_part_comes_in_parts_ahead_of_its_reply() {
+    let (mut host, rx) = host();
+    init(&mut host, &rx);
+    // 40 pages (2.5 MiB), with a byte set at the start of each MiB.
+    let wat = br#"(module (memory (export "memory") 40)
+        (data (i32.const 0) "a") (data (i32.const 1048576) "b") (data (i32.const 2097152) "c"))"#;
+    let (store, instance) = store_with_instance(&mut host, &rx, wat, vec![]);
+    let len = 2 * crate::memory::READ_PART + 5;
+    let read = vec![
+        store,
+        instance,
+        term::string("memory"),
+        term::uint(0),
+        term::uint(len as u64),
+    ];
+    host.handle_payload(&request(4, "memory_read", read));
+    let mut parts = Vec::new();
+    let last = loop {
+        let frame = rx.recv_timeout(Duration::from_secs(10)).expect("a frame");
+        let t = Term::decode(&frame[4..]).unwrap();
+        let fields = term::as_tuple(&t, 3, "frame").unwrap();
+        match term::as_atom(&fields[0]) {
+            Some("reply_part") => {
+                assert_eq!(term::as_u64(&fields[1], "id"), Ok(4));
+                parts.push(term::as_bytes(&fields[2], "part").unwrap().to_vec());
+            }
+            Some("reply") => break t,
+            _ => continue,
+        }
+    };
+    let mut expected = vec![0u8; len];
+    for (at, byte) in [(0, b'a'), (1 << 20, b'b'), (2 << 20, b'c')] {
+        expected[at] = byte;
+    }
+    let rest = expected.split_off(2 * crate::memory::READ_PART);
+    assert_eq!(
+        (parts.concat(), parts.len(), last),
+        (
+            expected,
+            2,
+            crate::protocol::reply(4, Ok(term::binary(rest)))
+        )
+    );
+}

@@ -128,6 +128,7 @@ async fn handle(cx: &mut Cx<'_>, req: &StoreRequest) -> Result<Answer, Term> {
             offset,
             len,
         } => memory::read_reply(cx, req.id, memory, *offset, *len)
+            .await
             .map(Answer::Frame)
             .map_err(|e| term::string(&e)),
         op => handle_op(cx, op)

@@ -43,6 +43,8 @@ defmodule Wasmex.Host.Events do
 
   defp handle_event({:reply, id, result}, state), do: Requests.deliver(state, id, result)
 
+  defp handle_event({:reply_part, id, bytes}, state), do: Requests.part(state, id, bytes)
+
   defp handle_event({:callback, store_id, callback_id, pid, ns, name, params}, state),
     do: callback(state, store_id, callback_id, pid, ns, name, params)
 

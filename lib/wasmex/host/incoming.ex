@@ -15,6 +15,7 @@ defmodule Wasmex.Host.Incoming do
   @typedoc "A frame the host may act on, with its handlers decoded."
   @type event ::
           {:reply, non_neg_integer(), {:ok, term()} | {:error, term()}}
+          | {:reply_part, non_neg_integer(), binary()}
           | {:callback, non_neg_integer(), non_neg_integer(), pid(), String.t(), String.t(),
              list()}
           | {:callback_abandoned, non_neg_integer(), non_neg_integer(), pid()}
@@ -33,6 +34,9 @@ defmodule Wasmex.Host.Incoming do
 
   def check({:reply, id, result}) when id?(id),
     do: {:reply, id, {:error, "malformed reply from the Wasm host: #{show(result)}"}}
+
+  def check({:reply_part, id, bytes}) when id?(id) and is_binary(bytes),
+    do: {:reply_part, id, bytes}
 
   def check({:callback, store_id, callback_id, handler, ns, name, params} = frame)
       when id?(store_id) and id?(callback_id) and is_binary(ns) and is_binary(name) and

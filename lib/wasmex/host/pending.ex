@@ -92,6 +92,10 @@ defmodule Wasmex.Host.Pending do
     end
   end
 
+  @doc "Whether request `id` is in flight."
+  @spec has?(t(), non_neg_integer()) :: boolean()
+  def has?(%__MODULE__{entries: entries}, id), do: is_map_key(entries, id)
+
   @doc """
   The caller with `from` stopped waiting. Its watched request is cancelled (taken out,
   `{:cancel, id, store_id, pending}`: the host tells the port); a store being created

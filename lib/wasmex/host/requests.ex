@@ -8,7 +8,7 @@ defmodule Wasmex.Host.Requests do
   require Logger
 
   alias Wasmex.{Stats, Wire}
-  alias Wasmex.Host.{Holders, KnownModules, Pending, Writer}
+  alias Wasmex.Host.{Holders, KnownModules, Parts, Pending, Writer}
 
   # At most this many cancels of callers that died are in the port unanswered at once;
   # the others wait in the host server (see cancel_all/2).
@@ -56,6 +56,9 @@ defmodule Wasmex.Host.Requests do
   @doc "The answer to request `id` reaches its target."
   @spec deliver(struct(), non_neg_integer(), {:ok, term()} | {:error, term()}) :: struct()
   def deliver(state, id, result) do
+    {result, parts} = Parts.complete(state.parts, id, result)
+    state = %{state | parts: parts}
+
     case Pending.pop(state.pending, id) do
       # Id 0 answers a frame the port could not read; other unknown ids are answers to
       # cancelled calls.
@@ -75,6 +78,14 @@ defmodule Wasmex.Host.Requests do
             reply(target, count_failure(result), %{state | modules: modules})
         end
     end
+  end
+
+  @doc "A part of the answer to request `id`, ahead of it (see `Wasmex.Host.Parts`)."
+  @spec part(struct(), non_neg_integer(), binary()) :: struct()
+  def part(state, id, bytes) do
+    if Pending.has?(state.pending, id),
+      do: %{state | parts: Parts.add(state.parts, id, bytes)},
+      else: state
   end
 
   @doc "The caller with `from` stopped waiting (`Wasmex.Host.Client`)."

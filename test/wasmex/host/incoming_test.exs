@@ -11,6 +11,7 @@ defmodule Wasmex.Host.IncomingTest do
     test "passes well-formed frames, with their handlers decoded" do
       me = self()
       assert Incoming.check({:reply, 1, {:error, "x"}}) == {:reply, 1, {:error, "x"}}
+      assert Incoming.check({:reply_part, 1, "bytes"}) == {:reply_part, 1, "bytes"}
 
       assert Incoming.check({:callback, 1, 2, h(me), "env", "f", [1]}) ==
                {:callback, 1, 2, me, "env", "f", [1]}

@@ -34,6 +34,21 @@ defmodule Wasmex.Host.RequestsTest do
     end
   end
 
+  describe "part/3" do
+    test "the parts of a request in flight come to its caller with its answer", %{state: state} do
+      {_, [:alias | ref]} = f = from()
+      state = Requests.send_request(state, Wire.memory_read(1, 1, "memory", 0, 6), {:reply, f})
+      state = state |> Requests.part(2, "ab") |> Requests.part(2, "cd")
+      state = Requests.deliver(state, 2, {:ok, "ef"})
+      assert_received {[:alias | ^ref], {:ok, {:parts, ["ab", "cd", "ef"]}}}
+      assert state.parts == Wasmex.Host.Parts.new()
+    end
+
+    test "parts of an id not in flight are dropped", %{state: state} do
+      assert Requests.part(state, 9, "ab").parts == Wasmex.Host.Parts.new()
+    end
+  end
+
   describe "cancel_all/2" do
     test "keeps at most 256 cancels unanswered; each answer lets the next go", %{state: state} do
       state = Requests.cancel_all(state, for(id <- 1..300, do: {id, 1}))
