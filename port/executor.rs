@@ -1,10 +1,11 @@
 //! How Wasm runs: on wasmtime's async API, driven by tokio. Every store is a task (see
-//! `store.rs`), fed by a channel, on the light runtime or, while a request of its
+//! `store/task.rs`), fed by a channel, on the light runtime or, while a request of its
 //! computes for long, on the heavy one (see `roam.rs`); every call and instantiation
 //! is a future (`call_async`, `instantiate_async`, WASI preview 1 through the async
 //! linker). A store that waits (a WASI sleep, a stdin read, a callback's answer, a free
-//! instance slot) is a parked task and holds no thread. The outermost call or
-//! instantiation is wrapped in [`stoppable`]: once its deadline passes or its request is
+//! instance slot) is a parked task and holds no thread. Every call or instantiation (the
+//! outermost one and those nested in it) is wrapped in [`stoppable`], with the state of
+//! the request it serves (see `store/scope.rs`): once its deadline passes or its request is
 //! cancelled, the future is dropped wherever it waits, and wasmtime unwinds it, leaving
 //! the store usable.
 //!

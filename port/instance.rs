@@ -272,11 +272,6 @@ pub fn failure_reason(data: &StoreData, e: &wasmtime::Error) -> Term {
     failure_term(message, kind)
 }
 
-/// The message a failed call or instantiation reports.
-pub fn describe_error(data: &StoreData, e: &wasmtime::Error) -> String {
-    describe(data, e).0
-}
-
 /// The message of a failure, and its kind.
 pub fn describe(data: &StoreData, e: &wasmtime::Error) -> (String, Failure) {
     // Stopped at the deadline or on a cancel, in Wasm (an epoch interrupt) or in a host call

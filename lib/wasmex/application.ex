@@ -4,12 +4,17 @@ defmodule Wasmex.Application do
 
   @impl true
   def start(_type, _args) do
-    # Names given with Wasmex.Module.set_name/2 and which modules were instantiated.
+    # Which modules of other nodes were instantiated here (a module's own atomics, which
+    # hold its name and this mark, stay on its node): a row per such module, kept.
     :ets.new(Wasmex.Module, [:named_table, :public, :set, read_concurrency: true])
     Wasmex.Stats.setup()
     Wasmex.Callback.setup()
     Wasmex.Host.Bulk.setup()
     # Where each local instance server's calls can go directly (see Wasmex.call_function/4).
+    # Three row shapes: `{pid, host, context, instance_id}` (a core instance server's route,
+    # Wasmex.Server.Start), `{{Wasmex.Components, pid}, host, context, instance_id}` (a
+    # component server's, Wasmex.Components) and `{{:stop, pid}, request}` (what stops a
+    # server's running call when it ends, Wasmex.Server.Stops).
     :ets.new(Wasmex.Routes, [
       :named_table,
       :public,

@@ -195,7 +195,7 @@ defmodule Wasmex.Callback do
   def register_component(imports),
     do: :ets.insert(@registry, {self(), imports, %{pid: self(), memory: nil}, nil})
 
-  @doc "Removes the rows `server` made with `register_for/3`."
+  @doc "Removes the rows `server` made with `register_for/4`."
   @spec unregister_for(pid()) :: true
   def unregister_for(server), do: :ets.match_delete(@registry, {:_, :_, %{pid: server}, :_})
 end

@@ -17,7 +17,7 @@ defmodule Wasmex.Host do
 
   When the port process dies, every waiting caller gets `{:error, reason}` at once and
   the host server exits with `{:shutdown, {:port_exited, description}}`; instance
-  servers monitoring it exit with that reason.
+  servers monitoring it exit with `{:shutdown, {:wasmex_host_down, reason}}`.
   """
   use GenServer, restart: :temporary
   require Logger

@@ -102,7 +102,8 @@ defmodule Wasmex.Wire do
   end
 
   # Requests: one constructor each, the only place their shapes are written on this side
-  # (the port decodes them in port/protocol.rs; docs/protocol.md has the table).
+  # (the port decodes them in port/request.rs and port/store/request.rs; docs/protocol.md has
+  # the table).
 
   @typedoc "A request or notification to the port: its op and its arguments."
   @type request :: {atom(), tuple()}

@@ -50,8 +50,8 @@ pub fn enter(cx: &mut Cx<'_>, timeout: Option<Duration>) -> CallScope {
     }
 }
 
-/// Runs `future`, the Wasm of `scope`, and drops it if it is the outermost call and must
-/// stop (see `executor::stoppable`).
+/// Runs `future`, the Wasm of `scope`, and drops it once the request it serves must stop
+/// (see `executor::stoppable`): the outermost call's state, or a nested call's own.
 pub async fn run<R>(
     scope: &CallScope,
     future: impl Future<Output = wasmtime::Result<R>>,

@@ -1,7 +1,6 @@
 defmodule Wasmex.Host.Client do
   @moduledoc """
-  The caller's side of a request to a host (or to an instance server, which passes it on):
-  a call that waits a bounded time and, when it stops waiting, says so, so that the
+  The caller's side of a request to a host: a call that waits a bounded time and, when it stops waiting, says so, so that the
   request is cancelled the way it is for a caller that died (a queued Wasm call is
   skipped, a running one stopped, a compilation killed).
 
@@ -51,7 +50,7 @@ defmodule Wasmex.Host.Client do
   defp with_grace(_), do: request_timeout()
 
   @doc """
-  Calls `server` (a host or an instance server) with `message`, waiting at most `wait`
+  Calls `server` (a host) with `message`, waiting at most `wait`
   ms. When the wait is over, `server` gets `{:give_up, from}` (a cast) and the answer,
   should it come later, is dropped (the reply goes to an alias that no longer exists).
   Returns the answer, `{:error, :timeout}`, or `{:error, {:down, reason}}` when `server`

@@ -1,7 +1,7 @@
 defmodule Wasmex.Host.Events do
   @moduledoc false
   # What a host server does with each frame from its port, once the frame is checked
-  # (Wasmex.Host.Incoming): replies reach their targets, callbacks start their processes,
+  # (Wasmex.Host.Incoming): replies reach their targets, callbacks their runners,
   # WASI output and input requests reach their pipes or processes. Runs in the host server,
   # on its state.
 
