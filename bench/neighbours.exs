@@ -1,5 +1,6 @@
 # What one store's large work costs the other stores of its engine: a 256 MiB memory read
-# (through the pipe, in 1 MiB parts: port/memory.rs) beside a store called back-to-back.
+# (through the pipe, in 1 MiB parts: port/memory.rs) and a 256 MiB write (staged in 1 MiB
+# parts: port/staging.rs), each beside a store called back-to-back.
 # Loaded by bench/run.exs (group `neighbours`); also runs alone:
 #
 #     mix run bench/neighbours.exs [--quick]
@@ -13,36 +14,44 @@ defmodule Bench.Neighbours do
   defp median(list), do: list |> Enum.sort() |> Enum.at(div(length(list), 2))
 
   @doc """
-  Reads of `bytes` from one store, each while another store of the same engine is called
-  back-to-back: the read's time and the other store's longest call during it (medians
-  over the rounds, in ms), and the other store's calls per round.
+  `transfer` (`:read` or `:write`) of `bytes` on one store, each while another store of
+  the same engine is called back-to-back: the transfer's time and the other store's
+  longest call during it (medians over the rounds, in ms), and the other store's calls
+  per round.
   """
-  def big_read(rounds, bytes) do
+  def big_transfer(transfer, rounds, bytes) do
     {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{})
-    {:ok, reading} = Wasmex.Store.new(nil, engine)
-    {:ok, big} = Wasmex.start_link(%{bytes: @big_memory, store: reading})
+    {:ok, store} = Wasmex.Store.new(nil, engine)
+    {:ok, big} = Wasmex.start_link(%{bytes: @big_memory, store: store})
     {:ok, memory} = Wasmex.memory(big)
     {:ok, other} = Wasmex.Store.new(nil, engine)
     {:ok, answering} = Wasmex.start_link(%{bytes: @answer, store: other})
+
+    data = if transfer == :write, do: :binary.copy(<<7>>, bytes), else: bytes
 
     samples =
       for _ <- 1..rounds do
         done = :atomics.new(1, [])
         calls = Task.async(fn -> call_until(answering, done, 0, []) end)
 
-        {read_us, read} =
-          :timer.tc(fn -> Wasmex.Memory.read_binary(reading, memory, 0, bytes) end)
-
+        {us, :ok} = :timer.tc(fn -> move(transfer, store, memory, data) end)
         :atomics.put(done, 1, 1)
-        true = byte_size(read) == bytes
         waits = Task.await(calls, 60_000)
-        {read_us / 1000, Enum.max(waits) / 1000, length(waits)}
+        {us / 1000, Enum.max(waits) / 1000, length(waits)}
       end
 
     Enum.each([big, answering], &GenServer.stop/1)
     GenServer.stop(engine.host)
     for i <- 0..2, do: median(Enum.map(samples, &elem(&1, i)))
   end
+
+  # Reads `bytes` bytes, or writes the binary `data`.
+  defp move(:read, store, memory, bytes) do
+    true = byte_size(Wasmex.Memory.read_binary(store, memory, 0, bytes)) == bytes
+    :ok
+  end
+
+  defp move(:write, store, memory, data), do: Wasmex.Memory.write_binary(store, memory, 0, data)
 
   # Calls `pid` back-to-back until `done` is set: the microseconds each call took.
   defp call_until(pid, done, n, waits) do
@@ -56,10 +65,15 @@ defmodule Bench.Neighbours do
 
   @doc "Prints the figures as `name value unit` lines through `line`."
   def run(quick, line) do
-    [read_ms, longest_ms, calls] = big_read(if(quick, do: 3, else: 7), 256 * 1024 * 1024)
-    line.("memory_read_256mib #{Float.round(read_ms, 1)} ms")
-    line.("memory_read_256mib_other_store_longest_call #{Float.round(longest_ms, 1)} ms")
-    line.("memory_read_256mib_other_store_calls #{calls} calls")
+    for transfer <- [:read, :write] do
+      [ms, longest_ms, calls] =
+        big_transfer(transfer, if(quick, do: 3, else: 7), 256 * 1024 * 1024)
+
+      name = "memory_#{transfer}_256mib"
+      line.("#{name} #{Float.round(ms, 1)} ms")
+      line.("#{name}_other_store_longest_call #{Float.round(longest_ms, 1)} ms")
+      line.("#{name}_other_store_calls #{calls} calls")
+    end
   end
 end
 

@@ -32,6 +32,7 @@ pub mod request_head;
 pub mod roam;
 pub mod shared;
 pub mod shown;
+pub mod staging;
 pub mod stdio;
 pub mod store;
 pub mod term;

@@ -103,6 +103,46 @@ fn shared_buffer(shared: &crate::shared::Shared) -> Fallible<&crate::bulk::Bulk>
         .ok_or("this host has no shared buffer")?)
 }
 
+/// Appends `part` to the store's staged write `write` (see `staging.rs`).
+pub fn stage(cx: &mut Cx<'_>, write: u64, part: &[u8]) -> Fallible<Term> {
+    cx.data_mut()
+        .staging
+        .add(write, part, crate::staging::CAP)?;
+    Ok(term::atom("ok"))
+}
+
+/// Appends the first `len` bytes of the shared buffer (see `bulk.rs`), which the BEAM
+/// filled, to the store's staged write `write`.
+pub fn stage_bulk(cx: &mut Cx<'_>, write: u64, len: u64) -> Fallible<Term> {
+    let shared = cx.data().shared.clone();
+    let staging = &mut cx.data_mut().staging;
+    shared_buffer(&shared)?.read(len, |part| staging.add(write, part, crate::staging::CAP))??;
+    Ok(term::atom("ok"))
+}
+
+/// Writes what is staged for `write` at `offset`, in one step (on the heavy runtime when
+/// it is more than [`READ_PART`] bytes). What was staged is gone afterwards, written or
+/// not.
+pub async fn write_staged(
+    cx: &mut Cx<'_>,
+    name: &Export,
+    offset: u64,
+    write: u64,
+) -> Fallible<Term> {
+    let bytes = cx
+        .data_mut()
+        .staging
+        .take(write)
+        .ok_or_else(|| crate::staging::unknown(write))?;
+    let m = memory(cx, name)?;
+    let r = range(cx, &m, offset, bytes.len() as u64)?;
+    if bytes.len() > READ_PART {
+        crate::roam::to_heavy(&cx.data().weight).await;
+    }
+    m.data_mut(&mut *cx)[r].copy_from_slice(&bytes);
+    Ok(term::atom("ok"))
+}
+
 /// Writes `data` at `offset`.
 pub fn write(cx: &mut Cx<'_>, name: &Export, offset: u64, data: &Data) -> Fallible<Term> {
     let m = memory(cx, name)?;

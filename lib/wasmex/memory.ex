@@ -18,8 +18,9 @@ defmodule Wasmex.Memory do
 
   import Bitwise
 
-  alias Wasmex.{Host, Instance, StoreOrCaller, Wire}
+  alias Wasmex.{Instance, StoreOrCaller, Wire}
   alias Wasmex.Callback.Writes
+  alias Wasmex.Memory.Transfer
 
   @enforce_keys [:instance_id, :name]
   # `resource` (`{instance_id, export_name}`: which memory) and `reference` (made with the
@@ -80,7 +81,7 @@ defmodule Wasmex.Memory do
   @doc "The size of the memory in bytes."
   @spec size(StoreOrCaller.t(), t()) :: non_neg_integer() | {:error, String.t()}
   def size(store, %__MODULE__{} = memory) do
-    case store |> request(memory, &Wire.memory_size/3) |> unwrap() do
+    case store |> Transfer.request(memory, &Wire.memory_size/3) |> Transfer.unwrap() do
       size when is_integer(size) -> tap(size, &Writes.reached(store, memory, &1))
       error -> error
     end
@@ -93,7 +94,7 @@ defmodule Wasmex.Memory do
           non_neg_integer() | {:error, String.t()}
   def grow(store, %__MODULE__{} = memory, pages) do
     check_index!(pages)
-    store |> request(memory, &Wire.memory_grow(&1, &2, &3, pages)) |> unwrap()
+    store |> Transfer.request(memory, &Wire.memory_grow(&1, &2, &3, pages)) |> Transfer.unwrap()
   end
 
   @doc "Reads the byte at `index`."
@@ -114,11 +115,6 @@ defmodule Wasmex.Memory do
     write_binary(store, memory, index, <<value>>)
   end
 
-  # One message to or from the host carries at most `Wasmex.Wire.max_frame/0` bytes: a
-  # longer transfer goes in parts of this size.
-  @part_bytes 256 * 1024 * 1024
-  @address_limit 0x1_0000_0000_0000_0000
-
   @doc """
   Reads `length` bytes starting at `index`.
 
@@ -132,118 +128,30 @@ defmodule Wasmex.Memory do
   def read_binary(store, %__MODULE__{} = memory, index, length) do
     check_index!(index)
     check_index!(length)
-
-    cond do
-      # No memory reaches past 2^64 bytes.
-      index + length > @address_limit -> {:error, "out of bounds memory access"}
-      length <= @part_bytes -> read_part(store, memory, index, length)
-      true -> read_in_parts(store, memory, index, length)
-    end
-  end
-
-  defp read_in_parts(store, memory, index, length) do
-    with {:ok, [last | others]} <- last_first(index, length, &read_part(store, memory, &1, &2)),
-         do: IO.iodata_to_binary([others | last])
-  end
-
-  defp read_part(store, memory, index, length) do
-    copy = fn -> request(store, memory, &Wire.memory_read_bulk(&1, &2, &3, index, length)) end
-
-    result =
-      with :pipe <- Wasmex.Host.Bulk.read(store.host, length, copy),
-           do: request(store, memory, &Wire.memory_read(&1, &2, &3, index, length))
-
-    unwrap(result)
+    Transfer.read(store, memory, index, length)
   end
 
   @doc """
   Writes `binary` starting at `index` (no terminating NUL byte is added).
 
-  A write of more than 256 MiB goes to the host in parts, the last one first: a write that
-  does not fit in the memory changes nothing, but one that does is not atomic (a caller of
-  the same store may read a part-written range).
+  A write of more than 4 MiB goes to the host in parts of 1 MiB, which the host keeps
+  aside until the last one and then writes in one step: other requests to the host are
+  served between the parts, and the store's other callers see the write whole or not at
+  all. A write of more than 256 MiB goes in parts of 256 MiB, the last one first: a write
+  that does not fit in the memory changes nothing, but one that does is not atomic (a
+  caller of the same store may read a part-written range).
   """
   @spec write_binary(StoreOrCaller.t(), t(), non_neg_integer(), binary()) ::
           :ok | {:error, String.t()}
   def write_binary(store, %__MODULE__{} = memory, index, binary) when is_binary(binary) do
     check_index!(index)
-
-    if byte_size(binary) <= @part_bytes,
-      do: write_one(store, memory, index, binary),
-      else: write_in_parts(store, memory, index, binary)
-  end
-
-  # Inside a callback, a write known to fit goes without a round trip.
-  defp write_one(store, memory, index, binary) do
-    with :usual <- Writes.write(store, memory, index, binary),
-         :ok <- write_part(store, memory, index, binary) do
-      Writes.reached(store, memory, index + byte_size(binary))
-    end
-  end
-
-  defp write_in_parts(store, memory, index, binary) do
-    write = fn at, length ->
-      write_part(store, memory, at, binary_part(binary, at - index, length))
-    end
-
-    with {:ok, _} <- last_first(index, byte_size(binary), write), do: :ok
-  end
-
-  defp write_part(store, memory, index, binary) do
-    copy = fn length ->
-      request(store, memory, &Wire.memory_write_bulk(&1, &2, &3, index, length))
-    end
-
-    result =
-      with :pipe <- Wasmex.Host.Bulk.write(store.host, binary, copy),
-           do: request(store, memory, &Wire.memory_write(&1, &2, &3, index, binary))
-
-    unwrap(result)
-  end
-
-  # Runs `transfer.(at, length)` for each part of the `length` bytes from `index`, the
-  # last one first: when it fails (a range past the end fails there), no other runs, and
-  # the other parts are never listed (a bogus length could name billions of them; once
-  # the last part is in range, they are bounded by the memory's size). Then the others in
-  # order. `{:ok, [last result | the others' results in order]}`, or the first error.
-  defp last_first(index, length, transfer) do
-    full_parts = div(length - 1, @part_bytes)
-    before_last = full_parts * @part_bytes
-
-    case transfer.(index + before_last, length - before_last) do
-      {:error, _} = error ->
-        error
-
-      last ->
-        0..(full_parts - 1)//1
-        |> Enum.reduce_while([last], fn part, done ->
-          case transfer.(index + part * @part_bytes, @part_bytes) do
-            {:error, _} = error -> {:halt, error}
-            result -> {:cont, [result | done]}
-          end
-        end)
-        |> case do
-          {:error, _} = error -> error
-          [_ | _] = done -> {:ok, [last | tl(Enum.reverse(done))]}
-        end
-    end
+    Transfer.write(store, memory, index, binary)
   end
 
   @doc "Reads `length` bytes starting at `index` as a string."
   @spec read_string(StoreOrCaller.t(), t(), non_neg_integer(), non_neg_integer()) ::
           String.t() | {:error, String.t()}
   def read_string(store, memory, index, length), do: read_binary(store, memory, index, length)
-
-  # The request `build.(context, instance_id, memory_name)` (a `Wasmex.Wire` constructor)
-  # for this memory, sent.
-  defp request(%StoreOrCaller{} = store, %__MODULE__{instance_id: id, name: name}, build),
-    do: Host.request(store.host, build.(StoreOrCaller.context(store), id, name))
-
-  defp unwrap({:ok, :ok}), do: :ok
-  # A read the port answered in parts (see Wasmex.Host.Parts).
-  defp unwrap({:ok, {:parts, iodata}}), do: IO.iodata_to_binary(iodata)
-  defp unwrap({:ok, value}), do: value
-  defp unwrap({:error, _} = error), do: error
 
   defp check_index!(i) when is_integer(i) and i >= 0, do: :ok
 

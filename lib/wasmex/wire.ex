@@ -229,6 +229,28 @@ defmodule Wasmex.Wire do
   def memory_read_bulk(ctx, instance_id, memory, offset, length),
     do: {:memory_read_bulk, {ctx, instance_id, memory, offset, length}}
 
+  @doc """
+  Appends `part` to the store's staged memory write `write` (an id the caller chose), to
+  be written in one step by `memory_write_staged/5`.
+  """
+  @spec memory_stage(context(), pos_integer(), binary()) :: request()
+  def memory_stage(ctx, write, part), do: {:memory_stage, {ctx, write, part}}
+
+  @doc "The same with the first `length` bytes of the host's shared buffer."
+  @spec memory_stage_bulk(context(), pos_integer(), non_neg_integer()) :: request()
+  def memory_stage_bulk(ctx, write, length), do: {:memory_stage_bulk, {ctx, write, length}}
+
+  @doc "Writes what is staged for `write` at `offset` of an instance's memory, in one step."
+  @spec memory_write_staged(
+          context(),
+          non_neg_integer(),
+          binary() | nil,
+          non_neg_integer(),
+          pos_integer()
+        ) :: request()
+  def memory_write_staged(ctx, instance_id, memory, offset, write),
+    do: {:memory_write_staged, {ctx, instance_id, memory, offset, write}}
+
   @doc "Reads an exported global."
   @spec global_get(context(), non_neg_integer(), binary()) :: request()
   def global_get(ctx, instance_id, name), do: {:global_get, {ctx, instance_id, name}}

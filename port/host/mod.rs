@@ -4,6 +4,8 @@
 //! here runs Wasm or waits for it.
 
 mod init;
+#[cfg(test)]
+mod memory_tests;
 mod modules;
 #[cfg(test)]
 mod open_tests;

@@ -131,6 +131,14 @@ async fn handle(cx: &mut Cx<'_>, req: &StoreRequest) -> Result<Answer, Term> {
             .await
             .map(Answer::Frame)
             .map_err(|e| term::string(&e)),
+        StoreOp::MemoryWriteStaged {
+            memory,
+            offset,
+            write,
+        } => memory::write_staged(cx, memory, *offset, *write)
+            .await
+            .map(Answer::Value)
+            .map_err(|e| term::string(&e)),
         op => handle_op(cx, op)
             .map(Answer::Value)
             .map_err(|e| term::string(&e)),
@@ -168,6 +176,8 @@ fn handle_op(cx: &mut Cx<'_>, op: &StoreOp) -> Fallible<Term> {
             offset,
             len,
         } => memory::read_bulk(cx, memory, *offset, *len),
+        StoreOp::MemoryStage { write, data } => memory::stage(cx, *write, data.bytes()),
+        StoreOp::MemoryStageBulk { write, len } => memory::stage_bulk(cx, *write, *len),
         StoreOp::GlobalGet { global } => global::get(cx, global),
         StoreOp::GlobalSet { global, value } => global::set(cx, global, value),
         StoreOp::Ready => Ok(term::atom("ok")),
@@ -187,6 +197,7 @@ fn handle_op(cx: &mut Cx<'_>, op: &StoreOp) -> Fallible<Term> {
         StoreOp::Call { .. }
         | StoreOp::Instantiate(_)
         | StoreOp::MemoryRead { .. }
+        | StoreOp::MemoryWriteStaged { .. }
         | StoreOp::Component(_) => {
             Err("internal error: an op answered elsewhere reached handle_op".into())
         }

@@ -109,6 +109,7 @@ pub fn create(
         call: parts.call,
         component: parts.component,
         weight,
+        staging: Default::default(),
     };
     let mut store = Store::new(&engine, data);
     store.limiter(|d| &mut d.limits);

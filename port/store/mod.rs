@@ -83,6 +83,8 @@ pub struct StoreData {
     pub component: crate::component::ComponentState,
     /// How long its current request has run Wasm: where its task runs (`roam.rs`).
     pub weight: Arc<crate::roam::Weight>,
+    /// Large memory writes arriving in parts (`staging.rs`).
+    pub staging: crate::staging::Staging,
 }
 
 impl StoreData {

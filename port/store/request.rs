@@ -62,6 +62,22 @@ pub enum StoreOp {
         offset: u64,
         len: u64,
     },
+    /// Appends `data` to the store's staged write `write` (see `staging.rs`).
+    MemoryStage {
+        write: u64,
+        data: Data,
+    },
+    /// Appends the first `len` bytes of the shared buffer to staged write `write`.
+    MemoryStageBulk {
+        write: u64,
+        len: u64,
+    },
+    /// Writes what is staged for `write` at `offset`, in one step.
+    MemoryWriteStaged {
+        memory: Export,
+        offset: u64,
+        write: u64,
+    },
     GlobalGet {
         global: Export,
     },
@@ -263,6 +279,30 @@ impl StoreRequest {
                     memory,
                     offset,
                     data,
+                }
+            }
+            "memory_stage" => {
+                req.expect_arity(3)?;
+                let write = u64_at(&req, 1, "write")?;
+                let data = match req.tail.take() {
+                    Some(tail) => Data::InFrame(tail),
+                    None => Data::Owned(term::into_bytes(req.take_arg(2)?, "data")?),
+                };
+                StoreOp::MemoryStage { write, data }
+            }
+            "memory_stage_bulk" => {
+                req.expect_arity(3)?;
+                StoreOp::MemoryStageBulk {
+                    write: u64_at(&req, 1, "write")?,
+                    len: u64_at(&req, 2, "length")?,
+                }
+            }
+            "memory_write_staged" => {
+                req.expect_arity(5)?;
+                StoreOp::MemoryWriteStaged {
+                    memory: export(&req, "memory")?,
+                    offset: u64_at(&req, 3, "offset")?,
+                    write: u64_at(&req, 4, "write")?,
                 }
             }
             "global_get" => {

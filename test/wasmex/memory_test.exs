@@ -119,6 +119,38 @@ defmodule Wasmex.MemoryTest do
       assert Memory.read_binary(store, memory, 1_000, byte_size(data)) == data
     end
 
+    test "a write of more than 4 MiB past the end changes nothing" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: ~s{(module (memory (export "memory") 100))}})
+      {:ok, store} = Wasmex.store(pid)
+      {:ok, memory} = Wasmex.memory(pid)
+      size = Memory.size(store, memory)
+      data = :binary.copy(<<9>>, 5 * 1024 * 1024)
+
+      assert Memory.write_binary(store, memory, size - 1024 * 1024, data) ==
+               {:error, "out of bounds memory access"}
+
+      assert Memory.read_binary(store, memory, size - 1024 * 1024, 1024 * 1024) ==
+               :binary.copy(<<0>>, 1024 * 1024)
+    end
+
+    test "a write of more than 4 MiB from many processes at once each land whole" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: ~s{(module (memory (export "memory") 400))}})
+      {:ok, store} = Wasmex.store(pid)
+      {:ok, memory} = Wasmex.memory(pid)
+      # Three 6 MiB writes at once: their parts interleave in the host, staged apart.
+      writes =
+        for i <- 0..2, do: {i * 6 * 1024 * 1024, :crypto.strong_rand_bytes(6 * 1024 * 1024)}
+
+      writes
+      |> Enum.map(fn {at, data} ->
+        Task.async(fn -> Memory.write_binary(store, memory, at, data) end)
+      end)
+      |> Enum.each(fn task -> assert Task.await(task) == :ok end)
+
+      for {at, data} <- writes,
+          do: assert(Memory.read_binary(store, memory, at, byte_size(data)) == data)
+    end
+
     test "a megabyte goes through the host's shared buffer and reads back", context do
       %{store: store, memory: memory} = context
       assert [_] = :ets.lookup(Wasmex.Host.Bulk, store.host)

@@ -51,6 +51,12 @@ defmodule Wasmex.WireTest do
       assert Wire.memory_read_bulk(ctx, 4, "m", 8, 16) ==
                {:memory_read_bulk, {ctx, 4, "m", 8, 16}}
 
+      assert Wire.memory_stage(ctx, 7, "x") == {:memory_stage, {ctx, 7, "x"}}
+      assert Wire.memory_stage_bulk(ctx, 7, 16) == {:memory_stage_bulk, {ctx, 7, 16}}
+
+      assert Wire.memory_write_staged(ctx, 4, "m", 8, 7) ==
+               {:memory_write_staged, {ctx, 4, "m", 8, 7}}
+
       assert Wire.global_get(ctx, 4, "g") == {:global_get, {ctx, 4, "g"}}
       assert Wire.global_set(ctx, 4, "g", 1.5) == {:global_set, {ctx, 4, "g", 1.5}}
       assert Wire.fuel_get(3) == {:fuel_get, {3}}
