@@ -226,7 +226,16 @@ where
         return Err(reason);
     }
     let mut timer: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    let mut resumed = false;
     poll_fn(|cx| {
+        // Once the call must stop it is not resumed: what woke it (a WASI wait that ended
+        // at the deadline) would let the program run on past it. (Its first poll comes
+        // right after the check above.)
+        if std::mem::replace(&mut resumed, true) {
+            if let Some(reason) = call.stop_reason() {
+                return Poll::Ready(Err(reason));
+            }
+        }
         if let Poll::Ready(r) = future.as_mut().poll(cx) {
             return Poll::Ready(Ok(r));
         }
@@ -299,6 +308,24 @@ mod tests {
         let stopped = block_on(stoppable(Some(call), forever));
         assert!(stopped.unwrap_err().starts_with("timed out"));
         assert!(start.elapsed() < Duration::from_millis(80));
+    }
+
+    #[test]
+    fn a_future_woken_at_its_deadline_is_not_resumed() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let call = Arc::new(CallState::default());
+        call.set_timeout(Some(Duration::from_millis(20)));
+        let deadline = call.deadline().expect("a deadline");
+        let resumed = Arc::new(AtomicBool::new(false));
+        let ran_on = resumed.clone();
+        let stopped = block_on(stoppable(Some(call), async move {
+            tokio::time::sleep_until(deadline.into()).await;
+            ran_on.store(true, Ordering::Relaxed);
+        }));
+        assert_eq!(
+            (stopped.is_err(), resumed.load(Ordering::Relaxed)),
+            (true, false)
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! * Output (stdout, stderr): see `output.rs` and `output_stream.rs`.
 //! * Input (stdin): reads wait on a channel fed by the `stdin_data` / `stdin_eof`
 //!   notifications. In pull mode (a `Wasmex.Pipe`) the stream asks for data with a
-//!   `{stdin_read, StoreId, Handler}` event whenever it runs dry; an empty answer is EOF.
+//!   `{stdin_read, StoreId, Handler}` event whenever it runs dry; an empty answer is EOF
+//!   for the read that asked (the next one asks again).
 //!   In push mode the BEAM sends data whenever it likes.
 
 use crate::call_state::CallState;
@@ -111,8 +112,6 @@ struct InputState {
     buffer: BytesMut,
     eof: bool,
     asked: bool,
-    /// The last wait ended at the deadline or on a cancel: the next read traps.
-    interrupted: bool,
 }
 
 /// Stdin fed from the BEAM. Every stream `p2_stream` makes shares one state.
@@ -142,7 +141,6 @@ impl EventInput {
             buffer: BytesMut::new(),
             eof: false,
             asked: false,
-            interrupted: false,
         };
         let state = Arc::new(Mutex::new(state));
         EventInput {
@@ -167,9 +165,10 @@ impl EventInput {
 }
 
 impl InputState {
-    fn accept(&mut self, msg: Option<StdinMsg>, call: &CallState) {
+    fn accept(&mut self, msg: Option<StdinMsg>) {
         match msg {
-            Some(StdinMsg::Cancelled) => self.interrupted |= call.stop_reason().is_some(),
+            // A nudge: the waiter looks at its call's state (`EventInput::ready`).
+            Some(StdinMsg::Cancelled) => {}
             Some(StdinMsg::Data(d)) if !d.is_empty() => {
                 self.asked = false;
                 self.buffer.extend_from_slice(&d);
@@ -181,14 +180,9 @@ impl InputState {
         }
     }
 
-    fn take(&mut self, size: usize, call: &CallState) -> StreamResult<Bytes> {
-        if std::mem::take(&mut self.interrupted) {
-            return Err(StreamError::Trap(wasmtime::format_err!(
-                "reading stdin was interrupted"
-            )));
-        }
+    fn take(&mut self, size: usize) -> StreamResult<Bytes> {
         while let Some(msg) = self.rx.try_recv() {
-            self.accept(Some(msg), call);
+            self.accept(Some(msg));
         }
         if self.buffer.is_empty() {
             return if self.eof {
@@ -228,7 +222,7 @@ impl Pollable for EventInput {
                 output.flush();
             }
         }
-        while state.buffer.is_empty() && !state.eof && !state.interrupted {
+        while state.buffer.is_empty() && !state.eof {
             if !state.asked && self.puller.is_some() {
                 state.asked = true;
                 self.ask();
@@ -241,9 +235,16 @@ impl Pollable for EventInput {
                 }
                 None => Ok(state.rx.recv().await),
             };
-            match msg {
-                Ok(msg) => state.accept(msg, &self.call),
-                Err(_elapsed) => state.interrupted |= self.call.stop_reason().is_some(),
+            if let Ok(msg) = msg {
+                state.accept(msg);
+            }
+            if self.call.stop_reason().is_some() {
+                // The call must stop. Saying "ready" would let the program run on past
+                // its deadline (a poll_oneoff would report input that is not there):
+                // this waits instead, and `executor::stoppable` around the call, which
+                // checks the call's state whenever the call waits, drops it at once.
+                drop(state);
+                return std::future::pending::<()>().await;
             }
         }
     }
@@ -252,7 +253,15 @@ impl Pollable for EventInput {
 impl InputStream for EventInput {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
         match self.state.try_lock() {
-            Ok(mut state) => state.take(size, &self.call),
+            Ok(mut state) => {
+                let taken = state.take(size);
+                // A pipe's end of input is this read's: the pipe may be written to again
+                // (as in Wasmex), so the next read asks it again.
+                if self.puller.is_some() && matches!(taken, Err(StreamError::Closed)) {
+                    state.eof = false;
+                }
+                taken
+            }
             Err(_) => Ok(Bytes::new()),
         }
     }

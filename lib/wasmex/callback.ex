@@ -159,10 +159,11 @@ defmodule Wasmex.Callback do
     do:
       {:error, "the callback must return a list of #{length(types)} values, got: #{show(value)}"}
 
-  # Wasm values are numbers: anything else would only be refused by the port, and a
-  # deeply nested term could not even be read there.
+  # Wasm values are numbers, and the floats that are none (`:nan`, `:infinity`,
+  # `:neg_infinity`, as callbacks get them): anything else would only be refused by the
+  # port, and a deeply nested term could not even be read there.
   defp numbers(values) do
-    case Enum.find(values, &(not is_number(&1))) do
+    case Enum.find(values, &(not (is_number(&1) or &1 in [:nan, :infinity, :neg_infinity]))) do
       nil -> {:ok, values}
       value -> {:error, "the callback must return numbers, got: #{show(value)}"}
     end

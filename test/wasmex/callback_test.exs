@@ -42,6 +42,18 @@ defmodule Wasmex.CallbackTest do
       assert Wasmex.call_function(pid, "using_imported_void", []) == {:ok, []}
     end
 
+    test "return the floats that are no numbers as the atoms they get them as" do
+      wat = ~s{(module
+        (import "env" "id" (func $id (param f64) (result f64)))
+        (func (export "f") (param f64) (result f64) local.get 0 call $id))}
+
+      imports = %{env: %{id: {:fn, [:f64], [:f64], fn _ctx, x -> x end}}}
+      {:ok, pid} = Wasmex.start_link(%{bytes: wat, imports: imports})
+
+      assert for(x <- [:nan, :infinity, :neg_infinity], do: Wasmex.call_function(pid, "f", [x])) ==
+               [{:ok, [:nan]}, {:ok, [:infinity]}, {:ok, [:neg_infinity]}]
+    end
+
     test "accept string keys" do
       env =
         Map.new(TestHelper.default_imported_functions_env(), fn {k, v} ->
