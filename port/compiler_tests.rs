@@ -127,3 +127,68 @@ fn a_child_compile_produces_an_artifact_the_same_engine_loads() {
     let artifact = child_compile(&input).unwrap();
     assert!(module::deserialize(&options.build().unwrap(), &artifact).is_ok());
 }
+
+fn leb(mut n: u32, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn section(id: u8, body: Vec<u8>, out: &mut Vec<u8>) {
+    out.push(id);
+    leb(body.len() as u32, out);
+    out.extend(body);
+}
+
+/// A module of `functions` functions of no params, each declaring `locals` i32 locals.
+pub(super) fn many_locals(functions: u32, locals: u32) -> Vec<u8> {
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, vec![1, 0x60, 0, 0], &mut module);
+    let mut funcs = Vec::new();
+    leb(functions, &mut funcs);
+    funcs.resize(funcs.len() + functions as usize, 0);
+    section(3, funcs, &mut module);
+    let mut body = vec![1];
+    leb(locals, &mut body);
+    body.extend([0x7f, 0x0b]);
+    let mut code = Vec::new();
+    leb(functions, &mut code);
+    for _ in 0..functions {
+        leb(body.len() as u32, &mut code);
+        code.extend(&body);
+    }
+    section(10, code, &mut module);
+    module
+}
+
+#[test]
+fn a_small_module_with_few_locals_compiles_in_process() {
+    let module = many_locals(10, 100);
+    assert!(module::compile(&Engine::default(), &module).is_ok());
+    assert!(inline(&module));
+}
+
+#[test]
+fn a_small_module_declaring_many_locals_compiles_in_a_child() {
+    let module = many_locals(500, 50_000);
+    assert_eq!(
+        (module.len() <= INLINE_LIMIT, inline(&module)),
+        (true, false)
+    );
+}
+
+#[test]
+fn small_text_with_few_locals_compiles_in_process() {
+    assert!(inline(b"(module (func (local i32 i64) (nop)))"));
+}
+
+#[test]
+fn small_input_that_does_not_parse_compiles_in_process_which_names_its_fault() {
+    assert!(inline(b"\0asm\x01\0\0\0\x0a\xff"));
+}

@@ -18,6 +18,21 @@ defmodule Wasmex.ModuleTest do
     %{store: store}
   end
 
+  # A module of `functions` functions of no params, each declaring `locals` i32 locals.
+  defp many_locals(functions, locals) do
+    body = <<1>> <> leb(locals) <> <<0x7F, 0x0B>>
+    code = leb(functions) <> :binary.copy(leb(byte_size(body)) <> body, functions)
+    funcs = leb(functions) <> :binary.copy(<<0>>, functions)
+
+    <<0, "asm", 1, 0, 0, 0>> <>
+      section(1, <<1, 0x60, 0, 0>>) <> section(3, funcs) <> section(10, code)
+  end
+
+  defp section(id, body), do: <<id>> <> leb(byte_size(body)) <> body
+
+  defp leb(n) when n < 128, do: <<n>>
+  defp leb(n), do: <<Bitwise.bor(Bitwise.band(n, 0x7F), 0x80)>> <> leb(Bitwise.bsr(n, 7))
+
   describe "compile/2" do
     test "compiles .wasm bytes", %{store: store} do
       assert {:ok, %Module{}} =
@@ -36,6 +51,18 @@ defmodule Wasmex.ModuleTest do
 
       assert {:error, "Error while parsing bytes: expected `(`" <> _} =
                Module.compile(store, source)
+    end
+
+    test "of a small module that declares many locals stops at the compile timeout" do
+      # 500 functions of 50,000 locals in under 4 KiB: seconds of compiling, done in a
+      # compile child like a large module's.
+      {:ok, engine} = Wasmex.Engine.new(%Wasmex.EngineConfig{}, compile_timeout: 200)
+      {:ok, store} = Wasmex.Store.new(nil, engine)
+      module = many_locals(500, 50_000)
+      assert byte_size(module) < 4096
+
+      assert {:error, "Could not compile module: compilation did not finish within 200 ms" <> _} =
+               Module.compile(store, module)
     end
 
     test "reports an invalid Wasm binary", %{store: store} do
