@@ -23,6 +23,11 @@
 use crate::term::{self, Fallible};
 use eetf::Term;
 
+/// The id of a request nobody waits for (`Wasmex.Wire.unanswered_id/0`: a callback's
+/// write into its caller's memory): it is served like any other, but gets no reply, which
+/// the BEAM would only drop.
+pub const UNANSWERED_ID: u64 = 1 << 62;
+
 /// Bumped on every incompatible change of the wire; checked by the BEAM at start.
 pub const PROTOCOL_VERSION: i64 = 4;
 

@@ -60,7 +60,7 @@ defmodule Wasmex.Wire do
   def max_incoming_frame, do: (256 <<< 20) + (1 <<< 20)
 
   @doc """
-  The request id whose answer nobody waits for: the host drops it. A callback's process
+  The request id whose answer nobody waits for: the port sends none. A callback's process
   sends its writes into memory known to fit under it (`Wasmex.Callback.Writes`); request
   ids the host numbers stay far below it.
   """

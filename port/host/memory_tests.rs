@@ -140,3 +140,32 @@ fn a_staged_write_past_the_end_writes_nothing_and_is_gone() {
     ));
     assert_eq!(next_reply(&rx), (6, Err(crate::staging::unknown(3))));
 }
+
+#[test]
+fn a_write_nobody_waits_for_is_served_without_a_reply() {
+    let (mut host, rx) = host();
+    init(&mut host, &rx);
+    let wat = br#"(module (memory (export "memory") 1))"#;
+    let (store, instance) = store_with_instance(&mut host, &rx, wat, vec![]);
+    let at = |offset: u64| {
+        vec![
+            store.clone(),
+            instance.clone(),
+            term::string("memory"),
+            term::uint(offset),
+        ]
+    };
+    let mut write = at(8);
+    write.push(term::binary(b"abc".to_vec()));
+    let unanswered = crate::protocol::UNANSWERED_ID as i64;
+    host.handle_payload(&request(unanswered, "memory_write", write));
+    let mut read = at(8);
+    read.push(term::uint(3));
+    host.handle_payload(&request(5, "memory_read", read));
+    // The next frame is the read's reply, with the write's bytes.
+    let frame = rx.recv_timeout(Duration::from_secs(10)).expect("a frame");
+    assert_eq!(
+        Term::decode(&frame[4..]).unwrap(),
+        crate::protocol::reply(5, Ok(term::binary(b"abc".to_vec())))
+    );
+}

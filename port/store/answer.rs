@@ -3,7 +3,7 @@
 
 use super::{CallState, Cx, STORE_FAILED};
 use crate::outbox::Outbox;
-use crate::protocol::{reply, reply_term, Context};
+use crate::protocol::{reply, reply_term, Context, UNANSWERED_ID};
 use crate::request::{StoreOp, StoreRequest};
 use crate::term::{self, Fallible};
 use crate::{executor, global, instance, memory};
@@ -36,11 +36,12 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
         Arc::new(outer.nested(req.id, req.received, req.instance()))
     };
     // A nested request whose outer call is stopped is dropped unanswered: this answers it.
+    let wanted = req.id != UNANSWERED_ID;
     let mut pending = Unanswered {
         outbox: cx.data().shared.outbox.clone(),
         call: call.clone(),
         outer: cx.data().call.clone(),
-        id: Some(req.id),
+        id: Some(req.id).filter(|_| wanted),
     };
     // A panic (a bug) ends the store (see `task.rs`), but this request, and any it is
     // nested in, still get an answer on the way out.
@@ -71,6 +72,7 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
     }
     let outbox = &cx.data().shared.outbox;
     match result {
+        _ if !wanted => {}
         Ok(Answer::Frame(frame)) => outbox.send_frame(frame),
         Ok(Answer::Value(value)) => outbox.send(&reply_term(req.id, Ok(value))),
         Err(reason) => outbox.send(&reply_term(req.id, Err(reason))),
