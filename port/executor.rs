@@ -31,7 +31,7 @@ const CANCEL_CHECK: Duration = Duration::from_millis(5);
 /// The runtime of the stdin reader and of every store while its requests are short (see
 /// `roam.rs`), with WASI's timers and file I/O (its blocking pool): one worker thread, so
 /// that a request and its reply never cross threads.
-pub fn runtime() -> &'static Runtime {
+pub fn light_runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         let mut builder = Builder::new_multi_thread();
@@ -66,7 +66,7 @@ thread_local! {
     static LIGHT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Whether this thread is one of the light runtime's (see [`runtime`]).
+/// Whether this thread is one of the light runtime's (see [`light_runtime`]).
 pub fn on_light_runtime() -> bool {
     LIGHT.with(|light| light.get())
 }
@@ -91,7 +91,7 @@ pub fn heavy_runtime() -> &'static Runtime {
 /// Runs `future` to its end on this thread, inside the runtime's context (tests, and the
 /// main thread waiting for the stdin reader).
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    runtime().handle().block_on(future)
+    light_runtime().handle().block_on(future)
 }
 
 /// Runs `work`, which may block its thread for long (a compilation), without holding up
@@ -189,7 +189,7 @@ pub mod spin {
 
     fn metrics() -> &'static tokio::runtime::RuntimeMetrics {
         static METRICS: LazyLock<tokio::runtime::RuntimeMetrics> =
-            LazyLock::new(|| super::runtime().metrics());
+            LazyLock::new(|| super::light_runtime().metrics());
         &METRICS
     }
 
@@ -341,16 +341,17 @@ mod tests {
     #[test]
     fn blocking_work_on_a_worker_leaves_the_other_tasks_running() {
         let (tx, rx) = std::sync::mpsc::channel();
-        runtime().spawn(async move {
+        light_runtime().spawn(async move {
             let answered = blocking(|| rx.recv_timeout(Duration::from_secs(10)));
             assert_eq!(answered, Ok(1));
         });
         // Every worker blocked at once would starve this task.
         for _ in 0..4 {
-            runtime().spawn(async { blocking(|| std::thread::sleep(Duration::from_millis(50))) });
+            light_runtime()
+                .spawn(async { blocking(|| std::thread::sleep(Duration::from_millis(50))) });
         }
         let tx2 = tx.clone();
-        block_on(runtime().spawn(async move { tx2.send(1).unwrap() })).unwrap();
+        block_on(light_runtime().spawn(async move { tx2.send(1).unwrap() })).unwrap();
         drop(tx);
     }
 }

@@ -26,7 +26,7 @@ pub fn serve(host: Host) -> ! {
     crate::executor::spin::watch_input(fd);
     // Its threads start with the host's, not during a call that computes for long.
     crate::executor::heavy_runtime();
-    let reader = crate::executor::runtime().spawn(async move {
+    let reader = crate::executor::light_runtime().spawn(async move {
         if set_nonblocking(&stdin).is_err() {
             std::process::exit(1);
         }

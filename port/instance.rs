@@ -24,7 +24,7 @@ pub async fn instantiate(cx: &mut Cx<'_>, what: &Instantiation) -> Result<Term, 
         .await
         .map_err(|e| term::string(&e))?;
     let scope = store::enter(cx, what.timeout);
-    let made = store::run(&scope, async {
+    let made = store::run_stoppable(&scope, async {
         for (name, module) in &links {
             let linked = linker
                 .instantiate_async(&mut *cx, module)
@@ -231,7 +231,7 @@ pub async fn call(
         )));
     }
     let scope = store::enter(cx, timeout);
-    let ran = store::run(&scope, func.call_async(&mut *cx, &args, &mut results)).await;
+    let ran = store::run_stoppable(&scope, func.call_async(&mut *cx, &args, &mut results)).await;
     store::leave(cx, scope);
     match ran {
         Ok(()) => values::from_vals(&results).map_err(|e| term::string(&e)),

@@ -85,7 +85,7 @@ fn start(roaming: Roaming) {
     let runtime = if roaming.heavy {
         crate::executor::heavy_runtime()
     } else {
-        crate::executor::runtime()
+        crate::executor::light_runtime()
     };
     drop(runtime.spawn(roaming));
 }

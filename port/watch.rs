@@ -103,7 +103,7 @@ mod tests {
             let read = std::sync::Arc::new(read);
             let waiting = {
                 let read = read.clone();
-                crate::executor::runtime().spawn(async move { woke(&read).await })
+                crate::executor::light_runtime().spawn(async move { woke(&read).await })
             };
             kick();
             assert_eq!(waiting.await.unwrap(), Some("kicked"));

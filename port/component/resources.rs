@@ -353,7 +353,7 @@ pub async fn drop(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
         return Err(format!("unknown resource handle {id}"));
     };
     cx.data_mut().component.get_mut(instance)?.running = true;
-    let ran = store::run(&scope, any.resource_drop_async(&mut *cx)).await;
+    let ran = store::run_stoppable(&scope, any.resource_drop_async(&mut *cx)).await;
     store::leave(cx, scope);
     let entry = cx.data_mut().component.get_mut(instance)?;
     entry.running = false;

@@ -70,9 +70,11 @@ async fn instantiate(cx: &mut Cx<'_>, req: &Request) -> Fallible<Term> {
     let scope = store::enter(cx, timeout);
     let entered = scope.stop_reason().is_none();
     let made = match linking {
-        Ok(Linking::Pre(pre)) => store::run(&scope, pre.instantiate_async(&mut *cx)).await,
+        Ok(Linking::Pre(pre)) => {
+            store::run_stoppable(&scope, pre.instantiate_async(&mut *cx)).await
+        }
         Ok(Linking::Linker(linker)) => {
-            store::run(&scope, linker.instantiate_async(&mut *cx, &component)).await
+            store::run_stoppable(&scope, linker.instantiate_async(&mut *cx, &component)).await
         }
         Err(e) => Err(e),
     };
@@ -126,7 +128,7 @@ async fn call(cx: &mut Cx<'_>, req: &Request) -> Result<Term, Term> {
     // of 0) never enters the instance, which stays usable.
     let entered = scope.stop_reason().is_none();
     let started = std::time::Instant::now();
-    let ran = store::run(&scope, func.call_async(&mut *cx, &params, &mut results)).await;
+    let ran = store::run_stoppable(&scope, func.call_async(&mut *cx, &params, &mut results)).await;
     steps.call = started.elapsed();
     store::leave(cx, scope);
     set_running(cx, id, false);

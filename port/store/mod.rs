@@ -23,7 +23,7 @@ mod task;
 pub use crate::call_state::{CallState, Cancellations, CANCELLED};
 pub use answer::answer;
 pub use make::StoreInit;
-pub use scope::{enter, leave, run, CallScope};
+pub use scope::{enter, leave, run_stoppable, CallScope};
 pub use task::{IdleTask, StoreHandle};
 
 use crate::request::StoreRequest;

@@ -18,7 +18,7 @@ pub struct CallScope {
 }
 
 impl CallScope {
-    /// Why the call must stop, if it must already: then [`run`] would not start it.
+    /// Why the call must stop, if it must already: then [`run_stoppable`] would not start it.
     pub fn stop_reason(&self) -> Option<String> {
         self.call.as_ref().and_then(|call| call.stop_reason())
     }
@@ -52,7 +52,7 @@ pub fn enter(cx: &mut Cx<'_>, timeout: Option<Duration>) -> CallScope {
 
 /// Runs `future`, the Wasm of `scope`, and drops it once the request it serves must stop
 /// (see `executor::stoppable`): the outermost call's state, or a nested call's own.
-pub async fn run<R>(
+pub async fn run_stoppable<R>(
     scope: &CallScope,
     future: impl Future<Output = wasmtime::Result<R>>,
 ) -> wasmtime::Result<R> {
