@@ -46,8 +46,9 @@ defmodule Wasmex.Host.Writer do
 
   @doc """
   Writes `first` (`{frame, size}` pairs: stores opened since the last write, deferred
-  drops and stops) and then a request, in one write when the request may be batched: at once if no other message
-  waits in the host's mailbox, else with the batch. Returns what still waits.
+  drops and stops) and then a request, in one write when the request may be batched: at
+  once if no other message waits in the host's mailbox, else with the batch. Returns
+  what still waits.
   """
   @spec write_after(
           port(),
