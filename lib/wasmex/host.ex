@@ -62,6 +62,7 @@ defmodule Wasmex.Host do
           {:reply, GenServer.from()}
           | {:send, pid(), term()}
           | {:new_store, GenServer.from(), pid(), pos_integer()}
+          | {:bulk, GenServer.from(), pos_integer()}
 
   @doc """
   Starts a host under `Wasmex.HostSupervisor` with the given `Wasmex.EngineConfig`.
@@ -108,6 +109,31 @@ defmodule Wasmex.Host do
   end
 
   def request(host, request), do: call(host, {:request, request}, Client.wait_for(request))
+
+  @doc """
+  Sends a request as `request/2` does, for a transfer through the host's shared buffer
+  held under `token` (`Wasmex.Host.Bulk`). A caller that stops waiting leaves the buffer
+  to the host, which frees it once the port has answered: the port may still be about to
+  use it. Returns the answer, or `{:no_answer, {:error, message}}` for a caller that
+  stopped waiting.
+  """
+  @spec bulk_request(pid(), Wire.request(), pos_integer()) ::
+          term() | {:no_answer, {:error, String.t()}}
+  def bulk_request(host, request, token) do
+    wait = Client.wait_for(request)
+
+    case Client.call(host, {:request, request, {:bulk, token}}, wait) do
+      {:error, :timeout} ->
+        GenServer.cast(host, {:free_bulk, token})
+        {:no_answer, {:error, "the Wasm host did not answer within #{wait} ms"}}
+
+      {:error, {:down, reason}} ->
+        {:error, down_message(reason)}
+
+      answer ->
+        answer
+    end
+  end
 
   @doc """
   Sends a request as `request/2` does, making `holder` a holder of store `store_id` first
@@ -265,6 +291,9 @@ defmodule Wasmex.Host do
     {:noreply, Requests.send_request(state, request, {:reply, from})}
   end
 
+  def handle_call({:request, request, {:bulk, token}}, from, state),
+    do: {:noreply, Requests.send_request(state, request, {:bulk, from, token})}
+
   def handle_call({:request, request, {:hold, store_id, holder}}, from, state) do
     {_, state} = Stores.retain(state, store_id, holder)
     {:noreply, Requests.send_request(state, request, {:reply, from})}
@@ -319,6 +348,14 @@ defmodule Wasmex.Host do
 
   # A caller stopped waiting (see Wasmex.Host.Client): its request is cancelled.
   def handle_cast({:give_up, from}, state), do: {:noreply, Requests.give_up(state, from)}
+
+  # A caller that stopped waiting for its transfer through the shared buffer: the buffer
+  # is freed when the port answers the transfer (see Wasmex.Host.Pending.give_up/2, which
+  # came just before), or now if it did already.
+  def handle_cast({:free_bulk, token}, state) do
+    unless Pending.frees_bulk?(state.pending, token), do: Bulk.reclaim(self(), token)
+    {:noreply, state}
+  end
 
   def handle_cast({:reclaim_bulk, _token, _holder} = reclaim, state) do
     Bulk.reclaim_later(reclaim)

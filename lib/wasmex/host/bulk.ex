@@ -9,8 +9,9 @@ defmodule Wasmex.Host.Bulk do
   # copied the bytes into the pipe and out again.
   #
   # One transfer per host uses the buffer at a time (an :atomics lock, released by its
-  # holder after the port's reply, or by the host once a killed holder has no request
-  # left in the port); the others, and anything smaller than @min,
+  # holder after the port's reply, or by the host: once a killed holder has no request
+  # left in the port, or once the port has answered a transfer whose caller stopped
+  # waiting, as the port may still be about to use the buffer); the others, and anything smaller than @min,
   # larger than the buffer, or to a host on another node, go through the pipe. So does a
   # transfer whose file cannot be opened.
 
@@ -30,29 +31,29 @@ defmodule Wasmex.Host.Bulk do
   def unregister(host), do: :ets.delete(@table, host)
 
   @doc """
-  Writes `binary` into `host`'s shared buffer and returns what `request.(length)` returns
-  (the request that copies it into linear memory), or `:pipe` when the buffer cannot
-  take it.
+  Writes `binary` into `host`'s shared buffer and sends the request `build.(length)`
+  (which copies it from there: a `Wasmex.Wire` request), returning its answer; or
+  `:pipe` when the buffer cannot take it.
   """
-  @spec write(pid(), binary(), (non_neg_integer() -> result)) :: result | :pipe
-        when result: term()
-  def write(host, binary, request) when is_binary(binary) do
-    with_buffer(host, byte_size(binary), fn path ->
-      if fill(path, binary) == :ok, do: request.(byte_size(binary)), else: :pipe
+  @spec write(pid(), binary(), (non_neg_integer() -> Wasmex.Wire.request())) :: term() | :pipe
+  def write(host, binary, build) when is_binary(binary) do
+    with_buffer(host, byte_size(binary), fn path, token ->
+      if fill(path, binary) == :ok,
+        do: Wasmex.Host.bulk_request(host, build.(byte_size(binary)), token),
+        else: :pipe
     end)
   end
 
   @doc """
-  Runs `request.()` (the request that copies `length` bytes of linear memory into `host`'s
-  shared buffer) and, if it returns `{:ok, :ok}`, returns `{:ok, bytes}` with the bytes
-  read from the buffer. Any other result of the request is returned as it is; `:pipe`
-  when the buffer cannot take the read, or its file cannot be read.
+  Sends `request` (which copies `length` bytes of linear memory into `host`'s shared
+  buffer) and, if it answers `{:ok, :ok}`, returns `{:ok, bytes}` with the bytes read
+  from the buffer. Any other answer is returned as it is; `:pipe` when the buffer cannot
+  take the read, or its file cannot be read.
   """
-  @spec read(pid(), non_neg_integer(), (() -> result)) :: {:ok, binary()} | result | :pipe
-        when result: term()
+  @spec read(pid(), non_neg_integer(), Wasmex.Wire.request()) :: {:ok, binary()} | term()
   def read(host, length, request) when is_integer(length) do
-    with_buffer(host, length, fn path ->
-      with {:ok, :ok} <- request.() do
+    with_buffer(host, length, fn path, token ->
+      with {:ok, :ok} <- Wasmex.Host.bulk_request(host, request, token) do
         case drain(path, length) do
           {:ok, bytes} when byte_size(bytes) == length -> {:ok, bytes}
           _ -> :pipe
@@ -61,17 +62,30 @@ defmodule Wasmex.Host.Bulk do
     end)
   end
 
-  # Runs `fun.(path)` holding the host's buffer, or returns :pipe.
+  # Runs `fun.(path, token)` holding the host's buffer under `token`, or returns :pipe.
+  # A request that got no answer (`{:no_answer, error}`, see Wasmex.Host.bulk_request/3)
+  # leaves the buffer held: the host frees it once the port has answered.
   defp with_buffer(host, length, fun) when length >= @min and node(host) == node() do
     with [{^host, path, size, lock}] when length <= size <- :ets.lookup(@table, host),
          # A host that died without unregistering: its OS pid may be reused already.
          true <- Process.alive?(host),
          {:ok, token} <- acquire(host, lock) do
-      try do
-        fun.(path)
-      after
-        :atomics.compare_exchange(lock, 1, token, 0)
-        :ets.delete(@table, {:holder, token})
+      held_on =
+        try do
+          fun.(path, token)
+        catch
+          kind, reason ->
+            free(lock, token)
+            :erlang.raise(kind, reason, __STACKTRACE__)
+        end
+
+      case held_on do
+        {:no_answer, error} ->
+          error
+
+        result ->
+          free(lock, token)
+          result
       end
     else
       _ -> :pipe
@@ -79,6 +93,11 @@ defmodule Wasmex.Host.Bulk do
   end
 
   defp with_buffer(_host, _length, _fun), do: :pipe
+
+  defp free(lock, token) do
+    :atomics.compare_exchange(lock, 1, token, 0)
+    :ets.delete(@table, {:holder, token})
+  end
 
   # The lock holds the holder's token (0: free), and the table who holds each token. A
   # holder killed in a transfer never releases it: the host takes the lock back once that

@@ -45,7 +45,8 @@ defmodule Wasmex.Host.Pending do
   Where a request's answer goes (see `t:Wasmex.Host.target/0`), or `{:drop_store, id}`
   (a store whose creator stopped waiting).
   """
-  @type target :: Wasmex.Host.target() | {:drop_store, pos_integer()}
+  @type target ::
+          Wasmex.Host.target() | {:drop_store, pos_integer()} | {:free_bulk, pos_integer()}
 
   @typedoc """
   What a watched request is cancelled with: the store it runs in (`nil` for a compilation);
@@ -112,6 +113,11 @@ defmodule Wasmex.Host.Pending do
 
         {{{:new_store, _, _, store_id}, watch, data}, p} ->
           {:ok, %{p | entries: Map.put(p.entries, id, {{:drop_store, store_id}, watch, data})}}
+
+        # A transfer through the shared buffer: the buffer is the host's to free once the
+        # port is done with it (see Wasmex.Host.Bulk).
+        {{{:bulk, _, token}, watch, data}, p} ->
+          {:ok, %{p | entries: Map.put(p.entries, id, {{:free_bulk, token}, watch, data})}}
 
         {_entry, p} ->
           {:ok, p}
@@ -190,6 +196,9 @@ defmodule Wasmex.Host.Pending do
 
   defp index({:new_store, {pid, tag}, _, _}, watch, id),
     do: {pid, watch != :unwatched, {tag, id}}
+
+  defp index({:bulk, {pid, tag}, _}, watch, id), do: {pid, watch != :unwatched, {tag, id}}
+  defp index({:free_bulk, _}, _watch, _id), do: nil
 
   defp index({:send, pid, _}, watch, _id), do: {pid, watch != :unwatched, nil}
   defp index({:drop_store, _}, _watch, _id), do: nil
@@ -277,4 +286,11 @@ defmodule Wasmex.Host.Pending do
   def caller({:send, pid, _tag}), do: pid
   def caller({:new_store, {pid, _tag}, _holder, _store_id}), do: pid
   def caller({:drop_store, _store_id}), do: nil
+  def caller({:bulk, {pid, _tag}, _token}), do: pid
+  def caller({:free_bulk, _token}), do: nil
+
+  @doc "Whether a request in flight frees the shared buffer held under `token` when answered."
+  @spec frees_bulk?(t(), pos_integer()) :: boolean()
+  def frees_bulk?(%__MODULE__{entries: entries}, token),
+    do: Enum.any?(entries, &match?({_id, {{:free_bulk, ^token}, _, _}}, &1))
 end

@@ -239,6 +239,18 @@ defmodule Wasmex.Host.Requests do
     state
   end
 
+  defp reply({:bulk, from, _token}, result, state) do
+    GenServer.reply(from, result)
+    state
+  end
+
+  # A transfer through the shared buffer whose caller stopped waiting: the port is done
+  # with the buffer now.
+  defp reply({:free_bulk, token}, _result, state) do
+    Wasmex.Host.Bulk.reclaim(self(), token)
+    state
+  end
+
   defp reply({:send, pid, tag}, result, state) do
     send(pid, {:returned_function_call, result, tag})
     state

@@ -55,7 +55,7 @@ defmodule Wasmex.Memory.Transfer do
   end
 
   defp read_part(store, memory, index, length) do
-    copy = fn -> request(store, memory, &Wire.memory_read_bulk(&1, &2, &3, index, length)) end
+    copy = build(store, memory, &Wire.memory_read_bulk(&1, &2, &3, index, length))
 
     result =
       with :pipe <- Wasmex.Host.Bulk.read(store.host, length, copy),
@@ -82,7 +82,7 @@ defmodule Wasmex.Memory.Transfer do
 
   defp write_part(store, memory, index, binary) do
     copy = fn length ->
-      request(store, memory, &Wire.memory_write_bulk(&1, &2, &3, index, length))
+      build(store, memory, &Wire.memory_write_bulk(&1, &2, &3, index, length))
     end
 
     result =
@@ -117,9 +117,7 @@ defmodule Wasmex.Memory.Transfer do
     do: for(at <- 0..(size - 1)//@stage_part, do: {at, min(@stage_part, size - at)})
 
   defp stage(store, context, write, part) do
-    copy = fn length ->
-      Host.request(store.host, Wire.memory_stage_bulk(context, write, length))
-    end
+    copy = &Wire.memory_stage_bulk(context, write, &1)
 
     result =
       with :pipe <- Wasmex.Host.Bulk.write(store.host, part, copy),
@@ -168,8 +166,11 @@ defmodule Wasmex.Memory.Transfer do
           (term(), non_neg_integer(), String.t() ->
              Wire.request())
         ) :: term()
-  def request(%StoreOrCaller{} = store, %Memory{instance_id: id, name: name}, build),
-    do: Host.request(store.host, build.(StoreOrCaller.context(store), id, name))
+  def request(%StoreOrCaller{} = store, %Memory{} = memory, build),
+    do: Host.request(store.host, build(store, memory, build))
+
+  defp build(store, %Memory{instance_id: id, name: name}, build),
+    do: build.(StoreOrCaller.context(store), id, name)
 
   @doc "What a memory request's answer gives the caller."
   @spec unwrap(term()) :: term()
