@@ -85,7 +85,7 @@ pub async fn call_beam(
     if data.buffers_output() {
         crate::output::flush_store(data.id);
     }
-    data.shared.outbox.send(&term::tuple(vec![
+    let event = crate::frame::encode_frame(&term::tuple(vec![
         term::atom("callback"),
         term::uint(data.id),
         term::uint(callback_id),
@@ -94,6 +94,12 @@ pub async fn call_beam(
         term::string(name),
         args,
     ]));
+    if let Some(reason) = crate::frame::over_beam_limit("the callback's arguments", event.len() - 4)
+    {
+        data.callers.pop();
+        return Err(format!("{namespace}.{name}: {reason}"));
+    }
+    data.shared.outbox.send_frame(event);
     // Dropped with the call if the call is stopped while this waits: the BEAM then learns
     // that nobody waits for this callback's answer any more.
     let mut waiting = Abandoned {

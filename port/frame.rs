@@ -7,6 +7,19 @@ use std::io::{self, Read};
 /// Frames longer than this are refused (their bytes are skipped, the stream stays in sync).
 pub const MAX_FRAME: usize = 1 << 30;
 
+/// The longest frame the BEAM takes from this program (`Wasmex.Wire.max_incoming_frame/0`):
+/// a longer one makes it stop the host, with every store in it. What this program sends the
+/// BEAM stays within it (see `outbox.rs`).
+pub const MAX_TO_BEAM: usize = (256 << 20) + (1 << 20);
+
+/// Why a frame of `len` bytes (length prefix excluded) is not sent to the BEAM, if it is
+/// over [`MAX_TO_BEAM`].
+pub fn over_beam_limit(what: &str, len: usize) -> Option<String> {
+    (len > MAX_TO_BEAM).then(|| {
+        format!("{what} is {len} bytes encoded, over the limit of {MAX_TO_BEAM} bytes the BEAM takes in one message")
+    })
+}
+
 /// What one read from the stream produced.
 #[derive(Debug, PartialEq)]
 pub enum Frame {

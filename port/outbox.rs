@@ -35,8 +35,26 @@ impl Outbox {
         self.send_frame(encode_frame(term));
     }
 
-    /// Sends an already encoded frame (length prefix included).
+    /// Sends the reply to request `id`; an answer longer than the BEAM takes in one
+    /// message becomes an error saying so.
+    pub fn reply(&self, id: u64, result: Result<Term, Term>) {
+        let frame = encode_frame(&crate::protocol::reply_term(id, result));
+        match crate::frame::over_beam_limit("the answer", frame.len() - 4) {
+            None => self.send_frame(frame),
+            Some(reason) => self.send(&crate::protocol::reply(id, Err(reason))),
+        }
+    }
+
+    /// Sends an already encoded frame (length prefix included). A frame longer than the
+    /// BEAM takes, which would make it stop the host, is replaced by a `log` saying so.
     pub fn send_frame(&self, frame: Vec<u8>) {
+        let frame = match crate::frame::over_beam_limit("a frame", frame.len() - 4) {
+            None => frame,
+            Some(reason) => encode_frame(&crate::term::tuple(vec![
+                crate::term::atom("log"),
+                crate::term::string(&format!("not sent: {reason}")),
+            ])),
+        };
         match &self.0 {
             Sink::Stream(out) => {
                 let written = match out.lock() {
@@ -103,5 +121,66 @@ mod tests {
             frames += 1;
         }
         assert_eq!(frames, 8 * 200);
+    }
+
+    /// The term of the next frame `rx` got.
+    fn next(rx: &Receiver<Vec<u8>>) -> Term {
+        Term::decode(&rx.try_recv().expect("a frame")[4..]).unwrap()
+    }
+
+    #[test]
+    fn an_answer_over_what_the_beam_takes_becomes_an_error_saying_so() {
+        let (outbox, rx) = Outbox::channel();
+        let big = crate::term::binary(vec![0; crate::frame::MAX_TO_BEAM]);
+        outbox.reply(7, Ok(big));
+        let t = next(&rx);
+        let reply = crate::term::as_tuple(&t, 3, "reply").unwrap();
+        let result = crate::term::as_tuple(&reply[2], 2, "result").unwrap();
+        let reason = crate::term::as_str(&result[1], "reason").unwrap();
+        let limit = format!(
+            "bytes encoded, over the limit of {} bytes the BEAM takes in one message",
+            crate::frame::MAX_TO_BEAM
+        );
+        assert_eq!(
+            (
+                crate::term::as_atom(&result[0]),
+                reason.starts_with("the answer is "),
+                reason.ends_with(&limit)
+            ),
+            (Some("error"), true, true)
+        );
+    }
+
+    #[test]
+    fn an_answer_within_what_the_beam_takes_goes_as_it_is() {
+        let (outbox, rx) = Outbox::channel();
+        outbox.reply(7, Ok(crate::term::atom("ok")));
+        assert_eq!(
+            next(&rx),
+            crate::protocol::reply(7, Ok(crate::term::atom("ok")))
+        );
+    }
+
+    #[test]
+    fn a_frame_over_what_the_beam_takes_is_replaced_by_a_log() {
+        let (outbox, rx) = Outbox::channel();
+        outbox.send_frame(vec![0; crate::frame::MAX_TO_BEAM + 5]);
+        let t = next(&rx);
+        let fields = crate::term::as_tuple(&t, 2, "log").unwrap();
+        assert_eq!(
+            (
+                crate::term::as_atom(&fields[0]),
+                crate::term::as_str(&fields[1], "m").unwrap()
+            ),
+            (
+                Some("log"),
+                format!(
+                    "not sent: a frame is {} bytes encoded, over the limit of {} bytes the BEAM takes in one message",
+                    crate::frame::MAX_TO_BEAM + 1,
+                    crate::frame::MAX_TO_BEAM
+                )
+                .as_str()
+            )
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use super::{CallState, Cx, STORE_FAILED};
 use crate::outbox::Outbox;
-use crate::protocol::{reply, reply_term, Context, UNANSWERED_ID};
+use crate::protocol::{reply, Context, UNANSWERED_ID};
 use crate::request::{StoreOp, StoreRequest};
 use crate::term::{self, Fallible};
 use crate::{executor, global, instance, memory};
@@ -74,8 +74,8 @@ pub async fn answer(mut cx: Cx<'_>, req: &StoreRequest) {
     match result {
         _ if !wanted => {}
         Ok(Answer::Frame(frame)) => outbox.send_frame(frame),
-        Ok(Answer::Value(value)) => outbox.send(&reply_term(req.id, Ok(value))),
-        Err(reason) => outbox.send(&reply_term(req.id, Err(reason))),
+        Ok(Answer::Value(value)) => outbox.reply(req.id, Ok(value)),
+        Err(reason) => outbox.reply(req.id, Err(reason)),
     }
     if let Some(panic) = panic {
         resume_unwind(panic);
