@@ -111,9 +111,11 @@ fn dispatch_frame(host: &mut Host, frame: Frame) {
 }
 
 fn dispatch(host: &mut Host, payload: Vec<u8>) {
-    // A panic here would be a bug; it must not take the reader down with it.
+    // A panic here would be a bug (or the OS refusing a thread); it must not take the
+    // reader down with it, and the request still gets its one reply.
+    let id = crate::request_head::read(&payload).id;
     if catch_unwind(AssertUnwindSafe(|| host.handle_frame(payload))).is_err() {
-        host.reject("internal error while dispatching a frame".into());
+        host.reject_request(id, "internal error while dispatching the request".into());
     }
 }
 
@@ -253,6 +255,30 @@ mod tests {
         let mut v = (payload.len() as u32).to_be_bytes().to_vec();
         v.extend_from_slice(payload);
         v
+    }
+
+    #[test]
+    fn a_panic_while_dispatching_a_request_answers_it_under_its_id() {
+        use crate::term;
+        let (outbox, rx) = crate::outbox::Outbox::channel();
+        let mut host = Host::new(outbox);
+        let mut payload = Vec::new();
+        term::tuple(vec![
+            term::int(5),
+            term::atom("fault_dispatch_panic"),
+            term::tuple(vec![]),
+        ])
+        .encode(&mut payload)
+        .unwrap();
+        dispatch(&mut host, payload);
+        let frame = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            eetf::Term::decode(&frame[4..]).unwrap(),
+            crate::protocol::reply(
+                5,
+                Err("internal error while dispatching the request".into())
+            )
+        );
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub struct Rejected {
 }
 
 /// Ops whose last argument may stay in the frame it came in (see [`Tail`]).
-const TAIL_OPS: &[&str] = &["memory_write"];
+const TAIL_OPS: &[&str] = &["memory_write", "memory_stage"];
 
 /// Tail binaries shorter than this are decoded like any other term.
 const TAIL_MIN: usize = 1 << 16;

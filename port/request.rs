@@ -41,6 +41,8 @@ pub enum Op {
     WatToWasm {
         text: Vec<u8>,
     },
+    /// A panic of the dispatcher on purpose, for tests (see `host::faults_enabled`).
+    FaultPanic,
     ModuleDrop {
         key: Vec<u8>,
     },
@@ -123,6 +125,7 @@ impl Op {
             "component_compile" => Op::ComponentCompile(req),
             "wit_exports" | "wit_resource" => Op::WitExports(req),
             "output_ack" => Op::OutputAck { args: req.args },
+            "fault_dispatch_panic" => Op::FaultPanic,
             "wat_to_wasm" => {
                 req.expect_arity(1)?;
                 Op::WatToWasm {

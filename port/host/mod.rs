@@ -106,7 +106,12 @@ impl Host {
     }
 
     pub fn reject(&self, reason: String) {
-        self.outbox.send(&reply(0, Err(reason)));
+        self.reject_request(0, reason);
+    }
+
+    /// Fails request `id` (0: a frame whose request is not known) with `reason`.
+    pub fn reject_request(&self, id: u64, reason: String) {
+        self.outbox.send(&reply(id, Err(reason)));
     }
 
     fn handle(&mut self, req: Request) {
@@ -134,6 +139,12 @@ impl Host {
         if let Op::Init { config } = op {
             return self.init(id, &config);
         }
+        if let Op::FaultPanic = op {
+            if cfg!(test) || crate::store::faults_enabled() {
+                panic!("a panic of the dispatcher on purpose");
+            }
+            return Err("unknown op: fault_dispatch_panic".into());
+        }
         let shared = self
             .shared
             .clone()
@@ -142,7 +153,7 @@ impl Host {
             self.settle_retired();
         }
         match op {
-            Op::Init { .. } => unreachable!("handled above"),
+            Op::Init { .. } | Op::FaultPanic => unreachable!("handled above"),
             Op::ModuleCompile { key, source } => modules::compile(shared, id, key, source),
             Op::ModuleSerialize { key, source } => modules::serialize(shared, id, key, source),
             Op::Precompile { bytes } => modules::precompile(shared, id, bytes),

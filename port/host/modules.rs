@@ -7,6 +7,7 @@ use crate::protocol::{reply, Request};
 use crate::shared::Shared;
 use crate::term::{self, Fallible};
 use eetf::Term;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -102,19 +103,21 @@ fn off_thread(
 ) {
     let outbox = shared.outbox.clone();
     let job = move || {
-        let result = work(&shared);
+        // A panic (a bug, or a thread the OS refused) still answers the request.
+        let result = catch_unwind(AssertUnwindSafe(|| work(&shared)))
+            .unwrap_or_else(|_| Err("internal error: the module work failed".into()));
         shared.cancellations.forget(id);
         shared.outbox.send(&reply(id, result));
     };
+    // tokio panics when the OS refuses it a thread.
     let started = match pool() {
-        Some(pool) => {
-            pool.spawn_blocking(job);
-            Ok(())
-        }
+        Some(pool) => catch_unwind(AssertUnwindSafe(|| drop(pool.spawn_blocking(job))))
+            .map_err(|_| "the OS refused a thread".to_string()),
         None => std::thread::Builder::new()
             .name("module-work".into())
             .spawn(job)
-            .map(drop),
+            .map(drop)
+            .map_err(|e| e.to_string()),
     };
     if let Err(e) = started {
         outbox.send(&reply(id, Err(format!("cannot start a thread: {e}"))));

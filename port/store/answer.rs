@@ -208,7 +208,7 @@ fn handle_op(cx: &mut Cx<'_>, op: &StoreOp) -> Fallible<Term> {
 
 /// Whether this process was started with `WASMEX_PORT_FAULTS` set: tests then make a
 /// store panic on purpose (op `fault_panic`), to check that nobody is left waiting.
-fn faults_enabled() -> bool {
+pub fn faults_enabled() -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var_os("WASMEX_PORT_FAULTS").is_some())
 }

@@ -21,7 +21,7 @@ mod succession;
 mod task;
 
 pub use crate::call_state::{CallState, Cancellations, CANCELLED};
-pub use answer::answer;
+pub use answer::{answer, faults_enabled};
 pub use make::StoreInit;
 pub use scope::{enter, leave, run_stoppable, CallScope};
 pub use task::{IdleTask, StoreHandle};
