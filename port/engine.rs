@@ -46,9 +46,9 @@ impl Features {
 
     fn from_map(m: &std::collections::HashMap<Term, Term>) -> Fallible<Features> {
         Ok(Features {
-            memory64: term::map_bool(m, Self::KEYS[0])?,
-            debug_info: term::map_bool(m, Self::KEYS[1])?,
-            component_model: term::map_bool(m, Self::KEYS[2])?,
+            memory64: term::map_flag(m, Self::KEYS[0])?,
+            debug_info: term::map_flag(m, Self::KEYS[1])?,
+            component_model: term::map_flag(m, Self::KEYS[2])?,
         })
     }
 
@@ -100,9 +100,9 @@ impl EngineOptions {
             None => None,
         };
         Ok(EngineOptions {
-            consume_fuel: term::map_bool(m, "consume_fuel")?,
+            consume_fuel: term::map_flag(m, "consume_fuel")?,
             opt_level,
-            backtrace_details: term::map_bool(m, "wasm_backtrace_details")?,
+            backtrace_details: term::map_flag(m, "wasm_backtrace_details")?,
             cache_dir,
             compact_memories: term::map_bool(m, "compact_memories")?,
             serial_compilation: false,
@@ -232,6 +232,15 @@ mod tests {
         assert!(o.consume_fuel);
         assert_eq!(o.opt_level, Some(OptLevel::SpeedAndSize));
         assert_eq!(o.cache_dir, None);
+    }
+
+    #[test]
+    fn a_setting_given_as_nil_is_refused() {
+        let t = term::map(vec![(term::atom("consume_fuel"), term::nil())]);
+        assert_eq!(
+            EngineOptions::from_term(&t).err(),
+            Some("consume_fuel must be a boolean, got: nil".into())
+        );
     }
 
     fn pool_option(value: Term) -> Fallible<Option<u32>> {

@@ -79,10 +79,16 @@ impl OsLimits {
                 KEYS.join(", ")
             ));
         }
+        let cap = |key: &str| match term::map_u64(m, key)? {
+            Some(0) => Err(format!(
+                "os_limits {key} must be a positive integer, got: 0"
+            )),
+            other => Ok(other),
+        };
         Ok(OsLimits {
-            address_space: term::map_u64(m, "address_space")?,
-            cpu_seconds: term::map_u64(m, "cpu_seconds")?,
-            resident_memory: term::map_u64(m, "resident_memory")?,
+            address_space: cap("address_space")?,
+            cpu_seconds: cap("cpu_seconds")?,
+            resident_memory: cap("resident_memory")?,
         })
     }
 
@@ -183,6 +189,15 @@ mod tests {
         assert_eq!(OsLimits::from_term(None).unwrap(), OsLimits::default());
         let bad = term::map(vec![(term::atom("cpu_seconds"), term::int(-1))]);
         assert!(OsLimits::from_term(Some(&bad)).is_err());
+    }
+
+    #[test]
+    fn a_cap_of_zero_is_refused() {
+        let t = term::map(vec![(term::atom("resident_memory"), term::int(0))]);
+        assert_eq!(
+            OsLimits::from_term(Some(&t)),
+            Err("os_limits resident_memory must be a positive integer, got: 0".into())
+        );
     }
 
     #[test]

@@ -216,6 +216,12 @@ pub fn map_bool(m: &HashMap<Term, Term>, key: &str) -> Fallible<bool> {
     map_get(m, key).map_or(Ok(false), |v| as_bool(v, key))
 }
 
+/// The boolean at `key` (`false` when missing); anything else, nil included, is refused:
+/// a setting given as nil is a mistake, not a choice of the default.
+pub fn map_flag(m: &HashMap<Term, Term>, key: &str) -> Fallible<bool> {
+    m.get(&atom(key)).map_or(Ok(false), |v| as_bool(v, key))
+}
+
 /// The non-negative integer at `key`, if there is one.
 pub fn map_u64(m: &HashMap<Term, Term>, key: &str) -> Fallible<Option<u64>> {
     map_get(m, key).map(|v| as_u64(v, key)).transpose()

@@ -84,15 +84,35 @@ defmodule Wasmex.Engine do
   """
   @spec new(EngineConfig.t(), keyword()) :: {:ok, t()} | {:error, term()}
   def new(%EngineConfig{} = config, options \\ []) do
-    with {:ok, host} <-
+    with :ok <- check_options(options),
+         {:ok, host} <-
            Host.start(
              config,
              self(),
-             options
-             |> Keyword.take([:os_limits, :compile_timeout, :instance_slots])
-             |> Keyword.put_new_lazy(:instance_slots, &instance_slots/0)
+             Keyword.put_new_lazy(options, :instance_slots, &instance_slots/0)
            ) do
       {:ok, handle(host, config, make_ref())}
+    end
+  end
+
+  @options [:os_limits, :compile_timeout, :instance_slots]
+
+  # A mistyped option must not start an engine without what it asked for.
+  defp check_options(options) do
+    cond do
+      not Keyword.keyword?(options) ->
+        {:error, "Wasmex.Engine.new/2 options must be a keyword list, got: #{inspect(options)}"}
+
+      unknown = Enum.find(Keyword.keys(options), &(&1 not in @options)) ->
+        {:error,
+         "unknown option #{inspect(unknown)} for Wasmex.Engine.new/2 " <>
+           "(known: #{Enum.map_join(@options, ", ", &inspect/1)})"}
+
+      duplicate = Enum.find(@options, &(length(Keyword.get_values(options, &1)) > 1)) ->
+        {:error, "option #{inspect(duplicate)} given more than once"}
+
+      true ->
+        :ok
     end
   end
 

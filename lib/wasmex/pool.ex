@@ -50,7 +50,22 @@ defmodule Wasmex.Pool do
   @spec start_link(keyword()) :: Supervisor.on_start()
   def start_link(opts) do
     name = Keyword.fetch!(opts, :name)
-    Supervisor.start_link(__MODULE__, opts, name: name)
+
+    with :ok <- check(opts, :size, &(is_integer(&1) and &1 >= 1), "a positive integer"),
+         :ok <- check(opts, :max_queue, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
+         do: Supervisor.start_link(__MODULE__, opts, name: name)
+  end
+
+  defp check(opts, key, valid?, what) do
+    case Keyword.fetch(opts, key) do
+      :error ->
+        :ok
+
+      {:ok, value} ->
+        if valid?.(value),
+          do: :ok,
+          else: {:error, "#{inspect(key)} must be #{what}, got: #{inspect(value)}"}
+    end
   end
 
   @impl true
@@ -72,7 +87,7 @@ defmodule Wasmex.Pool do
         type: :supervisor,
         start:
           {Supervisor, :start_link,
-           [workers, [strategy: :one_for_one, max_restarts: size * 3, max_seconds: 5]]}
+           [workers, [strategy: :one_for_one, max_restarts: size * 10, max_seconds: 5]]}
       }
     ]
 
@@ -137,7 +152,12 @@ end
 defmodule Wasmex.Pool.Engine do
   @moduledoc false
   # Owns the pool's engine (its OS process) and the module compiled in it. If the engine's
-  # process dies this server exits, and the pool restarts it and every instance.
+  # process dies (a guest over its caps, a crash) this server starts a new one, and the
+  # pool's instances, which end with it, are restarted into it by their supervisor. A
+  # guest that brings the engine down again and again makes it wait longer each time
+  # (doubling from 100 ms to 5 s; the first restart, and one after 30 s without any, is
+  # at once), so the restarts stay within the supervisors' limits and the pool keeps
+  # running; until the new engine is up, instances starting wait for it.
   use GenServer
 
   alias Wasmex.{EngineConfig, Module, Store}
@@ -153,8 +173,19 @@ defmodule Wasmex.Pool.Engine do
   """
   def get(pool), do: Wasmex.Bounded.call(engine_name(pool), :get)
 
+  # Restarts of the engine within this window count towards the wait before the next.
+  @restart_window 30_000
+  @max_wait 5_000
+
   @impl true
   def init(opts) do
+    case start_engine(opts) do
+      {:ok, started} -> {:ok, Map.merge(started, %{opts: opts, waiting: [], restarts: []})}
+      {:error, reason} -> {:stop, reason}
+    end
+  end
+
+  defp start_engine(opts) do
     config = Keyword.get(opts, :engine_config, %EngineConfig{})
 
     engine_opts =
@@ -169,10 +200,15 @@ defmodule Wasmex.Pool.Engine do
       Store.release(store, self())
       instance_opts = Map.new(Keyword.take(opts, [:imports, :links, :wasi]))
       {:ok, %{engine: engine, module: module, instance_opts: instance_opts}}
-    else
-      {:error, reason} -> {:stop, reason}
     end
   end
+
+  @doc false
+  # How long to wait before restarting an engine that went down `n` times within the
+  # window (this one included).
+  @spec restart_wait(pos_integer()) :: non_neg_integer()
+  def restart_wait(1), do: 0
+  def restart_wait(n), do: min(100 * Integer.pow(2, n - 2), @max_wait)
 
   # Slots for every instance and its links twice over (a restarted instance may start
   # before its old store is gone), at least an engine's default.
@@ -201,11 +237,34 @@ defmodule Wasmex.Pool.Engine do
   end
 
   @impl true
-  def handle_call(:get, _from, state), do: {:reply, state, state}
+  def handle_call(:get, from, %{engine: nil} = state),
+    do: {:noreply, %{state | waiting: [from | state.waiting]}}
+
+  def handle_call(:get, _from, state), do: {:reply, served(state), state}
 
   @impl true
-  def handle_info({:DOWN, _ref, :process, _host, reason}, state),
-    do: {:stop, {:shutdown, {:engine_down, reason}}, state}
+  def handle_info({:DOWN, _ref, :process, host, _reason}, %{engine: %{host: host}} = state) do
+    now = System.monotonic_time(:millisecond)
+    restarts = [now | Enum.filter(state.restarts, &(&1 > now - @restart_window))]
+    Process.send_after(self(), :restart, restart_wait(length(restarts)))
+    {:noreply, %{state | engine: nil, restarts: restarts}}
+  end
+
+  def handle_info(:restart, state) do
+    case start_engine(state.opts) do
+      {:ok, started} ->
+        state = Map.merge(state, started)
+        Enum.each(state.waiting, &GenServer.reply(&1, served(state)))
+        {:noreply, %{state | waiting: []}}
+
+      {:error, reason} ->
+        {:stop, {:shutdown, {:engine_down, reason}}, state}
+    end
+  end
+
+  def handle_info(_other, state), do: {:noreply, state}
+
+  defp served(state), do: Map.take(state, [:engine, :module, :instance_opts])
 end
 
 defmodule Wasmex.Pool.Worker do

@@ -94,6 +94,34 @@ defmodule Wasmex.EngineTest do
     end
   end
 
+  describe "new/2 options" do
+    test "an unknown option is refused, naming it" do
+      assert Engine.new(%EngineConfig{}, os_limit: [resident_memory: 50_000_000]) ==
+               {:error,
+                "unknown option :os_limit for Wasmex.Engine.new/2 (known: :os_limits, :compile_timeout, :instance_slots)"}
+    end
+
+    test "an option given twice is refused" do
+      assert Engine.new(%EngineConfig{}, compile_timeout: 1_000, compile_timeout: 2_000) ==
+               {:error, "option :compile_timeout given more than once"}
+    end
+
+    test "an os_limits key given twice is refused" do
+      assert {:error, "os_limits gives a key more than once" <> _} =
+               Engine.new(%EngineConfig{}, os_limits: [cpu_seconds: 60, cpu_seconds: 1])
+    end
+
+    test "a cap of zero is refused" do
+      assert {:error, "os_limits resident_memory must be a positive integer, got: 0" <> _} =
+               Engine.new(%EngineConfig{}, os_limits: [resident_memory: 0])
+    end
+
+    test "a setting of the config given as nil is refused" do
+      assert {:error, "consume_fuel must be a boolean, got: nil" <> _} =
+               Engine.new(%EngineConfig{consume_fuel: nil})
+    end
+  end
+
   describe "new/2 with :instance_slots" do
     # Instantiates `module` `n` times in `store`; the results.
     defp instantiate_n(store, module, n),

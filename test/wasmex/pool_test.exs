@@ -143,6 +143,29 @@ defmodule Wasmex.PoolTest do
       assert Pool.call_function(pool, "count", []) == {:ok, [0]}
     end
 
+    test "an engine killed again and again is restarted each time, the pool running on" do
+      pool = start_pool(size: 2)
+      supervisor = Process.whereis(pool)
+
+      for _ <- 1..5 do
+        [member | _] = members = Pool.members(pool)
+        {:ok, store} = Wasmex.store(member)
+        System.cmd("kill", ["-9", "#{Wasmex.Host.os_pid(store.host)}"])
+        await_members(pool, 2, members)
+      end
+
+      assert {Process.alive?(supervisor), Pool.call_function(pool, "count", [])} ==
+               {true, {:ok, [0]}}
+    end
+
+    test "refuses a size below 1 and a negative max_queue" do
+      assert Pool.start_link(name: :bad_pool, bytes: @counter, size: 0) ==
+               {:error, ":size must be a positive integer, got: 0"}
+
+      assert Pool.start_link(name: :bad_pool, bytes: @counter, max_queue: -1) ==
+               {:error, ":max_queue must be a non-negative integer, got: -1"}
+    end
+
     test "a killed engine process restarts the whole pool; calls in flight get answers or errors" do
       pool = start_pool(size: 2)
       [member | _] = Pool.members(pool)
@@ -159,6 +182,13 @@ defmodule Wasmex.PoolTest do
       members = await_members(pool, 2, [member])
       refute member in members
       assert {:ok, [_]} = Pool.call_function(pool, "bump", [])
+    end
+  end
+
+  describe "Wasmex.Pool.Engine.restart_wait/1" do
+    test "restarts at once, then waits twice as long each time, up to 5 s" do
+      assert Enum.map(1..9, &Pool.Engine.restart_wait/1) ==
+               [0, 100, 200, 400, 800, 1600, 3200, 5000, 5000]
     end
   end
 

@@ -125,9 +125,16 @@ defmodule Wasmex.Host.Startup do
   defp os_limits(%{} = limits), do: {:ok, limits}
 
   defp os_limits(limits) when is_list(limits) do
-    if Keyword.keyword?(limits),
-      do: {:ok, Map.new(limits)},
-      else: {:error, "os_limits must be a keyword list or a map, got: #{inspect(limits)}"}
+    cond do
+      not Keyword.keyword?(limits) ->
+        {:error, "os_limits must be a keyword list or a map, got: #{inspect(limits)}"}
+
+      length(Enum.uniq(Keyword.keys(limits))) < length(limits) ->
+        {:error, "os_limits gives a key more than once: #{inspect(limits)}"}
+
+      true ->
+        {:ok, Map.new(limits)}
+    end
   end
 
   defp os_limits(other),
