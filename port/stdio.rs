@@ -12,9 +12,10 @@ use crate::outbox::Outbox;
 use crate::output::Outputs;
 use crate::term;
 use bytes::{Bytes, BytesMut};
+use eetf::Term;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, ReadBuf};
@@ -41,6 +42,10 @@ pub const MAX_UNREAD_STDIN: usize = 16 << 20;
 pub struct StdinSender {
     tx: UnboundedSender<StdinMsg>,
     unread: Arc<AtomicUsize>,
+    /// Whether the store's program reads input the BEAM sends unasked (`stdin: :messages`).
+    push: bool,
+    /// Whether the BEAM ended the input (`Wasmex.Wasi.close_stdin/1`).
+    closed: AtomicBool,
 }
 
 /// The store's end of its stdin.
@@ -49,14 +54,16 @@ pub struct StdinReceiver {
     unread: Arc<AtomicUsize>,
 }
 
-/// A store's stdin channel.
-pub fn stdin_channel() -> (StdinSender, StdinReceiver) {
+/// A store's stdin channel; `push` when its program reads input sent unasked.
+pub fn stdin_channel(push: bool) -> (StdinSender, StdinReceiver) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let unread = Arc::new(AtomicUsize::new(0));
     (
         StdinSender {
             tx,
             unread: unread.clone(),
+            push,
+            closed: AtomicBool::new(false),
         },
         StdinReceiver { rx, unread },
     )
@@ -65,6 +72,9 @@ pub fn stdin_channel() -> (StdinSender, StdinReceiver) {
 impl StdinSender {
     /// Sends an end of input or a cancellation (a store already gone takes nothing).
     pub fn send(&self, msg: StdinMsg) {
+        if let StdinMsg::Eof = msg {
+            self.closed.store(true, Ordering::Relaxed);
+        }
         let _ = self.tx.send(msg);
     }
 
@@ -78,6 +88,16 @@ impl StdinSender {
     /// Sends input, unless the store would then hold more than [`MAX_UNREAD_STDIN`]
     /// bytes its program has not read.
     pub fn send_data(&self, data: Vec<u8>) -> Result<(), String> {
+        if !self.push {
+            return Err(
+                "the store's stdin is not :messages: nothing would read this \
+                        (a Wasmex.Pipe as stdin is written with Wasmex.Pipe.write/2)"
+                    .into(),
+            );
+        }
+        if self.closed.load(Ordering::Relaxed) {
+            return Err("the store's stdin is closed (Wasmex.Wasi.close_stdin/1)".into());
+        }
         let len = data.len();
         let unread = self.unread.fetch_add(len, Ordering::AcqRel);
         if unread.saturating_add(len) > MAX_UNREAD_STDIN {
@@ -90,6 +110,16 @@ impl StdinSender {
         let _ = self.tx.send(StdinMsg::Data(data));
         Ok(())
     }
+}
+
+/// Whether a store made with WASI options `wasi` (core, or `{p2, Options}` for
+/// components) reads input sent unasked: its `stdin` is `push`.
+pub fn pushes_stdin(wasi: &Term) -> bool {
+    let options = crate::component::wasi::p2_options(wasi).unwrap_or(wasi);
+    term::as_map(options, "wasi")
+        .ok()
+        .and_then(|m| term::map_get(m, "stdin"))
+        .is_some_and(|t| term::as_atom(t) == Some("push"))
 }
 
 impl StdinReceiver {

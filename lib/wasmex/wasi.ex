@@ -51,8 +51,9 @@ defmodule Wasmex.Wasi do
   @doc """
   Sends bytes to the program's stdin; a waiting read returns them. A store holds at most
   16 MiB written and not yet read by its program: a write past that takes nothing and
-  returns `{:error, "stdin is full: ..."}` (write again once the program has read), as
-  does a write to a store that is gone (`{:error, "unknown store ..."}`).
+  returns `{:error, "stdin is full: ..."}` (write again once the program has read). A
+  write to a store whose stdin is not `:messages`, after `close_stdin/1`, or to a store
+  that is gone (`{:error, "unknown store ..."}`) is an error too.
   """
   @spec write_stdin(StoreOrCaller.t(), binary()) :: :ok | {:error, String.t()}
   def write_stdin(%StoreOrCaller{host: host, store_id: id}, data) when is_binary(data) do

@@ -274,7 +274,7 @@ impl Host {
         limits: Term,
         wasi: Term,
     ) {
-        let (stdin, stdin_rx) = crate::stdio::stdin_channel();
+        let (stdin, stdin_rx) = crate::stdio::stdin_channel(crate::stdio::pushes_stdin(&wasi));
         let cancellations = Cancellations::default();
         let waiting = crate::waiting::Waiting::default();
         let init = StoreInit {

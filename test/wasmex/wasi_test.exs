@@ -171,9 +171,11 @@ defmodule Wasmex.WasiTest do
 
     test "what the program reads makes room again", %{store: store, mib16: mib16} do
       :ok = Wasmex.Wasi.write_stdin(store, mib16)
-      :ok = Wasmex.Wasi.close_stdin(store)
-      {:ok, pid} = Wasmex.start_link(%{bytes: @wasi_test, store: store})
-      assert Wasmex.call_function(pid, :_start, [], 30_000) == {:ok, []}
+      {:error, "stdin is full" <> _} = Wasmex.Wasi.write_stdin(store, "y")
+      # `read()` reads 100 bytes of stdin.
+      poller = File.read!(Path.expand("../fixtures/wasi_stdin_poller.wat", __DIR__))
+      {:ok, pid} = Wasmex.start_link(%{bytes: poller, store: store})
+      {:ok, [0, 100]} = Wasmex.call_function(pid, "read", [], 5_000)
       assert Wasmex.Wasi.write_stdin(store, "y") == :ok
     end
 
@@ -190,6 +192,23 @@ defmodule Wasmex.WasiTest do
       {:ok, []} = Wasmex.call_function(pid, :_start, [], 30_000)
       # Sent a MiB at a time, echoed whole with its "\n".
       assert Wasmex.Pipe.size(stdout) == size + 1
+    end
+
+    test "a write after close_stdin/1 is an error", %{store: store} do
+      :ok = Wasmex.Wasi.close_stdin(store)
+
+      assert Wasmex.Wasi.write_stdin(store, "y") ==
+               {:error, "the store's stdin is closed (Wasmex.Wasi.close_stdin/1)"}
+    end
+
+    test "a write to a store whose stdin is not :messages is an error" do
+      {:ok, plain} = Wasmex.Store.new()
+      {:ok, piped} = Wasmex.Store.new_wasi(%WasiOptions{stdin: elem(Wasmex.Pipe.new(), 1)})
+
+      for store <- [plain, piped] do
+        assert {:error, "the store's stdin is not :messages" <> _} =
+                 Wasmex.Wasi.write_stdin(store, "y")
+      end
     end
 
     test "a write to a store that is gone is an error" do
