@@ -65,6 +65,11 @@ defmodule Wasmex.Engine do
   the second usually holds a few instances, and reserving slots adds about 1 ms to the
   start of its process.
 
+  An option other than these three, an option or an `os_limits` key given twice, a cap of
+  0 and a `Wasmex.EngineConfig` setting given as `nil` are refused with `{:error, reason}`
+  naming them: a mistyped cap must not start an engine without it. A cap given as `nil`
+  is no cap.
+
   Hosts started for stores without an engine take `os_limits` and `compile_timeout` from
   the application environment (`config :wasmex, os_limits: [...], compile_timeout: ...`).
 
