@@ -9,7 +9,8 @@ defmodule Wasmex.Pool do
   freed when its call returns, gives up, or its caller dies, even killed
   (`Wasmex.Pool.Slots`). Instances
   that exit are restarted; if the engine's process dies, the pool restarts it and all its
-  instances, so the pool keeps its size.
+  instances, so the pool keeps its size. An engine that dies again and again (a guest over
+  its caps) is restarted after a growing wait, from 100 ms up to 5 s, so the pool runs on.
 
   Pools started under the same name on several nodes form one `:pg` group: with
   `scope: :global` a call may go to any node's instances, and when a node goes away its
@@ -38,7 +39,7 @@ defmodule Wasmex.Pool do
 
     * `:name` (required) - the pool's name;
     * `:bytes` - `.wasm`/`.wat` bytes, or `:module` - a `Wasmex.Module` (from any host);
-    * `:size` - number of instances (default: the number of schedulers);
+    * `:size` - number of instances, at least 1 (default: the number of schedulers);
     * `:imports`, `:links`, `:wasi` - as for `Wasmex.start_link/1` (each instance gets a
       WASI store of its own);
     * `:engine_config` - a `Wasmex.EngineConfig`; `:os_limits` - caps of the pool's OS
