@@ -218,10 +218,13 @@ defmodule Wasmex do
 
   defp start_with_own_store(opts) do
     with {:ok, store} <- build_store(opts) do
-      result = start_with_store(Map.put(opts, :store, store))
-      # The server now holds the store; this process no longer needs to.
-      Store.release(store, self())
-      result
+      try do
+        start_with_store(Map.put(opts, :store, store))
+      after
+        # The server holds the store now, if it started; this process no longer needs
+        # to, and a start that failed or raised (a bad :name) leaves no host behind.
+        Store.release(store, self())
+      end
     end
   end
 

@@ -139,9 +139,26 @@ defmodule Wasmex.Instance do
   """
   @spec call_exported_function(StoreOrCaller.t(), t(), String.t(), [number()], term()) :: :ok
   def call_exported_function(store, instance, name, params, from, timeout \\ 5_000) do
-    request = call_request(store, instance, name, params, timeout)
-    Host.cast_request(instance.host, request, {:send, self(), from})
+    case of_store(store, instance) do
+      :ok ->
+        request = call_request(store, instance, name, params, timeout)
+        Host.cast_request(instance.host, request, {:send, self(), from})
+
+      error ->
+        send(self(), {:returned_function_call, error, from})
+        :ok
+    end
   end
+
+  @doc false
+  # Whether `instance` lives in `store` (or in the store whose callback `store` is the
+  # caller of): an id names an instance only within its store.
+  @spec of_store(StoreOrCaller.t(), t()) :: :ok | {:error, String.t()}
+  def of_store(%StoreOrCaller{host: host, store_id: id}, %__MODULE__{host: host, store_id: id}),
+    do: :ok
+
+  def of_store(%StoreOrCaller{}, %__MODULE__{}),
+    do: {:error, "the instance does not belong to this store"}
 
   @doc """
   Reads an exported global.
@@ -155,15 +172,21 @@ defmodule Wasmex.Instance do
   """
   @spec get_global_value(StoreOrCaller.t(), t(), String.t()) ::
           {:ok, number()} | {:error, String.t()}
-  def get_global_value(%StoreOrCaller{} = store, %__MODULE__{id: id}, name) do
-    Host.request(store.host, Wire.global_get(StoreOrCaller.context(store), id, to_string(name)))
+  def get_global_value(%StoreOrCaller{} = store, %__MODULE__{id: id} = instance, name) do
+    with :ok <- of_store(store, instance),
+         do:
+           Host.request(
+             store.host,
+             Wire.global_get(StoreOrCaller.context(store), id, to_string(name))
+           )
   end
 
   @doc "Writes a mutable exported global."
   @spec set_global_value(StoreOrCaller.t(), t(), String.t(), number()) ::
           :ok | {:error, String.t()}
-  def set_global_value(%StoreOrCaller{} = store, %__MODULE__{id: id}, name, value) do
-    with {:ok, :ok} <-
+  def set_global_value(%StoreOrCaller{} = store, %__MODULE__{id: id} = instance, name, value) do
+    with :ok <- of_store(store, instance),
+         {:ok, :ok} <-
            Host.request(
              store.host,
              Wire.global_set(StoreOrCaller.context(store), id, to_string(name), value)

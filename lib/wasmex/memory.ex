@@ -49,10 +49,12 @@ defmodule Wasmex.Memory do
   Errors with `"The WebAssembly module has no exported memory."` when there is none.
   """
   @spec from_instance(StoreOrCaller.t(), Instance.t()) :: {:ok, t()} | {:error, String.t()}
-  def from_instance(_store, %Instance{} = instance) do
-    case of_instance(instance) do
-      nil -> {:error, "The WebAssembly module has no exported memory."}
-      memory -> {:ok, memory}
+  def from_instance(store, %Instance{} = instance) do
+    with :ok <- Instance.of_store(store, instance) do
+      case of_instance(instance) do
+        nil -> {:error, "The WebAssembly module has no exported memory."}
+        memory -> {:ok, memory}
+      end
     end
   end
 
@@ -196,6 +198,14 @@ defmodule Wasmex.Memory do
       {:ok, %{memory | store: store, size: size, offset: offset}}
     end
   end
+
+  def from_instance(%Instance{}, size, offset) when is_map_key(@view_types, size),
+    do: {:error, "a view's offset must be a non-negative integer, got: #{inspect(offset)}"}
+
+  def from_instance(%Instance{}, size, _offset),
+    do:
+      {:error,
+       "a view's type must be one of #{inspect(Map.keys(@view_types) |> Enum.sort())}, got: #{inspect(size)}"}
 
   @doc "The number of elements of the view that fit in the memory after its offset."
   @spec length(t()) :: non_neg_integer() | {:error, String.t()}

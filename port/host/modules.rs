@@ -107,7 +107,10 @@ fn off_thread(
         let result = catch_unwind(AssertUnwindSafe(|| work(&shared)))
             .unwrap_or_else(|_| Err("internal error: the module work failed".into()));
         shared.cancellations.forget(id);
-        shared.outbox.send(&reply(id, result));
+        // A result over what the BEAM takes (a pre-initialized module of 300 MB) is an
+        // error saying so, not a frame the BEAM would stop the host for.
+        let result = result.map_err(|e| term::string(&crate::errors::cap(e)));
+        shared.outbox.reply(id, result);
     };
     // tokio panics when the OS refuses it a thread.
     let started = match pool() {

@@ -249,6 +249,17 @@ defmodule Wasmex.EarlierApiTest do
       assert Memory.read_string(memory, 10, 1) == "x"
     end
 
+    test "Wasmex.memory/3 refuses a bad type or offset, the instance running on" do
+      {:ok, pid} = Wasmex.start_link(%{bytes: File.read!(TestHelper.wasm_test_file_path())})
+
+      assert {Wasmex.memory(pid, :uint64, 0), Wasmex.memory(pid, :uint8, -1)} ==
+               {{:error,
+                 "a view's type must be one of [:int16, :int32, :int8, :uint16, :uint32, :uint8], got: :uint64"},
+                {:error, "a view's offset must be a non-negative integer, got: -1"}}
+
+      assert {:ok, _} = Wasmex.memory(pid, :uint8, 0)
+    end
+
     test "Wasmex.memory/3 gives a view of a running instance" do
       {:ok, pid} = Wasmex.start_link(%{bytes: @wasm_test})
       {:ok, memory} = Wasmex.memory(pid, :uint8, 0)

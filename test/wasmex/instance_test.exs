@@ -71,6 +71,15 @@ defmodule Wasmex.InstanceTest do
       assert_receive {:returned_function_call, {:error, "exported function `nope` not found"},
                       :from}
     end
+
+    test "refuses an instance of another store", %{store: store, module: module} do
+      {:ok, other} = Wasmex.Store.new(nil, Wasmex.Engine.default())
+      {:ok, instance} = Instance.new(store, module, %{})
+      Instance.call_exported_function(other, instance, "arity_0", [], :from)
+
+      assert_receive {:returned_function_call,
+                      {:error, "the instance does not belong to this store"}, :from}
+    end
   end
 
   describe "get_global_value/3 and set_global_value/4" do
@@ -86,6 +95,15 @@ defmodule Wasmex.InstanceTest do
         assert Instance.set_global_value(store, instance, "#{name}", value) == :ok
         assert Instance.get_global_value(store, instance, "#{name}") == {:ok, value}
       end
+    end
+
+    test "refuse an instance of another store", %{store: store, module: module} do
+      {:ok, instance} = Instance.new(store, module, %{})
+      {:ok, other} = Wasmex.Store.new(nil, Wasmex.Engine.default())
+      error = {:error, "the instance does not belong to this store"}
+
+      assert {Instance.get_global_value(other, instance, "global_i32_mut"),
+              Instance.set_global_value(other, instance, "global_i32_mut", 1)} == {error, error}
     end
 
     test "report unknown, immutable and mistyped globals", %{store: store, module: module} do

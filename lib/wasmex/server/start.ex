@@ -202,7 +202,9 @@ defmodule Wasmex.Server.Start do
   # now on); otherwise the module is instantiated in the store by a request that makes the
   # server a holder of the store and the handler of the instance's callbacks.
   defp instance_of(server, %{instance: %Instance{} = instance, store: store}) do
-    with :ok <- Store.retain(store, server), do: {:ok, instance}
+    with :ok <- Instance.of_store(store, instance),
+         :ok <- Store.retain(store, server),
+         do: {:ok, instance}
   end
 
   defp instance_of(server, %{store: store, module: module, imports: imports, links: links}),
