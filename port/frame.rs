@@ -117,8 +117,8 @@ pub fn encode_frame(term: &eetf::Term) -> Vec<u8> {
 }
 
 /// The frame of `{reply, Id, {ok, Bytes}}`, with `bytes` copied once, straight into it
-/// (for memory reads, which can be megabytes); refused over the frame limit, where its
-/// length prefix could wrap (the BEAM reads larger memory in parts).
+/// (for memory reads, which can be megabytes); refused over what the BEAM takes (see
+/// [`check_read`]).
 pub fn binary_reply_frame(id: u64, bytes: &[u8]) -> crate::term::Fallible<Vec<u8>> {
     use crate::term;
     let ok = |empty| term::tuple(vec![term::atom("ok"), empty]);
@@ -136,12 +136,12 @@ pub fn binary_part_frame(id: u64, bytes: &[u8]) -> crate::term::Fallible<Vec<u8>
     })
 }
 
-/// Refuses a read of `len` bytes over the frame limit: its answer, even in parts, could
-/// not be taken by the BEAM in one piece (which reads larger memory in parts itself).
+/// Refuses a read of `len` bytes over what the BEAM takes in one answer ([`MAX_TO_BEAM`]),
+/// parts included (it reads larger memory in parts of its own), before anything is sent.
 pub fn check_read(len: usize) -> crate::term::Fallible<()> {
-    if len > MAX_FRAME {
+    if len > MAX_TO_BEAM {
         return Err(format!(
-            "a read of {len} bytes is over the frame limit of {MAX_FRAME}"
+            "a read of {len} bytes is over the limit of {MAX_TO_BEAM} bytes the BEAM takes in one answer"
         ));
     }
     Ok(())
@@ -263,14 +263,14 @@ mod tests {
     }
 
     #[test]
-    fn a_binary_reply_over_the_frame_limit_is_refused() {
+    fn a_binary_reply_over_what_the_beam_takes_is_refused() {
         // Zeroed by the allocator, never touched: the check comes before any copy.
-        let bytes = vec![0u8; MAX_FRAME + 1];
+        let bytes = vec![0u8; MAX_TO_BEAM + 1];
         assert_eq!(
             binary_reply_frame(3, &bytes),
             Err(format!(
-                "a read of {} bytes is over the frame limit of {MAX_FRAME}",
-                MAX_FRAME + 1
+                "a read of {} bytes is over the limit of {MAX_TO_BEAM} bytes the BEAM takes in one answer",
+                MAX_TO_BEAM + 1
             ))
         );
     }

@@ -63,6 +63,7 @@ impl Staging {
     }
 
     /// Bytes staged, all writes together.
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }

@@ -125,7 +125,7 @@ defmodule Wasmex.Host do
     case Client.call(host, {:request, request, {:bulk, token}}, wait) do
       {:error, :timeout} ->
         GenServer.cast(host, {:free_bulk, token})
-        {:no_answer, {:error, "the Wasm host did not answer within #{wait} ms"}}
+        {:no_answer, no_answer(wait)}
 
       {:error, {:down, reason}} ->
         {:error, down_message(reason)}
@@ -231,10 +231,12 @@ defmodule Wasmex.Host do
   @spec adopt(pid(), pid()) :: :ok | {:error, term()}
   def adopt(host, owner), do: call(host, {:adopt, owner})
 
+  defp no_answer(wait), do: {:error, "the Wasm host did not answer within #{wait} ms"}
+
   # A call to the host server that waits a bounded time; the host's exit becomes an error.
   defp call(host, message, wait \\ Client.request_timeout()) do
     case Client.call(host, message, wait) do
-      {:error, :timeout} -> {:error, "the Wasm host did not answer within #{wait} ms"}
+      {:error, :timeout} -> no_answer(wait)
       {:error, {:down, reason}} -> {:error, down_message(reason)}
       answer -> answer
     end

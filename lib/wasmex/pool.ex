@@ -52,9 +52,21 @@ defmodule Wasmex.Pool do
   def start_link(opts) do
     name = Keyword.fetch!(opts, :name)
 
-    with :ok <- check(opts, :size, &(is_integer(&1) and &1 >= 1), "a positive integer"),
+    with :ok <- check_keys(opts),
+         :ok <- check(opts, :size, &(is_integer(&1) and &1 >= 1), "a positive integer"),
          :ok <- check(opts, :max_queue, &(is_integer(&1) and &1 >= 0), "a non-negative integer"),
          do: Supervisor.start_link(__MODULE__, opts, name: name)
+  end
+
+  @options [:name, :bytes, :module, :size, :imports, :links, :wasi, :engine_config] ++
+             [:os_limits, :compile_timeout, :instance_slots, :max_queue]
+
+  # A mistyped option (`os_limit:`) must not start a pool without what it asked for.
+  defp check_keys(opts) do
+    case Enum.find(Keyword.keys(opts), &(&1 not in @options)) do
+      nil -> :ok
+      key -> {:error, "unknown option #{inspect(key)} for Wasmex.Pool.start_link/1"}
+    end
   end
 
   defp check(opts, key, valid?, what) do
@@ -115,9 +127,12 @@ defmodule Wasmex.Pool do
               Slots.give_back(slots, slot)
             end
 
-          # The pool stopped: as for a pool that never ran, no instance answers.
+          # This node's pool stopped: no local instance answers (its members may still be
+          # listed in :pg for a moment, which drops them on their exit asynchronously).
           {:error, :not_running} ->
-            call_any(pool, name, params, timeout, opts, nil)
+            if Keyword.get(opts, :scope, :local) == :local,
+              do: no_instance(pool),
+              else: call_any(pool, name, params, timeout, opts, nil)
 
           {:error, :queue_full} = error ->
             error
@@ -133,10 +148,12 @@ defmodule Wasmex.Pool do
 
   defp call_any(pool, name, params, timeout, opts, counters) do
     case members(pool, Keyword.get(opts, :scope, :local)) do
-      [] -> {:error, "the pool #{inspect(pool)} has no running instance"}
+      [] -> no_instance(pool)
       members -> Wasmex.call_function(pick(members, counters), name, params, timeout)
     end
   end
+
+  defp no_instance(pool), do: {:error, "the pool #{inspect(pool)} has no running instance"}
 
   defp pick(members, nil), do: Enum.random(members)
 

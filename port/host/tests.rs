@@ -275,7 +275,10 @@ fn a_memory_read_over_the_frame_limit_is_refused() {
         next_reply(&rx),
         (
             4,
-            Err("a read of 4294967296 bytes is over the frame limit of 1073741824".into())
+            Err(
+                "a read of 4294967296 bytes is over the limit of 269484032 bytes the BEAM takes in one answer"
+                    .into()
+            )
         )
     );
 }

@@ -271,10 +271,7 @@ impl StoreRequest {
                 req.expect_arity(5)?;
                 let memory = export(&req, "memory")?;
                 let offset = u64_at(&req, 3, "offset")?;
-                let data = match req.tail.take() {
-                    Some(tail) => Data::InFrame(tail),
-                    None => Data::Owned(term::into_bytes(req.take_arg(4)?, "data")?),
-                };
+                let data = bytes_last(&mut req, 4)?;
                 StoreOp::MemoryWrite {
                     memory,
                     offset,
@@ -284,10 +281,7 @@ impl StoreRequest {
             "memory_stage" => {
                 req.expect_arity(3)?;
                 let write = u64_at(&req, 1, "write")?;
-                let data = match req.tail.take() {
-                    Some(tail) => Data::InFrame(tail),
-                    None => Data::Owned(term::into_bytes(req.take_arg(2)?, "data")?),
-                };
+                let data = bytes_last(&mut req, 2)?;
                 StoreOp::MemoryStage { write, data }
             }
             "memory_stage_bulk" => {
@@ -350,4 +344,13 @@ pub fn parse_timeout(t: &Term) -> Fallible<Option<Duration>> {
         return Ok(None);
     }
     Ok(Some(Duration::from_millis(term::as_u64(t, "timeout")?)))
+}
+
+/// The bytes of argument `i`, the request's last: left in the frame they came in when the
+/// port decoded the request around them (see `protocol::Tail`).
+fn bytes_last(req: &mut Request, i: usize) -> Fallible<Data> {
+    Ok(match req.tail.take() {
+        Some(tail) => Data::InFrame(tail),
+        None => Data::Owned(term::into_bytes(req.take_arg(i)?, "data")?),
+    })
 }

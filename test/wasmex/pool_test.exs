@@ -166,6 +166,11 @@ defmodule Wasmex.PoolTest do
                {:error, ":max_queue must be a non-negative integer, got: -1"}
     end
 
+    test "refuses an unknown option, naming it" do
+      assert Pool.start_link(name: :bad_pool, bytes: @counter, os_limit: [cpu_seconds: 1]) ==
+               {:error, "unknown option :os_limit for Wasmex.Pool.start_link/1"}
+    end
+
     test "a killed engine process restarts the whole pool; calls in flight get answers or errors" do
       pool = start_pool(size: 2)
       [member | _] = Pool.members(pool)

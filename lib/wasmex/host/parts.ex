@@ -56,10 +56,6 @@ defmodule Wasmex.Host.Parts do
 
   def complete(parts, _id, result), do: {result, parts}
 
-  @doc "Forgets the parts of `id` (an answer nobody waits for any more)."
-  @spec drop(t(), non_neg_integer()) :: t()
-  def drop(%__MODULE__{by_id: by_id} = parts, id), do: %{parts | by_id: Map.delete(by_id, id)}
-
   defp joined({_size, list}, {:ok, last}) when is_binary(last),
     do: {:ok, {:parts, Enum.reverse([last | list])}}
 

@@ -81,15 +81,12 @@ defmodule Wasmex.Memory.Transfer do
   end
 
   defp write_part(store, memory, index, binary) do
-    copy = fn length ->
-      build(store, memory, &Wire.memory_write_bulk(&1, &2, &3, index, length))
-    end
-
-    result =
-      with :pipe <- Wasmex.Host.Bulk.write(store.host, binary, copy),
-           do: request(store, memory, &Wire.memory_write(&1, &2, &3, index, binary))
-
-    unwrap(result)
+    send_bytes(
+      store.host,
+      binary,
+      fn length -> build(store, memory, &Wire.memory_write_bulk(&1, &2, &3, index, length)) end,
+      build(store, memory, &Wire.memory_write(&1, &2, &3, index, binary))
+    )
   end
 
   # Stages the parts of `binary` under a new write id, then writes them in one step. A
@@ -117,11 +114,21 @@ defmodule Wasmex.Memory.Transfer do
     do: for(at <- 0..(size - 1)//@stage_part, do: {at, min(@stage_part, size - at)})
 
   defp stage(store, context, write, part) do
-    copy = &Wire.memory_stage_bulk(context, write, &1)
+    send_bytes(
+      store.host,
+      part,
+      &Wire.memory_stage_bulk(context, write, &1),
+      Wire.memory_stage(context, write, part)
+    )
+  end
 
+  # Sends `binary` to `host` through its shared buffer, with the request `from_buffer.(length)`
+  # that takes the bytes from there; or, when the buffer cannot take them, in the
+  # request `in_frame` itself. The answer, unwrapped.
+  defp send_bytes(host, binary, from_buffer, in_frame) do
     result =
-      with :pipe <- Wasmex.Host.Bulk.write(store.host, part, copy),
-           do: Host.request(store.host, Wire.memory_stage(context, write, part))
+      with :pipe <- Wasmex.Host.Bulk.write(host, binary, from_buffer),
+           do: Host.request(host, in_frame)
 
     unwrap(result)
   end

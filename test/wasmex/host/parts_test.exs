@@ -41,10 +41,4 @@ defmodule Wasmex.Host.PartsTest do
                Parts.complete(parts, 1, {:ok, "f"})
     end
   end
-
-  describe "drop/2" do
-    test "forgets the id's parts" do
-      assert Parts.new() |> Parts.add(1, "a") |> Parts.drop(1) == Parts.new()
-    end
-  end
 end
