@@ -188,7 +188,12 @@ async fn serve_while_waiting(cx: &mut Cx<'_>, req: StoreRequest) {
     // Requests through the caller (an import calling back into its store, core or
     // component) are served inside the waiting call; any other waits until it ends.
     match &req.ctx {
-        Context::Caller { .. } => Box::pin(answer(cx.as_context_mut(), &req)).await,
+        Context::Caller { .. } => {
+            Box::pin(answer(cx.as_context_mut(), &req)).await;
+            // The callback goes on, and its answer (or its next request) comes soon:
+            // the reader watches for it again, as it did when the callback was sent.
+            crate::watch::expect_input();
+        }
         Context::Store(_) => cx.data_mut().deferred.push_back(req),
     }
 }
