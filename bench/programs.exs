@@ -61,31 +61,30 @@ defmodule Programs.Out do
 
   @doc """
   Runs `fun` `warmup` times untimed and `n` times timed. `fun` returns the port CPU
-  seconds it is answerable for (anything else: `port_os_pid`'s counters are read around
-  it), or `{:ns, time}` to time only a part of its work itself.
+  seconds it is answerable for (anything else: `port_os_pid`'s counters are read once
+  around all `n` runs, so that no file read comes between two runs and each run finds
+  the port as the one before left it), or `{:ns, time}` to time only a part of its work
+  itself.
   Prints the median time in `unit` (:ms or :us), its spread, and CPU per operation.
   """
   def measure(name, n, warmup, unit, port_os_pid, fun) do
     for _ <- 1..warmup//1, do: fun.()
     beam0 = Programs.Proc.beam()
+    p0 = port_os_pid && Programs.Proc.cpu(port_os_pid)
 
-    {times, ports} =
+    {times, owns} =
       for _ <- 1..n do
-        p0 = port_os_pid && Programs.Proc.cpu(port_os_pid)
         t0 = System.monotonic_time()
         own = fun.()
         t = System.convert_time_unit(System.monotonic_time() - t0, :native, :nanosecond)
         # A fun may time a part of its work itself: {:ns, time}.
-        {t, own} = with({:ns, part} <- own, do: {part, nil}, else: (_ -> {t, own}))
-
-        port =
-          if is_number(own), do: own, else: (p0 && Programs.Proc.cpu(port_os_pid) - p0) || 0.0
-
-        {t, port}
+        with({:ns, part} <- own, do: {part, nil}, else: (_ -> {t, own}))
       end
       |> Enum.unzip()
 
     beam = (Programs.Proc.beam() - beam0) / n
+    port_total = (p0 && Programs.Proc.cpu(port_os_pid) - p0) || 0.0
+    ports = if Enum.all?(owns, &is_number/1), do: owns, else: [port_total]
     div = if unit == :ms, do: 1_000_000, else: 1_000
     times = Enum.map(times, &(&1 / div))
     figure(name, median(times), unit)
