@@ -43,7 +43,14 @@ defmodule Programs.Out do
 
   def fact(k, v), do: IO.puts("# #{k} #{v}")
 
-  def figure(name, value, unit), do: IO.puts("#{name} #{fmt(value)} #{unit}")
+  def figure(name, value, unit) do
+    # Kept for the figures that compare with it (see Programs.inprocess/1).
+    if is_number(value), do: Process.put({__MODULE__, name}, value)
+    IO.puts("#{name} #{fmt(value)} #{unit}")
+  end
+
+  @doc "A figure printed before in this run, or nil."
+  def printed(name), do: Process.get({__MODULE__, name})
 
   def fmt(v) when is_float(v) and abs(v) >= 100, do: :erlang.float_to_binary(v, decimals: 1)
   def fmt(v) when is_float(v) and abs(v) >= 1, do: :erlang.float_to_binary(v, decimals: 3)
@@ -102,7 +109,7 @@ defmodule Programs do
   alias Programs.{Out, Proc}
   alias Wasmex.Wasi.WasiOptions
 
-  @groups ~w(baseline js callback python start compile isolation preinit)a
+  @groups ~w(baseline js callback python start compile isolation preinit inprocess)a
 
   def main(argv) do
     {opts, _, _} = OptionParser.parse(argv, strict: [quick: :boolean, only: :string])
@@ -153,6 +160,7 @@ defmodule Programs do
     )
 
     ctx = %{
+      paths: %{qjs: qjs, py: py},
       qjs: File.read!(qjs),
       py: File.read!(py),
       qjs_wasi: File.read!(qjs_wasi),
@@ -363,6 +371,26 @@ defmodule Programs do
     end)
 
     Out.measure("compile_py_26mb_cached_new_host", ctx.reps.(10), 1, :ms, nil, compile_once)
+  end
+
+  # The JS and Python figures and the cold compile, in-process: wasmtime-py in a Python
+  # of its own (bench/programs/inprocess.py), beside the port's figures of the same run.
+  def inprocess(ctx) do
+    with {python, 0} <- System.cmd("bash", ["bench/programs/inprocess_env.sh"]),
+         cache = Path.dirname(ctx.paths.py),
+         script = "bench/programs/inprocess.py",
+         {out, 0} <- System.cmd(String.trim(python), [script, cache, "#{ctx.reps.(15)}"]) do
+      for line <- String.split(out, "\n", trim: true) do
+        IO.puts(line)
+        [name, value, _unit] = String.split(line)
+        port_name = String.replace_prefix(name, "inprocess_", "")
+        port = Out.printed(port_name)
+        {value, ""} = Float.parse(value)
+        if port, do: Out.figure("#{port_name}_ratio_to_inprocess", port / value, "x")
+      end
+    else
+      {out, status} -> Out.fact("inprocess_skipped", "exit #{status}: #{String.trim(out)}")
+    end
   end
 
   # A fresh store and instance per request, one call, then stop and release: from 1

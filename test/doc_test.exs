@@ -8,10 +8,12 @@ defmodule Wasmex.DocTest do
   doctest Wasmex.Memory
   doctest Wasmex.Module
   doctest Wasmex.Store
+  doctest Wasmex.StoreLimits
   doctest Wasmex.StoreOrCaller
   doctest Wasmex.Pipe
   doctest Wasmex.Wasi
   doctest Wasmex.Wasi.WasiOptions
+  doctest Wasmex.Wasi.PreopenOptions
   doctest Wasmex.Pool
   doctest Wasmex.Stats
   doctest Wasmex.Wat

@@ -12,6 +12,18 @@ defmodule Wasmex.StoreLimits do
 
   Growth past a limit fails the way Wasm specifies (`memory.grow` returns -1);
   instantiation past a limit fails with an error.
+
+  A store whose memories may grow to two pages (65,536 bytes each):
+
+      iex> limits = %Wasmex.StoreLimits{memory_size: 2 * 65_536}
+      iex> {:ok, store} = Wasmex.Store.new(limits)
+      iex> {:ok, pid} = Wasmex.start_link(%{store: store, bytes: ~s{(module (memory (export "memory") 1))}})
+      iex> {:ok, memory} = Wasmex.memory(pid)
+      iex> Wasmex.Memory.grow(store, memory, 1)
+      1
+      iex> {:error, _past_the_limit} = Wasmex.Memory.grow(store, memory, 1)
+      iex> Wasmex.Memory.size(store, memory)
+      131072
   """
 
   defstruct [:memory_size, :table_elements, :instances, :tables, :memories]

@@ -12,6 +12,30 @@ defmodule Wasmex.Wasi.PreopenOptions do
     * `read_only` (an addition to Wasmex's options, default `false`): when `true`, the
       program may list and read, but not create, write, rename or delete. Only `true`
       and `false` are accepted.
+
+  A program reading a file of a host directory it sees as `data`, and refused a write
+  there:
+
+      iex> dir = Path.join(System.tmp_dir!(), "preopen_\#{System.unique_integer([:positive])}")
+      iex> File.mkdir_p!(dir)
+      iex> File.write!(Path.join(dir, "hello.txt"), "hello from the host\\n")
+      iex> preopen = [%Wasmex.Wasi.PreopenOptions{path: dir, alias: "data", read_only: true}]
+      iex> run = fn args ->
+      ...>   {:ok, stdout} = Wasmex.Pipe.new()
+      ...>   options = %Wasmex.Wasi.WasiOptions{args: ["wasi_test" | args], stdout: stdout, preopen: preopen}
+      ...>   {:ok, store} = Wasmex.Store.new_wasi(options)
+      ...>   {:ok, pid} = Wasmex.start_link(%{store: store, bytes: File.read!(TestHelper.wasi_test_file_path())})
+      ...>   {:ok, []} = Wasmex.call_function(pid, :_start, [])
+      ...>   :ok = Wasmex.Pipe.seek(stdout, 0)
+      ...>   Wasmex.Pipe.read(stdout)
+      ...> end
+      iex> run.(["read", "data/hello.txt"])
+      "hello from the host\\n"
+      iex> run.(["write", "data/new.txt", "text"])
+      "error: Operation not permitted\\n"
+      iex> File.exists?(Path.join(dir, "new.txt"))
+      false
+      iex> {:ok, _removed} = File.rm_rf(dir)
   """
 
   alias Wasmex.Wasi.Check
