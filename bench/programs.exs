@@ -6,6 +6,13 @@
 #     mix run bench/programs.exs --quick         # few repeats: a smoke test
 #     mix run bench/programs.exs --only js,python
 #
+# The last group, `inprocess`, runs the JS and Python figures and the cold compile again
+# in-process, with wasmtime-py from PyPI (bench/programs/inprocess.py, in a venv that
+# bench/programs/inprocess_env.sh makes in the programs' cache), and prints each beside
+# the port's figure of the same run as `name_ratio_to_inprocess`: a baseline of
+# in-process Wasm on this machine, in the same minutes. Without python3's venv or PyPI it
+# prints `# inprocess_skipped` and why.
+#
 # Each figure is one line `name value unit`: the median over the repeats, then lines
 # `name.spread` (min and max), `name.beam_cpu` and `name.port_cpu` (CPU time per operation
 # of the BEAM and of the port OS processes, from /proc/<pid>/stat: less noisy than wall time

@@ -4,8 +4,10 @@ in-process Wasm on the machine and in the minute of the port's own figures.
     python inprocess.py CACHE REPEATS
 
 CACHE holds the programs (bench/programs/fetch.sh). wasmtime-py has the settings the
-port gives Wasm code (epoch interruption on, a deadline that never comes); a program's
-output goes to a file, the nearest in-process sink wasmtime-py has. Prints one line per
+port's default engine gives Wasm code: Cranelift's `none` optimization level (the
+default of `Wasmex.EngineConfig`, as of Wasmex 0.9.1) and epoch interruption on, with a
+deadline that never comes. A program's output goes to a file, the nearest in-process
+sink wasmtime-py has. Prints one line per
 figure, `name median unit`, named as the port's figure it stands beside, prefixed with
 `inprocess_`.
 """
@@ -38,6 +40,7 @@ CASES = [
 
 def engine(epoch=True):
     config = wasmtime.Config()
+    config.cranelift_opt_level = "none"
     config.epoch_interruption = epoch
     return wasmtime.Engine(config)
 
