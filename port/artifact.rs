@@ -22,8 +22,10 @@ const MAGIC: &[u8; 8] = b"wasmexA2";
 /// Magic, module key, settings digest, artifact length (u64, little-endian).
 const TRAILER_LEN: usize = 8 + 32 + 32 + 8;
 
-/// How many artifact files the cache keeps; the oldest go first.
+/// How many artifact files the cache keeps, and how many bytes they may take together
+/// (the newest file is kept whatever its size); the least recently used go first.
 pub const MAX_ARTIFACTS: usize = 256;
+pub const MAX_ARTIFACT_BYTES: u64 = 2 << 30;
 
 pub struct ArtifactCache {
     dir: PathBuf,
@@ -50,6 +52,8 @@ impl ArtifactCache {
         if !self.proves(&mut file, key) {
             return None;
         }
+        // Used now: the cache drops the least recently used files first (see `trim`).
+        let _ = file.set_modified(std::time::SystemTime::now());
         // SAFETY: the file was written by `keep` for exactly these bytes and settings (its
         // trailer says so), in the user's own cache directory; wasmtime checks the artifact
         // against this engine as well. The mapping is made from the same open file that was
@@ -69,6 +73,7 @@ impl ArtifactCache {
         if !self.proves(&mut file, key) {
             return None;
         }
+        let _ = file.set_modified(std::time::SystemTime::now());
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).ok()?;
         bytes.truncate(bytes.len().checked_sub(TRAILER_LEN)?);
@@ -103,7 +108,7 @@ impl ArtifactCache {
         contents.extend_from_slice(artifact);
         contents.extend_from_slice(&trailer(key, &self.settings, artifact.len() as u64));
         write_atomically(&path, &contents);
-        trim(&self.dir, MAX_ARTIFACTS);
+        trim(&self.dir, MAX_ARTIFACTS, MAX_ARTIFACT_BYTES);
     }
 }
 
@@ -140,21 +145,28 @@ fn write_atomically(path: &Path, contents: &[u8]) {
     }
 }
 
-fn trim(dir: &Path, keep: usize) {
+/// Removes the least recently used files (by modification time: `load` sets it) beyond
+/// `max_files` files or `max_bytes` bytes; the most recent file stays, whatever its size.
+fn trim(dir: &Path, max_files: usize, max_bytes: u64) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    let mut files: Vec<(std::time::SystemTime, PathBuf)> = entries
+    let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .filter_map(|e| {
+            let metadata = e.metadata().ok()?;
+            Some((metadata.modified().ok()?, metadata.len(), e.path()))
+        })
         .collect();
-    if files.len() <= keep {
-        return;
-    }
-    files.sort();
-    for (_, path) in &files[..files.len() - keep] {
-        let _ = std::fs::remove_file(path);
+    // Newest first.
+    files.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut kept_bytes = 0u64;
+    for (i, (_, len, path)) in files.iter().enumerate() {
+        kept_bytes = kept_bytes.saturating_add(*len);
+        if i > 0 && (i >= max_files || kept_bytes > max_bytes) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

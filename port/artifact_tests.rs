@@ -121,26 +121,79 @@ fn an_artifact_has_one_name_for_given_settings_and_key() {
     assert_eq!(names.len(), 1);
 }
 
-#[test]
-fn the_directory_keeps_the_newest_files() {
-    let dir = cache_dir("trim");
+/// A fresh directory of `sizes.len()` files `0.cwasm`, `1.cwasm`, ... of those sizes, each
+/// used a second after the one before.
+fn files_used_in_order(name: &str, sizes: &[usize]) -> PathBuf {
+    let dir = cache_dir(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let base = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
-    for i in 0..5u64 {
+    for (i, size) in sizes.iter().enumerate() {
         let path = dir.join(format!("{i}.cwasm"));
-        std::fs::write(&path, b"x").unwrap();
-        let file = File::options().write(true).open(&path).unwrap();
-        file.set_modified(base + std::time::Duration::from_secs(i))
-            .unwrap();
+        std::fs::write(&path, vec![0u8; *size]).unwrap();
+        used_at(&path, i as u64);
     }
-    trim(&dir, 2);
-    let mut left: Vec<_> = std::fs::read_dir(&dir)
+    dir
+}
+
+fn used_at(path: &Path, second: u64) {
+    let base = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    let file = File::options().write(true).open(path).unwrap();
+    file.set_modified(base + std::time::Duration::from_secs(second))
+        .unwrap();
+}
+
+fn left_in(dir: &Path) -> Vec<String> {
+    let mut left: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
-        .map(|e| e.unwrap().file_name())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     left.sort();
+    let _ = std::fs::remove_dir_all(dir);
+    left
+}
+
+#[test]
+fn the_directory_keeps_the_most_recently_used_files() {
+    let dir = files_used_in_order("trim", &[1, 1, 1, 1, 1]);
+    trim(&dir, 2, u64::MAX);
+    assert_eq!(left_in(&dir), vec!["3.cwasm", "4.cwasm"]);
+}
+
+#[test]
+fn the_directory_keeps_no_more_bytes_than_its_bound() {
+    let dir = files_used_in_order("trim-bytes", &[100, 100, 100, 100]);
+    trim(&dir, 100, 250);
+    assert_eq!(left_in(&dir), vec!["2.cwasm", "3.cwasm"]);
+}
+
+#[test]
+fn the_most_recent_file_stays_even_past_the_byte_bound() {
+    let dir = files_used_in_order("trim-big", &[10, 1000]);
+    trim(&dir, 100, 500);
+    assert_eq!(left_in(&dir), vec!["1.cwasm"]);
+}
+
+#[test]
+fn loading_an_artifact_makes_it_the_last_to_go() {
+    let dir = cache_dir("lru");
+    let options = options(&dir);
+    let engine = options.build().unwrap();
+    let cache = ArtifactCache::new(dir.to_str().unwrap(), &options);
+    let (seven, eight) = (ModuleKey::of("wasm", SEVEN), ModuleKey::of("wasm", EIGHT));
+    cache.keep(&seven, &artifact_of(&options, SEVEN));
+    cache.keep(&eight, &artifact_of(&options, EIGHT));
+    let artifacts = dir.join("artifacts");
+    used_at(&cache.path(&seven), 1);
+    used_at(&cache.path(&eight), 2);
+    assert!(cache.load(&engine, &seven).is_some());
+    trim(&artifacts, 1, u64::MAX);
+    let seven_name = cache
+        .path(&seven)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert_eq!(left_in(&artifacts), vec![seven_name]);
     let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(left, vec!["3.cwasm", "4.cwasm"]);
 }
 
 #[test]
