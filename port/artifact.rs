@@ -160,7 +160,7 @@ fn trim(dir: &Path, max_files: usize, max_bytes: u64) {
         })
         .collect();
     // Newest first.
-    files.sort_by(|a, b| b.0.cmp(&a.0));
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
     let mut kept_bytes = 0u64;
     for (i, (_, len, path)) in files.iter().enumerate() {
         kept_bytes = kept_bytes.saturating_add(*len);
