@@ -6,12 +6,12 @@
 #     mix run bench/programs.exs --quick         # few repeats: a smoke test
 #     mix run bench/programs.exs --only js,python
 #
-# The last group, `inprocess`, runs the JS and Python figures and the cold compile again
-# in-process, with wasmtime-py from PyPI (bench/programs/inprocess.py, in a venv that
-# bench/programs/inprocess_env.sh makes in the programs' cache), and prints each beside
-# the port's figure of the same run as `name_ratio_to_inprocess`: a baseline of
-# in-process Wasm on this machine, in the same minutes. Without python3's venv or PyPI it
-# prints `# inprocess_skipped` and why.
+# The JS and Python groups and the cold compile are measured again in-process right
+# after the port's figures, with wasmtime-py from PyPI (bench/programs/inprocess.py, in a
+# venv that bench/programs/inprocess_env.sh makes in the programs' cache): lines
+# `inprocess_name` and `name_ratio_to_inprocess`, a baseline of in-process Wasm on this
+# machine in the same minute. Without python3's venv or PyPI they are skipped, with a
+# line `# inprocess_skipped` saying why.
 #
 # Each figure is one line `name value unit`: the median over the repeats, then lines
 # `name.spread` (min and max), `name.beam_cpu` and `name.port_cpu` (CPU time per operation
@@ -116,7 +116,7 @@ defmodule Programs do
   alias Programs.{Out, Proc}
   alias Wasmex.Wasi.WasiOptions
 
-  @groups ~w(baseline js callback python start compile isolation preinit inprocess)a
+  @groups ~w(baseline js callback python start compile isolation preinit)a
 
   def main(argv) do
     {opts, _, _} = OptionParser.parse(argv, strict: [quick: :boolean, only: :string])
@@ -245,6 +245,7 @@ defmodule Programs do
     end)
 
     GenServer.stop(engine.host)
+    inprocess_beside(ctx, ~w(js_empty_program js_sort_10000_print js_print_2000_to_pipe))
   end
 
   # QuickJS-NG's WASI build cannot call Wasm imports from JavaScript: a guest of our own
@@ -306,6 +307,7 @@ defmodule Programs do
 
     Out.figure("py_print_20000_to_pipe_less_empty_program", full - empty, "ms")
     GenServer.stop(engine.host)
+    inprocess_beside(ctx, ~w(py_empty_program py_print_20000_to_pipe))
   end
 
   # start_link of the 26 MB interpreter into a store of its own (a host of its own), from
@@ -378,25 +380,41 @@ defmodule Programs do
     end)
 
     Out.measure("compile_py_26mb_cached_new_host", ctx.reps.(10), 1, :ms, nil, compile_once)
+    inprocess_beside(ctx, ~w(compile_py_26mb_cold))
   end
 
-  # The JS and Python figures and the cold compile, in-process: wasmtime-py in a Python
-  # of its own (bench/programs/inprocess.py), beside the port's figures of the same run.
-  def inprocess(ctx) do
-    with {python, 0} <- System.cmd("bash", ["bench/programs/inprocess_env.sh"]),
-         cache = Path.dirname(ctx.paths.py),
-         script = "bench/programs/inprocess.py",
-         {out, 0} <- System.cmd(String.trim(python), [script, cache, "#{ctx.reps.(15)}"]) do
+  # `names`, figures just printed, measured again in-process: wasmtime-py in a Python of
+  # its own (bench/programs/inprocess.py), each printed with its ratio to the port's.
+  defp inprocess_beside(ctx, names) do
+    with {:ok, python} <- inprocess_python(),
+         args = ["bench/programs/inprocess.py", Path.dirname(ctx.paths.py), "#{ctx.reps.(15)}"],
+         {out, 0} <- System.cmd(python, args ++ names) do
       for line <- String.split(out, "\n", trim: true) do
         IO.puts(line)
         [name, value, _unit] = String.split(line)
         port_name = String.replace_prefix(name, "inprocess_", "")
-        port = Out.printed(port_name)
         {value, ""} = Float.parse(value)
-        if port, do: Out.figure("#{port_name}_ratio_to_inprocess", port / value, "x")
+
+        if port = Out.printed(port_name),
+          do: Out.figure("#{port_name}_ratio_to_inprocess", port / value, "x")
       end
     else
-      {out, status} -> Out.fact("inprocess_skipped", "exit #{status}: #{String.trim(out)}")
+      {:error, why} -> Out.fact("inprocess_skipped", why)
+      {out, status} -> Out.fact("inprocess_failed", "exit #{status}: #{String.trim(out)}")
+    end
+  end
+
+  # The venv's python (made once, by bench/programs/inprocess_env.sh), or why there is none.
+  defp inprocess_python do
+    with nil <- Process.get(:inprocess_python) do
+      result =
+        case System.cmd("bash", ["bench/programs/inprocess_env.sh"], stderr_to_stdout: true) do
+          {out, 0} -> {:ok, out |> String.split("\n", trim: true) |> List.last()}
+          {out, status} -> {:error, "inprocess_env.sh exit #{status}: #{String.trim(out)}"}
+        end
+
+      Process.put(:inprocess_python, result)
+      result
     end
   end
 

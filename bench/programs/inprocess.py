@@ -1,15 +1,15 @@
-"""The same programs as bench/programs.exs, run in-process by wasmtime-py: a baseline of
+"""Figures of bench/programs.exs, measured again in-process by wasmtime-py: a baseline of
 in-process Wasm on the machine and in the minute of the port's own figures.
 
-    python inprocess.py CACHE REPEATS
+    python inprocess.py CACHE REPEATS NAME...
 
-CACHE holds the programs (bench/programs/fetch.sh). wasmtime-py has the settings the
-port's default engine gives Wasm code: Cranelift's `none` optimization level (the
-default of `Wasmex.EngineConfig`, as of Wasmex 0.9.1) and epoch interruption on, with a
-deadline that never comes. A program's output goes to a file, the nearest in-process
-sink wasmtime-py has. Prints one line per
-figure, `name median unit`, named as the port's figure it stands beside, prefixed with
-`inprocess_`.
+Each NAME is a figure of bench/programs.exs (`js_sort_10000_print`, `py_empty_program`,
+`compile_py_26mb_cold`, ...); CACHE holds the programs (bench/programs/fetch.sh), and
+their compiled code for later runs. wasmtime-py has the settings the port's default
+engine gives Wasm code: Cranelift's `none` optimization level (the default of
+`Wasmex.EngineConfig`, as of Wasmex 0.9.1) and epoch interruption on, with a deadline
+that never comes. A program's output goes to a file, the nearest in-process sink
+wasmtime-py has. Prints one line per figure, `inprocess_NAME median unit`.
 """
 
 import os
@@ -20,7 +20,7 @@ import time
 
 import wasmtime
 
-CACHE, REPEATS = sys.argv[1], int(sys.argv[2])
+CACHE, REPEATS, NAMES = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 OUT = tempfile.mkdtemp(prefix="wasmex_inprocess_")
 
 SORT = (
@@ -73,20 +73,44 @@ def timed(fun):
     return (time.perf_counter() - t0) * 1000, result
 
 
+def compiled(eng, program):
+    """The program compiled for `eng`, from the cache after the first time."""
+    path = os.path.join(CACHE, f"inprocess-{program}-wasmtime{wasmtime_version()}-none.cwasm")
+    if os.path.exists(path):
+        return wasmtime.Module.deserialize_file(eng, path)
+    module = wasmtime.Module(eng, source(program))
+    with open(path + ".part", "wb") as out:
+        out.write(module.serialize())
+    os.replace(path + ".part", path)
+    return module
+
+
+def source(program):
+    with open(os.path.join(CACHE, f"{program}.wasm"), "rb") as f:
+        return f.read()
+
+
+def wasmtime_version():
+    from importlib.metadata import version
+
+    return version("wasmtime")
+
+
 def main():
     eng = engine()
     linker = wasmtime.Linker(eng)
     linker.define_wasi()
-    sources = {name: open(os.path.join(CACHE, f"{name}.wasm"), "rb").read() for name in ("quickjs", "python")}
-    modules = {}
-    compile_ms, modules["python"] = timed(lambda: wasmtime.Module(eng, sources["python"]))
-    figure("compile_py_26mb_cold", compile_ms, "ms")
-    no_epoch_ms, _ = timed(lambda: wasmtime.Module(engine(epoch=False), sources["python"]))
-    figure("compile_py_26mb_cold_without_epoch_checks", no_epoch_ms, "ms")
-    modules["quickjs"] = wasmtime.Module(eng, sources["quickjs"])
+    if "compile_py_26mb_cold" in NAMES:
+        py = source("python")
+        figure("compile_py_26mb_cold", timed(lambda: wasmtime.Module(eng, py))[0], "ms")
+        no_epoch = engine(epoch=False)
+        no_epoch_ms = timed(lambda: wasmtime.Module(no_epoch, py))[0]
+        figure("compile_py_26mb_cold_without_epoch_checks", no_epoch_ms, "ms")
 
     for name, program, argv, lines in CASES:
-        module = modules[program]
+        if name not in NAMES:
+            continue
+        module = compiled(eng, program)
         for _ in range(2):
             got = run(eng, linker, module, argv)
             if got != lines:
