@@ -19,7 +19,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -30,7 +30,7 @@ pub const HEAVY_AFTER_TICKS: u32 = 2;
 /// How much Wasm the store's current request has run, in epoch ticks: counted by the
 /// store's epoch callback, cleared when the store has answered a request.
 #[derive(Debug, Default)]
-pub struct Weight(AtomicU32);
+pub struct Weight(AtomicU32, AtomicBool);
 
 impl Weight {
     /// Counts one epoch tick of the running request.
@@ -45,9 +45,17 @@ impl Weight {
         self.0.fetch_max(HEAVY_AFTER_TICKS, Ordering::Relaxed);
     }
 
-    /// The request has been answered: the next one starts light.
+    /// The request has been answered (or waits for the BEAM): the next one starts light,
+    /// remembering whether this one was heavy.
     pub fn clear(&self) {
-        self.0.store(0, Ordering::Relaxed);
+        let was = self.0.swap(0, Ordering::Relaxed) >= HEAVY_AFTER_TICKS;
+        self.1.store(was, Ordering::Relaxed);
+    }
+
+    /// Whether the request before the running one (or the part of it before its last
+    /// callback) was heavy.
+    pub fn was_heavy(&self) -> bool {
+        self.1.load(Ordering::Relaxed)
     }
 
     /// Whether the running request belongs on the heavy runtime.

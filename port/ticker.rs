@@ -5,8 +5,11 @@
 //! 20 ms, for as long as calls keep coming (a call started since the last look counts,
 //! however short), and parks after two looks without one. A call that starts while it
 //! looks gets its first tick within 20 ms without having to wake it; only a call that
-//! finds it parked, or whose timeout is shorter than a look, wakes it (see
-//! [`must_wake`]), so a short timeout is kept as closely as before. Each look is a
+//! finds it parked, whose timeout is shorter than a look, or that is expected to compute
+//! for long (its store's last request did) wakes it (see [`must_wake`]). So a short
+//! timeout is kept as closely as before, and a long call moves off the thread that reads
+//! requests (`roam.rs`) after about two milliseconds, not twenty: its neighbours' calls
+//! wait that much less. Each look is a
 //! thread wake-up, which on a VM costs tens of microseconds of CPU: calls a few
 //! milliseconds apart cost a look for every ten calls, and an idle host costs nothing.
 //! [`Pace`] decides, and is tested without a thread.
@@ -80,11 +83,11 @@ impl Pace {
 
 /// Whether a call starting now, with `timeout`, wakes the ticker waiting in `waiting`:
 /// when it is parked, or when it looks only every [`COARSE`] and the call must stop sooner
-/// than that.
-pub fn must_wake(waiting: Step, timeout: Option<Duration>) -> bool {
+/// than that or is expected to compute for `long`.
+pub fn must_wake(waiting: Step, timeout: Option<Duration>, long: bool) -> bool {
     match waiting {
         Step::Park => true,
-        Step::Look => timeout.is_some_and(|t| t < COARSE),
+        Step::Look => long || timeout.is_some_and(|t| t < COARSE),
         Step::Tick => false,
     }
 }
@@ -148,12 +151,16 @@ impl Ticker {
         }
     }
 
-    /// Marks a call that must stop after `timeout` as running for as long as the guard
-    /// lives.
-    pub fn running(self: &Arc<Self>, timeout: Option<Duration>) -> TickGuard {
+    /// Marks a call that must stop after `timeout`, and is expected to compute for `long`
+    /// or not, as running for as long as the guard lives.
+    pub fn running(self: &Arc<Self>, timeout: Option<Duration>, long: bool) -> TickGuard {
         self.running.fetch_add(1, Ordering::SeqCst);
         self.started.fetch_add(1, Ordering::Relaxed);
-        if must_wake(Step::from_u8(self.waiting.load(Ordering::SeqCst)), timeout) {
+        if must_wake(
+            Step::from_u8(self.waiting.load(Ordering::SeqCst)),
+            timeout,
+            long,
+        ) {
             self.thread.unpark();
         }
         TickGuard(self.clone())
@@ -232,12 +239,18 @@ mod tests {
     fn only_a_parked_ticker_or_a_timeout_shorter_than_a_look_wakes_it() {
         let short = Some(COARSE - Duration::from_millis(1));
         let long = Some(Duration::from_secs(5));
-        assert!(must_wake(Step::Park, long));
-        assert!(must_wake(Step::Park, None));
-        assert!(must_wake(Step::Look, short));
-        assert!(!must_wake(Step::Look, long));
-        assert!(!must_wake(Step::Look, None));
-        assert!(!must_wake(Step::Tick, short));
+        assert!(must_wake(Step::Park, long, false));
+        assert!(must_wake(Step::Park, None, false));
+        assert!(must_wake(Step::Look, short, false));
+        assert!(!must_wake(Step::Look, long, false));
+        assert!(!must_wake(Step::Look, None, false));
+        assert!(!must_wake(Step::Tick, short, false));
+    }
+
+    #[test]
+    fn a_call_expected_to_compute_for_long_wakes_a_looking_ticker() {
+        assert!(must_wake(Step::Look, None, true));
+        assert!(!must_wake(Step::Tick, None, true));
     }
 
     /// Waits up to 5 s for `done`, looking every millisecond.
@@ -257,7 +270,7 @@ mod tests {
         let ticker = Ticker::start(Engine::default());
         assert!(within_5s(|| ticker.is_parked()), "idle, it never parked");
         let before = ticker.ticks();
-        let call = ticker.running(None);
+        let call = ticker.running(None, false);
         assert!(
             within_5s(|| ticker.ticks() >= before + 3),
             "a running call got no ticks"

@@ -36,11 +36,14 @@ pub fn enter(cx: &mut Cx<'_>, timeout: Option<Duration>) -> CallScope {
     let left = call.as_ref().and_then(|call| call.set_timeout(timeout));
     let ticking = if outermost {
         cx.as_context_mut().set_epoch_deadline(1);
-        Some(cx.data().shared.ticker.running(left))
+        // A store whose last request computed for long likely does again: its call gets
+        // fine ticks at once, and so moves off the light worker within two of them.
+        let long = cx.data().weight.was_heavy();
+        Some(cx.data().shared.ticker.running(left, long))
     } else {
         // The outermost call keeps the ticker running; a nested deadline sooner than it
         // looks makes it look sooner.
-        left.map(|left| cx.data().shared.ticker.running(Some(left)))
+        left.map(|left| cx.data().shared.ticker.running(Some(left), false))
     };
     cx.data_mut().depth += 1;
     CallScope {
