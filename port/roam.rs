@@ -173,6 +173,20 @@ mod tests {
     }
 
     #[test]
+    fn a_weight_remembers_whether_the_request_it_cleared_was_heavy() {
+        let weight = Weight::default();
+        assert!(!weight.was_heavy());
+        for _ in 0..HEAVY_AFTER_TICKS {
+            weight.tick();
+        }
+        weight.clear();
+        assert!(weight.was_heavy());
+        weight.tick();
+        weight.clear();
+        assert!(!weight.was_heavy());
+    }
+
+    #[test]
     fn a_light_task_runs_on_the_light_worker() {
         let (tx, rx) = mpsc::channel();
         let end = Arc::new(std::sync::atomic::AtomicBool::new(false));

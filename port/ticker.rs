@@ -9,9 +9,9 @@
 //! for long (its store's last request did) wakes it (see [`must_wake`]). So a short
 //! timeout is kept as closely as before, and a long call moves off the thread that reads
 //! requests (`roam.rs`) after about two milliseconds, not twenty: its neighbours' calls
-//! wait that much less. Each look is a
-//! thread wake-up, which on a VM costs tens of microseconds of CPU: calls a few
-//! milliseconds apart cost a look for every ten calls, and an idle host costs nothing.
+//! wait that much less. Each look is a thread wake-up, which on a VM costs tens of
+//! microseconds of CPU: calls a few milliseconds apart cost a look for every ten calls,
+//! and an idle host costs nothing.
 //! [`Pace`] decides, and is tested without a thread.
 
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
